@@ -1,0 +1,250 @@
+"""The one exception family of ``pl3xus_rx``.
+
+Every error the library raises on purpose derives from :class:`Pl3xusError`. Misuse errors
+also inherit the matching builtin, so ordinary ``except ValueError`` clauses keep working::
+
+    Pl3xusError
+    ├── SettingsError (ValueError)         a setting is out of range; names the field
+    ├── NotRegistered (TypeError)          a type was used without being registered
+    ├── DuplicateRegistration (ValueError) two types under one name
+    ├── NetworkStateError (RuntimeError)   a call in the wrong state (names the state)
+    ├── ConnectionNotFound (KeyError)      no live connection has this id
+    ├── BindError (OSError)                the listen address could not be bound
+    ├── ConnectFailed (ConnectionError)    connect() could not reach or greet the peer
+    ├── ConnectionClosed                   the peer went away while we used the connection
+    ├── SchemaMismatch                     both ends name a type but disagree on its schema
+    ├── ChannelFull                        a connection's outbound channel was full
+    ├── RateLimited                        a peer sent faster than its rate limit
+    └── ProtocolError                      bad data arrived from the network
+        ├── DecodeError                    bytes that are not a frame (undecodable, truncated)
+        ├── FrameError                     a decodable frame of the wrong shape or kind
+        ├── UnknownMessageType             a message type this end never registered
+        ├── MessageValidationError         a payload that fails its model's validation
+        ├── WrongFrameType                 text where binary was negotiated, or the reverse
+        └── RemoteError                    the peer reported that our frame was bad
+
+Foreign exceptions (``websockets``, ``msgpack``, ``pydantic``) are mapped at the boundary and
+chained with ``raise ... from exc`` so the cause stays visible.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "BindError",
+    "ChannelFull",
+    "ConnectFailed",
+    "ConnectionClosed",
+    "ConnectionNotFound",
+    "DecodeError",
+    "DuplicateRegistration",
+    "FrameError",
+    "MessageValidationError",
+    "NetworkStateError",
+    "NotRegistered",
+    "Pl3xusError",
+    "ProtocolError",
+    "RateLimited",
+    "RemoteError",
+    "SchemaMismatch",
+    "SettingsError",
+    "UnknownMessageType",
+    "WrongFrameType",
+]
+
+
+class Pl3xusError(Exception):
+    """Root of every error raised by pl3xus_rx."""
+
+
+class SettingsError(Pl3xusError, ValueError):
+    """A settings object was given an invalid value; the message names the field."""
+
+
+class NotRegistered(Pl3xusError, TypeError):
+    """A type was used that was never registered; the message says how to register it."""
+
+
+class DuplicateRegistration(Pl3xusError, ValueError):
+    """Two different types were registered under one wire name."""
+
+
+class NetworkStateError(Pl3xusError, RuntimeError):
+    """A call was made in a state that does not allow it; the message names the state."""
+
+
+class ConnectionNotFound(Pl3xusError, KeyError):
+    """No live connection has the given id."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else "connection not found"
+
+
+class BindError(Pl3xusError, OSError):
+    """The listen address could not be bound; the message names the address and OS error."""
+
+
+class ConnectFailed(Pl3xusError, ConnectionError):
+    """``connect()`` could not reach the peer or did not receive its welcome."""
+
+
+class ConnectionClosed(Pl3xusError):
+    """The connection closed while it was in use.
+
+    Attributes:
+        code: The WebSocket close code, when known.
+        reason: The close reason, when known.
+    """
+
+    def __init__(self, message: str, *, code: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+
+
+class SchemaMismatch(Pl3xusError):
+    """The two ends disagree on a type: one lacks it, or its schema hash differs.
+
+    Attributes:
+        type_name: The wire name of the type.
+        local_hash: This end's schema hash, or ``None`` if this end lacks the type.
+        remote_hash: The peer's schema hash, or ``None`` if the peer lacks the type.
+    """
+
+    def __init__(self, type_name: str, local_hash: str | None, remote_hash: str | None) -> None:
+        if remote_hash is None:
+            text = f"{type_name} is registered here but the peer does not know it"
+        elif local_hash is None:
+            text = f"the peer registers {type_name} but this end does not"
+        else:
+            text = (
+                f"{type_name} has schema hash {local_hash} here but {remote_hash} on the peer; "
+                "both ends must use the same model definition"
+            )
+        super().__init__(text)
+        self.type_name = type_name
+        self.local_hash = local_hash
+        self.remote_hash = remote_hash
+
+
+class ChannelFull(Pl3xusError):
+    """A connection's bounded outbound channel was full when a frame was sent to it."""
+
+
+class RateLimited(Pl3xusError):
+    """A peer sent frames faster than its configured rate limit."""
+
+
+class ProtocolError(Pl3xusError):
+    """Bad data arrived from the network.
+
+    Attributes:
+        code: A short machine-readable code, also sent in error frames (e.g.
+            ``"validation_error"``).
+        type_name: The message type concerned, if any.
+        field: The offending field (dotted path), if any.
+        limit: The limit that was exceeded, if any.
+    """
+
+    code = "protocol_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        type_name: str | None = None,
+        field: str | None = None,
+        limit: int | float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.type_name = type_name
+        self.field = field
+        self.limit = limit
+
+    def to_wire(self) -> dict[str, Any]:
+        """The body of the error frame that reports this error to the peer."""
+        return {
+            "code": self.code,
+            "message": self.message,
+            "type": self.type_name,
+            "field": self.field,
+            "limit": self.limit,
+        }
+
+
+class DecodeError(ProtocolError):
+    """Bytes that could not be decoded as a frame (not msgpack/JSON, or truncated)."""
+
+    code = "decode_error"
+
+
+class FrameError(ProtocolError):
+    """A decodable frame whose shape or kind is not part of the protocol."""
+
+    code = "bad_frame"
+
+
+class UnknownMessageType(ProtocolError):
+    """A message named a type that this end never registered."""
+
+    code = "unknown_type"
+
+
+class MessageValidationError(ProtocolError):
+    """A message payload failed its model's validation.
+
+    Attributes:
+        errors: pydantic's error list (``loc``, ``msg``, ``type`` per error).
+    """
+
+    code = "validation_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        type_name: str | None = None,
+        field: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(message, type_name=type_name, field=field)
+        self.errors = errors or []
+
+    def to_wire(self) -> dict[str, Any]:
+        """The body of the error frame, with the per-field errors."""
+        body = super().to_wire()
+        body["errors"] = self.errors
+        return body
+
+
+class WrongFrameType(ProtocolError):
+    """A text frame arrived where binary was negotiated, or the reverse."""
+
+    code = "wrong_frame_type"
+
+
+class RemoteError(ProtocolError):
+    """The peer sent an error frame: something we sent it was rejected.
+
+    Attributes:
+        remote_code: The ``code`` the peer put in its error frame (e.g. ``"unknown_type"``).
+        body: The whole error-frame body as received.
+    """
+
+    code = "remote_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        remote_code: str,
+        body: dict[str, Any],
+        type_name: str | None = None,
+        field: str | None = None,
+        limit: int | float | None = None,
+    ) -> None:
+        super().__init__(message, type_name=type_name, field=field, limit=limit)
+        self.remote_code = remote_code
+        self.body = body

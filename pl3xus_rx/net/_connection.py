@@ -1,0 +1,318 @@
+"""One connection as ``Network`` sees it: a bounded outbound channel, a writer task, a rate
+limiter, and the decoding of incoming frames."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..exceptions import ChannelFull, ConnectionClosed, RateLimited
+from ..protocol import Codec
+from ._events import ConnectionId
+from ._transport import Link
+
+if TYPE_CHECKING:
+    from ._network import Network
+
+__all__ = ["ConnectionStatistics"]
+
+logger = logging.getLogger("pl3xus_rx.net")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionStatistics:
+    """Counters of one connection, as of the call.
+
+    Attributes:
+        id: The connection.
+        remote: The peer's address.
+        subprotocol: The negotiated encoding's subprotocol.
+        queue_depth: Frames waiting in the outbound channel now.
+        max_queue_depth: The deepest the channel has been.
+        frames_sent: Frames written to the transport.
+        frames_received: Frames read from the peer (before any check).
+        dropped: Outbound frames dropped because the channel was full.
+        bad_frames: Incoming frames rejected as bad input.
+        rate_limited: Incoming frames dropped by the rate limiter.
+    """
+
+    id: ConnectionId
+    remote: str
+    subprotocol: str | None
+    queue_depth: int
+    max_queue_depth: int
+    frames_sent: int
+    frames_received: int
+    dropped: int
+    bad_frames: int
+    rate_limited: int
+
+
+def _short(reason: str) -> str:
+    # A close reason must fit in 123 bytes of UTF-8.
+    data = reason.encode()
+    return reason if len(data) <= 123 else data[:120].decode(errors="ignore") + "..."
+
+
+class TokenBucket:
+    """A token bucket: ``rate`` tokens per second, at most ``burst`` saved up."""
+
+    __slots__ = ("_last", "_tokens", "burst", "rate")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self._tokens = float(burst)
+        self._last = time.monotonic()
+
+    def take(self, now: float) -> bool:
+        """Take one token if there is one."""
+        tokens = self._tokens + (now - self._last) * self.rate
+        self._last = now
+        if tokens > self.burst:
+            tokens = self.burst
+        if tokens >= 1.0:
+            self._tokens = tokens - 1.0
+            return True
+        self._tokens = tokens
+        return False
+
+
+class Connection:
+    """The state of one connection inside a :class:`Network`. Not public."""
+
+    def __init__(
+        self, net: Network, cid: ConnectionId, link: Link, codec: Codec, outgoing: bool
+    ) -> None:
+        settings = net.settings
+        self.net = net
+        self.id = cid
+        self.link = link
+        self.codec = codec
+        self.outgoing = outgoing
+        self.queue: deque[bytes | str] = deque()
+        self.capacity = settings.channel_capacity
+        self.warning_depth = settings.channel_warning_depth
+        self.writing = False
+        self.closing = False
+        self.closed = False
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._last_warning = -1e9
+        rate = settings.rate_limit_per_second
+        self.bucket = TokenBucket(rate, settings.rate_limit_burst) if rate else None
+        self._window_start = time.monotonic()
+        self._violations = 0
+        self.welcome: asyncio.Future[Any] | None = (
+            asyncio.get_running_loop().create_future() if outgoing else None
+        )
+        # counters
+        self.max_queue_depth = 0
+        self.frames_sent = 0
+        self.frames_received = 0
+        self.dropped = 0
+        self.bad_frames = 0
+        self.rate_limited = 0
+        self.writer = net.spawn(self._write_loop(), f"writer {cid}")
+
+    # ----------------------------------------------------------------- outbound
+
+    def enqueue(self, data: bytes | str) -> bool:
+        """Send ``data`` now if the socket can take it, else queue it. Never awaits.
+
+        Returns:
+            True if the frame was written or queued.
+        """
+        if self.closing:
+            return False
+        queue = self.queue
+        if not queue and not self.writing:
+            link = self.link
+            if not link.backed_up():
+                try:
+                    link.write(data)
+                except ConnectionClosed:
+                    return False
+                self.frames_sent += 1
+                return True
+        depth = len(queue)
+        if depth >= self.capacity:
+            return self._channel_full()
+        queue.append(data)
+        depth += 1
+        if depth > self.max_queue_depth:
+            self.max_queue_depth = depth
+        if depth >= self.warning_depth:
+            self._depth_warning(depth)
+        if self._idle.is_set():
+            self._idle.clear()
+        self._wakeup.set()
+        return True
+
+    def _depth_warning(self, depth: int) -> None:
+        now = time.monotonic()
+        if now - self._last_warning >= self.net.settings.warning_interval:
+            self._last_warning = now
+            logger.warning(
+                "Channel depth warning: connection %s has %d of %d frames queued",
+                self.id,
+                depth,
+                self.capacity,
+            )
+
+    def _channel_full(self) -> bool:
+        self.dropped += 1
+        policy = self.net.settings.channel_full_policy
+        if policy == "drop":
+            self.net.count("channel_dropped")
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                logger.warning(
+                    "Channel full: connection %s dropped a frame (%d dropped so far, "
+                    "channel_capacity=%d)", self.id, self.dropped, self.capacity,
+                )
+            self.net.emit_error(
+                self.id,
+                ChannelFull(
+                    f"connection {self.id}: channel full (channel_capacity={self.capacity}); "
+                    f"frame dropped ({self.dropped} so far)"
+                ),
+            )
+            return False
+        self.net.count("channel_full_closes")
+        reason = f"channel full (channel_capacity={self.capacity}): client reads too slowly"
+        logger.warning("Closing connection %s: %s", self.id, reason)
+        self.net.emit_error(self.id, ChannelFull(f"connection {self.id}: {reason}; closing"))
+        self.close_soon(1013, reason, discard_queue=True)
+        return False
+
+    async def _write_loop(self) -> None:
+        queue = self.queue
+        link = self.link
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                while queue:
+                    self.writing = True
+                    data = queue.popleft()
+                    if link.backed_up():
+                        await link.write_and_drain(data)
+                    else:
+                        link.write(data)
+                    self.frames_sent += 1
+                self.writing = False
+                self._idle.set()
+        except ConnectionClosed:
+            queue.clear()
+            self.writing = False
+            self._idle.set()
+
+    async def drained(self) -> None:
+        """Wait until the channel is empty (or the connection closed)."""
+        await self._idle.wait()
+
+    def close_soon(self, code: int, reason: str, *, discard_queue: bool = False) -> None:
+        """Start closing from synchronous code; the close runs as a task."""
+        if self.closing:
+            return
+        self.closing = True
+        if discard_queue:
+            self.queue.clear()
+        self.net.spawn(self.close(code, reason, drain_timeout=0.0), f"close {self.id}")
+
+    async def close(self, code: int, reason: str, *, drain_timeout: float) -> None:
+        """Let the channel drain for up to ``drain_timeout`` s, then close with ``code``."""
+        self.closing = True
+        if drain_timeout > 0 and self.queue:
+            try:
+                await asyncio.wait_for(self._idle.wait(), drain_timeout)
+            except TimeoutError:
+                logger.info(
+                    "connection %s: %d frames still queued after %.1f s; closing anyway",
+                    self.id, len(self.queue), drain_timeout,
+                )
+        self.writer.cancel()
+        try:
+            await self.link.close(code, _short(reason))
+        except Exception:  # the link may already be gone; on_closed still reports it
+            logger.debug("connection %s: error while closing", self.id, exc_info=True)
+
+    # ----------------------------------------------------------------- inbound
+
+    def on_message(self, data: bytes | str) -> None:
+        """Transport callback: one whole message arrived."""
+        self.frames_received += 1
+        bucket = self.bucket
+        if bucket is not None and not bucket.take(time.monotonic()):
+            self._rate_limited()
+            return
+        self.net.receive(self, data)
+
+    def _rate_limited(self) -> None:
+        self.rate_limited += 1
+        self.net.count("rate_limited")
+        settings = self.net.settings
+        now = time.monotonic()
+        if now - self._window_start > settings.rate_limit_window:
+            self._window_start = now
+            self._violations = 0
+        self._violations += 1
+        limit = settings.rate_limit_per_second
+        if self._violations >= settings.rate_limit_max_violations:
+            reason = (
+                f"rate limit exceeded: {self._violations} frames over {limit:g}/s "
+                f"in {settings.rate_limit_window:g} s"
+            )
+            if not self.closing:
+                logger.warning("Closing connection %s: %s", self.id, reason)
+                self.net.emit_error(self.id, RateLimited(f"connection {self.id}: {reason}"))
+            self.close_soon(1008, reason)
+            return
+        err = RateLimited(
+            f"connection {self.id}: frame dropped, over the rate limit of {limit:g} frames/s "
+            f"(burst {settings.rate_limit_burst})"
+        )
+        if self._violations == 1:
+            logger.warning("%s", err)
+        self.net.emit_error(self.id, err)
+        self.net.send_error(
+            self,
+            {
+                "code": "rate_limited",
+                "message": f"frame dropped: over the rate limit of {limit:g} frames/s",
+                "type": None,
+                "field": None,
+                "limit": limit,
+            },
+        )
+
+    def on_closed(self, code: int | None, reason: str) -> None:
+        """Transport callback: the link closed (called once)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.closing = True
+        self.writer.cancel()
+        self.queue.clear()
+        self._idle.set()
+        self.net.closed(self, code, reason)
+
+    def statistics(self) -> ConnectionStatistics:
+        """A snapshot of this connection's counters."""
+        return ConnectionStatistics(
+            id=self.id,
+            remote=self.link.remote,
+            subprotocol=self.link.subprotocol,
+            queue_depth=len(self.queue),
+            max_queue_depth=self.max_queue_depth,
+            frames_sent=self.frames_sent,
+            frames_received=self.frames_received,
+            dropped=self.dropped,
+            bad_frames=self.bad_frames,
+            rate_limited=self.rate_limited,
+        )

@@ -1,0 +1,579 @@
+"""``Network``: typed messages over WebSockets between a server and many clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, fields
+from enum import Enum
+from types import TracebackType
+from typing import Any, Literal, TypeVar, cast
+
+import reactivex
+from pydantic import BaseModel
+
+from .._rx import Dispatcher, SafeSubject
+from ..exceptions import (
+    ConnectFailed,
+    ConnectionNotFound,
+    FrameError,
+    NetworkStateError,
+    ProtocolError,
+    SchemaMismatch,
+)
+from ..protocol import (
+    JSON_SUBPROTOCOL,
+    MSGPACK_SUBPROTOCOL,
+    PROTOCOL_VERSION,
+    Codec,
+    ErrorFrame,
+    MessageFrame,
+    RegisteredType,
+    TypeTable,
+    WelcomeFrame,
+    codec_for_subprotocol,
+    error_frame,
+    message_frame,
+    parse_frame,
+    validate_message,
+    welcome_frame,
+)
+from ._connection import Connection, ConnectionStatistics
+from ._events import Connected, ConnectionId, Disconnected, Error, NetworkData, NetworkEvent
+from ._settings import NetworkSettings
+from ._transport import Link, Listener, Refusal, Transport
+
+__all__ = ["Network", "NetworkStatistics"]
+
+logger = logging.getLogger("pl3xus_rx.net")
+
+M = TypeVar("M", bound=BaseModel)
+_T = TypeVar("_T")
+
+
+class NetworkState(Enum):
+    """The life cycle of a :class:`Network`."""
+
+    IDLE = "idle"
+    RUNNING = "running"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkStatistics:
+    """Counters of a :class:`Network`, as of the call.
+
+    Attributes:
+        connections: Live connections.
+        accepted: Connections opened since start (both directions).
+        refused: Handshakes refused (over ``max_connections`` or shutting down).
+        frames_received: Frames read from peers.
+        frames_sent: Frames written to peers.
+        messages_received: Typed messages validated and delivered to subscribers.
+        bad_frames: Incoming frames rejected as bad input (each answered with an error frame).
+        rate_limited: Incoming frames dropped by the rate limiter.
+        channel_dropped: Outbound frames dropped because a channel was full (``"drop"``).
+        channel_full_closes: Connections closed because their channel was full (``"close"``).
+        errors_received: Error frames received from peers.
+    """
+
+    connections: int
+    accepted: int
+    refused: int
+    frames_received: int
+    frames_sent: int
+    messages_received: int
+    bad_frames: int
+    rate_limited: int
+    channel_dropped: int
+    channel_full_closes: int
+    errors_received: int
+
+
+class _Encoded:
+    """One frame, encoded lazily at most once per codec and reused for every connection."""
+
+    __slots__ = ("_frame", "json", "msgpack")
+
+    def __init__(self, frame: list[Any]) -> None:
+        self._frame = frame
+        self.msgpack: bytes | str | None = None
+        self.json: bytes | str | None = None
+
+    def for_codec(self, codec: Codec) -> bytes | str:
+        if codec.binary:
+            data = self.msgpack
+            if data is None:
+                data = self.msgpack = codec.encode(self._frame)
+            return data
+        data = self.json
+        if data is None:
+            data = self.json = codec.encode(self._frame)
+        return data
+
+
+class Network:
+    """Typed messaging over WebSockets: one API to listen, connect, send and receive.
+
+    ``send``, ``broadcast`` and ``broadcast_except`` enqueue on each connection's bounded
+    channel and return at once; they never await the socket. Call them from the event loop's
+    thread. Everything the network reports is a reactivex Observable (:attr:`events`,
+    :meth:`messages`); subscribers run on the event loop, never on the socket reader, and a
+    subscriber that raises is detached without affecting the others.
+
+    Args:
+        settings: Limits and options; defaults to ``NetworkSettings()``.
+        transport: What moves the bytes; defaults to WebSockets. ``pl3xus_rx.testing``
+            has an in-memory one.
+    """
+
+    def __init__(
+        self, settings: NetworkSettings | None = None, *, transport: Transport | None = None
+    ) -> None:
+        if transport is None:
+            from ._websocket import WebSocketTransport
+
+            transport = WebSocketTransport()
+        self.settings: NetworkSettings = settings if settings is not None else NetworkSettings()
+        self._transport = transport
+        self._state = NetworkState.IDLE
+        self._types = TypeTable("message")
+        self._subjects: dict[str, SafeSubject[Any]] = {}
+        self._events: SafeSubject[NetworkEvent] = SafeSubject()
+        self._dispatcher = Dispatcher()
+        self._connections: dict[ConnectionId, Connection] = {}
+        self._listeners: list[Listener] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._next_id = 1
+        self._started = time.monotonic()
+        self._counters: dict[str, int] = dict.fromkeys(
+            (f.name for f in fields(NetworkStatistics) if f.name != "connections"), 0
+        )
+        self._closed_event: asyncio.Event | None = None
+        self.welcome_extra: Callable[[ConnectionId], dict[str, Any]] | None = None
+        """Hook for layers above: more keys for the welcome body of a new connection."""
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def state(self) -> NetworkState:
+        """Where the network is in its life cycle."""
+        return self._state
+
+    def _set_state(self, state: NetworkState) -> None:
+        logger.debug("network state %s -> %s", self._state.value, state.value)
+        self._state = state
+
+    def _require(self, *allowed: NetworkState, action: str) -> None:
+        if self._state not in allowed:
+            raise NetworkStateError(
+                f"cannot {action}: the Network is {self._state.value}"
+                + ("; create a new Network" if self._state is NetworkState.CLOSED else "")
+            )
+
+    # ------------------------------------------------------------------ registration
+
+    def register_message(self, model: type[M], name: str | None = None) -> RegisteredType[M]:
+        """Register a pydantic model as a message type, under ``name`` or its class name.
+
+        Both ends must register the same types; the server's welcome lists them with schema
+        hashes and ``connect()`` reports any difference as a :class:`SchemaMismatch`.
+
+        Raises:
+            DuplicateRegistration: another model already uses that name.
+        """
+        entry = self._types.register(model, name)
+        self._subjects.setdefault(entry.name, SafeSubject())
+        return entry
+
+    @property
+    def message_types(self) -> TypeTable:
+        """The registered message types."""
+        return self._types
+
+    def messages(self, model: type[M]) -> reactivex.Observable[NetworkData[M]]:
+        """An Observable of every ``model`` message received, with its source connection.
+
+        Raises:
+            NotRegistered: ``model`` was never registered.
+        """
+        entry = self._types.by_model(model)
+        return cast(reactivex.Observable[NetworkData[M]], self._subjects[entry.name])
+
+    @property
+    def events(self) -> reactivex.Observable[NetworkEvent]:
+        """``Connected``, ``Disconnected`` and ``Error`` events, in order."""
+        return self._events
+
+    # ------------------------------------------------------------------ listen / connect
+
+    async def listen(self, host: str, port: int) -> tuple[str, int]:
+        """Start accepting connections on ``host:port`` (port 0 picks a free port).
+
+        ``GET /healthz`` on the same port answers 200 JSON while running, 503 while closing.
+
+        Returns:
+            The bound (host, port).
+
+        Raises:
+            BindError: the address could not be bound (names the address and OS error).
+            NetworkStateError: the network is closing or closed.
+        """
+        self._require(NetworkState.IDLE, NetworkState.RUNNING, action="listen")
+        listener = await self._transport.listen(host, port, self)
+        self._listeners.append(listener)
+        if self._state is NetworkState.IDLE:
+            self._started = time.monotonic()
+        self._set_state(NetworkState.RUNNING)
+        logger.info("Listening on ws://%s:%d/", *listener.address)
+        return listener.address
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The bound addresses of every listener."""
+        return [listener.address for listener in self._listeners]
+
+    async def connect(
+        self, url: str, *, encoding: Literal["msgpack", "json"] = "msgpack"
+    ) -> ConnectionId:
+        """Connect to a server and wait for its welcome.
+
+        The welcome's message table is compared with this network's: every type that one
+        side lacks or that has another schema hash is logged and emitted as an ``Error``
+        event carrying a :class:`SchemaMismatch` naming the type.
+
+        Args:
+            url: ``ws://host:port/``.
+            encoding: The wire encoding to ask for.
+
+        Returns:
+            The id of the new connection.
+
+        Raises:
+            ConnectFailed: unreachable, refused, or no welcome within ``connect_timeout``.
+                Cancelling is safe.
+        """
+        self._require(NetworkState.IDLE, NetworkState.RUNNING, action="connect")
+        subprotocol = MSGPACK_SUBPROTOCOL if encoding == "msgpack" else JSON_SUBPROTOCOL
+        holder: list[Connection] = []
+
+        def make_handler(link: Link) -> Connection:
+            conn = self._open(link, outgoing=True)
+            holder.append(conn)
+            return conn
+
+        await self._transport.connect(url, self.settings, subprotocol, make_handler)
+        self._set_state(NetworkState.RUNNING)
+        conn = holder[0]
+        assert conn.welcome is not None
+        try:
+            welcome = await asyncio.wait_for(
+                asyncio.shield(conn.welcome), self.settings.connect_timeout
+            )
+        except TimeoutError as exc:
+            await conn.close(1002, "no welcome from the server", drain_timeout=0)
+            raise ConnectFailed(
+                f"{url} sent no welcome within {self.settings.connect_timeout:g} s; "
+                "is it a pl3xus_rx server?"
+            ) from exc
+        except ConnectFailed:
+            raise
+        self._check_welcome(conn, welcome)
+        self._post_event(Connected(conn.id))
+        return conn.id
+
+    def _check_welcome(self, conn: Connection, welcome: WelcomeFrame) -> None:
+        if welcome.version != PROTOCOL_VERSION:
+            logger.warning(
+                "server speaks protocol version %d, this end %d", welcome.version, PROTOCOL_VERSION
+            )
+        remote = welcome.messages
+        local = self._types.hashes()
+        for name in sorted(set(local) | set(remote)):
+            if local.get(name) != remote.get(name):
+                mismatch = SchemaMismatch(name, local.get(name), remote.get(name))
+                logger.warning("Schema mismatch on connection %s: %s", conn.id, mismatch)
+                self.emit_error(conn.id, mismatch)
+
+    # ------------------------------------------------------------------ ListenerHooks
+
+    def health(self) -> Refusal:
+        """The ``/healthz`` answer (a transport hook)."""
+        ok = self._state is NetworkState.RUNNING
+        body = json.dumps(
+            {
+                "status": "ok" if ok else "shutting_down",
+                "connections": len(self._connections),
+                "uptime_seconds": round(time.monotonic() - self._started, 3),
+            }
+        )
+        return Refusal(200 if ok else 503, body, "application/json")
+
+    def admit(self, pending: int) -> Refusal | None:
+        """Whether to accept one more handshake (a transport hook)."""
+        if self._state is not NetworkState.RUNNING:
+            self.count("refused")
+            return Refusal(503, "server is shutting down\n")
+        limit = self.settings.max_connections
+        if limit is not None and len(self._connections) + pending >= limit:
+            self.count("refused")
+            return Refusal(503, f"server is at its connection limit (max_connections={limit})\n")
+        return None
+
+    def opened(self, link: Link) -> Connection:
+        """A client completed its handshake (a transport hook)."""
+        conn = self._open(link, outgoing=False)
+        extra = self.welcome_extra(conn.id) if self.welcome_extra is not None else None
+        conn.enqueue(conn.codec.encode(welcome_frame(conn.id, self._types, extra)))
+        logger.info("Client %s connected from %s", conn.id, link.remote)
+        self._post_event(Connected(conn.id))
+        return conn
+
+    def _open(self, link: Link, *, outgoing: bool) -> Connection:
+        cid = ConnectionId(self._next_id)
+        self._next_id += 1
+        conn = Connection(self, cid, link, codec_for_subprotocol(link.subprotocol), outgoing)
+        self._connections[cid] = conn
+        self.count("accepted")
+        return conn
+
+    # ------------------------------------------------------------------ sending
+
+    def _encode_message(self, message: BaseModel) -> _Encoded:
+        entry = self._types.find_model(type(message))
+        if entry is None:
+            self._types.by_model(type(message))  # raises NotRegistered with the fix
+        assert entry is not None
+        return _Encoded(message_frame(entry.name, message.model_dump(mode="json")))
+
+    def _conn(self, cid: ConnectionId) -> Connection:
+        conn = self._connections.get(cid)
+        if conn is None:
+            raise ConnectionNotFound(f"no live connection with id {cid}")
+        return conn
+
+    def send(self, connection: ConnectionId, message: BaseModel) -> bool:
+        """Enqueue ``message`` for one connection; never awaits.
+
+        Returns:
+            True if it was written or queued; False if the channel was full (and the policy
+            dropped it or closed the connection) or the connection is closing.
+
+        Raises:
+            ConnectionNotFound: no live connection has that id.
+            NotRegistered: the message's type was never registered.
+        """
+        conn = self._conn(connection)
+        encoded = self._encode_message(message)
+        return conn.enqueue(encoded.for_codec(conn.codec))
+
+    def broadcast(self, message: BaseModel) -> int:
+        """Enqueue ``message`` for every connection, encoding it once per encoding in use.
+
+        Returns:
+            How many connections took it.
+        """
+        return self.broadcast_except(None, message)
+
+    def broadcast_except(self, excluded: ConnectionId | None, message: BaseModel) -> int:
+        """Like :meth:`broadcast`, skipping the connection ``excluded``."""
+        encoded = self._encode_message(message)
+        sent = 0
+        for cid, conn in list(self._connections.items()):
+            if cid != excluded and conn.enqueue(encoded.for_codec(conn.codec)):
+                sent += 1
+        return sent
+
+    def send_frame(self, connection: ConnectionId, frame: list[Any]) -> bool:
+        """Enqueue a raw protocol frame for one connection (for layers built on Network)."""
+        conn = self._conn(connection)
+        return conn.enqueue(conn.codec.encode(frame))
+
+    def send_error(self, conn: Connection, body: dict[str, Any]) -> None:
+        """Tell a peer that something it sent was rejected."""
+        conn.enqueue(conn.codec.encode(error_frame(body)))
+
+    # ------------------------------------------------------------------ receiving
+
+    def receive(self, conn: Connection, data: bytes | str) -> None:
+        """Decode, check and deliver one incoming message (called by the connection)."""
+        debug = logger.isEnabledFor(logging.DEBUG)
+        if debug:
+            logger.debug("Message read: connection %s, %d bytes", conn.id, len(data))
+        try:
+            frame = parse_frame(conn.codec.decode(data))
+            if isinstance(frame, MessageFrame):
+                entry, value = validate_message(self._types, frame)
+                self.count("messages_received")
+                self._dispatcher.post(
+                    self._subjects[entry.name].on_next, NetworkData(conn.id, value)
+                )
+                if debug:
+                    logger.debug(
+                        "Message deserialized and sent to pl3xus_rx: connection %s, %s",
+                        conn.id, entry.name,
+                    )
+            elif isinstance(frame, WelcomeFrame):
+                if conn.welcome is None or conn.welcome.done():
+                    raise FrameError("unexpected WELCOME: only a server sends it, once")
+                conn.welcome.set_result(frame)
+            elif isinstance(frame, ErrorFrame):
+                self.count("errors_received")
+                logger.warning("connection %s reported an error: %s", conn.id, frame.error)
+                self.emit_error(conn.id, frame.error)
+        except ProtocolError as exc:
+            self._bad_input(conn, exc)
+        except Exception as exc:  # a bug must not kill the reader
+            logger.exception("connection %s: internal error handling a frame", conn.id)
+            self._bad_input(conn, ProtocolError(f"internal error: {type(exc).__name__}"))
+
+    def _bad_input(self, conn: Connection, exc: ProtocolError) -> None:
+        conn.bad_frames += 1
+        self.count("bad_frames")
+        logger.warning("Bad frame from connection %s: %s", conn.id, exc.message)
+        self.emit_error(conn.id, exc)
+        self.send_error(conn, exc.to_wire())
+
+    # ------------------------------------------------------------------ events
+
+    def _post_event(self, event: NetworkEvent) -> None:
+        self._dispatcher.post(self._events.on_next, event)
+
+    def emit_error(self, connection: ConnectionId | None, error: Exception) -> None:
+        """Emit an ``Error`` event (for layers built on Network)."""
+        self._post_event(Error(connection, error))
+
+    def count(self, counter: str, n: int = 1) -> None:
+        """Add to a :class:`NetworkStatistics` counter."""
+        self._counters[counter] += n
+
+    def closed(self, conn: Connection, code: int | None, reason: str) -> None:
+        """A connection ended (called once by the connection)."""
+        self._connections.pop(conn.id, None)
+        self._counters["frames_received"] += conn.frames_received
+        self._counters["frames_sent"] += conn.frames_sent
+        if conn.welcome is not None and not conn.welcome.done():
+            conn.welcome.set_exception(
+                ConnectFailed(f"the server closed the connection before its welcome: {reason}")
+            )
+            conn.welcome.exception()  # retrieved here; connect() re-raises it
+            return
+        text = f"{code} {reason}".strip() if code is not None else reason
+        logger.info("Connection %s closed: %s", conn.id, text or "no reason")
+        self._post_event(Disconnected(conn.id, text, code))
+
+    # ------------------------------------------------------------------ tasks
+
+    def spawn(self, coro: Coroutine[Any, Any, _T], name: str) -> asyncio.Task[_T]:
+        """Run ``coro`` as a task whose failure is always retrieved and logged."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("task %s failed", task.get_name(), exc_info=task.exception())
+
+    # ------------------------------------------------------------------ connections
+
+    @property
+    def connections(self) -> list[ConnectionId]:
+        """The ids of the live connections."""
+        return list(self._connections)
+
+    def has_connection(self, connection: ConnectionId) -> bool:
+        """Whether ``connection`` is live."""
+        return connection in self._connections
+
+    async def disconnect(
+        self, connection: ConnectionId, *, code: int = 1000, reason: str = "disconnected"
+    ) -> None:
+        """Close one connection after its channel drains (up to ``close_timeout``).
+
+        Returns when the closing handshake is done. Cancelling is safe.
+
+        Raises:
+            ConnectionNotFound: no live connection has that id.
+        """
+        conn = self._conn(connection)
+        await conn.close(code, reason, drain_timeout=self.settings.close_timeout)
+
+    def statistics(self) -> NetworkStatistics:
+        """A snapshot of the counters."""
+        counters = dict(self._counters)
+        for conn in self._connections.values():
+            counters["frames_received"] += conn.frames_received
+            counters["frames_sent"] += conn.frames_sent
+        return NetworkStatistics(connections=len(self._connections), **counters)
+
+    def connection_statistics(self, connection: ConnectionId) -> ConnectionStatistics:
+        """A snapshot of one connection's counters.
+
+        Raises:
+            ConnectionNotFound: no live connection has that id.
+        """
+        return self._conn(connection).statistics()
+
+    # ------------------------------------------------------------------ shutdown
+
+    async def close(self) -> None:
+        """Shut down gracefully.
+
+        New handshakes are refused (503) and ``/healthz`` answers 503; each connection's
+        channel gets up to ``shutdown_timeout`` seconds to drain; then every connection is
+        closed with 1001 and the listeners stop. Calling it again waits for the first call.
+        """
+        if self._state is NetworkState.CLOSED:
+            return
+        if self._state is NetworkState.CLOSING:
+            assert self._closed_event is not None
+            await self._closed_event.wait()
+            return
+        self._closed_event = asyncio.Event()
+        self._set_state(NetworkState.CLOSING)
+        conns = list(self._connections.values())
+        reason = "server shutting down" if self._listeners else "client shutting down"
+        logger.info("Shutting down: closing %d connection(s)", len(conns))
+        try:
+            if conns:
+                await asyncio.wait(
+                    [asyncio.ensure_future(c.drained()) for c in conns],
+                    timeout=self.settings.shutdown_timeout,
+                )
+                await asyncio.gather(
+                    *(c.close(1001, reason, drain_timeout=0) for c in conns),
+                    return_exceptions=True,
+                )
+            for listener in self._listeners:
+                await listener.close()
+            self._listeners.clear()
+            # Let the readers report their closes before we say we are done.
+            deadline = time.monotonic() + self.settings.close_timeout
+            while self._connections and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            tasks = [t for t in self._tasks if not t.done()]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=1.0)
+        finally:
+            self._set_state(NetworkState.CLOSED)
+            self._closed_event.set()
+
+    async def __aenter__(self) -> Network:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+

@@ -1,0 +1,101 @@
+"""NetworkSettings: every knob of the transport, validated."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..exceptions import SettingsError
+
+__all__ = ["NetworkSettings"]
+
+MiB = 1024 * 1024
+
+
+class NetworkSettings(BaseModel):
+    """Settings for a :class:`Network` (and the network side of a ``SyncServer``).
+
+    Every value is validated on construction; a bad value raises :class:`SettingsError`
+    naming the field. Instances are immutable; use ``settings.model_copy(update={...})``.
+
+    Attributes:
+        max_message_size: Largest incoming WebSocket message, in bytes. A bigger one closes
+            the connection with 1009 and the limit in the reason.
+        max_frame_size: Largest incoming WebSocket frame (fragment), in bytes.
+        channel_capacity: Frames each connection's outbound channel holds while its socket
+            is backed up.
+        channel_warning_threshold: Percent of ``channel_capacity`` at which "Channel depth
+            warning" is logged (at most once per ``warning_interval`` per connection).
+        channel_full_policy: What happens when a channel is full: ``"close"`` closes the slow
+            connection with 1013 (default); ``"drop"`` drops the new frame. Both are counted
+            and emitted as an ``Error`` event.
+        max_connections: Connections accepted at once; more are refused with HTTP 503.
+            ``None`` means no limit.
+        rate_limit_per_second: Incoming frames per second per connection (token bucket);
+            ``None`` disables rate limiting.
+        rate_limit_burst: Bucket size: frames a connection may send at once.
+        rate_limit_max_violations: Frames dropped for rate limiting within
+            ``rate_limit_window`` seconds after which the connection is closed with 1008.
+        rate_limit_window: Window, in seconds, for ``rate_limit_max_violations``.
+        ping_interval: Seconds between keepalive pings; ``None`` disables pings.
+        ping_timeout: Seconds to wait for a pong before closing; ``None`` waits forever.
+        allowed_origins: Accepted ``Origin`` headers; ``None`` accepts any (and none).
+            Include ``None``-less entries only to refuse clients that send no Origin.
+        compression: Enable permessage-deflate. Off by default: it costs 2.5–10x CPU.
+        open_timeout: Seconds allowed for the opening handshake.
+        close_timeout: Seconds allowed for the closing handshake.
+        shutdown_timeout: Seconds ``close()`` waits for channels to drain before closing.
+        connect_timeout: Seconds ``connect()`` waits for the server's welcome.
+        backlog: Listen backlog (the OS default of 100 overflows on connect bursts).
+        warning_interval: Minimum seconds between repeated warnings of one kind per
+            connection.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_message_size: int = Field(64 * MiB, gt=0)
+    max_frame_size: int = Field(16 * MiB, gt=0)
+    channel_capacity: int = Field(500, ge=1)
+    channel_warning_threshold: int = Field(80, ge=1, le=100)
+    channel_full_policy: Literal["close", "drop"] = "close"
+    max_connections: int | None = Field(10_000, ge=1)
+    rate_limit_per_second: float | None = Field(1000.0, gt=0)
+    rate_limit_burst: int = Field(1000, ge=1)
+    rate_limit_max_violations: int = Field(1000, ge=1)
+    rate_limit_window: float = Field(10.0, gt=0)
+    ping_interval: float | None = Field(20.0, gt=0)
+    ping_timeout: float | None = Field(20.0, gt=0)
+    allowed_origins: tuple[str | None, ...] | None = None
+    compression: bool = False
+    open_timeout: float = Field(10.0, gt=0)
+    close_timeout: float = Field(10.0, gt=0)
+    shutdown_timeout: float = Field(5.0, ge=0)
+    connect_timeout: float = Field(10.0, gt=0)
+    backlog: int = Field(1024, ge=1)
+    warning_interval: float = Field(5.0, ge=0)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '<settings>'}: {e['msg']}"
+                f" (got {e.get('input')!r})"
+                for e in exc.errors()
+            )
+            raise SettingsError(f"invalid NetworkSettings: {problems}") from exc
+
+    @model_validator(mode="after")
+    def _frame_within_message(self) -> NetworkSettings:
+        if self.max_frame_size > self.max_message_size:
+            raise ValueError(
+                f"max_frame_size ({self.max_frame_size}) must not exceed "
+                f"max_message_size ({self.max_message_size})"
+            )
+        return self
+
+    @property
+    def channel_warning_depth(self) -> int:
+        """The channel depth at which the depth warning fires."""
+        return max(1, self.channel_capacity * self.channel_warning_threshold // 100)

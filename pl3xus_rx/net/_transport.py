@@ -1,0 +1,134 @@
+"""The small interface between ``Network`` and the byte movers (WebSocket, in-memory)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ._settings import NetworkSettings
+
+__all__ = ["HandlerFactory", "Link", "LinkHandler", "Listener", "ListenerHooks", "Refusal", "Transport"]
+
+
+class Link(Protocol):
+    """One open connection as the transport sees it: it moves whole messages."""
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The negotiated subprotocol (selects the codec)."""
+        ...
+
+    @property
+    def remote(self) -> str:
+        """The peer's address, for logs."""
+        ...
+
+    def write(self, data: bytes | str) -> None:
+        """Write one message now without waiting; bytes go binary, str goes text.
+
+        Raises:
+            ConnectionClosed: the link is no longer open.
+        """
+        ...
+
+    def backed_up(self) -> bool:
+        """True while the transport's own write buffer is above its high-water mark."""
+        ...
+
+    async def write_and_drain(self, data: bytes | str) -> None:
+        """Write one message, then wait until the write buffer is below its high-water mark.
+
+        Raises:
+            ConnectionClosed: the link closed. Cancelling is safe (the message was written).
+        """
+        ...
+
+    async def close(self, code: int, reason: str) -> None:
+        """Start the closing handshake and wait for it (bounded by the close timeout)."""
+        ...
+
+
+class LinkHandler(Protocol):
+    """What the transport calls for each connection (implemented by ``Network``)."""
+
+    def on_message(self, data: bytes | str) -> None:
+        """One whole message arrived."""
+        ...
+
+    def on_closed(self, code: int | None, reason: str) -> None:
+        """The link closed (always called exactly once, last)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An HTTP answer instead of a WebSocket upgrade (over capacity, shutting down)."""
+
+    status: int
+    body: str
+    content_type: str = "text/plain; charset=utf-8"
+
+
+class ListenerHooks(Protocol):
+    """What a listener asks its ``Network`` (implemented by ``Network``)."""
+
+    settings: NetworkSettings
+
+    def health(self) -> Refusal:
+        """The answer to ``GET /healthz``."""
+        ...
+
+    def admit(self, pending: int) -> Refusal | None:
+        """``None`` to accept a new WebSocket handshake, else the refusal to send.
+
+        Args:
+            pending: Handshakes the transport has admitted that have not completed yet.
+        """
+        ...
+
+    def opened(self, link: Link) -> LinkHandler:
+        """A handshake completed; returns the handler for the new link's events."""
+        ...
+
+
+class Listener(Protocol):
+    """A bound listener."""
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound (host, port); the port is real even when 0 was asked."""
+        ...
+
+    async def close(self) -> None:
+        """Stop listening. Open links are not touched (``Network`` closes them itself)."""
+        ...
+
+
+class Transport(Protocol):
+    """Creates listeners and outgoing links."""
+
+    async def listen(self, host: str, port: int, hooks: ListenerHooks) -> Listener:
+        """Bind and start accepting.
+
+        Raises:
+            BindError: the address could not be bound (message names it and the OS error).
+        """
+        ...
+
+    async def connect(
+        self, url: str, settings: NetworkSettings, subprotocol: str, handler_factory: HandlerFactory
+    ) -> Link:
+        """Open a link to ``url``; its events go to ``handler_factory(link)``.
+
+        Raises:
+            ConnectFailed: the peer could not be reached or refused the handshake.
+        """
+        ...
+
+
+class HandlerFactory(Protocol):
+    """Makes the handler of an outgoing link once it is open."""
+
+    def __call__(self, link: Link) -> LinkHandler:
+        """Return the handler for ``link``."""
+        ...

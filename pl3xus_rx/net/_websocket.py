@@ -1,0 +1,223 @@
+"""The WebSocket transport, on ``websockets``' asyncio implementation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from websockets import exceptions as wsx
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.asyncio.connection import Connection
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+
+from ..exceptions import BindError, ConnectFailed, ConnectionClosed
+from ..protocol import SUBPROTOCOLS
+from ._settings import NetworkSettings
+from ._transport import HandlerFactory, LinkHandler, ListenerHooks, Refusal
+
+__all__ = ["WebSocketTransport"]
+
+logger = logging.getLogger(__name__)
+_ws_logger = logging.getLogger("pl3xus_rx.net.websockets")
+
+HEALTH_PATH = "/healthz"
+
+
+class _WsLink:
+    """A :class:`Link` over one ``websockets`` connection."""
+
+    __slots__ = ("_high", "_proto", "_transport", "_ws", "remote", "subprotocol")
+
+    def __init__(self, ws: Connection) -> None:
+        self._ws = ws
+        self._proto = ws.protocol
+        self._transport = ws.transport
+        self._high = ws.transport.get_write_buffer_limits()[1]
+        self.subprotocol: str | None = ws.subprotocol
+        addr = ws.remote_address
+        self.remote = f"{addr[0]}:{addr[1]}" if addr else "?"
+
+    def write(self, data: bytes | str) -> None:
+        # What websockets.broadcast() does for one connection: frame now, no await.
+        if self._proto.state is not State.OPEN:
+            raise ConnectionClosed("the WebSocket is not open", code=None)
+        if isinstance(data, str):
+            self._proto.send_text(data.encode())
+        else:
+            self._proto.send_binary(data)
+        self._ws.send_data()
+
+    def backed_up(self) -> bool:
+        return self._transport.get_write_buffer_size() > self._high
+
+    async def write_and_drain(self, data: bytes | str) -> None:
+        try:
+            await self._ws.send(data)  # send() waits for the buffer to drain
+        except wsx.ConnectionClosed as exc:
+            raise _closed(exc) from exc
+
+    async def close(self, code: int, reason: str) -> None:
+        await self._ws.close(code, reason)
+
+
+def _closed(exc: wsx.ConnectionClosed) -> ConnectionClosed:
+    frame = exc.rcvd or exc.sent
+    code = frame.code if frame else None
+    reason = frame.reason if frame else ""
+    return ConnectionClosed(f"connection closed: {exc}", code=code, reason=reason)
+
+
+def _close_info(ws: Connection) -> tuple[int | None, str]:
+    proto = ws.protocol
+    frame = proto.close_rcvd or proto.close_sent
+    if frame is None:
+        return None, "connection lost without a closing handshake"
+    return frame.code, frame.reason
+
+
+async def _pump(ws: Connection, handler: LinkHandler) -> None:
+    """Feed every incoming message to ``handler``; report the close, exactly once."""
+    try:
+        async for message in ws:
+            handler.on_message(message)
+    except wsx.ConnectionClosed:
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(ws.wait_closed())
+        code, reason = _close_info(ws)
+        handler.on_closed(code, reason)
+
+
+def _response(connection: ServerConnection, refusal: Refusal) -> Response:
+    response = connection.respond(HTTPStatus(refusal.status), refusal.body)
+    del response.headers["Content-Type"]
+    response.headers["Content-Type"] = refusal.content_type
+    return response
+
+
+def _common_kwargs(settings: NetworkSettings) -> dict[str, Any]:
+    return {
+        "compression": "deflate" if settings.compression else None,
+        "max_size": (settings.max_message_size, settings.max_frame_size),
+        "ping_interval": settings.ping_interval,
+        "ping_timeout": settings.ping_timeout,
+        "open_timeout": settings.open_timeout,
+        "close_timeout": settings.close_timeout,
+        "logger": _ws_logger,
+    }
+
+
+class _WsListener:
+    def __init__(self, server: Server) -> None:
+        self._server = server
+        sock = next(iter(server.sockets))
+        name = sock.getsockname()
+        self.address: tuple[str, int] = (name[0], name[1])
+
+    async def close(self) -> None:
+        # Stop accepting; Network has already closed every open link itself.
+        self._server.close(close_connections=False)
+        await self._server.wait_closed()
+
+
+class WebSocketTransport:
+    """The default transport: ``ws://`` via the ``websockets`` library."""
+
+    async def listen(self, host: str, port: int, hooks: ListenerHooks) -> _WsListener:
+        """Bind ``host:port`` and serve WebSocket upgrades and ``GET /healthz`` on it."""
+        settings = hooks.settings
+        handshaking: set[ServerConnection] = set()
+
+        def process_request(connection: ServerConnection, request: Request) -> Response | None:
+            if request.path.split("?", 1)[0] == HEALTH_PATH:
+                return _response(connection, hooks.health())
+            if "upgrade" not in request.headers.get("Connection", "").lower():
+                return None  # websockets answers 426 Upgrade Required
+            for c in [c for c in handshaking if c.protocol.state is not State.CONNECTING]:
+                handshaking.discard(c)
+            refusal = hooks.admit(len(handshaking))
+            if refusal is not None:
+                logger.warning("Refused connection from %s: %s", _peer(connection), refusal.body)
+                return _response(connection, refusal)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("Beginning connection from %s", _peer(connection))
+            handshaking.add(connection)
+            return None
+
+        async def handler(ws: ServerConnection) -> None:
+            handshaking.discard(ws)
+            link = _WsLink(ws)
+            await _pump(ws, hooks.opened(link))
+
+        try:
+            server = await serve(
+                handler,
+                host,
+                port,
+                subprotocols=list(SUBPROTOCOLS),  # type: ignore[arg-type]
+                select_subprotocol=_select_subprotocol,
+                process_request=process_request,
+                origins=list(settings.allowed_origins)  # type: ignore[arg-type]
+                if settings.allowed_origins is not None
+                else None,
+                backlog=settings.backlog,
+                **_common_kwargs(settings),
+            )
+        except OSError as exc:
+            raise BindError(
+                exc.errno, f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+            ) from exc
+        return _WsListener(server)
+
+    async def connect(
+        self,
+        url: str,
+        settings: NetworkSettings,
+        subprotocol: str,
+        handler_factory: HandlerFactory,
+    ) -> _WsLink:
+        """Open a WebSocket to ``url`` offering ``subprotocol``."""
+        try:
+            ws: ClientConnection = await ws_connect(
+                url,
+                subprotocols=[subprotocol],  # type: ignore[list-item]
+                **_common_kwargs(settings),
+            )
+        except wsx.InvalidStatus as exc:
+            body = exc.response.body.decode(errors="replace").strip() if exc.response.body else ""
+            raise ConnectFailed(
+                f"{url} refused the WebSocket handshake: HTTP {exc.response.status_code}"
+                + (f": {body}" if body else "")
+            ) from exc
+        except (OSError, wsx.WebSocketException, asyncio.TimeoutError) as exc:
+            raise ConnectFailed(f"cannot connect to {url}: {type(exc).__name__}: {exc}") from exc
+        link = _WsLink(ws)
+        handler = handler_factory(link)
+        task = asyncio.get_running_loop().create_task(_pump(ws, handler), name=f"pump {url}")
+        link_tasks.add(task)
+        task.add_done_callback(link_tasks.discard)
+        return link
+
+
+link_tasks: set[asyncio.Task[None]] = set()  # strong refs for client pump tasks
+
+
+def _peer(connection: ServerConnection) -> str:
+    addr = connection.remote_address
+    return f"{addr[0]}:{addr[1]}" if addr else "?"
+
+
+def _select_subprotocol(connection: ServerConnection, subprotocols: Any) -> Any:
+    # Prefer what the client asked first; no subprotocol at all means msgpack.
+    for sp in subprotocols:
+        if sp in SUBPROTOCOLS:
+            return sp
+    return None
+

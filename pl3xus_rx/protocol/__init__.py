@@ -1,0 +1,53 @@
+"""The wire protocol: frames, the msgpack and JSON codecs, type names and schema hashes.
+
+This package does no I/O; it turns values into frames and frames into values. The byte-level
+specification is ``docs/protocol.md``.
+"""
+
+from ._codec import (
+    JSON_SUBPROTOCOL,
+    MSGPACK_SUBPROTOCOL,
+    SUBPROTOCOLS,
+    Codec,
+    JsonCodec,
+    MsgpackCodec,
+    codec_for_subprotocol,
+)
+from ._frames import (
+    PROTOCOL_VERSION,
+    ErrorFrame,
+    Frame,
+    FrameKind,
+    MessageFrame,
+    WelcomeFrame,
+    error_frame,
+    message_frame,
+    parse_frame,
+    validate_message,
+    welcome_frame,
+)
+from ._types import RegisteredType, TypeTable, schema_hash
+
+__all__ = [
+    "JSON_SUBPROTOCOL",
+    "MSGPACK_SUBPROTOCOL",
+    "PROTOCOL_VERSION",
+    "SUBPROTOCOLS",
+    "Codec",
+    "ErrorFrame",
+    "Frame",
+    "FrameKind",
+    "JsonCodec",
+    "MessageFrame",
+    "MsgpackCodec",
+    "RegisteredType",
+    "TypeTable",
+    "WelcomeFrame",
+    "codec_for_subprotocol",
+    "error_frame",
+    "message_frame",
+    "parse_frame",
+    "schema_hash",
+    "validate_message",
+    "welcome_frame",
+]

@@ -1,0 +1,129 @@
+"""The two encodings of one protocol: msgpack (binary frames) and JSON (text frames)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final, Protocol
+
+import msgpack
+
+from ..exceptions import DecodeError, WrongFrameType
+
+__all__ = [
+    "JSON_SUBPROTOCOL",
+    "MSGPACK_SUBPROTOCOL",
+    "SUBPROTOCOLS",
+    "Codec",
+    "JsonCodec",
+    "MsgpackCodec",
+    "codec_for_subprotocol",
+]
+
+MSGPACK_SUBPROTOCOL: Final = "pl3xus.msgpack.v1"
+JSON_SUBPROTOCOL: Final = "pl3xus.json.v1"
+SUBPROTOCOLS: Final = (MSGPACK_SUBPROTOCOL, JSON_SUBPROTOCOL)
+
+
+class Codec(Protocol):
+    """Turns frames (lists of plain values) into WebSocket payloads and back."""
+
+    subprotocol: str
+    binary: bool
+
+    def encode(self, frame: list[Any]) -> bytes | str:
+        """Encode one frame."""
+        ...
+
+    def decode(self, data: bytes | str) -> Any:
+        """Decode one WebSocket message into plain values.
+
+        Raises:
+            DecodeError: the data is not a complete, valid document.
+            WrongFrameType: text arrived on a binary codec or the reverse.
+        """
+        ...
+
+
+class MsgpackCodec:
+    """msgpack in binary WebSocket frames (the default)."""
+
+    subprotocol = MSGPACK_SUBPROTOCOL
+    binary = True
+
+    def __init__(self) -> None:
+        self._packer = msgpack.Packer(use_bin_type=True)
+
+    def encode(self, frame: list[Any]) -> bytes:
+        """Encode one frame as msgpack."""
+        return self._packer.pack(frame)
+
+    def decode(self, data: bytes | str) -> Any:
+        """Decode one msgpack document; see :meth:`Codec.decode`."""
+        if isinstance(data, str):
+            raise WrongFrameType(
+                "text frame received on a msgpack connection; send binary frames or "
+                f"negotiate the {JSON_SUBPROTOCOL!r} subprotocol"
+            )
+        try:
+            return msgpack.unpackb(data, raw=False, strict_map_key=False)
+        except msgpack.ExtraData as exc:
+            raise DecodeError(
+                f"msgpack frame has {len(exc.extra)} trailing bytes after one document"
+            ) from exc
+        except (ValueError, msgpack.UnpackException) as exc:
+            text = str(exc) or "invalid msgpack type byte"
+            # msgpack reports a cut-off frame as "incomplete input", or as a length prefix
+            # larger than what is left ("N exceeds max_array_len(M)").
+            if "incomplete" in text or "exceeds max_" in text:
+                raise DecodeError(
+                    f"truncated msgpack frame ({len(data)} bytes): {text}"
+                ) from exc
+            raise DecodeError(f"undecodable msgpack frame ({len(data)} bytes): {text}") from exc
+        except Exception as exc:  # msgpack raises a handful of other types on garbage
+            raise DecodeError(
+                f"undecodable msgpack frame ({len(data)} bytes): {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+class JsonCodec:
+    """JSON in text WebSocket frames, for browsers and tools without msgpack."""
+
+    subprotocol = JSON_SUBPROTOCOL
+    binary = False
+
+    def __init__(self) -> None:
+        self._encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+    def encode(self, frame: list[Any]) -> str:
+        """Encode one frame as compact JSON text."""
+        return self._encoder.encode(frame)
+
+    def decode(self, data: bytes | str) -> Any:
+        """Decode one JSON document; see :meth:`Codec.decode`."""
+        if not isinstance(data, str):
+            raise WrongFrameType(
+                "binary frame received on a JSON connection; send text frames or negotiate "
+                f"the {MSGPACK_SUBPROTOCOL!r} subprotocol"
+            )
+        try:
+            return json.loads(data)
+        except json.JSONDecodeError as exc:
+            kind = "truncated" if exc.pos >= len(data) else "undecodable"
+            raise DecodeError(
+                f"{kind} JSON frame ({len(data)} characters): {exc.msg} at position {exc.pos}"
+            ) from exc
+        except RecursionError as exc:
+            raise DecodeError("JSON frame nests too deeply") from exc
+
+
+def codec_for_subprotocol(subprotocol: str | None) -> Codec:
+    """The codec for a negotiated subprotocol; no subprotocol means msgpack.
+
+    Raises:
+        ValueError: the subprotocol is not one of :data:`SUBPROTOCOLS`.
+    """
+    if subprotocol is None or subprotocol == MSGPACK_SUBPROTOCOL:
+        return MsgpackCodec()
+    if subprotocol == JSON_SUBPROTOCOL:
+        return JsonCodec()
+    raise ValueError(f"unknown subprotocol {subprotocol!r}; expected one of {SUBPROTOCOLS}")

@@ -1,0 +1,201 @@
+"""Frame kinds and the shape of each frame, independent of the encoding.
+
+Every frame is an array whose first element is the frame kind (a small integer). See
+``docs/protocol.md`` for the byte-level specification.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, Final
+
+from pydantic import BaseModel, ValidationError
+
+from ..exceptions import FrameError, MessageValidationError, RemoteError, UnknownMessageType
+from ._types import RegisteredType, TypeTable
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "ErrorFrame",
+    "Frame",
+    "FrameKind",
+    "MessageFrame",
+    "WelcomeFrame",
+    "error_frame",
+    "message_frame",
+    "parse_frame",
+    "validate_message",
+    "welcome_frame",
+]
+
+PROTOCOL_VERSION: Final = 1
+
+
+class FrameKind(IntEnum):
+    """The first element of every frame."""
+
+    MESSAGE = 0
+    WELCOME = 1
+    ERROR = 2
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFrame:
+    """``[0, type_name, payload]``: one typed message (payload not yet validated)."""
+
+    type_name: str
+    payload: Any
+
+
+@dataclass(frozen=True, slots=True)
+class WelcomeFrame:
+    """``[1, body]``: the server's greeting; ``body`` is a map (see docs/protocol.md)."""
+
+    version: int
+    connection_id: int
+    messages: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorFrame:
+    """``[2, body]``: the peer rejected something we sent."""
+
+    error: RemoteError
+
+
+Frame = MessageFrame | WelcomeFrame | ErrorFrame
+
+
+def message_frame(type_name: str, payload: Any) -> list[Any]:
+    """Build a MESSAGE frame from a wire name and a JSON-compatible payload."""
+    return [FrameKind.MESSAGE.value, type_name, payload]
+
+
+def welcome_frame(
+    connection_id: int, messages: TypeTable, extra: dict[str, Any] | None = None
+) -> list[Any]:
+    """Build the WELCOME frame a server sends first on every connection.
+
+    Args:
+        connection_id: The id the server gave this connection.
+        messages: The server's registered message types.
+        extra: More keys for the body (the sync layer adds its type tables).
+    """
+    body: dict[str, Any] = {
+        "version": PROTOCOL_VERSION,
+        "connection_id": connection_id,
+        "messages": [[e.name, e.schema_hash] for e in messages],
+    }
+    if extra:
+        body.update(extra)
+    return [FrameKind.WELCOME.value, body]
+
+
+def error_frame(body: dict[str, Any]) -> list[Any]:
+    """Build an ERROR frame from a :meth:`ProtocolError.to_wire` body."""
+    return [FrameKind.ERROR.value, body]
+
+
+def _parse_message(frame: list[Any]) -> Frame:
+    if len(frame) != 3 or not isinstance(frame[1], str):
+        raise FrameError("a MESSAGE frame must be [0, type_name: str, payload]")
+    return MessageFrame(frame[1], frame[2])
+
+
+def _parse_welcome(frame: list[Any]) -> Frame:
+    if len(frame) != 2 or not isinstance(frame[1], dict):
+        raise FrameError("a WELCOME frame must be [1, {version, connection_id, messages}]")
+    body = frame[1]
+    version, conn, messages = body.get("version"), body.get("connection_id"), body.get("messages")
+    if not isinstance(version, int) or not isinstance(conn, int):
+        raise FrameError("WELCOME needs integer 'version' and 'connection_id'", field="version")
+    if not isinstance(messages, list) or not all(
+        isinstance(m, list) and len(m) == 2 and all(isinstance(x, str) for x in m)
+        for m in messages
+    ):
+        raise FrameError("WELCOME 'messages' must be a list of [name, hash]", field="messages")
+    return WelcomeFrame(version, conn, {m[0]: m[1] for m in messages}, body)
+
+
+def _parse_error(frame: list[Any]) -> Frame:
+    if len(frame) != 2 or not isinstance(frame[1], dict):
+        raise FrameError("an ERROR frame must be [2, {code, message, ...}]")
+    body = frame[1]
+    code = body.get("code")
+    message = body.get("message")
+    err = RemoteError(
+        f"peer rejected a frame: {code}: {message}",
+        remote_code=str(code),
+        body=body,
+        type_name=body.get("type") if isinstance(body.get("type"), str) else None,
+        field=body.get("field") if isinstance(body.get("field"), str) else None,
+        limit=body.get("limit") if isinstance(body.get("limit"), int | float) else None,
+    )
+    return ErrorFrame(err)
+
+
+_PARSERS: dict[int, Callable[[list[Any]], Frame]] = {
+    FrameKind.MESSAGE: _parse_message,
+    FrameKind.WELCOME: _parse_welcome,
+    FrameKind.ERROR: _parse_error,
+}
+
+
+def parse_frame(obj: Any) -> Frame:
+    """Check the shape of a decoded frame and return it typed.
+
+    Raises:
+        FrameError: not an array, no integer kind, an unknown kind, or the wrong shape.
+    """
+    if not isinstance(obj, list) or not obj:
+        raise FrameError(
+            f"a frame must be a non-empty array [kind, ...], got {type(obj).__name__}"
+        )
+    kind = obj[0]
+    if not isinstance(kind, int) or isinstance(kind, bool):
+        raise FrameError(f"frame kind must be an integer, got {type(kind).__name__}")
+    parser = _PARSERS.get(kind)
+    if parser is None:
+        raise FrameError(f"unknown frame kind {kind}; known kinds: {sorted(_PARSERS)}")
+    return parser(obj)
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def validate_message(
+    table: TypeTable, frame: MessageFrame
+) -> tuple[RegisteredType[Any], BaseModel]:
+    """Look up a MESSAGE frame's type and validate its payload.
+
+    Raises:
+        UnknownMessageType: the name is not in ``table`` (the error lists the known names).
+        MessageValidationError: the payload fails validation (the error names the field).
+    """
+    entry = table.by_name(frame.type_name)
+    if entry is None:
+        known = ", ".join(table.names()) or "none"
+        raise UnknownMessageType(
+            f"unknown message type {frame.type_name!r}; registered types: {known}",
+            type_name=frame.type_name,
+        )
+    try:
+        value = entry.model.model_validate(frame.payload)
+    except ValidationError as exc:
+        errors = [
+            {"loc": _loc(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"loc": "", "msg": str(exc)}
+        field = first["loc"] or None
+        raise MessageValidationError(
+            f"{entry.name} failed validation: {len(errors)} error(s); "
+            f"first at {field or '<root>'}: {first['msg']}",
+            type_name=entry.name,
+            field=field,
+            errors=errors,
+        ) from exc
+    return entry, value
