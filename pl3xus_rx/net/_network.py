@@ -284,6 +284,7 @@ class Network:
             raise
         self._check_welcome(conn, welcome)
         self._post_event(Connected(conn.id))
+        await asyncio.sleep(0)  # the dispatcher runs first: Connected is out when we return
         return conn.id
 
     def _check_welcome(self, conn: Connection, welcome: WelcomeFrame) -> None:

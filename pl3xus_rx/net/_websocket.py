@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from http import HTTPStatus
 from typing import Any
@@ -88,9 +87,10 @@ async def _pump(ws: Connection, handler: LinkHandler) -> None:
             handler.on_message(message)
     except wsx.ConnectionClosed:
         pass
+    except asyncio.CancelledError:
+        ws.transport.abort()  # cancelled (loop shutdown): never leave the socket open
+        raise
     finally:
-        with contextlib.suppress(Exception):
-            await asyncio.shield(ws.wait_closed())
         code, reason = _close_info(ws)
         handler.on_closed(code, reason)
 

@@ -1,0 +1,69 @@
+"""Shared fixtures: servers on 127.0.0.1 with free ports, and bounded waits."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from pydantic import BaseModel, Field
+
+from pl3xus_rx import Network, NetworkSettings
+
+# Every wait is a multiple of one unit; a slow CI machine can scale it.
+UNIT = float(os.environ.get("PL3XUS_TEST_UNIT", "1.0"))
+
+
+class Chat(BaseModel):
+    user: str
+    text: str = Field(max_length=200)
+
+
+class Ping(BaseModel):
+    n: int
+
+
+async def wait_until(cond: Callable[[], Any], timeout: float = 5.0, what: str = "") -> None:
+    """Poll ``cond`` until true; fail after ``timeout`` units."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout * UNIT
+    while not cond():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what or cond}")
+        await asyncio.sleep(0.005)
+
+
+class Recorder:
+    """Collects what an Observable emits."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+    def __call__(self, item: Any) -> None:
+        self.items.append(item)
+
+    def of(self, kind: type) -> list[Any]:
+        return [i for i in self.items if isinstance(i, kind)]
+
+
+def make_network(settings: NetworkSettings | None = None, **kw: Any) -> Network:
+    net = Network(settings, **kw)
+    net.register_message(Chat)
+    net.register_message(Ping)
+    return net
+
+
+@pytest_asyncio.fixture
+async def server() -> AsyncIterator[Network]:
+    net = make_network(NetworkSettings(rate_limit_per_second=None))
+    await net.listen("127.0.0.1", 0)
+    yield net
+    await asyncio.wait_for(net.close(), 10 * UNIT)
+
+
+def url_of(net: Network) -> str:
+    host, port = net.addresses[0]
+    return f"ws://{host}:{port}/"

@@ -1,0 +1,379 @@
+"""Network over real sockets on 127.0.0.1: messaging, events, welcome, health, handshakes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from typing import Any
+
+import msgpack
+import pytest
+from pydantic import BaseModel
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import InvalidStatus
+
+from conftest import UNIT, Chat, Ping, Recorder, make_network, url_of, wait_until
+from pl3xus_rx import (
+    BindError,
+    ConnectFailed,
+    Connected,
+    ConnectionNotFound,
+    Disconnected,
+    Network,
+    NetworkSettings,
+    NotRegistered,
+    SchemaMismatch,
+)
+from pl3xus_rx import Error as ErrorEvent
+from pl3xus_rx.protocol import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL, schema_hash
+
+pytestmark = pytest.mark.asyncio
+
+
+async def http_get(port: int, path: str) -> tuple[int, dict[str, str], str]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5 * UNIT)
+    lines = head.decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ln)}
+    body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), 5 * UNIT)
+    writer.close()
+    return status, headers, body.decode()
+
+
+async def test_client_and_server_exchange_typed_messages(server: Network) -> None:
+    on_server, on_client = Recorder(), Recorder()
+    server.messages(Chat).subscribe(on_server)
+    client = make_network()
+    client.messages(Chat).subscribe(on_client)
+    cid = await client.connect(url_of(server))
+    try:
+        assert client.send(cid, Chat(user="ann", text="hello"))
+        await wait_until(lambda: on_server.items, what="server to get the chat")
+        data = on_server.items[0]
+        assert data.message == Chat(user="ann", text="hello")
+        assert data.source in server.connections
+        server.send(data.source, Chat(user="srv", text="welcome ann"))
+        await wait_until(lambda: on_client.items, what="client to get the reply")
+        assert on_client.items[0].message.text == "welcome ann"
+        assert on_client.items[0].source == cid
+    finally:
+        await client.close()
+
+
+async def test_broadcast_and_broadcast_except(server: Network) -> None:
+    clients = [make_network() for _ in range(3)]
+    recs = [Recorder() for _ in clients]
+    for c, r in zip(clients, recs, strict=True):
+        c.messages(Ping).subscribe(r)
+        await c.connect(url_of(server))
+    await wait_until(lambda: len(server.connections) == 3)
+    first = sorted(server.connections)[0]
+    assert server.broadcast(Ping(n=1)) == 3
+    assert server.broadcast_except(first, Ping(n=2)) == 2
+    await wait_until(lambda: sum(len(r.items) for r in recs) == 5, what="5 deliveries")
+    values = sorted(sorted(i.message.n for i in r.items) for r in recs)
+    assert values == [[1], [1, 2], [1, 2]]
+    for c in clients:
+        await c.close()
+
+
+async def test_events_connected_and_disconnected(server: Network) -> None:
+    events = Recorder()
+    server.events.subscribe(events)
+    client = make_network()
+    client_events = Recorder()
+    client.events.subscribe(client_events)
+    cid = await client.connect(url_of(server))
+    await wait_until(lambda: events.of(Connected))
+    assert client_events.of(Connected) == [Connected(cid)]
+    server_side = events.of(Connected)[0].id
+    await client.disconnect(cid, reason="bye now")
+    await wait_until(lambda: events.of(Disconnected), what="server Disconnected")
+    gone = events.of(Disconnected)[0]
+    assert gone.id == server_side and gone.code == 1000 and "bye now" in gone.reason
+    await wait_until(lambda: client_events.of(Disconnected))
+    assert not server.connections and not client.connections
+    with pytest.raises(ConnectionNotFound, match=f"id {server_side}"):
+        server.send(server_side, Ping(n=1))
+    await client.close()
+
+
+async def test_server_disconnects_a_client_after_draining(server: Network) -> None:
+    client = make_network()
+    got, events = Recorder(), Recorder()
+    client.messages(Ping).subscribe(got)
+    client.events.subscribe(events)
+    await client.connect(url_of(server))
+    await wait_until(lambda: server.connections)
+    sid = server.connections[0]
+    for n in range(50):
+        server.send(sid, Ping(n=n))
+    await server.disconnect(sid, reason="kicked")
+    await wait_until(lambda: events.of(Disconnected))
+    assert [d.message.n for d in got.items] == list(range(50))  # nothing lost, in order
+    assert events.of(Disconnected)[0].reason == "1000 kicked"
+    await client.close()
+
+
+async def test_connection_ids_are_never_reused(server: Network) -> None:
+    seen = set()
+    for _ in range(3):
+        client = make_network()
+        await client.connect(url_of(server))
+        await wait_until(lambda: server.connections)
+        (sid,) = server.connections
+        assert sid not in seen
+        seen.add(sid)
+        await client.close()
+        await wait_until(lambda: not server.connections)
+    assert sorted(seen) == [1, 2, 3]
+
+
+async def test_welcome_lists_types_with_hashes(server: Network) -> None:
+    async with ws_connect(url_of(server), compression=None) as ws:
+        assert ws.subprotocol is None  # none asked: msgpack
+        welcome = msgpack.unpackb(await asyncio.wait_for(ws.recv(), 5 * UNIT))
+    assert welcome[0] == 1
+    body = welcome[1]
+    assert body["version"] == 1 and isinstance(body["connection_id"], int)
+    assert body["messages"] == [["Chat", schema_hash(Chat)], ["Ping", schema_hash(Ping)]]
+
+
+async def test_schema_mismatch_is_reported_by_name(server: Network) -> None:
+    class Chat(BaseModel):  # same name, other fields
+        user: str
+        body: str
+
+    class Extra(BaseModel):
+        z: int
+
+    client = Network()
+    client.register_message(Chat)
+    client.register_message(Extra)
+    errors = Recorder()
+    client.events.subscribe(errors)
+    await client.connect(url_of(server))
+    await wait_until(lambda: len(errors.of(ErrorEvent)) == 3)
+    mismatches = {e.error.type_name: e.error for e in errors.of(ErrorEvent)}
+    assert set(mismatches) == {"Chat", "Extra", "Ping"}
+    assert all(isinstance(m, SchemaMismatch) for m in mismatches.values())
+    assert "schema hash" in str(mismatches["Chat"])
+    assert mismatches["Extra"].remote_hash is None
+    assert mismatches["Ping"].local_hash is None
+    await client.close()
+
+
+async def test_json_subprotocol_speaks_the_same_messages(server: Network) -> None:
+    got = Recorder()
+    server.messages(Chat).subscribe(got)
+    async with ws_connect(url_of(server), subprotocols=[JSON_SUBPROTOCOL],  # type: ignore[list-item]
+                          compression=None) as ws:
+        assert ws.subprotocol == JSON_SUBPROTOCOL
+        welcome = json.loads(await asyncio.wait_for(ws.recv(), 5 * UNIT))
+        assert welcome[0] == 1 and welcome[1]["messages"][0][0] == "Chat"
+        await ws.send(json.dumps([0, "Chat", {"user": "web", "text": "from a browser"}]))
+        await wait_until(lambda: got.items)
+        server.broadcast(Ping(n=7))
+        frame = await asyncio.wait_for(ws.recv(), 5 * UNIT)
+        assert isinstance(frame, str) and json.loads(frame) == [0, "Ping", {"n": 7}]
+    assert got.items[0].message == Chat(user="web", text="from a browser")
+
+
+async def test_json_client_network(server: Network) -> None:
+    got = Recorder()
+    client = make_network()
+    client.messages(Ping).subscribe(got)
+    cid = await client.connect(url_of(server), encoding="json")
+    assert client.connection_statistics(cid).subprotocol == JSON_SUBPROTOCOL
+    await wait_until(lambda: server.connections)
+    server.broadcast(Ping(n=3))
+    await wait_until(lambda: got.items)
+    assert got.items[0].message == Ping(n=3)
+    await client.close()
+
+
+async def test_msgpack_subprotocol_is_selected_when_asked(server: Network) -> None:
+    async with ws_connect(url_of(server), subprotocols=[MSGPACK_SUBPROTOCOL],  # type: ignore[list-item]
+                          compression=None) as ws:
+        assert ws.subprotocol == MSGPACK_SUBPROTOCOL
+
+
+async def test_health_endpoint(server: Network) -> None:
+    client = make_network()
+    await client.connect(url_of(server))
+    await wait_until(lambda: server.connections)
+    status, headers, body = await http_get(server.addresses[0][1], "/healthz")
+    assert status == 200 and headers["content-type"] == "application/json"
+    data = json.loads(body)
+    assert data["status"] == "ok" and data["connections"] == 1 and data["uptime_seconds"] >= 0
+    await client.close()
+
+
+async def test_failed_handshakes_never_stop_the_listener(server: Network) -> None:
+    port = server.addresses[0][1]
+    # 1. A plain HTTP request.
+    status, _, _ = await http_get(port, "/")
+    assert status == 426
+    # 2. A bad upgrade (missing key).
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+    line = await asyncio.wait_for(reader.readline(), 5 * UNIT)
+    assert b" 400 " in line
+    writer.close()
+    # 3. Garbage, and a client that vanishes mid-handshake.
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"\x16\x03\x01garbage\r\n\r\n")
+    await asyncio.wait_for(reader.read(), 5 * UNIT)
+    writer.close()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nUpgr")
+    writer.close()
+    await asyncio.sleep(0.05)
+    # The listener still works.
+    client = make_network()
+    await client.connect(url_of(server))
+    await wait_until(lambda: len(server.connections) == 1)
+    await client.close()
+
+
+async def test_bind_error_names_the_address(server: Network) -> None:
+    host, port = server.addresses[0]
+    other = Network()
+    with pytest.raises(BindError, match=f"127.0.0.1:{port}") as info:
+        await other.listen(host, port)
+    assert isinstance(info.value, OSError) and info.value.errno is not None
+    await other.close()
+
+
+async def test_connect_failures_are_clear() -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens here now
+    client = make_network()
+    with pytest.raises(ConnectFailed, match=f"127.0.0.1:{port}"):
+        await client.connect(f"ws://127.0.0.1:{port}/")
+
+
+async def test_connect_to_a_server_that_sends_no_welcome() -> None:
+    from websockets.asyncio.server import serve
+
+    async def silent(ws: Any) -> None:
+        await ws.wait_closed()
+
+    async with serve(silent, "127.0.0.1", 0) as plain:
+        port = next(iter(plain.sockets)).getsockname()[1]
+        client = make_network(NetworkSettings(connect_timeout=0.3))
+        with pytest.raises(ConnectFailed, match="no welcome"):
+            await client.connect(f"ws://127.0.0.1:{port}/")
+        await client.close()
+
+
+async def test_max_connections_refuses_with_503() -> None:
+    net = make_network(NetworkSettings(max_connections=2))
+    await net.listen("127.0.0.1", 0)
+    clients = [make_network() for _ in range(2)]
+    for c in clients:
+        await c.connect(url_of(net))
+    extra = make_network()
+    with pytest.raises(ConnectFailed, match=r"HTTP 503.*max_connections=2"):
+        await extra.connect(url_of(net))
+    with pytest.raises(InvalidStatus) as info:
+        async with ws_connect(url_of(net)):
+            pass
+    assert info.value.response.status_code == 503
+    assert net.statistics().refused == 2 and len(net.connections) == 2
+    # a slot frees up: accepted again
+    await clients[0].close()
+    await wait_until(lambda: len(net.connections) == 1)
+    await extra.connect(url_of(net))
+    for c in (clients[1], extra, net):
+        await c.close()
+
+
+async def test_allowed_origins() -> None:
+    net = make_network(NetworkSettings(allowed_origins=("http://hmi.local",)))
+    await net.listen("127.0.0.1", 0)
+    with pytest.raises(InvalidStatus) as info:
+        async with ws_connect(url_of(net), origin="http://evil.example"):  # type: ignore[arg-type]
+            pass
+    assert info.value.response.status_code == 403
+    async with ws_connect(url_of(net), origin="http://hmi.local") as ws:  # type: ignore[arg-type]
+        assert (await asyncio.wait_for(ws.recv(), 5 * UNIT))[0] == 0x92
+    await net.close()
+
+
+@pytest.mark.parametrize("compression", [False, True])
+async def test_compression_setting(compression: bool) -> None:
+    net = make_network(NetworkSettings(compression=compression))
+    await net.listen("127.0.0.1", 0)
+    async with ws_connect(url_of(net)) as ws:  # the client offers deflate
+        extensions = [type(e).__name__ for e in ws.protocol.extensions]
+        assert bool(extensions) is compression
+    await net.close()
+
+
+async def test_ping_timeout_closes_a_silent_peer() -> None:
+    net = make_network(NetworkSettings(ping_interval=0.1, ping_timeout=0.2, close_timeout=0.2))
+    await net.listen("127.0.0.1", 0)
+    events = Recorder()
+    net.events.subscribe(events)
+    # A raw TCP peer that completes the handshake, then never reads or answers pings.
+    reader, writer = await asyncio.open_connection(*net.addresses[0])
+    writer.write(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    assert b"101" in await asyncio.wait_for(reader.readline(), 5 * UNIT)
+    await wait_until(lambda: events.of(Disconnected), timeout=5, what="ping timeout")
+    assert events.of(Disconnected)[0].code == 1011
+    writer.close()
+    await net.close()
+
+
+async def test_unregistered_send_says_how_to_fix(server: Network) -> None:
+    class Unknown(BaseModel):
+        a: int
+
+    with pytest.raises(NotRegistered, match=r"register_message\(Unknown\)"):
+        server.broadcast(Unknown(a=1))
+    with pytest.raises(NotRegistered):
+        server.messages(Unknown)
+
+
+async def test_a_raising_subscriber_does_not_hurt_others_or_the_connection(
+    server: Network,
+) -> None:
+    errors: list[Exception] = []
+    good = Recorder()
+
+    def bad(_: Any) -> None:
+        raise RuntimeError("user bug")
+
+    server.messages(Ping).subscribe(on_next=bad, on_error=errors.append)
+    server.messages(Ping).subscribe(good)
+    client = make_network()
+    cid = await client.connect(url_of(server))
+    client.send(cid, Ping(n=1))
+    client.send(cid, Ping(n=2))
+    await wait_until(lambda: len(good.items) == 2)
+    assert len(errors) == 1 and str(errors[0]) == "user bug"
+    assert len(server.connections) == 1
+    await client.close()
+
+
+async def test_statistics_count_frames(server: Network) -> None:
+    client = make_network()
+    cid = await client.connect(url_of(server))
+    for n in range(10):
+        client.send(cid, Ping(n=n))
+    await wait_until(lambda: server.statistics().messages_received == 10)
+    stats = server.statistics()
+    assert stats.connections == 1 and stats.accepted == 1
+    assert stats.frames_received == 10 and stats.frames_sent == 1  # the welcome
+    per = server.connection_statistics(server.connections[0])
+    assert per.frames_received == 10 and per.queue_depth == 0 and per.remote.startswith("127.")
+    await client.close()
