@@ -67,3 +67,20 @@ async def server() -> AsyncIterator[Network]:
 def url_of(net: Network) -> str:
     host, port = net.addresses[0]
     return f"ws://{host}:{port}/"
+
+
+@pytest_asyncio.fixture
+async def loop_errors() -> AsyncIterator[list[dict[str, Any]]]:
+    """Fails the test if anything reached the loop's exception handler (e.g. a task that
+    died with an unretrieved exception)."""
+    loop = asyncio.get_running_loop()
+    seen: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, ctx: seen.append(ctx))
+    yield seen
+    import gc
+
+    gc.collect()  # unretrieved task exceptions are reported when the task is collected
+    await asyncio.sleep(0)
+    loop.set_exception_handler(previous)
+    assert not seen, f"loop exception handler was called: {seen}"
