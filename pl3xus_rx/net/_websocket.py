@@ -62,7 +62,14 @@ class _WsLink:
             raise _closed(exc) from exc
 
     async def close(self, code: int, reason: str) -> None:
-        await self._ws.close(code, reason)
+        # websockets' close() drains the write buffer before its own timeout starts, so a peer
+        # that stopped reading would hold it forever: bound the whole close, then abort.
+        ws = self._ws
+        try:
+            await asyncio.wait_for(ws.close(code, reason), (ws.close_timeout or 10.0) + 0.1)
+        except TimeoutError:
+            logger.info("peer %s did not complete the close in time; aborting", self.remote)
+            ws.transport.abort()
 
 
 def _closed(exc: wsx.ConnectionClosed) -> ConnectionClosed:
