@@ -25,19 +25,40 @@ from .exceptions import (
     UnknownMessageType,
     WrongFrameType,
 )
-from .net import (
-    Connected,
-    ConnectionId,
-    ConnectionStatistics,
-    Disconnected,
-    Error,
-    Network,
-    NetworkData,
-    NetworkEvent,
-    NetworkSettings,
-    NetworkState,
-    NetworkStatistics,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .net import (
+        Connected,
+        ConnectionId,
+        ConnectionStatistics,
+        Disconnected,
+        Error,
+        Network,
+        NetworkData,
+        NetworkEvent,
+        NetworkSettings,
+        NetworkState,
+        NetworkStatistics,
+    )
+
+# The network names load on first use, so that importing the sans-I/O core
+# (``pl3xus_rx.protocol``) never imports websockets or asyncio networking.
+_LAZY = {
+    "Connected", "ConnectionId", "ConnectionStatistics", "Disconnected", "Error", "Network",
+    "NetworkData", "NetworkEvent", "NetworkSettings", "NetworkState", "NetworkStatistics",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from . import net
+
+        value = getattr(net, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'pl3xus_rx' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 

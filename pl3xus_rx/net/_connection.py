@@ -105,7 +105,9 @@ class Connection:
         self._idle.set()
         self._last_warning = -1e9
         rate = settings.rate_limit_per_second
-        self.bucket = TokenBucket(rate, settings.rate_limit_burst) if rate else None
+        # Rate limits protect a server from its clients; a client trusts its server.
+        limited = rate is not None and not outgoing
+        self.bucket = TokenBucket(rate, settings.rate_limit_burst) if limited and rate else None
         self._window_start = time.monotonic()
         self._violations = 0
         self.welcome: asyncio.Future[Any] | None = (

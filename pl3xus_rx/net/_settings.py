@@ -32,8 +32,9 @@ class NetworkSettings(BaseModel):
             and emitted as an ``Error`` event.
         max_connections: Connections accepted at once; more are refused with HTTP 503.
             ``None`` means no limit.
-        rate_limit_per_second: Incoming frames per second per connection (token bucket);
-            ``None`` disables rate limiting.
+        rate_limit_per_second: Incoming frames per second per accepted connection (token
+            bucket); ``None`` disables rate limiting. Not applied to connections this
+            network opened with ``connect()``.
         rate_limit_burst: Bucket size: frames a connection may send at once.
         rate_limit_max_violations: Frames dropped for rate limiting within
             ``rate_limit_window`` seconds after which the connection is closed with 1008.

@@ -1,0 +1,53 @@
+"""The in-memory transport (pl3xus_rx.testing) behaves like the real one where it matters."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import Chat, Recorder, make_network, wait_until
+from pl3xus_rx import BindError, ConnectFailed, Disconnected, NetworkSettings
+from pl3xus_rx.testing import MemoryTransport
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("loop_errors")]
+
+
+async def test_round_trip_without_sockets() -> None:
+    hub = MemoryTransport()
+    server = make_network(transport=hub)
+    host, port = await server.listen("app", 0)
+    got, back = Recorder(), Recorder()
+    server.messages(Chat).subscribe(got)
+    client = make_network(transport=hub)
+    client.messages(Chat).subscribe(back)
+    cid = await client.connect(f"memory://{host}:{port}")
+    client.send(cid, Chat(user="a", text="b"))
+    assert not got.items  # delivery is later on the loop, never inside send()
+    await wait_until(lambda: got.items)
+    server.send(got.items[0].source, Chat(user="srv", text="ok"))
+    await wait_until(lambda: back.items)
+    assert back.items[0].message.text == "ok"
+    await client.close()
+    await server.close()
+
+
+async def test_errors_match_the_real_transport() -> None:
+    hub = MemoryTransport()
+    server = make_network(NetworkSettings(max_connections=1, max_message_size=100,
+                                          max_frame_size=100), transport=hub)
+    await server.listen("app", 1)
+    with pytest.raises(BindError, match="app:1"):
+        await make_network(transport=hub).listen("app", 1)
+    with pytest.raises(ConnectFailed, match="no listener"):
+        await make_network(transport=hub).connect("memory://app:2")
+    first = make_network(transport=hub)
+    events = Recorder()
+    first.events.subscribe(events)
+    cid = await first.connect("memory://app:1")
+    with pytest.raises(ConnectFailed, match="503.*max_connections=1"):
+        await make_network(transport=hub).connect("memory://app:1")
+    first.send(cid, Chat(user="a", text="x" * 150))  # over the server's 100-byte limit
+    await wait_until(lambda: events.of(Disconnected))
+    gone = events.of(Disconnected)[0]
+    assert gone.code == 1009 and "limit of 100 bytes" in gone.reason
+    await first.close()
+    await server.close()
