@@ -19,7 +19,9 @@ class ClientTypeRegistryBuilder:
     def __init__(self) -> None:
         self._entries: list[tuple[str, type[BaseModel]]] = []
 
-    def register(self, model: type[BaseModel], name: str | None = None) -> ClientTypeRegistryBuilder:
+    def register(
+        self, model: type[BaseModel], name: str | None = None
+    ) -> ClientTypeRegistryBuilder:
         """Add ``model`` under ``name`` (default: its class name). Returns the builder.
 
         Raises:
@@ -47,8 +49,7 @@ class ClientTypeRegistryBuilder:
                 )
             if by_model.get(model, name) != name:
                 raise DuplicateRegistration(
-                    f"{model.__qualname__} is registered twice, as {by_model[model]!r} and "
-                    f"{name!r}"
+                    f"{model.__qualname__} is registered twice, as {by_model[model]!r} and {name!r}"
                 )
             by_name[name] = model
             by_model[model] = name

@@ -4,6 +4,8 @@ The network layer (typed messages between a server and many clients) is here tod
 ``docs/websocket-patterns.md``.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .exceptions import (
     BindError,
     ChannelFull,
@@ -25,7 +27,6 @@ from .exceptions import (
     UnknownMessageType,
     WrongFrameType,
 )
-from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .net import (
@@ -45,8 +46,17 @@ if TYPE_CHECKING:
 # The network names load on first use, so that importing the sans-I/O core
 # (``pl3xus_rx.protocol``) never imports websockets or asyncio networking.
 _LAZY = {
-    "Connected", "ConnectionId", "ConnectionStatistics", "Disconnected", "Error", "Network",
-    "NetworkData", "NetworkEvent", "NetworkSettings", "NetworkState", "NetworkStatistics",
+    "Connected",
+    "ConnectionId",
+    "ConnectionStatistics",
+    "Disconnected",
+    "Error",
+    "Network",
+    "NetworkData",
+    "NetworkEvent",
+    "NetworkSettings",
+    "NetworkState",
+    "NetworkStatistics",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -37,16 +38,17 @@ class SafeSubject(Subject[T]):
 
     def _fail_observer(self, observer: abc.ObserverBase[T], exc: Exception) -> None:
         logger.warning(
-            "subscriber %r raised %s in on_next; detaching it", observer, type(exc).__name__,
+            "subscriber %r raised %s in on_next; detaching it",
+            observer,
+            type(exc).__name__,
             exc_info=exc,
         )
         with self.lock:
             if observer in self.observers:
                 self.observers.remove(observer)
-        try:
+        # The default on_error re-raises; the error is logged above already.
+        with contextlib.suppress(Exception):
             observer.on_error(exc)
-        except Exception:  # the default on_error re-raises; it is logged above already
-            pass
 
 
 class Dispatcher:

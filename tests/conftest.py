@@ -7,7 +7,6 @@ import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import pytest
 import pytest_asyncio
 from pydantic import BaseModel, Field
 
@@ -26,10 +25,10 @@ class Ping(BaseModel):
     n: int
 
 
-async def wait_until(cond: Callable[[], Any], timeout: float = 5.0, what: str = "") -> None:
-    """Poll ``cond`` until true; fail after ``timeout`` units."""
+async def wait_until(cond: Callable[[], Any], units: float = 5.0, what: str = "") -> None:
+    """Poll ``cond`` until true; fail after ``units`` time units."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout * UNIT
+    deadline = loop.time() + units * UNIT
     while not cond():
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what or cond}")

@@ -11,11 +11,11 @@ from typing import Any
 import msgpack
 import pytest
 import pytest_asyncio
+from conftest import UNIT, Chat, Ping, Recorder, make_network, url_of, wait_until
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from conftest import UNIT, Chat, Ping, Recorder, make_network, url_of, wait_until
 from pl3xus_rx import (
     DecodeError,
     Disconnected,
@@ -53,24 +53,57 @@ CASES = [
     (b"\xc1\xc1", "decode_error", DecodeError, "undecodable msgpack", None, None),
     (chat()[:-2], "decode_error", DecodeError, "truncated msgpack", None, None),
     (msgpack.packb([0, "Nope", {}]), "unknown_type", UnknownMessageType, "'Nope'", "Nope", None),
-    (msgpack.packb([0, "Chat", {"user": "ann", "text": "x" * 201}]), "validation_error",
-     MessageValidationError, "Chat failed validation", "Chat", "text"),
-    (msgpack.packb([0, "Chat", {"text": "no user"}]), "validation_error",
-     MessageValidationError, "Chat failed validation", "Chat", "user"),
-    ('[0,"Chat",{"user":"a","text":"b"}]', "wrong_frame_type", WrongFrameType,
-     "text frame", None, None),
+    (
+        msgpack.packb([0, "Chat", {"user": "ann", "text": "x" * 201}]),
+        "validation_error",
+        MessageValidationError,
+        "Chat failed validation",
+        "Chat",
+        "text",
+    ),
+    (
+        msgpack.packb([0, "Chat", {"text": "no user"}]),
+        "validation_error",
+        MessageValidationError,
+        "Chat failed validation",
+        "Chat",
+        "user",
+    ),
+    (
+        '[0,"Chat",{"user":"a","text":"b"}]',
+        "wrong_frame_type",
+        WrongFrameType,
+        "text frame",
+        None,
+        None,
+    ),
     (msgpack.packb([42, 1]), "bad_frame", FrameError, "unknown frame kind 42", None, None),
     (msgpack.packb({"kind": 0}), "bad_frame", FrameError, "non-empty array", None, None),
-    (msgpack.packb([1, {"version": 1, "connection_id": 1, "messages": []}]), "bad_frame",
-     FrameError, "unexpected WELCOME", None, None),
+    (
+        msgpack.packb([1, {"version": 1, "connection_id": 1, "messages": []}]),
+        "bad_frame",
+        FrameError,
+        "unexpected WELCOME",
+        None,
+        None,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("data", "code", "exc_type", "text", "type_name", "field"), CASES,
-                         ids=[c[1] + "-" + c[3].split()[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("data", "code", "exc_type", "text", "type_name", "field"),
+    CASES,
+    ids=[c[1] + "-" + c[3].split()[0] for c in CASES],
+)
 async def test_bad_frame_is_answered_counted_logged_and_harmless(
-    server: Network, raw: ClientConnection, caplog: pytest.LogCaptureFixture,
-    data: bytes | str, code: str, exc_type: type, text: str, type_name: str | None,
+    server: Network,
+    raw: ClientConnection,
+    caplog: pytest.LogCaptureFixture,
+    data: bytes | str,
+    code: str,
+    exc_type: type,
+    text: str,
+    type_name: str | None,
     field: str | None,
 ) -> None:
     events, got = Recorder(), Recorder()
@@ -93,8 +126,10 @@ async def test_bad_frame_is_answered_counted_logged_and_harmless(
     assert server.statistics().bad_frames == 1
     await wait_until(lambda: events.of(ErrorEvent))
     assert isinstance(events.of(ErrorEvent)[0].error, exc_type)
-    assert any("Bad frame from connection" in r.getMessage() and text in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "Bad frame from connection" in r.getMessage() and text in r.getMessage()
+        for r in caplog.records
+    )
 
     # The same connection still works, and so does everyone else.
     await raw.send(chat(text="still here"))
@@ -110,8 +145,11 @@ async def test_bad_frame_is_answered_counted_logged_and_harmless(
 async def test_json_connection_bad_input(server: Network) -> None:
     got = Recorder()
     server.messages(Chat).subscribe(got)
-    async with ws_connect(url_of(server), subprotocols=[JSON_SUBPROTOCOL],  # type: ignore[list-item]
-                          compression=None) as ws:
+    async with ws_connect(
+        url_of(server),
+        subprotocols=[JSON_SUBPROTOCOL],  # type: ignore[list-item]
+        compression=None,
+    ) as ws:
         await recv_frame(ws)
         await ws.send(b"\x93\x00")
         err = await recv_frame(ws)
@@ -176,8 +214,12 @@ async def test_over_max_message_size_closes_1009_naming_the_limit() -> None:
 
 
 async def test_rate_limit_drops_then_closes_1008() -> None:
-    settings = NetworkSettings(rate_limit_per_second=5, rate_limit_burst=5,
-                               rate_limit_max_violations=20, rate_limit_window=60)
+    settings = NetworkSettings(
+        rate_limit_per_second=5,
+        rate_limit_burst=5,
+        rate_limit_max_violations=20,
+        rate_limit_window=60,
+    )
     net = make_network(settings)
     await net.listen("127.0.0.1", 0)
     got, events = Recorder(), Recorder()

@@ -8,9 +8,9 @@ import socket
 from typing import Any
 
 import pytest
+from conftest import UNIT, Ping, Recorder, make_network, url_of, wait_until
 from pydantic import BaseModel
 
-from conftest import UNIT, Ping, Recorder, make_network, url_of, wait_until
 from pl3xus_rx import ChannelFull, Disconnected, Network, NetworkSettings
 from pl3xus_rx import Error as ErrorEvent
 from pl3xus_rx.testing import MemoryTransport
@@ -75,14 +75,14 @@ async def test_slow_consumer_is_closed_1013_and_others_get_everything() -> None:
     assert err.id == slow_id and isinstance(err.error, ChannelFull)
     assert "channel_capacity=20" in str(err.error)
     assert net.statistics().channel_full_closes == 1
-    await wait_until(lambda: events.of(Disconnected), timeout=5, what="slow client closed")
+    await wait_until(lambda: events.of(Disconnected), units=5, what="slow client closed")
     gone = events.of(Disconnected)[0]
     assert gone.id == slow_id
     # The server sent 1013 with a reason; the peer never read it, so the close may be recorded
     # as ours (1013) or, after close_timeout, as an abort (1006).
     assert gone.code in (1013, 1006)
     # The fast client got every frame, in order.
-    await wait_until(lambda: len(fast_got.items) == sent, timeout=10)
+    await wait_until(lambda: len(fast_got.items) == sent, units=10)
     sock.close()
     await fast.close()
     await net.close()
@@ -101,15 +101,16 @@ async def memory_pair(settings: NetworkSettings) -> tuple[Network, Network, Any]
 async def test_drop_policy_counts_and_keeps_the_connection(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    settings = NetworkSettings(channel_capacity=10, channel_full_policy="drop",
-                               channel_warning_threshold=50)
+    settings = NetworkSettings(
+        channel_capacity=10, channel_full_policy="drop", channel_warning_threshold=50
+    )
     server, client, _ = await memory_pair(settings)
     got = Recorder()
     client.messages(Ping).subscribe(got)
     events = Recorder()
     server.events.subscribe(events)
     (cid,) = server.connections
-    client_link = client._connections[client.connections[0]].link  # noqa: SLF001
+    client_link = client._connections[client.connections[0]].link
     client_link.pause_reading()  # the client stops reading
     with caplog.at_level(logging.WARNING, logger="pl3xus_rx.net"):
         results = [server.send(cid, Ping(n=n)) for n in range(40)]
@@ -138,7 +139,7 @@ async def test_close_policy_over_memory_transport() -> None:
     events = Recorder()
     client.events.subscribe(events)
     (cid,) = server.connections
-    client._connections[client.connections[0]].link.pause_reading()  # noqa: SLF001
+    client._connections[client.connections[0]].link.pause_reading()
     for n in range(30):
         server.send(cid, Ping(n=n))
     assert server.statistics().channel_full_closes == 1

@@ -33,8 +33,18 @@ def test_all_names_exist_and_are_documented(name: str) -> None:
 def test_top_level_exports() -> None:
     import pl3xus_rx
 
-    expected = {"Network", "NetworkSettings", "NetworkData", "Connected", "Disconnected",
-                "Error", "ConnectionId", "Pl3xusError", "ProtocolError", "SchemaMismatch"}
+    expected = {
+        "Network",
+        "NetworkSettings",
+        "NetworkData",
+        "Connected",
+        "Disconnected",
+        "Error",
+        "ConnectionId",
+        "Pl3xusError",
+        "ProtocolError",
+        "SchemaMismatch",
+    }
     assert expected <= set(pl3xus_rx.__all__)
     assert len(pl3xus_rx.__all__) == len(set(pl3xus_rx.__all__))
 
@@ -54,8 +64,9 @@ def test_protocol_layer_imports_no_networking() -> None:
         "bad = [m for m in sys.modules if m.startswith('websockets')]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -65,8 +76,11 @@ FORBIDDEN = {"asyncio", "websockets", "socket", "selectors", "ssl"}
 
 def test_sans_io_sources_import_no_io_modules() -> None:
     root = Path(__file__).resolve().parent.parent
-    files = [p for entry in SANS_IO for p in
-             ((root / entry).rglob("*.py") if (root / entry).is_dir() else [root / entry])]
+    files = [
+        p
+        for entry in SANS_IO
+        for p in ((root / entry).rglob("*.py") if (root / entry).is_dir() else [root / entry])
+    ]
     assert files
     for path in files:
         for node in ast.walk(ast.parse(path.read_text())):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import Chat, Recorder, make_network, wait_until
+
 from pl3xus_rx import BindError, ConnectFailed, Disconnected, NetworkSettings
 from pl3xus_rx.testing import MemoryTransport
 
@@ -32,8 +32,9 @@ async def test_round_trip_without_sockets() -> None:
 
 async def test_errors_match_the_real_transport() -> None:
     hub = MemoryTransport()
-    server = make_network(NetworkSettings(max_connections=1, max_message_size=100,
-                                          max_frame_size=100), transport=hub)
+    server = make_network(
+        NetworkSettings(max_connections=1, max_message_size=100, max_frame_size=100), transport=hub
+    )
     await server.listen("app", 1)
     with pytest.raises(BindError, match="app:1"):
         await make_network(transport=hub).listen("app", 1)
@@ -43,7 +44,7 @@ async def test_errors_match_the_real_transport() -> None:
     events = Recorder()
     first.events.subscribe(events)
     cid = await first.connect("memory://app:1")
-    with pytest.raises(ConnectFailed, match="503.*max_connections=1"):
+    with pytest.raises(ConnectFailed, match=r"503.*max_connections=1"):
         await make_network(transport=hub).connect("memory://app:1")
     first.send(cid, Chat(user="a", text="x" * 150))  # over the server's 100-byte limit
     await wait_until(lambda: events.of(Disconnected))

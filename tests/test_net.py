@@ -9,15 +9,15 @@ from typing import Any
 
 import msgpack
 import pytest
+from conftest import UNIT, Chat, Ping, Recorder, make_network, url_of, wait_until
 from pydantic import BaseModel
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
-from conftest import UNIT, Chat, Ping, Recorder, make_network, url_of, wait_until
 from pl3xus_rx import (
     BindError,
-    ConnectFailed,
     Connected,
+    ConnectFailed,
     ConnectionNotFound,
     Disconnected,
     Network,
@@ -169,8 +169,11 @@ async def test_schema_mismatch_is_reported_by_name(server: Network) -> None:
 async def test_json_subprotocol_speaks_the_same_messages(server: Network) -> None:
     got = Recorder()
     server.messages(Chat).subscribe(got)
-    async with ws_connect(url_of(server), subprotocols=[JSON_SUBPROTOCOL],  # type: ignore[list-item]
-                          compression=None) as ws:
+    async with ws_connect(
+        url_of(server),
+        subprotocols=[JSON_SUBPROTOCOL],  # type: ignore[list-item]
+        compression=None,
+    ) as ws:
         assert ws.subprotocol == JSON_SUBPROTOCOL
         welcome = json.loads(await asyncio.wait_for(ws.recv(), 5 * UNIT))
         assert welcome[0] == 1 and welcome[1]["messages"][0][0] == "Chat"
@@ -196,8 +199,11 @@ async def test_json_client_network(server: Network) -> None:
 
 
 async def test_msgpack_subprotocol_is_selected_when_asked(server: Network) -> None:
-    async with ws_connect(url_of(server), subprotocols=[MSGPACK_SUBPROTOCOL],  # type: ignore[list-item]
-                          compression=None) as ws:
+    async with ws_connect(
+        url_of(server),
+        subprotocols=[MSGPACK_SUBPROTOCOL],  # type: ignore[list-item]
+        compression=None,
+    ) as ws:
         assert ws.subprotocol == MSGPACK_SUBPROTOCOL
 
 
@@ -328,7 +334,7 @@ async def test_ping_timeout_closes_a_silent_peer() -> None:
         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
     assert b"101" in await asyncio.wait_for(reader.readline(), 5 * UNIT)
-    await wait_until(lambda: events.of(Disconnected), timeout=5, what="ping timeout")
+    await wait_until(lambda: events.of(Disconnected), units=5, what="ping timeout")
     assert events.of(Disconnected)[0].code == 1011
     writer.close()
     await net.close()

@@ -6,12 +6,12 @@ import asyncio
 import json
 
 import pytest
-
 from conftest import UNIT, Ping, Recorder, make_network, url_of, wait_until
-from pl3xus_rx import ConnectFailed, Disconnected, NetworkSettings, NetworkStateError
-from pl3xus_rx.net import NetworkState
 from test_channels import Blob
 from test_net import http_get
+
+from pl3xus_rx import ConnectFailed, Disconnected, NetworkSettings, NetworkStateError
+from pl3xus_rx.net import NetworkState
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("loop_errors")]
 
@@ -41,7 +41,7 @@ async def test_close_drains_then_closes_1001_and_health_turns_503() -> None:
     status, _, body = await http_get(port, "/healthz")
     assert status == 503 and json.loads(body)["status"] == "shutting_down"
     late = make_network()
-    with pytest.raises(ConnectFailed, match="503.*shutting down"):
+    with pytest.raises(ConnectFailed, match=r"503.*shutting down"):
         await late.connect(url_of(server))
     await asyncio.wait_for(closing, 10 * UNIT)
     assert server.state is NetworkState.CLOSED

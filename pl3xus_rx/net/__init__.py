@@ -7,7 +7,15 @@ from ._connection import ConnectionStatistics
 from ._events import Connected, ConnectionId, Disconnected, Error, NetworkData, NetworkEvent
 from ._network import Network, NetworkState, NetworkStatistics
 from ._settings import NetworkSettings
-from ._transport import HandlerFactory, Link, LinkHandler, Listener, ListenerHooks, Refusal, Transport
+from ._transport import (
+    HandlerFactory,
+    Link,
+    LinkHandler,
+    Listener,
+    ListenerHooks,
+    Refusal,
+    Transport,
+)
 from ._websocket import HEALTH_PATH, WebSocketTransport
 
 __all__ = [

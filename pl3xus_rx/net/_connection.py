@@ -175,7 +175,10 @@ class Connection:
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 logger.warning(
                     "Channel full: connection %s dropped a frame (%d dropped so far, "
-                    "channel_capacity=%d)", self.id, self.dropped, self.capacity,
+                    "channel_capacity=%d)",
+                    self.id,
+                    self.dropped,
+                    self.capacity,
                 )
             self.net.emit_error(
                 self.id,
@@ -236,7 +239,9 @@ class Connection:
             except TimeoutError:
                 logger.info(
                     "connection %s: %d frames still queued after %.1f s; closing anyway",
-                    self.id, len(self.queue), drain_timeout,
+                    self.id,
+                    len(self.queue),
+                    drain_timeout,
                 )
         self.writer.cancel()
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -154,6 +155,7 @@ class Network:
             (f.name for f in fields(NetworkStatistics) if f.name != "connections"), 0
         )
         self._closed_event: asyncio.Event | None = None
+        self._none_left: asyncio.Event | None = None
         self.welcome_extra: Callable[[ConnectionId], dict[str, Any]] | None = None
         """Hook for layers above: more keys for the welcome body of a new connection."""
 
@@ -416,7 +418,8 @@ class Network:
                 if debug:
                     logger.debug(
                         "Message deserialized and sent to pl3xus_rx: connection %s, %s",
-                        conn.id, entry.name,
+                        conn.id,
+                        entry.name,
                     )
             elif isinstance(frame, WelcomeFrame):
                 if conn.welcome is None or conn.welcome.done():
@@ -455,6 +458,8 @@ class Network:
     def closed(self, conn: Connection, code: int | None, reason: str) -> None:
         """A connection ended (called once by the connection)."""
         self._connections.pop(conn.id, None)
+        if not self._connections and self._none_left is not None:
+            self._none_left.set()
         self._counters["frames_received"] += conn.frames_received
         self._counters["frames_sent"] += conn.frames_sent
         if conn.welcome is not None and not conn.welcome.done():
@@ -555,9 +560,10 @@ class Network:
                 await listener.close()
             self._listeners.clear()
             # Let the readers report their closes before we say we are done.
-            deadline = time.monotonic() + self.settings.close_timeout
-            while self._connections and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
+            if self._connections:
+                self._none_left = asyncio.Event()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._none_left.wait(), self.settings.close_timeout)
             tasks = [t for t in self._tasks if not t.done()]
             for task in tasks:
                 task.cancel()
@@ -577,4 +583,3 @@ class Network:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-

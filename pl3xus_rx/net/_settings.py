@@ -41,9 +41,10 @@ class NetworkSettings(BaseModel):
         rate_limit_window: Window, in seconds, for ``rate_limit_max_violations``.
         ping_interval: Seconds between keepalive pings; ``None`` disables pings.
         ping_timeout: Seconds to wait for a pong before closing; ``None`` waits forever.
-        allowed_origins: Accepted ``Origin`` headers; ``None`` accepts any (and none).
-            Include ``None``-less entries only to refuse clients that send no Origin.
-        compression: Enable permessage-deflate. Off by default: it costs 2.5–10x CPU.
+        allowed_origins: Accepted ``Origin`` headers; ``None`` accepts every client.
+            Put ``None`` in the tuple to also accept clients that send no Origin header
+            (non-browser clients); other origins are refused with HTTP 403.
+        compression: Enable permessage-deflate. Off by default: it costs 2.5-10x CPU.
         open_timeout: Seconds allowed for the opening handshake.
         close_timeout: Seconds allowed for the closing handshake.
         shutdown_timeout: Seconds ``close()`` waits for channels to drain before closing.

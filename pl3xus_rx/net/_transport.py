@@ -7,7 +7,15 @@ from typing import Protocol
 
 from ._settings import NetworkSettings
 
-__all__ = ["HandlerFactory", "Link", "LinkHandler", "Listener", "ListenerHooks", "Refusal", "Transport"]
+__all__ = [
+    "HandlerFactory",
+    "Link",
+    "LinkHandler",
+    "Listener",
+    "ListenerHooks",
+    "Refusal",
+    "Transport",
+]
 
 
 class Link(Protocol):

@@ -203,7 +203,7 @@ class WebSocketTransport:
                 f"{url} refused the WebSocket handshake: HTTP {exc.response.status_code}"
                 + (f": {body}" if body else "")
             ) from exc
-        except (OSError, wsx.WebSocketException, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, wsx.WebSocketException) as exc:
             raise ConnectFailed(f"cannot connect to {url}: {type(exc).__name__}: {exc}") from exc
         link = _WsLink(ws)
         handler = handler_factory(link)
@@ -227,4 +227,3 @@ def _select_subprotocol(connection: ServerConnection, subprotocols: Any) -> Any:
         if sp in SUBPROTOCOLS:
             return sp
     return None
-

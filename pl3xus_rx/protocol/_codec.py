@@ -55,7 +55,8 @@ class MsgpackCodec:
 
     def encode(self, frame: list[Any]) -> bytes:
         """Encode one frame as msgpack."""
-        return self._packer.pack(frame)
+        data: bytes = self._packer.pack(frame)
+        return data
 
     def decode(self, data: bytes | str) -> Any:
         """Decode one msgpack document; see :meth:`Codec.decode`."""
@@ -75,9 +76,7 @@ class MsgpackCodec:
             # msgpack reports a cut-off frame as "incomplete input", or as a length prefix
             # larger than what is left ("N exceeds max_array_len(M)").
             if "incomplete" in text or "exceeds max_" in text:
-                raise DecodeError(
-                    f"truncated msgpack frame ({len(data)} bytes): {text}"
-                ) from exc
+                raise DecodeError(f"truncated msgpack frame ({len(data)} bytes): {text}") from exc
             raise DecodeError(f"undecodable msgpack frame ({len(data)} bytes): {text}") from exc
         except Exception as exc:  # msgpack raises a handful of other types on garbage
             raise DecodeError(

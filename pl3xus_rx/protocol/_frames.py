@@ -113,8 +113,7 @@ def _parse_welcome(frame: list[Any]) -> Frame:
     if not isinstance(version, int) or not isinstance(conn, int):
         raise FrameError("WELCOME needs integer 'version' and 'connection_id'", field="version")
     if not isinstance(messages, list) or not all(
-        isinstance(m, list) and len(m) == 2 and all(isinstance(x, str) for x in m)
-        for m in messages
+        isinstance(m, list) and len(m) == 2 and all(isinstance(x, str) for x in m) for m in messages
     ):
         raise FrameError("WELCOME 'messages' must be a list of [name, hash]", field="messages")
     return WelcomeFrame(version, conn, {m[0]: m[1] for m in messages}, body)
@@ -151,9 +150,7 @@ def parse_frame(obj: Any) -> Frame:
         FrameError: not an array, no integer kind, an unknown kind, or the wrong shape.
     """
     if not isinstance(obj, list) or not obj:
-        raise FrameError(
-            f"a frame must be a non-empty array [kind, ...], got {type(obj).__name__}"
-        )
+        raise FrameError(f"a frame must be a non-empty array [kind, ...], got {type(obj).__name__}")
     kind = obj[0]
     if not isinstance(kind, int) or isinstance(kind, bool):
         raise FrameError(f"frame kind must be an integer, got {type(kind).__name__}")
@@ -186,9 +183,7 @@ def validate_message(
     try:
         value = entry.model.model_validate(frame.payload)
     except ValidationError as exc:
-        errors = [
-            {"loc": _loc(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()
-        ]
+        errors = [{"loc": _loc(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         first = errors[0] if errors else {"loc": "", "msg": str(exc)}
         field = first["loc"] or None
         raise MessageValidationError(

@@ -102,9 +102,7 @@ class TypeTable:
             )
         if model in self._by_model:
             other = self._by_model[model].name
-            raise DuplicateRegistration(
-                f"{model.__qualname__} is already registered as {other!r}"
-            )
+            raise DuplicateRegistration(f"{model.__qualname__} is already registered as {other!r}")
         entry: RegisteredType[M] = RegisteredType(
             wire_name, model, schema_hash(model), len(self._by_name)
         )
