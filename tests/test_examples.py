@@ -1,0 +1,63 @@
+"""The chat examples work against each other, as separate processes."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import UNIT
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def start_server() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "chat_server.py"), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # "chat server on ws://127.0.0.1:PORT/ ..."
+    assert line.startswith("chat server on ws://"), line + proc.stderr.read()
+    return proc, line.split()[3]
+
+
+def client(url: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "chat_client.py"), url, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_chat_server_and_clients() -> None:
+    server, url = start_server()
+    try:
+        listener = client(url, "--name", "bob", "--expect", "2")
+        # wait until bob is connected before ann speaks
+        assert listener.stdout is not None
+        assert listener.stdout.readline().startswith("connected to")
+        talker = client(url, "--name", "ann", "--say", "hello bob")
+        out, err = listener.communicate(timeout=30 * UNIT)
+        assert listener.returncode == 0, err
+        assert "* user2 joined" in out and "<ann> hello bob" in out
+        talker.kill()
+        talker.communicate(timeout=10 * UNIT)
+    finally:
+        server.send_signal(signal.SIGINT)
+        out, err = server.communicate(timeout=30 * UNIT)
+    assert server.returncode == 0, err
+    assert "shutting down" in out and "Traceback" not in err
+
+
+def test_server_exits_cleanly_on_sigterm() -> None:
+    server, _ = start_server()
+    time.sleep(0.1)
+    server.send_signal(signal.SIGTERM)
+    _, err = server.communicate(timeout=30 * UNIT)
+    assert server.returncode == 0 and "Traceback" not in err
