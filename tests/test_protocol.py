@@ -235,3 +235,18 @@ def test_random_bytes_never_escape_the_error_family(data: bytes) -> None:
         return
     with contextlib.suppress(FrameError):
         parse_frame(obj)
+
+
+def test_documented_welcome_hashes_are_real() -> None:
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root / "examples"))
+    try:
+        from chat_types import ChatMessage, ServerNotice
+    finally:
+        sys.path.pop(0)
+    doc = (root / "docs" / "protocol.md").read_text()
+    assert f'["ChatMessage", "{schema_hash(ChatMessage)}"]' in doc
+    assert f'["ServerNotice", "{schema_hash(ServerNotice)}"]' in doc
