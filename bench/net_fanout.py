@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -49,14 +48,23 @@ class Telemetry(BaseModel):
     note: str
 
 
-SAMPLE = Telemetry(robot="robot-07", seq=123456, x=1.25, y=-3.5, z=0.75, speed=0.33,
-                   status="running", note="n" * 90)
+SAMPLE = Telemetry(
+    robot="robot-07",
+    seq=123456,
+    x=1.25,
+    y=-3.5,
+    z=0.75,
+    speed=0.33,
+    status="running",
+    note="n" * 90,
+)
 FRAME = msgpack.packb(message_frame("Telemetry", SAMPLE.model_dump(mode="json")))
 BURST = 50
 BACKLOG_FRAMES = 2000
 
 
 # --------------------------------------------------------------------------- client side
+
 
 class Counter(asyncio.Protocol):
     """A bare WebSocket client that counts data frames (server frames are unmasked)."""
@@ -133,6 +141,7 @@ async def run_clients(port: int, n: int, expected: int, skip: int) -> None:
 
 # --------------------------------------------------------------------------- server side
 
+
 @dataclass
 class Result:
     mode: str
@@ -160,10 +169,19 @@ def pin(cpu: int) -> None:
         os.sched_setaffinity(0, {cpu})
 
 
-async def spawn_clients(port: int, n: int, per_client: int, skip: int) -> asyncio.subprocess.Process:
+async def spawn_clients(
+    port: int, n: int, per_client: int, skip: int
+) -> asyncio.subprocess.Process:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--client", str(port), str(n), str(per_client), str(skip),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        sys.executable,
+        __file__,
+        "--client",
+        str(port),
+        str(n),
+        str(per_client),
+        str(skip),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None
     line = await asyncio.wait_for(proc.stdout.readline(), 60)
@@ -181,14 +199,17 @@ async def finish(proc: asyncio.subprocess.Process) -> tuple[float, int]:
 
 
 async def bench_typed(n: int, per_client: int) -> Result:
-    net = Network(NetworkSettings(ping_interval=None, channel_capacity=10 * BACKLOG_FRAMES,
-                                  max_connections=None))
+    net = Network(
+        NetworkSettings(
+            ping_interval=None, channel_capacity=10 * BACKLOG_FRAMES, max_connections=None
+        )
+    )
     net.register_message(Telemetry)
     _, port = await net.listen("127.0.0.1", 0)
     proc = await spawn_clients(port, n, per_client, skip=1)  # skip the welcome frame
     while len(net.connections) < n:
         await asyncio.sleep(0.01)
-    conns = list(net._connections.values())  # noqa: SLF001 (pacing only)
+    conns = list(net._connections.values())  # internal, for pacing only
     cpu0 = time.process_time()
     sent = 0
     while sent < per_client:
@@ -214,8 +235,9 @@ async def bench_baseline(n: int, per_client: int) -> Result:
         await ws.wait_closed()
         conns.discard(ws)
 
-    async with serve(handler, "127.0.0.1", 0, compression=None, ping_interval=None,
-                     max_size=2**20) as server:
+    async with serve(
+        handler, "127.0.0.1", 0, compression=None, ping_interval=None, max_size=2**20
+    ) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         proc = await spawn_clients(port, n, per_client, skip=0)
         while len(conns) < n:
@@ -256,8 +278,14 @@ def table(results: list[Result], clients: list[int]) -> str:
 def median_result(runs: list[Result]) -> Result:
     runs = sorted(runs, key=lambda r: r.rate)
     mid = runs[len(runs) // 2]
-    return Result(mid.mode, mid.clients, mid.delivered, mid.seconds,
-                  statistics.median(r.server_cpu for r in runs), mid.wire_bytes)
+    return Result(
+        mid.mode,
+        mid.clients,
+        mid.delivered,
+        mid.seconds,
+        statistics.median(r.server_cpu for r in runs),
+        mid.wire_bytes,
+    )
 
 
 async def main(clients: list[int], total: int, repeat: int) -> list[Result]:
@@ -268,8 +296,11 @@ async def main(clients: list[int], total: int, repeat: int) -> list[Result]:
         for mode, fn in (("baseline", bench_baseline), ("typed", bench_typed)):
             runs = [await fn(n, per_client) for _ in range(repeat)]
             r = median_result(runs)
-            print(f"N={n:<4} {mode:<8} {r.rate:>10,.0f} msg/s {r.mbps:7.1f} MB/s "
-                  f"{r.cpu_us:6.2f} µs/msg", flush=True)
+            print(
+                f"N={n:<4} {mode:<8} {r.rate:>10,.0f} msg/s {r.mbps:7.1f} MB/s "
+                f"{r.cpu_us:6.2f} µs/msg",
+                flush=True,
+            )
             results.append(r)
     return results
 

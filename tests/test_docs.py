@@ -23,12 +23,14 @@ def blocks() -> list[tuple[str, int, str]]:
     return found
 
 
-@pytest.mark.parametrize(("doc", "index", "code"), blocks(),
-                         ids=[f"{d}#{i}" for d, i, _ in blocks()])
+@pytest.mark.parametrize(
+    ("doc", "index", "code"), blocks(), ids=[f"{d}#{i}" for d, i, _ in blocks()]
+)
 def test_doc_block_runs(doc: str, index: int, code: str, tmp_path: Path) -> None:
     script = tmp_path / "block.py"
     script.write_text(code)
-    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, f"{doc} block {index} failed:\n{result.stderr}"
     assert "Traceback" not in result.stderr
