@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 from typing import Any
 
@@ -383,3 +384,37 @@ async def test_statistics_count_frames(server: Network) -> None:
     per = server.connection_statistics(server.connections[0])
     assert per.frames_received == 10 and per.queue_depth == 0 and per.remote.startswith("127.")
     await client.close()
+
+
+async def test_open_timeout_closes_a_silent_tcp_peer() -> None:
+    net = make_network(NetworkSettings(open_timeout=0.2))
+    await net.listen("127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection(*net.addresses[0])
+    # never send the handshake: the server gives up after open_timeout
+    assert await asyncio.wait_for(reader.read(), 5 * UNIT) == b""
+    writer.close()
+    client = make_network()
+    await client.connect(url_of(net))  # the listener is fine
+    await client.close()
+    await net.close()
+
+
+async def test_debug_log_lines_use_the_documented_wording(
+    server: Network, caplog: pytest.LogCaptureFixture
+) -> None:
+    got = Recorder()
+    server.messages(Chat).subscribe(got)
+    with caplog.at_level(logging.DEBUG, logger="pl3xus_rx"):
+        client = make_network()
+        cid = await client.connect(url_of(server))
+        client.send(cid, Chat(user="a", text="b"))
+        await wait_until(lambda: got.items)
+        await client.close()
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    for line in (
+        "Beginning connection from 127.0.0.1",
+        "Message read: connection 1",
+        "Message deserialized and sent to pl3xus_rx: connection 1, Chat",
+        "Client 1 connected from 127.0.0.1",
+    ):
+        assert line in text
