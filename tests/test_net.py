@@ -140,7 +140,7 @@ async def test_welcome_lists_types_with_hashes(server: Network) -> None:
     assert welcome[0] == 1
     body = welcome[1]
     assert body["version"] == 1 and isinstance(body["connection_id"], int)
-    assert body["messages"] == [["Chat", schema_hash(Chat)], ["Ping", schema_hash(Ping)]]
+    assert body["messages"] == [[0, "Chat", schema_hash(Chat)], [1, "Ping", schema_hash(Ping)]]
 
 
 async def test_schema_mismatch_is_reported_by_name(server: Network) -> None:
@@ -177,7 +177,7 @@ async def test_json_subprotocol_speaks_the_same_messages(server: Network) -> Non
     ) as ws:
         assert ws.subprotocol == JSON_SUBPROTOCOL
         welcome = json.loads(await asyncio.wait_for(ws.recv(), 5 * UNIT))
-        assert welcome[0] == 1 and welcome[1]["messages"][0][0] == "Chat"
+        assert welcome[0] == 1 and welcome[1]["messages"][0][1] == "Chat"
         await ws.send(json.dumps([0, "Chat", {"user": "web", "text": "from a browser"}]))
         await wait_until(lambda: got.items)
         server.broadcast(Ping(n=7))

@@ -168,7 +168,7 @@ def test_json_bad_text() -> None:
         ([0, "Chat"], "MESSAGE frame must be"),
         ([0, 5, {}], "MESSAGE frame must be"),
         ([1, "x"], "WELCOME frame must be"),
-        ([1, {"version": 1, "connection_id": 1, "messages": [["a"]]}], "list of"),
+        ([1, {"version": 1, "connection_id": 1, "messages": [["a", "b"]]}], "list of"),
         ([2, 3], "ERROR frame must be"),
     ],
 )
@@ -248,5 +248,5 @@ def test_documented_welcome_hashes_are_real() -> None:
     finally:
         sys.path.pop(0)
     doc = (root / "docs" / "protocol.md").read_text()
-    assert f'["ChatMessage", "{schema_hash(ChatMessage)}"]' in doc
-    assert f'["ServerNotice", "{schema_hash(ServerNotice)}"]' in doc
+    assert f'[0, "ChatMessage", "{schema_hash(ChatMessage)}"]' in doc
+    assert f'[1, "ServerNotice", "{schema_hash(ServerNotice)}"]' in doc

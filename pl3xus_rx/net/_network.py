@@ -52,6 +52,9 @@ __all__ = ["Network", "NetworkStatistics"]
 logger = logging.getLogger("pl3xus_rx.net")
 
 M = TypeVar("M", bound=BaseModel)
+
+EXTENSION_KINDS = 3
+"""Frame kinds from this number up belong to the layers above (the sync layer)."""
 _T = TypeVar("_T")
 
 
@@ -158,6 +161,10 @@ class Network:
         self._none_left: asyncio.Event | None = None
         self.welcome_extra: Callable[[ConnectionId], dict[str, Any]] | None = None
         """Hook for layers above: more keys for the welcome body of a new connection."""
+        self.extension_handler: Callable[[ConnectionId, bool, list[Any]], None] | None = None
+        """Hook for layers above: receives frames of kind 3 and up as
+        ``(connection, binary, frame)``; a ``ProtocolError`` it raises is answered like any
+        bad frame."""
 
     # ------------------------------------------------------------------ state
 
@@ -396,6 +403,18 @@ class Network:
         conn = self._conn(connection)
         return conn.enqueue(conn.codec.encode(frame))
 
+    def send_raw(self, connection: ConnectionId, data: bytes | str) -> bool:
+        """Enqueue an already-encoded frame (bytes for msgpack connections, str for JSON).
+
+        Raises:
+            ConnectionNotFound: no live connection has that id.
+        """
+        return self._conn(connection).enqueue(data)
+
+    def is_binary(self, connection: ConnectionId) -> bool:
+        """Whether the connection speaks msgpack (else JSON)."""
+        return self._conn(connection).codec.binary
+
     def send_error(self, conn: Connection, body: dict[str, Any]) -> None:
         """Tell a peer that something it sent was rejected."""
         conn.enqueue(conn.codec.encode(error_frame(body)))
@@ -408,7 +427,18 @@ class Network:
         if debug:
             logger.debug("Message read: connection %s, %d bytes", conn.id, len(data))
         try:
-            frame = parse_frame(conn.codec.decode(data))
+            obj = conn.codec.decode(data)
+            handler = self.extension_handler
+            if (
+                handler is not None
+                and type(obj) is list
+                and obj
+                and type(obj[0]) is int
+                and obj[0] >= EXTENSION_KINDS
+            ):
+                handler(conn.id, conn.codec.binary, obj)
+                return
+            frame = parse_frame(obj)
             if isinstance(frame, MessageFrame):
                 entry, value = validate_message(self._types, frame)
                 self.count("messages_received")

@@ -87,7 +87,7 @@ def welcome_frame(
     body: dict[str, Any] = {
         "version": PROTOCOL_VERSION,
         "connection_id": connection_id,
-        "messages": [[e.name, e.schema_hash] for e in messages],
+        "messages": [[e.type_id, e.name, e.schema_hash] for e in messages],
     }
     if extra:
         body.update(extra)
@@ -113,10 +113,15 @@ def _parse_welcome(frame: list[Any]) -> Frame:
     if not isinstance(version, int) or not isinstance(conn, int):
         raise FrameError("WELCOME needs integer 'version' and 'connection_id'", field="version")
     if not isinstance(messages, list) or not all(
-        isinstance(m, list) and len(m) == 2 and all(isinstance(x, str) for x in m) for m in messages
+        isinstance(m, list)
+        and len(m) == 3
+        and isinstance(m[0], int)
+        and isinstance(m[1], str)
+        and isinstance(m[2], str)
+        for m in messages
     ):
-        raise FrameError("WELCOME 'messages' must be a list of [name, hash]", field="messages")
-    return WelcomeFrame(version, conn, {m[0]: m[1] for m in messages}, body)
+        raise FrameError("WELCOME 'messages' must be a list of [id, name, hash]", field="messages")
+    return WelcomeFrame(version, conn, {m[1]: m[2] for m in messages}, body)
 
 
 def _parse_error(frame: list[Any]) -> Frame:

@@ -1,0 +1,502 @@
+"""The sync engine: subscriptions, pending changes, flushes. No I/O.
+
+The engine listens to the World, keeps what changed since the last flush (only the latest
+value per entity and component, but never losing a removal), and on :meth:`SyncEngine.flush`
+returns at most one frame per connection. Each changed item is encoded once per flush and
+encoding, and the bytes are shared by every connection that sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from ..exceptions import FrameError, ProtocolError
+from ..world import ChangeKind, EntityId, World
+from ._registry import ComponentRegistration, ComponentRegistry
+from ._settings import SyncSettings
+from ._wire import (
+    FLAG_COMPLETE,
+    FLAG_SNAPSHOT,
+    SyncKind,
+    assemble_json,
+    assemble_msgpack,
+    encode_item_json,
+    encode_item_msgpack,
+)
+
+__all__ = ["SubscriptionError", "SyncEngine", "SyncStatistics"]
+
+logger = logging.getLogger(__name__)
+
+
+class SubscriptionError(ProtocolError):
+    """A SUBSCRIBE (or RESYNC) that cannot be served; the error frame names the subscription.
+
+    Attributes:
+        subscription: The client's subscription id.
+    """
+
+    code = "subscription_error"
+
+    def __init__(self, message: str, *, subscription: int | None, type_name: str | None = None,
+                 field: str | None = None, limit: int | float | None = None) -> None:
+        super().__init__(message, type_name=type_name, field=field, limit=limit)
+        self.subscription = subscription
+
+    def to_wire(self) -> dict[str, Any]:
+        """The error frame body, with the subscription id."""
+        body = super().to_wire()
+        body["subscription"] = self.subscription
+        return body
+
+
+class UnknownComponent(SubscriptionError):
+    """A subscription named a component type the server does not sync."""
+
+    code = "unknown_component"
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStatistics:
+    """Counters of the sync engine.
+
+    Attributes:
+        flushes: Flushes that produced at least one frame.
+        frames: SYNC frames produced.
+        item_encodings: Items encoded (per encoding); independent of subscriber count.
+        items_sent: Upsert items placed in frames (counting every connection).
+        subscriptions: Live subscriptions.
+        deadband_suppressed: Updates not sent because they moved less than a deadband.
+    """
+
+    flushes: int
+    frames: int
+    item_encodings: int
+    items_sent: int
+    subscriptions: int
+    deadband_suppressed: int
+
+
+# A pending change: did a removal happen since the last flush, and what is the final state.
+_UPSERT, _REMOVED, _DESPAWNED = 0, 1, 2
+
+
+class _Pending:
+    __slots__ = ("final", "removed")
+
+    def __init__(self, final: int, removed: bool) -> None:
+        self.final = final
+        self.removed = removed
+
+    def merge(self, kind: ChangeKind) -> None:
+        if kind is ChangeKind.DESPAWNED:
+            self.final = _DESPAWNED
+        elif kind is ChangeKind.REMOVED:
+            self.final = _REMOVED
+            self.removed = True
+        else:
+            if self.final == _REMOVED:
+                self.removed = True
+            self.final = _UPSERT
+
+
+def _pending_for(kind: ChangeKind) -> _Pending:
+    if kind is ChangeKind.DESPAWNED:
+        return _Pending(_DESPAWNED, False)
+    if kind is ChangeKind.REMOVED:
+        return _Pending(_REMOVED, True)
+    return _Pending(_UPSERT, False)
+
+
+@dataclass(eq=False)
+class _Sub:
+    id: int
+    client: _Client
+    reg: ComponentRegistration[Any]
+    entity: EntityId | None
+    max_rate_hz: float | None
+    deadband: float | None
+    needs_snapshot: bool = True
+    next_due: float = 0.0
+    held: dict[EntityId, _Pending] = field(default_factory=dict)
+    last_sent: dict[EntityId, list[Any]] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class _Client:
+    id: int
+    binary: bool
+    seq: int = 0
+    subs: dict[int, _Sub] = field(default_factory=dict)
+
+
+class _ItemCache:
+    """Per-flush cache: one encoding per (type, entity, encoding)."""
+
+    __slots__ = ("engine", "items", "values")
+
+    def __init__(self, engine: SyncEngine) -> None:
+        self.engine = engine
+        self.values: dict[tuple[int, EntityId], list[Any]] = {}
+        self.items: dict[tuple[int, EntityId, bool], bytes | str] = {}
+
+    def values_of(self, reg: ComponentRegistration[Any], entity: EntityId,
+                  value: BaseModel) -> list[Any]:
+        key = (reg.type_id, entity)
+        values = self.values.get(key)
+        if values is None:
+            values = self.values[key] = list(value.model_dump(mode="json").values())
+        return values
+
+    def item(self, reg: ComponentRegistration[Any], entity: EntityId, value: BaseModel,
+             binary: bool) -> bytes | str:
+        key = (reg.type_id, entity, binary)
+        data = self.items.get(key)
+        if data is None:
+            item = [entity, self.values_of(reg, entity, value)]
+            data = encode_item_msgpack(item) if binary else encode_item_json(item)
+            self.items[key] = data
+            self.engine._counters["item_encodings"] += 1
+        return data
+
+
+def _numeric(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _within_deadband(old: list[Any], new: list[Any], deadband: float) -> bool:
+    """True if no numeric field moved by ``deadband`` or more and nothing else changed."""
+    for a, b in zip(old, new, strict=True):
+        if _numeric(a) and _numeric(b):
+            if abs(b - a) >= deadband or math.isnan(b) != math.isnan(a):
+                return False
+        elif a != b:
+            return False
+    return True
+
+
+class SyncEngine:
+    """Subscriptions and flushes for one World. Sans-I/O: it returns frames to send.
+
+    Args:
+        world: The World to mirror.
+        registry: The synced component types.
+        settings: Flush rate and limits.
+        wake: Called (with no arguments) when a change or a subscription needs a flush.
+    """
+
+    def __init__(self, world: World, registry: ComponentRegistry, settings: SyncSettings,
+                 wake: Callable[[], None] | None = None) -> None:
+        self.world = world
+        self.registry = registry
+        self.settings = settings
+        self._wake = wake or (lambda: None)
+        self._clients: dict[int, _Client] = {}
+        self._subs_by_type: dict[int, set[_Sub]] = {}
+        self._pending: dict[int, dict[EntityId, _Pending]] = {}
+        self._type_due: dict[int, float] = {}
+        self._held_subs: set[_Sub] = set()
+        self._snapshot_subs: set[_Sub] = set()
+        self._last_flush = -math.inf
+        self._counters = {"flushes": 0, "frames": 0, "item_encodings": 0, "items_sent": 0,
+                          "deadband_suppressed": 0}
+        world.add_listener(self._on_change)
+
+    # ------------------------------------------------------------------ world side
+
+    def _on_change(self, model: type[BaseModel], kind: ChangeKind, entity: EntityId,
+                   value: BaseModel) -> None:
+        reg = self.registry.find(model)
+        if reg is None or reg.type_id not in self._subs_by_type:
+            return  # unsynced types never leave the server; unwatched ones need no tracking
+        pending = self._pending.setdefault(reg.type_id, {})
+        entry = pending.get(entity)
+        if entry is None:
+            pending[entity] = _pending_for(kind)
+        else:
+            entry.merge(kind)
+        self._wake()
+
+    # ------------------------------------------------------------------ clients
+
+    def add_client(self, connection: int, *, binary: bool = True) -> None:
+        """Start tracking a connection (msgpack if ``binary``, else JSON)."""
+        self._clients.setdefault(connection, _Client(connection, binary))
+
+    def remove_client(self, connection: int) -> None:
+        """Forget a connection and its subscriptions."""
+        client = self._clients.pop(connection, None)
+        if client is not None:
+            for sub in list(client.subs.values()):
+                self._drop(sub)
+
+    def _drop(self, sub: _Sub) -> None:
+        sub.client.subs.pop(sub.id, None)
+        subs = self._subs_by_type.get(sub.reg.type_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._subs_by_type[sub.reg.type_id]
+                self._pending.pop(sub.reg.type_id, None)
+        self._held_subs.discard(sub)
+        self._snapshot_subs.discard(sub)
+
+    def handle_frame(self, connection: int, binary: bool, frame: list[Any]) -> None:
+        """Apply a client's SUBSCRIBE / UNSUBSCRIBE / RESYNC frame.
+
+        Raises:
+            ProtocolError: a malformed frame or a subscription that cannot be served (the
+                error names the subscription, the type and what was wrong).
+        """
+        self.add_client(connection, binary=binary)
+        client = self._clients[connection]
+        kind = frame[0]
+        if kind == SyncKind.SUBSCRIBE:
+            if len(frame) != 5 or not isinstance(frame[1], int) or not isinstance(frame[2], str):
+                raise FrameError(
+                    "a SUBSCRIBE frame must be [3, sub_id: int, type_name: str, "
+                    "entity: int | null, options: map]"
+                )
+            self._subscribe(client, frame[1], frame[2], frame[3], frame[4])
+        elif kind == SyncKind.UNSUBSCRIBE:
+            if len(frame) != 2 or not isinstance(frame[1], int):
+                raise FrameError("an UNSUBSCRIBE frame must be [4, sub_id: int]")
+            sub = client.subs.get(frame[1])
+            if sub is not None:
+                self._drop(sub)
+        elif kind == SyncKind.RESYNC:
+            if len(frame) != 2 or not (frame[1] is None or isinstance(frame[1], int)):
+                raise FrameError("a RESYNC frame must be [6, sub_id: int | null]")
+            targets = list(client.subs.values()) if frame[1] is None else [
+                s for s in (client.subs.get(frame[1]),) if s is not None]
+            if frame[1] is not None and not targets:
+                raise SubscriptionError(f"RESYNC of unknown subscription {frame[1]}",
+                                        subscription=frame[1])
+            for sub in targets:
+                self._want_snapshot(sub)
+            self._wake()
+        else:
+            raise FrameError(f"frame kind {kind} is not sent by clients")
+
+    def _subscribe(self, client: _Client, sub_id: int, type_name: str, entity: Any,
+                   options: Any) -> None:
+        reg = self.registry.by_name(type_name)
+        if reg is None:
+            known = ", ".join(self.registry.names()) or "none"
+            raise UnknownComponent(
+                f"cannot subscribe to {type_name!r}: not a synced component; "
+                f"synced components: {known}",
+                subscription=sub_id, type_name=type_name,
+            )
+        if entity is not None and (not isinstance(entity, int) or isinstance(entity, bool)):
+            raise SubscriptionError("entity must be an integer or null", subscription=sub_id,
+                                    type_name=type_name, field="entity")
+        if not isinstance(options, dict):
+            raise SubscriptionError("options must be a map", subscription=sub_id,
+                                    type_name=type_name, field="options")
+        unknown = set(options) - {"max_rate_hz", "deadband"}
+        if unknown:
+            raise SubscriptionError(f"unknown subscription options: {sorted(unknown)}; known: "
+                                    "max_rate_hz, deadband", subscription=sub_id,
+                                    type_name=type_name, field=sorted(unknown)[0])
+        rate, deadband = options.get("max_rate_hz"), options.get("deadband")
+        for key, val in (("max_rate_hz", rate), ("deadband", deadband)):
+            if val is not None and (not _numeric(val) or val < 0 or (key == "max_rate_hz"
+                                                                     and val == 0)):
+                raise SubscriptionError(f"{key} must be a positive number, got {val!r}",
+                                        subscription=sub_id, type_name=type_name, field=key)
+        if sub_id not in client.subs and (
+            len(client.subs) >= self.settings.max_subscriptions_per_connection
+        ):
+            limit = self.settings.max_subscriptions_per_connection
+            raise SubscriptionError(
+                f"too many subscriptions (max_subscriptions_per_connection={limit})",
+                subscription=sub_id, type_name=type_name, limit=limit,
+            )
+        old = client.subs.get(sub_id)
+        if old is not None:
+            self._drop(old)
+        sub = _Sub(sub_id, client, reg, EntityId(entity) if entity is not None else None,
+                   float(rate) if rate else None, float(deadband) if deadband else None)
+        client.subs[sub_id] = sub
+        self._subs_by_type.setdefault(reg.type_id, set()).add(sub)
+        self._want_snapshot(sub)
+        self._wake()
+
+    def _want_snapshot(self, sub: _Sub) -> None:
+        sub.needs_snapshot = True
+        sub.held.clear()
+        sub.last_sent.clear()
+        self._held_subs.discard(sub)
+        self._snapshot_subs.add(sub)
+
+    # ------------------------------------------------------------------ flushing
+
+    def _type_interval(self, reg: ComponentRegistration[Any]) -> float:
+        rate = self.settings.max_update_rate_hz
+        if reg.max_update_rate_hz is not None:
+            rate = min(rate, reg.max_update_rate_hz)
+        return 1.0 / rate
+
+    def next_flush_delay(self, now: float) -> float | None:
+        """Seconds until a flush has something to do (0 if now), or ``None`` if nothing is
+        pending."""
+        due: list[float] = []
+        global_next = self._last_flush + 1.0 / self.settings.max_update_rate_hz
+        if self._snapshot_subs:
+            due.append(global_next)
+        for type_id, pending in self._pending.items():
+            if pending:
+                due.append(max(global_next, self._type_due.get(type_id, -math.inf)))
+        for sub in self._held_subs:
+            due.append(max(global_next, sub.next_due))
+        if not due:
+            return None
+        return max(0.0, min(due) - now)
+
+    def flush(self, now: float) -> list[tuple[int, bytes | str]]:
+        """Collect what is due and return ``(connection, frame)`` pairs, one per connection.
+
+        Args:
+            now: The current time in seconds (any monotonic clock; the caller's).
+        """
+        if now < self._last_flush + 1.0 / self.settings.max_update_rate_hz - 1e-9:
+            return []
+        cache = _ItemCache(self)
+        # client -> groups being built
+        out: dict[_Client, list[tuple[int, int, list[Any], list[int], list[int]]]] = {}
+
+        # 1. changes of every type whose own interval has elapsed
+        for type_id in list(self._pending):
+            pending = self._pending[type_id]
+            if not pending:
+                continue
+            reg = self.registry.by_id(type_id)
+            assert reg is not None
+            if now < self._type_due.get(type_id, -math.inf) - 1e-9:
+                continue
+            self._pending[type_id] = {}
+            self._type_due[type_id] = now + self._type_interval(reg)
+            for sub in self._subs_by_type.get(type_id, ()):
+                if sub.needs_snapshot:
+                    continue  # its snapshot below reflects these changes already
+                changes = pending if sub.entity is None else (
+                    {sub.entity: pending[sub.entity]} if sub.entity in pending else {})
+                if not changes:
+                    continue
+                if sub.max_rate_hz is not None:
+                    self._hold(sub, changes)
+                    continue
+                self._emit_changes(sub, changes, cache, out)
+
+        # 2. rate-limited subscriptions that are due
+        for sub in list(self._held_subs):
+            if now >= sub.next_due - 1e-9 and not sub.needs_snapshot:
+                held, sub.held = sub.held, {}
+                self._held_subs.discard(sub)
+                self._emit_changes(sub, held, cache, out)
+                sub.next_due = now + 1.0 / (sub.max_rate_hz or math.inf)
+
+        # 3. snapshots
+        for sub in list(self._snapshot_subs):
+            self._snapshot_subs.discard(sub)
+            sub.needs_snapshot = False
+            self._emit_snapshot(sub, cache, out)
+            if sub.max_rate_hz is not None:
+                sub.next_due = now + 1.0 / sub.max_rate_hz
+
+        self._last_flush = now
+        frames: list[tuple[int, bytes | str]] = []
+        for client, groups in out.items():
+            if not groups:
+                continue
+            client.seq += 1
+            data: bytes | str = (assemble_msgpack(client.seq, groups) if client.binary
+                                 else assemble_json(client.seq, groups))
+            frames.append((client.id, data))
+        if frames:
+            self._counters["flushes"] += 1
+            self._counters["frames"] += len(frames)
+        return frames
+
+    def _hold(self, sub: _Sub, changes: dict[EntityId, _Pending]) -> None:
+        for entity, change in changes.items():
+            held = sub.held.get(entity)
+            if held is None:
+                sub.held[entity] = _Pending(change.final, change.removed)
+            else:
+                held.removed = held.removed or change.removed or held.final == _REMOVED
+                held.final = change.final
+        self._held_subs.add(sub)
+
+    def _emit_changes(self, sub: _Sub, changes: dict[EntityId, _Pending], cache: _ItemCache,
+                      out: dict[_Client, list[Any]]) -> None:
+        reg = sub.reg
+        binary = sub.client.binary
+        stored = self.world.peek(reg.model)
+        upserts: list[Any] = []
+        removals: list[int] = []
+        despawns: list[int] = []
+        for entity, change in changes.items():
+            if change.final == _DESPAWNED:
+                despawns.append(entity)
+                sub.last_sent.pop(entity, None)
+                continue
+            if change.removed:
+                removals.append(entity)
+                sub.last_sent.pop(entity, None)
+            if change.final == _UPSERT:
+                value = stored.get(entity)
+                if value is None:  # removed again after the change was recorded
+                    if not change.removed:
+                        removals.append(entity)
+                    continue
+                if sub.deadband is not None:
+                    values = cache.values_of(reg, entity, value)
+                    last = sub.last_sent.get(entity)
+                    if last is not None and not change.removed and _within_deadband(
+                            last, values, sub.deadband):
+                        self._counters["deadband_suppressed"] += 1
+                        continue
+                    sub.last_sent[entity] = values
+                upserts.append(cache.item(reg, entity, value, binary))
+        if upserts or removals or despawns:
+            self._counters["items_sent"] += len(upserts)
+            out.setdefault(sub.client, []).append((sub.id, 0, upserts, removals, despawns))
+
+    def _emit_snapshot(self, sub: _Sub, cache: _ItemCache,
+                       out: dict[_Client, list[Any]]) -> None:
+        reg = sub.reg
+        stored = self.world.peek(reg.model)
+        if sub.entity is None:
+            entries = list(stored.items())
+        else:
+            value = stored.get(sub.entity)
+            entries = [(sub.entity, value)] if value is not None else []
+        binary = sub.client.binary
+        upserts = [cache.item(reg, entity, value, binary) for entity, value in entries]
+        if sub.deadband is not None:
+            sub.last_sent = {e: cache.values_of(reg, e, v) for e, v in entries}
+        self._counters["items_sent"] += len(upserts)
+        out.setdefault(sub.client, []).append(
+            (sub.id, FLAG_SNAPSHOT | FLAG_COMPLETE, upserts, [], []))
+
+    # ------------------------------------------------------------------ introspection
+
+    def statistics(self) -> SyncStatistics:
+        """A snapshot of the counters."""
+        return SyncStatistics(subscriptions=sum(len(c.subs) for c in self._clients.values()),
+                              **self._counters)
+
+    def subscriptions_of(self, connection: int) -> list[tuple[int, str, EntityId | None]]:
+        """``(sub_id, type name, entity)`` for each subscription of a connection."""
+        client = self._clients.get(connection)
+        if client is None:
+            return []
+        return [(s.id, s.reg.name, s.entity) for s in client.subs.values()]

@@ -1,0 +1,40 @@
+"""Authorization decisions for client mutations (the policies themselves; no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..world import EntityId, World
+from ._registry import EntityControl
+
+__all__ = ["Authorized", "Denied", "MutationContext", "default_entity_policy"]
+
+
+@dataclass(frozen=True, slots=True)
+class Authorized:
+    """The mutation may proceed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Denied:
+    """The mutation is refused; ``reason`` goes back to the client."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MutationContext:
+    """Who asks: the connection id of the client."""
+
+    connection: int
+
+
+def default_entity_policy(world: World, ctx: MutationContext, entity: EntityId) -> Any:
+    """Authorized if the requester controls ``entity`` or one of its ancestors."""
+    for candidate in (entity, *world.ancestors(entity)):
+        if world.contains(candidate):
+            control = world.get(candidate, EntityControl)
+            if control is not None and control.holder == ctx.connection:
+                return Authorized()
+    return Denied(f"connection {ctx.connection} does not control entity {entity}")

@@ -1,0 +1,243 @@
+"""The component registry: which component types are synced, and how."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from ..exceptions import DuplicateRegistration, NotRegistered
+from ..protocol import TypeTable
+
+__all__ = [
+    "ComponentBuilder",
+    "ComponentRegistration",
+    "ComponentRegistry",
+    "EntityControl",
+    "EntityPolicy",
+]
+
+C = TypeVar("C", bound=BaseModel)
+
+EntityPolicy = Callable[..., Any]
+"""``(world, ctx, entity) -> Authorized | Denied``; evaluated for client mutations."""
+
+
+class EntityControl(BaseModel):
+    """Which connection controls an entity (``None``: nobody). Synced like any component,
+    but never writable by a client: control changes only through take/release."""
+
+    holder: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentRegistration(Generic[C]):
+    """How one component type is synced.
+
+    Attributes:
+        model: The pydantic model.
+        name: Its wire name.
+        type_id: Its small integer id (from the welcome's component table).
+        schema_hash: See :func:`pl3xus_rx.protocol.schema_hash`.
+        read_only: Clients may not mutate it (the default; secure by default).
+        targeted: Mutations must name an entity and pass the entity policy.
+        entity_policy: Authorizes a client's mutation of one entity, if mutation is allowed.
+        handler: Called with a client's mutation instead of writing the World, if set.
+        max_update_rate_hz: This type's own flush rate cap, if lower than the global one.
+        field_deltas: After the snapshot, send only the fields that changed.
+        fields: The model's field names, in wire order.
+    """
+
+    model: type[C]
+    name: str
+    type_id: int
+    schema_hash: str
+    read_only: bool
+    targeted: bool
+    entity_policy: EntityPolicy | None
+    handler: Callable[..., Any] | None
+    max_update_rate_hz: float | None
+    field_deltas: bool
+    fields: tuple[str, ...]
+
+    @property
+    def mutable(self) -> bool:
+        """Whether clients may ask to change it (still subject to its policy)."""
+        return not self.read_only
+
+
+class ComponentRegistry:
+    """Every synced component type, by model, name and type id."""
+
+    def __init__(self) -> None:
+        self._table = TypeTable("component")
+        self._regs: dict[type[BaseModel], ComponentRegistration[Any]] = {}
+        self._by_id: dict[int, ComponentRegistration[Any]] = {}
+        self._by_name: dict[str, ComponentRegistration[Any]] = {}
+
+    def add(
+        self,
+        model: type[C],
+        *,
+        name: str | None = None,
+        read_only: bool = True,
+        targeted: bool = False,
+        entity_policy: EntityPolicy | None = None,
+        handler: Callable[..., Any] | None = None,
+        max_update_rate_hz: float | None = None,
+        field_deltas: bool = False,
+    ) -> ComponentRegistration[C]:
+        """Register ``model``; see :class:`ComponentBuilder` for the options.
+
+        Raises:
+            DuplicateRegistration: the model or the name is already registered.
+            ValueError: a rate that is not positive.
+        """
+        if model in self._regs:
+            raise DuplicateRegistration(
+                f"{model.__qualname__} is already synced as {self._regs[model].name!r}"
+            )
+        if max_update_rate_hz is not None and max_update_rate_hz <= 0:
+            raise ValueError(f"max_update_rate_hz must be > 0, got {max_update_rate_hz}")
+        entry = self._table.register(model, name)
+        if model is EntityControl:
+            read_only = True  # never writable by a client, whatever the builder said
+        reg = ComponentRegistration(
+            model=model,
+            name=entry.name,
+            type_id=entry.type_id,
+            schema_hash=entry.schema_hash,
+            read_only=read_only,
+            targeted=targeted,
+            entity_policy=entity_policy,
+            handler=handler,
+            max_update_rate_hz=max_update_rate_hz,
+            field_deltas=field_deltas,
+            fields=tuple(model.model_fields),
+        )
+        self._regs[model] = reg
+        self._by_id[reg.type_id] = reg
+        self._by_name[reg.name] = reg
+        return reg
+
+    def get(self, model: type[C]) -> ComponentRegistration[C]:
+        """The registration of ``model``.
+
+        Raises:
+            NotRegistered: it is not synced (the message says how to sync it).
+        """
+        reg = self._regs.get(model)
+        if reg is None:
+            label = getattr(model, "__name__", repr(model))
+            raise NotRegistered(
+                f"{label} is not a synced component; call server.sync_component({label})"
+            )
+        return reg
+
+    def find(self, model: type[BaseModel]) -> ComponentRegistration[Any] | None:
+        """The registration of ``model``, or ``None``."""
+        return self._regs.get(model)
+
+    def by_id(self, type_id: int) -> ComponentRegistration[Any] | None:
+        """The registration with this type id, or ``None``."""
+        return self._by_id.get(type_id)
+
+    def by_name(self, name: str) -> ComponentRegistration[Any] | None:
+        """The registration with this wire name, or ``None``."""
+        return self._by_name.get(name)
+
+    def names(self) -> list[str]:
+        """Every wire name, in registration order."""
+        return list(self._by_name)
+
+    def wire_table(self) -> list[list[Any]]:
+        """``[[type_id, name, schema_hash, fields], ...]`` for the welcome."""
+        return [[r.type_id, r.name, r.schema_hash, list(r.fields)] for r in self._regs.values()]
+
+    def __iter__(self) -> Iterator[ComponentRegistration[Any]]:
+        return iter(list(self._regs.values()))
+
+    def __len__(self) -> int:
+        return len(self._regs)
+
+
+class ComponentBuilder(Generic[C]):
+    """Fluent registration of one component type; finish with :meth:`build`.
+
+    A component is read-only for clients unless the builder allows mutation, which it does
+    when an entity policy or a handler is set (and :meth:`read_only` was not called).
+    """
+
+    def __init__(self, registry: ComponentRegistry, model: type[C],
+                 on_build: Callable[[ComponentRegistration[Any]], None] | None = None) -> None:
+        self._registry = registry
+        self._model = model
+        self._on_build = on_build
+        self._name: str | None = None
+        self._read_only = False
+        self._targeted = False
+        self._policy: EntityPolicy | None = None
+        self._handler: Callable[..., Any] | None = None
+        self._rate: float | None = None
+        self._deltas = False
+
+    def name(self, name: str) -> ComponentBuilder[C]:
+        """Sync under this wire name instead of the class name."""
+        self._name = name
+        return self
+
+    def read_only(self) -> ComponentBuilder[C]:
+        """Clients may never mutate it (also the default when no policy or handler is set)."""
+        self._read_only = True
+        return self
+
+    def targeted(self) -> ComponentBuilder[C]:
+        """Mutations name one entity and are authorized per entity."""
+        self._targeted = True
+        return self
+
+    def with_default_entity_policy(self) -> ComponentBuilder[C]:
+        """Allow mutation by the client that controls the entity (or an ancestor)."""
+        from ._policy import default_entity_policy
+
+        self._policy = default_entity_policy
+        return self
+
+    def with_entity_policy(self, policy: EntityPolicy) -> ComponentBuilder[C]:
+        """Allow mutation when ``policy(world, ctx, entity)`` authorizes it."""
+        self._policy = policy
+        return self
+
+    def with_handler(self, handler: Callable[..., Any]) -> ComponentBuilder[C]:
+        """Route client mutations to ``handler`` instead of writing the World."""
+        self._handler = handler
+        return self
+
+    def max_update_rate_hz(self, hz: float) -> ComponentBuilder[C]:
+        """Cap this type's updates at ``hz`` flushes per second."""
+        self._rate = hz
+        return self
+
+    def field_deltas(self) -> ComponentBuilder[C]:
+        """After the snapshot, send only the changed fields (for large values)."""
+        self._deltas = True
+        return self
+
+    def build(self) -> ComponentRegistration[C]:
+        """Register the component with the options chosen."""
+        mutable = not self._read_only and (self._policy is not None or self._handler is not None)
+        reg = self._registry.add(
+            self._model,
+            name=self._name,
+            read_only=not mutable,
+            targeted=self._targeted,
+            entity_policy=self._policy,
+            handler=self._handler,
+            max_update_rate_hz=self._rate,
+            field_deltas=self._deltas,
+        )
+        if self._on_build is not None:
+            self._on_build(reg)
+        return reg

@@ -1,0 +1,99 @@
+"""Sync frames: encoding items once and assembling per-connection frames from the bytes.
+
+Frame kinds (see docs/protocol.md):
+
+- ``[3, sub_id, type_name, entity | null, options]``  SUBSCRIBE (client → server)
+- ``[4, sub_id]``                                     UNSUBSCRIBE (client → server)
+- ``[5, seq, [group, ...]]``                          SYNC (server → client)
+- ``[6, sub_id | null]``                              RESYNC (client → server)
+
+A group is ``[sub_id, flags, upserts, removals, despawns]``; an upsert is
+``[entity, [field values...]]`` (or ``[entity, {field index: value}]`` for a field delta).
+"""
+
+from __future__ import annotations
+
+import json
+from enum import IntEnum
+from typing import Any, Final
+
+import msgpack
+
+__all__ = [
+    "FLAG_COMPLETE",
+    "FLAG_SNAPSHOT",
+    "SyncKind",
+    "assemble_json",
+    "assemble_msgpack",
+    "msgpack_array_header",
+]
+
+FLAG_SNAPSHOT: Final = 1
+"""The group is (the start of) a snapshot: the client reconciles its view against it."""
+FLAG_COMPLETE: Final = 2
+"""The snapshot is complete: every entity the subscription covers has been sent."""
+
+
+class SyncKind(IntEnum):
+    """Frame kinds of the sync layer (after the network layer's 0-2)."""
+
+    SUBSCRIBE = 3
+    UNSUBSCRIBE = 4
+    SYNC = 5
+    RESYNC = 6
+
+
+def msgpack_array_header(n: int) -> bytes:
+    """The msgpack header of an array of ``n`` elements."""
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 0x10000:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+_pack = msgpack.Packer(use_bin_type=True).pack
+_HEADER3 = msgpack_array_header(3)
+_HEADER5 = msgpack_array_header(5)
+_KIND = _pack(int(SyncKind.SYNC))
+
+
+def assemble_msgpack(
+    seq: int, groups: list[tuple[int, int, list[bytes], list[int], list[int]]]
+) -> bytes:
+    """A SYNC frame in msgpack, from already-encoded upsert items."""
+    parts = [_HEADER3, _KIND, _pack(seq), msgpack_array_header(len(groups))]
+    for sub_id, flags, upserts, removals, despawns in groups:
+        parts.append(_HEADER5)
+        parts.append(_pack(sub_id))
+        parts.append(_pack(flags))
+        parts.append(msgpack_array_header(len(upserts)))
+        parts.extend(upserts)
+        parts.append(_pack(removals))
+        parts.append(_pack(despawns))
+    return b"".join(parts)
+
+
+def assemble_json(
+    seq: int, groups: list[tuple[int, int, list[str], list[int], list[int]]]
+) -> str:
+    """A SYNC frame in JSON, from already-encoded upsert items."""
+    body = ",".join(
+        f"[{sub_id},{flags},[{','.join(upserts)}],{json.dumps(removals)},{json.dumps(despawns)}]"
+        for sub_id, flags, upserts, removals, despawns in groups
+    )
+    return f"[{int(SyncKind.SYNC)},{seq},[{body}]]"
+
+
+def encode_item_msgpack(item: list[Any]) -> bytes:
+    """One upsert item in msgpack."""
+    data: bytes = _pack(item)
+    return data
+
+
+_json_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def encode_item_json(item: list[Any]) -> str:
+    """One upsert item in JSON."""
+    return _json_encode(item)

@@ -1,0 +1,359 @@
+"""The World: entities with typed components, and a change stream per component type.
+
+No I/O. The server owns one World; everything clients see is derived from its changes.
+
+Values and mutation: the World stores its own copy of every component value and hands out
+copies, so no caller can change a stored value behind its back without a change being seen.
+Copies are as cheap as the model allows: a model whose fields are all immutable (numbers,
+strings, tuples, enums, frozen models, ...) is copied shallowly; a frozen model with only
+immutable fields is not copied at all; anything else is deep-copied.
+
+Despawning an entity despawns its children too (recursively).
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import enum
+import itertools
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Generic, NewType, TypeVar, Union, get_args, get_origin
+
+import reactivex
+from pydantic import BaseModel
+from reactivex import abc as rx_abc
+
+from ._rx import SafeSubject
+from .exceptions import Pl3xusError
+
+__all__ = [
+    "ChangeKind",
+    "ComponentChange",
+    "EntityId",
+    "EntityNotFound",
+    "World",
+]
+
+logger = logging.getLogger(__name__)
+
+EntityId = NewType("EntityId", int)
+"""An entity's id: opaque, starting at 1, never reused during a World's life."""
+
+C = TypeVar("C", bound=BaseModel)
+
+
+class EntityNotFound(Pl3xusError, KeyError):
+    """The entity does not exist (never spawned, or despawned)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "entity not found"
+
+
+class ChangeKind(enum.Enum):
+    """What happened to one component of one entity."""
+
+    INSERTED = "inserted"
+    """The entity did not have the component; now it does."""
+    UPDATED = "updated"
+    """The component's value changed."""
+    REMOVED = "removed"
+    """The component was removed; the entity lives on."""
+    DESPAWNED = "despawned"
+    """The whole entity was despawned (so its components went with it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentChange(Generic[C]):
+    """One change of one component.
+
+    Attributes:
+        kind: What happened.
+        entity: The entity.
+        value: The new value (INSERTED, UPDATED) or the last value (REMOVED, DESPAWNED).
+    """
+
+    kind: ChangeKind
+    entity: EntityId
+    value: C
+
+
+_IMMUTABLE = (int, float, str, bytes, bool, type(None), complex, decimal.Decimal,
+              datetime.datetime, datetime.date, datetime.time, datetime.timedelta, uuid.UUID,
+              enum.Enum, frozenset)
+
+
+def _immutable_annotation(tp: Any) -> bool:
+    if tp is Any:
+        return False
+    origin = get_origin(tp)
+    if origin is None:
+        if isinstance(tp, type):
+            if issubclass(tp, BaseModel):
+                return bool(tp.model_config.get("frozen")) and _all_fields_immutable(tp)
+            return issubclass(tp, _IMMUTABLE)
+        return False
+    if origin is tuple or origin is Union or origin is frozenset:
+        return all(_immutable_annotation(a) for a in get_args(tp) if a is not Ellipsis)
+    import types as _types
+
+    if origin is _types.UnionType:
+        return all(_immutable_annotation(a) for a in get_args(tp))
+    if str(origin) == "typing.Literal":
+        return True
+    if getattr(origin, "__name__", "") == "Annotated":
+        return _immutable_annotation(get_args(tp)[0])
+    return False
+
+
+def _all_fields_immutable(model: type[BaseModel]) -> bool:
+    return all(_immutable_annotation(f.annotation) for f in model.model_fields.values())
+
+
+def _copier(model: type[BaseModel]) -> Callable[[Any], Any]:
+    if _all_fields_immutable(model):
+        if model.model_config.get("frozen"):
+            return lambda v: v
+        return lambda v: v.model_copy()
+    return lambda v: v.model_copy(deep=True)
+
+
+ChangeListener = Callable[[type[BaseModel], ChangeKind, EntityId, BaseModel], None]
+
+
+class World:
+    """Entities and their components; the single source of truth on the server.
+
+    Every change is reported, once, to the per-type Observable from :meth:`changes` and to
+    internal listeners (the sync engine). Inserting a value equal to the current one
+    reports nothing (report by exception).
+    """
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._entities: dict[EntityId, dict[type[BaseModel], BaseModel]] = {}
+        self._by_type: dict[type[BaseModel], dict[EntityId, BaseModel]] = {}
+        self._parent: dict[EntityId, EntityId] = {}
+        self._children: dict[EntityId, list[EntityId]] = {}
+        self._subjects: dict[type[BaseModel], SafeSubject[ComponentChange[Any]]] = {}
+        self._listeners: list[ChangeListener] = []
+        self._copiers: dict[type[BaseModel], Callable[[Any], Any]] = {}
+
+    # ------------------------------------------------------------------ internals
+
+    def _copy(self, value: C) -> C:
+        model = type(value)
+        copier = self._copiers.get(model)
+        if copier is None:
+            copier = self._copiers[model] = _copier(model)
+        result: C = copier(value)
+        return result
+
+    def _emit(self, model: type[BaseModel], kind: ChangeKind, entity: EntityId,
+              value: BaseModel) -> None:
+        for listener in self._listeners:
+            listener(model, kind, entity, value)
+        subject = self._subjects.get(model)
+        if subject is not None and subject.observers:
+            subject.on_next(ComponentChange(kind, entity, self._copy(value)))
+
+    def _components(self, entity: EntityId) -> dict[type[BaseModel], BaseModel]:
+        comps = self._entities.get(entity)
+        if comps is None:
+            raise EntityNotFound(f"entity {entity} does not exist (never spawned, or despawned)")
+        return comps
+
+    def add_listener(self, listener: ChangeListener) -> Callable[[], None]:
+        """Call ``listener(type, kind, entity, value)`` on every change (no copy is made:
+        the listener must not mutate ``value``). Returns a function that removes it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    # ------------------------------------------------------------------ entities
+
+    def spawn(self, *components: BaseModel, parent: EntityId | None = None) -> EntityId:
+        """Create an entity with ``components`` (at most one per type), under ``parent``.
+
+        Raises:
+            EntityNotFound: ``parent`` does not exist.
+            ValueError: two components of one type were given.
+        """
+        if parent is not None:
+            self._components(parent)
+        types = [type(c) for c in components]
+        if len(set(types)) != len(types):
+            raise ValueError("spawn() got two components of the same type")
+        entity = EntityId(next(self._ids))
+        self._entities[entity] = {}
+        if parent is not None:
+            self._parent[entity] = parent
+            self._children.setdefault(parent, []).append(entity)
+        for component in components:
+            self.insert(entity, component)
+        return entity
+
+    def despawn(self, entity: EntityId) -> None:
+        """Remove an entity, its components and (recursively) its children.
+
+        Subscribers see ``DESPAWNED`` for each component, never ``REMOVED``.
+
+        Raises:
+            EntityNotFound: the entity does not exist.
+        """
+        comps = self._components(entity)
+        for child in list(self._children.get(entity, ())):
+            self.despawn(child)
+        del self._entities[entity]
+        parent = self._parent.pop(entity, None)
+        if parent is not None and parent in self._children:
+            self._children[parent].remove(entity)
+        self._children.pop(entity, None)
+        for model, value in comps.items():
+            del self._by_type[model][entity]
+            self._emit(model, ChangeKind.DESPAWNED, entity, value)
+
+    def contains(self, entity: EntityId) -> bool:
+        """Whether the entity exists."""
+        return entity in self._entities
+
+    def entities(self) -> list[EntityId]:
+        """Every live entity, in spawn order."""
+        return list(self._entities)
+
+    def parent(self, entity: EntityId) -> EntityId | None:
+        """The entity's parent, if it has one."""
+        self._components(entity)
+        return self._parent.get(entity)
+
+    def children(self, entity: EntityId) -> list[EntityId]:
+        """The entity's direct children, in spawn order."""
+        self._components(entity)
+        return list(self._children.get(entity, ()))
+
+    def ancestors(self, entity: EntityId) -> Iterator[EntityId]:
+        """The parent, its parent, ... up to the root."""
+        current = self._parent.get(entity)
+        while current is not None:
+            yield current
+            current = self._parent.get(current)
+
+    # ------------------------------------------------------------------ components
+
+    def insert(self, entity: EntityId, component: BaseModel) -> bool:
+        """Add or replace the component of ``component``'s type on ``entity``.
+
+        Returns:
+            True if something changed (an equal value changes nothing and emits nothing).
+
+        Raises:
+            EntityNotFound: the entity does not exist.
+        """
+        comps = self._components(entity)
+        model = type(component)
+        old = comps.get(model)
+        if old is not None and old == component:
+            return False
+        stored = self._copy(component)
+        comps[model] = stored
+        self._by_type.setdefault(model, {})[entity] = stored
+        self._emit(model, ChangeKind.INSERTED if old is None else ChangeKind.UPDATED, entity,
+                   stored)
+        return True
+
+    def remove(self, entity: EntityId, model: type[C]) -> C | None:
+        """Remove the ``model`` component from ``entity``; the entity lives on.
+
+        Returns:
+            The removed value, or ``None`` if the entity did not have one.
+
+        Raises:
+            EntityNotFound: the entity does not exist.
+        """
+        comps = self._components(entity)
+        old = comps.pop(model, None)
+        if old is None:
+            return None
+        del self._by_type[model][entity]
+        self._emit(model, ChangeKind.REMOVED, entity, old)
+        return self._copy(old)  # type: ignore[return-value]
+
+    def get(self, entity: EntityId, model: type[C]) -> C | None:
+        """A copy of the entity's ``model`` component, or ``None``.
+
+        Raises:
+            EntityNotFound: the entity does not exist.
+        """
+        value = self._components(entity).get(model)
+        return None if value is None else self._copy(value)  # type: ignore[return-value]
+
+    def has(self, entity: EntityId, model: type[BaseModel]) -> bool:
+        """Whether the entity exists and has a ``model`` component."""
+        comps = self._entities.get(entity)
+        return comps is not None and model in comps
+
+    def components_of(self, entity: EntityId) -> list[BaseModel]:
+        """Copies of all of the entity's components."""
+        return [self._copy(v) for v in self._components(entity).values()]
+
+    def query(self, model: type[C]) -> Iterator[tuple[EntityId, C]]:
+        """``(entity, copy of value)`` for every entity with a ``model`` component."""
+        for entity, value in list(self._by_type.get(model, {}).items()):
+            yield entity, self._copy(value)  # type: ignore[misc]
+
+    def count(self, model: type[BaseModel]) -> int:
+        """How many entities have a ``model`` component."""
+        return len(self._by_type.get(model, ()))
+
+    def peek(self, model: type[C]) -> dict[EntityId, C]:
+        """The stored values of ``model``, not copied: read-only access for the sync engine.
+
+        Mutating a value from this mapping corrupts change tracking; use :meth:`query`.
+        """
+        return self._by_type.get(model, {})  # type: ignore[return-value]
+
+    @contextmanager
+    def modify(self, entity: EntityId, model: type[C]) -> Iterator[C]:
+        """Edit a component in place; one change is emitted on exit (none if unchanged).
+
+        Raises:
+            EntityNotFound: the entity does not exist.
+            KeyError: the entity has no ``model`` component.
+        """
+        value = self.get(entity, model)
+        if value is None:
+            raise KeyError(f"entity {entity} has no {model.__name__} component")
+        draft = value.model_copy(deep=True)
+        yield draft
+        if self.contains(entity):
+            self.insert(entity, draft)
+
+    def changes(self, model: type[C]) -> reactivex.Observable[ComponentChange[C]]:
+        """An Observable of every change of ``model`` components, in order.
+
+        Values are copies. A subscriber that raises is detached (its ``on_error`` gets the
+        exception); the World and the other subscribers carry on.
+        """
+        subject = self._subjects.get(model)
+        if subject is None:
+            subject = self._subjects[model] = SafeSubject()
+        return subject
+
+    def drive(self, entity: EntityId, source: reactivex.Observable[C]) -> rx_abc.DisposableBase:
+        """Insert every value ``source`` emits into ``entity`` (e.g. a sensor stream).
+
+        Values that arrive after the entity was despawned are ignored. Dispose the result to
+        stop.
+        """
+
+        def on_next(value: C) -> None:
+            if self.contains(entity):
+                self.insert(entity, value)
+
+        def on_error(error: Exception) -> None:
+            logger.warning("the stream driving entity %s failed: %s", entity, error)
+
+        return source.subscribe(on_next=on_next, on_error=on_error)
