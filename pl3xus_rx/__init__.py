@@ -42,6 +42,9 @@ if TYPE_CHECKING:
         NetworkState,
         NetworkStatistics,
     )
+    from .server import SyncServer
+    from .sync import EntityControl, SyncSettings
+    from .world import ChangeKind, ComponentChange, EntityId, World
 
 # The network names load on first use, so that importing the sans-I/O core
 # (``pl3xus_rx.protocol``) never imports websockets or asyncio networking.
@@ -74,6 +77,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BindError",
+    "ChangeKind",
+    "ComponentChange",
+    "EntityControl",
+    "EntityId",
+    "SyncServer",
+    "SyncSettings",
+    "World",
     "ChannelFull",
     "ConnectFailed",
     "Connected",

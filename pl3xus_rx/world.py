@@ -82,9 +82,23 @@ class ComponentChange(Generic[C]):
     value: C
 
 
-_IMMUTABLE = (int, float, str, bytes, bool, type(None), complex, decimal.Decimal,
-              datetime.datetime, datetime.date, datetime.time, datetime.timedelta, uuid.UUID,
-              enum.Enum, frozenset)
+_IMMUTABLE = (
+    int,
+    float,
+    str,
+    bytes,
+    bool,
+    type(None),
+    complex,
+    decimal.Decimal,
+    datetime.datetime,
+    datetime.date,
+    datetime.time,
+    datetime.timedelta,
+    uuid.UUID,
+    enum.Enum,
+    frozenset,
+)
 
 
 def _immutable_annotation(tp: Any) -> bool:
@@ -153,8 +167,9 @@ class World:
         result: C = copier(value)
         return result
 
-    def _emit(self, model: type[BaseModel], kind: ChangeKind, entity: EntityId,
-              value: BaseModel) -> None:
+    def _emit(
+        self, model: type[BaseModel], kind: ChangeKind, entity: EntityId, value: BaseModel
+    ) -> None:
         for listener in self._listeners:
             listener(model, kind, entity, value)
         subject = self._subjects.get(model)
@@ -260,8 +275,9 @@ class World:
         stored = self._copy(component)
         comps[model] = stored
         self._by_type.setdefault(model, {})[entity] = stored
-        self._emit(model, ChangeKind.INSERTED if old is None else ChangeKind.UPDATED, entity,
-                   stored)
+        self._emit(
+            model, ChangeKind.INSERTED if old is None else ChangeKind.UPDATED, entity, stored
+        )
         return True
 
     def remove(self, entity: EntityId, model: type[C]) -> C | None:

@@ -44,8 +44,15 @@ class SubscriptionError(ProtocolError):
 
     code = "subscription_error"
 
-    def __init__(self, message: str, *, subscription: int | None, type_name: str | None = None,
-                 field: str | None = None, limit: int | float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        subscription: int | None,
+        type_name: str | None = None,
+        field: str | None = None,
+        limit: int | float | None = None,
+    ) -> None:
         super().__init__(message, type_name=type_name, field=field, limit=limit)
         self.subscription = subscription
 
@@ -146,16 +153,18 @@ class _ItemCache:
         self.values: dict[tuple[int, EntityId], list[Any]] = {}
         self.items: dict[tuple[int, EntityId, bool], bytes | str] = {}
 
-    def values_of(self, reg: ComponentRegistration[Any], entity: EntityId,
-                  value: BaseModel) -> list[Any]:
+    def values_of(
+        self, reg: ComponentRegistration[Any], entity: EntityId, value: BaseModel
+    ) -> list[Any]:
         key = (reg.type_id, entity)
         values = self.values.get(key)
         if values is None:
             values = self.values[key] = list(value.model_dump(mode="json").values())
         return values
 
-    def item(self, reg: ComponentRegistration[Any], entity: EntityId, value: BaseModel,
-             binary: bool) -> bytes | str:
+    def item(
+        self, reg: ComponentRegistration[Any], entity: EntityId, value: BaseModel, binary: bool
+    ) -> bytes | str:
         key = (reg.type_id, entity, binary)
         data = self.items.get(key)
         if data is None:
@@ -191,8 +200,13 @@ class SyncEngine:
         wake: Called (with no arguments) when a change or a subscription needs a flush.
     """
 
-    def __init__(self, world: World, registry: ComponentRegistry, settings: SyncSettings,
-                 wake: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        world: World,
+        registry: ComponentRegistry,
+        settings: SyncSettings,
+        wake: Callable[[], None] | None = None,
+    ) -> None:
         self.world = world
         self.registry = registry
         self.settings = settings
@@ -204,14 +218,20 @@ class SyncEngine:
         self._held_subs: set[_Sub] = set()
         self._snapshot_subs: set[_Sub] = set()
         self._last_flush = -math.inf
-        self._counters = {"flushes": 0, "frames": 0, "item_encodings": 0, "items_sent": 0,
-                          "deadband_suppressed": 0}
+        self._counters = {
+            "flushes": 0,
+            "frames": 0,
+            "item_encodings": 0,
+            "items_sent": 0,
+            "deadband_suppressed": 0,
+        }
         world.add_listener(self._on_change)
 
     # ------------------------------------------------------------------ world side
 
-    def _on_change(self, model: type[BaseModel], kind: ChangeKind, entity: EntityId,
-                   value: BaseModel) -> None:
+    def _on_change(
+        self, model: type[BaseModel], kind: ChangeKind, entity: EntityId, value: BaseModel
+    ) -> None:
         reg = self.registry.find(model)
         if reg is None or reg.type_id not in self._subs_by_type:
             return  # unsynced types never leave the server; unwatched ones need no tracking
@@ -273,57 +293,84 @@ class SyncEngine:
         elif kind == SyncKind.RESYNC:
             if len(frame) != 2 or not (frame[1] is None or isinstance(frame[1], int)):
                 raise FrameError("a RESYNC frame must be [6, sub_id: int | null]")
-            targets = list(client.subs.values()) if frame[1] is None else [
-                s for s in (client.subs.get(frame[1]),) if s is not None]
+            targets = (
+                list(client.subs.values())
+                if frame[1] is None
+                else [s for s in (client.subs.get(frame[1]),) if s is not None]
+            )
             if frame[1] is not None and not targets:
-                raise SubscriptionError(f"RESYNC of unknown subscription {frame[1]}",
-                                        subscription=frame[1])
+                raise SubscriptionError(
+                    f"RESYNC of unknown subscription {frame[1]}", subscription=frame[1]
+                )
             for sub in targets:
                 self._want_snapshot(sub)
             self._wake()
         else:
             raise FrameError(f"frame kind {kind} is not sent by clients")
 
-    def _subscribe(self, client: _Client, sub_id: int, type_name: str, entity: Any,
-                   options: Any) -> None:
+    def _subscribe(
+        self, client: _Client, sub_id: int, type_name: str, entity: Any, options: Any
+    ) -> None:
         reg = self.registry.by_name(type_name)
         if reg is None:
             known = ", ".join(self.registry.names()) or "none"
             raise UnknownComponent(
                 f"cannot subscribe to {type_name!r}: not a synced component; "
                 f"synced components: {known}",
-                subscription=sub_id, type_name=type_name,
+                subscription=sub_id,
+                type_name=type_name,
             )
         if entity is not None and (not isinstance(entity, int) or isinstance(entity, bool)):
-            raise SubscriptionError("entity must be an integer or null", subscription=sub_id,
-                                    type_name=type_name, field="entity")
+            raise SubscriptionError(
+                "entity must be an integer or null",
+                subscription=sub_id,
+                type_name=type_name,
+                field="entity",
+            )
         if not isinstance(options, dict):
-            raise SubscriptionError("options must be a map", subscription=sub_id,
-                                    type_name=type_name, field="options")
+            raise SubscriptionError(
+                "options must be a map", subscription=sub_id, type_name=type_name, field="options"
+            )
         unknown = set(options) - {"max_rate_hz", "deadband"}
         if unknown:
-            raise SubscriptionError(f"unknown subscription options: {sorted(unknown)}; known: "
-                                    "max_rate_hz, deadband", subscription=sub_id,
-                                    type_name=type_name, field=sorted(unknown)[0])
+            raise SubscriptionError(
+                f"unknown subscription options: {sorted(unknown)}; known: max_rate_hz, deadband",
+                subscription=sub_id,
+                type_name=type_name,
+                field=sorted(unknown)[0],
+            )
         rate, deadband = options.get("max_rate_hz"), options.get("deadband")
         for key, val in (("max_rate_hz", rate), ("deadband", deadband)):
-            if val is not None and (not _numeric(val) or val < 0 or (key == "max_rate_hz"
-                                                                     and val == 0)):
-                raise SubscriptionError(f"{key} must be a positive number, got {val!r}",
-                                        subscription=sub_id, type_name=type_name, field=key)
+            if val is not None and (
+                not _numeric(val) or val < 0 or (key == "max_rate_hz" and val == 0)
+            ):
+                raise SubscriptionError(
+                    f"{key} must be a positive number, got {val!r}",
+                    subscription=sub_id,
+                    type_name=type_name,
+                    field=key,
+                )
         if sub_id not in client.subs and (
             len(client.subs) >= self.settings.max_subscriptions_per_connection
         ):
             limit = self.settings.max_subscriptions_per_connection
             raise SubscriptionError(
                 f"too many subscriptions (max_subscriptions_per_connection={limit})",
-                subscription=sub_id, type_name=type_name, limit=limit,
+                subscription=sub_id,
+                type_name=type_name,
+                limit=limit,
             )
         old = client.subs.get(sub_id)
         if old is not None:
             self._drop(old)
-        sub = _Sub(sub_id, client, reg, EntityId(entity) if entity is not None else None,
-                   float(rate) if rate else None, float(deadband) if deadband else None)
+        sub = _Sub(
+            sub_id,
+            client,
+            reg,
+            EntityId(entity) if entity is not None else None,
+            float(rate) if rate else None,
+            float(deadband) if deadband else None,
+        )
         client.subs[sub_id] = sub
         self._subs_by_type.setdefault(reg.type_id, set()).add(sub)
         self._want_snapshot(sub)
@@ -386,8 +433,11 @@ class SyncEngine:
             for sub in self._subs_by_type.get(type_id, ()):
                 if sub.needs_snapshot:
                     continue  # its snapshot below reflects these changes already
-                changes = pending if sub.entity is None else (
-                    {sub.entity: pending[sub.entity]} if sub.entity in pending else {})
+                changes = (
+                    pending
+                    if sub.entity is None
+                    else ({sub.entity: pending[sub.entity]} if sub.entity in pending else {})
+                )
                 if not changes:
                     continue
                 if sub.max_rate_hz is not None:
@@ -417,8 +467,11 @@ class SyncEngine:
             if not groups:
                 continue
             client.seq += 1
-            data: bytes | str = (assemble_msgpack(client.seq, groups) if client.binary
-                                 else assemble_json(client.seq, groups))
+            data: bytes | str = (
+                assemble_msgpack(client.seq, groups)
+                if client.binary
+                else assemble_json(client.seq, groups)
+            )
             frames.append((client.id, data))
         if frames:
             self._counters["flushes"] += 1
@@ -435,8 +488,13 @@ class SyncEngine:
                 held.final = change.final
         self._held_subs.add(sub)
 
-    def _emit_changes(self, sub: _Sub, changes: dict[EntityId, _Pending], cache: _ItemCache,
-                      out: dict[_Client, list[Any]]) -> None:
+    def _emit_changes(
+        self,
+        sub: _Sub,
+        changes: dict[EntityId, _Pending],
+        cache: _ItemCache,
+        out: dict[_Client, list[Any]],
+    ) -> None:
         reg = sub.reg
         binary = sub.client.binary
         stored = self.world.peek(reg.model)
@@ -460,8 +518,11 @@ class SyncEngine:
                 if sub.deadband is not None:
                     values = cache.values_of(reg, entity, value)
                     last = sub.last_sent.get(entity)
-                    if last is not None and not change.removed and _within_deadband(
-                            last, values, sub.deadband):
+                    if (
+                        last is not None
+                        and not change.removed
+                        and _within_deadband(last, values, sub.deadband)
+                    ):
                         self._counters["deadband_suppressed"] += 1
                         continue
                     sub.last_sent[entity] = values
@@ -470,8 +531,7 @@ class SyncEngine:
             self._counters["items_sent"] += len(upserts)
             out.setdefault(sub.client, []).append((sub.id, 0, upserts, removals, despawns))
 
-    def _emit_snapshot(self, sub: _Sub, cache: _ItemCache,
-                       out: dict[_Client, list[Any]]) -> None:
+    def _emit_snapshot(self, sub: _Sub, cache: _ItemCache, out: dict[_Client, list[Any]]) -> None:
         reg = sub.reg
         stored = self.world.peek(reg.model)
         if sub.entity is None:
@@ -485,14 +545,16 @@ class SyncEngine:
             sub.last_sent = {e: cache.values_of(reg, e, v) for e, v in entries}
         self._counters["items_sent"] += len(upserts)
         out.setdefault(sub.client, []).append(
-            (sub.id, FLAG_SNAPSHOT | FLAG_COMPLETE, upserts, [], []))
+            (sub.id, FLAG_SNAPSHOT | FLAG_COMPLETE, upserts, [], [])
+        )
 
     # ------------------------------------------------------------------ introspection
 
     def statistics(self) -> SyncStatistics:
         """A snapshot of the counters."""
-        return SyncStatistics(subscriptions=sum(len(c.subs) for c in self._clients.values()),
-                              **self._counters)
+        return SyncStatistics(
+            subscriptions=sum(len(c.subs) for c in self._clients.values()), **self._counters
+        )
 
     def subscriptions_of(self, connection: int) -> list[tuple[int, str, EntityId | None]]:
         """``(sub_id, type name, entity)`` for each subscription of a connection."""

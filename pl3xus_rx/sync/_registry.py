@@ -170,8 +170,12 @@ class ComponentBuilder(Generic[C]):
     when an entity policy or a handler is set (and :meth:`read_only` was not called).
     """
 
-    def __init__(self, registry: ComponentRegistry, model: type[C],
-                 on_build: Callable[[ComponentRegistration[Any]], None] | None = None) -> None:
+    def __init__(
+        self,
+        registry: ComponentRegistry,
+        model: type[C],
+        on_build: Callable[[ComponentRegistration[Any]], None] | None = None,
+    ) -> None:
         self._registry = registry
         self._model = model
         self._on_build = on_build

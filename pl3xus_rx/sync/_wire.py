@@ -74,9 +74,7 @@ def assemble_msgpack(
     return b"".join(parts)
 
 
-def assemble_json(
-    seq: int, groups: list[tuple[int, int, list[str], list[int], list[int]]]
-) -> str:
+def assemble_json(seq: int, groups: list[tuple[int, int, list[str], list[int], list[int]]]) -> str:
     """A SYNC frame in JSON, from already-encoded upsert items."""
     body = ",".join(
         f"[{sub_id},{flags},[{','.join(upserts)}],{json.dumps(removals)},{json.dumps(despawns)}]"

@@ -1,0 +1,161 @@
+"""The replica: applies the server's SYNC frames to typed per-subscription views. No I/O."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from pl3xus_rx.exceptions import FrameError, Pl3xusError
+
+__all__ = ["ReplicaChange", "ReplicaChangeKind", "SequenceGap", "Store"]
+
+FLAG_SNAPSHOT = 1
+FLAG_COMPLETE = 2
+SYNC_KIND = 5
+
+
+class SequenceGap(Pl3xusError):
+    """A SYNC frame's sequence number skipped; the replica asks for fresh snapshots."""
+
+
+class ReplicaChangeKind(enum.Enum):
+    """What happened to one entity in one subscription's view."""
+
+    INSERTED = "inserted"
+    UPDATED = "updated"
+    REMOVED = "removed"
+    DESPAWNED = "despawned"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaChange:
+    """One change applied to a view."""
+
+    subscription: int
+    kind: ReplicaChangeKind
+    entity: int
+    value: BaseModel | None
+
+
+@dataclass
+class _View:
+    model: type[BaseModel]
+    fields: tuple[str, ...]
+    entity: int | None
+    values: dict[int, BaseModel]
+    complete: bool = False
+
+
+class Store:
+    """Per-subscription replicas of server state, fed with decoded SYNC frames.
+
+    Args:
+        components: The welcome's component table: ``[[type_id, name, hash, fields], ...]``.
+    """
+
+    def __init__(self, components: list[list[Any]]) -> None:
+        self._fields = {row[1]: tuple(row[3]) for row in components}
+        self._views: dict[int, _View] = {}
+        self._seq = 0
+
+    def add_subscription(
+        self, sub_id: int, name: str, model: type[BaseModel], entity: int | None = None
+    ) -> None:
+        """Start a view for subscription ``sub_id`` of component ``name``.
+
+        Raises:
+            KeyError: the server does not sync ``name``.
+        """
+        self._views[sub_id] = _View(model, self._fields[name], entity, {})
+
+    def remove_subscription(self, sub_id: int) -> None:
+        """Drop a view."""
+        self._views.pop(sub_id, None)
+
+    def view(self, sub_id: int) -> Mapping[int, BaseModel]:
+        """The current values of a subscription, by entity."""
+        return self._views[sub_id].values
+
+    def complete(self, sub_id: int) -> bool:
+        """Whether the subscription's snapshot has fully arrived."""
+        return self._views[sub_id].complete
+
+    def reset_sequence(self) -> None:
+        """Forget the last sequence number (a new connection starts again at 1)."""
+        self._seq = 0
+
+    def apply(self, frame: list[Any]) -> list[ReplicaChange]:
+        """Apply one decoded SYNC frame; returns what changed, in order.
+
+        Raises:
+            SequenceGap: a frame is missing (the caller should ask for fresh snapshots).
+            FrameError: the frame is malformed.
+        """
+        if len(frame) != 3 or frame[0] != SYNC_KIND or not isinstance(frame[2], list):
+            raise FrameError("a SYNC frame must be [5, seq, groups]")
+        seq = frame[1]
+        if seq != self._seq + 1:
+            expected = self._seq + 1
+            self._seq = seq
+            raise SequenceGap(f"SYNC sequence jumped from {expected - 1} to {seq}")
+        self._seq = seq
+        changes: list[ReplicaChange] = []
+        for group in frame[2]:
+            sub_id, flags, upserts, removals, despawns = group
+            view = self._views.get(sub_id)
+            if view is None:
+                continue  # unsubscribed while the frame was in flight
+            values = view.values
+            if flags & FLAG_SNAPSHOT:
+                fresh = {}
+                for entity, vals in upserts:
+                    fresh[entity] = self._decode(view, entity, vals)
+                for entity in [e for e in values if e not in fresh]:
+                    changes.append(
+                        ReplicaChange(sub_id, ReplicaChangeKind.REMOVED, entity, values.pop(entity))
+                    )
+                for entity, value in fresh.items():
+                    old = values.get(entity)
+                    if old != value:
+                        kind = (
+                            ReplicaChangeKind.INSERTED if old is None else ReplicaChangeKind.UPDATED
+                        )
+                        values[entity] = value
+                        changes.append(ReplicaChange(sub_id, kind, entity, value))
+                view.complete = bool(flags & FLAG_COMPLETE)
+                continue
+            for entity in removals:
+                old = values.pop(entity, None)
+                if old is not None:
+                    changes.append(ReplicaChange(sub_id, ReplicaChangeKind.REMOVED, entity, old))
+            for entity, vals in upserts:
+                value = self._decode(view, entity, vals)
+                kind = ReplicaChangeKind.UPDATED if entity in values else ReplicaChangeKind.INSERTED
+                values[entity] = value
+                changes.append(ReplicaChange(sub_id, kind, entity, value))
+            for entity in despawns:
+                old = values.pop(entity, None)
+                if old is not None:
+                    changes.append(ReplicaChange(sub_id, ReplicaChangeKind.DESPAWNED, entity, old))
+        return changes
+
+    def _decode(self, view: _View, entity: int, vals: Any) -> BaseModel:
+        if isinstance(vals, dict):  # a field delta: {field index: value}
+            base = view.values[entity].model_dump(mode="json")
+            for index, value in vals.items():
+                base[view.fields[int(index)]] = value
+            data = base
+        else:
+            data = dict(zip(view.fields, vals, strict=True))
+        try:
+            return view.model.model_validate(data)
+        except ValidationError as exc:
+            raise FrameError(
+                f"{view.model.__name__} of entity {entity} failed validation: "
+                f"{exc.errors()[0]['msg']}",
+                type_name=view.model.__name__,
+            ) from exc

@@ -1,0 +1,138 @@
+"""SyncServer: a World, the sync engine and a Network, with the flush loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from .net import Disconnected, Network, NetworkSettings, Transport
+from .net._events import ConnectionId
+from .protocol import RegisteredType
+from .sync import (
+    ComponentBuilder,
+    ComponentRegistration,
+    ComponentRegistry,
+    SyncEngine,
+    SyncSettings,
+)
+from .world import World
+
+__all__ = ["SyncServer"]
+
+logger = logging.getLogger(__name__)
+
+C = TypeVar("C", bound=BaseModel)
+
+
+class SyncServer:
+    """The server: owns the :class:`World`, syncs registered components to subscribers.
+
+    Changes collect between flushes; a flush runs as soon as the event loop is free after a
+    change, never more often than ``SyncSettings.max_update_rate_hz``, and sends at most one
+    frame per connection.
+
+    Args:
+        network: Transport settings.
+        sync: Flush settings.
+        transport: What moves bytes (default WebSockets; ``pl3xus_rx.testing`` has one in
+            memory).
+    """
+
+    def __init__(
+        self,
+        network: NetworkSettings | None = None,
+        sync: SyncSettings | None = None,
+        *,
+        transport: Transport | None = None,
+    ) -> None:
+        self.world = World()
+        """The single source of truth."""
+        self.net = Network(network, transport=transport)
+        """The network layer (plain typed messages work on it too)."""
+        self.settings = sync if sync is not None else SyncSettings()
+        self.registry = ComponentRegistry()
+        """The synced component types."""
+        self.engine = SyncEngine(self.world, self.registry, self.settings, wake=self._wake)
+        self._handle: asyncio.Handle | asyncio.TimerHandle | None = None
+        self._clock = time.monotonic
+        self.net.welcome_extra = self._welcome_extra
+        self.net.extension_handler = self.engine.handle_frame
+        self.net.events.subscribe(self._on_event)
+
+    # ------------------------------------------------------------------ registration
+
+    def sync_component(self, model: type[C], name: str | None = None) -> ComponentRegistration[C]:
+        """Sync ``model`` to subscribers, read-only for clients."""
+        return self.registry.add(model, name=name)
+
+    def sync_component_builder(self, model: type[C]) -> ComponentBuilder[C]:
+        """A builder for finer control; finish with ``.build()``."""
+        return ComponentBuilder(self.registry, model)
+
+    def register_message(self, model: type[C], name: str | None = None) -> RegisteredType[C]:
+        """Register a plain message type on the network layer."""
+        return self.net.register_message(model, name)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _welcome_extra(self, connection: ConnectionId) -> dict[str, Any]:
+        return {"components": self.registry.wire_table()}
+
+    def _on_event(self, event: object) -> None:
+        if isinstance(event, Disconnected):
+            self.engine.remove_client(event.id)
+
+    def _wake(self) -> None:
+        if self._handle is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # changes before serve(): the first subscription's snapshot covers them
+        delay = self.engine.next_flush_delay(self._clock())
+        if delay is None:
+            return
+        if delay <= 0:
+            self._handle = loop.call_soon(self._flush)
+        else:
+            self._handle = loop.call_later(delay, self._flush)
+
+    def _flush(self) -> None:
+        self._handle = None
+        try:
+            for connection, data in self.engine.flush(self._clock()):
+                if self.net.has_connection(ConnectionId(connection)):
+                    self.net.send_raw(ConnectionId(connection), data)
+        except Exception:
+            logger.exception("flush failed")
+        self._wake()  # held or rate-limited changes still waiting
+
+    def flush_now(self) -> None:
+        """Run a flush now if one is due (for tests and tools; the server flushes itself)."""
+        if self._handle is not None:
+            self._handle.cancel()
+        self._flush()
+
+    # ------------------------------------------------------------------ serving
+
+    @asynccontextmanager
+    async def serve(self, host: str, port: int) -> AsyncIterator[tuple[str, int]]:
+        """Listen on ``host:port`` for the duration of the ``async with``; closes gracefully.
+
+        Yields:
+            The bound (host, port).
+        """
+        address = await self.net.listen(host, port)
+        try:
+            yield address
+        finally:
+            if self._handle is not None:
+                self._handle.cancel()
+                self._handle = None
+            await self.net.close()

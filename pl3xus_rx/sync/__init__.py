@@ -1,0 +1,33 @@
+"""The sync engine: component registry, subscriptions, batching, conflation (no I/O)."""
+
+from ._engine import SubscriptionError, SyncEngine, SyncStatistics, UnknownComponent
+from ._policy import Authorized, Denied, MutationContext, default_entity_policy
+from ._registry import (
+    ComponentBuilder,
+    ComponentRegistration,
+    ComponentRegistry,
+    EntityControl,
+    EntityPolicy,
+)
+from ._settings import SyncSettings
+from ._wire import FLAG_COMPLETE, FLAG_SNAPSHOT, SyncKind
+
+__all__ = [
+    "FLAG_COMPLETE",
+    "FLAG_SNAPSHOT",
+    "Authorized",
+    "ComponentBuilder",
+    "ComponentRegistration",
+    "ComponentRegistry",
+    "Denied",
+    "EntityControl",
+    "EntityPolicy",
+    "MutationContext",
+    "SubscriptionError",
+    "SyncEngine",
+    "SyncKind",
+    "SyncSettings",
+    "SyncStatistics",
+    "UnknownComponent",
+    "default_entity_policy",
+]

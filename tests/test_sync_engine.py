@@ -1,0 +1,339 @@
+"""The sync engine without sockets: frames out of flushes, replayed into a client Store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
+from client_sync.store import SequenceGap, Store
+from pl3xus_rx.sync import (
+    ComponentRegistry,
+    EntityControl,
+    SubscriptionError,
+    SyncEngine,
+    SyncSettings,
+    UnknownComponent,
+)
+from pl3xus_rx.world import World
+
+
+class Position(BaseModel):
+    x: float
+    y: float
+
+
+class Status(BaseModel):
+    text: str
+
+
+class Secret(BaseModel):
+    key: str
+
+
+class Rig:
+    """A world, an engine, and clients that decode what the engine sends them."""
+
+    def __init__(self, rate: float = 1000.0) -> None:
+        self.world = World()
+        self.registry = ComponentRegistry()
+        self.registry.add(Position)
+        self.registry.add(Status, max_update_rate_hz=10)
+        self.engine = SyncEngine(self.world, self.registry, SyncSettings(max_update_rate_hz=rate))
+        self.now = 0.0
+        self.stores: dict[int, Store] = {}
+        self.frames: dict[int, list[Any]] = {}
+
+    def client(self, cid: int, binary: bool = True) -> Store:
+        self.engine.add_client(cid, binary=binary)
+        self.stores[cid] = Store(self.registry.wire_table())
+        self.frames[cid] = []
+        return self.stores[cid]
+
+    def subscribe(
+        self, cid: int, sub: int, model: type[BaseModel], entity: int | None = None, **options: Any
+    ) -> None:
+        self.stores[cid].add_subscription(sub, model.__name__, model, entity)
+        self.engine.handle_frame(cid, True, [3, sub, model.__name__, entity, options])
+
+    def flush(self, dt: float = 1.0) -> dict[int, list[Any]]:
+        self.now += dt
+        out: dict[int, list[Any]] = {}
+        for cid, data in self.engine.flush(self.now):
+            frame = (
+                msgpack.unpackb(data) if isinstance(data, bytes) else __import__("json").loads(data)
+            )
+            out[cid] = frame
+            self.frames[cid].append(frame)
+            self.stores[cid].apply(frame)
+        return out
+
+
+def test_snapshot_then_changes_in_order() -> None:
+    rig = Rig()
+    a = rig.world.spawn(Position(x=1, y=1))
+    b = rig.world.spawn(Position(x=2, y=2), Status(text="idle"))
+    store = rig.client(1)
+    rig.subscribe(1, 10, Position)
+    frame = rig.flush()[1]
+    assert frame[0] == 5 and frame[1] == 1
+    (group,) = frame[2]
+    assert group[0] == 10 and group[1] == 3  # snapshot + complete
+    assert sorted(e for e, _ in group[2]) == [a, b]
+    assert store.complete(10) and store.view(10) == {a: Position(x=1, y=1), b: Position(x=2, y=2)}
+    rig.world.insert(a, Position(x=5, y=5))
+    frame = rig.flush()[1]
+    assert frame[1] == 2 and frame[2] == [[10, 0, [[a, [5.0, 5.0]]], [], []]]
+    assert store.view(10)[a] == Position(x=5, y=5)
+    assert rig.flush() == {}  # nothing changed: nothing sent
+
+
+def test_conflation_keeps_latest_and_never_loses_a_removal() -> None:
+    rig = Rig()
+    e = rig.world.spawn(Position(x=0, y=0))
+    store = rig.client(1)
+    rig.subscribe(1, 1, Position)
+    rig.flush()
+    for i in range(100):
+        rig.world.insert(e, Position(x=i, y=i))
+    frame = rig.flush()[1]
+    assert frame[2] == [[1, 0, [[e, [99.0, 99.0]]], [], []]]  # one item, the latest
+    # remove then insert in one flush: both reach the client, in order
+    rig.world.remove(e, Position)
+    rig.world.insert(e, Position(x=7, y=7))
+    frame = rig.flush()[1]
+    assert frame[2] == [[1, 0, [[e, [7.0, 7.0]]], [e], []]]
+    assert store.view(1)[e] == Position(x=7, y=7)
+    # insert then remove in one flush: the removal is sent
+    f = rig.world.spawn(Position(x=1, y=1))
+    rig.world.remove(f, Position)
+    assert rig.flush()[1][2] == [[1, 0, [], [f], []]]
+
+
+def test_component_removed_is_not_entity_despawned() -> None:
+    rig = Rig()
+    e = rig.world.spawn(Position(x=0, y=0), Status(text="ok"))
+    child = rig.world.spawn(Status(text="child"), parent=e)
+    rig.client(1)
+    rig.subscribe(1, 1, Position)
+    rig.subscribe(1, 2, Status)
+    rig.flush()
+    rig.world.remove(e, Status)
+    rig.flush(dt=1)
+    assert rig.frames[1][-1][2] == [[2, 0, [], [e], []]]  # removal, not despawn
+    assert e in rig.stores[1].view(1)  # the Position view is untouched
+    rig.world.despawn(e)  # children go too
+    frame = rig.flush()[1]
+    groups = {g[0]: g for g in frame[2]}
+    assert groups[1][4] == [e] and groups[2][4] == [child]
+    assert rig.stores[1].view(1) == {} and rig.stores[1].view(2) == {}
+
+
+def test_one_entity_subscription_and_unsubscribe_stops_at_once() -> None:
+    rig = Rig()
+    a = rig.world.spawn(Position(x=0, y=0))
+    b = rig.world.spawn(Position(x=1, y=1))
+    store = rig.client(1)
+    rig.subscribe(1, 5, Position, entity=b)
+    rig.flush()
+    assert list(store.view(5)) == [b]
+    rig.world.insert(a, Position(x=9, y=9))
+    assert rig.flush() == {}
+    rig.world.insert(b, Position(x=9, y=9))
+    rig.engine.handle_frame(1, True, [4, 5])
+    assert rig.flush() == {}
+
+
+def test_encodings_do_not_depend_on_subscriber_count() -> None:
+    counts = []
+    for clients in (1, 100):
+        rig = Rig()
+        ents = [rig.world.spawn(Position(x=i, y=i)) for i in range(50)]
+        for cid in range(clients):
+            rig.client(cid)
+            rig.subscribe(cid, 1, Position)
+        rig.flush()
+        before = rig.engine.statistics().item_encodings
+        for e in ents:
+            rig.world.insert(e, Position(x=-1, y=-1))
+        frames = rig.flush()
+        assert len(frames) == clients  # one frame per connection
+        counts.append(rig.engine.statistics().item_encodings - before)
+    assert counts == [50, 50]
+
+
+def test_json_clients_get_the_same_frames() -> None:
+    rig = Rig()
+    e = rig.world.spawn(Position(x=1.5, y=2))
+    rig.client(1, binary=True)
+    rig.client(2, binary=False)
+    rig.subscribe(1, 1, Position)
+    rig.subscribe(2, 1, Position)
+    out = rig.flush()
+    assert out[1] == out[2]
+    assert rig.stores[2].view(1) == {e: Position(x=1.5, y=2)}
+
+
+def test_unknown_type_error_lists_registered_types() -> None:
+    rig = Rig()
+    rig.client(1)
+    with pytest.raises(UnknownComponent) as info:
+        rig.engine.handle_frame(1, True, [3, 7, "Secret", None, {}])
+    body = info.value.to_wire()
+    assert body["code"] == "unknown_component" and body["subscription"] == 7
+    assert "Position, Status" in body["message"] and body["type"] == "Secret"
+    with pytest.raises(SubscriptionError, match="deadband"):
+        rig.engine.handle_frame(1, True, [3, 8, "Position", None, {"deadband": "big"}])
+    with pytest.raises(SubscriptionError, match="unknown subscription options"):
+        rig.engine.handle_frame(1, True, [3, 8, "Position", None, {"speed": 1}])
+
+
+def test_unsynced_types_never_leave_the_server() -> None:
+    rig = Rig()
+    e = rig.world.spawn(Position(x=0, y=0), Secret(key="hunter2"))
+    rig.client(1)
+    rig.subscribe(1, 1, Position)
+    rig.flush()
+    rig.world.insert(e, Secret(key="changed"))
+    assert rig.flush() == {}
+    assert b"hunter2" not in msgpack.packb(rig.frames[1])
+
+
+def test_per_type_rate_cap() -> None:
+    rig = Rig(rate=1000)
+    e = rig.world.spawn(Status(text="a"))
+    rig.client(1)
+    rig.subscribe(1, 1, Status)
+    rig.flush(dt=0.001)
+    rig.world.insert(e, Status(text="b"))
+    assert rig.flush(dt=0.001)[1][2][0][2] == [[e, ["b"]]]
+    rig.world.insert(e, Status(text="c"))
+    assert rig.flush(dt=0.01) == {}  # Status is capped at 10 Hz
+    assert rig.engine.next_flush_delay(rig.now) == pytest.approx(0.09, abs=1e-6)
+    assert rig.flush(dt=0.09)[1][2][0][2] == [[e, ["c"]]]
+
+
+def test_subscription_rate_and_deadband() -> None:
+    rig = Rig()
+    e = rig.world.spawn(Position(x=0, y=0))
+    rig.client(1)
+    rig.subscribe(1, 1, Position, deadband=0.5)
+    rig.subscribe(1, 2, Position, max_rate_hz=1)
+    rig.flush(dt=0.01)
+    rig.world.insert(e, Position(x=0.2, y=0))  # within the deadband
+    out = rig.flush(dt=0.01)
+    assert out == {}
+    assert rig.engine.statistics().deadband_suppressed == 1
+    rig.world.insert(e, Position(x=0.6, y=0))  # 0.6 from the last sent value: sent
+    out = rig.flush(dt=0.01)
+    assert [g[0] for g in out[1][2]] == [1]  # sub 2 waits for its 1 Hz slot
+    out = rig.flush(dt=1.0)
+    assert out[1][2] == [[2, 0, [[e, [0.6, 0.0]]], [], []]]
+    assert rig.stores[1].view(2)[e] == Position(x=0.6, y=0)
+
+
+def test_sequence_gap_is_detected_and_resync_sends_a_fresh_snapshot() -> None:
+    rig = Rig()
+    e = rig.world.spawn(Position(x=0, y=0))
+    rig.client(1)
+    rig.subscribe(1, 1, Position)
+    rig.flush()
+    rig.world.insert(e, Position(x=1, y=1))
+    rig.now += 1
+    lost = rig.engine.flush(rig.now)  # this frame is "dropped"
+    assert lost
+    rig.world.insert(e, Position(x=1, y=2))
+    rig.now += 1
+    ((_, data),) = rig.engine.flush(rig.now)
+    with pytest.raises(SequenceGap):
+        rig.stores[1].apply(msgpack.unpackb(data))
+    rig.engine.handle_frame(1, True, [6, None])
+    frame = rig.flush()[1]
+    assert frame[2][0][1] == 3 and rig.stores[1].view(1)[e] == Position(x=1, y=2)
+
+
+def test_entity_control_is_never_client_writable() -> None:
+    registry = ComponentRegistry()
+    reg = registry.add(EntityControl, read_only=False)
+    assert reg.read_only and not reg.mutable
+
+
+def test_builder_is_secure_by_default() -> None:
+    from pl3xus_rx.sync import ComponentBuilder
+
+    registry = ComponentRegistry()
+    plain = ComponentBuilder(registry, Position).targeted().build()
+    assert plain.read_only and plain.targeted
+    editable = ComponentBuilder(registry, Status).with_default_entity_policy().build()
+    assert editable.mutable and editable.entity_policy is not None
+    ro = ComponentBuilder(registry, Secret).with_handler(lambda *a: None).read_only().build()
+    assert ro.read_only
+
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("spawn"), st.floats(-10, 10), st.booleans()),
+        st.tuples(st.just("insert"), st.integers(0, 9), st.floats(-10, 10)),
+        st.tuples(st.just("status"), st.integers(0, 9), st.sampled_from(["a", "b", "c"])),
+        st.tuples(st.just("remove"), st.integers(0, 9), st.sampled_from([Position, Status])),
+        st.tuples(st.just("despawn"), st.integers(0, 9)),
+        st.tuples(
+            st.just("subscribe"),
+            st.integers(0, 3),
+            st.sampled_from([Position, Status]),
+            st.one_of(st.none(), st.integers(0, 9)),
+        ),
+        st.tuples(st.just("unsubscribe"), st.integers(0, 3)),
+        st.tuples(st.just("flush"), st.sampled_from([0.001, 0.05, 0.2])),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops)
+def test_replaying_frames_rebuilds_the_server_state(program: list[Any]) -> None:
+    rig = Rig(rate=100)
+    store = rig.client(1)
+    spawned: list[int] = []
+    subs: dict[int, tuple[type[BaseModel], int | None]] = {}
+
+    def alive(i: int) -> int | None:
+        if i < len(spawned) and rig.world.contains(spawned[i]):
+            return spawned[i]
+        return None
+
+    for op in program:
+        kind = op[0]
+        if kind == "spawn":
+            comps: list[BaseModel] = [Position(x=op[1], y=0)]
+            if op[2]:
+                comps.append(Status(text="new"))
+            parent = alive(len(spawned) - 1) if spawned and op[2] else None
+            spawned.append(rig.world.spawn(*comps, parent=parent))
+        elif kind in ("insert", "status") and (e := alive(op[1])) is not None:
+            rig.world.insert(e, Position(x=op[2], y=1) if kind == "insert" else Status(text=op[2]))
+        elif kind == "remove" and (e := alive(op[1])) is not None:
+            rig.world.remove(e, op[2])
+        elif kind == "despawn" and (e := alive(op[1])) is not None:
+            rig.world.despawn(e)
+        elif kind == "subscribe":
+            entity = spawned[op[3]] if op[3] is not None and op[3] < len(spawned) else None
+            rig.subscribe(1, op[1], op[2], entity)
+            subs[op[1]] = (op[2], entity)
+        elif kind == "unsubscribe" and op[1] in subs:
+            rig.engine.handle_frame(1, True, [4, op[1]])
+            store.remove_subscription(op[1])
+            del subs[op[1]]
+        elif kind == "flush":
+            rig.flush(dt=op[1])
+    for _ in range(3):  # let every rate cap pass
+        rig.flush(dt=1.0)
+    for sub_id, (model, entity) in subs.items():
+        expected = {e: v for e, v in rig.world.query(model) if entity is None or e == entity}
+        assert dict(store.view(sub_id)) == expected
+        assert store.complete(sub_id)
