@@ -48,26 +48,36 @@ if TYPE_CHECKING:
 
 # The network names load on first use, so that importing the sans-I/O core
 # (``pl3xus_rx.protocol``) never imports websockets or asyncio networking.
-_LAZY = {
-    "Connected",
-    "ConnectionId",
-    "ConnectionStatistics",
-    "Disconnected",
-    "Error",
-    "Network",
-    "NetworkData",
-    "NetworkEvent",
-    "NetworkSettings",
-    "NetworkState",
-    "NetworkStatistics",
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "Connected",
+            "ConnectionId",
+            "ConnectionStatistics",
+            "Disconnected",
+            "Error",
+            "Network",
+            "NetworkData",
+            "NetworkEvent",
+            "NetworkSettings",
+            "NetworkState",
+            "NetworkStatistics",
+        ),
+        "net",
+    ),
+    "SyncServer": "server",
+    "SyncSettings": "sync",
+    "EntityControl": "sync",
+    **dict.fromkeys(("ChangeKind", "ComponentChange", "EntityId", "World"), "world"),
 }
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        from . import net
+    module = _LAZY.get(name)
+    if module is not None:
+        import importlib
 
-        value = getattr(net, name)
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'pl3xus_rx' has no attribute {name!r}")
