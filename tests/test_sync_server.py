@@ -10,12 +10,12 @@ from typing import Any
 import msgpack
 import pytest
 import pytest_asyncio
+from conftest import UNIT
 from pydantic import BaseModel
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
 from client_sync.store import Store
-from conftest import UNIT
 from pl3xus_rx import NetworkSettings, SyncServer, SyncSettings
 from pl3xus_rx.protocol import JSON_SUBPROTOCOL, schema_hash
 

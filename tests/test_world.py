@@ -91,9 +91,8 @@ def test_modify_emits_once_on_exit() -> None:
     with w.modify(e, Path):
         pass
     assert len(seen) == 1  # unchanged: nothing emitted
-    with pytest.raises(KeyError, match="no Position"):
-        with w.modify(e, Position):
-            pass
+    with pytest.raises(KeyError, match="no Position"), w.modify(e, Position):
+        pass
 
 
 def test_parents_children_and_recursive_despawn() -> None:
