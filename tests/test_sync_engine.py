@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import msgpack
@@ -38,10 +39,10 @@ class Secret(BaseModel):
 class Rig:
     """A world, an engine, and clients that decode what the engine sends them."""
 
-    def __init__(self, rate: float = 1000.0) -> None:
+    def __init__(self, rate: float = 1000.0, deltas: bool = False) -> None:
         self.world = World()
         self.registry = ComponentRegistry()
-        self.registry.add(Position)
+        self.registry.add(Position, field_deltas=deltas)
         self.registry.add(Status, max_update_rate_hz=10)
         self.engine = SyncEngine(self.world, self.registry, SyncSettings(max_update_rate_hz=rate))
         self.now = 0.0
@@ -65,7 +66,9 @@ class Rig:
         out: dict[int, list[Any]] = {}
         for cid, data in self.engine.flush(self.now):
             frame = (
-                msgpack.unpackb(data) if isinstance(data, bytes) else __import__("json").loads(data)
+                msgpack.unpackb(data, strict_map_key=False)
+                if isinstance(data, bytes)
+                else __import__("json").loads(data)
             )
             out[cid] = frame
             self.frames[cid].append(frame)
@@ -286,6 +289,7 @@ ops = st.lists(
             st.integers(0, 3),
             st.sampled_from([Position, Status]),
             st.one_of(st.none(), st.integers(0, 9)),
+            st.sampled_from([None, 5.0]),
         ),
         st.tuples(st.just("unsubscribe"), st.integers(0, 3)),
         st.tuples(st.just("flush"), st.sampled_from([0.001, 0.05, 0.2])),
@@ -294,10 +298,10 @@ ops = st.lists(
 )
 
 
-@settings(max_examples=150, deadline=None)
-@given(ops)
-def test_replaying_frames_rebuilds_the_server_state(program: list[Any]) -> None:
-    rig = Rig(rate=100)
+@settings(max_examples=int(os.environ.get("PL3XUS_PROPERTY_EXAMPLES", "150")), deadline=None)
+@given(ops, st.booleans())
+def test_replaying_frames_rebuilds_the_server_state(program: list[Any], deltas: bool) -> None:
+    rig = Rig(rate=100, deltas=deltas)
     store = rig.client(1)
     spawned: list[int] = []
     subs: dict[int, tuple[type[BaseModel], int | None]] = {}
@@ -323,7 +327,8 @@ def test_replaying_frames_rebuilds_the_server_state(program: list[Any]) -> None:
             rig.world.despawn(e)
         elif kind == "subscribe":
             entity = spawned[op[3]] if op[3] is not None and op[3] < len(spawned) else None
-            rig.subscribe(1, op[1], op[2], entity)
+            options = {} if op[4] is None else {"max_rate_hz": op[4]}
+            rig.subscribe(1, op[1], op[2], entity, **options)
             subs[op[1]] = (op[2], entity)
         elif kind == "unsubscribe" and op[1] in subs:
             rig.engine.handle_frame(1, True, [4, op[1]])
@@ -337,3 +342,30 @@ def test_replaying_frames_rebuilds_the_server_state(program: list[Any]) -> None:
         expected = {e: v for e, v in rig.world.query(model) if entity is None or e == entity}
         assert dict(store.view(sub_id)) == expected
         assert store.complete(sub_id)
+
+
+def test_field_deltas_send_only_changed_fields() -> None:
+    rig = Rig(deltas=True)
+    e = rig.world.spawn(Position(x=1, y=2))
+    rig.client(1)
+    rig.client(2, binary=False)
+    rig.subscribe(1, 1, Position)
+    rig.subscribe(2, 1, Position)
+    rig.flush()  # snapshots: full values
+    rig.world.insert(e, Position(x=1, y=5))
+    out = rig.flush()
+    assert out[1][2] == [[1, 0, [[e, {1: 5.0}]], [], []]]  # only field 1 (y)
+    assert out[2][2] == [[1, 0, [[e, {"1": 5.0}]], [], []]]  # JSON keys are strings
+    assert rig.stores[1].view(1)[e] == Position(x=1, y=5) == rig.stores[2].view(1)[e]
+    # a late subscriber gets a full snapshot, then deltas like everyone else
+    rig.client(3)
+    rig.subscribe(3, 7, Position)
+    rig.flush()
+    rig.world.insert(e, Position(x=4, y=5))
+    out = rig.flush()
+    assert out[3][2] == [[7, 0, [[e, {0: 4.0}]], [], []]]
+    assert rig.stores[3].view(7)[e] == Position(x=4, y=5)
+    # changed and changed back within one flush: nothing to send
+    rig.world.insert(e, Position(x=0, y=0))
+    rig.world.insert(e, Position(x=4, y=5))
+    assert rig.flush() == {}

@@ -133,6 +133,7 @@ class _Sub:
     next_due: float = 0.0
     held: dict[EntityId, _Pending] = field(default_factory=dict)
     last_sent: dict[EntityId, list[Any]] = field(default_factory=dict)
+    full_next: bool = False  # field-delta types: send full values in the next type flush
 
 
 @dataclass(eq=False)
@@ -146,12 +147,13 @@ class _Client:
 class _ItemCache:
     """Per-flush cache: one encoding per (type, entity, encoding)."""
 
-    __slots__ = ("engine", "items", "values")
+    __slots__ = ("deltas", "engine", "items", "values")
 
     def __init__(self, engine: SyncEngine) -> None:
         self.engine = engine
         self.values: dict[tuple[int, EntityId], list[Any]] = {}
         self.items: dict[tuple[int, EntityId, bool], bytes | str] = {}
+        self.deltas: dict[tuple[int, EntityId, bool], bytes | str | None] = {}
 
     def values_of(
         self, reg: ComponentRegistration[Any], entity: EntityId, value: BaseModel
@@ -161,6 +163,33 @@ class _ItemCache:
         if values is None:
             values = self.values[key] = list(value.model_dump(mode="json").values())
         return values
+
+    def delta_item(
+        self,
+        reg: ComponentRegistration[Any],
+        entity: EntityId,
+        value: BaseModel,
+        binary: bool,
+        baseline: list[Any],
+    ) -> bytes | str | None:
+        """``[entity, {field index: value}]`` for the fields that differ from ``baseline``
+        (the same for every up-to-date subscriber); ``None`` if no field differs."""
+        key = (reg.type_id, entity, binary)
+        if key in self.deltas:
+            return self.deltas[key]
+        values = self.values_of(reg, entity, value)
+        changed = {
+            i: v for i, (old, v) in enumerate(zip(baseline, values, strict=True)) if old != v
+        }
+        data: bytes | str | None = None
+        if changed and binary:
+            data = encode_item_msgpack([entity, changed])
+        elif changed:
+            data = encode_item_json([entity, {str(i): v for i, v in changed.items()}])
+        if data is not None:
+            self.engine._counters["item_encodings"] += 1
+        self.deltas[key] = data
+        return data
 
     def item(
         self, reg: ComponentRegistration[Any], entity: EntityId, value: BaseModel, binary: bool
@@ -217,6 +246,8 @@ class SyncEngine:
         self._type_due: dict[int, float] = {}
         self._held_subs: set[_Sub] = set()
         self._snapshot_subs: set[_Sub] = set()
+        # field-delta types: the values every up-to-date subscriber holds, by entity
+        self._baseline: dict[int, dict[EntityId, list[Any]]] = {}
         self._last_flush = -math.inf
         self._counters = {
             "flushes": 0,
@@ -264,6 +295,7 @@ class SyncEngine:
             if not subs:
                 del self._subs_by_type[sub.reg.type_id]
                 self._pending.pop(sub.reg.type_id, None)
+                self._baseline.pop(sub.reg.type_id, None)
         self._held_subs.discard(sub)
         self._snapshot_subs.discard(sub)
 
@@ -430,6 +462,7 @@ class SyncEngine:
                 continue
             self._pending[type_id] = {}
             self._type_due[type_id] = now + self._type_interval(reg)
+            baseline = self._baseline.setdefault(type_id, {}) if reg.field_deltas else None
             for sub in self._subs_by_type.get(type_id, ()):
                 if sub.needs_snapshot:
                     continue  # its snapshot below reflects these changes already
@@ -443,7 +476,11 @@ class SyncEngine:
                 if sub.max_rate_hz is not None:
                     self._hold(sub, changes)
                     continue
-                self._emit_changes(sub, changes, cache, out)
+                deltas = baseline is not None and sub.deadband is None and not sub.full_next
+                sub.full_next = False
+                self._emit_changes(sub, changes, cache, out, baseline if deltas else None)
+            if baseline is not None:
+                self._advance_baseline(reg, baseline, pending, cache)
 
         # 2. rate-limited subscriptions that are due
         for sub in list(self._held_subs):
@@ -488,12 +525,28 @@ class SyncEngine:
                 held.final = change.final
         self._held_subs.add(sub)
 
+    def _advance_baseline(
+        self,
+        reg: ComponentRegistration[Any],
+        baseline: dict[EntityId, list[Any]],
+        pending: dict[EntityId, _Pending],
+        cache: _ItemCache,
+    ) -> None:
+        stored = self.world.peek(reg.model)
+        for entity, change in pending.items():
+            value = stored.get(entity)
+            if change.final == _UPSERT and value is not None:
+                baseline[entity] = cache.values_of(reg, entity, value)
+            else:
+                baseline.pop(entity, None)
+
     def _emit_changes(
         self,
         sub: _Sub,
         changes: dict[EntityId, _Pending],
         cache: _ItemCache,
         out: dict[_Client, list[Any]],
+        baseline: dict[EntityId, list[Any]] | None = None,
     ) -> None:
         reg = sub.reg
         binary = sub.client.binary
@@ -526,6 +579,12 @@ class SyncEngine:
                         self._counters["deadband_suppressed"] += 1
                         continue
                     sub.last_sent[entity] = values
+                base = baseline.get(entity) if baseline is not None else None
+                if base is not None and not change.removed:
+                    delta = cache.delta_item(reg, entity, value, binary, base)
+                    if delta is not None:  # None: changed and changed back within the flush
+                        upserts.append(delta)
+                    continue
                 upserts.append(cache.item(reg, entity, value, binary))
         if upserts or removals or despawns:
             self._counters["items_sent"] += len(upserts)
@@ -543,6 +602,14 @@ class SyncEngine:
         upserts = [cache.item(reg, entity, value, binary) for entity, value in entries]
         if sub.deadband is not None:
             sub.last_sent = {e: cache.values_of(reg, e, v) for e, v in entries}
+        if reg.field_deltas:
+            baseline = self._baseline.setdefault(reg.type_id, {})
+            pending = self._pending.get(reg.type_id, {})
+            for entity, value in entries:
+                if entity in pending:
+                    sub.full_next = True  # the others still hold an older value of it
+                else:
+                    baseline[entity] = cache.values_of(reg, entity, value)
         self._counters["items_sent"] += len(upserts)
         out.setdefault(sub.client, []).append(
             (sub.id, FLAG_SNAPSHOT | FLAG_COMPLETE, upserts, [], [])
