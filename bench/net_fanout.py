@@ -6,8 +6,9 @@ Compares, in the same run and on the same machine:
   msgpack encode once, per-connection bounded channel);
 - **baseline**: raw ``websockets`` ``broadcast()`` of the same msgpack bytes, encoded once.
 
-The clients run in another process (pinned to another core when there are two) and count
-frames with a minimal WebSocket frame parser, so the client side costs the same for both.
+The clients run in another process (``bench/_client.py``, pinned to the other core when there
+are two) and count frames with a minimal WebSocket frame parser, so the client side costs the
+same for both.
 Reported: delivered messages/s, MB/s, server CPU per delivered message, and the typed/baseline
 ratio. Usage::
 
@@ -63,82 +64,6 @@ BURST = 50
 BACKLOG_FRAMES = 2000
 
 
-# --------------------------------------------------------------------------- client side
-
-
-class Counter(asyncio.Protocol):
-    """A bare WebSocket client that counts data frames (server frames are unmasked)."""
-
-    def __init__(self, expected: int, skip: int, done: asyncio.Future[None], stats: dict) -> None:
-        self.buf = bytearray()
-        self.handshaken = asyncio.get_running_loop().create_future()
-        self.expected, self.skip, self.done, self.stats = expected, skip, done, stats
-        self.count = 0
-
-    def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
-        if not self.handshaken.done():
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            del buf[: end + 4]
-            self.handshaken.set_result(None)
-        pos, n = 0, len(buf)
-        frames = 0
-        while n - pos >= 2:
-            length = buf[pos + 1] & 0x7F
-            head = 2
-            if length == 126:
-                if n - pos < 4:
-                    break
-                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
-                head = 4
-            elif length == 127:
-                if n - pos < 10:
-                    break
-                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
-                head = 10
-            if n - pos < head + length:
-                break
-            if buf[pos] & 0x0F in (1, 2):
-                frames += 1
-                self.stats["bytes"] += length
-            pos += head + length
-        del buf[:pos]
-        if frames:
-            if self.stats["first"] is None:
-                self.stats["first"] = time.perf_counter()
-            self.count += frames
-            if self.count >= self.expected + self.skip and not self.done.done():
-                self.done.set_result(None)
-
-
-async def run_clients(port: int, n: int, expected: int, skip: int) -> None:
-    loop = asyncio.get_running_loop()
-    stats: dict = {"bytes": 0, "first": None}
-    dones, transports = [], []
-    for _ in range(n):
-        done = loop.create_future()
-        transport, proto = await loop.create_connection(
-            lambda d=done: Counter(expected, skip, d, stats), "127.0.0.1", port
-        )
-        transport.write(
-            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        await asyncio.wait_for(proto.handshaken, 10)
-        dones.append(done)
-        transports.append(transport)
-    print("ready", flush=True)
-    await asyncio.wait_for(asyncio.gather(*dones), 120)
-    end = time.perf_counter()
-    print(f"done {end - stats['first']:.6f} {stats['bytes']}", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    for t in transports:
-        t.close()
-
-
 # --------------------------------------------------------------------------- server side
 
 
@@ -170,16 +95,16 @@ def pin(cpu: int) -> None:
 
 
 async def spawn_clients(
-    port: int, n: int, per_client: int, skip: int
+    port: int, n: int, per_client: int, skip: int, hello: bytes = b""
 ) -> asyncio.subprocess.Process:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        __file__,
-        "--client",
+        str(Path(__file__).with_name("_client.py")),
         str(port),
         str(n),
         str(per_client),
         str(skip),
+        hello.hex(),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )
@@ -315,11 +240,6 @@ def write_docs(text: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--client":
-        pin(1)
-        port, n, expected, skip = map(int, sys.argv[2:6])
-        asyncio.run(run_clients(port, n, expected, skip))
-        sys.exit(0)
     parser = argparse.ArgumentParser(description="Fan-out benchmark (see module docstring).")
     parser.add_argument("--clients", default="1,10,100")
     parser.add_argument("--total", type=int, default=200_000, help="deliveries per run")

@@ -128,12 +128,36 @@ def _all_fields_immutable(model: type[BaseModel]) -> bool:
     return all(_immutable_annotation(f.annotation) for f in model.model_fields.values())
 
 
+def _shallow_copy(value: BaseModel) -> BaseModel:
+    # What BaseModel.__copy__ does, minus its generality: fields are immutable, so copying
+    # the containers is enough.
+    cls = type(value)
+    new = cls.__new__(cls)
+    setattr_ = object.__setattr__
+    setattr_(new, "__dict__", value.__dict__.copy())
+    setattr_(new, "__pydantic_fields_set__", value.__pydantic_fields_set__.copy())
+    extra = value.__pydantic_extra__
+    setattr_(new, "__pydantic_extra__", None if extra is None else extra.copy())
+    private = value.__pydantic_private__
+    setattr_(new, "__pydantic_private__", None if private is None else private.copy())
+    return new
+
+
 def _copier(model: type[BaseModel]) -> Callable[[Any], Any]:
     if _all_fields_immutable(model):
         if model.model_config.get("frozen"):
             return lambda v: v
-        return lambda v: v.model_copy()
+        return _shallow_copy
     return lambda v: v.model_copy(deep=True)
+
+
+def _equal(a: BaseModel, b: BaseModel) -> bool:
+    # BaseModel.__eq__ without its generic checks; same type is known here.
+    return (
+        a.__dict__ == b.__dict__
+        and a.__pydantic_private__ == b.__pydantic_private__
+        and a.__pydantic_extra__ == b.__pydantic_extra__
+    )
 
 
 ChangeListener = Callable[[type[BaseModel], ChangeKind, EntityId, BaseModel], None]
@@ -270,7 +294,7 @@ class World:
         comps = self._components(entity)
         model = type(component)
         old = comps.get(model)
-        if old is not None and old == component:
+        if old is not None and _equal(old, component):
             return False
         stored = self._copy(component)
         comps[model] = stored

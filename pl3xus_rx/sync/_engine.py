@@ -23,6 +23,7 @@ from ._settings import SyncSettings
 from ._wire import (
     FLAG_COMPLETE,
     FLAG_SNAPSHOT,
+    Group,
     SyncKind,
     assemble_json,
     assemble_msgpack,
@@ -147,13 +148,17 @@ class _Client:
 class _ItemCache:
     """Per-flush cache: one encoding per (type, entity, encoding)."""
 
-    __slots__ = ("deltas", "engine", "items", "values")
+    __slots__ = ("deltas", "engine", "items", "shared", "shared_source", "values")
 
     def __init__(self, engine: SyncEngine) -> None:
         self.engine = engine
         self.values: dict[tuple[int, EntityId], list[Any]] = {}
         self.items: dict[tuple[int, EntityId, bool], bytes | str] = {}
         self.deltas: dict[tuple[int, EntityId, bool], bytes | str | None] = {}
+        # groups shared by every plain subscriber of a type, and the changes they came from
+        self.shared: dict[tuple[int, bool, bool], tuple[int, bytes | str, list[int], list[int]]]
+        self.shared = {}
+        self.shared_source: object = None
 
     def values_of(
         self, reg: ComponentRegistration[Any], entity: EntityId, value: BaseModel
@@ -161,7 +166,11 @@ class _ItemCache:
         key = (reg.type_id, entity)
         values = self.values.get(key)
         if values is None:
-            values = self.values[key] = list(value.model_dump(mode="json").values())
+            if reg.json_native:  # the stored values are already what JSON mode would give
+                values = list(value.__dict__.values())
+            else:
+                values = list(value.model_dump(mode="json").values())
+            self.values[key] = values
         return values
 
     def delta_item(
@@ -449,7 +458,7 @@ class SyncEngine:
             return []
         cache = _ItemCache(self)
         # client -> groups being built
-        out: dict[_Client, list[tuple[int, int, list[Any], list[int], list[int]]]] = {}
+        out: dict[_Client, list[Group]] = {}
 
         # 1. changes of every type whose own interval has elapsed
         for type_id in list(self._pending):
@@ -463,6 +472,7 @@ class SyncEngine:
             self._pending[type_id] = {}
             self._type_due[type_id] = now + self._type_interval(reg)
             baseline = self._baseline.setdefault(type_id, {}) if reg.field_deltas else None
+            cache.shared_source = pending
             for sub in self._subs_by_type.get(type_id, ()):
                 if sub.needs_snapshot:
                     continue  # its snapshot below reflects these changes already
@@ -548,12 +558,34 @@ class SyncEngine:
         out: dict[_Client, list[Any]],
         baseline: dict[EntityId, list[Any]] | None = None,
     ) -> None:
-        reg = sub.reg
         binary = sub.client.binary
+        if sub.entity is None and sub.deadband is None and changes is cache.shared_source:
+            # Every plain subscriber of this type gets the same group: build it once.
+            key = (sub.reg.type_id, binary, baseline is not None)
+            group = cache.shared.get(key)
+            if group is None:
+                group = cache.shared[key] = self._build_group(sub, changes, cache, baseline, binary)
+        else:
+            group = self._build_group(sub, changes, cache, baseline, binary)
+        count, joined, removals, despawns = group
+        if count or removals or despawns:
+            self._counters["items_sent"] += count
+            out.setdefault(sub.client, []).append((sub.id, 0, count, joined, removals, despawns))
+
+    def _build_group(
+        self,
+        sub: _Sub,
+        changes: dict[EntityId, _Pending],
+        cache: _ItemCache,
+        baseline: dict[EntityId, list[Any]] | None,
+        binary: bool,
+    ) -> tuple[int, bytes | str, list[int], list[int]]:
+        reg = sub.reg
         stored = self.world.peek(reg.model)
         upserts: list[Any] = []
         removals: list[int] = []
         despawns: list[int] = []
+        deadband = sub.deadband
         for entity, change in changes.items():
             if change.final == _DESPAWNED:
                 despawns.append(entity)
@@ -568,13 +600,13 @@ class SyncEngine:
                     if not change.removed:
                         removals.append(entity)
                     continue
-                if sub.deadband is not None:
+                if deadband is not None:
                     values = cache.values_of(reg, entity, value)
                     last = sub.last_sent.get(entity)
                     if (
                         last is not None
                         and not change.removed
-                        and _within_deadband(last, values, sub.deadband)
+                        and _within_deadband(last, values, deadband)
                     ):
                         self._counters["deadband_suppressed"] += 1
                         continue
@@ -586,9 +618,8 @@ class SyncEngine:
                         upserts.append(delta)
                     continue
                 upserts.append(cache.item(reg, entity, value, binary))
-        if upserts or removals or despawns:
-            self._counters["items_sent"] += len(upserts)
-            out.setdefault(sub.client, []).append((sub.id, 0, upserts, removals, despawns))
+        joined: bytes | str = b"".join(upserts) if binary else ",".join(upserts)
+        return len(upserts), joined, removals, despawns
 
     def _emit_snapshot(self, sub: _Sub, cache: _ItemCache, out: dict[_Client, list[Any]]) -> None:
         reg = sub.reg
@@ -599,7 +630,8 @@ class SyncEngine:
             value = stored.get(sub.entity)
             entries = [(sub.entity, value)] if value is not None else []
         binary = sub.client.binary
-        upserts = [cache.item(reg, entity, value, binary) for entity, value in entries]
+        items = [cache.item(reg, entity, value, binary) for entity, value in entries]
+        joined: bytes | str = b"".join(items) if binary else ",".join(items)  # type: ignore[arg-type]
         if sub.deadband is not None:
             sub.last_sent = {e: cache.values_of(reg, e, v) for e, v in entries}
         if reg.field_deltas:
@@ -610,9 +642,9 @@ class SyncEngine:
                     sub.full_next = True  # the others still hold an older value of it
                 else:
                     baseline[entity] = cache.values_of(reg, entity, value)
-        self._counters["items_sent"] += len(upserts)
+        self._counters["items_sent"] += len(items)
         out.setdefault(sub.client, []).append(
-            (sub.id, FLAG_SNAPSHOT | FLAG_COMPLETE, upserts, [], [])
+            (sub.id, FLAG_SNAPSHOT | FLAG_COMPLETE, len(items), joined, [], [])
         )
 
     # ------------------------------------------------------------------ introspection

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from types import UnionType
+from typing import Any, Generic, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -23,6 +24,27 @@ C = TypeVar("C", bound=BaseModel)
 
 EntityPolicy = Callable[..., Any]
 """``(world, ctx, entity) -> Authorized | Denied``; evaluated for client mutations."""
+
+
+_NATIVE = (int, float, str, bool, type(None))
+
+
+def _json_native(model: type[BaseModel]) -> bool:
+    if model.model_config.get("extra") == "allow" or model.__pydantic_root_model__:
+        return False
+    for info in model.model_fields.values():
+        args = (
+            get_args(info.annotation)
+            if get_origin(info.annotation) in (Union, UnionType)
+            else (info.annotation,)
+        )
+        if not all(isinstance(a, type) and a in _NATIVE for a in args):
+            return False
+        if info.serialization_alias or info.alias:
+            return False
+    return not model.__pydantic_decorators__.field_serializers and not (
+        model.__pydantic_decorators__.model_serializers
+    )
 
 
 class EntityControl(BaseModel):
@@ -48,6 +70,8 @@ class ComponentRegistration(Generic[C]):
         max_update_rate_hz: This type's own flush rate cap, if lower than the global one.
         field_deltas: After the snapshot, send only the fields that changed.
         fields: The model's field names, in wire order.
+        json_native: Every field is a plain int, float, str or bool (optionally ``None``), so
+            the stored values need no serializer (a fast path).
     """
 
     model: type[C]
@@ -61,6 +85,7 @@ class ComponentRegistration(Generic[C]):
     max_update_rate_hz: float | None
     field_deltas: bool
     fields: tuple[str, ...]
+    json_native: bool = False
 
     @property
     def mutable(self) -> bool:
@@ -116,6 +141,7 @@ class ComponentRegistry:
             max_update_rate_hz=max_update_rate_hz,
             field_deltas=field_deltas,
             fields=tuple(model.model_fields),
+            json_native=_json_native(model),
         )
         self._regs[model] = reg
         self._by_id[reg.type_id] = reg

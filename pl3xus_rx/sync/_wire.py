@@ -22,6 +22,7 @@ import msgpack
 __all__ = [
     "FLAG_COMPLETE",
     "FLAG_SNAPSHOT",
+    "Group",
     "SyncKind",
     "assemble_json",
     "assemble_msgpack",
@@ -58,27 +59,29 @@ _HEADER5 = msgpack_array_header(5)
 _KIND = _pack(int(SyncKind.SYNC))
 
 
-def assemble_msgpack(
-    seq: int, groups: list[tuple[int, int, list[bytes], list[int], list[int]]]
-) -> bytes:
-    """A SYNC frame in msgpack, from already-encoded upsert items."""
+Group = tuple[int, int, int, Any, list[int], list[int]]
+"""``(sub_id, flags, upsert count, joined upsert encodings, removals, despawns)``."""
+
+
+def assemble_msgpack(seq: int, groups: list[Group]) -> bytes:
+    """A SYNC frame in msgpack, from already-encoded, already-joined upsert items."""
     parts = [_HEADER3, _KIND, _pack(seq), msgpack_array_header(len(groups))]
-    for sub_id, flags, upserts, removals, despawns in groups:
+    for sub_id, flags, count, joined, removals, despawns in groups:
         parts.append(_HEADER5)
         parts.append(_pack(sub_id))
         parts.append(_pack(flags))
-        parts.append(msgpack_array_header(len(upserts)))
-        parts.extend(upserts)
+        parts.append(msgpack_array_header(count))
+        parts.append(joined)
         parts.append(_pack(removals))
         parts.append(_pack(despawns))
     return b"".join(parts)
 
 
-def assemble_json(seq: int, groups: list[tuple[int, int, list[str], list[int], list[int]]]) -> str:
-    """A SYNC frame in JSON, from already-encoded upsert items."""
+def assemble_json(seq: int, groups: list[Group]) -> str:
+    """A SYNC frame in JSON, from already-encoded, already-joined upsert items."""
     body = ",".join(
-        f"[{sub_id},{flags},[{','.join(upserts)}],{json.dumps(removals)},{json.dumps(despawns)}]"
-        for sub_id, flags, upserts, removals, despawns in groups
+        f"[{sub_id},{flags},[{joined}],{json.dumps(removals)},{json.dumps(despawns)}]"
+        for sub_id, flags, _count, joined, removals, despawns in groups
     )
     return f"[{int(SyncKind.SYNC)},{seq},[{body}]]"
 
