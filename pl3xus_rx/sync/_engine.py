@@ -91,35 +91,26 @@ class SyncStatistics:
     deadband_suppressed: int
 
 
-# A pending change: did a removal happen since the last flush, and what is the final state.
-_UPSERT, _REMOVED, _DESPAWNED = 0, 1, 2
+# A pending change is a small int: the final state in the low two bits (upserted, removed,
+# despawned) and bit 2 set if a removal happened since the last flush (so it is never lost).
+_UPSERT, _REMOVED, _DESPAWNED, _WAS_REMOVED = 0, 1, 2, 4
+_FINAL = 3
+_START = {
+    ChangeKind.INSERTED: _UPSERT,
+    ChangeKind.UPDATED: _UPSERT,
+    ChangeKind.REMOVED: _REMOVED | _WAS_REMOVED,
+    ChangeKind.DESPAWNED: _DESPAWNED,
+}
 
 
-class _Pending:
-    __slots__ = ("final", "removed")
-
-    def __init__(self, final: int, removed: bool) -> None:
-        self.final = final
-        self.removed = removed
-
-    def merge(self, kind: ChangeKind) -> None:
-        if kind is ChangeKind.DESPAWNED:
-            self.final = _DESPAWNED
-        elif kind is ChangeKind.REMOVED:
-            self.final = _REMOVED
-            self.removed = True
-        else:
-            if self.final == _REMOVED:
-                self.removed = True
-            self.final = _UPSERT
-
-
-def _pending_for(kind: ChangeKind) -> _Pending:
-    if kind is ChangeKind.DESPAWNED:
-        return _Pending(_DESPAWNED, False)
-    if kind is ChangeKind.REMOVED:
-        return _Pending(_REMOVED, True)
-    return _Pending(_UPSERT, False)
+def _merge(old: int, new: int) -> int:
+    """The pending state after ``old`` then ``new`` (both pending codes)."""
+    if new & _FINAL == _UPSERT:
+        removed = old & _WAS_REMOVED or (_WAS_REMOVED if old & _FINAL == _REMOVED else 0)
+        return _UPSERT | removed | (new & _WAS_REMOVED)
+    if new & _FINAL == _REMOVED:
+        return _REMOVED | _WAS_REMOVED
+    return _DESPAWNED
 
 
 @dataclass(eq=False)
@@ -132,7 +123,7 @@ class _Sub:
     deadband: float | None
     needs_snapshot: bool = True
     next_due: float = 0.0
-    held: dict[EntityId, _Pending] = field(default_factory=dict)
+    held: dict[EntityId, int] = field(default_factory=dict)
     last_sent: dict[EntityId, list[Any]] = field(default_factory=dict)
     full_next: bool = False  # field-delta types: send full values in the next type flush
 
@@ -146,31 +137,43 @@ class _Client:
 
 
 class _ItemCache:
-    """Per-flush cache: one encoding per (type, entity, encoding)."""
+    """Per-flush cache: each item is encoded at most once per (type, entity, encoding)."""
 
     __slots__ = ("deltas", "engine", "items", "shared", "shared_source", "values")
 
     def __init__(self, engine: SyncEngine) -> None:
         self.engine = engine
-        self.values: dict[tuple[int, EntityId], list[Any]] = {}
-        self.items: dict[tuple[int, EntityId, bool], bytes | str] = {}
-        self.deltas: dict[tuple[int, EntityId, bool], bytes | str | None] = {}
+        self.values: dict[int, dict[EntityId, list[Any]]] = {}
+        self.items: dict[tuple[int, bool], dict[EntityId, bytes | str]] = {}
+        self.deltas: dict[tuple[int, bool], dict[EntityId, bytes | str | None]] = {}
         # groups shared by every plain subscriber of a type, and the changes they came from
         self.shared: dict[tuple[int, bool, bool], tuple[int, bytes | str, list[int], list[int]]]
         self.shared = {}
         self.shared_source: object = None
 
+    def values_table(self, type_id: int) -> dict[EntityId, list[Any]]:
+        table = self.values.get(type_id)
+        if table is None:
+            table = self.values[type_id] = {}
+        return table
+
+    def items_table(self, type_id: int, binary: bool) -> dict[EntityId, bytes | str]:
+        table = self.items.get((type_id, binary))
+        if table is None:
+            table = self.items[(type_id, binary)] = {}
+        return table
+
     def values_of(
         self, reg: ComponentRegistration[Any], entity: EntityId, value: BaseModel
     ) -> list[Any]:
-        key = (reg.type_id, entity)
-        values = self.values.get(key)
+        table = self.values_table(reg.type_id)
+        values = table.get(entity)
         if values is None:
             if reg.json_native:  # the stored values are already what JSON mode would give
                 values = list(value.__dict__.values())
             else:
                 values = list(value.model_dump(mode="json").values())
-            self.values[key] = values
+            table[entity] = values
         return values
 
     def delta_item(
@@ -183,9 +186,11 @@ class _ItemCache:
     ) -> bytes | str | None:
         """``[entity, {field index: value}]`` for the fields that differ from ``baseline``
         (the same for every up-to-date subscriber); ``None`` if no field differs."""
-        key = (reg.type_id, entity, binary)
-        if key in self.deltas:
-            return self.deltas[key]
+        table = self.deltas.get((reg.type_id, binary))
+        if table is None:
+            table = self.deltas[(reg.type_id, binary)] = {}
+        if entity in table:
+            return table[entity]
         values = self.values_of(reg, entity, value)
         changed = {
             i: v for i, (old, v) in enumerate(zip(baseline, values, strict=True)) if old != v
@@ -197,18 +202,18 @@ class _ItemCache:
             data = encode_item_json([entity, {str(i): v for i, v in changed.items()}])
         if data is not None:
             self.engine._counters["item_encodings"] += 1
-        self.deltas[key] = data
+        table[entity] = data
         return data
 
     def item(
         self, reg: ComponentRegistration[Any], entity: EntityId, value: BaseModel, binary: bool
     ) -> bytes | str:
-        key = (reg.type_id, entity, binary)
-        data = self.items.get(key)
+        table = self.items_table(reg.type_id, binary)
+        data = table.get(entity)
         if data is None:
             item = [entity, self.values_of(reg, entity, value)]
             data = encode_item_msgpack(item) if binary else encode_item_json(item)
-            self.items[key] = data
+            table[entity] = data
             self.engine._counters["item_encodings"] += 1
         return data
 
@@ -251,7 +256,8 @@ class SyncEngine:
         self._wake = wake or (lambda: None)
         self._clients: dict[int, _Client] = {}
         self._subs_by_type: dict[int, set[_Sub]] = {}
-        self._pending: dict[int, dict[EntityId, _Pending]] = {}
+        self._pending: dict[int, dict[EntityId, int]] = {}
+        self._watched: dict[type[BaseModel], int] = {}  # types with subscribers -> type id
         self._type_due: dict[int, float] = {}
         self._held_subs: set[_Sub] = set()
         self._snapshot_subs: set[_Sub] = set()
@@ -272,15 +278,12 @@ class SyncEngine:
     def _on_change(
         self, model: type[BaseModel], kind: ChangeKind, entity: EntityId, value: BaseModel
     ) -> None:
-        reg = self.registry.find(model)
-        if reg is None or reg.type_id not in self._subs_by_type:
+        type_id = self._watched.get(model)
+        if type_id is None:
             return  # unsynced types never leave the server; unwatched ones need no tracking
-        pending = self._pending.setdefault(reg.type_id, {})
-        entry = pending.get(entity)
-        if entry is None:
-            pending[entity] = _pending_for(kind)
-        else:
-            entry.merge(kind)
+        pending = self._pending[type_id]
+        old = pending.get(entity)
+        pending[entity] = _START[kind] if old is None else _merge(old, _START[kind])
         self._wake()
 
     # ------------------------------------------------------------------ clients
@@ -304,6 +307,7 @@ class SyncEngine:
             if not subs:
                 del self._subs_by_type[sub.reg.type_id]
                 self._pending.pop(sub.reg.type_id, None)
+                self._watched.pop(sub.reg.model, None)
                 self._baseline.pop(sub.reg.type_id, None)
         self._held_subs.discard(sub)
         self._snapshot_subs.discard(sub)
@@ -414,6 +418,8 @@ class SyncEngine:
         )
         client.subs[sub_id] = sub
         self._subs_by_type.setdefault(reg.type_id, set()).add(sub)
+        self._watched[reg.model] = reg.type_id
+        self._pending.setdefault(reg.type_id, {})
         self._want_snapshot(sub)
         self._wake()
 
@@ -525,27 +531,23 @@ class SyncEngine:
             self._counters["frames"] += len(frames)
         return frames
 
-    def _hold(self, sub: _Sub, changes: dict[EntityId, _Pending]) -> None:
+    def _hold(self, sub: _Sub, changes: dict[EntityId, int]) -> None:
         for entity, change in changes.items():
             held = sub.held.get(entity)
-            if held is None:
-                sub.held[entity] = _Pending(change.final, change.removed)
-            else:
-                held.removed = held.removed or change.removed or held.final == _REMOVED
-                held.final = change.final
+            sub.held[entity] = change if held is None else _merge(held, change)
         self._held_subs.add(sub)
 
     def _advance_baseline(
         self,
         reg: ComponentRegistration[Any],
         baseline: dict[EntityId, list[Any]],
-        pending: dict[EntityId, _Pending],
+        pending: dict[EntityId, int],
         cache: _ItemCache,
     ) -> None:
         stored = self.world.peek(reg.model)
         for entity, change in pending.items():
             value = stored.get(entity)
-            if change.final == _UPSERT and value is not None:
+            if change & _FINAL == _UPSERT and value is not None:
                 baseline[entity] = cache.values_of(reg, entity, value)
             else:
                 baseline.pop(entity, None)
@@ -553,7 +555,7 @@ class SyncEngine:
     def _emit_changes(
         self,
         sub: _Sub,
-        changes: dict[EntityId, _Pending],
+        changes: dict[EntityId, int],
         cache: _ItemCache,
         out: dict[_Client, list[Any]],
         baseline: dict[EntityId, list[Any]] | None = None,
@@ -575,7 +577,7 @@ class SyncEngine:
     def _build_group(
         self,
         sub: _Sub,
-        changes: dict[EntityId, _Pending],
+        changes: dict[EntityId, int],
         cache: _ItemCache,
         baseline: dict[EntityId, list[Any]] | None,
         binary: bool,
@@ -586,18 +588,55 @@ class SyncEngine:
         removals: list[int] = []
         despawns: list[int] = []
         deadband = sub.deadband
+        if deadband is None and baseline is None:
+            # The hot path (plain upserts): one dict lookup per item when already encoded.
+            items = cache.items_table(reg.type_id, binary)
+            encode = encode_item_msgpack if binary else encode_item_json
+            native = reg.json_native
+            encoded = 0
+            for entity, change in changes.items():
+                if change == _UPSERT:
+                    data = items.get(entity)
+                    if data is None:
+                        value = stored.get(entity)
+                        if value is None:  # removed again after the change was recorded
+                            removals.append(entity)
+                            continue
+                        # Tuples of atoms are untracked by the GC: fewer collections.
+                        data = items[entity] = encode(
+                            (entity, tuple(value.__dict__.values()))
+                            if native
+                            else [entity, cache.values_of(reg, entity, value)]
+                        )
+                        encoded += 1
+                    upserts.append(data)
+                    continue
+                final = change & _FINAL
+                if final == _DESPAWNED:
+                    despawns.append(entity)
+                    continue
+                removals.append(entity)  # a removal happened (maybe followed by an upsert)
+                if final == _UPSERT:
+                    value = stored.get(entity)
+                    if value is not None:
+                        upserts.append(cache.item(reg, entity, value, binary))
+            self._counters["item_encodings"] += encoded
+            joined_fast: bytes | str = b"".join(upserts) if binary else ",".join(upserts)
+            return len(upserts), joined_fast, removals, despawns
         for entity, change in changes.items():
-            if change.final == _DESPAWNED:
+            final = change & _FINAL
+            if final == _DESPAWNED:
                 despawns.append(entity)
                 sub.last_sent.pop(entity, None)
                 continue
-            if change.removed:
+            removed = change & _WAS_REMOVED
+            if removed:
                 removals.append(entity)
                 sub.last_sent.pop(entity, None)
-            if change.final == _UPSERT:
+            if final == _UPSERT:
                 value = stored.get(entity)
                 if value is None:  # removed again after the change was recorded
-                    if not change.removed:
+                    if not removed:
                         removals.append(entity)
                     continue
                 if deadband is not None:
@@ -605,14 +644,14 @@ class SyncEngine:
                     last = sub.last_sent.get(entity)
                     if (
                         last is not None
-                        and not change.removed
+                        and not removed
                         and _within_deadband(last, values, deadband)
                     ):
                         self._counters["deadband_suppressed"] += 1
                         continue
                     sub.last_sent[entity] = values
                 base = baseline.get(entity) if baseline is not None else None
-                if base is not None and not change.removed:
+                if base is not None and not removed:
                     delta = cache.delta_item(reg, entity, value, binary, base)
                     if delta is not None:  # None: changed and changed back within the flush
                         upserts.append(delta)

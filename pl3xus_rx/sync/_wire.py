@@ -86,7 +86,7 @@ def assemble_json(seq: int, groups: list[Group]) -> str:
     return f"[{int(SyncKind.SYNC)},{seq},[{body}]]"
 
 
-def encode_item_msgpack(item: list[Any]) -> bytes:
+def encode_item_msgpack(item: list[Any] | tuple[Any, ...]) -> bytes:
     """One upsert item in msgpack."""
     data: bytes = _pack(item)
     return data
@@ -95,6 +95,6 @@ def encode_item_msgpack(item: list[Any]) -> bytes:
 _json_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-def encode_item_json(item: list[Any]) -> str:
+def encode_item_json(item: list[Any] | tuple[Any, ...]) -> str:
     """One upsert item in JSON."""
     return _json_encode(item)
