@@ -369,3 +369,22 @@ def test_field_deltas_send_only_changed_fields() -> None:
     rig.world.insert(e, Position(x=0, y=0))
     rig.world.insert(e, Position(x=4, y=5))
     assert rig.flush() == {}
+
+
+def test_documented_sync_frame_bytes() -> None:
+    from pathlib import Path
+
+    world = World()
+    registry = ComponentRegistry()
+    registry.add(Position)
+    engine = SyncEngine(world, registry, SyncSettings(max_update_rate_hz=10))
+    robot = world.spawn(Position(x=0, y=0))
+    engine.add_client(1)
+    engine.handle_frame(1, True, [3, 7, "Position", None, {}])
+    engine.flush(0.0)
+    world.insert(robot, Position(x=99, y=0))
+    ((_, frame),) = engine.flush(1.0)
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
+    assert isinstance(frame, bytes)
+    assert f"msgpack ({len(frame)} bytes): {frame.hex(' ')}" in doc
+    assert msgpack.packb([3, 7, "Position", None, {}]).hex(" ") in doc
