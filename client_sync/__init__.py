@@ -1,9 +1,28 @@
 """client_sync: the client side of pl3xus_rx.
 
-Today it holds the :class:`ClientTypeRegistry`, the immutable list of types a client works
-with; the ``SyncProvider`` and its signals build on it.
+``SyncProvider`` connects to a ``SyncServer`` and exposes a typed :class:`Signal` per
+registered component type (current value plus changes, like Leptos signals), built from a
+``ClientTypeRegistry.builder().register(T).build()``. ``Store`` and ``Signal`` do no I/O.
 """
 
+from .provider import Change, ConnectionState, ConnectionStatus, ReconnectPolicy, SyncProvider
 from .registry import ClientTypeRegistry, ClientTypeRegistryBuilder
+from .signal import Signal, WritableSignal, async_iter
+from .store import ReplicaChange, ReplicaChangeKind, SequenceGap, Store
 
-__all__ = ["ClientTypeRegistry", "ClientTypeRegistryBuilder"]
+__all__ = [
+    "Change",
+    "ClientTypeRegistry",
+    "ClientTypeRegistryBuilder",
+    "ConnectionState",
+    "ConnectionStatus",
+    "ReconnectPolicy",
+    "ReplicaChange",
+    "ReplicaChangeKind",
+    "SequenceGap",
+    "Signal",
+    "Store",
+    "SyncProvider",
+    "WritableSignal",
+    "async_iter",
+]

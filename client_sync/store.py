@@ -47,6 +47,7 @@ class _View:
     fields: tuple[str, ...]
     entity: int | None
     values: dict[int, BaseModel]
+    name: str = ""
     complete: bool = False
 
 
@@ -70,7 +71,7 @@ class Store:
         Raises:
             KeyError: the server does not sync ``name``.
         """
-        self._views[sub_id] = _View(model, self._fields[name], entity, {})
+        self._views[sub_id] = _View(model, self._fields[name], entity, {}, name)
 
     def remove_subscription(self, sub_id: int) -> None:
         """Drop a view."""
@@ -87,6 +88,19 @@ class Store:
     def reset_sequence(self) -> None:
         """Forget the last sequence number (a new connection starts again at 1)."""
         self._seq = 0
+
+    def rebind(self, components: list[list[Any]]) -> None:
+        """Take a new welcome's component table (after a reconnect); views are kept, to be
+        reconciled by the snapshots that follow, and the sequence starts again."""
+        self._fields = {row[1]: tuple(row[3]) for row in components}
+        for view in self._views.values():
+            if view.name in self._fields:
+                view.fields = self._fields[view.name]
+        self._seq = 0
+
+    def knows(self, name: str) -> bool:
+        """Whether the server's welcome listed component ``name``."""
+        return name in self._fields
 
     def apply(self, frame: list[Any]) -> list[ReplicaChange]:
         """Apply one decoded SYNC frame; returns what changed, in order.

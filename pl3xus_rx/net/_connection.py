@@ -110,6 +110,7 @@ class Connection:
         self.bucket = TokenBucket(rate, settings.rate_limit_burst) if limited and rate else None
         self._window_start = time.monotonic()
         self._violations = 0
+        self.peer_welcome: Any = None  # the server's WelcomeFrame, on outgoing connections
         self.welcome: asyncio.Future[Any] | None = (
             asyncio.get_running_loop().create_future() if outgoing else None
         )

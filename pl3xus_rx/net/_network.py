@@ -291,6 +291,7 @@ class Network:
             ) from exc
         except ConnectFailed:
             raise
+        conn.peer_welcome = welcome
         self._check_welcome(conn, welcome)
         self._post_event(Connected(conn.id))
         await asyncio.sleep(0)  # the dispatcher runs first: Connected is out when we return
@@ -522,6 +523,18 @@ class Network:
     def connections(self) -> list[ConnectionId]:
         """The ids of the live connections."""
         return list(self._connections)
+
+    def welcome_of(self, connection: ConnectionId) -> WelcomeFrame:
+        """The server's welcome on a connection this network opened with ``connect()``.
+
+        Raises:
+            ConnectionNotFound: no live connection has that id.
+            NetworkStateError: the connection was accepted, not opened by ``connect()``.
+        """
+        welcome: WelcomeFrame | None = self._conn(connection).peer_welcome
+        if welcome is None:
+            raise NetworkStateError(f"connection {connection} was accepted: it has no welcome")
+        return welcome
 
     def has_connection(self, connection: ConnectionId) -> bool:
         """Whether ``connection`` is live."""

@@ -1,0 +1,222 @@
+"""SyncProvider against a real SyncServer on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from conftest import wait_until
+from pydantic import BaseModel
+
+from client_sync import (
+    Change,
+    ClientTypeRegistry,
+    ConnectionState,
+    ReconnectPolicy,
+    ReplicaChangeKind,
+    SyncProvider,
+)
+from pl3xus_rx import ConnectFailed, NotRegistered, SchemaMismatch, SyncServer, SyncSettings
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("loop_errors")]
+
+FAST = ReconnectPolicy(initial_delay=0.02, max_delay=0.2)
+
+
+class Position(BaseModel):
+    x: float
+    y: float
+
+
+class Status(BaseModel):
+    text: str
+
+
+REGISTRY = ClientTypeRegistry.builder().register(Position).register(Status).build()
+
+
+def make_server() -> SyncServer:
+    srv = SyncServer(sync=SyncSettings(max_update_rate_hz=200))
+    srv.sync_component(Position)
+    srv.sync_component(Status)
+    return srv
+
+
+@pytest_asyncio.fixture
+async def served() -> AsyncIterator[tuple[SyncServer, str]]:
+    srv = make_server()
+    async with srv.serve("127.0.0.1", 0) as (host, port):
+        yield srv, f"ws://{host}:{port}/"
+
+
+async def until(cond: Callable[[], Any], what: str = "") -> None:
+    await wait_until(cond, 5, what)
+
+
+async def test_components_snapshot_then_updates(served: tuple[SyncServer, str]) -> None:
+    srv, url = served
+    a = srv.world.spawn(Position(x=1, y=1))
+    async with SyncProvider(url, REGISTRY) as sync:
+        assert sync.connection.get().state is ConnectionState.OPEN and not sync.stale.get()
+        positions = sync.components(Position)
+        emissions: list[Any] = []
+        positions.subscribe(emissions.append)
+        await until(lambda: positions.get() == {a: Position(x=1, y=1)}, "snapshot")
+        b = srv.world.spawn(Position(x=2, y=2))
+        srv.world.insert(a, Position(x=5, y=5))
+        await until(lambda: positions.get() == {a: Position(x=5, y=5), b: Position(x=2, y=2)})
+        srv.world.despawn(a)
+        await until(lambda: a not in positions.get())
+        assert len(emissions) <= 4  # initial, snapshot, at most one per batch after
+        with pytest.raises(TypeError):
+            positions.get()[b] = Position(x=0, y=0)  # type: ignore[index]
+
+
+async def test_entity_component_and_where(served: tuple[SyncServer, str]) -> None:
+    srv, url = served
+    a = srv.world.spawn(Position(x=1, y=0), Status(text="idle"))
+    b = srv.world.spawn(Position(x=-1, y=0))
+    async with SyncProvider(url, REGISTRY) as sync:
+        one = sync.entity_component(Status, a)
+        seen: list[Any] = []
+        one.subscribe(seen.append)
+        right = sync.components_where(Position, lambda p: p.x > 0)
+        right_seen: list[Any] = []
+        right.subscribe(right_seen.append)
+        await until(lambda: one.get() == Status(text="idle"))
+        await until(lambda: set(right.get()) == {a})
+        srv.world.insert(b, Position(x=3, y=0))
+        srv.world.remove(a, Status)
+        await until(lambda: set(right.get()) == {a, b} and one.get() is None)
+        assert seen[0] is None and seen[-1] is None and Status(text="idle") in seen
+
+
+async def test_component_changes_are_typed(served: tuple[SyncServer, str]) -> None:
+    srv, url = served
+    a = srv.world.spawn(Status(text="a"))
+    async with SyncProvider(url, REGISTRY) as sync:
+        changes: list[Change[Status]] = []
+        sync.component_changes(Status).subscribe(changes.append)
+        await until(lambda: changes)
+        srv.world.insert(a, Status(text="b"))
+        await until(lambda: len(changes) == 2)
+        srv.world.remove(a, Status)
+        await until(lambda: len(changes) == 3)
+        b = srv.world.spawn(Status(text="c"))
+        await until(lambda: len(changes) == 4)
+        srv.world.despawn(b)
+        await until(lambda: len(changes) == 5)
+    kinds = [c.kind for c in changes]
+    assert kinds == [
+        ReplicaChangeKind.INSERTED,
+        ReplicaChangeKind.UPDATED,
+        ReplicaChangeKind.REMOVED,
+        ReplicaChangeKind.INSERTED,
+        ReplicaChangeKind.DESPAWNED,
+    ]
+    assert changes[1].value == Status(text="b") and changes[1].entity == a
+
+
+async def test_server_subscription_is_reference_counted(served: tuple[SyncServer, str]) -> None:
+    srv, url = served
+    async with SyncProvider(url, REGISTRY) as sync:
+        signal = sync.components(Position)
+        assert srv.engine.statistics().subscriptions == 0  # nobody observes yet
+        first = signal.subscribe(lambda _: None)
+        second = sync.component_changes(Position).subscribe(lambda _: None)
+        await until(lambda: srv.engine.statistics().subscriptions == 1)
+        first.dispose()
+        await asyncio.sleep(0.05)
+        assert srv.engine.statistics().subscriptions == 1
+        second.dispose()  # the last one: unsubscribed on the server
+        await until(lambda: srv.engine.statistics().subscriptions == 0)
+
+
+async def test_unregistered_type_raises_with_the_fix(served: tuple[SyncServer, str]) -> None:
+    class Other(BaseModel):
+        a: int
+
+    _, url = served
+    async with SyncProvider(url, REGISTRY) as sync:
+        with pytest.raises(NotRegistered, match=r"\.register\(Other\)"):
+            sync.components(Other)
+
+
+async def test_schema_mismatch_is_reported_by_name(served: tuple[SyncServer, str]) -> None:
+    class Status(BaseModel):
+        text: str
+        level: int
+
+    class Missing(BaseModel):
+        q: int
+
+    _, url = served
+    registry = ClientTypeRegistry.builder().register(Status).register(Missing).build()
+    errors: list[Exception] = []
+    sync = SyncProvider(url, registry)
+    sync.errors.subscribe(errors.append)
+    async with sync:
+        await until(lambda: len(errors) >= 2)
+    names = {e.type_name for e in errors if isinstance(e, SchemaMismatch)}
+    assert names == {"Status", "Missing"}
+
+
+async def test_first_connect_failure_raises() -> None:
+    with pytest.raises(ConnectFailed):
+        async with SyncProvider("ws://127.0.0.1:9/", REGISTRY):
+            pass
+
+
+async def test_sequence_gap_triggers_a_resync(served: tuple[SyncServer, str]) -> None:
+    srv, url = served
+    a = srv.world.spawn(Position(x=0, y=0))
+    async with SyncProvider(url, REGISTRY) as sync:
+        positions = sync.components(Position)
+        positions.subscribe(lambda _: None)
+        await until(lambda: a in positions.get())
+        client = next(iter(srv.engine._clients.values()))  # simulate a lost frame
+        client.seq += 1
+        srv.world.insert(a, Position(x=7, y=7))
+        await until(lambda: sync.resyncs == 1)
+        await until(lambda: positions.get().get(a) == Position(x=7, y=7))
+
+
+async def test_server_restart_every_client_converges() -> None:
+    srv = make_server()
+    host, port = "127.0.0.1", 0
+    a = srv.world.spawn(Position(x=1, y=1), Status(text="old"))
+    gone = srv.world.spawn(Position(x=9, y=9))
+    ctx = srv.serve(host, port)
+    host, port = await ctx.__aenter__()
+    url = f"ws://{host}:{port}/"
+    providers = [SyncProvider(url, REGISTRY, reconnect=FAST) for _ in range(3)]
+    signals = []
+    for p in providers:
+        await p.__aenter__()
+        sig = p.components(Position)
+        sig.subscribe(lambda _: None)
+        signals.append(sig)
+    await until(lambda: all(len(s.get()) == 2 for s in signals), "first sync")
+    states: list[ConnectionState] = []
+    providers[0].connection.subscribe(lambda s: states.append(s.state))
+
+    await ctx.__aexit__(None, None, None)  # the server goes away
+    await until(lambda: all(p.stale.get() for p in providers), "stale")
+    assert all(len(s.get()) == 2 for s in signals)  # last state kept while stale
+
+    # A new server process would have a new world: different entities and values.
+    srv2 = make_server()
+    fresh = srv2.world.spawn(Position(x=-1, y=-1))  # entity 1 again, another value
+    srv2.world.spawn(Status(text="no position"))  # entity 2 now has no Position
+    async with srv2.serve(host, port):
+        await until(lambda: all(not p.stale.get() for p in providers), "reconnected")
+        expected = dict(srv2.world.query(Position))
+        await until(lambda: all(dict(s.get()) == expected for s in signals), "converged")
+        assert gone not in signals[0].get()  # what the new snapshot lacks is removed
+        assert signals[0].get()[fresh] == Position(x=-1, y=-1) and fresh == a
+        assert ConnectionState.RECONNECTING in states and states[-1] is ConnectionState.OPEN
+        for p in providers:
+            await p.close()
