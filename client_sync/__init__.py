@@ -5,12 +5,14 @@ registered component type (current value plus changes, like Leptos signals), bui
 ``ClientTypeRegistry.builder().register(T).build()``. ``Store`` and ``Signal`` do no I/O.
 """
 
+from .blocking import BlockingSyncProvider, connect
 from .provider import Change, ConnectionState, ConnectionStatus, ReconnectPolicy, SyncProvider
 from .registry import ClientTypeRegistry, ClientTypeRegistryBuilder
 from .signal import Signal, WritableSignal, async_iter
 from .store import ReplicaChange, ReplicaChangeKind, SequenceGap, Store
 
 __all__ = [
+    "BlockingSyncProvider",
     "Change",
     "ClientTypeRegistry",
     "ClientTypeRegistryBuilder",
@@ -25,4 +27,5 @@ __all__ = [
     "SyncProvider",
     "WritableSignal",
     "async_iter",
+    "connect",
 ]

@@ -1,0 +1,148 @@
+"""Using a SyncProvider from plain scripts, notebooks and UI toolkits that own their thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import reactivex
+from pydantic import BaseModel
+
+from pl3xus_rx.net import NetworkSettings, Transport
+
+from .provider import Change, ConnectionStatus, ReconnectPolicy, SyncProvider
+from .registry import ClientTypeRegistry
+from .signal import Signal
+
+__all__ = ["BlockingSyncProvider", "connect"]
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class BlockingSyncProvider:
+    """A :class:`SyncProvider` running on its own event-loop thread.
+
+    Every hook is available from the calling thread: ``get()`` reads at once, and
+    ``subscribe`` works from any thread. Subscriber callbacks run on the provider's loop
+    thread; a UI toolkit should hand them over to its own thread (e.g. Qt signals,
+    ``tkinter.after``). Create it with :func:`connect`.
+    """
+
+    def __init__(
+        self, provider: SyncProvider, loop: asyncio.AbstractEventLoop, thread: threading.Thread
+    ) -> None:
+        self._provider = provider
+        self._loop = loop
+        self._thread = thread
+
+    @property
+    def provider(self) -> SyncProvider:
+        """The provider (its async methods must run on its loop)."""
+        return self._provider
+
+    @property
+    def connection(self) -> Signal[ConnectionStatus]:
+        """See :attr:`SyncProvider.connection`."""
+        return self._provider.connection
+
+    @property
+    def stale(self) -> Signal[bool]:
+        """See :attr:`SyncProvider.stale`."""
+        return self._provider.stale
+
+    @property
+    def errors(self) -> reactivex.Observable[Exception]:
+        """See :attr:`SyncProvider.errors`."""
+        return self._provider.errors
+
+    def components(self, model: type[T]) -> Signal[Mapping[int, T]]:
+        """See :meth:`SyncProvider.components`."""
+        return self._provider.components(model)
+
+    def components_where(
+        self, model: type[T], predicate: Callable[[T], bool]
+    ) -> Signal[Mapping[int, T]]:
+        """See :meth:`SyncProvider.components_where`."""
+        return self._provider.components_where(model, predicate)
+
+    def entity_component(self, model: type[T], entity: int) -> Signal[T | None]:
+        """See :meth:`SyncProvider.entity_component`."""
+        return self._provider.entity_component(model, entity)
+
+    def component_changes(self, model: type[T]) -> reactivex.Observable[Change[T]]:
+        """See :meth:`SyncProvider.component_changes`."""
+        return self._provider.component_changes(model)
+
+    def call(self, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
+        """Run ``fn()`` on the provider's loop and return its result."""
+
+        async def run() -> Any:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Close the provider and stop its thread. Safe to call twice."""
+        if not self._thread.is_alive():
+            return
+        asyncio.run_coroutine_threadsafe(self._provider.close(), self._loop).result(timeout)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout)
+        self._loop.close()
+
+    def __enter__(self) -> BlockingSyncProvider:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def connect(
+    url: str,
+    registry: ClientTypeRegistry,
+    *,
+    network: NetworkSettings | None = None,
+    reconnect: ReconnectPolicy | None = None,
+    encoding: Literal["msgpack", "json"] = "msgpack",
+    transport: Transport | None = None,
+    timeout: float = 30.0,
+) -> BlockingSyncProvider:
+    """Connect from synchronous code: starts a loop thread and a :class:`SyncProvider` on it.
+
+    Returns once connected. Use it as a context manager or call ``close()``.
+
+    Raises:
+        ConnectFailed: the first connection failed.
+    """
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name=f"client_sync {url}", daemon=True)
+    thread.start()
+
+    async def start() -> SyncProvider:
+        provider = SyncProvider(
+            url,
+            registry,
+            network=network,
+            reconnect=reconnect,
+            encoding=encoding,
+            transport=transport,
+        )
+        await provider.__aenter__()
+        return provider
+
+    try:
+        provider = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout)
+    except BaseException:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout)
+        loop.close()
+        raise
+    return BlockingSyncProvider(provider, loop, thread)
