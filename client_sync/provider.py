@@ -307,8 +307,9 @@ class SyncProvider:
                 continue
             # one emission per batch: a new read-only mapping, copied once per batch
             sub.signal.set(MappingProxyType(dict(self._store.view(sub_id))))
-            for item in items:
-                sub.changes.on_next(Change(item.kind, item.entity, item.value))
+            if sub.changes.observers:  # build typed changes only for someone who listens
+                for item in items:
+                    sub.changes.on_next(Change(item.kind, item.entity, item.value))
 
     def _send(self, frame: list[Any]) -> None:
         cid = self._cid

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from pl3xus_rx.exceptions import FrameError, Pl3xusError
 
@@ -49,6 +49,7 @@ class _View:
     values: dict[int, BaseModel]
     name: str = ""
     complete: bool = False
+    adapter: TypeAdapter[list[Any]] | None = None
 
 
 class Store:
@@ -61,6 +62,7 @@ class Store:
     def __init__(self, components: list[list[Any]]) -> None:
         self._fields = {row[1]: tuple(row[3]) for row in components}
         self._views: dict[int, _View] = {}
+        self._adapters: dict[type[BaseModel], TypeAdapter[list[Any]]] = {}
         self._seq = 0
 
     def add_subscription(
@@ -71,7 +73,10 @@ class Store:
         Raises:
             KeyError: the server does not sync ``name``.
         """
-        self._views[sub_id] = _View(model, self._fields[name], entity, {}, name)
+        adapter = self._adapters.get(model)
+        if adapter is None:
+            adapter = self._adapters[model] = TypeAdapter(list[model])  # type: ignore[valid-type]
+        self._views[sub_id] = _View(model, self._fields[name], entity, {}, name, adapter=adapter)
 
     def remove_subscription(self, sub_id: int) -> None:
         """Drop a view."""
@@ -125,9 +130,7 @@ class Store:
                 continue  # unsubscribed while the frame was in flight
             values = view.values
             if flags & FLAG_SNAPSHOT:
-                fresh = {}
-                for entity, vals in upserts:
-                    fresh[entity] = self._decode(view, entity, vals)
+                fresh = dict(self._decode_many(view, upserts))
                 for entity in [e for e in values if e not in fresh]:
                     changes.append(
                         ReplicaChange(sub_id, ReplicaChangeKind.REMOVED, entity, values.pop(entity))
@@ -146,8 +149,7 @@ class Store:
                 old = values.pop(entity, None)
                 if old is not None:
                     changes.append(ReplicaChange(sub_id, ReplicaChangeKind.REMOVED, entity, old))
-            for entity, vals in upserts:
-                value = self._decode(view, entity, vals)
+            for entity, value in self._decode_many(view, upserts):
                 kind = ReplicaChangeKind.UPDATED if entity in values else ReplicaChangeKind.INSERTED
                 values[entity] = value
                 changes.append(ReplicaChange(sub_id, kind, entity, value))
@@ -157,14 +159,52 @@ class Store:
                     changes.append(ReplicaChange(sub_id, ReplicaChangeKind.DESPAWNED, entity, old))
         return changes
 
+    def _decode_many(self, view: _View, upserts: list[Any]) -> list[tuple[int, BaseModel]]:
+        # Full values are validated in one call (several times faster than one by one);
+        # field deltas need the current value, so they go one by one.
+        fields = view.fields
+        out: list[tuple[int, BaseModel] | None] = [None] * len(upserts)
+        batch_index: list[int] = []
+        batch: list[dict[str, Any]] = []
+        for i, (entity, vals) in enumerate(upserts):
+            if type(vals) is list and len(vals) == len(fields):
+                batch_index.append(i)
+                batch.append(dict(zip(fields, vals, strict=True)))
+            else:
+                out[i] = (entity, self._decode(view, entity, vals))
+        if batch:
+            assert view.adapter is not None
+            try:
+                models = view.adapter.validate_python(batch)
+            except ValidationError:
+                for i in batch_index:  # find the bad one and say which it is
+                    out[i] = (upserts[i][0], self._decode(view, upserts[i][0], upserts[i][1]))
+            else:
+                for i, model in zip(batch_index, models, strict=True):
+                    out[i] = (upserts[i][0], model)
+        return [item for item in out if item is not None]
+
     def _decode(self, view: _View, entity: int, vals: Any) -> BaseModel:
         if isinstance(vals, dict):  # a field delta: {field index: value}
-            base = view.values[entity].model_dump(mode="json")
+            current = view.values.get(entity)
+            if current is None:
+                raise FrameError(
+                    f"field delta for entity {entity}, which this {view.model.__name__} view "
+                    "does not hold",
+                    type_name=view.model.__name__,
+                )
+            base = current.model_dump(mode="json")
             for index, value in vals.items():
                 base[view.fields[int(index)]] = value
             data = base
-        else:
+        elif isinstance(vals, list) and len(vals) == len(view.fields):
             data = dict(zip(view.fields, vals, strict=True))
+        else:
+            raise FrameError(
+                f"{view.model.__name__} of entity {entity}: expected {len(view.fields)} field "
+                f"values {list(view.fields)}, got {vals!r:.80}",
+                type_name=view.model.__name__,
+            )
         try:
             return view.model.model_validate(data)
         except ValidationError as exc:

@@ -220,3 +220,26 @@ async def test_server_restart_every_client_converges() -> None:
         assert ConnectionState.RECONNECTING in states and states[-1] is ConnectionState.OPEN
         for p in providers:
             await p.close()
+
+
+async def test_a_raising_callback_does_not_hurt_the_connection(
+    served: tuple[SyncServer, str],
+) -> None:
+    srv, url = served
+    a = srv.world.spawn(Position(x=0, y=0))
+    async with SyncProvider(url, REGISTRY) as sync:
+        positions = sync.components(Position)
+        errors: list[Exception] = []
+
+        def bad(m: Any) -> None:
+            if a in m:
+                raise RuntimeError("dashboard bug")
+
+        positions.subscribe(on_next=bad, on_error=errors.append)
+        good: list[Any] = []
+        positions.subscribe(good.append)
+        await until(lambda: errors)
+        srv.world.insert(a, Position(x=1, y=1))
+        await until(lambda: positions.get()[a] == Position(x=1, y=1))
+        assert sync.connection.get().state is ConnectionState.OPEN
+        assert str(errors[0]) == "dashboard bug" and len(good) >= 2

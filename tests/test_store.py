@@ -1,0 +1,79 @@
+"""The client replica without sockets: snapshots, updates, removals, reconciliation."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import BaseModel
+
+from client_sync import ReplicaChangeKind, SequenceGap, Store
+from pl3xus_rx import FrameError
+
+K = ReplicaChangeKind
+
+
+class Position(BaseModel):
+    x: float
+    y: float
+
+
+TABLE = [[0, "Position", "hash", ["x", "y"]]]
+
+
+def store() -> Store:
+    s = Store(TABLE)
+    s.add_subscription(1, "Position", Position)
+    return s
+
+
+def test_snapshot_then_updates_removals_despawns() -> None:
+    s = store()
+    changes = s.apply([5, 1, [[1, 3, [[1, [0, 0]], [2, [1, 1]]], [], []]]])
+    assert [(c.kind, c.entity) for c in changes] == [(K.INSERTED, 1), (K.INSERTED, 2)]
+    assert s.complete(1)
+    changes = s.apply([5, 2, [[1, 0, [[1, [5, 5]], [3, [3, 3]]], [2], []]]])
+    assert [(c.kind, c.entity) for c in changes] == [
+        (K.REMOVED, 2),
+        (K.UPDATED, 1),
+        (K.INSERTED, 3),
+    ]
+    changes = s.apply([5, 3, [[1, 0, [], [], [3]]]])
+    assert [(c.kind, c.entity) for c in changes] == [(K.DESPAWNED, 3)]
+    assert dict(s.view(1)) == {1: Position(x=5, y=5)}
+
+
+def test_a_fresh_snapshot_reconciles() -> None:
+    s = store()
+    s.apply([5, 1, [[1, 3, [[1, [0, 0]], [2, [1, 1]]], [], []]]])
+    s.reset_sequence()  # a new connection
+    changes = s.apply([5, 1, [[1, 3, [[2, [1, 1]], [4, [4, 4]]], [], []]]])
+    # 1 is gone (removed), 2 unchanged (no event), 4 is new
+    assert [(c.kind, c.entity) for c in changes] == [(K.REMOVED, 1), (K.INSERTED, 4)]
+    assert set(s.view(1)) == {2, 4}
+
+
+def test_field_deltas_merge_into_the_current_value() -> None:
+    s = store()
+    s.apply([5, 1, [[1, 3, [[1, [0, 0]]], [], []]]])
+    s.apply([5, 2, [[1, 0, [[1, {1: 9.5}]], [], []]]])
+    s.apply([5, 3, [[1, 0, [[1, {"0": 2.0}]], [], []]]])  # JSON keys
+    assert s.view(1)[1] == Position(x=2, y=9.5)
+    with pytest.raises(FrameError, match="does not hold"):
+        s.apply([5, 4, [[1, 0, [[7, {0: 1.0}]], [], []]]])
+
+
+def test_gaps_and_bad_items_are_reported() -> None:
+    s = store()
+    s.apply([5, 1, [[1, 3, [], [], []]]])
+    with pytest.raises(SequenceGap, match="from 1 to 3"):
+        s.apply([5, 3, [[1, 0, [[1, [0, 0]]], [], []]]])
+    with pytest.raises(FrameError, match="Position of entity 1"):
+        s.apply([5, 4, [[1, 0, [[1, ["not a number", 0]]], [], []]]])
+    with pytest.raises(FrameError, match="expected 2 field values"):
+        s.apply([5, 5, [[1, 0, [[1, [1.0]]], [], []]]])
+    with pytest.raises(FrameError, match="SYNC frame"):
+        s.apply([5, 6])
+
+
+def test_groups_of_unknown_subscriptions_are_ignored() -> None:
+    s = store()
+    assert s.apply([5, 1, [[99, 3, [[1, [0, 0]]], [], []]]]) == []
