@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _latency_client import Probe  # noqa: E402
+from _report import publish  # noqa: E402
 from net_fanout import pin  # noqa: E402
 
 from pl3xus_rx import NetworkSettings, SyncServer, SyncSettings  # noqa: E402
@@ -187,15 +188,6 @@ async def main(clients: list[int], seconds: float) -> list[tuple[int, Any, Any]]
     return rows
 
 
-def write_docs(text: str) -> None:
-    doc = ROOT / "docs" / "performance.md"
-    start, end = "<!-- client_latency:start -->", "<!-- client_latency:end -->"
-    content = doc.read_text()
-    before, rest = content.split(start, 1)
-    _, after = rest.split(end, 1)
-    doc.write_text(f"{before}{start}\n{text}\n{end}{after}")
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Latency benchmark (see docstring).")
     parser.add_argument("--clients", default="1,10,100")
@@ -205,10 +197,4 @@ if __name__ == "__main__":
     ns = [int(x) for x in args.clients.split(",")]
     rows = asyncio.run(main(ns, args.seconds))
     text = table(rows, apply_throughput())
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    (out / "client_latency.md").write_text(f"# client_latency, {stamp}\n\n{text}\n")
-    print(text)
-    if not args.no_docs:
-        write_docs(f"Run {stamp}, `python bench/client_latency.py`.\n\n{text}")
+    publish("client_latency", "python bench/client_latency.py", text, docs=not args.no_docs)

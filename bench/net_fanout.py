@@ -34,6 +34,8 @@ from pydantic import BaseModel
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _report import publish  # noqa: E402
+
 from pl3xus_rx import Network, NetworkSettings  # noqa: E402
 from pl3xus_rx.protocol import message_frame  # noqa: E402
 
@@ -230,15 +232,6 @@ async def main(clients: list[int], total: int, repeat: int) -> list[Result]:
     return results
 
 
-def write_docs(text: str) -> None:
-    doc = ROOT / "docs" / "performance.md"
-    start, end = "<!-- net_fanout:start -->", "<!-- net_fanout:end -->"
-    content = doc.read_text()
-    before, rest = content.split(start, 1)
-    _, after = rest.split(end, 1)
-    doc.write_text(f"{before}{start}\n{text}\n{end}{after}")
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Fan-out benchmark (see module docstring).")
     parser.add_argument("--clients", default="1,10,100")
@@ -249,10 +242,4 @@ if __name__ == "__main__":
     ns = [int(x) for x in args.clients.split(",")]
     res = asyncio.run(main(ns, args.total, args.repeat))
     text = table(res, ns)
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    (out / "net_fanout.md").write_text(f"# net_fanout, {stamp}\n\n{text}\n")
-    print(text)
-    if not args.no_docs:
-        write_docs(f"Run {stamp}, `python bench/net_fanout.py`.\n\n{text}")
+    publish("net_fanout", "python bench/net_fanout.py", text, docs=not args.no_docs)

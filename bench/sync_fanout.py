@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _report import publish  # noqa: E402
 from net_fanout import finish, pin, spawn_clients  # noqa: E402
 
 from pl3xus_rx import NetworkSettings, SyncServer, SyncSettings  # noqa: E402
@@ -197,15 +198,6 @@ async def main(clients: list[int], flushes: int, repeat: int) -> list[Result]:
     return results
 
 
-def write_docs(text: str) -> None:
-    doc = ROOT / "docs" / "performance.md"
-    start, end = "<!-- sync_fanout:start -->", "<!-- sync_fanout:end -->"
-    content = doc.read_text()
-    before, rest = content.split(start, 1)
-    _, after = rest.split(end, 1)
-    doc.write_text(f"{before}{start}\n{text}\n{end}{after}")
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Sync fan-out benchmark (see docstring).")
     parser.add_argument("--clients", default="1,10,100")
@@ -216,10 +208,4 @@ if __name__ == "__main__":
     cs = [int(x) for x in args.clients.split(",")]
     res = asyncio.run(main(cs, args.flushes, args.repeat))
     text = table(res, cs)
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    (out / "sync_fanout.md").write_text(f"# sync_fanout, {stamp}\n\n{text}\n")
-    print(text)
-    if not args.no_docs:
-        write_docs(f"Run {stamp}, `python bench/sync_fanout.py`.\n\n{text}")
+    publish("sync_fanout", "python bench/sync_fanout.py", text, docs=not args.no_docs)

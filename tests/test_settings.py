@@ -53,3 +53,11 @@ def test_settings_are_immutable() -> None:
     with pytest.raises(ValueError):
         s.channel_capacity = 3  # type: ignore[misc]
     assert s.model_copy(update={"channel_capacity": 3}).channel_capacity == 3
+
+
+def test_sync_settings_are_checked_the_same_way() -> None:
+    from pl3xus_rx import SyncSettings
+
+    assert SyncSettings().max_update_rate_hz == 60
+    with pytest.raises(SettingsError, match=r"invalid SyncSettings: max_update_rate_hz.*0"):
+        SyncSettings(max_update_rate_hz=0)

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from ..exceptions import SettingsError
+from .._settings import CheckedSettings
 
 __all__ = ["NetworkSettings"]
 
 MiB = 1024 * 1024
 
 
-class NetworkSettings(BaseModel):
+class NetworkSettings(CheckedSettings):
     """Settings for a :class:`Network` (and the network side of a ``SyncServer``).
 
     Every value is validated on construction; a bad value raises :class:`SettingsError`
@@ -54,8 +54,6 @@ class NetworkSettings(BaseModel):
             connection.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
     max_message_size: int = Field(64 * MiB, gt=0)
     max_frame_size: int = Field(16 * MiB, gt=0)
     channel_capacity: int = Field(500, ge=1)
@@ -76,17 +74,6 @@ class NetworkSettings(BaseModel):
     connect_timeout: float = Field(10.0, gt=0)
     backlog: int = Field(1024, ge=1)
     warning_interval: float = Field(5.0, ge=0)
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '<settings>'}: {e['msg']}"
-                f" (got {e.get('input')!r})"
-                for e in exc.errors()
-            )
-            raise SettingsError(f"invalid NetworkSettings: {problems}") from exc
 
     @model_validator(mode="after")
     def _frame_within_message(self) -> NetworkSettings:

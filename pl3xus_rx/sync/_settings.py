@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pydantic import Field
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from ..exceptions import SettingsError
+from .._settings import CheckedSettings
 
 __all__ = ["SyncSettings"]
 
 
-class SyncSettings(BaseModel):
+class SyncSettings(CheckedSettings):
     """Settings of the sync engine.
 
     Attributes:
@@ -21,17 +19,5 @@ class SyncSettings(BaseModel):
         max_subscriptions_per_connection: Subscriptions one connection may hold.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
     max_update_rate_hz: float = Field(60.0, gt=0)
     max_subscriptions_per_connection: int = Field(1000, ge=1)
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
-                for e in exc.errors()
-            )
-            raise SettingsError(f"invalid SyncSettings: {problems}") from exc

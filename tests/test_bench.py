@@ -1,0 +1,30 @@
+"""The benchmarks run (tiny sizes, no timing asserted): they cannot rot unnoticed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "expect"),
+    [
+        ("net_fanout.py", ["--clients", "2", "--total", "2000", "--repeat", "1"], "typed"),
+        ("sync_fanout.py", ["--clients", "2", "--flushes", "10", "--repeat", "1"], "| 23.0 |"),
+        ("client_latency.py", ["--clients", "2", "--seconds", "0.3"], "items/s"),
+    ],
+)
+def test_benchmark_runs(script: str, args: list[str], expect: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / script), *args, "--no-docs"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert expect in result.stdout
