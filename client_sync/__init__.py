@@ -5,11 +5,44 @@ registered component type (current value plus changes, like Leptos signals), bui
 ``ClientTypeRegistry.builder().register(T).build()``. ``Store`` and ``Signal`` do no I/O.
 """
 
-from .blocking import BlockingSyncProvider, connect
-from .provider import Change, ConnectionState, ConnectionStatus, ReconnectPolicy, SyncProvider
+from typing import TYPE_CHECKING, Any
+
 from .registry import ClientTypeRegistry, ClientTypeRegistryBuilder
 from .signal import Signal, WritableSignal, async_iter
 from .store import ReplicaChange, ReplicaChangeKind, SequenceGap, Store
+
+if TYPE_CHECKING:
+    from .blocking import BlockingSyncProvider, connect
+    from .provider import (
+        Change,
+        ConnectionState,
+        ConnectionStatus,
+        ReconnectPolicy,
+        SyncProvider,
+    )
+
+# The I/O shells load on first use, so that the replica and signals import without
+# websockets (they are the sans-I/O core of the client).
+_LAZY = {
+    "BlockingSyncProvider": "blocking",
+    "connect": "blocking",
+    "Change": "provider",
+    "ConnectionState": "provider",
+    "ConnectionStatus": "provider",
+    "ReconnectPolicy": "provider",
+    "SyncProvider": "provider",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is not None:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'client_sync' has no attribute {name!r}")
 
 __all__ = [
     "BlockingSyncProvider",

@@ -51,6 +51,11 @@ T = TypeVar("T", bound=BaseModel)
 EMPTY: Mapping[int, Any] = MappingProxyType({})
 
 
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("reconnect loop failed", exc_info=task.exception())
+
+
 class ConnectionState(enum.Enum):
     """Where the provider's link to the server is."""
 
@@ -254,9 +259,9 @@ class SyncProvider:
             self.stale.set(True)
             if not self._closing:
                 logger.info("lost %s (%s); reconnecting", self.url, event.reason)
-                self._reconnect_task = asyncio.get_running_loop().create_task(
-                    self._reconnect_loop(event.reason)
-                )
+                task = asyncio.get_running_loop().create_task(self._reconnect_loop(event.reason))
+                task.add_done_callback(_log_failure)
+                self._reconnect_task = task
         elif isinstance(event, Error):
             err = event.error
             if isinstance(err, SchemaMismatch) and err.local_hash is None:

@@ -60,7 +60,8 @@ def test_protocol_layer_imports_no_networking() -> None:
     # pydantic itself imports asyncio, so the runtime check is about websockets; the source
     # check below covers our own imports.
     code = (
-        "import sys; import pl3xus_rx.protocol, pl3xus_rx.exceptions; "
+        "import sys; import pl3xus_rx.protocol, pl3xus_rx.exceptions, pl3xus_rx.world, "
+        "pl3xus_rx.sync, client_sync.store, client_sync.signal; "
         "bad = [m for m in sys.modules if m.startswith('websockets')]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -70,7 +71,14 @@ def test_protocol_layer_imports_no_networking() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-SANS_IO = ["pl3xus_rx/protocol", "pl3xus_rx/exceptions.py"]
+SANS_IO = [
+    "pl3xus_rx/protocol",
+    "pl3xus_rx/exceptions.py",
+    "pl3xus_rx/world.py",
+    "pl3xus_rx/sync",
+    "client_sync/store.py",
+    "client_sync/registry.py",
+]
 FORBIDDEN = {"asyncio", "websockets", "socket", "selectors", "ssl"}
 
 
