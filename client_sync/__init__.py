@@ -44,6 +44,7 @@ def __getattr__(name: str) -> Any:
         return value
     raise AttributeError(f"module 'client_sync' has no attribute {name!r}")
 
+
 __all__ = [
     "BlockingSyncProvider",
     "Change",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -18,12 +18,19 @@ from .sync import (
     ComponentBuilder,
     ComponentRegistration,
     ComponentRegistry,
+    EntityControl,
     SyncEngine,
     SyncSettings,
 )
+from .sync._commands import Authorizer, CommandKind, Commands, QueryBuilder, RequestBuilder
+from .sync._wire import encode_frame
 from .world import World
 
 __all__ = ["SyncServer"]
+
+_COMMAND_KINDS = frozenset(
+    (CommandKind.MUTATE, CommandKind.CONTROL, CommandKind.REQUEST, CommandKind.QUERY)
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +67,22 @@ class SyncServer:
         """The synced component types."""
         self.engine = SyncEngine(self.world, self.registry, self.settings, wake=self._wake)
         self._handle: asyncio.Handle | asyncio.TimerHandle | None = None
+        self._control_timer: asyncio.TimerHandle | None = None
         self._clock = time.monotonic
+        self.commands = Commands(
+            self.world,
+            self.registry,
+            self.engine,
+            self.settings,
+            send=self._send_frame,
+            broadcast=self._broadcast_frame,
+            run=self._run,
+            clock=self._clock,
+        )
+        """Mutations, control, requests and queries."""
+        self.registry.add(EntityControl)  # synced like any component, never client-writable
         self.net.welcome_extra = self._welcome_extra
-        self.net.extension_handler = self.engine.handle_frame
+        self.net.extension_handler = self._on_frame
         self.net.events.subscribe(self._on_event)
 
     # ------------------------------------------------------------------ registration
@@ -79,13 +99,78 @@ class SyncServer:
         """Register a plain message type on the network layer."""
         return self.net.register_message(model, name)
 
+    def request(self, model: type[BaseModel]) -> RequestBuilder[Any]:
+        """Register a request type: ``server.request(T).targeted()...register(handler)``."""
+        return RequestBuilder(self.commands, model)
+
+    def query(self, model: type[BaseModel]) -> QueryBuilder[Any]:
+        """Register a query type: ``server.query(Q).register(handler)``."""
+        return QueryBuilder(self.commands, model)
+
+    def invalidate(self, query: type[BaseModel], keys: list[BaseModel] | None = None) -> None:
+        """Tell clients to refetch ``query`` (only these parameter sets, if given)."""
+        self.commands.invalidate(query, keys)
+
+    @property
+    def authorizer(self) -> Authorizer | None:
+        """A server-wide veto ``(world, ctx, entity, value) -> Authorized | Denied`` over
+        every mutation and targeted request."""
+        return self.commands.authorizer
+
+    @authorizer.setter
+    def authorizer(self, fn: Authorizer | None) -> None:
+        self.commands.authorizer = fn
+
     # ------------------------------------------------------------------ plumbing
 
     def _welcome_extra(self, connection: ConnectionId) -> dict[str, Any]:
-        return {"components": self.registry.wire_table()}
+        return {"components": self.registry.wire_table(), **self.commands.wire_tables()}
+
+    def _on_frame(self, connection: ConnectionId, binary: bool, frame: list[Any]) -> None:
+        self.engine.add_client(connection, binary=binary)
+        if frame[0] in _COMMAND_KINDS:
+            self.commands.handle_frame(connection, frame)
+            self._schedule_control_check()
+        else:
+            self.engine.handle_frame(connection, binary, frame)
+
+    def _send_frame(self, connection: int, frame: list[Any]) -> None:
+        cid = ConnectionId(connection)
+        if self.net.has_connection(cid):
+            self.net.send_raw(cid, encode_frame(self.net.is_binary(cid), frame))
+
+    def _broadcast_frame(self, frame: list[Any]) -> None:
+        encoded: dict[bool, bytes | str] = {}
+        for cid in self.net.connections:
+            binary = self.net.is_binary(cid)
+            data = encoded.get(binary)
+            if data is None:
+                data = encoded[binary] = encode_frame(binary, frame)
+            self.net.send_raw(cid, data)
+
+    def _run(self, awaitable: Awaitable[None]) -> None:
+        async def run() -> None:
+            await awaitable
+
+        self.net.spawn(run(), "command handler")
+
+    def _schedule_control_check(self) -> None:
+        if self._control_timer is not None:
+            return
+        due = self.commands.expire_control(self._clock())
+        if due is None:
+            return
+        loop = asyncio.get_running_loop()
+
+        def check() -> None:
+            self._control_timer = None
+            self._schedule_control_check()
+
+        self._control_timer = loop.call_later(max(0.0, due - self._clock()), check)
 
     def _on_event(self, event: object) -> None:
         if isinstance(event, Disconnected):
+            self.commands.connection_closed(event.id)
             self.engine.remove_client(event.id)
 
     def _wake(self) -> None:
@@ -135,4 +220,7 @@ class SyncServer:
             if self._handle is not None:
                 self._handle.cancel()
                 self._handle = None
+            if self._control_timer is not None:
+                self._control_timer.cancel()
+                self._control_timer = None
             await self.net.close()

@@ -16,7 +16,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
 from client_sync.store import Store
-from pl3xus_rx import NetworkSettings, SyncServer, SyncSettings
+from pl3xus_rx import EntityControl, NetworkSettings, SyncServer, SyncSettings
 from pl3xus_rx.protocol import JSON_SUBPROTOCOL, schema_hash
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("loop_errors")]
@@ -101,9 +101,11 @@ async def test_welcome_lists_components_with_ids_and_hashes(
     _, url = server
     client = await connect(url)
     assert client.welcome["components"] == [
-        [0, "Position", schema_hash(Position), ["x", "y"]],
-        [1, "Status", schema_hash(Status), ["text"]],
+        [0, "EntityControl", schema_hash(EntityControl), ["holder"]],
+        [1, "Position", schema_hash(Position), ["x", "y"]],
+        [2, "Status", schema_hash(Status), ["text"]],
     ]
+    assert client.welcome["requests"] == [] and client.welcome["queries"] == []
     await client.ws.close()
 
 

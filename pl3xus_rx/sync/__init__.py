@@ -1,5 +1,14 @@
 """The sync engine: component registry, subscriptions, batching, conflation (no I/O)."""
 
+from ._commands import (
+    CommandKind,
+    Commands,
+    QueryBuilder,
+    QueryRegistration,
+    RequestBuilder,
+    RequestRegistration,
+    Status,
+)
 from ._engine import SubscriptionError, SyncEngine, SyncStatistics, UnknownComponent
 from ._policy import Authorized, Denied, MutationContext, default_entity_policy
 from ._registry import (
@@ -16,6 +25,13 @@ __all__ = [
     "FLAG_COMPLETE",
     "FLAG_SNAPSHOT",
     "Authorized",
+    "CommandKind",
+    "Commands",
+    "QueryBuilder",
+    "QueryRegistration",
+    "RequestBuilder",
+    "RequestRegistration",
+    "Status",
     "ComponentBuilder",
     "ComponentRegistration",
     "ComponentRegistry",

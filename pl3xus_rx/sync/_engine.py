@@ -27,6 +27,7 @@ from ._wire import (
     SyncKind,
     assemble_json,
     assemble_msgpack,
+    encode_frame,
     encode_item_json,
     encode_item_msgpack,
 )
@@ -264,6 +265,9 @@ class SyncEngine:
         # field-delta types: the values every up-to-date subscriber holds, by entity
         self._baseline: dict[int, dict[EntityId, list[Any]]] = {}
         self._last_flush = -math.inf
+        # (connection, component type id or None, entity or None, frame) to send after the
+        # flush that carries the change they depend on
+        self._deferred: list[tuple[int, int | None, EntityId | None, list[Any]]] = []
         self._counters = {
             "flushes": 0,
             "frames": 0,
@@ -293,7 +297,8 @@ class SyncEngine:
         self._clients.setdefault(connection, _Client(connection, binary))
 
     def remove_client(self, connection: int) -> None:
-        """Forget a connection and its subscriptions."""
+        """Forget a connection, its subscriptions and the replies waiting for it."""
+        self._deferred = [d for d in self._deferred if d[0] != connection]
         client = self._clients.pop(connection, None)
         if client is not None:
             for sub in list(client.subs.values()):
@@ -450,6 +455,8 @@ class SyncEngine:
                 due.append(max(global_next, self._type_due.get(type_id, -math.inf)))
         for sub in self._held_subs:
             due.append(max(global_next, sub.next_due))
+        if self._deferred:
+            due.append(global_next)
         if not due:
             return None
         return max(0.0, min(due) - now)
@@ -529,6 +536,19 @@ class SyncEngine:
         if frames:
             self._counters["flushes"] += 1
             self._counters["frames"] += len(frames)
+        # Replies wait until the changes they caused have been sent (Meteor's "updated").
+        if self._deferred:
+            waiting: list[tuple[int, int | None, EntityId | None, list[Any]]] = []
+            for item in self._deferred:
+                to, on_type, on_entity, reply = item
+                waits_on = self._pending.get(on_type) if on_type is not None else None
+                if waits_on and on_entity in waits_on:
+                    waiting.append(item)
+                    continue
+                target = self._clients.get(to)
+                if target is not None:
+                    frames.append((to, encode_frame(target.binary, reply)))
+            self._deferred = waiting
         return frames
 
     def _hold(self, sub: _Sub, changes: dict[EntityId, int]) -> None:
@@ -685,6 +705,25 @@ class SyncEngine:
         out.setdefault(sub.client, []).append(
             (sub.id, FLAG_SNAPSHOT | FLAG_COMPLETE, len(items), joined, [], [])
         )
+
+    def defer(
+        self,
+        connection: int,
+        frame: list[Any],
+        *,
+        component: type[BaseModel] | None = None,
+        entity: EntityId | None = None,
+    ) -> None:
+        """Send ``frame`` to ``connection`` after the next flush, and not before the pending
+        change of ``component`` on ``entity`` (if any) has gone out."""
+        reg = self.registry.find(component) if component is not None else None
+        self._deferred.append((connection, reg.type_id if reg else None, entity, frame))
+        self._wake()
+
+    def is_binary(self, connection: int) -> bool:
+        """Whether the connection speaks msgpack (unknown connections: True)."""
+        client = self._clients.get(connection)
+        return client.binary if client is not None else True
 
     # ------------------------------------------------------------------ introspection
 

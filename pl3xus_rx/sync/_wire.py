@@ -26,6 +26,7 @@ __all__ = [
     "SyncKind",
     "assemble_json",
     "assemble_msgpack",
+    "encode_frame",
     "msgpack_array_header",
 ]
 
@@ -84,6 +85,14 @@ def assemble_json(seq: int, groups: list[Group]) -> str:
         for sub_id, flags, _count, joined, removals, despawns in groups
     )
     return f"[{int(SyncKind.SYNC)},{seq},[{body}]]"
+
+
+def encode_frame(binary: bool, frame: list[Any]) -> bytes | str:
+    """A whole frame in msgpack (``binary``) or JSON."""
+    if binary:
+        data: bytes = _pack(frame)
+        return data
+    return _json_encode(frame)
 
 
 def encode_item_msgpack(item: list[Any] | tuple[Any, ...]) -> bytes:

@@ -1,0 +1,702 @@
+"""The write path: mutations, entity control, requests and queries. No I/O.
+
+Every command a client sends gets exactly one REPLY (``[8, req_id, status, message, body]``):
+``ok``, ``forbidden``, ``not_found``, ``validation_error`` (with the field errors) or
+``internal_error`` (a handler that raised). An ``ok`` that changed the World is sent after
+the SYNC frame carrying the change, so a client that awaited it already sees its own change.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Generic, TypeVar, get_type_hints
+
+from pydantic import BaseModel, ValidationError
+
+from ..exceptions import DuplicateRegistration, FrameError
+from ..world import EntityId, World
+from ._engine import SyncEngine
+from ._policy import Authorized, Denied, MutationContext, default_entity_policy
+from ._registry import ComponentRegistry, EntityControl, EntityPolicy
+from ._settings import SyncSettings
+
+__all__ = [
+    "CommandKind",
+    "Commands",
+    "QueryBuilder",
+    "QueryRegistration",
+    "RequestBuilder",
+    "RequestRegistration",
+    "Status",
+]
+
+logger = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=BaseModel)
+
+Authorizer = Callable[[World, MutationContext, EntityId, BaseModel], Any]
+"""``(world, ctx, entity, value) -> Authorized | Denied``: a server-wide veto."""
+
+
+class CommandKind:
+    """Frame kinds of the command layer."""
+
+    MUTATE = 7
+    REPLY = 8
+    CONTROL = 9
+    NOTICE = 10
+    REQUEST = 11
+    QUERY = 12
+    INVALIDATE = 13
+
+
+class Status(StrEnum):
+    """The outcome of a command, as sent in its REPLY."""
+
+    OK = "ok"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    VALIDATION_ERROR = "validation_error"
+    INTERNAL_ERROR = "internal_error"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRegistration(Generic[R]):
+    """A request type: its model, response model, and who may send it."""
+
+    name: str
+    model: type[BaseModel]
+    response: type[R]
+    targeted: bool
+    policy: EntityPolicy | None
+    handler: Callable[..., Any]
+    invalidates: tuple[type[BaseModel], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class QueryRegistration(Generic[R]):
+    """A query type: its parameter model, response model and handler."""
+
+    name: str
+    model: type[BaseModel]
+    response: type[R]
+    handler: Callable[..., Any]
+
+
+def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"], "type": e["type"]}
+        for e in exc.errors()
+    ]
+
+
+def _response_type(
+    handler: Callable[..., Any], explicit: type[BaseModel] | None, what: str
+) -> type[BaseModel]:
+    if explicit is not None:
+        return explicit
+    hints = get_type_hints(handler)
+    ret = hints.get("return")
+    if isinstance(ret, type) and issubclass(ret, BaseModel):
+        return ret
+    raise TypeError(
+        f"cannot tell the response type of {what}: annotate the handler's return type with a "
+        "pydantic model, or call .returns(Model)"
+    )
+
+
+class RequestBuilder(Generic[R]):
+    """``server.request(T)...register(handler)``: a typed request with a response."""
+
+    def __init__(self, commands: Commands, model: type[BaseModel]) -> None:
+        self._commands = commands
+        self._model = model
+        self._name: str | None = None
+        self._targeted = False
+        self._policy: EntityPolicy | None = None
+        self._response: type[BaseModel] | None = None
+        self._invalidates: tuple[type[BaseModel], ...] = ()
+
+    def name(self, name: str) -> RequestBuilder[R]:
+        """Use this wire name instead of the class name."""
+        self._name = name
+        return self
+
+    def targeted(self) -> RequestBuilder[R]:
+        """The request names an entity and is authorized per entity."""
+        self._targeted = True
+        return self
+
+    def with_default_entity_policy(self) -> RequestBuilder[R]:
+        """Only the client that controls the entity (or an ancestor) may send it."""
+        self._policy = default_entity_policy
+        return self
+
+    def with_entity_policy(self, policy: EntityPolicy) -> RequestBuilder[R]:
+        """Authorize with ``policy(world, ctx, entity)``."""
+        self._policy = policy
+        return self
+
+    def returns(self, response: type[R]) -> RequestBuilder[R]:
+        """The response model (else taken from the handler's return annotation)."""
+        self._response = response
+        return self
+
+    def invalidates(self, *queries: type[BaseModel]) -> RequestBuilder[R]:
+        """On success, tell clients to refetch these query types."""
+        self._invalidates = queries
+        return self
+
+    def register(self, handler: Callable[..., Any]) -> RequestRegistration[R]:
+        """Register ``handler(world, ctx, request)`` (or ``(world, ctx, entity, request)``
+        when targeted), sync or async, returning the response model."""
+        name = self._name or self._model.__name__
+        response = _response_type(handler, self._response, f"request {name}")
+        reg: RequestRegistration[Any] = RequestRegistration(
+            name,
+            self._model,
+            response,
+            self._targeted,
+            self._policy,
+            handler,
+            self._invalidates,
+        )
+        self._commands.add_request(reg)
+        return reg
+
+
+class QueryBuilder(Generic[R]):
+    """``server.query(Q).register(handler)``: a cached, invalidatable query."""
+
+    def __init__(self, commands: Commands, model: type[BaseModel]) -> None:
+        self._commands = commands
+        self._model = model
+        self._name: str | None = None
+        self._response: type[BaseModel] | None = None
+
+    def name(self, name: str) -> QueryBuilder[R]:
+        """Use this wire name instead of the class name."""
+        self._name = name
+        return self
+
+    def returns(self, response: type[R]) -> QueryBuilder[R]:
+        """The response model (else taken from the handler's return annotation)."""
+        self._response = response
+        return self
+
+    def register(self, handler: Callable[..., Any]) -> QueryRegistration[R]:
+        """Register ``handler(world, params)`` (sync or async) returning the response."""
+        name = self._name or self._model.__name__
+        response = _response_type(handler, self._response, f"query {name}")
+        reg: QueryRegistration[Any] = QueryRegistration(name, self._model, response, handler)
+        self._commands.add_query(reg)
+        return reg
+
+
+@dataclass
+class _ControlState:
+    last_activity: dict[EntityId, float] = field(default_factory=dict)
+
+
+class Commands:
+    """Mutations, control, requests and queries for one World.
+
+    Args:
+        world: The World.
+        components: The synced component types (mutations are checked against them).
+        engine: The sync engine (replies are ordered after the frames of their changes).
+        settings: ``control_timeout`` lives here.
+        send: ``send(connection, frame)`` sends a frame at once.
+        broadcast: ``broadcast(frame)`` sends a frame to every connection.
+        run: Runs an awaitable (async handlers) to completion in the background.
+        clock: Monotonic seconds.
+    """
+
+    def __init__(
+        self,
+        world: World,
+        components: ComponentRegistry,
+        engine: SyncEngine,
+        settings: SyncSettings,
+        *,
+        send: Callable[[int, list[Any]], None],
+        broadcast: Callable[[list[Any]], None],
+        run: Callable[[Awaitable[None]], None],
+        clock: Callable[[], float],
+    ) -> None:
+        self.world = world
+        self.components = components
+        self.engine = engine
+        self.settings = settings
+        self._send = send
+        self._broadcast = broadcast
+        self._run = run
+        self._clock = clock
+        self.requests: dict[str, RequestRegistration[Any]] = {}
+        self.queries: dict[str, QueryRegistration[Any]] = {}
+        self.authorizer: Authorizer | None = None
+        """A server-wide veto over every mutation and targeted request."""
+        self._control = _ControlState()
+        self.applied: list[tuple[int, EntityId, str]] = []
+        """The last mutations applied: ``(connection, entity, type name)`` (bounded)."""
+
+    # ------------------------------------------------------------------ registration
+
+    def add_request(self, reg: RequestRegistration[Any]) -> None:
+        """Register a request type (see :class:`RequestBuilder`)."""
+        if reg.name in self.requests:
+            raise DuplicateRegistration(f"request {reg.name!r} is already registered")
+        self.requests[reg.name] = reg
+
+    def add_query(self, reg: QueryRegistration[Any]) -> None:
+        """Register a query type (see :class:`QueryBuilder`)."""
+        if reg.name in self.queries:
+            raise DuplicateRegistration(f"query {reg.name!r} is already registered")
+        self.queries[reg.name] = reg
+
+    def wire_tables(self) -> dict[str, Any]:
+        """The welcome's ``requests`` and ``queries`` tables."""
+        from ..protocol import schema_hash
+
+        return {
+            "requests": [
+                [r.name, schema_hash(r.model), schema_hash(r.response), r.targeted]
+                for r in self.requests.values()
+            ],
+            "queries": [
+                [q.name, schema_hash(q.model), schema_hash(q.response)]
+                for q in self.queries.values()
+            ],
+        }
+
+    # ------------------------------------------------------------------ frames
+
+    def handle_frame(self, connection: int, frame: list[Any]) -> None:
+        """Handle a MUTATE, CONTROL, REQUEST or QUERY frame from ``connection``.
+
+        Raises:
+            FrameError: the frame is malformed (no request id to answer to).
+        """
+        kind = frame[0]
+        if len(frame) < 2 or not isinstance(frame[1], int):
+            raise FrameError(f"a frame of kind {kind} must start [{kind}, req_id: int, ...]")
+        req_id = frame[1]
+        ctx = MutationContext(connection)
+        try:
+            if kind == CommandKind.MUTATE:
+                self._expect(frame, 5, "[7, req_id, type_name, entity, value]")
+                self._mutate(ctx, req_id, frame[2], frame[3], frame[4])
+            elif kind == CommandKind.CONTROL:
+                self._expect(frame, 4, '[9, req_id, "take" | "release", entity]')
+                self._control_frame(ctx, req_id, frame[2], frame[3])
+            elif kind == CommandKind.REQUEST:
+                self._expect(frame, 5, "[11, req_id, type_name, entity | null, payload]")
+                self._request(ctx, req_id, frame[2], frame[3], frame[4])
+            elif kind == CommandKind.QUERY:
+                self._expect(frame, 4, "[12, req_id, type_name, params]")
+                self._query(ctx, req_id, frame[2], frame[3])
+            else:
+                raise FrameError(f"frame kind {kind} is not sent by clients")
+        except FrameError as exc:
+            self.reply(connection, req_id, Status.VALIDATION_ERROR, exc.message)
+
+    @staticmethod
+    def _expect(frame: list[Any], n: int, shape: str) -> None:
+        if len(frame) != n:
+            raise FrameError(f"bad frame shape; expected {shape}")
+
+    def reply(
+        self,
+        connection: int,
+        req_id: int,
+        status: Status,
+        message: str = "",
+        body: dict[str, Any] | None = None,
+        *,
+        after: type[BaseModel] | None = None,
+        entity: EntityId | None = None,
+        deferred: bool = False,
+    ) -> None:
+        """Answer a command: at once, or (``deferred``) after the flush carrying its change."""
+        frame = [CommandKind.REPLY, req_id, status.value, message, body or {}]
+        if deferred:
+            self.engine.defer(connection, frame, component=after, entity=entity)
+        else:
+            self._send(connection, frame)
+
+    # ------------------------------------------------------------------ authorization
+
+    def _entity(self, raw: Any) -> EntityId | None:
+        if (
+            isinstance(raw, int)
+            and not isinstance(raw, bool)
+            and self.world.contains(EntityId(raw))
+        ):
+            return EntityId(raw)
+        return None
+
+    def _authorize(
+        self,
+        ctx: MutationContext,
+        entity: EntityId,
+        policy: EntityPolicy | None,
+        value: BaseModel | None,
+    ) -> str | None:
+        """``None`` if allowed, else the reason."""
+        if policy is not None:
+            decision = policy(self.world, ctx, entity)
+            if isinstance(decision, Denied):
+                return decision.reason
+            if not isinstance(decision, Authorized):
+                return f"the entity policy returned {decision!r}, not Authorized"
+        if self.authorizer is not None and value is not None:
+            decision = self.authorizer(self.world, ctx, entity, value)
+            if isinstance(decision, Denied):
+                return decision.reason
+        self._touch(ctx.connection, entity)
+        return None
+
+    # ------------------------------------------------------------------ mutations
+
+    def _mutate(
+        self, ctx: MutationContext, req_id: int, type_name: Any, raw_entity: Any, payload: Any
+    ) -> None:
+        conn = ctx.connection
+        reg = self.components.by_name(type_name) if isinstance(type_name, str) else None
+        if reg is None:
+            self.reply(
+                conn,
+                req_id,
+                Status.NOT_FOUND,
+                f"{type_name!r} is not a synced component; synced: "
+                f"{', '.join(self.components.names()) or 'none'}",
+            )
+            return
+        if reg.read_only:
+            why = (
+                " (control changes only through take/release)" if reg.model is EntityControl else ""
+            )
+            self.reply(conn, req_id, Status.FORBIDDEN, f"{reg.name} is read-only for clients{why}")
+            return
+        try:
+            value = reg.model.model_validate(payload)
+        except ValidationError as exc:
+            errors = _field_errors(exc)
+            self.reply(
+                conn,
+                req_id,
+                Status.VALIDATION_ERROR,
+                f"{reg.name} failed validation at {errors[0]['loc'] or '<root>'}: "
+                f"{errors[0]['msg']}",
+                {"errors": errors},
+            )
+            return
+        entity = self._entity(raw_entity)
+        if entity is None:
+            self.reply(conn, req_id, Status.NOT_FOUND, f"entity {raw_entity!r} does not exist")
+            return
+        reason = self._authorize(ctx, entity, reg.entity_policy, value)
+        if reason is not None:
+            self.reply(conn, req_id, Status.FORBIDDEN, reason)
+            return
+        try:
+            if reg.handler is not None:
+                result = reg.handler(self.world, ctx, entity, value)
+                if inspect.isawaitable(result):
+                    self._run(self._finish_async(conn, req_id, result, reg.model, entity))
+                    return
+            else:
+                self.world.insert(entity, value)
+        except Exception as exc:
+            logger.exception("mutation handler for %s failed", reg.name)
+            self.reply(
+                conn,
+                req_id,
+                Status.INTERNAL_ERROR,
+                f"the server failed to apply {reg.name}: {type(exc).__name__}",
+            )
+            return
+        self._record(conn, entity, reg.name)
+        self.reply(conn, req_id, Status.OK, after=reg.model, entity=entity, deferred=True)
+
+    async def _finish_async(
+        self,
+        conn: int,
+        req_id: int,
+        pending: Awaitable[Any],
+        model: type[BaseModel],
+        entity: EntityId,
+    ) -> None:
+        try:
+            await pending
+        except Exception as exc:
+            logger.exception("async mutation handler for %s failed", model.__name__)
+            self.reply(
+                conn,
+                req_id,
+                Status.INTERNAL_ERROR,
+                f"the server failed to apply {model.__name__}: {type(exc).__name__}",
+            )
+            return
+        self._record(conn, entity, model.__name__)
+        self.reply(conn, req_id, Status.OK, after=model, entity=entity, deferred=True)
+
+    def _record(self, conn: int, entity: EntityId, name: str) -> None:
+        self.applied.append((conn, entity, name))
+        if len(self.applied) > 1000:
+            del self.applied[:500]
+
+    # ------------------------------------------------------------------ control
+
+    def holder(self, entity: EntityId) -> int | None:
+        """The connection that controls ``entity`` itself, if any."""
+        control = self.world.get(entity, EntityControl) if self.world.contains(entity) else None
+        return control.holder if control is not None else None
+
+    def _descendants(self, entity: EntityId) -> Iterable[EntityId]:
+        stack = list(self.world.children(entity))
+        while stack:
+            child = stack.pop()
+            yield child
+            stack.extend(self.world.children(child))
+
+    def _control_frame(
+        self, ctx: MutationContext, req_id: int, action: Any, raw_entity: Any
+    ) -> None:
+        conn = ctx.connection
+        entity = self._entity(raw_entity)
+        if entity is None:
+            self.reply(conn, req_id, Status.NOT_FOUND, f"entity {raw_entity!r} does not exist")
+            return
+        if action == "take":
+            for other in (entity, *self.world.ancestors(entity), *self._descendants(entity)):
+                holder = self.holder(other)
+                if holder is not None and holder != conn:
+                    self._send(
+                        holder,
+                        [CommandKind.NOTICE, "control_requested", {"entity": other, "by": conn}],
+                    )
+                    self.reply(
+                        conn,
+                        req_id,
+                        Status.FORBIDDEN,
+                        f"entity {other} is controlled by connection {holder}",
+                    )
+                    return
+            self.world.insert(entity, EntityControl(holder=conn))
+            self._control.last_activity[entity] = self._clock()
+            self.reply(conn, req_id, Status.OK, after=EntityControl, entity=entity, deferred=True)
+        elif action == "release":
+            if self.holder(entity) != conn:
+                self.reply(
+                    conn,
+                    req_id,
+                    Status.FORBIDDEN,
+                    f"connection {conn} does not hold control of entity {entity}",
+                )
+                return
+            self.world.insert(entity, EntityControl(holder=None))
+            self._control.last_activity.pop(entity, None)
+            self.reply(conn, req_id, Status.OK, after=EntityControl, entity=entity, deferred=True)
+        else:
+            self.reply(
+                conn,
+                req_id,
+                Status.VALIDATION_ERROR,
+                f"control action must be 'take' or 'release', got {action!r}",
+            )
+
+    def _touch(self, conn: int, entity: EntityId) -> None:
+        # Authorized activity keeps the holder's control alive.
+        now = self._clock()
+        for candidate in (entity, *self.world.ancestors(entity)):
+            if candidate in self._control.last_activity and self.holder(candidate) == conn:
+                self._control.last_activity[candidate] = now
+
+    def connection_closed(self, connection: int) -> None:
+        """Release every entity the connection controlled."""
+        for entity in list(self._control.last_activity):
+            if self.holder(entity) == connection:
+                self.world.insert(entity, EntityControl(holder=None))
+                del self._control.last_activity[entity]
+
+    def expire_control(self, now: float) -> float | None:
+        """Release control idle for ``control_timeout``; returns when to check next."""
+        timeout = self.settings.control_timeout
+        if timeout is None or not self._control.last_activity:
+            return None
+        soonest: float | None = None
+        for entity, last in list(self._control.last_activity.items()):
+            if now - last >= timeout:
+                holder = self.holder(entity)
+                del self._control.last_activity[entity]
+                if self.world.contains(entity):
+                    self.world.insert(entity, EntityControl(holder=None))
+                if holder is not None:
+                    self._send(
+                        holder,
+                        [
+                            CommandKind.NOTICE,
+                            "control_released",
+                            {"entity": entity, "reason": "inactivity"},
+                        ],
+                    )
+            else:
+                due = last + timeout
+                soonest = due if soonest is None else min(soonest, due)
+        return soonest
+
+    # ------------------------------------------------------------------ requests
+
+    def _request(
+        self, ctx: MutationContext, req_id: int, type_name: Any, raw_entity: Any, payload: Any
+    ) -> None:
+        conn = ctx.connection
+        reg = self.requests.get(type_name) if isinstance(type_name, str) else None
+        if reg is None:
+            self.reply(
+                conn,
+                req_id,
+                Status.NOT_FOUND,
+                f"unknown request type {type_name!r}; registered: "
+                f"{', '.join(self.requests) or 'none'}",
+            )
+            return
+        try:
+            request = reg.model.model_validate(payload)
+        except ValidationError as exc:
+            errors = _field_errors(exc)
+            self.reply(
+                conn,
+                req_id,
+                Status.VALIDATION_ERROR,
+                f"{reg.name} failed validation at {errors[0]['loc'] or '<root>'}: "
+                f"{errors[0]['msg']}",
+                {"errors": errors},
+            )
+            return
+        args: tuple[Any, ...]
+        if reg.targeted:
+            entity = self._entity(raw_entity)
+            if entity is None:
+                self.reply(conn, req_id, Status.NOT_FOUND, f"entity {raw_entity!r} does not exist")
+                return
+            reason = self._authorize(ctx, entity, reg.policy, request)
+            if reason is not None:
+                self.reply(conn, req_id, Status.FORBIDDEN, reason)
+                return
+            args = (self.world, ctx, entity, request)
+        else:
+            args = (self.world, ctx, request)
+        try:
+            result = reg.handler(*args)
+        except Exception as exc:
+            self._failed(conn, req_id, reg.name, exc)
+            return
+        if inspect.isawaitable(result):
+            self._run(self._finish_request(conn, req_id, reg, result))
+        else:
+            self._respond(conn, req_id, reg, result)
+
+    async def _finish_request(
+        self, conn: int, req_id: int, reg: RequestRegistration[Any], pending: Awaitable[Any]
+    ) -> None:
+        try:
+            result = await pending
+        except Exception as exc:
+            self._failed(conn, req_id, reg.name, exc)
+            return
+        self._respond(conn, req_id, reg, result)
+
+    def _failed(self, conn: int, req_id: int, name: str, exc: Exception) -> None:
+        logger.error("handler for %s failed", name, exc_info=exc)
+        self.reply(
+            conn,
+            req_id,
+            Status.INTERNAL_ERROR,
+            f"the handler for {name} failed: {type(exc).__name__}",
+        )
+
+    def _respond(
+        self,
+        conn: int,
+        req_id: int,
+        reg: RequestRegistration[Any] | QueryRegistration[Any],
+        result: Any,
+    ) -> None:
+        if not isinstance(result, reg.response):
+            self._failed(
+                conn,
+                req_id,
+                reg.name,
+                TypeError(f"handler returned {type(result).__name__}, not {reg.response.__name__}"),
+            )
+            return
+        self.reply(
+            conn, req_id, Status.OK, body={"value": result.model_dump(mode="json")}, deferred=True
+        )
+        if isinstance(reg, RequestRegistration):
+            for query in reg.invalidates:
+                self.invalidate(query)
+
+    # ------------------------------------------------------------------ queries
+
+    def _query(self, ctx: MutationContext, req_id: int, type_name: Any, params: Any) -> None:
+        conn = ctx.connection
+        reg = self.queries.get(type_name) if isinstance(type_name, str) else None
+        if reg is None:
+            self.reply(
+                conn,
+                req_id,
+                Status.NOT_FOUND,
+                f"unknown query type {type_name!r}; registered: "
+                f"{', '.join(self.queries) or 'none'}",
+            )
+            return
+        try:
+            query = reg.model.model_validate(params)
+        except ValidationError as exc:
+            errors = _field_errors(exc)
+            self.reply(
+                conn,
+                req_id,
+                Status.VALIDATION_ERROR,
+                f"{reg.name} failed validation at {errors[0]['loc'] or '<root>'}: "
+                f"{errors[0]['msg']}",
+                {"errors": errors},
+            )
+            return
+        try:
+            result = reg.handler(self.world, query)
+        except Exception as exc:
+            self._failed(conn, req_id, reg.name, exc)
+            return
+        if inspect.isawaitable(result):
+
+            async def finish() -> None:
+                try:
+                    value = await result
+                except Exception as exc:
+                    self._failed(conn, req_id, reg.name, exc)
+                    return
+                self._respond(conn, req_id, reg, value)
+
+            self._run(finish())
+        else:
+            self._respond(conn, req_id, reg, result)
+
+    def invalidate(self, query: type[BaseModel], keys: Iterable[BaseModel] | None = None) -> None:
+        """Tell every client to refetch ``query`` (only the given parameter sets, if any).
+
+        Raises:
+            KeyError: ``query`` is not a registered query.
+        """
+        name = next((q.name for q in self.queries.values() if q.model is query), None)
+        if name is None:
+            raise KeyError(f"{query.__name__} is not a registered query")
+        wire_keys = None if keys is None else [k.model_dump(mode="json") for k in keys]
+        self._broadcast([CommandKind.INVALIDATE, name, wire_keys])
