@@ -308,9 +308,7 @@ def test_control_never_has_two_holders_and_mutations_are_authorized(
         original(conn, entity, name)
 
     rig.commands._record = record  # type: ignore[method-assign]
-    req = 0
-    for action, conn, index in program:
-        req += 1
+    for req, (action, conn, index) in enumerate(program, start=1):
         entity = ents[index]
         if action == "take":
             rig.commands.handle_frame(conn, [9, req, "take", entity])
