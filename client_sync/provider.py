@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import json
 import logging
 import operator
 import random
@@ -20,17 +21,23 @@ from typing import Any, Generic, Literal, TypeVar, cast
 import reactivex
 from pydantic import BaseModel
 from reactivex import abc
+from reactivex import operators as ops
 from reactivex.disposable import Disposable
 
 from pl3xus_rx._rx import Dispatcher, SafeSubject
 from pl3xus_rx.exceptions import (
+    CommandRejected,
+    CommandTimeout,
     ConnectFailed,
+    ConnectionLost,
     FrameError,
     NetworkStateError,
     SchemaMismatch,
 )
-from pl3xus_rx.net import Disconnected, Error, Network, NetworkSettings, Transport
+from pl3xus_rx.net import Disconnected, Error, Network, NetworkData, NetworkSettings, Transport
 from pl3xus_rx.net._events import ConnectionId
+from pl3xus_rx.protocol import schema_hash
+from pl3xus_rx.sync import EntityControl
 
 from .registry import ClientTypeRegistry
 from .signal import Signal, WritableSignal
@@ -38,6 +45,12 @@ from .store import ReplicaChange, ReplicaChangeKind, SequenceGap, Store
 
 __all__ = [
     "Change",
+    "MutationHandle",
+    "MutationState",
+    "MutationStatus",
+    "Notice",
+    "QueryState",
+    "QueryStatus",
     "ConnectionState",
     "ConnectionStatus",
     "ReconnectPolicy",
@@ -116,6 +129,93 @@ class Change(Generic[T]):
     value: T | None
 
 
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something the server tells this client unasked.
+
+    Attributes:
+        kind: ``"control_requested"`` (someone asked for control you hold; ``detail["by"]``)
+            or ``"control_released"`` (yours expired; ``detail["reason"]``).
+        entity: The entity concerned.
+        detail: The rest of the notice.
+    """
+
+    kind: str
+    entity: int
+    detail: Mapping[str, Any]
+
+
+class MutationStatus(enum.Enum):
+    """Where a :class:`MutationHandle` is."""
+
+    IDLE = "idle"
+    LOADING = "loading"
+    SUCCESS = "success"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class MutationState:
+    """The value of :attr:`MutationHandle.state`."""
+
+    status: MutationStatus
+    error: Exception | None = None
+
+
+class MutationHandle(Generic[T]):
+    """Mutations of one component type with a state signal, for UIs (a button that shows
+    loading, then success or the error). Create with :meth:`SyncProvider.mutation`."""
+
+    def __init__(self, provider: SyncProvider, model: type[T]) -> None:
+        self._provider = provider
+        self.model = model
+        self.state: WritableSignal[MutationState] = WritableSignal(
+            MutationState(MutationStatus.IDLE)
+        )
+        """idle → loading → success | error."""
+
+    async def mutate(self, entity: int, value: T, *, timeout: float | None = None) -> None:
+        """Like :meth:`SyncProvider.mutate`, tracking the state; errors are raised too."""
+        self.state.set(MutationState(MutationStatus.LOADING))
+        try:
+            await self._provider.mutate(entity, value, timeout=timeout)
+        except Exception as exc:
+            self.state.set(MutationState(MutationStatus.ERROR, exc))
+            raise
+        self.state.set(MutationState(MutationStatus.SUCCESS))
+
+
+class QueryStatus(enum.Enum):
+    """Where a query's answer is."""
+
+    LOADING = "loading"
+    READY = "ready"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class QueryState(Generic[T]):
+    """The value of a :meth:`SyncProvider.query` signal. ``value`` keeps the last answer
+    while a refetch is loading."""
+
+    status: QueryStatus
+    value: T | None = None
+    error: Exception | None = None
+
+
+class _Query:
+    def __init__(self, name: str, params: BaseModel, response: type[BaseModel]) -> None:
+        self.name = name
+        self.params = params
+        self.wire_params = params.model_dump(mode="json")
+        self.response = response
+        self.signal: WritableSignal[QueryState[Any]] = WritableSignal(
+            QueryState(QueryStatus.LOADING)
+        )
+        self.fetching = False
+        self.again = False
+
+
 class _Sub:
     """One server subscription, shared by every local observer of it (ref-counted)."""
 
@@ -152,6 +252,7 @@ class SyncProvider:
         reconnect: Backoff policy.
         encoding: Wire encoding to ask for.
         transport: What moves the bytes (``pl3xus_rx.testing.MemoryTransport`` in tests).
+        command_timeout: Default timeout of commands (mutations, requests, queries, control).
     """
 
     def __init__(
@@ -163,6 +264,7 @@ class SyncProvider:
         reconnect: ReconnectPolicy | None = None,
         encoding: Literal["msgpack", "json"] = "msgpack",
         transport: Transport | None = None,
+        command_timeout: float = 10.0,
     ) -> None:
         self.url = url
         self.registry = registry
@@ -194,6 +296,14 @@ class SyncProvider:
         """The server's id for the current connection (from its welcome)."""
         self.resyncs = 0
         """How many times a sequence gap or a bad frame forced fresh snapshots."""
+        self.command_timeout = command_timeout
+        """Default timeout, in seconds, of mutations, requests, queries and control."""
+        self.notices: SafeSubject[Notice] = SafeSubject()
+        """Control notices from the server (see :class:`Notice`)."""
+        self._pending: dict[int, asyncio.Future[list[Any]]] = {}
+        self._next_req = 1
+        self._queries: dict[tuple[str, str], _Query] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------ life cycle
 
@@ -233,21 +343,33 @@ class SyncProvider:
         if not isinstance(components, list):
             raise ConnectFailed(f"{self.url} sent no component table; is it a SyncServer?")
         self._store.rebind(components)
-        self._check_schema(components)
+        self._check_schema(components, welcome.body)
         self._cid = cid
         self.connection_id = welcome.connection_id
         for sub in self._subs.values():
             if sub.refs > 0:
                 self._send_subscribe(sub)
+        for query in self._queries.values():
+            self._fetch(query)  # answers may have changed while we were away
         self.stale.set(False)
         self.connection.set(ConnectionStatus(ConnectionState.OPEN))
         logger.info("connected to %s as connection %s", self.url, self.connection_id)
 
-    def _check_schema(self, components: list[list[Any]]) -> None:
+    def _check_schema(
+        self, components: list[list[Any]], welcome: Mapping[str, Any] | None = None
+    ) -> None:
         remote = {row[1]: row[2] for row in components}
-        for model in self.registry:
-            name = self.registry.name_of(model)
-            local = self.registry.hashes[name]
+        local_all = dict(self.registry.hashes)
+        welcome = welcome or {}
+        for key, table in (
+            ("requests", self.registry.requests),
+            ("queries", self.registry.queries),
+        ):
+            for row in welcome.get(key) or []:
+                remote[row[0]] = f"{row[1]}/{row[2]}"
+            for name, (model, response) in table.items():
+                local_all[name] = f"{schema_hash(model)}/{schema_hash(response)}"
+        for name, local in local_all.items():
             if remote.get(name) != local:
                 mismatch = SchemaMismatch(name, local, remote.get(name))
                 logger.warning("schema mismatch with %s: %s", self.url, mismatch)
@@ -257,6 +379,7 @@ class SyncProvider:
         if isinstance(event, Disconnected) and event.id == self._cid:
             self._cid = None
             self.stale.set(True)
+            self._fail_pending(event.reason)
             if not self._closing:
                 logger.info("lost %s (%s); reconnecting", self.url, event.reason)
                 task = asyncio.get_running_loop().create_task(self._reconnect_loop(event.reason))
@@ -290,9 +413,45 @@ class SyncProvider:
 
     def _on_frame(self, connection: ConnectionId, binary: bool, frame: list[Any]) -> None:
         # On the socket reader: only hand over; the work and every callback run later.
-        if frame[0] != 5:
-            raise FrameError(f"frame kind {frame[0]} is not sent by servers")
-        self._dispatcher.post(self._apply, frame)
+        kind = frame[0]
+        if kind == 5:
+            self._dispatcher.post(self._apply, frame)
+        elif kind == 8:
+            if len(frame) != 5 or not isinstance(frame[4], dict):
+                raise FrameError("a REPLY frame must be [8, req_id, status, message, body]")
+            future = self._pending.pop(frame[1], None)
+            if future is not None and not future.done():
+                future.set_result(frame)  # its awaiter resumes later, on the loop
+        elif kind == 10:
+            self._dispatcher.post(self._notice, frame)
+        elif kind == 13:
+            self._dispatcher.post(self._invalidated, frame)
+        else:
+            raise FrameError(f"frame kind {kind} is not sent by servers")
+
+    def _notice(self, frame: list[Any]) -> None:
+        detail = frame[2] if len(frame) > 2 and isinstance(frame[2], dict) else {}
+        self.notices.on_next(
+            Notice(str(frame[1]), int(detail.get("entity", 0)), MappingProxyType(detail))
+        )
+
+    def _invalidated(self, frame: list[Any]) -> None:
+        name, keys = frame[1], frame[2] if len(frame) > 2 else None
+        for query in self._queries.values():
+            if query.name == name and (keys is None or query.wire_params in keys):
+                self._fetch(query)
+
+    def _fail_pending(self, reason: str) -> None:
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(
+                    ConnectionLost(
+                        f"the connection to {self.url} was lost while a command was in flight "
+                        f"({reason}); it may or may not have been applied and is not re-sent"
+                    )
+                )
+                future.exception()  # retrieved here; the awaiter re-raises it
 
     def _apply(self, frame: list[Any]) -> None:
         try:
@@ -360,7 +519,8 @@ class SyncProvider:
         self._call_on_loop(go)
 
     def _sub(self, model: type[BaseModel], entity: int | None) -> _Sub:
-        name = self.registry.name_of(model)  # raises NotRegistered with the fix
+        # EntityControl is synced by every server; the user need not register it.
+        name = "EntityControl" if model is EntityControl else self.registry.name_of(model)
         key = (model, entity)
         sub = self._subs.get(key)
         if sub is None:
@@ -427,3 +587,170 @@ class SyncProvider:
     def network(self) -> Network:
         """The underlying network (statistics, events)."""
         return self._net
+
+    # ------------------------------------------------------------------ commands
+
+    async def _command(
+        self, build: Callable[[int], list[Any]], timeout: float | None
+    ) -> dict[str, Any]:
+        cid = self._cid
+        if cid is None or not self._net.has_connection(cid):
+            raise ConnectionLost(f"not connected to {self.url}; the command was not sent")
+        req_id = self._next_req
+        self._next_req += 1
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._pending[req_id] = future
+        self._net.send_frame(cid, build(req_id))
+        wait = self.command_timeout if timeout is None else timeout
+        try:
+            reply = await asyncio.wait_for(asyncio.shield(future), wait)
+        except TimeoutError:
+            self._pending.pop(req_id, None)
+            raise CommandTimeout(
+                f"no answer from {self.url} within {wait:g} s; the server may still apply it"
+            ) from None
+        except asyncio.CancelledError:
+            self._pending.pop(req_id, None)
+            raise
+        status, message, body = reply[2], reply[3], reply[4]
+        if status != "ok":
+            raise CommandRejected.for_status(status, message, body.get("errors"))
+        return dict(body)
+
+    async def mutate(self, entity: int, value: BaseModel, *, timeout: float | None = None) -> None:
+        """Ask the server to set ``entity``'s component to ``value``.
+
+        Returns once the server applied it; by then this client's signals already show it.
+        Cancelling is safe (the answer is then ignored).
+
+        Raises:
+            NotRegistered: the type is not in the registry.
+            Forbidden: read-only, the entity policy refused, or control is held elsewhere.
+            NotFound: no such entity (or the server does not sync the type).
+            InvalidValue: the value failed the server's validation (``errors`` names fields).
+            ServerError: the server's handler failed.
+            ConnectionLost: the link dropped before the answer (never re-sent).
+            CommandTimeout: no answer in time.
+        """
+        name = self.registry.name_of(type(value))
+        payload = value.model_dump(mode="json")
+        await self._command(lambda req: [7, req, name, entity, payload], timeout)
+
+    def mutation(self, model: type[T]) -> MutationHandle[T]:
+        """A handle for mutations of ``model`` with a state signal (idle / loading /
+        success / error), for UIs."""
+        self.registry.name_of(model)
+        return MutationHandle(self, model)
+
+    async def request(
+        self, request: BaseModel, *, entity: int | None = None, timeout: float | None = None
+    ) -> Any:
+        """Send a request (targeted at ``entity`` if given) and return the typed response.
+
+        Raises:
+            NotRegistered: the request type is not in the registry (``register_request``).
+            CommandRejected: the server refused it (see :meth:`mutate` for the subclasses).
+            ConnectionLost: the link dropped before the answer.
+            CommandTimeout: no answer in time.
+        """
+        name, response = self.registry.request_of(type(request))
+        payload = request.model_dump(mode="json")
+        body = await self._command(lambda req: [11, req, name, entity, payload], timeout)
+        return response.model_validate(body.get("value"))
+
+    async def take_control(self, entity: int, *, timeout: float | None = None) -> None:
+        """Take exclusive control of ``entity`` (and its children).
+
+        Raises:
+            Forbidden: someone else holds it (or an ancestor or descendant); they are told.
+            NotFound: no such entity.
+        """
+        await self._command(lambda req: [9, req, "take", entity], timeout)
+
+    async def release_control(self, entity: int, *, timeout: float | None = None) -> None:
+        """Give up control of ``entity``.
+
+        Raises:
+            Forbidden: this client does not hold it.
+        """
+        await self._command(lambda req: [9, req, "release", entity], timeout)
+
+    def control(self, entity: int) -> Signal[int | None]:
+        """Who controls ``entity``: the holder's connection id (compare with
+        :attr:`connection_id`) or ``None``."""
+        key = ("control", entity)
+        signal = self._derived.get(key)
+        if signal is None:
+            base = self.entity_component(EntityControl, entity)
+            signal = self._derived[key] = base.map(lambda c: c.holder if c else None)
+        return cast(Signal[int | None], signal)
+
+    def query(self, model: type[BaseModel], params: BaseModel) -> Signal[QueryState[Any]]:
+        """The server's answer to query ``model`` with ``params``, as a signal; cached per
+        (type, params) and refetched when the server invalidates it or after a reconnect.
+
+        Raises:
+            NotRegistered: the query type is not in the registry (``register_query``).
+        """
+        name, response = self.registry.query_of(model)
+        key = (name, json.dumps(params.model_dump(mode="json"), sort_keys=True))
+        query = self._queries.get(key)
+        if query is None:
+            query = self._queries[key] = _Query(name, params, response)
+            self._fetch(query)
+        return query.signal
+
+    def _fetch(self, query: _Query) -> None:
+        if query.fetching:
+            query.again = True
+            return
+        if self._cid is None:
+            return  # fetched again on reconnect
+        query.fetching = True
+        last = query.signal.get()
+        query.signal.set(QueryState(QueryStatus.LOADING, last.value))
+
+        async def run() -> None:
+            try:
+                body = await self._command(
+                    lambda req: [12, req, query.name, query.wire_params], None
+                )
+                value = query.response.model_validate(body.get("value"))
+                query.signal.set(QueryState(QueryStatus.READY, value))
+            except Exception as exc:
+                query.signal.set(QueryState(QueryStatus.ERROR, last.value, exc))
+            finally:
+                query.fetching = False
+                if query.again:
+                    query.again = False
+                    self._fetch(query)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ plain messages
+
+    def send(self, message: BaseModel) -> None:
+        """Send a plain typed message to the server (registered with
+        ``server.register_message``).
+
+        Raises:
+            ConnectionLost: not connected.
+        """
+        if self._net.message_types.find_model(type(message)) is None:
+            self._net.register_message(type(message))
+        cid = self._cid
+        if cid is None or not self._net.has_connection(cid):
+            raise ConnectionLost(f"not connected to {self.url}; the message was not sent")
+        self._net.send(cid, message)
+
+    def messages(self, model: type[T]) -> reactivex.Observable[T]:
+        """Plain messages of type ``model`` from the server."""
+        if self._net.message_types.find_model(model) is None:
+            self._net.register_message(model)
+
+        def unwrap(data: NetworkData[T]) -> T:
+            return data.message
+
+        return self._net.messages(model).pipe(ops.map(unwrap))

@@ -18,6 +18,38 @@ class ClientTypeRegistryBuilder:
 
     def __init__(self) -> None:
         self._entries: list[tuple[str, type[BaseModel]]] = []
+        self._requests: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {}
+        self._queries: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {}
+
+    def register_request(
+        self, model: type[BaseModel], response: type[BaseModel], name: str | None = None
+    ) -> ClientTypeRegistryBuilder:
+        """Add a request type with its response type (for ``sync.request``)."""
+        self._add_command(self._requests, "request", model, response, name)
+        return self
+
+    def register_query(
+        self, model: type[BaseModel], response: type[BaseModel], name: str | None = None
+    ) -> ClientTypeRegistryBuilder:
+        """Add a query (parameter) type with its response type (for ``sync.query``)."""
+        self._add_command(self._queries, "query", model, response, name)
+        return self
+
+    @staticmethod
+    def _add_command(
+        table: dict[str, tuple[type[BaseModel], type[BaseModel]]],
+        what: str,
+        model: type[BaseModel],
+        response: type[BaseModel],
+        name: str | None,
+    ) -> None:
+        for t in (model, response):
+            if not (isinstance(t, type) and issubclass(t, BaseModel)):
+                raise TypeError(f"{t!r} is not a pydantic BaseModel subclass")
+        wire = name if name is not None else model.__name__
+        if wire in table and table[wire] != (model, response):
+            raise DuplicateRegistration(f"two {what} types are registered as {wire!r}")
+        table[wire] = (model, response)
 
     def register(
         self, model: type[BaseModel], name: str | None = None
@@ -53,7 +85,7 @@ class ClientTypeRegistryBuilder:
                 )
             by_name[name] = model
             by_model[model] = name
-        return ClientTypeRegistry(by_name)
+        return ClientTypeRegistry(by_name, self._requests, self._queries)
 
 
 class ClientTypeRegistry:
@@ -62,7 +94,20 @@ class ClientTypeRegistry:
     Create one with ``ClientTypeRegistry.builder().register(T).build()``.
     """
 
-    def __init__(self, types: Mapping[str, type[BaseModel]]) -> None:
+    def __init__(
+        self,
+        types: Mapping[str, type[BaseModel]],
+        requests: Mapping[str, tuple[type[BaseModel], type[BaseModel]]] | None = None,
+        queries: Mapping[str, tuple[type[BaseModel], type[BaseModel]]] | None = None,
+    ) -> None:
+        self.requests: Mapping[str, tuple[type[BaseModel], type[BaseModel]]] = MappingProxyType(
+            dict(requests or {})
+        )
+        """Request name -> (request model, response model)."""
+        self.queries: Mapping[str, tuple[type[BaseModel], type[BaseModel]]] = MappingProxyType(
+            dict(queries or {})
+        )
+        """Query name -> (parameter model, response model)."""
         self._by_name: Mapping[str, type[BaseModel]] = MappingProxyType(dict(types))
         self._by_model = {model: name for name, model in types.items()}
         self._hashes = MappingProxyType({n: schema_hash(m) for n, m in types.items()})
@@ -86,6 +131,37 @@ class ClientTypeRegistry:
                 f"`.register({label})` to the builder"
             )
         return name
+
+    def request_of(self, model: type[BaseModel]) -> tuple[str, type[BaseModel]]:
+        """``(wire name, response model)`` of a request type.
+
+        Raises:
+            NotRegistered: not registered (the message says how to add it).
+        """
+        return self._command_of(self.requests, model, "register_request")
+
+    def query_of(self, model: type[BaseModel]) -> tuple[str, type[BaseModel]]:
+        """``(wire name, response model)`` of a query type.
+
+        Raises:
+            NotRegistered: not registered (the message says how to add it).
+        """
+        return self._command_of(self.queries, model, "register_query")
+
+    @staticmethod
+    def _command_of(
+        table: Mapping[str, tuple[type[BaseModel], type[BaseModel]]],
+        model: type[BaseModel],
+        method: str,
+    ) -> tuple[str, type[BaseModel]]:
+        for name, (m, response) in table.items():
+            if m is model:
+                return name, response
+        label = getattr(model, "__name__", repr(model))
+        raise NotRegistered(
+            f"{label} is not registered with this ClientTypeRegistry; add "
+            f"`.{method}({label}, ResponseModel)` to the builder"
+        )
 
     def model_of(self, name: str) -> type[BaseModel] | None:
         """The type registered under ``name``, or ``None``."""

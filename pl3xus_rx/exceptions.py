@@ -13,6 +13,13 @@ also inherit the matching builtin, so ordinary ``except ValueError`` clauses kee
     ├── ConnectFailed (ConnectionError)    connect() could not reach or greet the peer
     ├── ConnectionClosed                   the peer went away while we used the connection
     ├── SchemaMismatch                     both ends name a type but disagree on its schema
+    ├── ConnectionLost                     the link dropped while a command was in flight
+    ├── CommandTimeout (TimeoutError)      no answer to a command in time
+    ├── CommandRejected                    the server refused a mutation, request or query
+    │   ├── Forbidden                      not allowed (read-only, policy, control)
+    │   ├── NotFound                       no such entity or type
+    │   ├── InvalidValue (ValueError)      the value failed validation (names the field)
+    │   └── ServerError                    the server's handler failed
     ├── ChannelFull                        a connection's outbound channel was full
     ├── RateLimited                        a peer sent faster than its rate limit
     └── ProtocolError                      bad data arrived from the network
@@ -33,6 +40,13 @@ from typing import Any
 
 __all__ = [
     "BindError",
+    "CommandRejected",
+    "CommandTimeout",
+    "ConnectionLost",
+    "Forbidden",
+    "InvalidValue",
+    "NotFound",
+    "ServerError",
     "ChannelFull",
     "ConnectFailed",
     "ConnectionClosed",
@@ -101,6 +115,69 @@ class ConnectionClosed(Pl3xusError):
         super().__init__(message)
         self.code = code
         self.reason = reason
+
+
+class ConnectionLost(ConnectionClosed):
+    """The connection dropped while a command was in flight. The command may or may not
+    have been applied; it is never re-sent (so never applied twice)."""
+
+
+class CommandTimeout(Pl3xusError, TimeoutError):
+    """No answer to a command within its timeout. The server may still apply it."""
+
+
+class CommandRejected(Pl3xusError):
+    """The server answered a mutation, request or query with an error status.
+
+    Attributes:
+        status: The status string (``"forbidden"``, ``"not_found"``, ...).
+        message: The server's explanation.
+        errors: Field errors (for ``validation_error``): ``loc``, ``msg``, ``type`` each.
+    """
+
+    status = "error"
+
+    def __init__(self, message: str, *, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(f"{self.status}: {message}")
+        self.message = message
+        self.errors = errors or []
+
+    @staticmethod
+    def for_status(
+        status: str, message: str, errors: list[dict[str, Any]] | None = None
+    ) -> CommandRejected:
+        """The exception class that matches a REPLY status."""
+        cls: type[CommandRejected] = {
+            "forbidden": Forbidden,
+            "not_found": NotFound,
+            "validation_error": InvalidValue,
+            "internal_error": ServerError,
+        }.get(status, CommandRejected)
+        return cls(message, errors=errors)
+
+
+class Forbidden(CommandRejected):
+    """Not allowed: read-only component, entity policy, or control held by someone else."""
+
+    status = "forbidden"
+
+
+class NotFound(CommandRejected):
+    """The entity, component type, request type or query type does not exist."""
+
+    status = "not_found"
+
+
+class InvalidValue(CommandRejected, ValueError):
+    """The value failed validation on the server; ``errors`` names the fields."""
+
+    status = "validation_error"
+
+
+class ServerError(CommandRejected):
+    """The server's handler raised; the server itself carries on."""
+
+    status = "internal_error"
 
 
 class SchemaMismatch(Pl3xusError):

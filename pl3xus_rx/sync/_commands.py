@@ -99,8 +99,12 @@ def _response_type(
 ) -> type[BaseModel]:
     if explicit is not None:
         return explicit
-    hints = get_type_hints(handler)
-    ret = hints.get("return")
+    try:
+        ret = get_type_hints(handler).get("return")
+    except Exception:  # another annotation does not resolve (a local class): try the return
+        ret = getattr(handler, "__annotations__", {}).get("return")
+        if isinstance(ret, str):
+            ret = getattr(handler, "__globals__", {}).get(ret)
     if isinstance(ret, type) and issubclass(ret, BaseModel):
         return ret
     raise TypeError(
