@@ -177,7 +177,7 @@ async def test_request_timeout_and_errors(served: tuple[SyncServer, str]) -> Non
     _, url = served
     async with SyncProvider(url, REGISTRY, command_timeout=2) as sync:
         assert await sync.request(Slow(seconds=0.01)) == Done(ok=True)
-        with pytest.raises(CommandTimeout, match="within 0.05 s"):
+        with pytest.raises(CommandTimeout, match=r"within 0\.05 s"):
             await sync.request(Slow(seconds=1), timeout=0.05)
         with pytest.raises(NotFound):
             await sync.request(Jog(dx=1), entity=12345)
