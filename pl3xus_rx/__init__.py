@@ -50,7 +50,7 @@ if TYPE_CHECKING:
         NetworkStatistics,
     )
     from .server import SyncServer
-    from .sync import EntityControl, SyncSettings
+    from .sync import Authorized, Denied, EntityControl, MutationContext, SyncSettings
     from .world import ChangeKind, ComponentChange, EntityId, World
 
 # The network names load on first use, so that importing the sans-I/O core
@@ -75,6 +75,9 @@ _LAZY: dict[str, str] = {
     "SyncServer": "server",
     "SyncSettings": "sync",
     "EntityControl": "sync",
+    "Authorized": "sync",
+    "Denied": "sync",
+    "MutationContext": "sync",
     **dict.fromkeys(("ChangeKind", "ComponentChange", "EntityId", "World"), "world"),
 }
 
@@ -93,6 +96,7 @@ def __getattr__(name: str) -> Any:
 __version__ = "0.1.0"
 
 __all__ = [
+    "Authorized",
     "BindError",
     "ChangeKind",
     "CommandRejected",
@@ -116,11 +120,13 @@ __all__ = [
     "ConnectionNotFound",
     "ConnectionStatistics",
     "DecodeError",
+    "Denied",
     "Disconnected",
     "DuplicateRegistration",
     "Error",
     "FrameError",
     "MessageValidationError",
+    "MutationContext",
     "Network",
     "NetworkData",
     "NetworkEvent",
