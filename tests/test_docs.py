@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ["docs/websocket-patterns.md", "docs/sync.md", "docs/client.md", "docs/commands.md", "README.md"]
+DOCS = [
+    "docs/websocket-patterns.md",
+    "docs/sync.md",
+    "docs/client.md",
+    "docs/commands.md",
+    "README.md",
+]
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 
 
