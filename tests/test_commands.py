@@ -325,3 +325,19 @@ def test_control_never_has_two_holders_and_mutations_are_authorized(
         for e in ents:
             assert len(holders_of(e)) <= 1, (e, holders_of(e))
     assert all(ok for _, _, ok in applied)
+
+
+def test_a_mutation_can_invalidate_queries() -> None:
+    rig = Rig()
+
+    def robot_info(world: World, q: RobotQuery) -> RobotInfo:
+        return RobotInfo(name="x")
+
+    QueryBuilder(rig.commands, RobotQuery).register(robot_info)
+    ComponentBuilder(rig.registry, Jog).with_handler(
+        lambda w, c, e, v: w.insert(e, v)).invalidates(RobotQuery).build()
+    robot = rig.world.spawn(Jog(dx=0))
+    assert rig.do(1, [7, 1, "Jog", robot, {"dx": 2}])[2] == "ok"
+    assert rig.broadcasts == [[13, "RobotQuery", None]]
+    assert rig.do(1, [7, 2, "Jog", robot, {"dx": "x"}])[2] == "validation_error"
+    assert len(rig.broadcasts) == 1  # only on success

@@ -424,8 +424,14 @@ class Commands:
                 f"the server failed to apply {reg.name}: {type(exc).__name__}",
             )
             return
-        self._record(conn, entity, reg.name)
-        self.reply(conn, req_id, Status.OK, after=reg.model, entity=entity, deferred=True)
+        self._mutated(conn, req_id, reg.model, entity)
+
+    def _mutated(self, conn: int, req_id: int, model: type[BaseModel], entity: EntityId) -> None:
+        self._record(conn, entity, model.__name__)
+        self.reply(conn, req_id, Status.OK, after=model, entity=entity, deferred=True)
+        reg = self.components.find(model)
+        for query in reg.invalidates if reg is not None else ():
+            self.invalidate(query)
 
     async def _finish_async(
         self,
@@ -446,8 +452,7 @@ class Commands:
                 f"the server failed to apply {model.__name__}: {type(exc).__name__}",
             )
             return
-        self._record(conn, entity, model.__name__)
-        self.reply(conn, req_id, Status.OK, after=model, entity=entity, deferred=True)
+        self._mutated(conn, req_id, model, entity)
 
     def _record(self, conn: int, entity: EntityId, name: str) -> None:
         self.applied.append((conn, entity, name))

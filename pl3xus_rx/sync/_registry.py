@@ -72,6 +72,7 @@ class ComponentRegistration(Generic[C]):
         fields: The model's field names, in wire order.
         json_native: Every field is a plain int, float, str or bool (optionally ``None``), so
             the stored values need no serializer (a fast path).
+        invalidates: Queries that clients refetch after a successful client mutation.
     """
 
     model: type[C]
@@ -86,6 +87,7 @@ class ComponentRegistration(Generic[C]):
     field_deltas: bool
     fields: tuple[str, ...]
     json_native: bool = False
+    invalidates: tuple[type[BaseModel], ...] = ()
 
     @property
     def mutable(self) -> bool:
@@ -113,6 +115,7 @@ class ComponentRegistry:
         handler: Callable[..., Any] | None = None,
         max_update_rate_hz: float | None = None,
         field_deltas: bool = False,
+        invalidates: tuple[type[BaseModel], ...] = (),
     ) -> ComponentRegistration[C]:
         """Register ``model``; see :class:`ComponentBuilder` for the options.
 
@@ -142,6 +145,7 @@ class ComponentRegistry:
             field_deltas=field_deltas,
             fields=tuple(model.model_fields),
             json_native=_json_native(model),
+            invalidates=invalidates,
         )
         self._regs[model] = reg
         self._by_id[reg.type_id] = reg
@@ -212,6 +216,7 @@ class ComponentBuilder(Generic[C]):
         self._handler: Callable[..., Any] | None = None
         self._rate: float | None = None
         self._deltas = False
+        self._invalidates: tuple[type[BaseModel], ...] = ()
 
     def name(self, name: str) -> ComponentBuilder[C]:
         """Sync under this wire name instead of the class name."""
@@ -250,6 +255,11 @@ class ComponentBuilder(Generic[C]):
         self._rate = hz
         return self
 
+    def invalidates(self, *queries: type[BaseModel]) -> ComponentBuilder[C]:
+        """After a client's successful mutation, tell clients to refetch these queries."""
+        self._invalidates = queries
+        return self
+
     def field_deltas(self) -> ComponentBuilder[C]:
         """After the snapshot, send only the changed fields (for large values)."""
         self._deltas = True
@@ -267,6 +277,7 @@ class ComponentBuilder(Generic[C]):
             handler=self._handler,
             max_update_rate_hz=self._rate,
             field_deltas=self._deltas,
+            invalidates=self._invalidates,
         )
         if self._on_build is not None:
             self._on_build(reg)
