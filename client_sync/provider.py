@@ -304,6 +304,7 @@ class SyncProvider:
         self._next_req = 1
         self._queries: dict[tuple[str, str], _Query] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._one_way: set[str] = set()
 
     # ------------------------------------------------------------------ life cycle
 
@@ -344,6 +345,7 @@ class SyncProvider:
             raise ConnectFailed(f"{self.url} sent no component table; is it a SyncServer?")
         self._store.rebind(components)
         self._check_schema(components, welcome.body)
+        self._one_way = {row[0] for row in welcome.body.get("one_way") or []}
         self._cid = cid
         self.connection_id = welcome.connection_id
         for sub in self._subs.values():
@@ -431,9 +433,20 @@ class SyncProvider:
 
     def _notice(self, frame: list[Any]) -> None:
         detail = frame[2] if len(frame) > 2 and isinstance(frame[2], dict) else {}
+        entity = detail.get("entity")
         self.notices.on_next(
-            Notice(str(frame[1]), int(detail.get("entity", 0)), MappingProxyType(detail))
+            Notice(
+                str(frame[1]), entity if isinstance(entity, int) else 0, MappingProxyType(detail)
+            )
         )
+        if frame[1] == "message_rejected":
+            self.errors.on_next(
+                CommandRejected.for_status(
+                    str(detail.get("status")),
+                    f"{detail.get('type')}: {detail.get('reason')}",
+                    detail.get("errors"),
+                )
+            )
 
     def _invalidated(self, frame: list[Any]) -> None:
         name, keys = frame[1], frame[2] if len(frame) > 2 else None
@@ -731,18 +744,26 @@ class SyncProvider:
 
     # ------------------------------------------------------------------ plain messages
 
-    def send(self, message: BaseModel) -> None:
-        """Send a plain typed message to the server (registered with
-        ``server.register_message``).
+    def send(self, message: BaseModel, *, entity: int | None = None) -> None:
+        """Send a typed message to the server, without waiting for an answer.
+
+        If the server registered the type with ``server.message(T)`` (an authorized one-way
+        message, optionally targeted at ``entity``), a rejection arrives later as a
+        ``message_rejected`` notice (and on :attr:`errors`); otherwise it goes as a plain
+        message (``server.register_message``).
 
         Raises:
             ConnectionLost: not connected.
         """
-        if self._net.message_types.find_model(type(message)) is None:
-            self._net.register_message(type(message))
         cid = self._cid
         if cid is None or not self._net.has_connection(cid):
             raise ConnectionLost(f"not connected to {self.url}; the message was not sent")
+        name = type(message).__name__
+        if name in self._one_way:
+            self._net.send_frame(cid, [14, name, entity, message.model_dump(mode="json")])
+            return
+        if self._net.message_types.find_model(type(message)) is None:
+            self._net.register_message(type(message))
         self._net.send(cid, message)
 
     def messages(self, model: type[T]) -> reactivex.Observable[T]:

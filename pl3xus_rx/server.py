@@ -22,14 +22,27 @@ from .sync import (
     SyncEngine,
     SyncSettings,
 )
-from .sync._commands import Authorizer, CommandKind, Commands, QueryBuilder, RequestBuilder
+from .sync._commands import (
+    Authorizer,
+    CommandKind,
+    Commands,
+    MessageBuilder,
+    QueryBuilder,
+    RequestBuilder,
+)
 from .sync._wire import encode_frame
 from .world import World
 
 __all__ = ["SyncServer"]
 
 _COMMAND_KINDS = frozenset(
-    (CommandKind.MUTATE, CommandKind.CONTROL, CommandKind.REQUEST, CommandKind.QUERY)
+    (
+        CommandKind.MUTATE,
+        CommandKind.CONTROL,
+        CommandKind.REQUEST,
+        CommandKind.QUERY,
+        CommandKind.SEND,
+    )
 )
 
 logger = logging.getLogger(__name__)
@@ -102,6 +115,12 @@ class SyncServer:
     def request(self, model: type[BaseModel]) -> RequestBuilder[Any]:
         """Register a request type: ``server.request(T).targeted()...register(handler)``."""
         return RequestBuilder(self.commands, model)
+
+    def message(self, model: type[BaseModel]) -> MessageBuilder:
+        """Register a one-way, authorized message type:
+        ``server.message(T).targeted().with_default_entity_policy().register(handler)``.
+        A rejected message is answered with a ``message_rejected`` notice."""
+        return MessageBuilder(self.commands, model)
 
     def query(self, model: type[BaseModel]) -> QueryBuilder[Any]:
         """Register a query type: ``server.query(Q).register(handler)``."""

@@ -334,10 +334,41 @@ def test_a_mutation_can_invalidate_queries() -> None:
         return RobotInfo(name="x")
 
     QueryBuilder(rig.commands, RobotQuery).register(robot_info)
-    ComponentBuilder(rig.registry, Jog).with_handler(
-        lambda w, c, e, v: w.insert(e, v)).invalidates(RobotQuery).build()
+    ComponentBuilder(rig.registry, Jog).with_handler(lambda w, c, e, v: w.insert(e, v)).invalidates(
+        RobotQuery
+    ).build()
     robot = rig.world.spawn(Jog(dx=0))
     assert rig.do(1, [7, 1, "Jog", robot, {"dx": 2}])[2] == "ok"
     assert rig.broadcasts == [[13, "RobotQuery", None]]
     assert rig.do(1, [7, 2, "Jog", robot, {"dx": "x"}])[2] == "validation_error"
     assert len(rig.broadcasts) == 1  # only on success
+
+
+def test_one_way_messages_are_authorized_and_rejections_noticed() -> None:
+    from pl3xus_rx.sync import MessageBuilder
+
+    rig = Rig()
+    robot = rig.world.spawn(Pos(x=0))
+    got: list[tuple[int, float]] = []
+    (
+        MessageBuilder(rig.commands, Jog)
+        .targeted()
+        .with_default_entity_policy()
+        .register(lambda w, ctx, e, m: got.append((e, m.dx)))
+    )
+    rig.commands.handle_frame(2, [14, "Jog", robot, {"dx": 1}])
+    assert got == []
+    notice = rig.sent[-1]
+    assert notice[0] == 2 and notice[1][:2] == [10, "message_rejected"]
+    assert notice[1][2]["status"] == "forbidden" and notice[1][2]["type"] == "Jog"
+    rig.do(1, [9, 1, "take", robot])
+    sent_before = len(rig.sent)
+    rig.commands.handle_frame(1, [14, "Jog", robot, {"dx": 2}])
+    assert got == [(robot, 2.0)] and len(rig.sent) == sent_before  # no answer on success
+    rig.commands.handle_frame(1, [14, "Jog", robot, {"dx": "x"}])
+    assert rig.sent[-1][1][2]["status"] == "validation_error"
+    rig.commands.handle_frame(1, [14, "Nope", None, {}])
+    assert rig.sent[-1][1][2]["status"] == "not_found"
+    assert rig.commands.wire_tables()["one_way"] == [
+        ["Jog", rig.commands.wire_tables()["one_way"][0][1], True]
+    ]

@@ -285,3 +285,29 @@ async def test_in_flight_mutation_fails_with_connection_lost_and_is_not_doubled(
             assert applied == [] and second.world.get(robot, Speed) == Speed(value=0)
         with pytest.raises(ConnectionLost, match="not connected"):
             await sync.mutate(robot, Speed(value=1))
+
+
+async def test_one_way_targeted_message(served: tuple[SyncServer, str]) -> None:
+    srv, url = served
+
+    class Beep(BaseModel):
+        hz: int
+
+    heard: list[tuple[int, int]] = []
+    (
+        srv.message(Beep)
+        .targeted()
+        .with_default_entity_policy()
+        .register(lambda world, ctx, entity, msg: heard.append((entity, msg.hz)))
+    )
+    robot = srv.world.spawn(Pos())
+    async with SyncProvider(url, REGISTRY) as sync:
+        errors: list[Exception] = []
+        sync.errors.subscribe(errors.append)
+        sync.send(Beep(hz=440), entity=robot)  # no control: rejected, told by a notice
+        await until(lambda: errors)
+        assert isinstance(errors[0], Forbidden) and "Beep" in str(errors[0])
+        await sync.take_control(robot)
+        sync.send(Beep(hz=880), entity=robot)
+        await until(lambda: heard)
+    assert heard == [(robot, 880)]

@@ -3,6 +3,8 @@
 from ._commands import (
     CommandKind,
     Commands,
+    MessageBuilder,
+    MessageRegistration,
     QueryBuilder,
     QueryRegistration,
     RequestBuilder,
@@ -27,6 +29,8 @@ __all__ = [
     "Authorized",
     "CommandKind",
     "Commands",
+    "MessageBuilder",
+    "MessageRegistration",
     "QueryBuilder",
     "QueryRegistration",
     "RequestBuilder",

@@ -52,6 +52,7 @@ class CommandKind:
     REQUEST = 11
     QUERY = 12
     INVALIDATE = 13
+    SEND = 14
 
 
 class Status(StrEnum):
@@ -75,6 +76,17 @@ class RequestRegistration(Generic[R]):
     policy: EntityPolicy | None
     handler: Callable[..., Any]
     invalidates: tuple[type[BaseModel], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRegistration:
+    """A one-way message type: no response; a rejection is answered with a notice."""
+
+    name: str
+    model: type[BaseModel]
+    targeted: bool
+    policy: EntityPolicy | None
+    handler: Callable[..., Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +185,46 @@ class RequestBuilder(Generic[R]):
         return reg
 
 
+class MessageBuilder:
+    """``server.message(T)...register(handler)``: a one-way, authorized typed message."""
+
+    def __init__(self, commands: Commands, model: type[BaseModel]) -> None:
+        self._commands = commands
+        self._model = model
+        self._name: str | None = None
+        self._targeted = False
+        self._policy: EntityPolicy | None = None
+
+    def name(self, name: str) -> MessageBuilder:
+        """Use this wire name instead of the class name."""
+        self._name = name
+        return self
+
+    def targeted(self) -> MessageBuilder:
+        """The message names an entity and is authorized per entity."""
+        self._targeted = True
+        return self
+
+    def with_default_entity_policy(self) -> MessageBuilder:
+        """Only the client that controls the entity (or an ancestor) may send it."""
+        self._policy = default_entity_policy
+        return self
+
+    def with_entity_policy(self, policy: EntityPolicy) -> MessageBuilder:
+        """Authorize with ``policy(world, ctx, entity)``."""
+        self._policy = policy
+        return self
+
+    def register(self, handler: Callable[..., Any]) -> MessageRegistration:
+        """Register ``handler(world, ctx, message)`` (``(world, ctx, entity, message)`` when
+        targeted), sync or async; its return value is ignored."""
+        reg = MessageRegistration(
+            self._name or self._model.__name__, self._model, self._targeted, self._policy, handler
+        )
+        self._commands.add_message(reg)
+        return reg
+
+
 class QueryBuilder(Generic[R]):
     """``server.query(Q).register(handler)``: a cached, invalidatable query."""
 
@@ -242,6 +294,7 @@ class Commands:
         self._clock = clock
         self.requests: dict[str, RequestRegistration[Any]] = {}
         self.queries: dict[str, QueryRegistration[Any]] = {}
+        self.messages: dict[str, MessageRegistration] = {}
         self.authorizer: Authorizer | None = None
         """A server-wide veto over every mutation and targeted request."""
         self._control = _ControlState()
@@ -255,6 +308,12 @@ class Commands:
         if reg.name in self.requests:
             raise DuplicateRegistration(f"request {reg.name!r} is already registered")
         self.requests[reg.name] = reg
+
+    def add_message(self, reg: MessageRegistration) -> None:
+        """Register a one-way message type (see :class:`MessageBuilder`)."""
+        if reg.name in self.messages:
+            raise DuplicateRegistration(f"message {reg.name!r} is already registered")
+        self.messages[reg.name] = reg
 
     def add_query(self, reg: QueryRegistration[Any]) -> None:
         """Register a query type (see :class:`QueryBuilder`)."""
@@ -275,6 +334,7 @@ class Commands:
                 [q.name, schema_hash(q.model), schema_hash(q.response)]
                 for q in self.queries.values()
             ],
+            "one_way": [[m.name, schema_hash(m.model), m.targeted] for m in self.messages.values()],
         }
 
     # ------------------------------------------------------------------ frames
@@ -286,6 +346,9 @@ class Commands:
             FrameError: the frame is malformed (no request id to answer to).
         """
         kind = frame[0]
+        if kind == CommandKind.SEND:
+            self._one_way(MutationContext(connection), frame)
+            return
         if len(frame) < 2 or not isinstance(frame[1], int):
             raise FrameError(f"a frame of kind {kind} must start [{kind}, req_id: int, ...]")
         req_id = frame[1]
@@ -651,6 +714,71 @@ class Commands:
         if isinstance(reg, RequestRegistration):
             for query in reg.invalidates:
                 self.invalidate(query)
+
+    # ------------------------------------------------------------------ one-way messages
+
+    def _one_way(self, ctx: MutationContext, frame: list[Any]) -> None:
+        if len(frame) != 4:
+            raise FrameError("a SEND frame must be [14, type_name, entity | null, payload]")
+        _, type_name, raw_entity, payload = frame
+        conn = ctx.connection
+
+        def reject(status: Status, reason: str, errors: list[dict[str, Any]] | None = None) -> None:
+            body = {
+                "type": type_name,
+                "entity": raw_entity,
+                "status": status.value,
+                "reason": reason,
+            }
+            if errors:
+                body["errors"] = errors
+            self._send(conn, [CommandKind.NOTICE, "message_rejected", body])
+
+        reg = self.messages.get(type_name) if isinstance(type_name, str) else None
+        if reg is None:
+            reject(
+                Status.NOT_FOUND,
+                f"unknown message type {type_name!r}; registered: "
+                f"{', '.join(self.messages) or 'none'}",
+            )
+            return
+        try:
+            message = reg.model.model_validate(payload)
+        except ValidationError as exc:
+            errors = _field_errors(exc)
+            reject(
+                Status.VALIDATION_ERROR,
+                f"{reg.name} failed validation at "
+                f"{errors[0]['loc'] or '<root>'}: {errors[0]['msg']}",
+                errors,
+            )
+            return
+        args: tuple[Any, ...] = (self.world, ctx, message)
+        if reg.targeted:
+            entity = self._entity(raw_entity)
+            if entity is None:
+                reject(Status.NOT_FOUND, f"entity {raw_entity!r} does not exist")
+                return
+            reason = self._authorize(ctx, entity, reg.policy, message)
+            if reason is not None:
+                reject(Status.FORBIDDEN, reason)
+                return
+            args = (self.world, ctx, entity, message)
+        try:
+            result = reg.handler(*args)
+            if inspect.isawaitable(result):
+                self._run(self._quietly(reg.name, result))
+        except Exception as exc:
+            logger.error("handler for message %s failed", reg.name, exc_info=exc)
+            reject(
+                Status.INTERNAL_ERROR, f"the handler for {reg.name} failed: {type(exc).__name__}"
+            )
+
+    async def _quietly(self, name: str, pending: Awaitable[Any]) -> None:
+        try:
+            await pending
+        except Exception:
+            logger.exception("async handler for message %s failed", name)
 
     # ------------------------------------------------------------------ queries
 
