@@ -61,3 +61,29 @@ def test_server_exits_cleanly_on_sigterm() -> None:
     server.send_signal(signal.SIGTERM)
     _, err = server.communicate(timeout=30 * UNIT)
     assert server.returncode == 0 and "Traceback" not in err
+
+
+def test_robot_cell_and_watch_cell() -> None:
+    cell = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "robot_cell.py"), "--port", "0", "--sensors", "5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert cell.stdout is not None
+    try:
+        cell.stdout.readline()
+        url = cell.stdout.readline().split()[1]
+        watch = subprocess.run(
+            [sys.executable, str(EXAMPLES / "watch_cell.py"), url, "--seconds", "1", "--jog"],
+            capture_output=True,
+            text=True,
+            timeout=60 * UNIT,
+        )
+        assert watch.returncode == 0, watch.stderr
+        assert "jogged to x=25.0" in watch.stdout
+        assert "robot 1" in watch.stdout and "5 sensors live; stale=False" in watch.stdout
+    finally:
+        cell.send_signal(signal.SIGINT)
+        _, err = cell.communicate(timeout=30 * UNIT)
+    assert cell.returncode == 0 and "Traceback" not in err

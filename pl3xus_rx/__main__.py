@@ -1,0 +1,39 @@
+"""The ``pl3xus-rx`` command (also ``python -m pl3xus_rx``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="pl3xus-rx", description="pl3xus_rx tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="serve a simulated robot cell")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    demo.add_argument("--robots", type=int, default=3)
+    demo.add_argument("--sensors", type=int, default=50)
+    demo.add_argument("--rate", type=float, default=30.0, help="max flushes per second")
+    demo.add_argument("--debug", action="store_true", help="log at debug level")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    if args.command == "demo":
+        from .demo import run_demo
+
+        asyncio.run(
+            run_demo(
+                args.host, args.port, robots=args.robots, sensors=args.sensors, rate_hz=args.rate
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""A simulated robot cell: what ``pl3xus-rx demo`` serves.
+
+A cell entity with robots (pose, joint angles, status and speed, control), a conveyor and a
+wall of sensors that change at 10 to 100 Hz. Operators jog robots, set their speed and start or
+stop them through targeted requests, allowed only to the client that holds control of the
+robot (or of the cell).
+
+Run it with ``pl3xus-rx demo`` (or ``python -m pl3xus_rx demo``); connect with
+``client_sync`` using the models below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import signal
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from .net import NetworkSettings
+from .server import SyncServer
+from .sync import SyncSettings
+from .world import EntityId, World
+
+__all__ = [
+    "Ack",
+    "CellInfo",
+    "Conveyor",
+    "Jog",
+    "JogResult",
+    "Joints",
+    "Name",
+    "Pose",
+    "RobotStatus",
+    "Sensor",
+    "SetSpeed",
+    "Start",
+    "Stop",
+    "build_cell",
+    "run_demo",
+    "simulate",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class Name(BaseModel):
+    """A human-readable name."""
+
+    text: str
+
+
+class Pose(BaseModel):
+    """A robot's position in the cell, in millimetres and radians."""
+
+    x: float
+    y: float
+    theta: float = 0.0
+
+
+class Joints(BaseModel):
+    """A robot's six joint angles, in degrees."""
+
+    angles: tuple[float, float, float, float, float, float]
+
+
+class RobotStatus(BaseModel):
+    """What a robot is doing and how fast (fraction of its maximum speed)."""
+
+    state: Literal["idle", "running", "stopped"] = "idle"
+    speed: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class Conveyor(BaseModel):
+    """The cell's conveyor."""
+
+    running: bool = True
+    speed_mm_s: float = 120.0
+    parts: int = 0
+
+
+class Sensor(BaseModel):
+    """One reading of a sensor."""
+
+    kind: str
+    value: float
+    unit: str
+    rate_hz: float
+
+
+class CellInfo(BaseModel):
+    """Facts about the cell, to show in a dashboard header."""
+
+    robots: int
+    sensors: int
+
+
+class Jog(BaseModel):
+    """Move a robot by (dx, dy) millimetres."""
+
+    dx: float = Field(ge=-100, le=100)
+    dy: float = Field(ge=-100, le=100)
+
+
+class JogResult(BaseModel):
+    """Where the robot is after a jog."""
+
+    x: float
+    y: float
+
+
+class SetSpeed(BaseModel):
+    """Set a robot's speed (fraction of its maximum)."""
+
+    speed: float = Field(ge=0.0, le=1.0)
+
+
+class Start(BaseModel):
+    """Start a robot."""
+
+
+class Stop(BaseModel):
+    """Stop a robot."""
+
+
+class Ack(BaseModel):
+    """A request was carried out; ``state`` is the robot's state afterwards."""
+
+    state: str
+
+
+def build_cell(
+    server: SyncServer, *, robots: int = 3, sensors: int = 50, seed: int = 1
+) -> dict[str, Any]:
+    """Register the demo's components and requests on ``server`` and spawn the cell.
+
+    Returns:
+        ``{"cell": id, "robots": [ids], "conveyor": id, "sensors": [ids]}``.
+    """
+    components: tuple[type[BaseModel], ...] = (
+        Name,
+        Pose,
+        Joints,
+        RobotStatus,
+        Conveyor,
+        Sensor,
+        CellInfo,
+    )
+    for component in components:
+        server.sync_component(component)
+
+    def robot_status(world: World, entity: EntityId) -> RobotStatus:
+        status = world.get(entity, RobotStatus)
+        if status is None:
+            raise ValueError(f"entity {entity} is not a robot")
+        return status
+
+    def jog(world: World, ctx: Any, entity: EntityId, request: Jog) -> JogResult:
+        robot_status(world, entity)
+        with world.modify(entity, Pose) as pose:
+            pose.x += request.dx
+            pose.y += request.dy
+        moved = world.get(entity, Pose)
+        assert moved is not None
+        return JogResult(x=moved.x, y=moved.y)
+
+    def set_speed(world: World, ctx: Any, entity: EntityId, request: SetSpeed) -> Ack:
+        status = robot_status(world, entity)
+        world.insert(entity, status.model_copy(update={"speed": request.speed}))
+        return Ack(state=status.state)
+
+    def start(world: World, ctx: Any, entity: EntityId, request: Start) -> Ack:
+        status = robot_status(world, entity)
+        world.insert(entity, status.model_copy(update={"state": "running"}))
+        return Ack(state="running")
+
+    def stop(world: World, ctx: Any, entity: EntityId, request: Stop) -> Ack:
+        status = robot_status(world, entity)
+        world.insert(entity, status.model_copy(update={"state": "stopped"}))
+        return Ack(state="stopped")
+
+    for model, handler in ((Jog, jog), (SetSpeed, set_speed), (Start, start), (Stop, stop)):
+        server.request(model).targeted().with_default_entity_policy().register(handler)
+
+    rng = random.Random(seed)
+    world = server.world
+    cell = world.spawn(Name(text="cell 1"), CellInfo(robots=robots, sensors=sensors))
+    robot_ids = [
+        world.spawn(
+            Name(text=f"robot {i + 1}"),
+            Pose(x=400.0 * i, y=0.0),
+            Joints(angles=(0.0, -45.0, 90.0, 0.0, 45.0, 0.0)),
+            RobotStatus(state="running" if i % 2 == 0 else "idle"),
+            parent=cell,
+        )
+        for i in range(robots)
+    ]
+    conveyor = world.spawn(Name(text="conveyor"), Conveyor(), parent=cell)
+    kinds = [
+        ("temperature", "°C", 40.0),
+        ("pressure", "bar", 6.0),
+        ("vibration", "mm/s", 2.0),
+        ("current", "A", 12.0),
+    ]
+    sensor_ids = []
+    for i in range(sensors):
+        kind, unit, base = kinds[i % len(kinds)]
+        rate = rng.choice([10.0, 20.0, 50.0, 100.0])
+        sensor_ids.append(
+            world.spawn(
+                Name(text=f"{kind} {i + 1}"),
+                Sensor(kind=kind, value=base, unit=unit, rate_hz=rate),
+                parent=cell,
+            )
+        )
+    return {"cell": cell, "robots": robot_ids, "conveyor": conveyor, "sensors": sensor_ids}
+
+
+async def simulate(
+    server: SyncServer,
+    cell: dict[str, Any],
+    *,
+    tick_hz: float = 100.0,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Move the running robots, the conveyor and the sensors until ``stop`` is set."""
+    world = server.world
+    rng = random.Random(2)
+    dt = 1.0 / tick_hz
+    tick = 0
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while stop is None or not stop.is_set():
+        tick += 1
+        t = tick * dt
+        for n, robot in enumerate(cell["robots"]):
+            if not world.contains(robot):
+                continue
+            status = world.get(robot, RobotStatus)
+            if status is None or status.state != "running":
+                continue
+            phase = t * status.speed * 2.0 + n
+            world.insert(
+                robot,
+                Joints(angles=tuple(round(30.0 * math.sin(phase + k), 2) for k in range(6))),
+            )
+            if tick % 5 == 0:
+                with world.modify(robot, Pose) as pose:
+                    pose.theta = round((pose.theta + 0.05 * status.speed) % (2 * math.pi), 3)
+        conveyor = world.get(cell["conveyor"], Conveyor)
+        if conveyor is not None and conveyor.running and tick % int(tick_hz) == 0:
+            world.insert(
+                cell["conveyor"], conveyor.model_copy(update={"parts": conveyor.parts + 1})
+            )
+        for sensor_id in cell["sensors"]:
+            sensor = world.get(sensor_id, Sensor)
+            if sensor is None or tick % max(1, round(tick_hz / sensor.rate_hz)):
+                continue
+            drift = rng.gauss(0.0, 0.02 * max(1.0, abs(sensor.value)))
+            world.insert(
+                sensor_id, sensor.model_copy(update={"value": round(sensor.value + drift, 3)})
+            )
+        # keep to the tick rate without drifting
+        await asyncio.sleep(max(0.0, start + tick * dt - loop.time()))
+
+
+async def run_demo(
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    robots: int = 3,
+    sensors: int = 50,
+    rate_hz: float = 30.0,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Serve the demo cell until SIGINT / SIGTERM (then shut down gracefully)."""
+    server = SyncServer(NetworkSettings(), SyncSettings(max_update_rate_hz=rate_hz))
+    cell = build_cell(server, robots=robots, sensors=sensors)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with server.serve(host, port) as (bound_host, bound_port):
+        base = f"{bound_host}:{bound_port}"
+        print(
+            f"pl3xus_rx demo: {len(cell['robots'])} robots, a conveyor, "
+            f"{len(cell['sensors'])} sensors",
+            flush=True,
+        )
+        print(f"  WebSocket: ws://{base}/", flush=True)
+        print(f"  Health:    http://{base}/healthz", flush=True)
+        print("Ctrl-C to stop.", flush=True)
+        if ready is not None:
+            ready.set()
+        sim = asyncio.create_task(simulate(server, cell, stop=stop))
+        await stop.wait()
+        await sim
+    print("demo stopped", flush=True)

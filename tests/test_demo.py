@@ -1,0 +1,86 @@
+"""`pl3xus-rx demo` as a newcomer runs it: a process that serves a live cell and stops cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+from conftest import UNIT, wait_until
+
+from client_sync import ClientTypeRegistry, SyncProvider
+from pl3xus_rx import Forbidden
+from pl3xus_rx.demo import Ack, Jog, JogResult, Pose, RobotStatus, Sensor, SetSpeed
+
+
+def command() -> list[str]:
+    exe = shutil.which("pl3xus-rx")
+    return [exe] if exe else [sys.executable, "-m", "pl3xus_rx"]
+
+
+@pytest.mark.asyncio
+async def test_demo_serves_a_live_cell_and_stops_on_sigint() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *command(),
+        "demo",
+        "--port",
+        "0",
+        "--sensors",
+        "20",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        head = [
+            (await asyncio.wait_for(proc.stdout.readline(), 20 * UNIT)).decode() for _ in range(3)
+        ]
+        assert "3 robots" in head[0] and "20 sensors" in head[0]
+        url = head[1].split()[1]
+        assert url.startswith("ws://127.0.0.1:") and "/healthz" in head[2]
+        registry = (
+            ClientTypeRegistry.builder()
+            .register(Sensor)
+            .register(RobotStatus)
+            .register(Pose)
+            .register_request(Jog, JogResult)
+            .register_request(SetSpeed, Ack)
+            .build()
+        )
+        async with SyncProvider(url, registry) as ann, SyncProvider(url, registry) as bob:
+            sensors = ann.components(Sensor)
+            seen: list[int] = []
+            sensors.subscribe(lambda m: seen.append(len(m)))
+            await wait_until(lambda: len(seen) > 5, 10, "sensor updates")
+            assert seen[-1] == 20
+            robots = ann.components(RobotStatus)
+            robots.subscribe(lambda _: None)
+            await wait_until(lambda: len(robots.get()) == 3)
+            robot = sorted(robots.get())[0]
+            await ann.take_control(robot)
+            moved = await ann.request(Jog(dx=10, dy=-5), entity=robot)
+            assert isinstance(moved, JogResult)
+            with pytest.raises(Forbidden):
+                await bob.request(SetSpeed(speed=1.0), entity=robot)
+            assert (await ann.request(SetSpeed(speed=0.25), entity=robot)).state
+            await wait_until(lambda: robots.get()[robot].speed == 0.25)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), 20 * UNIT)
+    rest = (await proc.stdout.read()).decode()
+    err = (await proc.stderr.read()).decode()
+    assert proc.returncode == 0 and "demo stopped" in rest
+    assert "Traceback" not in err, err
+
+
+def test_python_dash_m_help() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pl3xus_rx", "demo", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0 and "--robots" in result.stdout
