@@ -140,17 +140,11 @@ def build_cell(
     Returns:
         ``{"cell": id, "robots": [ids], "conveyor": id, "sensors": [ids]}``.
     """
-    components: tuple[type[BaseModel], ...] = (
-        Name,
-        Pose,
-        Joints,
-        RobotStatus,
-        Conveyor,
-        Sensor,
-        CellInfo,
-    )
+    components: tuple[type[BaseModel], ...] = (Name, Pose, Joints, Conveyor, Sensor, CellInfo)
     for component in components:
         server.sync_component(component)
+    # Operators may edit a robot's status directly, if they control it (or the cell).
+    server.sync_component_builder(RobotStatus).targeted().with_default_entity_policy().build()
 
     def robot_status(world: World, entity: EntityId) -> RobotStatus:
         status = world.get(entity, RobotStatus)

@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from .net import Disconnected, Network, NetworkSettings, Transport
+from . import devtools
+from .net import Disconnected, Network, NetworkSettings, Refusal, Transport
 from .net._events import ConnectionId
 from .protocol import RegisteredType
 from .sync import (
@@ -94,6 +95,7 @@ class SyncServer:
         )
         """Mutations, control, requests and queries."""
         self.registry.add(EntityControl)  # synced like any component, never client-writable
+        self._install_devtools()
         self.net.welcome_extra = self._welcome_extra
         self.net.extension_handler = self._on_frame
         self.net.events.subscribe(self._on_event)
@@ -141,6 +143,24 @@ class SyncServer:
         self.commands.authorizer = fn
 
     # ------------------------------------------------------------------ plumbing
+
+    def _install_devtools(self) -> None:
+        html = devtools.page()
+        self.net.http_routes[devtools.DEVTOOLS_PATH] = lambda: Refusal(
+            200, html, "text/html; charset=utf-8"
+        )
+
+        def tree(world: World, query: devtools.EntityTreeQuery) -> devtools.EntityTree:
+            parents = {}
+            for entity in world.entities():
+                parent = world.parent(entity)
+                if parent is not None:
+                    parents[int(entity)] = int(parent)
+            return devtools.EntityTree(parents=parents)
+
+        self.query(devtools.EntityTreeQuery).name("pl3xus.tree").returns(
+            devtools.EntityTree
+        ).register(tree)
 
     def _welcome_extra(self, connection: ConnectionId) -> dict[str, Any]:
         return {"components": self.registry.wire_table(), **self.commands.wire_tables()}

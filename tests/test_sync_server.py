@@ -105,7 +105,8 @@ async def test_welcome_lists_components_with_ids_and_hashes(
         [1, "Position", schema_hash(Position), ["x", "y"]],
         [2, "Status", schema_hash(Status), ["text"]],
     ]
-    assert client.welcome["requests"] == [] and client.welcome["queries"] == []
+    assert client.welcome["requests"] == []
+    assert [q[0] for q in client.welcome["queries"]] == ["pl3xus.tree"]  # for DevTools
     await client.ws.close()
 
 

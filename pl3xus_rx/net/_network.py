@@ -161,6 +161,8 @@ class Network:
         self._none_left: asyncio.Event | None = None
         self.welcome_extra: Callable[[ConnectionId], dict[str, Any]] | None = None
         """Hook for layers above: more keys for the welcome body of a new connection."""
+        self.http_routes: dict[str, Callable[[], Refusal]] = {}
+        """Plain HTTP pages served on the WebSocket port: path -> response factory."""
         self.extension_handler: Callable[[ConnectionId, bool, list[Any]], None] | None = None
         """Hook for layers above: receives frames of kind 3 and up as
         ``(connection, binary, frame)``; a ``ProtocolError`` it raises is answered like any
@@ -323,6 +325,11 @@ class Network:
             }
         )
         return Refusal(200 if ok else 503, body, "application/json")
+
+    def http(self, path: str) -> Refusal | None:
+        """A plain HTTP page for ``path``, if one is registered (a transport hook)."""
+        route = self.http_routes.get(path)
+        return route() if route is not None else None
 
     def admit(self, pending: int) -> Refusal | None:
         """Whether to accept one more handshake (a transport hook)."""

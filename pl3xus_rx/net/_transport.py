@@ -86,6 +86,10 @@ class ListenerHooks(Protocol):
         """The answer to ``GET /healthz``."""
         ...
 
+    def http(self, path: str) -> Refusal | None:
+        """The answer to a plain HTTP ``GET path`` (``None``: not found, 404)."""
+        ...
+
     def admit(self, pending: int) -> Refusal | None:
         """``None`` to accept a new WebSocket handshake, else the refusal to send.
 

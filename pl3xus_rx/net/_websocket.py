@@ -146,6 +146,9 @@ class WebSocketTransport:
             if request.path.split("?", 1)[0] == HEALTH_PATH:
                 return _response(connection, hooks.health())
             if "upgrade" not in request.headers.get("Connection", "").lower():
+                page = hooks.http(request.path.split("?", 1)[0])
+                if page is not None:
+                    return _response(connection, page)
                 return None  # websockets answers 426 Upgrade Required
             for c in [c for c in handshaking if c.protocol.state is not State.CONNECTING]:
                 handshaking.discard(c)

@@ -1,0 +1,109 @@
+"""DevTools in a real browser: Debian's Chromium driven headless by Playwright."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from conftest import wait_until
+
+from client_sync import ClientTypeRegistry, SyncProvider
+from pl3xus_rx import SyncServer, SyncSettings
+from pl3xus_rx.demo import RobotStatus, build_cell, simulate
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.asyncio,
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
+        reason="Debian's chromium is not installed (.ci/run installs it)",
+    ),
+]
+
+
+async def loopback_only(route: object) -> None:
+    url = route.request.url  # type: ignore[attr-defined]
+    if urlsplit(url).hostname in ("127.0.0.1", "localhost"):
+        await route.continue_()  # type: ignore[attr-defined]
+    else:
+        await route.abort()  # type: ignore[attr-defined]
+
+
+async def test_devtools_shows_live_state_and_edits(tmp_path: Path) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    server = SyncServer(sync=SyncSettings(max_update_rate_hz=30))
+    cell = build_cell(server, robots=2, sensors=1000)
+    robot = cell["robots"][0]
+    stop = asyncio.Event()
+    async with server.serve("127.0.0.1", 0) as (host, port):
+        sim = asyncio.create_task(simulate(server, cell, stop=stop))
+        registry = ClientTypeRegistry.builder().register(RobotStatus).build()
+        async with SyncProvider(f"ws://{host}:{port}/", registry) as sync, async_playwright() as p:
+            statuses = sync.components(RobotStatus)
+            statuses.subscribe(lambda _: None)
+            browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            context = await browser.new_context(viewport={"width": 1400, "height": 900})
+            await context.route("**/*", loopback_only)
+            page = await context.new_page()
+            await page.goto(f"http://{host}:{port}/devtools")
+            await expect(page.locator("#conn")).to_have_text("open", timeout=10_000)
+
+            # the robots appear, with their components
+            row = page.locator(f'tr[data-entity="{robot}"]')
+            await expect(row.locator('td[data-type="Name"]')).to_contain_text(
+                "robot 1", timeout=10_000
+            )
+            # 1,000 sensors arrive and values change live
+            await expect(page.locator("#count")).to_have_text(
+                str(len(server.world.entities())), timeout=15_000
+            )
+            sensor_cell = page.locator(
+                f'tr[data-entity="{cell["sensors"][0]}"] td[data-type="Sensor"]'
+            )
+            before = await sensor_cell.text_content()
+            await expect(sensor_cell).not_to_have_text(before or "", timeout=10_000)
+
+            # an edit without control is refused, with the reason
+            status_cell = row.locator('td[data-type="RobotStatus"]')
+            await status_cell.click()
+            await page.fill("#edit-value", '{"state": "stopped", "speed": 0.3}')
+            await page.click("#edit-save")
+            await expect(page.locator("#edit-result")).to_contain_text("forbidden", timeout=10_000)
+            await expect(page.locator("#edit-result")).to_contain_text("does not control")
+
+            # take control, then the same edit is applied on the server
+            await row.locator("button.take").click()
+            await expect(row.locator(".holder")).to_have_text(" you", timeout=10_000)
+            await page.click("#edit-save")
+            await expect(page.locator("#edit-result")).to_contain_text("ok", timeout=10_000)
+            await wait_until(
+                lambda: statuses.get()[robot] == RobotStatus(state="stopped", speed=0.3)
+            )
+            # a validation error names the field
+            await page.fill("#edit-value", '{"state": "stopped", "speed": 7}')
+            await page.click("#edit-save")
+            await expect(page.locator("#edit-result")).to_contain_text("validation_error")
+            await expect(page.locator("#edit-result")).to_contain_text("speed")
+
+            # the entity tree shows parent links
+            await expect(page.locator("#tree")).to_contain_text("cell 1", timeout=10_000)
+            await expect(page.locator("#tree li li").first).to_be_visible()
+            await page.screenshot(path=str(tmp_path / "devtools.png"))
+            print("screenshot:", tmp_path / "devtools.png")
+            await browser.close()
+        stop.set()
+        await sim
