@@ -286,6 +286,7 @@ async def run_demo(
         )
         print(f"  WebSocket: ws://{base}/", flush=True)
         print(f"  Health:    http://{base}/healthz", flush=True)
+        print(f"  DevTools:  http://{base}/devtools", flush=True)
         print("Ctrl-C to stop.", flush=True)
         if ready is not None:
             ready.set()

@@ -36,11 +36,12 @@ async def test_demo_serves_a_live_cell_and_stops_on_sigint() -> None:
     assert proc.stdout is not None and proc.stderr is not None
     try:
         head = [
-            (await asyncio.wait_for(proc.stdout.readline(), 20 * UNIT)).decode() for _ in range(3)
+            (await asyncio.wait_for(proc.stdout.readline(), 20 * UNIT)).decode() for _ in range(4)
         ]
         assert "3 robots" in head[0] and "20 sensors" in head[0]
         url = head[1].split()[1]
         assert url.startswith("ws://127.0.0.1:") and "/healthz" in head[2]
+        assert head[3].split()[1] == url.replace("ws://", "http://") + "devtools"
         registry = (
             ClientTypeRegistry.builder()
             .register(Sensor)
