@@ -253,6 +253,8 @@ class SyncProvider:
         encoding: Wire encoding to ask for.
         transport: What moves the bytes (``pl3xus_rx.testing.MemoryTransport`` in tests).
         command_timeout: Default timeout of commands (mutations, requests, queries, control).
+        check_schema: Compare the registry with the server's welcome (tools that build their
+            models from the welcome itself turn it off).
     """
 
     def __init__(
@@ -265,8 +267,10 @@ class SyncProvider:
         encoding: Literal["msgpack", "json"] = "msgpack",
         transport: Transport | None = None,
         command_timeout: float = 10.0,
+        check_schema: bool = True,
     ) -> None:
         self.url = url
+        self._check = check_schema
         self.registry = registry
         self.policy = reconnect if reconnect is not None else ReconnectPolicy()
         self._encoding = encoding
@@ -344,7 +348,8 @@ class SyncProvider:
         if not isinstance(components, list):
             raise ConnectFailed(f"{self.url} sent no component table; is it a SyncServer?")
         self._store.rebind(components)
-        self._check_schema(components, welcome.body)
+        if self._check:
+            self._check_schema(components, welcome.body)
         self._one_way = {row[0] for row in welcome.body.get("one_way") or []}
         self._cid = cid
         self.connection_id = welcome.connection_id

@@ -19,6 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--sensors", type=int, default=50)
     demo.add_argument("--rate", type=float, default=30.0, help="max flushes per second")
     demo.add_argument("--debug", action="store_true", help="log at debug level")
+    insp = sub.add_parser("inspect", help="a live terminal view of a server's entities")
+    insp.add_argument("url", help="ws://host:port/ of a SyncServer")
+    insp.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    insp.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    insp.add_argument("--rows", type=int, default=40, help="entities shown at most")
+    insp.add_argument("--debug", action="store_true", help="log at debug level")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING,
@@ -32,6 +38,16 @@ def main(argv: list[str] | None = None) -> int:
                 args.host, args.port, robots=args.robots, sensors=args.sensors, rate_hz=args.rate
             )
         )
+    elif args.command == "inspect":
+        from client_sync.inspect import inspect
+
+        try:
+            asyncio.run(inspect(args.url, seconds=args.seconds, once=args.once, max_rows=args.rows))
+        except KeyboardInterrupt:
+            pass
+        except Exception as exc:  # one clear line for a command-line user
+            print(f"pl3xus-rx inspect: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
     return 0
 
 
