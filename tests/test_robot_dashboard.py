@@ -1,0 +1,69 @@
+"""The terminal robot dashboard, driven headless with textual's pilot against a live cell."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pl3xus_rx import SyncServer
+from pl3xus_rx.demo import Pose, RobotStatus, build_cell
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+from robot_dashboard import RobotDashboard
+
+pytestmark = pytest.mark.asyncio
+
+
+async def until(pilot: Any, cond: Any, what: str, tries: int = 500) -> None:
+    while not cond() and tries:
+        tries -= 1
+        await pilot.pause(0.01)
+    assert cond(), f"timed out waiting for {what}"
+
+
+def text(app: RobotDashboard, selector: str) -> str:
+    """What a widget shows now ("" while it does not exist yet)."""
+    from textual.css.query import NoMatches
+
+    try:
+        return str(app.query_one(selector).render())
+    except NoMatches:
+        return ""
+
+
+async def test_dashboard_controls_a_robot() -> None:
+    server = SyncServer()
+    cell = build_cell(server, robots=2, sensors=0)
+    first = cell["robots"][0]
+    async with server.serve("127.0.0.1", 0) as (host, port):
+        app = RobotDashboard(f"ws://{host}:{port}/")
+        async with app.run_test(size=(110, 24)) as pilot:
+            await until(
+                pilot, lambda: "robot 2" in text(app, f"#robot-{cell['robots'][1]}"), "robot panels"
+            )
+            assert "connection: open" in text(app, "#status")
+            panel = f"#robot-{first}"
+            assert "control: free" in text(app, panel)
+            await pilot.press("d")  # jog without control: refused, with the reason
+            await until(pilot, lambda: "does not control" in text(app, "#msg"), "refusal")
+            await pilot.press("t")
+            await until(pilot, lambda: "control: you" in text(app, panel), "control")
+            await pilot.press("d")
+            await until(pilot, lambda: server.world.get(first, Pose).x == 10.0, "jog x+")
+            await until(pilot, lambda: "x=10" in text(app, panel), "pose on screen")
+            await pilot.press("plus")
+            await until(pilot, lambda: server.world.get(first, RobotStatus).speed == 0.6, "faster")
+            await pilot.press("x")
+            await until(pilot, lambda: "stopped" in text(app, panel), "stopped")
+            await pilot.press("n")  # the second robot: not ours
+            await pilot.press("g")
+            await until(
+                pilot,
+                lambda: "start:" in text(app, "#msg") and "does not control" in text(app, "#msg"),
+                "refused start",
+            )
+            await asyncio.sleep(0)
