@@ -67,3 +67,29 @@ async def test_dashboard_controls_a_robot() -> None:
                 "refused start",
             )
             await asyncio.sleep(0)
+
+
+def panels(app: RobotDashboard) -> str:
+    return " | ".join(str(w.render()) for w in app.query(".robot"))
+
+
+async def test_dashboard_survives_a_server_restart() -> None:
+    first = SyncServer()
+    build_cell(first, robots=1, sensors=0)
+    ctx = first.serve("127.0.0.1", 0)
+    host, port = await ctx.__aenter__()
+    app = RobotDashboard(f"ws://{host}:{port}/")
+    app.sync.policy = type(app.sync.policy)(initial_delay=0.05, max_delay=0.2)
+    async with app.run_test(size=(110, 24)) as pilot:
+        await until(pilot, lambda: "robot 1" in panels(app), "first cell")
+        await ctx.__aexit__(None, None, None)
+        await until(pilot, lambda: "(stale)" in text(app, "#status"), "stale shown")
+        second = SyncServer()
+        build_cell(second, robots=2, sensors=0)
+        async with second.serve(host, port):
+            await until(
+                pilot,
+                lambda: "robot 2" in panels(app) and "(stale)" not in text(app, "#status"),
+                "reconnected to the new cell",
+            )
+            assert "connection: open" in text(app, "#status")
