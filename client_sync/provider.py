@@ -220,11 +220,17 @@ class _Sub:
     """One server subscription, shared by every local observer of it (ref-counted)."""
 
     def __init__(
-        self, provider: SyncProvider, name: str, model: type[BaseModel], entity: int | None
+        self,
+        provider: SyncProvider,
+        name: str,
+        model: type[BaseModel],
+        entity: int | None,
+        options: dict[str, float] | None = None,
     ) -> None:
         self.name = name
         self.model = model
         self.entity = entity
+        self.options = options or {}
         self.refs = 0
         self.sub_id = 0
         self.changes: SafeSubject[Change[Any]] = SafeSubject()
@@ -279,7 +285,7 @@ class SyncProvider:
         self._net.events.subscribe(self._on_event)
         self._dispatcher = Dispatcher()
         self._store = Store([])
-        self._subs: dict[tuple[type[BaseModel], int | None], _Sub] = {}
+        self._subs: dict[tuple[Any, ...], _Sub] = {}
         self._by_id: dict[int, _Sub] = {}
         self._next_sub_id = 1
         self._cid: ConnectionId | None = None
@@ -499,7 +505,7 @@ class SyncProvider:
             self._net.send_frame(cid, frame)
 
     def _send_subscribe(self, sub: _Sub) -> None:
-        self._send([3, sub.sub_id, sub.name, sub.entity, {}])
+        self._send([3, sub.sub_id, sub.name, sub.entity, dict(sub.options)])
 
     # ------------------------------------------------------------------ subscriptions
 
@@ -536,28 +542,47 @@ class SyncProvider:
 
         self._call_on_loop(go)
 
-    def _sub(self, model: type[BaseModel], entity: int | None) -> _Sub:
+    def _sub(
+        self, model: type[BaseModel], entity: int | None, options: dict[str, float] | None = None
+    ) -> _Sub:
         # EntityControl is synced by every server; the user need not register it.
         name = "EntityControl" if model is EntityControl else self.registry.name_of(model)
-        key = (model, entity)
+        key = (model, entity, tuple(sorted((options or {}).items())))
         sub = self._subs.get(key)
         if sub is None:
             if not self._store.knows(name) and self._cid is not None:
                 logger.warning("the server does not sync %s; its signal will stay empty", name)
-            sub = self._subs[key] = _Sub(self, name, model, entity)
+            sub = self._subs[key] = _Sub(self, name, model, entity, options)
         return sub
 
     # ------------------------------------------------------------------ hooks
 
-    def components(self, model: type[T]) -> Signal[Mapping[int, T]]:
+    def components(
+        self,
+        model: type[T],
+        *,
+        max_rate_hz: float | None = None,
+        deadband: float | None = None,
+    ) -> Signal[Mapping[int, T]]:
         """Every entity's ``model`` component: a read-only mapping, one emission per batch.
 
         The server subscription lives while the signal is observed.
 
+        Args:
+            model: The component type.
+            max_rate_hz: This subscription's own cap on updates per second (the server
+                conflates in between).
+            deadband: Skip updates whose numeric fields all moved less than this.
+
         Raises:
             NotRegistered: ``model`` is not in the registry.
         """
-        return cast(Signal[Mapping[int, T]], self._sub(model, None).signal)
+        options: dict[str, float] = {}
+        if max_rate_hz is not None:
+            options["max_rate_hz"] = max_rate_hz
+        if deadband is not None:
+            options["deadband"] = deadband
+        return cast(Signal[Mapping[int, T]], self._sub(model, None, options).signal)
 
     def components_where(
         self, model: type[T], predicate: Callable[[T], bool]

@@ -87,3 +87,22 @@ def test_robot_cell_and_watch_cell() -> None:
         cell.send_signal(signal.SIGINT)
         _, err = cell.communicate(timeout=30 * UNIT)
     assert cell.returncode == 0 and "Traceback" not in err
+
+
+def test_sensor_wall_shows_conflation_and_rate_limits() -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "sensor_wall.py"), "--sensors", "200", "--seconds", "1.5"],
+        capture_output=True,
+        text=True,
+        timeout=120 * UNIT,
+    )
+    assert result.returncode == 0, result.stderr
+    numbers = {}
+    for line in result.stdout.splitlines():
+        words = line.split()
+        if line.startswith("server changed"):
+            numbers["changed"] = int(words[2].replace(",", ""))
+        elif "client received" in line:
+            numbers[words[0]] = int(words[3].replace(",", ""))
+    assert 0 < numbers["capped_2hz"] < numbers["plain"] < numbers["changed"]
+    assert 0 < numbers["deadband_1.0"] < numbers["plain"]
