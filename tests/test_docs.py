@@ -15,6 +15,7 @@ DOCS = [
     "docs/sync.md",
     "docs/client.md",
     "docs/commands.md",
+    "docs/getting-started.md",
     "README.md",
 ]
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
