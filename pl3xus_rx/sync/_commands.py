@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, TypeVar, get_type_hints
@@ -37,6 +37,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=BaseModel)
+R_ = TypeVar("R_")
 
 Authorizer = Callable[[World, MutationContext, EntityId, BaseModel], Any]
 """``(world, ctx, entity, value) -> Authorized | Denied``: a server-wide veto."""
@@ -104,6 +105,38 @@ def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
         {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"], "type": e["type"]}
         for e in exc.errors()
     ]
+
+
+class _Reject(Exception):
+    """Raised inside a command handler: answer with this status and message."""
+
+    def __init__(self, status: Status, message: str, body: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.body = body or {}
+
+
+def _validated(name: str, model: type[BaseModel], payload: Any) -> Any:
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        errors = _field_errors(exc)
+        raise _Reject(
+            Status.VALIDATION_ERROR,
+            f"{name} failed validation at {errors[0]['loc'] or '<root>'}: {errors[0]['msg']}",
+            {"errors": errors},
+        ) from exc
+
+
+def _registered(table: Mapping[str, R_], what: str, type_name: Any) -> R_:
+    reg = table.get(type_name) if isinstance(type_name, str) else None
+    if reg is None:
+        raise _Reject(
+            Status.NOT_FOUND,
+            f"unknown {what} type {type_name!r}; registered: {', '.join(table) or 'none'}",
+        )
+    return reg
 
 
 def _response_type(
@@ -340,19 +373,19 @@ class Commands:
     # ------------------------------------------------------------------ frames
 
     def handle_frame(self, connection: int, frame: list[Any]) -> None:
-        """Handle a MUTATE, CONTROL, REQUEST or QUERY frame from ``connection``.
+        """Handle a MUTATE, CONTROL, REQUEST, QUERY or SEND frame from ``connection``.
 
         Raises:
-            FrameError: the frame is malformed (no request id to answer to).
+            FrameError: the frame is malformed and has no request id to answer to.
         """
         kind = frame[0]
+        ctx = MutationContext(connection)
         if kind == CommandKind.SEND:
-            self._one_way(MutationContext(connection), frame)
+            self._one_way(ctx, frame)
             return
         if len(frame) < 2 or not isinstance(frame[1], int):
             raise FrameError(f"a frame of kind {kind} must start [{kind}, req_id: int, ...]")
         req_id = frame[1]
-        ctx = MutationContext(connection)
         try:
             if kind == CommandKind.MUTATE:
                 self._expect(frame, 5, "[7, req_id, type_name, entity, value]")
@@ -370,6 +403,8 @@ class Commands:
                 raise FrameError(f"frame kind {kind} is not sent by clients")
         except FrameError as exc:
             self.reply(connection, req_id, Status.VALIDATION_ERROR, exc.message)
+        except _Reject as rejection:
+            self.reply(connection, req_id, rejection.status, rejection.message, rejection.body)
 
     @staticmethod
     def _expect(frame: list[Any], n: int, shape: str) -> None:
@@ -397,14 +432,14 @@ class Commands:
 
     # ------------------------------------------------------------------ authorization
 
-    def _entity(self, raw: Any) -> EntityId | None:
+    def _entity(self, raw: Any) -> EntityId:
         if (
             isinstance(raw, int)
             and not isinstance(raw, bool)
             and self.world.contains(EntityId(raw))
         ):
             return EntityId(raw)
-        return None
+        raise _Reject(Status.NOT_FOUND, f"entity {raw!r} does not exist")
 
     def _authorize(
         self,
@@ -412,20 +447,21 @@ class Commands:
         entity: EntityId,
         policy: EntityPolicy | None,
         value: BaseModel | None,
-    ) -> str | None:
-        """``None`` if allowed, else the reason."""
+    ) -> None:
+        """Return if allowed; raise the ``forbidden`` answer with the reason otherwise."""
         if policy is not None:
             decision = policy(self.world, ctx, entity)
             if isinstance(decision, Denied):
-                return decision.reason
+                raise _Reject(Status.FORBIDDEN, decision.reason)
             if not isinstance(decision, Authorized):
-                return f"the entity policy returned {decision!r}, not Authorized"
+                raise _Reject(
+                    Status.FORBIDDEN, f"the entity policy returned {decision!r}, not Authorized"
+                )
         if self.authorizer is not None and value is not None:
             decision = self.authorizer(self.world, ctx, entity, value)
             if isinstance(decision, Denied):
-                return decision.reason
+                raise _Reject(Status.FORBIDDEN, decision.reason)
         self._touch(ctx.connection, entity)
-        return None
 
     # ------------------------------------------------------------------ mutations
 
@@ -435,41 +471,19 @@ class Commands:
         conn = ctx.connection
         reg = self.components.by_name(type_name) if isinstance(type_name, str) else None
         if reg is None:
-            self.reply(
-                conn,
-                req_id,
+            raise _Reject(
                 Status.NOT_FOUND,
                 f"{type_name!r} is not a synced component; synced: "
                 f"{', '.join(self.components.names()) or 'none'}",
             )
-            return
         if reg.read_only:
             why = (
                 " (control changes only through take/release)" if reg.model is EntityControl else ""
             )
-            self.reply(conn, req_id, Status.FORBIDDEN, f"{reg.name} is read-only for clients{why}")
-            return
-        try:
-            value = reg.model.model_validate(payload)
-        except ValidationError as exc:
-            errors = _field_errors(exc)
-            self.reply(
-                conn,
-                req_id,
-                Status.VALIDATION_ERROR,
-                f"{reg.name} failed validation at {errors[0]['loc'] or '<root>'}: "
-                f"{errors[0]['msg']}",
-                {"errors": errors},
-            )
-            return
+            raise _Reject(Status.FORBIDDEN, f"{reg.name} is read-only for clients{why}")
+        value = _validated(reg.name, reg.model, payload)
         entity = self._entity(raw_entity)
-        if entity is None:
-            self.reply(conn, req_id, Status.NOT_FOUND, f"entity {raw_entity!r} does not exist")
-            return
-        reason = self._authorize(ctx, entity, reg.entity_policy, value)
-        if reason is not None:
-            self.reply(conn, req_id, Status.FORBIDDEN, reason)
-            return
+        self._authorize(ctx, entity, reg.entity_policy, value)
         try:
             if reg.handler is not None:
                 result = reg.handler(self.world, ctx, entity, value)
@@ -479,13 +493,7 @@ class Commands:
             else:
                 self.world.insert(entity, value)
         except Exception as exc:
-            logger.exception("mutation handler for %s failed", reg.name)
-            self.reply(
-                conn,
-                req_id,
-                Status.INTERNAL_ERROR,
-                f"the server failed to apply {reg.name}: {type(exc).__name__}",
-            )
+            self._failed(conn, req_id, reg.name, exc)
             return
         self._mutated(conn, req_id, reg.model, entity)
 
@@ -507,13 +515,7 @@ class Commands:
         try:
             await pending
         except Exception as exc:
-            logger.exception("async mutation handler for %s failed", model.__name__)
-            self.reply(
-                conn,
-                req_id,
-                Status.INTERNAL_ERROR,
-                f"the server failed to apply {model.__name__}: {type(exc).__name__}",
-            )
+            self._failed(conn, req_id, model.__name__, exc)
             return
         self._mutated(conn, req_id, model, entity)
 
@@ -541,9 +543,6 @@ class Commands:
     ) -> None:
         conn = ctx.connection
         entity = self._entity(raw_entity)
-        if entity is None:
-            self.reply(conn, req_id, Status.NOT_FOUND, f"entity {raw_entity!r} does not exist")
-            return
         if action == "take":
             for other in (entity, *self.world.ancestors(entity), *self._descendants(entity)):
                 holder = self.holder(other)
@@ -628,54 +627,38 @@ class Commands:
         self, ctx: MutationContext, req_id: int, type_name: Any, raw_entity: Any, payload: Any
     ) -> None:
         conn = ctx.connection
-        reg = self.requests.get(type_name) if isinstance(type_name, str) else None
-        if reg is None:
-            self.reply(
-                conn,
-                req_id,
-                Status.NOT_FOUND,
-                f"unknown request type {type_name!r}; registered: "
-                f"{', '.join(self.requests) or 'none'}",
-            )
-            return
-        try:
-            request = reg.model.model_validate(payload)
-        except ValidationError as exc:
-            errors = _field_errors(exc)
-            self.reply(
-                conn,
-                req_id,
-                Status.VALIDATION_ERROR,
-                f"{reg.name} failed validation at {errors[0]['loc'] or '<root>'}: "
-                f"{errors[0]['msg']}",
-                {"errors": errors},
-            )
-            return
-        args: tuple[Any, ...]
+        reg = _registered(self.requests, "request", type_name)
+        request = _validated(reg.name, reg.model, payload)
+        args: tuple[Any, ...] = (self.world, ctx, request)
         if reg.targeted:
             entity = self._entity(raw_entity)
-            if entity is None:
-                self.reply(conn, req_id, Status.NOT_FOUND, f"entity {raw_entity!r} does not exist")
-                return
-            reason = self._authorize(ctx, entity, reg.policy, request)
-            if reason is not None:
-                self.reply(conn, req_id, Status.FORBIDDEN, reason)
-                return
+            self._authorize(ctx, entity, reg.policy, request)
             args = (self.world, ctx, entity, request)
-        else:
-            args = (self.world, ctx, request)
+        self._call(conn, req_id, reg, args)
+
+    def _call(
+        self,
+        conn: int,
+        req_id: int,
+        reg: RequestRegistration[Any] | QueryRegistration[Any],
+        args: tuple[Any, ...],
+    ) -> None:
         try:
             result = reg.handler(*args)
         except Exception as exc:
             self._failed(conn, req_id, reg.name, exc)
             return
         if inspect.isawaitable(result):
-            self._run(self._finish_request(conn, req_id, reg, result))
+            self._run(self._finish_call(conn, req_id, reg, result))
         else:
             self._respond(conn, req_id, reg, result)
 
-    async def _finish_request(
-        self, conn: int, req_id: int, reg: RequestRegistration[Any], pending: Awaitable[Any]
+    async def _finish_call(
+        self,
+        conn: int,
+        req_id: int,
+        reg: RequestRegistration[Any] | QueryRegistration[Any],
+        pending: Awaitable[Any],
     ) -> None:
         try:
             result = await pending
@@ -721,58 +704,33 @@ class Commands:
         if len(frame) != 4:
             raise FrameError("a SEND frame must be [14, type_name, entity | null, payload]")
         _, type_name, raw_entity, payload = frame
-        conn = ctx.connection
-
-        def reject(status: Status, reason: str, errors: list[dict[str, Any]] | None = None) -> None:
+        try:
+            reg = _registered(self.messages, "message", type_name)
+            message = _validated(reg.name, reg.model, payload)
+            args: tuple[Any, ...] = (self.world, ctx, message)
+            if reg.targeted:
+                entity = self._entity(raw_entity)
+                self._authorize(ctx, entity, reg.policy, message)
+                args = (self.world, ctx, entity, message)
+            try:
+                result = reg.handler(*args)
+            except Exception as exc:
+                logger.error("handler for message %s failed", reg.name, exc_info=exc)
+                raise _Reject(
+                    Status.INTERNAL_ERROR,
+                    f"the handler for {reg.name} failed: {type(exc).__name__}",
+                ) from exc
+            if inspect.isawaitable(result):
+                self._run(self._quietly(reg.name, result))
+        except _Reject as rejection:
             body = {
                 "type": type_name,
                 "entity": raw_entity,
-                "status": status.value,
-                "reason": reason,
+                "status": rejection.status.value,
+                "reason": rejection.message,
+                **rejection.body,
             }
-            if errors:
-                body["errors"] = errors
-            self._send(conn, [CommandKind.NOTICE, "message_rejected", body])
-
-        reg = self.messages.get(type_name) if isinstance(type_name, str) else None
-        if reg is None:
-            reject(
-                Status.NOT_FOUND,
-                f"unknown message type {type_name!r}; registered: "
-                f"{', '.join(self.messages) or 'none'}",
-            )
-            return
-        try:
-            message = reg.model.model_validate(payload)
-        except ValidationError as exc:
-            errors = _field_errors(exc)
-            reject(
-                Status.VALIDATION_ERROR,
-                f"{reg.name} failed validation at "
-                f"{errors[0]['loc'] or '<root>'}: {errors[0]['msg']}",
-                errors,
-            )
-            return
-        args: tuple[Any, ...] = (self.world, ctx, message)
-        if reg.targeted:
-            entity = self._entity(raw_entity)
-            if entity is None:
-                reject(Status.NOT_FOUND, f"entity {raw_entity!r} does not exist")
-                return
-            reason = self._authorize(ctx, entity, reg.policy, message)
-            if reason is not None:
-                reject(Status.FORBIDDEN, reason)
-                return
-            args = (self.world, ctx, entity, message)
-        try:
-            result = reg.handler(*args)
-            if inspect.isawaitable(result):
-                self._run(self._quietly(reg.name, result))
-        except Exception as exc:
-            logger.error("handler for message %s failed", reg.name, exc_info=exc)
-            reject(
-                Status.INTERNAL_ERROR, f"the handler for {reg.name} failed: {type(exc).__name__}"
-            )
+            self._send(ctx.connection, [CommandKind.NOTICE, "message_rejected", body])
 
     async def _quietly(self, name: str, pending: Awaitable[Any]) -> None:
         try:
@@ -783,48 +741,9 @@ class Commands:
     # ------------------------------------------------------------------ queries
 
     def _query(self, ctx: MutationContext, req_id: int, type_name: Any, params: Any) -> None:
-        conn = ctx.connection
-        reg = self.queries.get(type_name) if isinstance(type_name, str) else None
-        if reg is None:
-            self.reply(
-                conn,
-                req_id,
-                Status.NOT_FOUND,
-                f"unknown query type {type_name!r}; registered: "
-                f"{', '.join(self.queries) or 'none'}",
-            )
-            return
-        try:
-            query = reg.model.model_validate(params)
-        except ValidationError as exc:
-            errors = _field_errors(exc)
-            self.reply(
-                conn,
-                req_id,
-                Status.VALIDATION_ERROR,
-                f"{reg.name} failed validation at {errors[0]['loc'] or '<root>'}: "
-                f"{errors[0]['msg']}",
-                {"errors": errors},
-            )
-            return
-        try:
-            result = reg.handler(self.world, query)
-        except Exception as exc:
-            self._failed(conn, req_id, reg.name, exc)
-            return
-        if inspect.isawaitable(result):
-
-            async def finish() -> None:
-                try:
-                    value = await result
-                except Exception as exc:
-                    self._failed(conn, req_id, reg.name, exc)
-                    return
-                self._respond(conn, req_id, reg, value)
-
-            self._run(finish())
-        else:
-            self._respond(conn, req_id, reg, result)
+        reg = _registered(self.queries, "query", type_name)
+        query = _validated(reg.name, reg.model, params)
+        self._call(ctx.connection, req_id, reg, (self.world, query))
 
     def invalidate(self, query: type[BaseModel], keys: Iterable[BaseModel] | None = None) -> None:
         """Tell every client to refetch ``query`` (only the given parameter sets, if any).
