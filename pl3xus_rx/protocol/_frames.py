@@ -24,6 +24,7 @@ __all__ = [
     "MessageFrame",
     "WelcomeFrame",
     "error_frame",
+    "field_errors",
     "message_frame",
     "parse_frame",
     "validate_message",
@@ -165,8 +166,12 @@ def parse_frame(obj: Any) -> Frame:
     return parser(obj)
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc)
+def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """pydantic's errors as sent on the wire: ``{"loc": "a.b.0", "msg": ..., "type": ...}``."""
+    return [
+        {"loc": ".".join(str(part) for part in e["loc"]), "msg": e["msg"], "type": e["type"]}
+        for e in exc.errors()
+    ]
 
 
 def validate_message(
@@ -188,7 +193,7 @@ def validate_message(
     try:
         value = entry.model.model_validate(frame.payload)
     except ValidationError as exc:
-        errors = [{"loc": _loc(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        errors = field_errors(exc)
         first = errors[0] if errors else {"loc": "", "msg": str(exc)}
         field = first["loc"] or None
         raise MessageValidationError(

@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar, get_type_hints
 from pydantic import BaseModel, ValidationError
 
 from ..exceptions import DuplicateRegistration, FrameError
+from ..protocol import field_errors
 from ..world import EntityId, World
 from ._engine import SyncEngine
 from ._policy import Authorized, Denied, MutationContext, default_entity_policy
@@ -100,13 +101,6 @@ class QueryRegistration(Generic[R]):
     handler: Callable[..., Any]
 
 
-def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
-    return [
-        {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"], "type": e["type"]}
-        for e in exc.errors()
-    ]
-
-
 class _Reject(Exception):
     """Raised inside a command handler: answer with this status and message."""
 
@@ -121,7 +115,7 @@ def _validated(name: str, model: type[BaseModel], payload: Any) -> Any:
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        errors = _field_errors(exc)
+        errors = field_errors(exc)
         raise _Reject(
             Status.VALIDATION_ERROR,
             f"{name} failed validation at {errors[0]['loc'] or '<root>'}: {errors[0]['msg']}",
