@@ -30,6 +30,8 @@ from ._wire import (
     encode_frame,
     encode_item_json,
     encode_item_msgpack,
+    groups_json,
+    groups_msgpack,
 )
 
 __all__ = ["SubscriptionError", "SyncEngine", "SyncStatistics"]
@@ -294,7 +296,8 @@ class SyncEngine:
 
     def add_client(self, connection: int, *, binary: bool = True) -> None:
         """Start tracking a connection (msgpack if ``binary``, else JSON)."""
-        self._clients.setdefault(connection, _Client(connection, binary))
+        if connection not in self._clients:
+            self._clients[connection] = _Client(connection, binary)
 
     def remove_client(self, connection: int) -> None:
         """Forget a connection, its subscriptions and the replies waiting for it."""
@@ -523,14 +526,23 @@ class SyncEngine:
 
         self._last_flush = now
         frames: list[tuple[int, bytes | str]] = []
+        # Clients whose groups are the same objects (plain subscribers with the same sub id)
+        # share one encoding of them; each frame then only adds its own sequence number.
+        bodies: dict[tuple[Any, ...], bytes | str] = {}
         for client, groups in out.items():
             if not groups:
                 continue
             client.seq += 1
+            key = (client.binary, *((g[0], g[1], id(g[3]), id(g[4]), id(g[5])) for g in groups))
+            body = bodies.get(key)
+            if body is None:
+                body = bodies[key] = (
+                    groups_msgpack(groups) if client.binary else groups_json(groups)
+                )
             data: bytes | str = (
-                assemble_msgpack(client.seq, groups)
+                assemble_msgpack(client.seq, body)  # type: ignore[arg-type]
                 if client.binary
-                else assemble_json(client.seq, groups)
+                else assemble_json(client.seq, body)  # type: ignore[arg-type]
             )
             frames.append((client.id, data))
         if frames:

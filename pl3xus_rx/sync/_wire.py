@@ -26,6 +26,8 @@ __all__ = [
     "SyncKind",
     "assemble_json",
     "assemble_msgpack",
+    "groups_json",
+    "groups_msgpack",
     "encode_frame",
     "msgpack_array_header",
 ]
@@ -64,9 +66,10 @@ Group = tuple[int, int, int, Any, list[int], list[int]]
 """``(sub_id, flags, upsert count, joined upsert encodings, removals, despawns)``."""
 
 
-def assemble_msgpack(seq: int, groups: list[Group]) -> bytes:
-    """A SYNC frame in msgpack, from already-encoded, already-joined upsert items."""
-    parts = [_HEADER3, _KIND, _pack(seq), msgpack_array_header(len(groups))]
+def groups_msgpack(groups: list[Group]) -> bytes:
+    """The groups array of a SYNC frame in msgpack (shareable by connections whose groups
+    are the same)."""
+    parts = [msgpack_array_header(len(groups))]
     for sub_id, flags, count, joined, removals, despawns in groups:
         parts.append(_HEADER5)
         parts.append(_pack(sub_id))
@@ -78,13 +81,25 @@ def assemble_msgpack(seq: int, groups: list[Group]) -> bytes:
     return b"".join(parts)
 
 
-def assemble_json(seq: int, groups: list[Group]) -> str:
-    """A SYNC frame in JSON, from already-encoded, already-joined upsert items."""
+def groups_json(groups: list[Group]) -> str:
+    """The groups array of a SYNC frame in JSON."""
     body = ",".join(
         f"[{sub_id},{flags},[{joined}],{json.dumps(removals)},{json.dumps(despawns)}]"
         for sub_id, flags, _count, joined, removals, despawns in groups
     )
-    return f"[{int(SyncKind.SYNC)},{seq},[{body}]]"
+    return f"[{body}]"
+
+
+def assemble_msgpack(seq: int, groups: list[Group] | bytes) -> bytes:
+    """A SYNC frame in msgpack, from groups (or their already-encoded array)."""
+    body = groups if isinstance(groups, bytes) else groups_msgpack(groups)
+    return b"".join((_HEADER3, _KIND, _pack(seq), body))
+
+
+def assemble_json(seq: int, groups: list[Group] | str) -> str:
+    """A SYNC frame in JSON, from groups (or their already-encoded array)."""
+    body = groups if isinstance(groups, str) else groups_json(groups)
+    return f"[{int(SyncKind.SYNC)},{seq},{body}]"
 
 
 def encode_frame(binary: bool, frame: list[Any]) -> bytes | str:
