@@ -52,6 +52,9 @@ class NetworkSettings(CheckedSettings):
         backlog: Listen backlog (the OS default of 100 overflows on connect bursts).
         warning_interval: Minimum seconds between repeated warnings of one kind per
             connection.
+        write_limit: Bytes a connection's socket buffer may hold before it counts as backed
+            up (frames then wait in its channel). Larger absorbs bursts without a task
+            switch per frame; smaller bounds memory per slow client more tightly.
     """
 
     max_message_size: int = Field(64 * MiB, gt=0)
@@ -74,6 +77,7 @@ class NetworkSettings(CheckedSettings):
     connect_timeout: float = Field(10.0, gt=0)
     backlog: int = Field(1024, ge=1)
     warning_interval: float = Field(5.0, ge=0)
+    write_limit: int = Field(1 * MiB, ge=4096)
 
     @model_validator(mode="after")
     def _frame_within_message(self) -> NetworkSettings:

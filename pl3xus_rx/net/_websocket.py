@@ -117,6 +117,7 @@ def _common_kwargs(settings: NetworkSettings) -> dict[str, Any]:
         "ping_timeout": settings.ping_timeout,
         "open_timeout": settings.open_timeout,
         "close_timeout": settings.close_timeout,
+        "write_limit": settings.write_limit,
         "logger": _ws_logger,
     }
 

@@ -701,7 +701,20 @@ class SyncEngine:
             value = stored.get(sub.entity)
             entries = [(sub.entity, value)] if value is not None else []
         binary = sub.client.binary
-        items = [cache.item(reg, entity, value, binary) for entity, value in entries]
+        if reg.json_native:
+            # The hot path for big snapshots (every client after a restart): one dict lookup
+            # per item when already encoded in this flush, else a tuple of the stored values.
+            table = cache.items_table(reg.type_id, binary)
+            encode = encode_item_msgpack if binary else encode_item_json
+            items = []
+            for entity, value in entries:
+                data = table.get(entity)
+                if data is None:
+                    data = table[entity] = encode((entity, tuple(value.__dict__.values())))
+                    self._counters["item_encodings"] += 1
+                items.append(data)
+        else:
+            items = [cache.item(reg, entity, value, binary) for entity, value in entries]
         joined: bytes | str = b"".join(items) if binary else ",".join(items)  # type: ignore[arg-type]
         if sub.deadband is not None:
             sub.last_sent = {e: cache.values_of(reg, e, v) for e, v in entries}
