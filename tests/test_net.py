@@ -418,3 +418,15 @@ async def test_debug_log_lines_use_the_documented_wording(
         "Client 1 connected from 127.0.0.1",
     ):
         assert line in text
+
+
+async def test_write_limit_sets_the_socket_high_water_mark() -> None:
+    net = make_network(NetworkSettings(write_limit=65536))
+    await net.listen("127.0.0.1", 0)
+    client = make_network()
+    await client.connect(url_of(net))
+    await wait_until(lambda: net.connections)
+    link = net._connections[net.connections[0]].link
+    assert link._transport.get_write_buffer_limits()[1] == 65536  # type: ignore[attr-defined]
+    await client.close()
+    await net.close()
