@@ -98,12 +98,6 @@ class SyncStatistics:
 # despawned) and bit 2 set if a removal happened since the last flush (so it is never lost).
 _UPSERT, _REMOVED, _DESPAWNED, _WAS_REMOVED = 0, 1, 2, 4
 _FINAL = 3
-_START = {
-    ChangeKind.INSERTED: _UPSERT,
-    ChangeKind.UPDATED: _UPSERT,
-    ChangeKind.REMOVED: _REMOVED | _WAS_REMOVED,
-    ChangeKind.DESPAWNED: _DESPAWNED,
-}
 
 
 def _merge(old: int, new: int) -> int:
@@ -289,7 +283,14 @@ class SyncEngine:
             return  # unsynced types never leave the server; unwatched ones need no tracking
         pending = self._pending[type_id]
         old = pending.get(entity)
-        pending[entity] = _START[kind] if old is None else _merge(old, _START[kind])
+        # Identity checks: hashing an Enum member runs Python code.
+        if kind is ChangeKind.UPDATED or kind is ChangeKind.INSERTED:
+            code = _UPSERT
+        elif kind is ChangeKind.REMOVED:
+            code = _REMOVED | _WAS_REMOVED
+        else:
+            code = _DESPAWNED
+        pending[entity] = code if old is None else _merge(old, code)
         self._wake()
 
     # ------------------------------------------------------------------ clients
