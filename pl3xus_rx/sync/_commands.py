@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Generic, TypeVar, get_type_hints
+from typing import Any, Generic, Self, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ValidationError
 
@@ -152,8 +152,8 @@ def _response_type(
     )
 
 
-class RequestBuilder(Generic[R]):
-    """``server.request(T)...register(handler)``: a typed request with a response."""
+class _TargetedBuilder:
+    """What request and message builders share: a wire name, targeting and a policy."""
 
     def __init__(self, commands: Commands, model: type[BaseModel]) -> None:
         self._commands = commands
@@ -161,35 +161,42 @@ class RequestBuilder(Generic[R]):
         self._name: str | None = None
         self._targeted = False
         self._policy: EntityPolicy | None = None
-        self._response: type[BaseModel] | None = None
-        self._invalidates: tuple[type[BaseModel], ...] = ()
 
-    def name(self, name: str) -> RequestBuilder[R]:
+    def name(self, name: str) -> Self:
         """Use this wire name instead of the class name."""
         self._name = name
         return self
 
-    def targeted(self) -> RequestBuilder[R]:
-        """The request names an entity and is authorized per entity."""
+    def targeted(self) -> Self:
+        """It names an entity and is authorized per entity."""
         self._targeted = True
         return self
 
-    def with_default_entity_policy(self) -> RequestBuilder[R]:
+    def with_default_entity_policy(self) -> Self:
         """Only the client that controls the entity (or an ancestor) may send it."""
         self._policy = default_entity_policy
         return self
 
-    def with_entity_policy(self, policy: EntityPolicy) -> RequestBuilder[R]:
+    def with_entity_policy(self, policy: EntityPolicy) -> Self:
         """Authorize with ``policy(world, ctx, entity)``."""
         self._policy = policy
         return self
 
-    def returns(self, response: type[R]) -> RequestBuilder[R]:
+
+class RequestBuilder(_TargetedBuilder, Generic[R]):
+    """``server.request(T)...register(handler)``: a typed request with a response."""
+
+    def __init__(self, commands: Commands, model: type[BaseModel]) -> None:
+        super().__init__(commands, model)
+        self._response: type[BaseModel] | None = None
+        self._invalidates: tuple[type[BaseModel], ...] = ()
+
+    def returns(self, response: type[R]) -> Self:
         """The response model (else taken from the handler's return annotation)."""
         self._response = response
         return self
 
-    def invalidates(self, *queries: type[BaseModel]) -> RequestBuilder[R]:
+    def invalidates(self, *queries: type[BaseModel]) -> Self:
         """On success, tell clients to refetch these query types."""
         self._invalidates = queries
         return self
@@ -212,35 +219,8 @@ class RequestBuilder(Generic[R]):
         return reg
 
 
-class MessageBuilder:
+class MessageBuilder(_TargetedBuilder):
     """``server.message(T)...register(handler)``: a one-way, authorized typed message."""
-
-    def __init__(self, commands: Commands, model: type[BaseModel]) -> None:
-        self._commands = commands
-        self._model = model
-        self._name: str | None = None
-        self._targeted = False
-        self._policy: EntityPolicy | None = None
-
-    def name(self, name: str) -> MessageBuilder:
-        """Use this wire name instead of the class name."""
-        self._name = name
-        return self
-
-    def targeted(self) -> MessageBuilder:
-        """The message names an entity and is authorized per entity."""
-        self._targeted = True
-        return self
-
-    def with_default_entity_policy(self) -> MessageBuilder:
-        """Only the client that controls the entity (or an ancestor) may send it."""
-        self._policy = default_entity_policy
-        return self
-
-    def with_entity_policy(self, policy: EntityPolicy) -> MessageBuilder:
-        """Authorize with ``policy(world, ctx, entity)``."""
-        self._policy = policy
-        return self
 
     def register(self, handler: Callable[..., Any]) -> MessageRegistration:
         """Register ``handler(world, ctx, message)`` (``(world, ctx, entity, message)`` when
