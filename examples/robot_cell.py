@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from pl3xus_rx.demo import run_demo
+from pl3xus_rx.demo import describe, run_demo
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -20,4 +20,13 @@ if __name__ == "__main__":
     parser.add_argument("--robots", type=int, default=3)
     parser.add_argument("--sensors", type=int, default=50)
     args = parser.parse_args()
-    asyncio.run(run_demo(args.host, args.port, robots=args.robots, sensors=args.sensors))
+    asyncio.run(
+        run_demo(
+            args.host,
+            args.port,
+            robots=args.robots,
+            sensors=args.sensors,
+            on_ready=lambda address, cell: print("\n".join(describe(address, cell)), flush=True),
+        )
+    )
+    print("demo stopped", flush=True)

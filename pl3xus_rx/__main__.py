@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from typing import Any
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,13 +32,22 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     if args.command == "demo":
-        from .demo import run_demo
+        from .demo import describe, run_demo
+
+        def announce(address: tuple[str, int], cell: dict[str, Any]) -> None:
+            print("\n".join(describe(address, cell)), flush=True)
 
         asyncio.run(
             run_demo(
-                args.host, args.port, robots=args.robots, sensors=args.sensors, rate_hz=args.rate
+                args.host,
+                args.port,
+                robots=args.robots,
+                sensors=args.sensors,
+                rate_hz=args.rate,
+                on_ready=announce,
             )
         )
+        print("demo stopped", flush=True)
     elif args.command == "inspect":
         from client_sync.inspect import inspect
 

@@ -16,6 +16,7 @@ import logging
 import math
 import random
 import signal
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -40,6 +41,7 @@ __all__ = [
     "Start",
     "Stop",
     "build_cell",
+    "describe",
     "run_demo",
     "simulate",
 ]
@@ -261,6 +263,18 @@ async def simulate(
         await asyncio.sleep(max(0.0, start + tick * dt - loop.time()))
 
 
+def describe(address: tuple[str, int], cell: dict[str, Any]) -> list[str]:
+    """The lines a command line shows once the demo is up."""
+    base = f"{address[0]}:{address[1]}"
+    return [
+        f"pl3xus_rx demo: {len(cell['robots'])} robots, a conveyor, {len(cell['sensors'])} sensors",
+        f"  WebSocket: ws://{base}/",
+        f"  Health:    http://{base}/healthz",
+        f"  DevTools:  http://{base}/devtools",
+        "Ctrl-C to stop.",
+    ]
+
+
 async def run_demo(
     host: str = "127.0.0.1",
     port: int = 8080,
@@ -268,29 +282,25 @@ async def run_demo(
     robots: int = 3,
     sensors: int = 50,
     rate_hz: float = 30.0,
-    ready: asyncio.Event | None = None,
+    on_ready: Callable[[tuple[str, int], dict[str, Any]], None] | None = None,
 ) -> None:
-    """Serve the demo cell until SIGINT / SIGTERM (then shut down gracefully)."""
+    """Serve the demo cell until SIGINT / SIGTERM (then shut down gracefully).
+
+    Args:
+        on_ready: Called with the bound address and the cell's entity ids once serving
+            (the command line prints :func:`describe` of them).
+    """
     server = SyncServer(NetworkSettings(), SyncSettings(max_update_rate_hz=rate_hz))
     cell = build_cell(server, robots=robots, sensors=sensors)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with server.serve(host, port) as (bound_host, bound_port):
-        base = f"{bound_host}:{bound_port}"
-        print(
-            f"pl3xus_rx demo: {len(cell['robots'])} robots, a conveyor, "
-            f"{len(cell['sensors'])} sensors",
-            flush=True,
-        )
-        print(f"  WebSocket: ws://{base}/", flush=True)
-        print(f"  Health:    http://{base}/healthz", flush=True)
-        print(f"  DevTools:  http://{base}/devtools", flush=True)
-        print("Ctrl-C to stop.", flush=True)
-        if ready is not None:
-            ready.set()
+    async with server.serve(host, port) as address:
+        logger.info("demo cell serving on ws://%s:%d/", *address)
+        if on_ready is not None:
+            on_ready(address, cell)
         sim = asyncio.create_task(simulate(server, cell, stop=stop))
         await stop.wait()
         await sim
-    print("demo stopped", flush=True)
+    logger.info("demo stopped")
