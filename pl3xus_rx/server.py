@@ -237,12 +237,6 @@ class SyncServer:
             logger.exception("flush failed")
         self._wake()  # held or rate-limited changes still waiting
 
-    def flush_now(self) -> None:
-        """Run a flush now if one is due (for tests and tools; the server flushes itself)."""
-        if self._handle is not None:
-            self._handle.cancel()
-        self._flush()
-
     # ------------------------------------------------------------------ serving
 
     @asynccontextmanager

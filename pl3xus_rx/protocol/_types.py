@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel
 
 from ..exceptions import DuplicateRegistration, NotRegistered
 
@@ -59,10 +59,6 @@ class RegisteredType(Generic[M]):
     model: type[M]
     schema_hash: str
     type_id: int
-
-    def adapter(self) -> TypeAdapter[M]:
-        """A TypeAdapter for the model (for batch validation)."""
-        return TypeAdapter(self.model)
 
 
 class TypeTable:

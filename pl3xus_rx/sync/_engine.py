@@ -758,10 +758,3 @@ class SyncEngine:
         return SyncStatistics(
             subscriptions=sum(len(c.subs) for c in self._clients.values()), **self._counters
         )
-
-    def subscriptions_of(self, connection: int) -> list[tuple[int, str, EntityId | None]]:
-        """``(sub_id, type name, entity)`` for each subscription of a connection."""
-        client = self._clients.get(connection)
-        if client is None:
-            return []
-        return [(s.id, s.reg.name, s.entity) for s in client.subs.values()]
