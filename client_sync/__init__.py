@@ -5,7 +5,9 @@ registered component type (current value plus changes, like Leptos signals), bui
 ``ClientTypeRegistry.builder().register(T).build()``. ``Store`` and ``Signal`` do no I/O.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pl3xus_rx._lazy import lazy_getattr
 
 from .registry import ClientTypeRegistry, ClientTypeRegistryBuilder
 from .signal import Signal, WritableSignal, async_iter
@@ -46,15 +48,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is not None:
-        import importlib
-
-        value = getattr(importlib.import_module(f".{module}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'client_sync' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
@@ -12,6 +13,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from . import devtools
+from .exceptions import ConnectionNotFound
 from .net import Disconnected, Network, NetworkSettings, Refusal, Transport
 from .net._events import ConnectionId
 from .protocol import RegisteredType
@@ -231,7 +233,8 @@ class SyncServer:
         self._handle = None
         try:
             for connection, data in self.engine.flush(self._clock()):
-                if self.net.has_connection(ConnectionId(connection)):
+                # A connection that closed meanwhile is forgotten on its Disconnected event.
+                with contextlib.suppress(ConnectionNotFound):
                     self.net.send_raw(ConnectionId(connection), data)
         except Exception:
             logger.exception("flush failed")
