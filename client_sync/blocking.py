@@ -6,14 +6,12 @@ import asyncio
 import threading
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import reactivex
 from pydantic import BaseModel
 
-from pl3xus_rx.net import NetworkSettings, Transport
-
-from .provider import Change, ConnectionStatus, ReconnectPolicy, SyncProvider
+from .provider import Change, ConnectionStatus, SyncProvider
 from .registry import ClientTypeRegistry
 from .signal import Signal
 
@@ -106,18 +104,18 @@ class BlockingSyncProvider:
 
 
 def connect(
-    url: str,
-    registry: ClientTypeRegistry,
-    *,
-    network: NetworkSettings | None = None,
-    reconnect: ReconnectPolicy | None = None,
-    encoding: Literal["msgpack", "json"] = "msgpack",
-    transport: Transport | None = None,
-    timeout: float = 30.0,
+    url: str, registry: ClientTypeRegistry, *, timeout: float = 30.0, **options: Any
 ) -> BlockingSyncProvider:
     """Connect from synchronous code: starts a loop thread and a :class:`SyncProvider` on it.
 
     Returns once connected. Use it as a context manager or call ``close()``.
+
+    Args:
+        url: ``ws://host:port/`` of the server.
+        registry: The types this client uses.
+        timeout: Seconds to wait for the first connection.
+        **options: Passed to :class:`SyncProvider` (``network``, ``reconnect``,
+            ``encoding``, ``transport``, ``command_timeout``, ...).
 
     Raises:
         ConnectFailed: the first connection failed.
@@ -127,14 +125,7 @@ def connect(
     thread.start()
 
     async def start() -> SyncProvider:
-        provider = SyncProvider(
-            url,
-            registry,
-            network=network,
-            reconnect=reconnect,
-            encoding=encoding,
-            transport=transport,
-        )
+        provider = SyncProvider(url, registry, **options)
         await provider.__aenter__()
         return provider
 
