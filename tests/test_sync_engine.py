@@ -388,3 +388,22 @@ def test_documented_sync_frame_bytes() -> None:
     assert isinstance(frame, bytes)
     assert f"msgpack ({len(frame)} bytes): {frame.hex(' ')}" in doc
     assert msgpack.packb([3, 7, "Position", None, {}]).hex(" ") in doc
+
+
+def test_flush_into_hands_over_the_same_frames_in_the_same_order() -> None:
+    rigs = [Rig(), Rig()]
+    for rig in rigs:
+        e = rig.world.spawn(Position(x=0, y=0))
+        for cid in (1, 2, 3):
+            rig.client(cid, binary=cid != 2)
+            rig.subscribe(cid, 10, Position)
+        rig.flush()
+        rig.world.insert(e, Position(x=1, y=2))
+        rig.engine.defer(2, [8, 1, "ok"], component=Position, entity=e)
+    listed = rigs[0].engine.flush(5.0)
+    handed: list[tuple[int, bytes | str]] = []
+    rigs[1].engine.flush_into(5.0, lambda cid, data: handed.append((cid, data)))
+    assert handed == listed
+    assert [cid for cid, _ in handed] == [1, 2, 3, 2]  # the reply after its SYNC frame
+    assert handed[-1][1] == '[8,1,"ok"]'
+    assert rigs[1].engine.statistics().frames == rigs[0].engine.statistics().frames

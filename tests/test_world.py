@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 import reactivex
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict
 
 from pl3xus_rx.world import ChangeKind, ComponentChange, EntityNotFound, World
@@ -151,3 +153,138 @@ def test_a_raising_subscriber_does_not_stop_the_world() -> None:
     e = w.spawn(Position(x=0, y=0))
     w.insert(e, Position(x=1, y=0))
     assert len(errors) == 1 and len(good) == 2
+
+
+class Reading(BaseModel):
+    value: float = 0.0
+    unit: str = "C"
+
+
+def test_updates_in_place_keep_values_and_fields_set_exact() -> None:
+    w = World()
+    seen = record(w, Reading)
+    e = w.spawn(Reading(value=1.0))  # unit left at its default: not in fields_set
+    got = w.get(e, Reading)
+    assert got is not None and got.model_fields_set == {"value"}
+    first = Reading(value=2.0, unit="K")
+    assert w.insert(e, first)
+    first.value = 99.0  # the caller's object: the World kept its own values
+    assert w.get(e, Reading) == Reading(value=2.0, unit="K")
+    assert w.get(e, Reading).model_fields_set == {"value", "unit"}  # type: ignore[union-attr]
+    assert w.insert(e, Reading(value=3.0))  # back to a partial fields_set
+    assert w.get(e, Reading).model_fields_set == {"value"}  # type: ignore[union-attr]
+    assert w.insert(e, Reading(value=5.0, unit="F"))
+    # values handed to subscribers earlier are not changed by later updates
+    assert [c.value.value for c in seen] == [1.0, 2.0, 3.0, 5.0]
+    handed_out = w.get(e, Reading)
+    w.insert(e, Reading(value=6.0))
+    assert handed_out == Reading(value=5.0, unit="F")
+    # model_construct() may leave required fields out; the stored value is then exactly that
+    p = w.spawn(Position(x=1, y=2))
+    assert w.insert(p, Position.model_construct(x=4.0))
+    assert w.get(p, Position).__dict__ == {"x": 4.0}  # type: ignore[union-attr]
+    assert w.insert(p, Position(x=5, y=6))
+    assert w.get(p, Position).__dict__ == {"x": 5.0, "y": 6.0}  # type: ignore[union-attr]
+
+
+def test_insert_many_is_insert_in_a_loop() -> None:
+    a, b = World(), World()
+    seen_a, seen_b = record(a, Position), record(b, Position)
+    calls_a: list[tuple[Any, ...]] = []
+    calls_b: list[tuple[Any, ...]] = []
+    a.add_listener(lambda m, kind, _e, v: calls_a.append((m, kind, dict(v.__dict__))))
+    b.add_listener(lambda m, kind, _e, v: calls_b.append((m, kind, dict(v.__dict__))))
+    ea = [a.spawn() for _ in range(3)]
+    eb = [b.spawn() for _ in range(3)]
+    batches = [
+        [(0, Position(x=1, y=1)), (1, Position(x=2, y=2))],  # inserts
+        [(0, Position(x=1, y=1)), (0, Position(x=5, y=5)), (2, Frozen(name="f"))],
+        [(1, Position(x=2, y=3)), (1, Position(x=2, y=3)), (2, Path(points=[(1, 1)]))],
+    ]
+    for batch in batches:
+        changed = sum(a.insert(ea[i], v) for i, v in batch)
+        assert b.insert_many([(eb[i], v) for i, v in batch]) == changed
+    assert [(c.kind, c.value) for c in seen_a] == [(c.kind, c.value) for c in seen_b]
+    assert calls_a == calls_b and len(calls_a) == 6
+    assert [b.components_of(e) for e in eb] == [a.components_of(e) for e in ea]
+    ghost = b.spawn()
+    b.despawn(ghost)
+    with pytest.raises(EntityNotFound):
+        b.insert_many([(eb[0], Position(x=9, y=9)), (ghost, Position(x=0, y=0))])
+    assert b.get(eb[0], Position) == Position(x=9, y=9)  # the pairs before it went in
+
+
+_values = st.one_of(
+    st.builds(Position, x=st.sampled_from([0.0, 1.0, 2.5]), y=st.sampled_from([0.0, -1.0])),
+    st.builds(Reading, value=st.sampled_from([0.0, 1.0])),
+    st.builds(Reading, value=st.sampled_from([0.0, 1.0]), unit=st.sampled_from(["C", "K"])),
+    st.builds(Path, points=st.lists(st.tuples(st.just(1.0), st.just(2.0)), max_size=2)),
+    st.builds(Frozen, name=st.sampled_from(["a", "b"])),
+)
+_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("insert"), st.integers(0, 3), _values, st.booleans()),
+        st.tuples(st.just("many"), st.lists(st.tuples(st.integers(0, 3), _values), max_size=4)),
+        st.tuples(st.just("remove"), st.integers(0, 3), st.sampled_from([Position, Reading])),
+        st.tuples(st.just("mutate_handed_out"), st.integers(0, 3)),
+    ),
+    max_size=40,
+)
+
+
+def _state(value: BaseModel) -> tuple[Any, ...]:
+    return (type(value), value.model_dump(), frozenset(value.model_fields_set))
+
+
+@settings(max_examples=150, deadline=None)
+@given(_ops)
+def test_the_world_matches_a_naive_model(ops: list[tuple[Any, ...]]) -> None:
+    """Whatever callers do with the objects they inserted or were handed, the World's
+    state and its reported changes are those of a dict of snapshots."""
+    w = World()
+    entities = [w.spawn() for _ in range(4)]
+    model: dict[tuple[int, type[BaseModel]], tuple[Any, ...]] = {}
+    reported: list[tuple[Any, ...]] = []
+    w.add_listener(lambda m, kind, e, v: reported.append((kind, e, _state(v))))
+    expected: list[tuple[Any, ...]] = []
+
+    def apply(i: int, value: BaseModel) -> bool:
+        key = (i, type(value))
+        new = _state(value)
+        if key in model and model[key][1] == new[1]:
+            return False  # equal values (fields_set aside): report by exception
+        kind = ChangeKind.UPDATED if key in model else ChangeKind.INSERTED
+        model[key] = new
+        expected.append((kind, entities[i], new))
+        return True
+
+    for op in ops:
+        if op[0] == "insert":
+            _, i, value, mutate_after = op
+            value = value.model_copy(deep=True)
+            assert w.insert(entities[i], value) == apply(i, value)
+            if mutate_after and isinstance(value, Position):
+                value.x = 123.0  # the caller's object, after the insert
+            elif mutate_after and isinstance(value, Path):
+                value.points.append((9.0, 9.0))
+        elif op[0] == "many":
+            pairs = [(entities[i], v.model_copy(deep=True)) for i, v in op[1]]
+            want = sum(apply(i, v) for i, v in op[1])
+            assert w.insert_many(pairs) == want
+        elif op[0] == "remove":
+            _, i, tp = op
+            gone = w.remove(entities[i], tp)
+            old = model.pop((i, tp), None)
+            assert (gone is None) == (old is None)
+            if old is not None:
+                expected.append((ChangeKind.REMOVED, entities[i], old))
+        else:
+            for value in w.components_of(entities[op[1]]):
+                if isinstance(value, Position):
+                    value.y = -50.0
+                elif isinstance(value, Path):
+                    value.points.append((7.0, 7.0))
+        for (i, tp), state in model.items():
+            got = w.get(entities[i], tp)
+            assert got is not None and _state(got) == state
+    assert reported == expected

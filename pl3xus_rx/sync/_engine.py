@@ -254,7 +254,8 @@ class SyncEngine:
         self._clients: dict[int, _Client] = {}
         self._subs_by_type: dict[int, set[_Sub]] = {}
         self._pending: dict[int, dict[EntityId, int]] = {}
-        self._watched: dict[type[BaseModel], int] = {}  # types with subscribers -> type id
+        # types with subscribers -> their pending changes (the same dicts as in _pending)
+        self._watched: dict[type[BaseModel], dict[EntityId, int]] = {}
         self._type_due: dict[int, float] = {}
         self._held_subs: set[_Sub] = set()
         self._snapshot_subs: set[_Sub] = set()
@@ -278,11 +279,9 @@ class SyncEngine:
     def _on_change(
         self, model: type[BaseModel], kind: ChangeKind, entity: EntityId, value: BaseModel
     ) -> None:
-        type_id = self._watched.get(model)
-        if type_id is None:
+        pending = self._watched.get(model)
+        if pending is None:
             return  # unsynced types never leave the server; unwatched ones need no tracking
-        pending = self._pending[type_id]
-        old = pending.get(entity)
         # Identity checks: hashing an Enum member runs Python code.
         if kind is ChangeKind.UPDATED or kind is ChangeKind.INSERTED:
             code = _UPSERT
@@ -290,8 +289,13 @@ class SyncEngine:
             code = _REMOVED | _WAS_REMOVED
         else:
             code = _DESPAWNED
-        pending[entity] = code if old is None else _merge(old, code)
-        self._wake()
+        old = pending.get(entity)
+        if old is not None:
+            pending[entity] = _merge(old, code)
+        else:
+            pending[entity] = code
+            if len(pending) == 1:  # the first change of this type since its last flush
+                self._wake()
 
     # ------------------------------------------------------------------ clients
 
@@ -427,8 +431,7 @@ class SyncEngine:
         )
         client.subs[sub_id] = sub
         self._subs_by_type.setdefault(reg.type_id, set()).add(sub)
-        self._watched[reg.model] = reg.type_id
-        self._pending.setdefault(reg.type_id, {})
+        self._watched[reg.model] = self._pending.setdefault(reg.type_id, {})
         self._want_snapshot(sub)
         self._wake()
 
@@ -466,13 +469,22 @@ class SyncEngine:
         return max(0.0, min(due) - now)
 
     def flush(self, now: float) -> list[tuple[int, bytes | str]]:
-        """Collect what is due and return ``(connection, frame)`` pairs, one per connection.
+        """Collect what is due and return ``(connection, frame)`` pairs, one per connection
+        (then the replies that were waiting for this flush).
 
         Args:
             now: The current time in seconds (any monotonic clock; the caller's).
         """
+        frames: list[tuple[int, bytes | str]] = []
+        self.flush_into(now, lambda connection, data: frames.append((connection, data)))
+        return frames
+
+    def flush_into(self, now: float, send: Callable[[int, bytes | str], None]) -> None:
+        """:meth:`flush`, handing each frame to ``send(connection, frame)`` as soon as it is
+        assembled, so that only one per-connection frame is alive at a time (a hundred big
+        frames alive at once cost the allocator more than building them)."""
         if now < self._last_flush + 1.0 / self.settings.max_update_rate_hz - 1e-9:
-            return []
+            return
         cache = _ItemCache(self)
         # client -> groups being built
         out: dict[_Client, list[Group]] = {}
@@ -486,7 +498,8 @@ class SyncEngine:
             assert reg is not None
             if now < self._type_due.get(type_id, -math.inf) - 1e-9:
                 continue
-            self._pending[type_id] = {}
+            pending = pending.copy()  # the live dict keeps collecting from here on
+            self._pending[type_id].clear()
             self._type_due[type_id] = now + self._type_interval(reg)
             baseline = self._baseline.setdefault(type_id, {}) if reg.field_deltas else None
             cache.shared_source = pending
@@ -526,7 +539,7 @@ class SyncEngine:
                 sub.next_due = now + 1.0 / sub.max_rate_hz
 
         self._last_flush = now
-        frames: list[tuple[int, bytes | str]] = []
+        sent = 0
         # Clients whose groups are the same objects (plain subscribers with the same sub id)
         # share one encoding of them; each frame then only adds its own sequence number.
         bodies: dict[tuple[Any, ...], bytes | str] = {}
@@ -545,10 +558,11 @@ class SyncEngine:
                 if client.binary
                 else assemble_json(client.seq, body)  # type: ignore[arg-type]
             )
-            frames.append((client.id, data))
-        if frames:
+            send(client.id, data)
+            sent += 1
+        if sent:
             self._counters["flushes"] += 1
-            self._counters["frames"] += len(frames)
+            self._counters["frames"] += sent
         # Replies wait until the changes they caused have been sent (Meteor's "updated").
         if self._deferred:
             waiting: list[tuple[int, int | None, EntityId | None, list[Any]]] = []
@@ -560,9 +574,8 @@ class SyncEngine:
                     continue
                 target = self._clients.get(to)
                 if target is not None:
-                    frames.append((to, encode_frame(target.binary, reply)))
+                    send(to, encode_frame(target.binary, reply))
             self._deferred = waiting
-        return frames
 
     def _hold(self, sub: _Sub, changes: dict[EntityId, int]) -> None:
         for entity, change in changes.items():
