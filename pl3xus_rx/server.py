@@ -214,8 +214,9 @@ class SyncServer:
             self.engine.remove_client(event.id)
 
     def _wake(self) -> None:
-        if self._handle is not None:
-            return
+        handle = self._handle
+        if handle is not None and not isinstance(handle, asyncio.TimerHandle):
+            return  # a flush is already queued to run as soon as the loop is free
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -223,6 +224,12 @@ class SyncServer:
         delay = self.engine.next_flush_delay(self._clock())
         if delay is None:
             return
+        if handle is not None:
+            # A flush is scheduled for later (a rate-capped type waiting); this one may be
+            # due sooner.
+            if loop.time() + delay >= handle.when() - 1e-4:
+                return
+            handle.cancel()
         if delay <= 0:
             self._handle = loop.call_soon(self._flush)
         else:

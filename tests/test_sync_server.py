@@ -211,3 +211,27 @@ async def test_flush_rate_is_capped() -> None:
         assert len(client.frames) - 1 <= elapsed / 0.05 + 2
         assert len(client.frames) - 1 < 30
         await client.ws.close()
+
+
+async def test_a_slow_type_waiting_does_not_delay_the_others() -> None:
+    srv = SyncServer(sync=SyncSettings(max_update_rate_hz=100))
+    srv.sync_component(Position)
+    srv.sync_component_builder(Status).max_update_rate_hz(0.1).build()  # every 10 s at most
+    e = srv.world.spawn(Position(x=0, y=0), Status(text="a"))
+    async with srv.serve("127.0.0.1", 0) as (host, port):
+        client = await connect(f"ws://{host}:{port}/")
+        await client.subscribe(1, Position)
+        await client.subscribe(2, Status)
+        assert client.store is not None
+        while not (client.store.complete(1) and client.store.complete(2)):
+            await client.next_sync()
+        srv.world.insert(e, Status(text="b"))  # goes out at once, then Status waits 10 s
+        while client.store.view(2)[e].text != "b":
+            await client.next_sync()
+        srv.world.insert(e, Status(text="c"))  # held: a flush is scheduled 10 s from now
+        await asyncio.sleep(0.05)
+        srv.world.insert(e, Position(x=1, y=1))  # due now, not when Status is
+        frame = await client.next_sync()  # (times out after 5 s: well before 10 s)
+        assert client.store.view(1)[e] == Position(x=1, y=1)
+        assert client.store.view(2)[e].text == "b" and [g[0] for g in frame[2]] == [1]
+        await client.ws.close()
