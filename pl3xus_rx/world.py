@@ -159,14 +159,6 @@ def _storage(model: type[BaseModel]) -> int:
     return _FLAT
 
 
-def _copier(storage: int) -> Callable[[Any], Any]:
-    if storage == _FROZEN:
-        return lambda v: v
-    if storage == _FLAT:
-        return _shallow_copy
-    return lambda v: v.model_copy(deep=True)
-
-
 def _equal(a: BaseModel, b: BaseModel) -> bool:
     # BaseModel.__eq__ without its generic checks; same type is known here.
     return (
@@ -179,7 +171,62 @@ def _equal(a: BaseModel, b: BaseModel) -> bool:
 _set_attr = object.__setattr__
 
 
-ChangeListener = Callable[[type[BaseModel], ChangeKind, EntityId, BaseModel], None]
+class _Kind:
+    """What the World knows about one component type."""
+
+    __slots__ = ("copy", "fields", "model", "names", "storage")
+
+    def __init__(self, model: type[BaseModel]) -> None:
+        self.model = model
+        self.storage = _storage(model)
+        self.names = tuple(model.model_fields)
+        self.fields = len(self.names)
+        self.copy: Callable[[Any], Any]
+        if self.storage == _FROZEN:
+            self.copy = lambda v: v
+        elif self.storage == _FLAT:
+            self.copy = _shallow_copy
+        else:
+            self.copy = lambda v: v.model_copy(deep=True)
+
+    def own(self, value: BaseModel) -> Any:
+        """The entry to store for ``value``: a tuple of its field values when it is a FLAT
+        model with every field present and set, else an instance nobody else holds (or the
+        value itself when frozen)."""
+        if self.storage == _FLAT:
+            fields = value.__dict__
+            if len(fields) == self.fields and len(value.__pydantic_fields_set__) == self.fields:
+                return tuple(fields.values())
+        return self.copy(value)
+
+    def build(self, entry: tuple[Any, ...]) -> BaseModel:
+        """A new instance from a tuple entry (what validation would have produced)."""
+        value = object.__new__(self.model)
+        _set_attr(value, "__dict__", dict(zip(self.names, entry, strict=True)))
+        _set_attr(value, "__pydantic_fields_set__", set(self.names))
+        _set_attr(value, "__pydantic_extra__", None)
+        _set_attr(value, "__pydantic_private__", None)
+        return value
+
+    def view(self, entry: Any) -> Any:
+        """A value for the outside world: a new instance, or the stored one if frozen."""
+        return self.build(entry) if type(entry) is tuple else self.copy(entry)
+
+    def same(self, entry: Any, value: BaseModel) -> bool:
+        """Whether the stored ``entry`` equals ``value`` (``==`` of pydantic models)."""
+        if type(entry) is tuple:
+            return dict(zip(self.names, entry, strict=True)) == value.__dict__
+        return _equal(entry, value)
+
+
+def entry_fields(entry: Any) -> tuple[Any, ...]:
+    """The field values, in field order, of a :meth:`World.peek` entry."""
+    if type(entry) is tuple:
+        return entry
+    return tuple(entry.__dict__.values())
+
+
+ChangeListener = Callable[[type[BaseModel], ChangeKind, EntityId], None]
 
 
 class World:
@@ -192,53 +239,43 @@ class World:
 
     def __init__(self) -> None:
         self._ids = itertools.count(1)
-        self._entities: dict[EntityId, dict[type[BaseModel], BaseModel]] = {}
-        self._by_type: dict[type[BaseModel], dict[EntityId, BaseModel]] = {}
+        # entity -> its component types, in insertion order (a dict used as an ordered set)
+        self._entities: dict[EntityId, dict[type[BaseModel], None]] = {}
+        # type -> entity -> stored entry (see _Kind.own)
+        self._by_type: dict[type[BaseModel], dict[EntityId, Any]] = {}
         self._parent: dict[EntityId, EntityId] = {}
         self._children: dict[EntityId, list[EntityId]] = {}
         self._subjects: dict[type[BaseModel], SafeSubject[ComponentChange[Any]]] = {}
         self._listeners: list[ChangeListener] = []
-        self._storage: dict[type[BaseModel], int] = {}
-        # FLAT models: their field count, and one shared "every field set" set that the
-        # stored instances use (nothing mutates a stored instance's set; copies copy it)
-        self._flat_fields: dict[type[BaseModel], int] = {}
-        self._full_sets: dict[type[BaseModel], set[str]] = {}
-        self._copiers: dict[type[BaseModel], Callable[[Any], Any]] = {}
+        self._kinds: dict[type[BaseModel], _Kind] = {}
 
     # ------------------------------------------------------------------ internals
 
-    def _learn(self, model: type[BaseModel]) -> Callable[[Any], Any]:
-        storage = self._storage[model] = _storage(model)
-        if storage == _FLAT:
-            self._flat_fields[model] = len(model.model_fields)
-            self._full_sets[model] = set(model.model_fields)
-        copier = self._copiers[model] = _copier(storage)
-        return copier
-
-    def _copy(self, value: C) -> C:
-        model = type(value)
-        copier = self._copiers.get(model) or self._learn(model)
-        result: C = copier(value)
-        return result
+    def _kind(self, model: type[BaseModel]) -> _Kind:
+        kind = self._kinds.get(model)
+        if kind is None:
+            kind = self._kinds[model] = _Kind(model)
+        return kind
 
     def _emit(
-        self, model: type[BaseModel], kind: ChangeKind, entity: EntityId, value: BaseModel
+        self, model: type[BaseModel], change: ChangeKind, entity: EntityId, entry: Any
     ) -> None:
         for listener in self._listeners:
-            listener(model, kind, entity, value)
+            listener(model, change, entity)
         subject = self._subjects.get(model)
         if subject is not None and subject.observers:
-            subject.on_next(ComponentChange(kind, entity, self._copy(value)))
+            subject.on_next(ComponentChange(change, entity, self._kinds[model].view(entry)))
 
-    def _components(self, entity: EntityId) -> dict[type[BaseModel], BaseModel]:
+    def _components(self, entity: EntityId) -> dict[type[BaseModel], None]:
         comps = self._entities.get(entity)
         if comps is None:
             raise EntityNotFound(f"entity {entity} does not exist (never spawned, or despawned)")
         return comps
 
     def add_listener(self, listener: ChangeListener) -> Callable[[], None]:
-        """Call ``listener(type, kind, entity, value)`` on every change (no copy is made:
-        the listener must not mutate ``value``). Returns a function that removes it."""
+        """Call ``listener(type, kind, entity)`` on every change, synchronously (the sync
+        engine's hook; :meth:`changes` gives the values). Returns a function that removes
+        it."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
@@ -281,9 +318,9 @@ class World:
         if parent is not None and parent in self._children:
             self._children[parent].remove(entity)
         self._children.pop(entity, None)
-        for model, value in comps.items():
-            del self._by_type[model][entity]
-            self._emit(model, ChangeKind.DESPAWNED, entity, value)
+        for model in comps:
+            entry = self._by_type[model].pop(entity)
+            self._emit(model, ChangeKind.DESPAWNED, entity, entry)
 
     def contains(self, entity: EntityId) -> bool:
         """Whether the entity exists."""
@@ -322,55 +359,37 @@ class World:
             EntityNotFound: the entity does not exist.
         """
         model = component.__class__
+        kind = self._kinds.get(model) or self._kind(model)
         by_type = self._by_type.get(model)
         old = by_type.get(entity) if by_type is not None else None
-        if old is not None:  # an update: the hot path
-            fields = self._flat_fields.get(model)
-            if fields is not None:
-                # Overwrite the World's own instance in place: no allocation, and nobody
-                # outside holds it (reads hand out copies). Field values are immutable, and
-                # a FLAT model has no private or extra attributes to compare.
-                new = component.__dict__
-                current = old.__dict__
-                if current == new:
+        if old is not None:  # an update (the entity exists: it has this component)
+            if kind.storage == _FLAT:
+                entry = kind.own(component)
+                if entry == old if type(entry) is type(old) is tuple else kind.same(old, component):
                     return False
-                if len(new) == fields:  # every field: update() replaces every key
-                    current.update(new)
-                else:  # model_construct() with missing fields
-                    _set_attr(old, "__dict__", new.copy())
-                fields_set = component.__pydantic_fields_set__
-                if len(fields_set) == fields:
-                    full = self._full_sets[model]
-                    if old.__pydantic_fields_set__ is not full:
-                        _set_attr(old, "__pydantic_fields_set__", full)
-                else:
-                    _set_attr(old, "__pydantic_fields_set__", set(fields_set))
-                stored = old
+            elif _equal(old, component):
+                return False
             else:
-                if _equal(old, component):
-                    return False
-                stored = self._copiers[model](component)
-                self._entities[entity][model] = stored
-                by_type[entity] = stored  # type: ignore[index]
-            kind = ChangeKind.UPDATED
+                entry = kind.copy(component)
+            by_type[entity] = entry  # type: ignore[index]
+            change = ChangeKind.UPDATED
         else:
             comps = self._entities.get(entity)
             if comps is None:
                 raise EntityNotFound(
                     f"entity {entity} does not exist (never spawned, or despawned)"
                 )
-            copier = self._copiers.get(model) or self._learn(model)
-            stored = copier(component)
-            comps[model] = stored
+            entry = kind.own(component)
+            comps[model] = None
             if by_type is None:
                 by_type = self._by_type[model] = {}
-            by_type[entity] = stored
-            kind = ChangeKind.INSERTED
+            by_type[entity] = entry
+            change = ChangeKind.INSERTED
         for listener in self._listeners:
-            listener(model, kind, entity, stored)
+            listener(model, change, entity)
         subject = self._subjects.get(model)
         if subject is not None and subject.observers:
-            subject.on_next(ComponentChange(kind, entity, self._copiers[model](stored)))
+            subject.on_next(ComponentChange(change, entity, kind.view(entry)))
         return True
 
     def insert_many(self, items: Iterable[tuple[EntityId, BaseModel]]) -> int:
@@ -385,38 +404,30 @@ class World:
             EntityNotFound: an entity does not exist (the pairs before it are inserted).
         """
         changed = 0
+        kinds = self._kinds
         by_type_of = self._by_type
-        flat_fields = self._flat_fields
-        full_sets = self._full_sets
         listeners = self._listeners
         subjects = self._subjects
         updated = ChangeKind.UPDATED
         for entity, component in items:
             model = component.__class__
-            fields = flat_fields.get(model)
+            kind = kinds.get(model)
             by_type = by_type_of.get(model)
             old = by_type.get(entity) if by_type is not None else None
-            if fields is None or old is None or model in subjects:
+            if type(old) is not tuple or model in subjects:
                 changed += self.insert(entity, component)
                 continue
-            # insert()'s in-place update of a FLAT model, inlined
-            new = component.__dict__
-            current = old.__dict__
-            if current == new:
+            # insert()'s update of a FLAT value stored as a tuple, inlined
+            fields = component.__dict__
+            if len(fields) != kind.fields or len(component.__pydantic_fields_set__) != kind.fields:  # type: ignore[union-attr]
+                changed += self.insert(entity, component)
                 continue
-            if len(new) == fields:
-                current.update(new)
-            else:
-                _set_attr(old, "__dict__", new.copy())
-            fields_set = component.__pydantic_fields_set__
-            if len(fields_set) == fields:
-                full = full_sets[model]
-                if old.__pydantic_fields_set__ is not full:
-                    _set_attr(old, "__pydantic_fields_set__", full)
-            else:
-                _set_attr(old, "__pydantic_fields_set__", set(fields_set))
+            entry = tuple(fields.values())
+            if entry == old:
+                continue
+            by_type[entity] = entry  # type: ignore[index]
             for listener in listeners:
-                listener(model, updated, entity, old)
+                listener(model, updated, entity)
             changed += 1
         return changed
 
@@ -430,12 +441,13 @@ class World:
             EntityNotFound: the entity does not exist.
         """
         comps = self._components(entity)
-        old = comps.pop(model, None)
-        if old is None:
+        if model not in comps:
             return None
-        del self._by_type[model][entity]
-        self._emit(model, ChangeKind.REMOVED, entity, old)
-        return self._copy(old)  # type: ignore[return-value]
+        del comps[model]
+        entry = self._by_type[model].pop(entity)
+        self._emit(model, ChangeKind.REMOVED, entity, entry)
+        result: C = self._kinds[model].view(entry)
+        return result
 
     def get(self, entity: EntityId, model: type[C]) -> C | None:
         """A copy of the entity's ``model`` component, or ``None``.
@@ -443,8 +455,10 @@ class World:
         Raises:
             EntityNotFound: the entity does not exist.
         """
-        value = self._components(entity).get(model)
-        return None if value is None else self._copy(value)  # type: ignore[return-value]
+        if model not in self._components(entity):
+            return None
+        result: C = self._kinds[model].view(self._by_type[model][entity])
+        return result
 
     def has(self, entity: EntityId, model: type[BaseModel]) -> bool:
         """Whether the entity exists and has a ``model`` component."""
@@ -453,23 +467,32 @@ class World:
 
     def components_of(self, entity: EntityId) -> list[BaseModel]:
         """Copies of all of the entity's components."""
-        return [self._copy(v) for v in self._components(entity).values()]
+        return [self._kinds[m].view(self._by_type[m][entity]) for m in self._components(entity)]
 
     def query(self, model: type[C]) -> Iterator[tuple[EntityId, C]]:
         """``(entity, copy of value)`` for every entity with a ``model`` component."""
-        for entity, value in list(self._by_type.get(model, {}).items()):
-            yield entity, self._copy(value)  # type: ignore[misc]
+        kind = self._kinds.get(model)
+        for entity, entry in list(self._by_type.get(model, {}).items()):
+            yield entity, kind.view(entry)  # type: ignore[union-attr]
 
     def count(self, model: type[BaseModel]) -> int:
         """How many entities have a ``model`` component."""
         return len(self._by_type.get(model, ()))
 
-    def peek(self, model: type[C]) -> dict[EntityId, C]:
-        """The stored values of ``model``, not copied: read-only access for the sync engine.
+    def peek(self, model: type[BaseModel]) -> dict[EntityId, Any]:
+        """The stored entries of ``model``, not copied: read-only access for the sync engine.
 
-        Mutating a value from this mapping corrupts change tracking; use :meth:`query`.
+        An entry is either a tuple of the field values in field order (most values of models
+        whose fields are all immutable) or a model instance; :func:`entry_fields` and
+        :meth:`entry_value` read both. Mutating anything from this mapping corrupts change
+        tracking; use :meth:`query`.
         """
-        return self._by_type.get(model, {})  # type: ignore[return-value]
+        return self._by_type.get(model, {})
+
+    def entry_value(self, model: type[C], entry: Any) -> C:
+        """A model instance for a :meth:`peek` entry (read-only: it may be the stored one)."""
+        value: C = self._kinds[model].build(entry) if type(entry) is tuple else entry  # type: ignore[assignment]
+        return value
 
     @contextmanager
     def modify(self, entity: EntityId, model: type[C]) -> Iterator[C]:

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..exceptions import FrameError, ProtocolError
-from ..world import ChangeKind, EntityId, World
+from ..world import ChangeKind, EntityId, World, entry_fields
 from ._registry import ComponentRegistration, ComponentRegistry
 from ._settings import SyncSettings
 from ._wire import (
@@ -160,15 +160,15 @@ class _ItemCache:
             table = self.items[(type_id, binary)] = {}
         return table
 
-    def values_of(
-        self, reg: ComponentRegistration[Any], entity: EntityId, value: BaseModel
-    ) -> list[Any]:
+    def values_of(self, reg: ComponentRegistration[Any], entity: EntityId, entry: Any) -> list[Any]:
+        """The wire field values of a stored entry (see ``World.peek``)."""
         table = self.values_table(reg.type_id)
         values = table.get(entity)
         if values is None:
             if reg.json_native:  # the stored values are already what JSON mode would give
-                values = list(value.__dict__.values())
+                values = list(entry_fields(entry))
             else:
+                value = self.engine.world.entry_value(reg.model, entry)
                 values = list(value.model_dump(mode="json").values())
             table[entity] = values
         return values
@@ -177,7 +177,7 @@ class _ItemCache:
         self,
         reg: ComponentRegistration[Any],
         entity: EntityId,
-        value: BaseModel,
+        value: Any,
         binary: bool,
         baseline: list[Any],
     ) -> bytes | str | None:
@@ -203,7 +203,7 @@ class _ItemCache:
         return data
 
     def item(
-        self, reg: ComponentRegistration[Any], entity: EntityId, value: BaseModel, binary: bool
+        self, reg: ComponentRegistration[Any], entity: EntityId, value: Any, binary: bool
     ) -> bytes | str:
         table = self.items_table(reg.type_id, binary)
         data = table.get(entity)
@@ -276,9 +276,7 @@ class SyncEngine:
 
     # ------------------------------------------------------------------ world side
 
-    def _on_change(
-        self, model: type[BaseModel], kind: ChangeKind, entity: EntityId, value: BaseModel
-    ) -> None:
+    def _on_change(self, model: type[BaseModel], kind: ChangeKind, entity: EntityId) -> None:
         pending = self._watched.get(model)
         if pending is None:
             return  # unsynced types never leave the server; unwatched ones need no tracking
@@ -650,7 +648,10 @@ class SyncEngine:
                             continue
                         # Tuples of atoms are untracked by the GC: fewer collections.
                         data = items[entity] = encode(
-                            (entity, tuple(value.__dict__.values()))
+                            (
+                                entity,
+                                value if type(value) is tuple else tuple(value.__dict__.values()),
+                            )
                             if native
                             else [entity, cache.values_of(reg, entity, value)]
                         )
@@ -724,7 +725,7 @@ class SyncEngine:
             for entity, value in entries:
                 data = table.get(entity)
                 if data is None:
-                    data = table[entity] = encode((entity, tuple(value.__dict__.values())))
+                    data = table[entity] = encode((entity, entry_fields(value)))
                     self._counters["item_encodings"] += 1
                 items.append(data)
         else:
