@@ -6,9 +6,9 @@ Values and mutation: the World stores its own copy of every component value and 
 copies, so no caller can change a stored value behind its back without a change being seen.
 Copies are as cheap as the model allows: a model whose fields are all immutable (numbers,
 strings, tuples, enums, frozen models, ...) and that has no private or extra attributes is
-copied shallowly, and an update of it overwrites the World's own instance in place (nobody
-outside holds that instance, so nothing is allocated); a frozen model with only immutable
-fields is not copied at all; anything else is deep-copied.
+stored as a tuple of its field values (no instance to copy; comparing, reading and encoding
+work on the tuple) and rebuilt as a fresh instance when read; a frozen model with only
+immutable fields is not copied at all; anything else is deep-copied.
 
 Despawning an entity despawns its children too (recursively).
 """
@@ -362,11 +362,21 @@ class World:
         kind = self._kinds.get(model) or self._kind(model)
         by_type = self._by_type.get(model)
         old = by_type.get(entity) if by_type is not None else None
+        entry: Any
         if old is not None:  # an update (the entity exists: it has this component)
             if kind.storage == _FLAT:
-                entry = kind.own(component)
-                if entry == old if type(entry) is type(old) is tuple else kind.same(old, component):
+                fields = component.__dict__
+                n = kind.fields
+                if type(old) is tuple and len(fields) == n:
+                    entry = tuple(fields.values())  # kind.own(), inlined: the hot path
+                    if entry == old:
+                        return False
+                    if len(component.__pydantic_fields_set__) != n:
+                        entry = _shallow_copy(component)  # keeps its partial fields_set
+                elif kind.same(old, component):
                     return False
+                else:
+                    entry = kind.own(component)
             elif _equal(old, component):
                 return False
             else:
@@ -393,43 +403,14 @@ class World:
         return True
 
     def insert_many(self, items: Iterable[tuple[EntityId, BaseModel]]) -> int:
-        """Insert every ``(entity, component)`` pair, in order: the same as calling
-        :meth:`insert` for each (same changes, same errors), faster for big batches of
-        updates such as a sensor gateway's readings.
+        """Insert every ``(entity, component)`` pair, in order, as :meth:`insert` does (same
+        changes, same errors: the pairs before a missing entity are inserted).
 
         Returns:
             How many pairs changed something.
-
-        Raises:
-            EntityNotFound: an entity does not exist (the pairs before it are inserted).
         """
-        changed = 0
-        kinds = self._kinds
-        by_type_of = self._by_type
-        listeners = self._listeners
-        subjects = self._subjects
-        updated = ChangeKind.UPDATED
-        for entity, component in items:
-            model = component.__class__
-            kind = kinds.get(model)
-            by_type = by_type_of.get(model)
-            old = by_type.get(entity) if by_type is not None else None
-            if type(old) is not tuple or model in subjects:
-                changed += self.insert(entity, component)
-                continue
-            # insert()'s update of a FLAT value stored as a tuple, inlined
-            fields = component.__dict__
-            if len(fields) != kind.fields or len(component.__pydantic_fields_set__) != kind.fields:  # type: ignore[union-attr]
-                changed += self.insert(entity, component)
-                continue
-            entry = tuple(fields.values())
-            if entry == old:
-                continue
-            by_type[entity] = entry  # type: ignore[index]
-            for listener in listeners:
-                listener(model, updated, entity)
-            changed += 1
-        return changed
+        insert = self.insert
+        return sum(insert(entity, component) for entity, component in items)
 
     def remove(self, entity: EntityId, model: type[C]) -> C | None:
         """Remove the ``model`` component from ``entity``; the entity lives on.
