@@ -409,3 +409,12 @@ def test_flush_into_hands_over_the_same_frames_in_the_same_order() -> None:
     assert handed[3] == listed[3] and handed[3][0] == 2  # the reply after its SYNC frame
     assert handed[-1][1] == '[8,1,"ok"]'
     assert rigs[1].engine.statistics().frames == rigs[0].engine.statistics().frames
+
+
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 70_000])
+def test_items_encoded_in_one_call_match_item_by_item(n: int) -> None:
+    from pl3xus_rx.sync._wire import encode_item_json, encode_item_msgpack, encode_items
+
+    items = [(i, (float(i), -0.5, "s")) for i in range(n)]
+    assert encode_items(True, items) == b"".join(encode_item_msgpack(i) for i in items)
+    assert encode_items(False, items) == ",".join(encode_item_json(i) for i in items)

@@ -30,6 +30,7 @@ from ._wire import (
     encode_frame,
     encode_item_json,
     encode_item_msgpack,
+    encode_items,
     groups_json,
     groups_msgpack,
 )
@@ -632,6 +633,25 @@ class SyncEngine:
         removals: list[int] = []
         despawns: list[int] = []
         deadband = sub.deadband
+        if (
+            deadband is None
+            and baseline is None
+            and reg.json_native
+            and not any(changes.values())  # every change a plain upsert (_UPSERT is 0)
+            and not cache.items.get((reg.type_id, binary))  # none of them encoded yet
+        ):
+            # The hottest path: the whole group in one encoder call.
+            try:
+                rows = [(entity, stored[entity]) for entity in changes]
+            except KeyError:
+                pass  # cannot happen (a removal changes the code); the loop below copes
+            else:
+                rows = [
+                    (entity, entry if type(entry) is tuple else tuple(entry.__dict__.values()))
+                    for entity, entry in rows
+                ]
+                self._counters["item_encodings"] += len(rows)
+                return len(rows), encode_items(binary, rows), [], []
         if deadband is None and baseline is None:
             # The hot path (plain upserts): one dict lookup per item when already encoded.
             items = cache.items_table(reg.type_id, binary)

@@ -29,6 +29,7 @@ __all__ = [
     "groups_json",
     "groups_msgpack",
     "encode_frame",
+    "encode_items",
     "msgpack_array_header",
 ]
 
@@ -122,3 +123,12 @@ _json_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encod
 def encode_item_json(item: list[Any] | tuple[Any, ...]) -> str:
     """One upsert item in JSON."""
     return _json_encode(item)
+
+
+def encode_items(binary: bool, items: list[tuple[Any, ...]]) -> bytes | str:
+    """Upsert items encoded in one call: the concatenation :func:`encode_item_msgpack` (or
+    :func:`encode_item_json`, comma-separated) would give item by item."""
+    if binary:
+        data: bytes = _pack(items)
+        return data[len(msgpack_array_header(len(items))) :]
+    return _json_encode(items)[1:-1]
