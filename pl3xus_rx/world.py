@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Generic, NewType, TypeVar, Union, get_args, get_origin
+from typing import Any, Final, Generic, NewType, TypeVar, Union, get_args, get_origin
 
 import reactivex
 from pydantic import BaseModel
@@ -34,7 +34,13 @@ from ._rx import SafeSubject
 from .exceptions import Pl3xusError
 
 __all__ = [
+    "DESPAWNED",
+    "FINAL",
+    "REMOVED",
+    "UPSERTED",
+    "WAS_REMOVED",
     "ChangeKind",
+    "ChangeTracker",
     "ComponentChange",
     "EntityId",
     "EntityNotFound",
@@ -174,10 +180,13 @@ _set_attr = object.__setattr__
 class _Kind:
     """What the World knows about one component type."""
 
-    __slots__ = ("copy", "fields", "model", "names", "storage")
+    __slots__ = ("copy", "entries", "fields", "model", "names", "storage", "subject", "trackers")
 
     def __init__(self, model: type[BaseModel]) -> None:
         self.model = model
+        self.entries: dict[EntityId, Any] = {}  # entity -> stored entry (see own())
+        self.subject: SafeSubject[ComponentChange[Any]] | None = None
+        self.trackers: tuple[ChangeTracker, ...] = ()
         self.storage = _storage(model)
         self.names = tuple(model.model_fields)
         self.fields = len(self.names)
@@ -226,27 +235,84 @@ def entry_fields(entry: Any) -> tuple[Any, ...]:
     return tuple(entry.__dict__.values())
 
 
-ChangeListener = Callable[[type[BaseModel], ChangeKind, EntityId], None]
+# Pending-change codes of a ChangeTracker: the final state in the low two bits, and a flag
+# set if a removal happened since the last drain (so that it is never lost).
+UPSERTED: Final = 0
+"""The component was inserted or updated (and is there now)."""
+REMOVED: Final = 1 | 4
+"""The component was removed; the entity lives on."""
+DESPAWNED: Final = 2
+"""The entity was despawned."""
+WAS_REMOVED: Final = 4
+"""Flag: a removal happened since the last drain (``UPSERTED | WAS_REMOVED``: removed, then
+inserted again)."""
+FINAL: Final = 3
+"""Mask of the final state (``code & FINAL`` is 0, 1 or 2)."""
+
+
+def merge_change(old: int, new: int) -> int:
+    """The pending code after ``old`` then ``new``."""
+    if new & FINAL == UPSERTED:
+        return UPSERTED | (old & WAS_REMOVED) | (new & WAS_REMOVED)
+    if new & FINAL == REMOVED & FINAL:
+        return REMOVED
+    return DESPAWNED
+
+
+class ChangeTracker:
+    """Which entities' ``model`` component changed since the last :meth:`drain`: the sync
+    engine's view of the World. Cheaper than an Observable (the World writes the codes
+    itself, no call per change) and conflating: one code per entity, see ``UPSERTED``,
+    ``REMOVED``, ``DESPAWNED``, ``WAS_REMOVED``.
+
+    Attributes:
+        model: The tracked component type.
+        pending: entity -> code, since the last drain (read-only outside the World).
+    """
+
+    __slots__ = ("_kind", "model", "on_first", "pending")
+
+    def __init__(self, kind: _Kind, on_first: Callable[[], None]) -> None:
+        self._kind = kind
+        self.model = kind.model
+        self.on_first = on_first
+        self.pending: dict[EntityId, int] = {}
+
+    def drain(self) -> dict[EntityId, int]:
+        """The pending changes; tracking starts afresh."""
+        taken, self.pending = self.pending, {}
+        return taken
+
+    def close(self) -> None:
+        """Stop tracking."""
+        self._kind.trackers = tuple(t for t in self._kind.trackers if t is not self)
+
+    def _record(self, entity: EntityId, code: int) -> None:
+        pending = self.pending
+        old = pending.get(entity)
+        if old is None:
+            pending[entity] = code
+            if len(pending) == 1:
+                self.on_first()
+        else:
+            pending[entity] = merge_change(old, code)
 
 
 class World:
     """Entities and their components; the single source of truth on the server.
 
     Every change is reported, once, to the per-type Observable from :meth:`changes` and to
-    internal listeners (the sync engine). Inserting a value equal to the current one
-    reports nothing (report by exception).
+    the type's change trackers (:meth:`track`, the sync engine's). Inserting a value equal
+    to the current one reports nothing (report by exception).
     """
 
     def __init__(self) -> None:
         self._ids = itertools.count(1)
         # entity -> its component types, in insertion order (a dict used as an ordered set)
         self._entities: dict[EntityId, dict[type[BaseModel], None]] = {}
-        # type -> entity -> stored entry (see _Kind.own)
-        self._by_type: dict[type[BaseModel], dict[EntityId, Any]] = {}
         self._parent: dict[EntityId, EntityId] = {}
         self._children: dict[EntityId, list[EntityId]] = {}
-        self._subjects: dict[type[BaseModel], SafeSubject[ComponentChange[Any]]] = {}
-        self._listeners: list[ChangeListener] = []
+        # type -> its stored entries, Observable and trackers
         self._kinds: dict[type[BaseModel], _Kind] = {}
 
     # ------------------------------------------------------------------ internals
@@ -257,14 +323,17 @@ class World:
             kind = self._kinds[model] = _Kind(model)
         return kind
 
-    def _emit(
-        self, model: type[BaseModel], change: ChangeKind, entity: EntityId, entry: Any
-    ) -> None:
-        for listener in self._listeners:
-            listener(model, change, entity)
-        subject = self._subjects.get(model)
+    def _entries(self, model: type[BaseModel]) -> dict[EntityId, Any]:
+        kind = self._kinds.get(model)
+        return kind.entries if kind is not None else {}
+
+    def _emit(self, kind: _Kind, change: ChangeKind, entity: EntityId, entry: Any) -> None:
+        code = REMOVED if change is ChangeKind.REMOVED else DESPAWNED
+        for tracker in kind.trackers:
+            tracker._record(entity, code)
+        subject = kind.subject
         if subject is not None and subject.observers:
-            subject.on_next(ComponentChange(change, entity, self._kinds[model].view(entry)))
+            subject.on_next(ComponentChange(change, entity, kind.view(entry)))
 
     def _components(self, entity: EntityId) -> dict[type[BaseModel], None]:
         comps = self._entities.get(entity)
@@ -272,12 +341,14 @@ class World:
             raise EntityNotFound(f"entity {entity} does not exist (never spawned, or despawned)")
         return comps
 
-    def add_listener(self, listener: ChangeListener) -> Callable[[], None]:
-        """Call ``listener(type, kind, entity)`` on every change, synchronously (the sync
-        engine's hook; :meth:`changes` gives the values). Returns a function that removes
-        it."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+    def track(self, model: type[BaseModel], on_first: Callable[[], None]) -> ChangeTracker:
+        """Start tracking which entities' ``model`` component changes; ``on_first()`` is
+        called when a change arrives while nothing is pending. :meth:`ChangeTracker.close`
+        stops."""
+        kind = self._kind(model)
+        tracker = ChangeTracker(kind, on_first)
+        kind.trackers = (*kind.trackers, tracker)
+        return tracker
 
     # ------------------------------------------------------------------ entities
 
@@ -319,8 +390,8 @@ class World:
             self._children[parent].remove(entity)
         self._children.pop(entity, None)
         for model in comps:
-            entry = self._by_type[model].pop(entity)
-            self._emit(model, ChangeKind.DESPAWNED, entity, entry)
+            kind = self._kinds[model]
+            self._emit(kind, ChangeKind.DESPAWNED, entity, kind.entries.pop(entity))
 
     def contains(self, entity: EntityId) -> bool:
         """Whether the entity exists."""
@@ -360,8 +431,8 @@ class World:
         """
         model = component.__class__
         kind = self._kinds.get(model) or self._kind(model)
-        by_type = self._by_type.get(model)
-        old = by_type.get(entity) if by_type is not None else None
+        entries = kind.entries
+        old = entries.get(entity)
         entry: Any
         if old is not None:  # an update (the entity exists: it has this component)
             if kind.storage == _FLAT:
@@ -381,7 +452,16 @@ class World:
                 return False
             else:
                 entry = kind.copy(component)
-            by_type[entity] = entry  # type: ignore[index]
+            entries[entity] = entry
+            for tracker in kind.trackers:  # ChangeTracker._record(entity, UPSERTED), inlined
+                pending = tracker.pending
+                code = pending.get(entity)
+                if code is None:
+                    pending[entity] = UPSERTED
+                    if len(pending) == 1:
+                        tracker.on_first()
+                elif code:
+                    pending[entity] = code & WAS_REMOVED  # UPSERTED, keeping the removal
             change = ChangeKind.UPDATED
         else:
             comps = self._entities.get(entity)
@@ -391,13 +471,11 @@ class World:
                 )
             entry = kind.own(component)
             comps[model] = None
-            if by_type is None:
-                by_type = self._by_type[model] = {}
-            by_type[entity] = entry
+            entries[entity] = entry
+            for tracker in kind.trackers:
+                tracker._record(entity, UPSERTED)
             change = ChangeKind.INSERTED
-        for listener in self._listeners:
-            listener(model, change, entity)
-        subject = self._subjects.get(model)
+        subject = kind.subject
         if subject is not None and subject.observers:
             subject.on_next(ComponentChange(change, entity, kind.view(entry)))
         return True
@@ -425,9 +503,10 @@ class World:
         if model not in comps:
             return None
         del comps[model]
-        entry = self._by_type[model].pop(entity)
-        self._emit(model, ChangeKind.REMOVED, entity, entry)
-        result: C = self._kinds[model].view(entry)
+        kind = self._kinds[model]
+        entry = kind.entries.pop(entity)
+        self._emit(kind, ChangeKind.REMOVED, entity, entry)
+        result: C = kind.view(entry)
         return result
 
     def get(self, entity: EntityId, model: type[C]) -> C | None:
@@ -438,7 +517,8 @@ class World:
         """
         if model not in self._components(entity):
             return None
-        result: C = self._kinds[model].view(self._by_type[model][entity])
+        kind = self._kinds[model]
+        result: C = kind.view(kind.entries[entity])
         return result
 
     def has(self, entity: EntityId, model: type[BaseModel]) -> bool:
@@ -448,17 +528,20 @@ class World:
 
     def components_of(self, entity: EntityId) -> list[BaseModel]:
         """Copies of all of the entity's components."""
-        return [self._kinds[m].view(self._by_type[m][entity]) for m in self._components(entity)]
+        kinds = self._kinds
+        return [kinds[m].view(kinds[m].entries[entity]) for m in self._components(entity)]
 
     def query(self, model: type[C]) -> Iterator[tuple[EntityId, C]]:
         """``(entity, copy of value)`` for every entity with a ``model`` component."""
         kind = self._kinds.get(model)
-        for entity, entry in list(self._by_type.get(model, {}).items()):
-            yield entity, kind.view(entry)  # type: ignore[union-attr]
+        if kind is None:
+            return
+        for entity, entry in list(kind.entries.items()):
+            yield entity, kind.view(entry)
 
     def count(self, model: type[BaseModel]) -> int:
         """How many entities have a ``model`` component."""
-        return len(self._by_type.get(model, ()))
+        return len(self._entries(model))
 
     def peek(self, model: type[BaseModel]) -> dict[EntityId, Any]:
         """The stored entries of ``model``, not copied: read-only access for the sync engine.
@@ -468,7 +551,7 @@ class World:
         :meth:`entry_value` read both. Mutating anything from this mapping corrupts change
         tracking; use :meth:`query`.
         """
-        return self._by_type.get(model, {})
+        return self._entries(model)
 
     def entry_value(self, model: type[C], entry: Any) -> C:
         """A model instance for a :meth:`peek` entry (read-only: it may be the stored one)."""
@@ -497,10 +580,10 @@ class World:
         Values are copies. A subscriber that raises is detached (its ``on_error`` gets the
         exception); the World and the other subscribers carry on.
         """
-        subject = self._subjects.get(model)
-        if subject is None:
-            subject = self._subjects[model] = SafeSubject()
-        return subject
+        kind = self._kind(model)
+        if kind.subject is None:
+            kind.subject = SafeSubject()
+        return kind.subject
 
     def drive(self, entity: EntityId, source: reactivex.Observable[C]) -> rx_abc.DisposableBase:
         """Insert every value ``source`` emits into ``entity`` (e.g. a sensor stream).

@@ -6,11 +6,21 @@ from typing import Any
 
 import pytest
 import reactivex
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict
 
-from pl3xus_rx.world import ChangeKind, ComponentChange, EntityNotFound, World
+from pl3xus_rx.world import (
+    DESPAWNED,
+    REMOVED,
+    UPSERTED,
+    WAS_REMOVED,
+    ChangeKind,
+    ComponentChange,
+    EntityNotFound,
+    World,
+    merge_change,
+)
 
 
 class Position(BaseModel):
@@ -189,18 +199,9 @@ def test_updates_in_place_keep_values_and_fields_set_exact() -> None:
 
 def test_insert_many_is_insert_in_a_loop() -> None:
     a, b = World(), World()
-    seen_a = record(a, Position)  # b has no Observable subscriber: insert_many's fast path
-    calls_a: list[tuple[Any, ...]] = []
-    calls_b: list[tuple[Any, ...]] = []
-
-    def listener(world: World, calls: list[tuple[Any, ...]]) -> Any:
-        ids = {e: n for n, e in enumerate(world.entities())}
-        return lambda m, kind, e: calls.append((m, kind, ids[e], world.get(e, m)))
-
+    seen_a, seen_b = record(a, Position), record(b, Position)
     ea = [a.spawn() for _ in range(3)]
     eb = [b.spawn() for _ in range(3)]
-    a.add_listener(listener(a, calls_a))
-    b.add_listener(listener(b, calls_b))
     batches = [
         [(0, Position(x=1, y=1)), (1, Position(x=2, y=2))],  # inserts
         [(0, Position(x=1, y=1)), (0, Position(x=5, y=5)), (2, Frozen(name="f"))],
@@ -210,14 +211,41 @@ def test_insert_many_is_insert_in_a_loop() -> None:
     for batch in batches:
         changed = sum(a.insert(ea[i], v) for i, v in batch)
         assert b.insert_many([(eb[i], v) for i, v in batch]) == changed
-    assert [c.kind for c in seen_a] == [k for m, k, _, _ in calls_a if m is Position]
-    assert calls_a == calls_b and len(calls_a) == 8
+    assert [(c.kind, c.value.__dict__) for c in seen_a] == [
+        (c.kind, c.value.__dict__) for c in seen_b
+    ]
+    assert len(seen_b) == 6
     assert [b.components_of(e) for e in eb] == [a.components_of(e) for e in ea]
     ghost = b.spawn()
     b.despawn(ghost)
     with pytest.raises(EntityNotFound):
         b.insert_many([(eb[0], Position(x=9, y=9)), (ghost, Position(x=0, y=0))])
     assert b.get(eb[0], Position) == Position(x=9, y=9)  # the pairs before it went in
+
+
+def test_change_trackers_conflate_and_never_lose_a_removal() -> None:
+    w = World()
+    firsts: list[str] = []
+    tracker = w.track(Position, lambda: firsts.append("first"))
+    a, b, c = w.spawn(Position(x=0, y=0)), w.spawn(Position(x=1, y=1)), w.spawn()
+    assert tracker.drain() == {a: UPSERTED, b: UPSERTED} and firsts == ["first"]
+    w.insert(a, Position(x=1, y=1))
+    w.insert(a, Position(x=2, y=2))  # conflated
+    w.insert(a, Position(x=2, y=2))  # equal: nothing
+    w.remove(b, Position)
+    w.insert(b, Position(x=3, y=3))  # removed then inserted again: both are kept
+    w.insert(b, Position(x=3, y=4))  # ... and updated
+    w.insert(c, Position(x=0, y=0))
+    w.remove(c, Position)
+    assert tracker.drain() == {a: UPSERTED, b: UPSERTED | WAS_REMOVED, c: REMOVED}
+    assert firsts == ["first", "first"]
+    w.despawn(a)
+    w.insert(b, Position(x=4, y=4))
+    assert tracker.drain() == {a: DESPAWNED, b: UPSERTED}
+    assert tracker.drain() == {}
+    tracker.close()
+    w.insert(b, Position(x=5, y=5))
+    assert tracker.pending == {} and firsts == ["first", "first", "first"]
 
 
 _values = st.one_of(
@@ -234,6 +262,7 @@ _ops = st.lists(
         st.tuples(st.just("many"), st.lists(st.tuples(st.integers(0, 3), _values), max_size=4)),
         st.tuples(st.just("remove"), st.integers(0, 3), st.sampled_from([Position, Reading])),
         st.tuples(st.just("mutate_handed_out"), st.integers(0, 3)),
+        st.tuples(st.just("drain")),
     ),
     max_size=40,
 )
@@ -245,6 +274,15 @@ def _state(value: BaseModel) -> tuple[Any, ...]:
 
 @settings(max_examples=150, deadline=None)
 @given(_ops)
+@example(  # removed, inserted again, updated: the removal must still be pending
+    [
+        ("insert", 0, Position(x=0, y=0), False),
+        ("remove", 0, Position),
+        ("insert", 0, Position(x=1, y=0), False),
+        ("insert", 0, Position(x=2, y=0), True),
+        ("drain",),
+    ]
+)
 def test_the_world_matches_a_naive_model(ops: list[tuple[Any, ...]]) -> None:
     """Whatever callers do with the objects they inserted or were handed, the World's
     state and its reported changes are those of a dict of snapshots."""
@@ -252,12 +290,11 @@ def test_the_world_matches_a_naive_model(ops: list[tuple[Any, ...]]) -> None:
     entities = [w.spawn() for _ in range(4)]
     model: dict[tuple[int, type[BaseModel]], tuple[Any, ...]] = {}
     reported: list[tuple[Any, ...]] = []
-
-    def listener(m: type[BaseModel], kind: ChangeKind, e: Any) -> None:
-        value = w.get(e, m)
-        reported.append((kind, e, None if value is None else _state(value)))
-
-    w.add_listener(listener)
+    trackers = {}
+    for tp in (Position, Reading, Path, Frozen):
+        w.changes(tp).subscribe(lambda c: reported.append((c.kind, c.entity, _state(c.value))))
+        trackers[tp] = w.track(tp, lambda: None)
+    codes: dict[tuple[Any, int], int] = {}
     expected: list[tuple[Any, ...]] = []
 
     def apply(i: int, value: BaseModel) -> bool:
@@ -268,6 +305,8 @@ def test_the_world_matches_a_naive_model(ops: list[tuple[Any, ...]]) -> None:
         kind = ChangeKind.UPDATED if key in model else ChangeKind.INSERTED
         model[key] = new
         expected.append((kind, entities[i], new))
+        code = codes.get(key)
+        codes[key] = UPSERTED if code is None else merge_change(code, UPSERTED)
         return True
 
     for op in ops:
@@ -289,13 +328,19 @@ def test_the_world_matches_a_naive_model(ops: list[tuple[Any, ...]]) -> None:
             old = model.pop((i, tp), None)
             assert (gone is None) == (old is None)
             if old is not None:
-                expected.append((ChangeKind.REMOVED, entities[i], None))
-        else:
+                expected.append((ChangeKind.REMOVED, entities[i], old))
+                code = codes.get((i, tp))
+                codes[(i, tp)] = REMOVED if code is None else merge_change(code, REMOVED)
+        elif op[0] == "mutate_handed_out":
             for value in w.components_of(entities[op[1]]):
                 if isinstance(value, Position):
                     value.y = -50.0
                 elif isinstance(value, Path):
                     value.points.append((7.0, 7.0))
+        if op[0] == "drain" or op is ops[-1]:
+            drained = {(e, tp): code for tp, t in trackers.items() for e, code in t.drain().items()}
+            assert drained == {(entities[i], tp): code for (i, tp), code in codes.items()}
+            codes.clear()
         for (i, tp), state in model.items():
             got = w.get(entities[i], tp)
             assert got is not None and _state(got) == state

@@ -17,7 +17,17 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..exceptions import FrameError, ProtocolError
-from ..world import ChangeKind, EntityId, World, entry_fields
+from ..world import (
+    DESPAWNED,
+    FINAL,
+    UPSERTED,
+    WAS_REMOVED,
+    ChangeTracker,
+    EntityId,
+    World,
+    entry_fields,
+    merge_change,
+)
 from ._registry import ComponentRegistration, ComponentRegistry
 from ._settings import SyncSettings
 from ._wire import (
@@ -95,20 +105,10 @@ class SyncStatistics:
     deadband_suppressed: int
 
 
-# A pending change is a small int: the final state in the low two bits (upserted, removed,
-# despawned) and bit 2 set if a removal happened since the last flush (so it is never lost).
-_UPSERT, _REMOVED, _DESPAWNED, _WAS_REMOVED = 0, 1, 2, 4
-_FINAL = 3
-
-
-def _merge(old: int, new: int) -> int:
-    """The pending state after ``old`` then ``new`` (both pending codes)."""
-    if new & _FINAL == _UPSERT:
-        removed = old & _WAS_REMOVED or (_WAS_REMOVED if old & _FINAL == _REMOVED else 0)
-        return _UPSERT | removed | (new & _WAS_REMOVED)
-    if new & _FINAL == _REMOVED:
-        return _REMOVED | _WAS_REMOVED
-    return _DESPAWNED
+# A pending change is a small int (the World's ChangeTracker codes): the final state in the
+# low two bits and a flag if a removal happened since the last flush (so it is never lost).
+_UPSERT, _DESPAWNED, _WAS_REMOVED, _FINAL = UPSERTED, DESPAWNED, WAS_REMOVED, FINAL
+_merge = merge_change
 
 
 @dataclass(eq=False)
@@ -254,9 +254,8 @@ class SyncEngine:
         self._wake = wake or (lambda: None)
         self._clients: dict[int, _Client] = {}
         self._subs_by_type: dict[int, set[_Sub]] = {}
-        self._pending: dict[int, dict[EntityId, int]] = {}
-        # types with subscribers -> their pending changes (the same dicts as in _pending)
-        self._watched: dict[type[BaseModel], dict[EntityId, int]] = {}
+        # types with subscribers -> what changed since their last flush
+        self._trackers: dict[int, ChangeTracker] = {}
         self._type_due: dict[int, float] = {}
         self._held_subs: set[_Sub] = set()
         self._snapshot_subs: set[_Sub] = set()
@@ -273,28 +272,10 @@ class SyncEngine:
             "items_sent": 0,
             "deadband_suppressed": 0,
         }
-        world.add_listener(self._on_change)
 
-    # ------------------------------------------------------------------ world side
-
-    def _on_change(self, model: type[BaseModel], kind: ChangeKind, entity: EntityId) -> None:
-        pending = self._watched.get(model)
-        if pending is None:
-            return  # unsynced types never leave the server; unwatched ones need no tracking
-        # Identity checks: hashing an Enum member runs Python code.
-        if kind is ChangeKind.UPDATED or kind is ChangeKind.INSERTED:
-            code = _UPSERT
-        elif kind is ChangeKind.REMOVED:
-            code = _REMOVED | _WAS_REMOVED
-        else:
-            code = _DESPAWNED
-        old = pending.get(entity)
-        if old is not None:
-            pending[entity] = _merge(old, code)
-        else:
-            pending[entity] = code
-            if len(pending) == 1:  # the first change of this type since its last flush
-                self._wake()
+    def _pending(self, type_id: int) -> dict[EntityId, int]:
+        tracker = self._trackers.get(type_id)
+        return tracker.pending if tracker is not None else {}
 
     # ------------------------------------------------------------------ clients
 
@@ -318,8 +299,9 @@ class SyncEngine:
             subs.discard(sub)
             if not subs:
                 del self._subs_by_type[sub.reg.type_id]
-                self._pending.pop(sub.reg.type_id, None)
-                self._watched.pop(sub.reg.model, None)
+                tracker = self._trackers.pop(sub.reg.type_id, None)
+                if tracker is not None:
+                    tracker.close()
                 self._baseline.pop(sub.reg.type_id, None)
         self._held_subs.discard(sub)
         self._snapshot_subs.discard(sub)
@@ -430,7 +412,9 @@ class SyncEngine:
         )
         client.subs[sub_id] = sub
         self._subs_by_type.setdefault(reg.type_id, set()).add(sub)
-        self._watched[reg.model] = self._pending.setdefault(reg.type_id, {})
+        if reg.type_id not in self._trackers:
+            # Unwatched types need no tracking; unsynced ones never leave the server.
+            self._trackers[reg.type_id] = self.world.track(reg.model, self._wake)
         self._want_snapshot(sub)
         self._wake()
 
@@ -456,8 +440,8 @@ class SyncEngine:
         global_next = self._last_flush + 1.0 / self.settings.max_update_rate_hz
         if self._snapshot_subs:
             due.append(global_next)
-        for type_id, pending in self._pending.items():
-            if pending:
+        for type_id, tracker in self._trackers.items():
+            if tracker.pending:
                 due.append(max(global_next, self._type_due.get(type_id, -math.inf)))
         for sub in self._held_subs:
             due.append(max(global_next, sub.next_due))
@@ -489,16 +473,14 @@ class SyncEngine:
         out: dict[_Client, list[Group]] = {}
 
         # 1. changes of every type whose own interval has elapsed
-        for type_id in list(self._pending):
-            pending = self._pending[type_id]
-            if not pending:
+        for type_id, tracker in list(self._trackers.items()):
+            if not tracker.pending:
                 continue
             reg = self.registry.by_id(type_id)
             assert reg is not None
             if now < self._type_due.get(type_id, -math.inf) - 1e-9:
                 continue
-            pending = pending.copy()  # the live dict keeps collecting from here on
-            self._pending[type_id].clear()
+            pending = tracker.drain()
             self._type_due[type_id] = now + self._type_interval(reg)
             baseline = self._baseline.setdefault(type_id, {}) if reg.field_deltas else None
             cache.shared_source = pending
@@ -567,7 +549,7 @@ class SyncEngine:
             waiting: list[tuple[int, int | None, EntityId | None, list[Any]]] = []
             for item in self._deferred:
                 to, on_type, on_entity, reply = item
-                waits_on = self._pending.get(on_type) if on_type is not None else None
+                waits_on = self._pending(on_type) if on_type is not None else None
                 if waits_on and on_entity in waits_on:
                     waiting.append(item)
                     continue
@@ -755,7 +737,7 @@ class SyncEngine:
             sub.last_sent = {e: cache.values_of(reg, e, v) for e, v in entries}
         if reg.field_deltas:
             baseline = self._baseline.setdefault(reg.type_id, {})
-            pending = self._pending.get(reg.type_id, {})
+            pending = self._pending(reg.type_id)
             for entity, value in entries:
                 if entity in pending:
                     sub.full_next = True  # the others still hold an older value of it
