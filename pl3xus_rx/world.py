@@ -434,34 +434,39 @@ class World:
         entries = kind.entries
         old = entries.get(entity)
         entry: Any
+        if type(old) is tuple:  # the hot path: an update of a FLAT value (kind.own() inlined)
+            fields = component.__dict__
+            n = kind.fields
+            if len(fields) == n and len(component.__pydantic_fields_set__) == n:
+                entry = tuple(fields.values())
+                if entry == old:
+                    return False
+                entries[entity] = entry
+                for tracker in kind.trackers:  # ChangeTracker._record(entity, UPSERTED)
+                    pending = tracker.pending
+                    code = pending.get(entity)
+                    if code is None:
+                        pending[entity] = UPSERTED
+                        if len(pending) == 1:
+                            tracker.on_first()
+                    elif code:
+                        pending[entity] = code & WAS_REMOVED  # UPSERTED, keeping the removal
+                subject = kind.subject
+                if subject is not None and subject.observers:
+                    subject.on_next(ComponentChange(ChangeKind.UPDATED, entity, kind.build(entry)))
+                return True
         if old is not None:  # an update (the entity exists: it has this component)
             if kind.storage == _FLAT:
-                fields = component.__dict__
-                n = kind.fields
-                if type(old) is tuple and len(fields) == n:
-                    entry = tuple(fields.values())  # kind.own(), inlined: the hot path
-                    if entry == old:
-                        return False
-                    if len(component.__pydantic_fields_set__) != n:
-                        entry = _shallow_copy(component)  # keeps its partial fields_set
-                elif kind.same(old, component):
+                if kind.same(old, component):
                     return False
-                else:
-                    entry = kind.own(component)
+                entry = kind.own(component)
             elif _equal(old, component):
                 return False
             else:
                 entry = kind.copy(component)
             entries[entity] = entry
-            for tracker in kind.trackers:  # ChangeTracker._record(entity, UPSERTED), inlined
-                pending = tracker.pending
-                code = pending.get(entity)
-                if code is None:
-                    pending[entity] = UPSERTED
-                    if len(pending) == 1:
-                        tracker.on_first()
-                elif code:
-                    pending[entity] = code & WAS_REMOVED  # UPSERTED, keeping the removal
+            for tracker in kind.trackers:
+                tracker._record(entity, UPSERTED)
             change = ChangeKind.UPDATED
         else:
             comps = self._entities.get(entity)
