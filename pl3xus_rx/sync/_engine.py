@@ -528,7 +528,11 @@ class SyncEngine:
             if not groups:
                 continue
             client.seq += 1
-            key = (client.binary, *((g[0], g[1], id(g[3]), id(g[4]), id(g[5])) for g in groups))
+            if len(groups) == 1:
+                g = groups[0]
+                key: tuple[Any, ...] = (client.binary, g[0], g[1], id(g[3]), id(g[4]), id(g[5]))
+            else:
+                key = (client.binary, *((g[0], g[1], id(g[3]), id(g[4]), id(g[5])) for g in groups))
             body = bodies.get(key)
             if body is None:
                 body = bodies[key] = (
