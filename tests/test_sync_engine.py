@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+import enum
+import json
 import os
 from typing import Any
 
@@ -9,7 +12,7 @@ import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from client_sync.store import SequenceGap, Store
 from pl3xus_rx.sync import (
@@ -418,3 +421,74 @@ def test_items_encoded_in_one_call_match_item_by_item(n: int) -> None:
     items = [(i, (float(i), -0.5, "s")) for i in range(n)]
     assert encode_items(True, items) == b"".join(encode_item_msgpack(i) for i in items)
     assert encode_items(False, items) == ",".join(encode_item_json(i) for i in items)
+
+
+class Unit(enum.Enum):
+    CELSIUS = "C"
+    KELVIN = "K"
+
+
+class Origin(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    site: str
+    line: int
+
+
+class Reading(BaseModel):
+    """Immutable fields, none JSON-native: stored as tuples, dumped through pydantic."""
+
+    at: datetime.datetime
+    unit: Unit = Unit.CELSIUS
+    tags: tuple[str, ...] = ()
+    origin: Origin | None = None
+    note: str | None = None
+
+
+class Trace(BaseModel):
+    """A mutable field: stored as a deep copy."""
+
+    points: list[float]
+
+
+@pytest.mark.parametrize("binary", [True, False])
+@pytest.mark.parametrize("deltas", [False, True])
+def test_every_storage_kind_reaches_the_client_exactly(binary: bool, deltas: bool) -> None:
+    world = World()
+    registry = ComponentRegistry()
+    registry.add(Reading, field_deltas=deltas)
+    registry.add(Trace, field_deltas=deltas)
+    engine = SyncEngine(world, registry, SyncSettings(max_update_rate_hz=1000))
+    engine.add_client(1, binary=binary)
+    store = Store(registry.wire_table())
+    t0 = datetime.datetime(2026, 11, 26, 3, 0, tzinfo=datetime.UTC)
+    origin = Origin(site="north", line=3)
+    a = world.spawn(Reading(at=t0, tags=("x",), origin=origin), Trace(points=[1.0]))
+    b = world.spawn(Reading(at=t0, unit=Unit.KELVIN))  # fields left at defaults: partial set
+    for sub, model in ((1, Reading), (2, Trace)):
+        store.add_subscription(sub, model.__name__, model, None)
+        engine.handle_frame(1, binary, [3, sub, model.__name__, None, {}])
+
+    def sync(now: float) -> None:
+        for _, data in engine.flush(now):
+            frame = msgpack.unpackb(data, strict_map_key=False) if binary else json.loads(data)
+            store.apply(frame)
+
+    def check() -> None:
+        assert dict(store.view(1)) == dict(world.query(Reading))
+        assert dict(store.view(2)) == dict(world.query(Trace))
+
+    sync(1.0)
+    check()
+    steps = [
+        lambda: world.insert(a, Reading(at=t0, tags=("x", "y"), origin=origin)),
+        lambda: world.insert(b, Reading(at=t0 + datetime.timedelta(seconds=1), note="n")),
+        lambda: world.insert(a, Reading(at=t0, origin=Origin(site="south", line=3))),
+        lambda: world.insert(a, Trace(points=[1.0, 2.0])),
+        lambda: world.remove(b, Reading),
+        lambda: world.insert(b, Reading(at=t0, unit=Unit.KELVIN)),
+    ]
+    for n, step in enumerate(steps, start=2):
+        step()
+        sync(float(n))
+        check()
+    assert world.get(b, Reading).model_fields_set == {"at", "unit"}  # type: ignore[union-attr]
