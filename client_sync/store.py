@@ -15,6 +15,7 @@ __all__ = ["ReplicaChange", "ReplicaChangeKind", "SequenceGap", "Store"]
 
 FLAG_SNAPSHOT = 1
 FLAG_COMPLETE = 2
+FLAG_CONTINUED = 4
 SYNC_KIND = 5
 
 
@@ -50,6 +51,9 @@ class _View:
     name: str = ""
     complete: bool = False
     adapter: TypeAdapter[list[Any]] | None = None
+    # while a snapshot arrives in several groups: the entities held before it began that
+    # have not been seen since (removed when the snapshot completes)
+    unseen: set[int] | None = None
 
 
 class Store:
@@ -131,10 +135,21 @@ class Store:
             values = view.values
             if flags & FLAG_SNAPSHOT:
                 fresh = dict(self._decode_many(view, upserts))
-                for entity in [e for e in values if e not in fresh]:
-                    changes.append(
-                        ReplicaChange(sub_id, ReplicaChangeKind.REMOVED, entity, values.pop(entity))
-                    )
+                if not flags & FLAG_CONTINUED:  # a snapshot begins
+                    view.unseen = set(values)
+                    view.complete = False
+                unseen = view.unseen
+                if unseen is not None:  # (None: the rest of a snapshot that was restarted)
+                    unseen.difference_update(fresh)
+                if flags & FLAG_COMPLETE and unseen is not None:  # the rest is gone
+                    for entity in [e for e in values if e in unseen]:
+                        changes.append(
+                            ReplicaChange(
+                                sub_id, ReplicaChangeKind.REMOVED, entity, values.pop(entity)
+                            )
+                        )
+                    view.unseen = None
+                    view.complete = True
                 for entity, value in fresh.items():
                     old = values.get(entity)
                     if old != value:
@@ -143,8 +158,8 @@ class Store:
                         )
                         values[entity] = value
                         changes.append(ReplicaChange(sub_id, kind, entity, value))
-                view.complete = bool(flags & FLAG_COMPLETE)
                 continue
+            unseen = view.unseen
             for entity in removals:
                 old = values.pop(entity, None)
                 if old is not None:
@@ -153,6 +168,8 @@ class Store:
                 kind = ReplicaChangeKind.UPDATED if entity in values else ReplicaChangeKind.INSERTED
                 values[entity] = value
                 changes.append(ReplicaChange(sub_id, kind, entity, value))
+                if unseen is not None:
+                    unseen.discard(entity)  # a live value: the snapshot need not mention it
             for entity in despawns:
                 old = values.pop(entity, None)
                 if old is not None:

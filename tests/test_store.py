@@ -51,6 +51,27 @@ def test_a_fresh_snapshot_reconciles() -> None:
     assert set(s.view(1)) == {2, 4}
 
 
+def test_a_snapshot_in_several_groups_reconciles_when_complete() -> None:
+    s = store()
+    s.apply([5, 1, [[1, 3, [[1, [0, 0]], [2, [0, 0]], [3, [0, 0]]], [], []]]])
+    # A fresh snapshot (after a RESYNC) arrives in three groups, with live changes between.
+    changes = s.apply([5, 2, [[1, 1, [[1, [1, 1]]], [], []]]])  # begins: no CONTINUED bit
+    assert [(c.kind, c.entity) for c in changes] == [(K.UPDATED, 1)]
+    assert not s.complete(1) and set(s.view(1)) == {1, 2, 3}  # nothing removed yet
+    s.apply([5, 3, [[1, 0, [[4, [4, 4]]], [1], []]]])  # live: 4 is new, 1 is removed
+    s.apply([5, 4, [[1, 1 | 4, [[2, [0, 0]]], [], []]]])  # continued (2 unchanged: no event)
+    assert not s.complete(1)
+    changes = s.apply([5, 5, [[1, 1 | 2 | 4, [[5, [5, 5]]], [], []]]])  # the last group
+    # 3 was held before and mentioned neither by the snapshot nor live: gone
+    assert [(c.kind, c.entity) for c in changes] == [(K.REMOVED, 3), (K.INSERTED, 5)]
+    assert s.complete(1) and set(s.view(1)) == {2, 4, 5}
+    # the rest of a snapshot that was restarted never completes the new one early
+    s.apply([5, 6, [[1, 1, [[2, [0, 0]]], [], []]]])  # a new snapshot begins
+    s.add_subscription(1, "Position", Position)  # ... and the client re-subscribes meanwhile
+    s.apply([5, 7, [[1, 1 | 2 | 4, [[9, [9, 9]]], [], []]]])  # end of the old one
+    assert not s.complete(1) and set(s.view(1)) == {9}
+
+
 def test_field_deltas_merge_into_the_current_value() -> None:
     s = store()
     s.apply([5, 1, [[1, 3, [[1, [0, 0]]], [], []]]])
