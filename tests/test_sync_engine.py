@@ -42,12 +42,13 @@ class Secret(BaseModel):
 class Rig:
     """A world, an engine, and clients that decode what the engine sends them."""
 
-    def __init__(self, rate: float = 1000.0, deltas: bool = False) -> None:
+    def __init__(self, rate: float = 1000.0, deltas: bool = False, chunk: int = 20_000) -> None:
         self.world = World()
         self.registry = ComponentRegistry()
         self.registry.add(Position, field_deltas=deltas)
         self.registry.add(Status, max_update_rate_hz=10)
-        self.engine = SyncEngine(self.world, self.registry, SyncSettings(max_update_rate_hz=rate))
+        settings = SyncSettings(max_update_rate_hz=rate, max_snapshot_items=chunk)
+        self.engine = SyncEngine(self.world, self.registry, settings)
         self.now = 0.0
         self.stores: dict[int, Store] = {}
         self.frames: dict[int, list[Any]] = {}
@@ -296,15 +297,19 @@ ops = st.lists(
         ),
         st.tuples(st.just("unsubscribe"), st.integers(0, 3)),
         st.tuples(st.just("flush"), st.sampled_from([0.001, 0.05, 0.2])),
+        st.tuples(st.just("resync"), st.one_of(st.none(), st.integers(0, 3))),
     ),
     max_size=60,
 )
 
 
 @settings(max_examples=int(os.environ.get("PL3XUS_PROPERTY_EXAMPLES", "150")), deadline=None)
-@given(ops, st.booleans())
-def test_replaying_frames_rebuilds_the_server_state(program: list[Any], deltas: bool) -> None:
-    rig = Rig(rate=100, deltas=deltas)
+@given(ops, st.booleans(), st.sampled_from([1, 2, 20_000]))
+def test_replaying_frames_rebuilds_the_server_state(
+    program: list[Any], deltas: bool, chunk: int
+) -> None:
+    """Whatever happens, and however snapshots are split, the replica converges."""
+    rig = Rig(rate=100, deltas=deltas, chunk=chunk)
     store = rig.client(1)
     spawned: list[int] = []
     subs: dict[int, tuple[type[BaseModel], int | None]] = {}
@@ -339,7 +344,9 @@ def test_replaying_frames_rebuilds_the_server_state(program: list[Any], deltas: 
             del subs[op[1]]
         elif kind == "flush":
             rig.flush(dt=op[1])
-    for _ in range(3):  # let every rate cap pass
+        elif kind == "resync" and (op[1] is None or op[1] in subs):
+            rig.engine.handle_frame(1, True, [6, op[1]])
+    for _ in range(3 + len(spawned)):  # let every rate cap pass, every snapshot finish
         rig.flush(dt=1.0)
     for sub_id, (model, entity) in subs.items():
         expected = {e: v for e, v in rig.world.query(model) if entity is None or e == entity}
@@ -492,3 +499,32 @@ def test_every_storage_kind_reaches_the_client_exactly(binary: bool, deltas: boo
         sync(float(n))
         check()
     assert world.get(b, Reading).model_fields_set == {"at", "unit"}  # type: ignore[union-attr]
+
+
+def test_a_big_snapshot_goes_out_in_parts_with_live_changes_between() -> None:
+    rig = Rig(chunk=10)
+    ents = [rig.world.spawn(Position(x=i, y=0)) for i in range(25)]
+    store = rig.client(1)
+    rig.subscribe(1, 1, Position)
+    (group,) = rig.flush()[1][2]
+    assert group[1] == 1 and len(group[2]) == 10  # SNAPSHOT, more to come
+    assert not store.complete(1)
+    rig.world.insert(ents[0], Position(x=100, y=0))  # already sent: goes out live
+    rig.world.insert(ents[15], Position(x=115, y=0))  # still to come: its part carries it
+    rig.world.remove(ents[20], Position)  # still to come: never mentioned
+    late = rig.world.spawn(Position(x=-1, y=0))  # new: goes out live
+    groups = rig.flush()[1][2]
+    assert [g[1] for g in groups] == [0, 1 | 4]  # live changes, then the next part
+    assert sorted(e for e, _ in groups[0][2]) == [ents[0], late]
+    assert [e for e, _ in groups[1][2]] == ents[10:20]
+    assert not store.complete(1)
+    (group,) = rig.flush()[1][2]
+    assert group[1] == 1 | 2 | 4 and [e for e, _ in group[2]] == ents[21:]
+    assert store.complete(1)
+    assert dict(store.view(1)) == dict(rig.world.query(Position))
+    # a RESYNC in the middle starts over from the beginning
+    rig.engine.handle_frame(1, True, [6, 1])
+    assert rig.flush()[1][2][0][1] == 1
+    rig.engine.handle_frame(1, True, [6, 1])
+    assert [rig.flush()[1][2][0][1] for _ in range(3)] == [1, 5, 7]
+    assert store.complete(1) and dict(store.view(1)) == dict(rig.world.query(Position))

@@ -21,10 +21,11 @@ from ._registry import (
     EntityPolicy,
 )
 from ._settings import SyncSettings
-from ._wire import FLAG_COMPLETE, FLAG_SNAPSHOT, SyncKind
+from ._wire import FLAG_COMPLETE, FLAG_CONTINUED, FLAG_SNAPSHOT, SyncKind
 
 __all__ = [
     "FLAG_COMPLETE",
+    "FLAG_CONTINUED",
     "FLAG_SNAPSHOT",
     "Authorized",
     "CommandKind",

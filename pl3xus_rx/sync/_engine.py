@@ -32,6 +32,7 @@ from ._registry import ComponentRegistration, ComponentRegistry
 from ._settings import SyncSettings
 from ._wire import (
     FLAG_COMPLETE,
+    FLAG_CONTINUED,
     FLAG_SNAPSHOT,
     Group,
     SyncKind,
@@ -122,6 +123,11 @@ class _Sub:
     needs_snapshot: bool = True
     next_due: float = 0.0
     held: dict[EntityId, int] = field(default_factory=dict)
+    # a snapshot going out in parts: the entities still to send (from snapshot_at on), and
+    # the same as a set; None when no snapshot is under way
+    snapshot_rest: list[EntityId] | None = None
+    snapshot_at: int = 0
+    snapshot_pending: set[EntityId] = field(default_factory=set)
     last_sent: dict[EntityId, list[Any]] = field(default_factory=dict)
     full_next: bool = False  # field-delta types: send full values in the next type flush
 
@@ -420,6 +426,8 @@ class SyncEngine:
 
     def _want_snapshot(self, sub: _Sub) -> None:
         sub.needs_snapshot = True
+        sub.snapshot_rest = None  # (re)starts from the beginning
+        sub.snapshot_pending = set()
         sub.held.clear()
         sub.last_sent.clear()
         self._held_subs.discard(sub)
@@ -485,13 +493,16 @@ class SyncEngine:
             baseline = self._baseline.setdefault(type_id, {}) if reg.field_deltas else None
             cache.shared_source = pending
             for sub in self._subs_by_type.get(type_id, ()):
-                if sub.needs_snapshot:
+                if sub.needs_snapshot and sub.snapshot_rest is None:
                     continue  # its snapshot below reflects these changes already
                 changes = (
                     pending
                     if sub.entity is None
                     else ({sub.entity: pending[sub.entity]} if sub.entity in pending else {})
                 )
+                if sub.snapshot_rest is not None:  # a snapshot under way covers the rest
+                    later = sub.snapshot_pending
+                    changes = {e: c for e, c in changes.items() if e not in later}
                 if not changes:
                     continue
                 if sub.max_rate_hz is not None:
@@ -511,13 +522,13 @@ class SyncEngine:
                 self._emit_changes(sub, held, cache, out)
                 sub.next_due = now + 1.0 / (sub.max_rate_hz or math.inf)
 
-        # 3. snapshots
+        # 3. snapshots (a big one goes out in several groups, one per flush)
         for sub in list(self._snapshot_subs):
-            self._snapshot_subs.discard(sub)
-            sub.needs_snapshot = False
-            self._emit_snapshot(sub, cache, out)
-            if sub.max_rate_hz is not None:
-                sub.next_due = now + 1.0 / sub.max_rate_hz
+            if self._emit_snapshot(sub, cache, out):
+                self._snapshot_subs.discard(sub)
+                sub.needs_snapshot = False
+                if sub.max_rate_hz is not None:
+                    sub.next_due = now + 1.0 / sub.max_rate_hz
 
         self._last_flush = now
         sent = 0
@@ -713,14 +724,35 @@ class SyncEngine:
         joined: bytes | str = b"".join(upserts) if binary else ",".join(upserts)
         return len(upserts), joined, removals, despawns
 
-    def _emit_snapshot(self, sub: _Sub, cache: _ItemCache, out: dict[_Client, list[Any]]) -> None:
+    def _emit_snapshot(self, sub: _Sub, cache: _ItemCache, out: dict[_Client, list[Any]]) -> bool:
+        """Add the next snapshot group of ``sub`` to ``out``; True if it completes it."""
         reg = sub.reg
         stored = self.world.peek(reg.model)
-        if sub.entity is None:
-            entries = list(stored.items())
-        else:
-            value = stored.get(sub.entity)
-            entries = [(sub.entity, value)] if value is not None else []
+        limit = self.settings.max_snapshot_items
+        rest = sub.snapshot_rest
+        if rest is None:  # the snapshot begins
+            flags = FLAG_SNAPSHOT
+            if sub.entity is None:
+                entries = list(stored.items())
+            else:
+                value = stored.get(sub.entity)
+                entries = [(sub.entity, value)] if value is not None else []
+            if len(entries) > limit:
+                sub.snapshot_rest = rest = [entity for entity, _ in entries[limit:]]
+                sub.snapshot_at = 0
+                sub.snapshot_pending = set(rest)
+                del entries[limit:]
+        else:  # the next part: entities removed meanwhile are skipped (never mentioned)
+            flags = FLAG_SNAPSHOT | FLAG_CONTINUED
+            part = rest[sub.snapshot_at : sub.snapshot_at + limit]
+            sub.snapshot_at += len(part)
+            sub.snapshot_pending.difference_update(part)
+            entries = [(entity, stored[entity]) for entity in part if entity in stored]
+        done = rest is None or sub.snapshot_at >= len(rest)
+        if done:
+            flags |= FLAG_COMPLETE
+            sub.snapshot_rest = None
+            sub.snapshot_pending = set()
         binary = sub.client.binary
         if reg.json_native:
             # The hot path for big snapshots (every client after a restart): one dict lookup
@@ -738,7 +770,7 @@ class SyncEngine:
             items = [cache.item(reg, entity, value, binary) for entity, value in entries]
         joined: bytes | str = b"".join(items) if binary else ",".join(items)  # type: ignore[arg-type]
         if sub.deadband is not None:
-            sub.last_sent = {e: cache.values_of(reg, e, v) for e, v in entries}
+            sub.last_sent.update((e, cache.values_of(reg, e, v)) for e, v in entries)
         if reg.field_deltas:
             baseline = self._baseline.setdefault(reg.type_id, {})
             pending = self._pending(reg.type_id)
@@ -748,9 +780,8 @@ class SyncEngine:
                 else:
                     baseline[entity] = cache.values_of(reg, entity, value)
         self._counters["items_sent"] += len(items)
-        out.setdefault(sub.client, []).append(
-            (sub.id, FLAG_SNAPSHOT | FLAG_COMPLETE, len(items), joined, [], [])
-        )
+        out.setdefault(sub.client, []).append((sub.id, flags, len(items), joined, [], []))
+        return done
 
     def defer(
         self,

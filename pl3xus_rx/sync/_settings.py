@@ -17,10 +17,13 @@ class SyncSettings(CheckedSettings):
             loop is free after a change, but never sooner than ``1 / max_update_rate_hz``
             after the previous one). A component may lower it for itself.
         max_subscriptions_per_connection: Subscriptions one connection may hold.
+        max_snapshot_items: Most entities in one snapshot group; a bigger snapshot goes out
+            in parts, one per flush, with live changes in between (frames stay bounded).
         control_timeout: Seconds of inactivity after which control of an entity is released
             (authorized mutations and requests on it count as activity); ``None``: never.
     """
 
     max_update_rate_hz: float = Field(60.0, gt=0)
     max_subscriptions_per_connection: int = Field(1000, ge=1)
+    max_snapshot_items: int = Field(20_000, ge=1)
     control_timeout: float | None = Field(300.0, gt=0)

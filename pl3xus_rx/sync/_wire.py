@@ -21,6 +21,7 @@ import msgpack
 
 __all__ = [
     "FLAG_COMPLETE",
+    "FLAG_CONTINUED",
     "FLAG_SNAPSHOT",
     "Group",
     "SyncKind",
@@ -37,6 +38,9 @@ FLAG_SNAPSHOT: Final = 1
 """The group is (the start of) a snapshot: the client reconciles its view against it."""
 FLAG_COMPLETE: Final = 2
 """The snapshot is complete: every entity the subscription covers has been sent."""
+FLAG_CONTINUED: Final = 4
+"""This snapshot group continues one sent in an earlier frame (a big snapshot goes out in
+parts, ``SyncSettings.max_snapshot_items`` entities a flush)."""
 
 
 class SyncKind(IntEnum):
