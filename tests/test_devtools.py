@@ -45,7 +45,8 @@ async def loopback_only(route: object) -> None:
 async def test_devtools_shows_live_state_and_edits(tmp_path: Path) -> None:
     from playwright.async_api import async_playwright, expect
 
-    server = SyncServer(sync=SyncSettings(max_update_rate_hz=30))
+    # small snapshot parts: the 1,000 sensors arrive in 7 of them
+    server = SyncServer(sync=SyncSettings(max_update_rate_hz=30, max_snapshot_items=150))
     cell = build_cell(server, robots=2, sensors=1000)
     robot = cell["robots"][0]
     stop = asyncio.Event()
@@ -67,7 +68,7 @@ async def test_devtools_shows_live_state_and_edits(tmp_path: Path) -> None:
             await expect(row.locator('td[data-type="Name"]')).to_contain_text(
                 "robot 1", timeout=10_000
             )
-            # 1,000 sensors arrive and values change live
+            # 1,000 sensors arrive (in parts) and values change live
             await expect(page.locator("#count")).to_have_text(
                 str(len(server.world.entities())), timeout=15_000
             )

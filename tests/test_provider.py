@@ -38,8 +38,10 @@ class Status(BaseModel):
 REGISTRY = ClientTypeRegistry.builder().register(Position).register(Status).build()
 
 
-def make_server() -> SyncServer:
-    srv = SyncServer(sync=SyncSettings(max_update_rate_hz=200))
+def make_server(max_snapshot_items: int = 20_000) -> SyncServer:
+    srv = SyncServer(
+        sync=SyncSettings(max_update_rate_hz=200, max_snapshot_items=max_snapshot_items)
+    )
     srv.sync_component(Position)
     srv.sync_component(Status)
     return srv
@@ -220,6 +222,26 @@ async def test_server_restart_every_client_converges() -> None:
         assert ConnectionState.RECONNECTING in states and states[-1] is ConnectionState.OPEN
         for p in providers:
             await p.close()
+
+
+async def test_a_snapshot_in_parts_after_a_restart_reconciles() -> None:
+    srv = make_server(max_snapshot_items=7)
+    old = [srv.world.spawn(Position(x=i, y=0)) for i in range(40)]
+    async with srv.serve("127.0.0.1", 0) as (host, port):
+        url = f"ws://{host}:{port}/"
+        async with SyncProvider(url, REGISTRY, reconnect=FAST) as sync:
+            positions = sync.components(Position)
+            positions.subscribe(lambda _: None)
+            await until(lambda: len(positions.get()) == 40, "first sync, in 6 parts")
+            srv2 = make_server(max_snapshot_items=7)
+            new = [srv2.world.spawn(Position(x=-i, y=1)) for i in range(25)]
+            await srv.net.close()  # the server goes away ...
+            await until(lambda: sync.stale.get(), "stale")
+            async with srv2.serve(host, port):  # ... and another comes back, smaller
+                expected = dict(srv2.world.query(Position))
+                await until(lambda: dict(positions.get()) == expected, "converged")
+                assert set(positions.get()) == set(new) == set(old[:25])
+                assert not sync.stale.get()
 
 
 async def test_a_raising_callback_does_not_hurt_the_connection(
