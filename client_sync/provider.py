@@ -36,7 +36,7 @@ from pl3xus_rx.exceptions import (
 )
 from pl3xus_rx.net import Disconnected, Error, Network, NetworkData, NetworkSettings, Transport
 from pl3xus_rx.net._events import ConnectionId
-from pl3xus_rx.protocol import schema_hash
+from pl3xus_rx.protocol import from_wire, schema_hash, to_wire
 from pl3xus_rx.sync import EntityControl
 
 from .registry import ClientTypeRegistry
@@ -207,7 +207,7 @@ class _Query:
     def __init__(self, name: str, params: BaseModel, response: type[BaseModel]) -> None:
         self.name = name
         self.params = params
-        self.wire_params = params.model_dump(mode="json")
+        self.wire_params = to_wire(params)
         self.response = response
         self.signal: WritableSignal[QueryState[Any]] = WritableSignal(
             QueryState(QueryStatus.LOADING)
@@ -676,7 +676,7 @@ class SyncProvider:
             CommandTimeout: no answer in time.
         """
         name = self.registry.name_of(type(value))
-        payload = value.model_dump(mode="json")
+        payload = to_wire(value)
         await self._command(lambda req: [7, req, name, entity, payload], timeout)
 
     def mutation(self, model: type[T]) -> MutationHandle[T]:
@@ -697,9 +697,9 @@ class SyncProvider:
             CommandTimeout: no answer in time.
         """
         name, response = self.registry.request_of(type(request))
-        payload = request.model_dump(mode="json")
+        payload = to_wire(request)
         body = await self._command(lambda req: [11, req, name, entity, payload], timeout)
-        return response.model_validate(body.get("value"))
+        return from_wire(response, body.get("value"))
 
     async def take_control(self, entity: int, *, timeout: float | None = None) -> None:
         """Take exclusive control of ``entity`` (and its children).
@@ -736,7 +736,7 @@ class SyncProvider:
             NotRegistered: the query type is not in the registry (``register_query``).
         """
         name, response = self.registry.query_of(model)
-        key = (name, json.dumps(params.model_dump(mode="json"), sort_keys=True))
+        key = (name, json.dumps(to_wire(params), sort_keys=True))
         query = self._queries.get(key)
         if query is None:
             query = self._queries[key] = _Query(name, params, response)
@@ -758,7 +758,7 @@ class SyncProvider:
                 body = await self._command(
                     lambda req: [12, req, query.name, query.wire_params], None
                 )
-                value = query.response.model_validate(body.get("value"))
+                value = from_wire(query.response, body.get("value"))
                 query.signal.set(QueryState(QueryStatus.READY, value))
             except Exception as exc:
                 query.signal.set(QueryState(QueryStatus.ERROR, last.value, exc))
@@ -790,7 +790,7 @@ class SyncProvider:
             raise ConnectionLost(f"not connected to {self.url}; the message was not sent")
         name = type(message).__name__
         if name in self._one_way:
-            self._net.send_frame(cid, [14, name, entity, message.model_dump(mode="json")])
+            self._net.send_frame(cid, [14, name, entity, to_wire(message)])
             return
         if self._net.message_types.find_model(type(message)) is None:
             self._net.register_message(type(message))

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from pl3xus_rx.exceptions import FrameError, Pl3xusError
+from pl3xus_rx.protocol import from_wire
 
 __all__ = ["ReplicaChange", "ReplicaChangeKind", "SequenceGap", "Store"]
 
@@ -192,7 +193,7 @@ class Store:
         if batch:
             assert view.adapter is not None
             try:
-                models = view.adapter.validate_python(batch)
+                models = view.adapter.validate_python(batch, by_alias=False, by_name=True)
             except ValidationError:
                 for i in batch_index:  # find the bad one and say which it is
                     out[i] = (upserts[i][0], self._decode(view, upserts[i][0], upserts[i][1]))
@@ -210,7 +211,7 @@ class Store:
                     "does not hold",
                     type_name=view.model.__name__,
                 )
-            base = current.model_dump(mode="json")
+            base = {name: getattr(current, name) for name in view.fields}
             for index, value in vals.items():
                 base[view.fields[int(index)]] = value
             data = base
@@ -223,7 +224,7 @@ class Store:
                 type_name=view.model.__name__,
             )
         try:
-            return view.model.model_validate(data)
+            return from_wire(view.model, data)
         except ValidationError as exc:
             raise FrameError(
                 f"{view.model.__name__} of entity {entity} failed validation: "

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from conftest import wait_until
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from client_sync import (
     ClientTypeRegistry,
@@ -311,3 +312,91 @@ async def test_one_way_targeted_message(served: tuple[SyncServer, str]) -> None:
         sync.send(Beep(hz=880), entity=robot)
         await until(lambda: heard)
     assert heard == [(robot, 880)]
+
+
+class Gauge(BaseModel):
+    """Aliases everywhere, and a config that dumps by alias: the wire still uses names."""
+
+    model_config = ConfigDict(serialize_by_alias=True)
+    level: float = Field(alias="lvl")
+    at: datetime.datetime = Field(serialization_alias="timestamp")
+
+
+class Calibrate(BaseModel):
+    model_config = ConfigDict(serialize_by_alias=True, extra="forbid")
+    offset: float = Field(alias="off")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def negative(self) -> bool:
+        return self.offset < 0
+
+
+class Calibrated(BaseModel):
+    model_config = ConfigDict(serialize_by_alias=True)
+    new_level: float = Field(alias="newLevel")
+
+
+class Tank(BaseModel):
+    model_config = ConfigDict(serialize_by_alias=True)
+    tank_id: int = Field(alias="tankId")
+
+
+class TankLevel(BaseModel):
+    model_config = ConfigDict(serialize_by_alias=True)
+    tank_level: float = Field(alias="tankLevel")
+
+
+class Note(BaseModel):
+    model_config = ConfigDict(serialize_by_alias=True, extra="forbid")
+    body_text: str = Field(alias="bodyText")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def length(self) -> int:  # computed by each side, never sent (extra keys are forbidden)
+        return len(self.body_text)
+
+
+async def test_models_with_aliases_work_end_to_end() -> None:
+    t0 = datetime.datetime(2026, 11, 26, tzinfo=datetime.UTC)
+    srv = SyncServer(sync=SyncSettings(max_update_rate_hz=200))
+    srv.sync_component_builder(Gauge).targeted().with_default_entity_policy().field_deltas().build()
+
+    def calibrate(world: World, ctx: Any, entity: int, req: Calibrate) -> Calibrated:
+        gauge = world.get(entity, Gauge)
+        assert gauge is not None
+        world.insert(entity, Gauge(lvl=gauge.level + req.offset, at=gauge.at))
+        return Calibrated(newLevel=gauge.level + req.offset)
+
+    srv.request(Calibrate).targeted().with_default_entity_policy().register(calibrate)
+    srv.query(Tank).returns(TankLevel).register(lambda w, q: TankLevel(tankLevel=q.tank_id * 1.5))
+    srv.register_message(Note)
+    heard: list[Any] = []
+    srv.net.messages(Note).subscribe(heard.append)
+    tank = srv.world.spawn(Gauge(lvl=1.0, at=t0))
+    registry = (
+        ClientTypeRegistry.builder()
+        .register(Gauge)
+        .register_request(Calibrate, Calibrated)
+        .register_query(Tank, TankLevel)
+        .build()
+    )
+    async with (
+        srv.serve("127.0.0.1", 0) as (host, port),
+        SyncProvider(f"ws://{host}:{port}/", registry) as sync,
+    ):
+        gauges = sync.components(Gauge)
+        gauges.subscribe(lambda _: None)
+        await until(lambda: tank in gauges.get(), "snapshot")
+        assert gauges.get()[tank] == Gauge(lvl=1.0, at=t0)
+        await sync.take_control(tank)
+        await sync.mutate(tank, Gauge(lvl=2.0, at=t0))  # a mutation, then a field delta
+        await until(lambda: gauges.get()[tank].level == 2.0, "mutation")
+        reply = await sync.request(Calibrate(off=0.5), entity=tank)
+        assert reply == Calibrated(newLevel=2.5)
+        await until(lambda: gauges.get()[tank] == Gauge(lvl=2.5, at=t0), "delta")
+        answer = sync.query(Tank, Tank(tankId=4))
+        await until(lambda: answer.get().value == TankLevel(tankLevel=6.0), "query")
+        sync.send(Note(bodyText="hello"))
+        await until(lambda: heard, "message")
+        assert heard[0].message == Note(bodyText="hello")

@@ -12,7 +12,7 @@ import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from client_sync.store import SequenceGap, Store
 from pl3xus_rx.sync import (
@@ -528,3 +528,33 @@ def test_a_big_snapshot_goes_out_in_parts_with_live_changes_between() -> None:
     rig.engine.handle_frame(1, True, [6, 1])
     assert [rig.flush()[1][2][0][1] for _ in range(3)] == [1, 5, 7]
     assert store.complete(1) and dict(store.view(1)) == dict(rig.world.query(Position))
+
+
+class Sample(BaseModel):
+    """Not JSON-native, with a computed field and an alias preferred by its config."""
+
+    model_config = ConfigDict(serialize_by_alias=True)
+    at: datetime.datetime
+    value: float = Field(serialization_alias="v")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def doubled(self) -> float:
+        return self.value * 2
+
+
+def test_computed_fields_and_aliases_do_not_change_the_wire_fields() -> None:
+    world = World()
+    registry = ComponentRegistry()
+    registry.add(Sample)
+    engine = SyncEngine(world, registry, SyncSettings())
+    store = Store(registry.wire_table())
+    store.add_subscription(1, "Sample", Sample)
+    engine.handle_frame(1, True, [3, 1, "Sample", None, {}])
+    at = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    e = world.spawn(Sample(at=at, value=1.5))
+    ((_, data),) = engine.flush(0.0)
+    frame = msgpack.unpackb(data)
+    assert frame[2][0][2] == [[e, ["2026-01-01T00:00:00Z", 1.5]]]  # the two fields only
+    store.apply(frame)
+    assert store.view(1)[e] == Sample(at=at, value=1.5)

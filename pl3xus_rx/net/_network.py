@@ -39,6 +39,7 @@ from ..protocol import (
     error_frame,
     message_frame,
     parse_frame,
+    to_wire,
     validate_message,
     welcome_frame,
 )
@@ -366,7 +367,7 @@ class Network:
         if entry is None:
             self._types.by_model(type(message))  # raises NotRegistered with the fix
         assert entry is not None
-        return _Encoded(message_frame(entry.name, message.model_dump(mode="json")))
+        return _Encoded(message_frame(entry.name, to_wire(message)))
 
     def _conn(self, cid: ConnectionId) -> Connection:
         conn = self._connections.get(cid)

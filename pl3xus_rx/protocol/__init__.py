@@ -27,7 +27,7 @@ from ._frames import (
     validate_message,
     welcome_frame,
 )
-from ._types import RegisteredType, TypeTable, schema_hash
+from ._types import RegisteredType, TypeTable, from_wire, schema_hash, to_wire
 
 __all__ = [
     "JSON_SUBPROTOCOL",
@@ -47,9 +47,11 @@ __all__ = [
     "codec_for_subprotocol",
     "error_frame",
     "field_errors",
+    "from_wire",
     "message_frame",
     "parse_frame",
     "schema_hash",
+    "to_wire",
     "validate_message",
     "welcome_frame",
 ]

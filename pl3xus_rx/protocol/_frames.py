@@ -14,7 +14,7 @@ from typing import Any, Final
 from pydantic import BaseModel, ValidationError
 
 from ..exceptions import FrameError, MessageValidationError, RemoteError, UnknownMessageType
-from ._types import RegisteredType, TypeTable
+from ._types import RegisteredType, TypeTable, from_wire
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -191,7 +191,7 @@ def validate_message(
             type_name=frame.type_name,
         )
     try:
-        value = entry.model.model_validate(frame.payload)
+        value = from_wire(entry.model, frame.payload)
     except ValidationError as exc:
         errors = field_errors(exc)
         first = errors[0] if errors else {"loc": "", "msg": str(exc)}

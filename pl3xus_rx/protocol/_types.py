@@ -12,9 +12,25 @@ from pydantic import BaseModel
 
 from ..exceptions import DuplicateRegistration, NotRegistered
 
-__all__ = ["RegisteredType", "TypeTable", "schema_hash"]
+__all__ = ["RegisteredType", "TypeTable", "from_wire", "schema_hash", "to_wire"]
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def to_wire(value: BaseModel) -> dict[str, Any]:
+    """A model's wire payload: its JSON-mode dump keyed by field name (never by alias, so
+    that aliases and ``serialize_by_alias`` do not change the protocol), without computed
+    fields (the receiver computes them; a model that forbids extra keys would refuse them)."""
+    return value.model_dump(mode="json", by_alias=False, exclude_computed_fields=True)
+
+
+def from_wire(model: type[M], payload: Any) -> M:
+    """Validate a wire payload (keyed by field name) into ``model``.
+
+    Raises:
+        pydantic.ValidationError: the payload does not fit the model.
+    """
+    return model.model_validate(payload, by_alias=False, by_name=True)
 
 
 def _strip_titles(node: Any) -> Any:

@@ -18,7 +18,7 @@ from typing import Any, Generic, Self, TypeVar, get_type_hints
 from pydantic import BaseModel, ValidationError
 
 from ..exceptions import DuplicateRegistration, FrameError
-from ..protocol import field_errors
+from ..protocol import field_errors, from_wire, to_wire
 from ..world import EntityId, World
 from ._engine import SyncEngine
 from ._policy import Authorized, Denied, MutationContext, default_entity_policy
@@ -113,7 +113,7 @@ class _Reject(Exception):
 
 def _validated(name: str, model: type[BaseModel], payload: Any) -> Any:
     try:
-        return model.model_validate(payload)
+        return from_wire(model, payload)
     except ValidationError as exc:
         errors = field_errors(exc)
         raise _Reject(
@@ -665,9 +665,7 @@ class Commands:
                 TypeError(f"handler returned {type(result).__name__}, not {reg.response.__name__}"),
             )
             return
-        self.reply(
-            conn, req_id, Status.OK, body={"value": result.model_dump(mode="json")}, deferred=True
-        )
+        self.reply(conn, req_id, Status.OK, body={"value": to_wire(result)}, deferred=True)
         if isinstance(reg, RequestRegistration):
             for query in reg.invalidates:
                 self.invalidate(query)
@@ -728,5 +726,5 @@ class Commands:
         name = next((q.name for q in self.queries.values() if q.model is query), None)
         if name is None:
             raise KeyError(f"{query.__name__} is not a registered query")
-        wire_keys = None if keys is None else [k.model_dump(mode="json") for k in keys]
+        wire_keys = None if keys is None else [to_wire(k) for k in keys]
         self._broadcast([CommandKind.INVALIDATE, name, wire_keys])

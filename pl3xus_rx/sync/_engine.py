@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..exceptions import FrameError, ProtocolError
+from ..protocol import to_wire
 from ..world import (
     DESPAWNED,
     FINAL,
@@ -175,8 +176,10 @@ class _ItemCache:
             if reg.json_native:  # the stored values are already what JSON mode would give
                 values = list(entry_fields(entry))
             else:
+                # By name: a dump also holds computed fields, and a config may prefer aliases.
                 value = self.engine.world.entry_value(reg.model, entry)
-                values = list(value.model_dump(mode="json").values())
+                dumped = to_wire(value)
+                values = [dumped[name] for name in reg.fields]
             table[entity] = values
         return values
 
