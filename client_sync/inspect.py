@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, create_model
+from pydantic import BaseModel, create_model
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -38,9 +38,7 @@ async def view_models(url: str) -> dict[str, type[BaseModel]]:
     models: dict[str, type[BaseModel]] = {}
     for _type_id, name, _hash, fields in components:
         models[name] = create_model(  # type: ignore[call-overload]
-            name.replace(".", "_"),
-            __config__=ConfigDict(extra="allow"),
-            **{field: (Any, None) for field in fields},
+            name.replace(".", "_"), **{field: (Any, None) for field in fields}
         )
     return models
 

@@ -8,7 +8,7 @@ from types import MappingProxyType
 from pydantic import BaseModel
 
 from pl3xus_rx.exceptions import DuplicateRegistration, NotRegistered
-from pl3xus_rx.protocol import schema_hash
+from pl3xus_rx.protocol import check_component, schema_hash
 
 __all__ = ["ClientTypeRegistry", "ClientTypeRegistryBuilder"]
 
@@ -57,10 +57,10 @@ class ClientTypeRegistryBuilder:
         """Add ``model`` under ``name`` (default: its class name). Returns the builder.
 
         Raises:
-            TypeError: ``model`` is not a pydantic model class.
+            UnsupportedModel: ``model`` cannot be a component (not a pydantic model, a
+                RootModel, or it allows extra attributes); a ``TypeError``.
         """
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            raise TypeError(f"{model!r} is not a pydantic BaseModel subclass")
+        check_component(model)
         self._entries.append((name if name is not None else model.__name__, model))
         return self
 

@@ -33,6 +33,7 @@ from .exceptions import (
     ServerError,
     SettingsError,
     UnknownMessageType,
+    UnsupportedModel,
     WrongFrameType,
 )
 
@@ -135,6 +136,7 @@ __all__ = [
     "SchemaMismatch",
     "SettingsError",
     "UnknownMessageType",
+    "UnsupportedModel",
     "WrongFrameType",
     "__version__",
 ]

@@ -7,6 +7,7 @@ also inherit the matching builtin, so ordinary ``except ValueError`` clauses kee
     ├── SettingsError (ValueError)         a setting is out of range; names the field
     ├── NotRegistered (TypeError)          a type was used without being registered
     ├── DuplicateRegistration (ValueError) two types under one name
+    ├── UnsupportedModel (TypeError)       a model that cannot be used where it was given
     ├── NetworkStateError (RuntimeError)   a call in the wrong state (names the state)
     ├── ConnectionNotFound (KeyError)      no live connection has this id
     ├── BindError (OSError)                the listen address could not be bound
@@ -64,6 +65,7 @@ __all__ = [
     "SchemaMismatch",
     "SettingsError",
     "UnknownMessageType",
+    "UnsupportedModel",
     "WrongFrameType",
 ]
 
@@ -82,6 +84,11 @@ class NotRegistered(Pl3xusError, TypeError):
 
 class DuplicateRegistration(Pl3xusError, ValueError):
     """Two different types were registered under one wire name."""
+
+
+class UnsupportedModel(Pl3xusError, TypeError):
+    """A model cannot be used where it was given (e.g. a ``RootModel`` as a synced
+    component); the message says why and what to use instead."""
 
 
 class NetworkStateError(Pl3xusError, RuntimeError):

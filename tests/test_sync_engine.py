@@ -558,3 +558,27 @@ def test_computed_fields_and_aliases_do_not_change_the_wire_fields() -> None:
     assert frame[2][0][2] == [[e, ["2026-01-01T00:00:00Z", 1.5]]]  # the two fields only
     store.apply(frame)
     assert store.view(1)[e] == Sample(at=at, value=1.5)
+
+
+def test_components_without_a_plain_field_list_are_refused_clearly() -> None:
+    from pydantic import RootModel
+
+    from pl3xus_rx import UnsupportedModel
+
+    class Temperature(RootModel[float]):
+        pass
+
+    class Bag(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        a: int
+
+    registry = ComponentRegistry()
+    with pytest.raises(UnsupportedModel, match="Temperature is a RootModel"):
+        registry.add(Temperature)
+    with pytest.raises(UnsupportedModel, match="extra='allow'"):
+        registry.add(Bag)
+    assert len(registry) == 0
+    from client_sync import ClientTypeRegistry  # the client refuses them the same way
+
+    with pytest.raises(UnsupportedModel, match="RootModel"):
+        ClientTypeRegistry.builder().register(Temperature)

@@ -27,7 +27,7 @@ from ._frames import (
     validate_message,
     welcome_frame,
 )
-from ._types import RegisteredType, TypeTable, from_wire, schema_hash, to_wire
+from ._types import RegisteredType, TypeTable, check_component, from_wire, schema_hash, to_wire
 
 __all__ = [
     "JSON_SUBPROTOCOL",
@@ -44,6 +44,7 @@ __all__ = [
     "RegisteredType",
     "TypeTable",
     "WelcomeFrame",
+    "check_component",
     "codec_for_subprotocol",
     "error_frame",
     "field_errors",

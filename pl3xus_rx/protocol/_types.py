@@ -10,11 +10,39 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from ..exceptions import DuplicateRegistration, NotRegistered
+from ..exceptions import DuplicateRegistration, NotRegistered, UnsupportedModel
 
-__all__ = ["RegisteredType", "TypeTable", "from_wire", "schema_hash", "to_wire"]
+__all__ = [
+    "RegisteredType",
+    "TypeTable",
+    "check_component",
+    "from_wire",
+    "schema_hash",
+    "to_wire",
+]
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def check_component(model: type[BaseModel]) -> None:
+    """Check that ``model`` can be a synced component: components travel as their declared
+    fields, in order, so a model with other data is refused.
+
+    Raises:
+        UnsupportedModel: not a pydantic model, a RootModel, or ``extra='allow'``.
+    """
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise UnsupportedModel(f"a synced component must be a pydantic model, got {model!r}")
+    if model.__pydantic_root_model__:
+        raise UnsupportedModel(
+            f"{model.__qualname__} is a RootModel; a synced component needs named fields: "
+            f"wrap the value in a model (e.g. class {model.__qualname__}(BaseModel): value: ...)"
+        )
+    if model.model_config.get("extra") == "allow":
+        raise UnsupportedModel(
+            f"{model.__qualname__} allows extra attributes (extra='allow'), which have no "
+            "place in a component's field list on the wire; declare them as fields"
+        )
 
 
 def to_wire(value: BaseModel) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any, Generic, TypeVar, Union, get_args, get_origin
 from pydantic import BaseModel
 
 from ..exceptions import DuplicateRegistration, NotRegistered
-from ..protocol import TypeTable
+from ..protocol import TypeTable, check_component
 
 __all__ = [
     "ComponentBuilder",
@@ -121,8 +121,10 @@ class ComponentRegistry:
 
         Raises:
             DuplicateRegistration: the model or the name is already registered.
+            UnsupportedModel: a RootModel, or a model that allows extra attributes.
             ValueError: a rate that is not positive.
         """
+        check_component(model)
         if model in self._regs:
             raise DuplicateRegistration(
                 f"{model.__qualname__} is already synced as {self._regs[model].name!r}"
