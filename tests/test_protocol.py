@@ -250,3 +250,13 @@ def test_documented_welcome_hashes_are_real() -> None:
     doc = (root / "docs" / "protocol.md").read_text()
     assert f'[0, "ChatMessage", "{schema_hash(ChatMessage)}"]' in doc
     assert f'[1, "ServerNotice", "{schema_hash(ServerNotice)}"]' in doc
+
+
+def test_json_codec_writes_non_finite_floats_as_strings() -> None:
+    import json
+    import math
+
+    text = JsonCodec().encode(message_frame("M", {"a": math.nan, "b": [math.inf, -math.inf, 1.5]}))
+    assert text == '[0,"M",{"a":"NaN","b":["Infinity","-Infinity",1.5]}]'
+    json.loads(text, parse_constant=lambda token: pytest.fail(f"{token} in JSON"))
+    assert JsonCodec().encode([0, "M", {"a": 1.0}]) == '[0,"M",{"a":1.0}]'  # the usual case

@@ -582,3 +582,27 @@ def test_components_without_a_plain_field_list_are_refused_clearly() -> None:
 
     with pytest.raises(UnsupportedModel, match="RootModel"):
         ClientTypeRegistry.builder().register(Temperature)
+
+
+def test_json_frames_stay_valid_json_with_nan_and_infinity() -> None:
+    import math
+
+    def strict(text: str) -> Any:
+        def refuse(token: str) -> Any:
+            raise AssertionError(f"{token} is not JSON: browsers' JSON.parse rejects it")
+
+        return json.loads(text, parse_constant=refuse)
+
+    rig = Rig()
+    e = rig.world.spawn(Position(x=math.nan, y=math.inf))
+    store = rig.client(1, binary=False)
+    rig.subscribe(1, 1, Position)
+    ((_, snapshot),) = rig.engine.flush(1.0)
+    assert strict(snapshot)[2][0][2] == [[e, ["NaN", "Infinity"]]]
+    store.apply(strict(snapshot))
+    value = store.view(1)[e]
+    assert math.isnan(value.x) and value.y == math.inf
+    rig.world.insert(e, Position(x=1.0, y=-math.inf))
+    ((_, update),) = rig.engine.flush(2.0)
+    store.apply(strict(update))
+    assert store.view(1)[e] == Position(x=1.0, y=-math.inf)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Final, Protocol
 
 import msgpack
@@ -84,18 +85,42 @@ class MsgpackCodec:
             ) from exc
 
 
+_strict_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        if obj != obj:
+            return "NaN"
+        if obj in (math.inf, -math.inf):
+            return "Infinity" if obj > 0 else "-Infinity"
+        return obj
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def json_encode(obj: Any) -> str:
+    """Compact JSON that every parser accepts: NaN and ±Infinity, which JSON cannot
+    express (``JSON.parse`` rejects them), become the strings ``"NaN"``, ``"Infinity"`` and
+    ``"-Infinity"``, which pydantic reads back into float fields."""
+    try:
+        return _strict_json(obj)
+    except ValueError:  # a non-finite float somewhere (the rare case: only then a second pass)
+        return _strict_json(_finite(obj))
+
+
 class JsonCodec:
     """JSON in text WebSocket frames, for browsers and tools without msgpack."""
 
     subprotocol = JSON_SUBPROTOCOL
     binary = False
 
-    def __init__(self) -> None:
-        self._encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-
     def encode(self, frame: list[Any]) -> str:
-        """Encode one frame as compact JSON text."""
-        return self._encoder.encode(frame)
+        """Encode one frame as compact JSON text (see :func:`json_encode`)."""
+        return json_encode(frame)
 
     def decode(self, data: bytes | str) -> Any:
         """Decode one JSON document; see :meth:`Codec.decode`."""

@@ -19,6 +19,8 @@ from typing import Any, Final
 
 import msgpack
 
+from ..protocol._codec import json_encode
+
 __all__ = [
     "FLAG_COMPLETE",
     "FLAG_CONTINUED",
@@ -121,7 +123,7 @@ def encode_item_msgpack(item: list[Any] | tuple[Any, ...]) -> bytes:
     return data
 
 
-_json_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_json_encode = json_encode  # NaN and ±Infinity as strings: JSON has no such numbers
 
 
 def encode_item_json(item: list[Any] | tuple[Any, ...]) -> str:
