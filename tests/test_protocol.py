@@ -260,3 +260,9 @@ def test_json_codec_writes_non_finite_floats_as_strings() -> None:
     assert text == '[0,"M",{"a":"NaN","b":["Infinity","-Infinity",1.5]}]'
     json.loads(text, parse_constant=lambda token: pytest.fail(f"{token} in JSON"))
     assert JsonCodec().encode([0, "M", {"a": 1.0}]) == '[0,"M",{"a":1.0}]'  # the usual case
+
+
+def test_msgpack_codec_sends_integers_beyond_64_bits_as_strings() -> None:
+    codec = MsgpackCodec()
+    frame = codec.decode(codec.encode(message_frame("M", {"a": 2**64, "b": [1, -(2**63)]})))
+    assert frame == [0, "M", {"a": str(2**64), "b": [1, -(2**63)]}]  # in range: still ints

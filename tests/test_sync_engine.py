@@ -606,3 +606,24 @@ def test_json_frames_stay_valid_json_with_nan_and_infinity() -> None:
     ((_, update),) = rig.engine.flush(2.0)
     store.apply(strict(update))
     assert store.view(1)[e] == Position(x=1.0, y=-math.inf)
+
+
+class Serial(BaseModel):
+    number: int
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_integers_beyond_64_bits_reach_the_client(binary: bool) -> None:
+    world = World()
+    registry = ComponentRegistry()
+    registry.add(Serial)
+    engine = SyncEngine(world, registry, SyncSettings())
+    store = Store(registry.wire_table())
+    store.add_subscription(1, "Serial", Serial)
+    engine.handle_frame(1, binary, [3, 1, "Serial", None, {}])
+    small, big = world.spawn(Serial(number=7)), world.spawn(Serial(number=2**70))
+    for now in (1.0, 2.0):
+        for _, data in engine.flush(now):
+            store.apply(msgpack.unpackb(data) if binary else json.loads(data))
+        assert dict(store.view(1)) == {small: Serial(number=7), big: world.get(big, Serial)}
+        world.insert(big, Serial(number=-(2**80)))  # and as an update

@@ -45,19 +45,39 @@ class Codec(Protocol):
         ...
 
 
+_pack = msgpack.Packer(use_bin_type=True).pack
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
+def _small_ints(obj: Any) -> Any:
+    if type(obj) is int and not _INT_MIN <= obj <= _INT_MAX:
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: _small_ints(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_small_ints(v) for v in obj]
+    return obj
+
+
+def msgpack_encode(obj: Any) -> bytes:
+    """msgpack that never fails on a big integer: one outside msgpack's 64 bits travels as
+    its decimal string, which pydantic reads back into int fields."""
+    try:
+        data: bytes = _pack(obj)
+    except OverflowError:  # the rare case: only then a second pass
+        data = _pack(_small_ints(obj))
+    return data
+
+
 class MsgpackCodec:
     """msgpack in binary WebSocket frames (the default)."""
 
     subprotocol = MSGPACK_SUBPROTOCOL
     binary = True
 
-    def __init__(self) -> None:
-        self._packer = msgpack.Packer(use_bin_type=True)
-
     def encode(self, frame: list[Any]) -> bytes:
-        """Encode one frame as msgpack."""
-        data: bytes = self._packer.pack(frame)
-        return data
+        """Encode one frame as msgpack (see :func:`msgpack_encode`)."""
+        return msgpack_encode(frame)
 
     def decode(self, data: bytes | str) -> Any:
         """Decode one msgpack document; see :meth:`Codec.decode`."""

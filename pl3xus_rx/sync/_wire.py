@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import msgpack
 
-from ..protocol._codec import json_encode
+from ..protocol._codec import json_encode, msgpack_encode
 
 __all__ = [
     "FLAG_COMPLETE",
@@ -112,15 +112,12 @@ def assemble_json(seq: int, groups: list[Group] | str) -> str:
 def encode_frame(binary: bool, frame: list[Any]) -> bytes | str:
     """A whole frame in msgpack (``binary``) or JSON."""
     if binary:
-        data: bytes = _pack(frame)
-        return data
+        return msgpack_encode(frame)
     return _json_encode(frame)
 
 
-def encode_item_msgpack(item: list[Any] | tuple[Any, ...]) -> bytes:
-    """One upsert item in msgpack."""
-    data: bytes = _pack(item)
-    return data
+encode_item_msgpack = msgpack_encode
+"""One upsert item in msgpack."""
 
 
 _json_encode = json_encode  # NaN and ±Infinity as strings: JSON has no such numbers
@@ -135,6 +132,6 @@ def encode_items(binary: bool, items: list[tuple[Any, ...]]) -> bytes | str:
     """Upsert items encoded in one call: the concatenation :func:`encode_item_msgpack` (or
     :func:`encode_item_json`, comma-separated) would give item by item."""
     if binary:
-        data: bytes = _pack(items)
+        data = msgpack_encode(items)
         return data[len(msgpack_array_header(len(items))) :]
     return _json_encode(items)[1:-1]
