@@ -301,11 +301,15 @@ class SyncProvider:
         self.stale: WritableSignal[bool] = WritableSignal(True)
         """True while the data may be out of date (not connected, or not yet synced)."""
         self.errors: SafeSubject[Exception] = SafeSubject()
-        """Schema mismatches, server error answers and resyncs, as they happen."""
+        """Schema mismatches, server error answers, resyncs and rejected values, as they
+        happen."""
         self.connection_id: int | None = None
         """The server's id for the current connection (from its welcome)."""
         self.resyncs = 0
         """How many times a sequence gap or a bad frame forced fresh snapshots."""
+        self.rejected_values = 0
+        """Component values this end's models rejected (left out of the signals; each one
+        is logged and reported on :attr:`errors` with its entity, type and reason)."""
         self.command_timeout = command_timeout
         """Default timeout, in seconds, of mutations, requests, queries and control."""
         self.notices: SafeSubject[Notice] = SafeSubject()
@@ -486,6 +490,12 @@ class SyncProvider:
             self.errors.on_next(exc)
             self._send([6, None])
             return
+        if self._store.rejected:  # a fresh snapshot would carry them again: report only
+            rejected, self._store.rejected = self._store.rejected, []
+            self.rejected_values += len(rejected)
+            for error in rejected:
+                logger.warning("a synced value was left out: %s", error)
+                self.errors.on_next(error)
         by_sub: dict[int, list[ReplicaChange]] = {}
         for change in changes:
             by_sub.setdefault(change.subscription, []).append(change)

@@ -57,6 +57,20 @@ class _View:
     unseen: set[int] | None = None
 
 
+def _check_group(group: Any) -> None:
+    """Refuse a group whose shape is wrong (garbage, not a value this end rejects)."""
+    if not (isinstance(group, list) and len(group) == 5):
+        raise FrameError("a SYNC group must be [sub_id, flags, upserts, removals, despawns]")
+    sub_id, flags, upserts, removals, despawns = group
+    if type(sub_id) is not int or type(flags) is not int:
+        raise FrameError("a SYNC group's sub_id and flags must be integers")
+    if not isinstance(upserts, list):
+        raise FrameError("a SYNC group's upserts must be a list")  # items: see _decode_many
+    for ids in (removals, despawns):
+        if not (isinstance(ids, list) and all(type(e) is int for e in ids)):
+            raise FrameError(f"removals and despawns must be lists of entity ids, got {ids!r:.60}")
+
+
 class Store:
     """Per-subscription replicas of server state, fed with decoded SYNC frames.
 
@@ -69,6 +83,9 @@ class Store:
         self._views: dict[int, _View] = {}
         self._adapters: dict[type[BaseModel], TypeAdapter[list[Any]]] = {}
         self._seq = 0
+        self.rejected: list[FrameError] = []
+        """Values left out of the views since the caller last cleared this list: each error
+        names the entity, the type and what failed (see :meth:`apply`)."""
 
     def add_subscription(
         self, sub_id: int, name: str, model: type[BaseModel], entity: int | None = None
@@ -115,12 +132,19 @@ class Store:
     def apply(self, frame: list[Any]) -> list[ReplicaChange]:
         """Apply one decoded SYNC frame; returns what changed, in order.
 
+        A value this end's model rejects (a validator the server does not have, a field delta
+        for an entity the view does not hold) cannot be fixed by a fresh snapshot: it is left
+        out of the view (an older value of that entity is removed, reported as REMOVED) and
+        its error is appended to :attr:`rejected`; the rest of the frame applies.
+
         Raises:
             SequenceGap: a frame is missing (the caller should ask for fresh snapshots).
             FrameError: the frame is malformed.
         """
         if len(frame) != 3 or frame[0] != SYNC_KIND or not isinstance(frame[2], list):
             raise FrameError("a SYNC frame must be [5, seq, groups]")
+        for group in frame[2]:
+            _check_group(group)
         seq = frame[1]
         if seq != self._seq + 1:
             expected = self._seq + 1
@@ -134,8 +158,15 @@ class Store:
             if view is None:
                 continue  # unsubscribed while the frame was in flight
             values = view.values
+            decoded, rejected = self._decode_many(view, upserts)
+            for entity in rejected:
+                if view.unseen is not None:
+                    view.unseen.discard(entity)
+                old = values.pop(entity, None)
+                if old is not None:
+                    changes.append(ReplicaChange(sub_id, ReplicaChangeKind.REMOVED, entity, old))
             if flags & FLAG_SNAPSHOT:
-                fresh = dict(self._decode_many(view, upserts))
+                fresh = dict(decoded)
                 if not flags & FLAG_CONTINUED:  # a snapshot begins
                     view.unseen = set(values)
                     view.complete = False
@@ -165,7 +196,7 @@ class Store:
                 old = values.pop(entity, None)
                 if old is not None:
                     changes.append(ReplicaChange(sub_id, ReplicaChangeKind.REMOVED, entity, old))
-            for entity, value in self._decode_many(view, upserts):
+            for entity, value in decoded:
                 kind = ReplicaChangeKind.UPDATED if entity in values else ReplicaChangeKind.INSERTED
                 values[entity] = value
                 changes.append(ReplicaChange(sub_id, kind, entity, value))
@@ -177,30 +208,47 @@ class Store:
                     changes.append(ReplicaChange(sub_id, ReplicaChangeKind.DESPAWNED, entity, old))
         return changes
 
-    def _decode_many(self, view: _View, upserts: list[Any]) -> list[tuple[int, BaseModel]]:
+    def _decode_many(
+        self, view: _View, upserts: list[Any]
+    ) -> tuple[list[tuple[int, BaseModel]], list[int]]:
+        """The upserts' values, and the entities whose value was rejected (recorded)."""
         # Full values are validated in one call (several times faster than one by one);
         # field deltas need the current value, so they go one by one.
         fields = view.fields
         out: list[tuple[int, BaseModel] | None] = [None] * len(upserts)
+        rejected: list[int] = []
         batch_index: list[int] = []
         batch: list[dict[str, Any]] = []
-        for i, (entity, vals) in enumerate(upserts):
+
+        def one(i: int) -> None:
+            entity, vals = upserts[i]
+            try:
+                out[i] = (entity, self._decode(view, entity, vals))
+            except FrameError as exc:
+                rejected.append(entity)
+                self.rejected.append(exc)
+
+        try:
+            pairs = [(entity, vals) for entity, vals in upserts]
+        except (TypeError, ValueError) as exc:
+            raise FrameError(f"an upsert must be [entity, values]: {exc}") from exc
+        for i, (_entity, vals) in enumerate(pairs):
             if type(vals) is list and len(vals) == len(fields):
                 batch_index.append(i)
                 batch.append(dict(zip(fields, vals, strict=True)))
             else:
-                out[i] = (entity, self._decode(view, entity, vals))
+                one(i)
         if batch:
             assert view.adapter is not None
             try:
                 models = view.adapter.validate_python(batch, by_alias=False, by_name=True)
             except ValidationError:
-                for i in batch_index:  # find the bad one and say which it is
-                    out[i] = (upserts[i][0], self._decode(view, upserts[i][0], upserts[i][1]))
+                for i in batch_index:  # find the bad ones and say which they are
+                    one(i)
             else:
                 for i, model in zip(batch_index, models, strict=True):
                     out[i] = (upserts[i][0], model)
-        return [item for item in out if item is not None]
+        return [item for item in out if item is not None], rejected
 
     def _decode(self, view: _View, entity: int, vals: Any) -> BaseModel:
         if isinstance(vals, dict):  # a field delta: {field index: value}

@@ -78,21 +78,33 @@ def test_field_deltas_merge_into_the_current_value() -> None:
     s.apply([5, 2, [[1, 0, [[1, {1: 9.5}]], [], []]]])
     s.apply([5, 3, [[1, 0, [[1, {"0": 2.0}]], [], []]]])  # JSON keys
     assert s.view(1)[1] == Position(x=2, y=9.5)
-    with pytest.raises(FrameError, match="does not hold"):
-        s.apply([5, 4, [[1, 0, [[7, {0: 1.0}]], [], []]]])
+    assert s.apply([5, 4, [[1, 0, [[7, {0: 1.0}]], [], []]]]) == []  # left out, reported
+    assert "field delta for entity 7" in str(s.rejected[-1])
+    assert "does not hold" in str(s.rejected[-1])
 
 
-def test_gaps_and_bad_items_are_reported() -> None:
+def test_gaps_bad_frames_and_rejected_values() -> None:
     s = store()
-    s.apply([5, 1, [[1, 3, [], [], []]]])
+    s.apply([5, 1, [[1, 3, [[1, [0, 0]]], [], []]]])
     with pytest.raises(SequenceGap, match="from 1 to 3"):
         s.apply([5, 3, [[1, 0, [[1, [0, 0]]], [], []]]])
-    with pytest.raises(FrameError, match="Position of entity 1"):
-        s.apply([5, 4, [[1, 0, [[1, ["not a number", 0]]], [], []]]])
-    with pytest.raises(FrameError, match="expected 2 field values"):
-        s.apply([5, 5, [[1, 0, [[1, [1.0]]], [], []]]])
+    # A value this end rejects is left out (its older value removed), the rest applies: a
+    # fresh snapshot would carry the same value, so asking for one would only loop.
+    changes = s.apply([5, 4, [[1, 0, [[1, ["not a number", 0]], [2, [2, 2]]], [], []]]])
+    assert [(c.kind, c.entity) for c in changes] == [(K.REMOVED, 1), (K.INSERTED, 2)]
+    assert "Position of entity 1" in str(s.rejected[-1])
+    s.apply([5, 5, [[1, 0, [[2, [1.0]]], [], []]]])
+    assert "expected 2 field values" in str(s.rejected[-1]) and len(s.rejected) == 2
+    assert dict(s.view(1)) == {}
+    # garbage is not a value: it raises (the caller asks for fresh snapshots)
     with pytest.raises(FrameError, match="SYNC frame"):
         s.apply([5, 6])
+    with pytest.raises(FrameError, match="upsert must be"):
+        s.apply([5, 6, [[1, 0, [[1]], [], []]]])
+    with pytest.raises(FrameError, match="SYNC group"):
+        s.apply([5, 6, [[1, 0, [], []]]])
+    with pytest.raises(FrameError, match="entity ids"):
+        s.apply([5, 6, [[1, 0, [], ["x"], []]]])
 
 
 def test_groups_of_unknown_subscriptions_are_ignored() -> None:
