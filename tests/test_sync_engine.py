@@ -627,3 +627,24 @@ def test_integers_beyond_64_bits_reach_the_client(binary: bool) -> None:
             store.apply(msgpack.unpackb(data) if binary else json.loads(data))
         assert dict(store.view(1)) == {small: Serial(number=7), big: world.get(big, Serial)}
         world.insert(big, Serial(number=-(2**80)))  # and as an update
+
+
+def test_snapshot_items_are_bounded_per_connection_per_flush() -> None:
+    rig = Rig(chunk=10)
+    for i in range(25):
+        rig.world.spawn(Position(x=i, y=0))
+    store = rig.client(1)
+    other = rig.client(2)
+    for sub in (1, 2, 3):  # three subscriptions to the same 25 entities
+        rig.subscribe(1, sub, Position)
+    rig.subscribe(2, 1, Position)
+    flushes = 0
+    while not all(store.complete(s) for s in (1, 2, 3)):
+        out = rig.flush()
+        flushes += 1
+        assert sum(len(g[2]) for g in out.get(1, [None, None, []])[2]) <= 10
+        assert flushes < 20
+    assert flushes == 8  # 75 entities, 10 a flush
+    assert other.complete(1)  # another connection has its own budget
+    for sub in (1, 2, 3):
+        assert dict(store.view(sub)) == dict(rig.world.query(Position))

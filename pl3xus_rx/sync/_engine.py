@@ -525,9 +525,16 @@ class SyncEngine:
                 self._emit_changes(sub, held, cache, out)
                 sub.next_due = now + 1.0 / (sub.max_rate_hz or math.inf)
 
-        # 3. snapshots (a big one goes out in several groups, one per flush)
+        # 3. snapshots: at most max_snapshot_items entities per connection per flush (a big
+        # snapshot, or many at once, go out in parts over several flushes)
+        budgets: dict[_Client, int] = {}
         for sub in list(self._snapshot_subs):
-            if self._emit_snapshot(sub, cache, out):
+            budget = budgets.get(sub.client, self.settings.max_snapshot_items)
+            if budget <= 0:
+                continue  # this connection's frame is full: next flush
+            sent, done = self._emit_snapshot(sub, cache, out, budget)
+            budgets[sub.client] = budget - max(sent, 1)
+            if done:
                 self._snapshot_subs.discard(sub)
                 sub.needs_snapshot = False
                 if sub.max_rate_hz is not None:
@@ -727,11 +734,13 @@ class SyncEngine:
         joined: bytes | str = b"".join(upserts) if binary else ",".join(upserts)
         return len(upserts), joined, removals, despawns
 
-    def _emit_snapshot(self, sub: _Sub, cache: _ItemCache, out: dict[_Client, list[Any]]) -> bool:
-        """Add the next snapshot group of ``sub`` to ``out``; True if it completes it."""
+    def _emit_snapshot(
+        self, sub: _Sub, cache: _ItemCache, out: dict[_Client, list[Any]], limit: int
+    ) -> tuple[int, bool]:
+        """Add the next snapshot group of ``sub`` to ``out``, with at most ``limit``
+        entities; returns how many it holds and whether it completes the snapshot."""
         reg = sub.reg
         stored = self.world.peek(reg.model)
-        limit = self.settings.max_snapshot_items
         rest = sub.snapshot_rest
         if rest is None:  # the snapshot begins
             flags = FLAG_SNAPSHOT
@@ -784,7 +793,7 @@ class SyncEngine:
                     baseline[entity] = cache.values_of(reg, entity, value)
         self._counters["items_sent"] += len(items)
         out.setdefault(sub.client, []).append((sub.id, flags, len(items), joined, [], []))
-        return done
+        return len(items), done
 
     def defer(
         self,

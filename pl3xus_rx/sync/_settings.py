@@ -17,8 +17,9 @@ class SyncSettings(CheckedSettings):
             loop is free after a change, but never sooner than ``1 / max_update_rate_hz``
             after the previous one). A component may lower it for itself.
         max_subscriptions_per_connection: Subscriptions one connection may hold.
-        max_snapshot_items: Most entities in one snapshot group; a bigger snapshot goes out
-            in parts, one per flush, with live changes in between (frames stay bounded).
+        max_snapshot_items: Most snapshot entities one connection gets per flush; a bigger
+            snapshot (or many at once) goes out in parts over several flushes, with live
+            changes in between, so frames stay bounded.
         control_timeout: Seconds of inactivity after which control of an entity is released
             (authorized mutations and requests on it count as activity); ``None``: never.
     """
