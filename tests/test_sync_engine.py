@@ -346,7 +346,8 @@ def test_replaying_frames_rebuilds_the_server_state(
             rig.flush(dt=op[1])
         elif kind == "resync" and (op[1] is None or op[1] in subs):
             rig.engine.handle_frame(1, True, [6, op[1]])
-    for _ in range(3 + len(spawned)):  # let every rate cap pass, every snapshot finish
+    # let every rate cap pass, every snapshot finish (chunk entities per flush per client)
+    for _ in range(3 + len(spawned) * max(1, len(subs))):
         rig.flush(dt=1.0)
     for sub_id, (model, entity) in subs.items():
         expected = {e: v for e, v in rig.world.query(model) if entity is None or e == entity}
