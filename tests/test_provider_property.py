@@ -41,11 +41,11 @@ operations = st.lists(
 )
 
 
-async def scenario(program: list[Any]) -> None:
+async def scenario(program: list[Any], chunk: int) -> None:
     hub = MemoryTransport()
     server = SyncServer(
         NetworkSettings(rate_limit_per_second=None),
-        SyncSettings(max_update_rate_hz=1000),
+        SyncSettings(max_update_rate_hz=1000, max_snapshot_items=chunk),
         transport=hub,
     )
     server.sync_component(Position)
@@ -111,6 +111,6 @@ async def scenario(program: list[Any]) -> None:
 
 
 @settings(max_examples=int(os.environ.get("PL3XUS_PROPERTY_EXAMPLES", "40")), deadline=None)
-@given(operations)
-def test_replicas_converge_after_random_disconnects(program: list[Any]) -> None:
-    asyncio.run(scenario(program))
+@given(operations, st.sampled_from([2, 20_000]))  # snapshots in parts, or whole
+def test_replicas_converge_after_random_disconnects(program: list[Any], chunk: int) -> None:
+    asyncio.run(scenario(program, chunk))
