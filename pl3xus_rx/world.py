@@ -381,10 +381,20 @@ class World:
         Raises:
             EntityNotFound: the entity does not exist.
         """
-        comps = self._components(entity)
-        for child in list(self._children.get(entity, ())):
-            self.despawn(child)
-        del self._entities[entity]
+        self._components(entity)
+        # Children before their parent, in spawn order (a post-order walk), without recursion:
+        # hierarchies may be deeper than Python's stack. A right-to-left pre-order, reversed.
+        order: list[EntityId] = []
+        stack = [entity]
+        while stack:
+            current = stack.pop()
+            order.append(current)
+            stack.extend(self._children.get(current, ()))
+        for current in reversed(order):
+            self._despawn_one(current)
+
+    def _despawn_one(self, entity: EntityId) -> None:
+        comps = self._entities.pop(entity)
         parent = self._parent.pop(entity, None)
         if parent is not None and parent in self._children:
             self._children[parent].remove(entity)

@@ -345,3 +345,19 @@ def test_the_world_matches_a_naive_model(ops: list[tuple[Any, ...]]) -> None:
             got = w.get(entities[i], tp)
             assert got is not None and _state(got) == state
     assert reported == expected
+
+
+def test_despawn_goes_children_first_in_spawn_order_at_any_depth() -> None:
+    w = World()
+    seen: list[int] = []
+    w.changes(Position).subscribe(lambda c: seen.append(c.entity))
+    root = w.spawn(Position(x=0, y=0))
+    a, b = w.spawn(Position(x=1, y=0), parent=root), w.spawn(Position(x=2, y=0), parent=root)
+    a1, a2 = w.spawn(Position(x=3, y=0), parent=a), w.spawn(Position(x=4, y=0), parent=a)
+    deep = b
+    for _ in range(3000):  # deeper than Python's recursion limit
+        deep = w.spawn(Position(x=5, y=0), parent=deep)
+    seen.clear()
+    w.despawn(root)
+    assert seen[:3] == [a1, a2, a] and seen[3] == deep and seen[-2:] == [b, root]
+    assert len(seen) == 3005 and w.entities() == []
