@@ -299,7 +299,9 @@ class SyncProvider:
         )
         """The link's state, as a signal."""
         self.stale: WritableSignal[bool] = WritableSignal(True)
-        """True while the data may be out of date (not connected, or not yet synced)."""
+        """True while the data may be out of date: not connected, or (re)connected and the
+        snapshots of the subscriptions it renewed not all complete yet (big ones arrive in
+        parts), or a resync under way."""
         self.errors: SafeSubject[Exception] = SafeSubject()
         """Schema mismatches, server error answers, resyncs and rejected values, as they
         happen."""
@@ -307,6 +309,7 @@ class SyncProvider:
         """The server's id for the current connection (from its welcome)."""
         self.resyncs = 0
         """How many times a sequence gap or a bad frame forced fresh snapshots."""
+        self._awaiting: set[int] = set()  # subscriptions whose snapshot must complete
         self.rejected_values = 0
         """Component values this end's models rejected (left out of the signals; each one
         is logged and reported on :attr:`errors` with its entity, type and reason)."""
@@ -368,7 +371,9 @@ class SyncProvider:
                 self._send_subscribe(sub)
         for query in self._queries.values():
             self._fetch(query)  # answers may have changed while we were away
-        self.stale.set(False)
+        # stale until every renewed subscription's snapshot is complete
+        self._awaiting = {sub.sub_id for sub in self._subs.values() if sub.refs > 0}
+        self._update_stale()
         self.connection.set(ConnectionStatus(ConnectionState.OPEN))
         logger.info("connected to %s as connection %s", self.url, self.connection_id)
 
@@ -489,6 +494,9 @@ class SyncProvider:
             logger.warning("%s; asking for fresh snapshots", exc)
             self.errors.on_next(exc)
             self._send([6, None])
+            self._store.expect_snapshots()
+            self._awaiting = set(self._by_id)  # out of date until the snapshots are in
+            self.stale.set(True)
             return
         if self._store.rejected:  # a fresh snapshot would carry them again: report only
             rejected, self._store.rejected = self._store.rejected, []
@@ -508,11 +516,20 @@ class SyncProvider:
             if sub.changes.observers:  # build typed changes only for someone who listens
                 for item in items:
                     sub.changes.on_next(Change(item.kind, item.entity, item.value))
+        if self._awaiting:  # after the signals: not stale means they hold the full state
+            self._update_stale()
 
     def _send(self, frame: list[Any]) -> None:
         cid = self._cid
         if cid is not None and self._net.has_connection(cid):
             self._net.send_frame(cid, frame)
+
+    def _update_stale(self) -> None:
+        """Not stale once connected and every awaited snapshot is complete."""
+        store = self._store
+        self._awaiting = {s for s in self._awaiting if s in self._by_id and not store.complete(s)}
+        if not self._awaiting and self._cid is not None:
+            self.stale.set(False)
 
     def _send_subscribe(self, sub: _Sub) -> None:
         self._send([3, sub.sub_id, sub.name, sub.entity, dict(sub.options)])
@@ -549,6 +566,8 @@ class SyncProvider:
                 self._send([4, sub.sub_id])
                 self._store.remove_subscription(sub.sub_id)
                 self._by_id.pop(sub.sub_id, None)
+                if sub.sub_id in self._awaiting:
+                    self._update_stale()
 
         self._call_on_loop(go)
 

@@ -124,6 +124,13 @@ class Store:
             if view.name in self._fields:
                 view.fields = self._fields[view.name]
         self._seq = 0
+        self.expect_snapshots()
+
+    def expect_snapshots(self) -> None:
+        """Mark every view incomplete until its next snapshot completes (after a RESYNC or
+        on a new connection)."""
+        for view in self._views.values():
+            view.complete = False
 
     def knows(self, name: str) -> bool:
         """Whether the server's welcome listed component ``name``."""

@@ -99,6 +99,7 @@ class RobotDashboard(App[None]):
                 self.names,
                 self.controls,
                 self.sync.connection,
+                self.sync.stale,
             )
         ]
 

@@ -237,11 +237,17 @@ async def test_a_snapshot_in_parts_after_a_restart_reconciles() -> None:
             new = [srv2.world.spawn(Position(x=-i, y=1)) for i in range(25)]
             await srv.net.close()  # the server goes away ...
             await until(lambda: sync.stale.get(), "stale")
+            seen_when_fresh: list[dict[int, Position]] = []
+            sync.stale.subscribe(
+                lambda stale: None if stale else seen_when_fresh.append(dict(positions.get()))
+            )
             async with srv2.serve(host, port):  # ... and another comes back, smaller
                 expected = dict(srv2.world.query(Position))
                 await until(lambda: dict(positions.get()) == expected, "converged")
                 assert set(positions.get()) == set(new) == set(old[:25])
-                assert not sync.stale.get()
+                await until(lambda: not sync.stale.get(), "fresh")
+                # stale until the last part: never "fresh" with a partial view
+                assert seen_when_fresh == [expected]
 
 
 async def test_a_raising_callback_does_not_hurt_the_connection(
