@@ -649,3 +649,37 @@ def test_snapshot_items_are_bounded_per_connection_per_flush() -> None:
     assert other.complete(1)  # another connection has its own budget
     for sub in (1, 2, 3):
         assert dict(store.view(sub)) == dict(rig.world.query(Position))
+
+
+def test_unchanged_entities_are_not_encoded_again_for_later_snapshots() -> None:
+    rig = Rig()
+    ents = [rig.world.spawn(Position(x=i, y=0)) for i in range(100)]
+    rig.client(1)
+    rig.subscribe(1, 1, Position)
+    rig.flush()
+
+    def encodings() -> int:
+        return rig.engine.statistics().item_encodings
+
+    before = encodings()
+    rig.client(2)
+    rig.subscribe(2, 1, Position)  # a later snapshot: nothing changed, nothing encoded
+    rig.flush()
+    assert encodings() == before
+    rig.world.insert(ents[0], Position(x=-1, y=-1))
+    rig.world.remove(ents[1], Position)
+    rig.flush()
+    assert encodings() == before + 1  # the changed one, once for both subscribers
+    rig.client(3)
+    rig.subscribe(3, 1, Position)
+    rig.flush()
+    assert encodings() == before + 1  # and not again for a later snapshot
+    for cid in (1, 2, 3):
+        assert dict(rig.stores[cid].view(1)) == dict(rig.world.query(Position))
+    key = (rig.registry.get(Position).type_id, True)
+    assert ents[1] not in rig.engine._encoded[key].data  # a removed entity is forgotten
+    assert ents[2] in rig.engine._encoded[key].data
+    rig.engine.handle_frame(1, True, [4, 1])
+    rig.engine.handle_frame(2, True, [4, 1])
+    rig.engine.handle_frame(3, True, [4, 1])
+    assert key not in rig.engine._encoded  # no subscribers left: nothing kept

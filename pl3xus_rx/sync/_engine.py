@@ -141,15 +141,44 @@ class _Client:
     subs: dict[int, _Sub] = field(default_factory=dict)
 
 
-class _ItemCache:
-    """Per-flush cache: each item is encoded at most once per (type, entity, encoding)."""
+class _Encoded:
+    """Items' encodings, kept while the stored entry each was made from is the current one:
+    the World replaces an entry object on every change, so "same object" means "same value".
+    (Two dicts rather than one of pairs: a pair per item would be an object for the GC.)"""
 
-    __slots__ = ("deltas", "engine", "items", "shared", "shared_source", "values")
+    __slots__ = ("data", "source")
+
+    def __init__(self) -> None:
+        self.source: dict[EntityId, Any] = {}  # entity -> the entry it was encoded from
+        self.data: dict[EntityId, bytes | str] = {}
+
+    def get(self, entity: EntityId, entry: Any) -> bytes | str | None:
+        """The encoding of ``entry``, if kept."""
+        return self.data[entity] if self.source.get(entity) is entry else None
+
+    def put(self, entity: EntityId, entry: Any, data: bytes | str) -> None:
+        """Keep ``data`` as the encoding of ``entry``."""
+        self.source[entity] = entry
+        self.data[entity] = data
+
+    def forget(self, entity: EntityId) -> None:
+        """Drop what is kept for ``entity``."""
+        self.source.pop(entity, None)
+        self.data.pop(entity, None)
+
+
+class _ItemCache:
+    """Per-flush cache: each item is encoded at most once per (type, entity, encoding), and
+    full items stay encoded across flushes until their entity changes (snapshots of unchanged
+    entities cost a lookup, not an encoding)."""
+
+    __slots__ = ("deltas", "engine", "items", "shared", "shared_source", "used", "values")
 
     def __init__(self, engine: SyncEngine) -> None:
         self.engine = engine
         self.values: dict[int, dict[EntityId, list[Any]]] = {}
-        self.items: dict[tuple[int, bool], dict[EntityId, bytes | str]] = {}
+        self.items = engine._encoded  # kept across flushes
+        self.used: set[tuple[int, bool]] = set()  # item tables looked at in this flush
         self.deltas: dict[tuple[int, bool], dict[EntityId, bytes | str | None]] = {}
         # groups shared by every plain subscriber of a type, and the changes they came from
         self.shared: dict[tuple[int, bool, bool], tuple[int, bytes | str, list[int], list[int]]]
@@ -162,10 +191,12 @@ class _ItemCache:
             table = self.values[type_id] = {}
         return table
 
-    def items_table(self, type_id: int, binary: bool) -> dict[EntityId, bytes | str]:
-        table = self.items.get((type_id, binary))
+    def items_table(self, type_id: int, binary: bool) -> _Encoded:
+        key = (type_id, binary)
+        self.used.add(key)
+        table = self.items.get(key)
         if table is None:
-            table = self.items[(type_id, binary)] = {}
+            table = self.items[key] = _Encoded()
         return table
 
     def values_of(self, reg: ComponentRegistration[Any], entity: EntityId, entry: Any) -> list[Any]:
@@ -216,12 +247,13 @@ class _ItemCache:
         self, reg: ComponentRegistration[Any], entity: EntityId, value: Any, binary: bool
     ) -> bytes | str:
         table = self.items_table(reg.type_id, binary)
-        data = table.get(entity)
-        if data is None:
-            item = [entity, self.values_of(reg, entity, value)]
-            data = encode_item_msgpack(item) if binary else encode_item_json(item)
-            table[entity] = data
-            self.engine._counters["item_encodings"] += 1
+        data = table.get(entity, value)
+        if data is not None:
+            return data
+        item = [entity, self.values_of(reg, entity, value)]
+        data = encode_item_msgpack(item) if binary else encode_item_json(item)
+        table.put(entity, value, data)
+        self.engine._counters["item_encodings"] += 1
         return data
 
 
@@ -265,6 +297,8 @@ class SyncEngine:
         self._subs_by_type: dict[int, set[_Sub]] = {}
         # types with subscribers -> what changed since their last flush
         self._trackers: dict[int, ChangeTracker] = {}
+        # (type id, binary) -> entity -> (stored entry, its item encoding), across flushes
+        self._encoded: dict[tuple[int, bool], _Encoded] = {}
         self._type_due: dict[int, float] = {}
         self._held_subs: set[_Sub] = set()
         self._snapshot_subs: set[_Sub] = set()
@@ -311,6 +345,8 @@ class SyncEngine:
                 tracker = self._trackers.pop(sub.reg.type_id, None)
                 if tracker is not None:
                     tracker.close()
+                self._encoded.pop((sub.reg.type_id, True), None)
+                self._encoded.pop((sub.reg.type_id, False), None)
                 self._baseline.pop(sub.reg.type_id, None)
         self._held_subs.discard(sub)
         self._snapshot_subs.discard(sub)
@@ -492,6 +528,7 @@ class SyncEngine:
             if now < self._type_due.get(type_id, -math.inf) - 1e-9:
                 continue
             pending = tracker.drain()
+            self._forget_gone(type_id, pending)
             self._type_due[type_id] = now + self._type_interval(reg)
             baseline = self._baseline.setdefault(type_id, {}) if reg.field_deltas else None
             cache.shared_source = pending
@@ -583,6 +620,18 @@ class SyncEngine:
                     send(to, encode_frame(target.binary, reply))
             self._deferred = waiting
 
+    def _forget_gone(self, type_id: int, pending: dict[EntityId, int]) -> None:
+        """Drop the kept encodings of entities that lost this component (a changed entity's
+        encoding is simply not reused: its entry is a new object)."""
+        if not any(pending.values()):  # plain upserts only (the usual case): nothing gone
+            return
+        for binary in (True, False):
+            table = self._encoded.get((type_id, binary))
+            if table is not None:
+                for entity, change in pending.items():
+                    if change & _FINAL != _UPSERT:
+                        table.forget(entity)
+
     def _hold(self, sub: _Sub, changes: dict[EntityId, int]) -> None:
         for entity, change in changes.items():
             held = sub.held.get(entity)
@@ -645,7 +694,7 @@ class SyncEngine:
             and baseline is None
             and reg.json_native
             and not any(changes.values())  # every change a plain upsert (_UPSERT is 0)
-            and not cache.items.get((reg.type_id, binary))  # none of them encoded yet
+            and (reg.type_id, binary) not in cache.used  # none of them encoded in this flush
         ):
             # The hottest path: the whole group in one encoder call.
             try:
@@ -662,19 +711,21 @@ class SyncEngine:
         if deadband is None and baseline is None:
             # The hot path (plain upserts): one dict lookup per item when already encoded.
             items = cache.items_table(reg.type_id, binary)
+            sources, datas = items.source, items.data
             encode = encode_item_msgpack if binary else encode_item_json
             native = reg.json_native
             encoded = 0
             for entity, change in changes.items():
                 if change == _UPSERT:
-                    data = items.get(entity)
-                    if data is None:
-                        value = stored.get(entity)
-                        if value is None:  # removed again after the change was recorded
-                            removals.append(entity)
-                            continue
+                    value = stored.get(entity)
+                    if value is None:  # removed again after the change was recorded
+                        removals.append(entity)
+                        continue
+                    if sources.get(entity) is value:
+                        data = datas[entity]
+                    else:
                         # Tuples of atoms are untracked by the GC: fewer collections.
-                        data = items[entity] = encode(
+                        data = encode(
                             (
                                 entity,
                                 value if type(value) is tuple else tuple(value.__dict__.values()),
@@ -682,6 +733,8 @@ class SyncEngine:
                             if native
                             else [entity, cache.values_of(reg, entity, value)]
                         )
+                        sources[entity] = value
+                        datas[entity] = data
                         encoded += 1
                     upserts.append(data)
                     continue
@@ -770,13 +823,17 @@ class SyncEngine:
             # The hot path for big snapshots (every client after a restart): one dict lookup
             # per item when already encoded in this flush, else a tuple of the stored values.
             table = cache.items_table(reg.type_id, binary)
+            sources, datas = table.source, table.data
             encode = encode_item_msgpack if binary else encode_item_json
             items = []
             for entity, value in entries:
-                data = table.get(entity)
-                if data is None:
-                    data = table[entity] = encode((entity, entry_fields(value)))
-                    self._counters["item_encodings"] += 1
+                if sources.get(entity) is value:
+                    items.append(datas[entity])
+                    continue
+                data = encode((entity, entry_fields(value)))
+                sources[entity] = value
+                datas[entity] = data
+                self._counters["item_encodings"] += 1
                 items.append(data)
         else:
             items = [cache.item(reg, entity, value, binary) for entity, value in entries]
