@@ -29,7 +29,9 @@ from pl3xus_rx.exceptions import (
     CommandRejected,
     CommandTimeout,
     ConnectFailed,
+    ConnectionClosed,
     ConnectionLost,
+    ConnectionNotFound,
     FrameError,
     NetworkStateError,
     SchemaMismatch,
@@ -356,6 +358,8 @@ class SyncProvider:
 
     async def _connect_once(self) -> None:
         cid = await self._net.connect(self.url, encoding=self._encoding)
+        if not self._net.has_connection(cid):  # dropped by the server right away
+            raise ConnectFailed(f"{self.url} closed the connection right after the handshake")
         welcome = self._net.welcome_of(cid)
         components = welcome.body.get("components", [])
         if not isinstance(components, list):
@@ -425,8 +429,8 @@ class SyncProvider:
             try:
                 await self._connect_once()
                 return
-            except ConnectFailed as exc:
-                reason = str(exc)
+            except (ConnectFailed, ConnectionNotFound, ConnectionClosed) as exc:
+                reason = str(exc)  # refused, or dropped while we were setting up: try again
                 logger.debug("reconnect attempt %d to %s failed: %s", attempt, self.url, exc)
             except NetworkStateError:
                 return  # closed meanwhile

@@ -308,3 +308,33 @@ async def test_values_the_client_rejects_are_left_out_without_resync_loops(
         await until(lambda: positions.get().get(good) == PickyPosition(x=3, y=3))
         assert bad not in positions.get() and sync.rejected_values == 2
         assert sync.resyncs == 0  # a fresh snapshot would not help: none was asked for
+
+
+async def test_reconnecting_survives_connections_dropped_right_after_the_handshake(
+    served: tuple[SyncServer, str],
+) -> None:
+    srv, url = served
+    a = srv.world.spawn(Position(x=1, y=1))
+    async with SyncProvider(url, REGISTRY, reconnect=FAST) as sync:
+        positions = sync.components(Position)
+        positions.subscribe(lambda _: None)
+        await until(lambda: a in positions.get(), "first sync")
+        # The race, made certain: the next 3 connections are gone by the time connect()
+        # returns (the server dropped them right after the handshake).
+        drops = {"left": 3}
+        net = sync._net
+        real_connect = net.connect
+
+        async def flaky_connect(*args: Any, **kwargs: Any) -> Any:
+            cid = await real_connect(*args, **kwargs)
+            if drops["left"] > 0:
+                drops["left"] -= 1
+                await net.disconnect(cid, reason="flaky")
+            return cid
+
+        net.connect = flaky_connect  # type: ignore[method-assign]
+        await srv.net.disconnect(srv.net.connections[0], reason="chaos")
+        srv.world.insert(a, Position(x=2, y=2))
+        await until(lambda: drops["left"] == 0, "three dropped attempts")
+        await until(lambda: positions.get().get(a) == Position(x=2, y=2), "reconnected")
+        await until(lambda: not sync.stale.get(), "fresh")
