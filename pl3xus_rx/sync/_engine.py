@@ -820,8 +820,9 @@ class SyncEngine:
             sub.snapshot_pending = set()
         binary = sub.client.binary
         if reg.json_native:
-            # The hot path for big snapshots (every client after a restart): one dict lookup
-            # per item when already encoded in this flush, else a tuple of the stored values.
+            # The hot path for big snapshots (every client after a restart): a lookup per
+            # item whose entity has not changed since it was encoded, else a tuple of the
+            # stored values encoded (and kept).
             table = cache.items_table(reg.type_id, binary)
             sources, datas = table.source, table.data
             encode = encode_item_msgpack if binary else encode_item_json
