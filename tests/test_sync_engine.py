@@ -544,14 +544,20 @@ class Sample(BaseModel):
         return self.value * 2
 
 
-def test_computed_fields_and_aliases_do_not_change_the_wire_fields() -> None:
+def one_type(model: type[BaseModel], binary: bool = True) -> tuple[World, SyncEngine, Store]:
+    """A world syncing ``model`` to one connection, subscribed (as sub 1) with a Store."""
     world = World()
     registry = ComponentRegistry()
-    registry.add(Sample)
+    registry.add(model)
     engine = SyncEngine(world, registry, SyncSettings())
     store = Store(registry.wire_table())
-    store.add_subscription(1, "Sample", Sample)
-    engine.handle_frame(1, True, [3, 1, "Sample", None, {}])
+    store.add_subscription(1, model.__name__, model)
+    engine.handle_frame(1, binary, [3, 1, model.__name__, None, {}])
+    return world, engine, store
+
+
+def test_computed_fields_and_aliases_do_not_change_the_wire_fields() -> None:
+    world, engine, store = one_type(Sample)
     at = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
     e = world.spawn(Sample(at=at, value=1.5))
     ((_, data),) = engine.flush(0.0)
@@ -615,13 +621,7 @@ class Serial(BaseModel):
 
 @pytest.mark.parametrize("binary", [True, False])
 def test_integers_beyond_64_bits_reach_the_client(binary: bool) -> None:
-    world = World()
-    registry = ComponentRegistry()
-    registry.add(Serial)
-    engine = SyncEngine(world, registry, SyncSettings())
-    store = Store(registry.wire_table())
-    store.add_subscription(1, "Serial", Serial)
-    engine.handle_frame(1, binary, [3, 1, "Serial", None, {}])
+    world, engine, store = one_type(Serial, binary)
     small, big = world.spawn(Serial(number=7)), world.spawn(Serial(number=2**70))
     for now in (1.0, 2.0):
         for _, data in engine.flush(now):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 import msgpack
@@ -49,14 +50,17 @@ _pack = msgpack.Packer(use_bin_type=True).pack
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
 
-def _small_ints(obj: Any) -> Any:
-    if type(obj) is int and not _INT_MIN <= obj <= _INT_MAX:
-        return str(obj)
+def _map_leaves(obj: Any, leaf: Callable[[Any], Any]) -> Any:
+    """``obj`` with ``leaf`` applied to every value that is not a dict, list or tuple."""
     if isinstance(obj, dict):
-        return {k: _small_ints(v) for k, v in obj.items()}
+        return {k: _map_leaves(v, leaf) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_small_ints(v) for v in obj]
-    return obj
+        return [_map_leaves(v, leaf) for v in obj]
+    return leaf(obj)
+
+
+def _small_int(value: Any) -> Any:
+    return str(value) if type(value) is int and not _INT_MIN <= value <= _INT_MAX else value
 
 
 def msgpack_encode(obj: Any) -> bytes:
@@ -65,7 +69,7 @@ def msgpack_encode(obj: Any) -> bytes:
     try:
         data: bytes = _pack(obj)
     except OverflowError:  # the rare case: only then a second pass
-        data = _pack(_small_ints(obj))
+        data = _pack(_map_leaves(obj, _small_int))
     return data
 
 
@@ -108,18 +112,10 @@ class MsgpackCodec:
 _strict_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        if obj != obj:
-            return "NaN"
-        if obj in (math.inf, -math.inf):
-            return "Infinity" if obj > 0 else "-Infinity"
-        return obj
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+    return value
 
 
 def json_encode(obj: Any) -> str:
@@ -129,7 +125,7 @@ def json_encode(obj: Any) -> str:
     try:
         return _strict_json(obj)
     except ValueError:  # a non-finite float somewhere (the rare case: only then a second pass)
-        return _strict_json(_finite(obj))
+        return _strict_json(_map_leaves(obj, _finite))
 
 
 class JsonCodec:
