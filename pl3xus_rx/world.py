@@ -31,7 +31,7 @@ from pydantic import BaseModel
 from reactivex import abc as rx_abc
 
 from ._rx import SafeSubject
-from .exceptions import Pl3xusError
+from .exceptions import Pl3xusError, UnsupportedModel
 
 __all__ = [
     "DESPAWNED",
@@ -320,6 +320,10 @@ class World:
     def _kind(self, model: type[BaseModel]) -> _Kind:
         kind = self._kinds.get(model)
         if kind is None:
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                raise UnsupportedModel(
+                    f"components are pydantic models (BaseModel subclasses), got {model!r}"
+                )
             kind = self._kinds[model] = _Kind(model)
         return kind
 
@@ -358,10 +362,13 @@ class World:
         Raises:
             EntityNotFound: ``parent`` does not exist.
             ValueError: two components of one type were given.
+            UnsupportedModel: a component is not a pydantic model (a ``TypeError``).
         """
         if parent is not None:
             self._components(parent)
         types = [type(c) for c in components]
+        for model in types:  # before anything changes: no half-made entity
+            self._kind(model)
         if len(set(types)) != len(types):
             raise ValueError("spawn() got two components of the same type")
         entity = EntityId(next(self._ids))
@@ -438,6 +445,7 @@ class World:
 
         Raises:
             EntityNotFound: the entity does not exist.
+            UnsupportedModel: ``component`` is not a pydantic model (a ``TypeError``).
         """
         model = component.__class__
         kind = self._kinds.get(model) or self._kind(model)

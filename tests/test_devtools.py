@@ -27,6 +27,7 @@ ARGS = [
 
 pytestmark = [
     pytest.mark.asyncio,
+    pytest.mark.timeout(180),  # a real browser: slow on a busy machine (waits are bounded)
     pytest.mark.skipif(
         not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
         reason="Debian's chromium is not installed (.ci/run installs it)",

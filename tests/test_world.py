@@ -361,3 +361,16 @@ def test_despawn_goes_children_first_in_spawn_order_at_any_depth() -> None:
     w.despawn(root)
     assert seen[:3] == [a1, a2, a] and seen[3] == deep and seen[-2:] == [b, root]
     assert len(seen) == 3005 and w.entities() == []
+
+
+def test_a_component_that_is_not_a_model_is_refused_before_anything_changes() -> None:
+    from pl3xus_rx import UnsupportedModel
+
+    w = World()
+    with pytest.raises(UnsupportedModel, match="pydantic models"):
+        w.spawn(Position(x=0, y=0), {"x": 1})  # type: ignore[arg-type]
+    assert w.entities() == []  # no half-made entity
+    e = w.spawn()
+    with pytest.raises(TypeError, match="got <class 'dict'>"):
+        w.insert(e, {"x": 1})  # type: ignore[arg-type]
+    assert w.components_of(e) == []
