@@ -527,7 +527,12 @@ def test_a_big_snapshot_goes_out_in_parts_with_live_changes_between() -> None:
     rig.engine.handle_frame(1, True, [6, 1])
     assert rig.flush()[1][2][0][1] == 1
     rig.engine.handle_frame(1, True, [6, 1])
-    assert [rig.flush()[1][2][0][1] for _ in range(3)] == [1, 5, 7]
+    assert [rig.flush()[1][2][0][1] for _ in range(2)] == [1, 5]
+    stats = rig.engine.statistics()
+    assert stats.snapshots_under_way == 1 and stats.snapshots == 1  # (the first one)
+    assert rig.flush()[1][2][0][1] == 7
+    stats = rig.engine.statistics()
+    assert stats.snapshots_under_way == 0 and stats.snapshots == 2
     assert store.complete(1) and dict(store.view(1)) == dict(rig.world.query(Position))
 
 

@@ -97,6 +97,8 @@ class SyncStatistics:
         items_sent: Upsert items placed in frames (counting every connection).
         subscriptions: Live subscriptions.
         deadband_suppressed: Updates not sent because they moved less than a deadband.
+        snapshots: Snapshots completed (first subscriptions, resyncs, reconnects).
+        snapshots_under_way: Snapshots started and not complete (big ones go in parts).
     """
 
     flushes: int
@@ -105,6 +107,8 @@ class SyncStatistics:
     items_sent: int
     subscriptions: int
     deadband_suppressed: int
+    snapshots: int
+    snapshots_under_way: int
 
 
 # A pending change is a small int (the World's ChangeTracker codes): the final state in the
@@ -314,6 +318,7 @@ class SyncEngine:
             "item_encodings": 0,
             "items_sent": 0,
             "deadband_suppressed": 0,
+            "snapshots": 0,
         }
 
     def _pending(self, type_id: int) -> dict[EntityId, int]:
@@ -572,6 +577,7 @@ class SyncEngine:
             sent, done = self._emit_snapshot(sub, cache, out, budget)
             budgets[sub.client] = budget - max(sent, 1)
             if done:
+                self._counters["snapshots"] += 1
                 self._snapshot_subs.discard(sub)
                 sub.needs_snapshot = False
                 if sub.max_rate_hz is not None:
@@ -877,5 +883,7 @@ class SyncEngine:
     def statistics(self) -> SyncStatistics:
         """A snapshot of the counters."""
         return SyncStatistics(
-            subscriptions=sum(len(c.subs) for c in self._clients.values()), **self._counters
+            subscriptions=sum(len(c.subs) for c in self._clients.values()),
+            snapshots_under_way=sum(s.snapshot_rest is not None for s in self._snapshot_subs),
+            **self._counters,
         )
