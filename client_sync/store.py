@@ -267,8 +267,15 @@ class Store:
                     type_name=view.model.__name__,
                 )
             base = {name: getattr(current, name) for name in view.fields}
-            for index, value in vals.items():
-                base[view.fields[int(index)]] = value
+            try:
+                for index, value in vals.items():
+                    base[view.fields[int(index)]] = value
+            except (ValueError, TypeError, IndexError) as exc:
+                raise FrameError(
+                    f"{view.model.__name__} of entity {entity}: bad field delta {vals!r:.80} "
+                    f"({len(view.fields)} fields)",
+                    type_name=view.model.__name__,
+                ) from exc
             data = base
         elif isinstance(vals, list) and len(vals) == len(view.fields):
             data = dict(zip(view.fields, vals, strict=True))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from client_sync import ReplicaChangeKind, SequenceGap, Store
+from client_sync import ReplicaChange, ReplicaChangeKind, SequenceGap, Store
 from pl3xus_rx import FrameError
 
 K = ReplicaChangeKind
@@ -81,6 +81,10 @@ def test_field_deltas_merge_into_the_current_value() -> None:
     assert s.apply([5, 4, [[1, 0, [[7, {0: 1.0}]], [], []]]]) == []  # left out, reported
     assert "field delta for entity 7" in str(s.rejected[-1])
     assert "does not hold" in str(s.rejected[-1])
+    assert s.apply([5, 5, [[1, 0, [[1, {9: 1.0}], [1, {"x": 1.0}]], [], []]]]) == [
+        ReplicaChange(1, K.REMOVED, 1, Position(x=2, y=9.5))  # a bad delta: left out
+    ]
+    assert "bad field delta" in str(s.rejected[-1]) and len(s.rejected) == 3
 
 
 def test_gaps_bad_frames_and_rejected_values() -> None:
