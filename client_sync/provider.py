@@ -493,9 +493,12 @@ class SyncProvider:
     def _apply(self, frame: list[Any]) -> None:
         try:
             changes = self._store.apply(frame)
-        except (SequenceGap, FrameError) as exc:
+        except Exception as exc:  # a gap, a bad frame, or a bug: never drift silently
             self.resyncs += 1
-            logger.warning("%s; asking for fresh snapshots", exc)
+            if isinstance(exc, SequenceGap | FrameError):
+                logger.warning("%s; asking for fresh snapshots", exc)
+            else:
+                logger.exception("a SYNC frame could not be applied; asking for fresh snapshots")
             self.errors.on_next(exc)
             self._send([6, None])
             self._store.expect_snapshots()
