@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import enum
 import json
+import math
 import os
 from typing import Any
 
@@ -197,6 +198,10 @@ def test_unknown_type_error_lists_registered_types() -> None:
         rig.engine.handle_frame(1, True, [3, 8, "Position", None, {"deadband": "big"}])
     with pytest.raises(SubscriptionError, match="unknown subscription options"):
         rig.engine.handle_frame(1, True, [3, 8, "Position", None, {"speed": 1}])
+    for bad in ({"max_rate_hz": math.nan}, {"deadband": math.inf}, {"max_rate_hz": -1}):
+        with pytest.raises(SubscriptionError, match="positive finite number") as err:
+            rig.engine.handle_frame(1, True, [3, 8, "Position", None, bad])
+        assert err.value.field == next(iter(bad))
 
 
 def test_unsynced_types_never_leave_the_server() -> None:
@@ -597,7 +602,6 @@ def test_components_without_a_plain_field_list_are_refused_clearly() -> None:
 
 
 def test_json_frames_stay_valid_json_with_nan_and_infinity() -> None:
-    import math
 
     def strict(text: str) -> Any:
         def refuse(token: str) -> Any:

@@ -431,10 +431,13 @@ class SyncEngine:
         rate, deadband = options.get("max_rate_hz"), options.get("deadband")
         for key, val in (("max_rate_hz", rate), ("deadband", deadband)):
             if val is not None and (
-                not _numeric(val) or val < 0 or (key == "max_rate_hz" and val == 0)
+                not _numeric(val)
+                or not math.isfinite(val)
+                or val < 0
+                or (key == "max_rate_hz" and val == 0)
             ):
                 raise SubscriptionError(
-                    f"{key} must be a positive number, got {val!r}",
+                    f"{key} must be a positive finite number, got {val!r}",
                     subscription=sub_id,
                     type_name=type_name,
                     field=key,
