@@ -129,7 +129,7 @@ class ComponentRegistry:
             raise DuplicateRegistration(
                 f"{model.__qualname__} is already synced as {self._regs[model].name!r}"
             )
-        if max_update_rate_hz is not None and max_update_rate_hz <= 0:
+        if max_update_rate_hz is not None and not max_update_rate_hz > 0:  # (NaN too)
             raise ValueError(f"max_update_rate_hz must be > 0, got {max_update_rate_hz}")
         entry = self._table.register(model, name)
         if model is EntityControl:
