@@ -202,7 +202,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Sync fan-out benchmark (see docstring).")
     parser.add_argument("--clients", default="1,10,100")
     parser.add_argument("--flushes", type=int, default=200)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
     cs = [int(x) for x in args.clients.split(",")]
