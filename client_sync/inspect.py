@@ -7,6 +7,7 @@ component type from the field names there, and shows the ``components`` signal o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -117,11 +118,12 @@ async def inspect(
                 {name: signal.get() for name, signal in signals.items()},
             )
 
-        await asyncio.sleep(0.3)  # let the snapshots arrive
+        with contextlib.suppress(TimeoutError):  # then show what has arrived
+            await sync.wait_synced(timeout=10.0)  # every snapshot, even one in parts
+        loop = asyncio.get_running_loop()
         if once:
             console.print(render(snapshot(), max_rows=max_rows, width=console.width))
             return
-        loop = asyncio.get_running_loop()
         end = None if seconds is None else loop.time() + seconds
         with Live(
             render(snapshot(), max_rows=max_rows, width=console.width),

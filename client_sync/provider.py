@@ -312,6 +312,7 @@ class SyncProvider:
         self.resyncs = 0
         """How many times a sequence gap or a bad frame forced fresh snapshots."""
         self._awaiting: set[int] = set()  # subscriptions whose snapshot must complete
+        self._synced = asyncio.Event()  # set while connected with every snapshot complete
         self.rejected_values = 0
         """Component values this end's models rejected (left out of the signals; each one
         is logged and reported on :attr:`errors` with its entity, type and reason)."""
@@ -405,6 +406,7 @@ class SyncProvider:
         if isinstance(event, Disconnected) and event.id == self._cid:
             self._cid = None
             self.stale.set(True)
+            self._synced.clear()
             self._fail_pending(event.reason)
             if not self._closing:
                 logger.info("lost %s (%s); reconnecting", self.url, event.reason)
@@ -503,6 +505,7 @@ class SyncProvider:
             self._send([6, None])
             self._store.expect_snapshots()
             self._awaiting = set(self._by_id)  # out of date until the snapshots are in
+            self._synced.clear()
             self.stale.set(True)
             return
         if self._store.rejected:  # a fresh snapshot would carry them again: report only
@@ -531,11 +534,21 @@ class SyncProvider:
         if cid is not None and self._net.has_connection(cid):
             self._net.send_frame(cid, frame)
 
+    async def wait_synced(self, timeout: float | None = None) -> None:
+        """Wait until connected and every live subscription's snapshot is complete (big ones
+        arrive in parts): the signals then hold the server's full state.
+
+        Raises:
+            TimeoutError: not synced within ``timeout`` seconds.
+        """
+        await asyncio.wait_for(self._synced.wait(), timeout)
+
     def _update_stale(self) -> None:
         """Not stale once connected and every awaited snapshot is complete."""
         store = self._store
         self._awaiting = {s for s in self._awaiting if s in self._by_id and not store.complete(s)}
         if not self._awaiting and self._cid is not None:
+            self._synced.set()
             self.stale.set(False)
 
     def _send_subscribe(self, sub: _Sub) -> None:
@@ -563,6 +576,8 @@ class SyncProvider:
                 self._by_id[sub.sub_id] = sub
                 self._store.add_subscription(sub.sub_id, sub.name, sub.model, sub.entity)
                 self._send_subscribe(sub)
+                self._awaiting.add(sub.sub_id)  # (not stale for it: it is new, not old)
+                self._synced.clear()
 
         self._call_on_loop(go)
 

@@ -232,7 +232,8 @@ async def test_a_snapshot_in_parts_after_a_restart_reconciles() -> None:
         async with SyncProvider(url, REGISTRY, reconnect=FAST) as sync:
             positions = sync.components(Position)
             positions.subscribe(lambda _: None)
-            await until(lambda: len(positions.get()) == 40, "first sync, in 6 parts")
+            await sync.wait_synced(timeout=5)  # the first sync, in 6 parts
+            assert len(positions.get()) == 40
             srv2 = make_server(max_snapshot_items=7)
             new = [srv2.world.spawn(Position(x=-i, y=1)) for i in range(25)]
             await srv.net.close()  # the server goes away ...
