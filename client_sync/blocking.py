@@ -74,6 +74,16 @@ class BlockingSyncProvider:
         """See :meth:`SyncProvider.component_changes`."""
         return self._provider.component_changes(model)
 
+    def wait_synced(self, timeout: float = 10.0) -> None:
+        """Block until every live subscription's snapshot is complete; see
+        :meth:`SyncProvider.wait_synced`.
+
+        Raises:
+            TimeoutError: not synced within ``timeout`` seconds.
+        """
+        future = asyncio.run_coroutine_threadsafe(self._provider.wait_synced(timeout), self._loop)
+        future.result()  # the provider's own timeout bounds it
+
     def call(self, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
         """Run ``fn()`` on the provider's loop and return its result."""
 
