@@ -12,6 +12,8 @@ from ._codec import (
     JsonCodec,
     MsgpackCodec,
     codec_for_subprotocol,
+    json_encode,
+    msgpack_encode,
 )
 from ._frames import (
     PROTOCOL_VERSION,
@@ -49,7 +51,9 @@ __all__ = [
     "error_frame",
     "field_errors",
     "from_wire",
+    "json_encode",
     "message_frame",
+    "msgpack_encode",
     "parse_frame",
     "schema_hash",
     "to_wire",

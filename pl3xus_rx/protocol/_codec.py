@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
@@ -19,6 +20,8 @@ __all__ = [
     "JsonCodec",
     "MsgpackCodec",
     "codec_for_subprotocol",
+    "json_encode",
+    "msgpack_encode",
 ]
 
 MSGPACK_SUBPROTOCOL: Final = "pl3xus.msgpack.v1"
@@ -46,7 +49,17 @@ class Codec(Protocol):
         ...
 
 
-_pack = msgpack.Packer(use_bin_type=True).pack
+_packers = threading.local()  # a Packer's buffer must not be shared between threads
+
+
+def _packer() -> Callable[[Any], bytes]:
+    try:
+        pack: Callable[[Any], bytes] = _packers.pack
+    except AttributeError:
+        pack = _packers.pack = msgpack.Packer(use_bin_type=True).pack
+    return pack
+
+
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
 
@@ -66,11 +79,11 @@ def _small_int(value: Any) -> Any:
 def msgpack_encode(obj: Any) -> bytes:
     """msgpack that never fails on a big integer: one outside msgpack's 64 bits travels as
     its decimal string, which pydantic reads back into int fields."""
+    pack = _packer()
     try:
-        data: bytes = _pack(obj)
+        return pack(obj)
     except OverflowError:  # the rare case: only then a second pass
-        data = _pack(_map_leaves(obj, _small_int))
-    return data
+        return pack(_map_leaves(obj, _small_int))
 
 
 class MsgpackCodec:

@@ -17,9 +17,7 @@ import json
 from enum import IntEnum
 from typing import Any, Final
 
-import msgpack
-
-from ..protocol._codec import json_encode, msgpack_encode
+from ..protocol import json_encode, msgpack_encode
 
 __all__ = [
     "FLAG_COMPLETE",
@@ -63,7 +61,7 @@ def msgpack_array_header(n: int) -> bytes:
     return b"\xdd" + n.to_bytes(4, "big")
 
 
-_pack = msgpack.Packer(use_bin_type=True).pack
+_pack = msgpack_encode
 _HEADER3 = msgpack_array_header(3)
 _HEADER5 = msgpack_array_header(5)
 _KIND = _pack(int(SyncKind.SYNC))
@@ -113,19 +111,16 @@ def encode_frame(binary: bool, frame: list[Any]) -> bytes | str:
     """A whole frame in msgpack (``binary``) or JSON."""
     if binary:
         return msgpack_encode(frame)
-    return _json_encode(frame)
+    return json_encode(frame)
 
 
 encode_item_msgpack = msgpack_encode
 """One upsert item in msgpack."""
 
 
-_json_encode = json_encode  # NaN and ±Infinity as strings: JSON has no such numbers
-
-
 def encode_item_json(item: list[Any] | tuple[Any, ...]) -> str:
     """One upsert item in JSON."""
-    return _json_encode(item)
+    return json_encode(item)
 
 
 def encode_items(binary: bool, items: list[tuple[Any, ...]]) -> bytes | str:
@@ -134,4 +129,4 @@ def encode_items(binary: bool, items: list[tuple[Any, ...]]) -> bytes | str:
     if binary:
         data = msgpack_encode(items)
         return data[len(msgpack_array_header(len(items))) :]
-    return _json_encode(items)[1:-1]
+    return json_encode(items)[1:-1]
