@@ -11,13 +11,9 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from pl3xus_rx.exceptions import FrameError, Pl3xusError
 from pl3xus_rx.protocol import from_wire
+from pl3xus_rx.sync import FLAG_COMPLETE, FLAG_CONTINUED, FLAG_SNAPSHOT, SyncKind
 
 __all__ = ["ReplicaChange", "ReplicaChangeKind", "SequenceGap", "Store"]
-
-FLAG_SNAPSHOT = 1
-FLAG_COMPLETE = 2
-FLAG_CONTINUED = 4
-SYNC_KIND = 5
 
 
 class SequenceGap(Pl3xusError):
@@ -148,7 +144,7 @@ class Store:
             SequenceGap: a frame is missing (the caller should ask for fresh snapshots).
             FrameError: the frame is malformed.
         """
-        if len(frame) != 3 or frame[0] != SYNC_KIND or not isinstance(frame[2], list):
+        if len(frame) != 3 or frame[0] != SyncKind.SYNC or not isinstance(frame[2], list):
             raise FrameError("a SYNC frame must be [5, seq, groups]")
         for group in frame[2]:
             _check_group(group)
