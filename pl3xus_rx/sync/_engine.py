@@ -254,7 +254,9 @@ class _ItemCache:
         data = table.get(entity, value)
         if data is not None:
             return data
-        item = [entity, self.values_of(reg, entity, value)]
+        # (a JSON-native entry's fields are already its wire values: no values list)
+        fields = entry_fields(value) if reg.json_native else self.values_of(reg, entity, value)
+        item = (entity, fields)
         data = encode_item_msgpack(item) if binary else encode_item_json(item)
         table.put(entity, value, data)
         self.engine._counters["item_encodings"] += 1
@@ -718,34 +720,14 @@ class SyncEngine:
                 self._counters["item_encodings"] += len(rows)
                 return len(rows), encode_items(binary, rows), [], []
         if deadband is None and baseline is None:
-            # The hot path (plain upserts): one dict lookup per item when already encoded.
-            items = cache.items_table(reg.type_id, binary)
-            sources, datas = items.source, items.data
-            encode = encode_item_msgpack if binary else encode_item_json
-            native = reg.json_native
-            encoded = 0
+            # Plain upserts mixed with removals, or items already encoded in this flush.
             for entity, change in changes.items():
                 if change == _UPSERT:
                     value = stored.get(entity)
                     if value is None:  # removed again after the change was recorded
                         removals.append(entity)
                         continue
-                    if sources.get(entity) is value:
-                        data = datas[entity]
-                    else:
-                        # Tuples of atoms are untracked by the GC: fewer collections.
-                        data = encode(
-                            (
-                                entity,
-                                value if type(value) is tuple else tuple(value.__dict__.values()),
-                            )
-                            if native
-                            else [entity, cache.values_of(reg, entity, value)]
-                        )
-                        sources[entity] = value
-                        datas[entity] = data
-                        encoded += 1
-                    upserts.append(data)
+                    upserts.append(cache.item(reg, entity, value, binary))
                     continue
                 final = change & _FINAL
                 if final == _DESPAWNED:
@@ -756,7 +738,6 @@ class SyncEngine:
                     value = stored.get(entity)
                     if value is not None:
                         upserts.append(cache.item(reg, entity, value, binary))
-            self._counters["item_encodings"] += encoded
             joined_fast: bytes | str = b"".join(upserts) if binary else ",".join(upserts)
             return len(upserts), joined_fast, removals, despawns
         for entity, change in changes.items():
