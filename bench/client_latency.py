@@ -116,6 +116,8 @@ async def bench_raw(n: int, seconds: float) -> dict[str, Any]:
 def apply_throughput() -> float:
     """Items/s from a decoded SYNC frame to the signal emission (no sockets)."""
     from client_sync import ClientTypeRegistry, SyncProvider
+    from client_sync.session import SyncArrived
+    from pl3xus_rx.protocol import FrameKind
     from pl3xus_rx.sync import ComponentRegistry, SyncEngine
     from pl3xus_rx.world import World
 
@@ -125,14 +127,14 @@ def apply_throughput() -> float:
     engine = SyncEngine(world, registry, SyncSettings(max_update_rate_hz=1e9))
     ents = [world.spawn(Probe(seq=0, t=0.0)) for _ in range(10_000)]
     engine.add_client(1)
-    engine.handle_frame(1, True, [3, 1, "Probe", None, {}])
+    engine.handle_frame(1, True, [FrameKind.SUBSCRIBE, 1, "Probe", None, {}])
     frames = [msgpack.unpackb(engine.flush(0.0)[0][1], strict_map_key=False)]
     for k in range(1, 21):
         for i in range(0, 10_000, 10):
             world.insert(ents[(i + k) % 10_000], Probe(seq=k, t=float(k)))
         frames.append(msgpack.unpackb(engine.flush(float(k))[0][1], strict_map_key=False))
     provider = SyncProvider("ws://unused", ClientTypeRegistry.builder().register(Probe).build())
-    provider._store.rebind(registry.wire_table())  # internal: feed frames without a socket
+    provider._session.store.rebind(registry.wire_table())  # internal: feed frames without a socket
     signal = provider.components(Probe)
     emissions = []
     sub = provider._sub(Probe, None)
@@ -141,7 +143,7 @@ def apply_throughput() -> float:
     start = time.perf_counter()
     items = 0
     for frame in frames:
-        provider._apply(frame)
+        provider._apply(SyncArrived(frame))
         items += sum(len(g[2]) for g in frame[2])
     elapsed = time.perf_counter() - start
     assert len(emissions) >= len(frames)

@@ -32,18 +32,34 @@ from pl3xus_rx.exceptions import (
     ConnectionClosed,
     ConnectionLost,
     ConnectionNotFound,
-    FrameError,
     NetworkStateError,
     SchemaMismatch,
 )
 from pl3xus_rx.net import Disconnected, Error, Network, NetworkData, NetworkSettings, Transport
 from pl3xus_rx.net._events import ConnectionId
-from pl3xus_rx.protocol import from_wire, schema_hash, to_wire
-from pl3xus_rx.sync import EntityControl
+from pl3xus_rx.protocol import (
+    ControlAction,
+    EntityControl,
+    NoticeKind,
+    from_wire,
+    schema_hash,
+    to_wire,
+)
 
 from .registry import ClientTypeRegistry
+from .session import (
+    Applied,
+    ClientSession,
+    Invalidation,
+    NoticeEvent,
+    Reply,
+    ResyncNeeded,
+    SubscriptionSpec,
+    SyncArrived,
+    is_gap_or_bad_frame,
+)
 from .signal import Signal, WritableSignal
-from .store import ReplicaChange, ReplicaChangeKind, SequenceGap, Store
+from .store import ReplicaChange, ReplicaChangeKind
 
 __all__ = [
     "Change",
@@ -229,10 +245,7 @@ class _Sub:
         entity: int | None,
         options: dict[str, float] | None = None,
     ) -> None:
-        self.name = name
-        self.model = model
-        self.entity = entity
-        self.options = options or {}
+        self.spec = SubscriptionSpec(name, model, entity, options or {})
         self.refs = 0
         self.sub_id = 0
         self.changes: SafeSubject[Change[Any]] = SafeSubject()
@@ -286,10 +299,9 @@ class SyncProvider:
         self._net.extension_handler = self._on_frame
         self._net.events.subscribe(self._on_event)
         self._dispatcher = Dispatcher()
-        self._store = Store([])
+        self._session = ClientSession()
         self._subs: dict[tuple[Any, ...], _Sub] = {}
         self._by_id: dict[int, _Sub] = {}
-        self._next_sub_id = 1
         self._cid: ConnectionId | None = None
         self._closing = False
         self._reconnect_task: asyncio.Task[None] | None = None
@@ -311,7 +323,6 @@ class SyncProvider:
         """The server's id for the current connection (from its welcome)."""
         self.resyncs = 0
         """How many times a sequence gap or a bad frame forced fresh snapshots."""
-        self._awaiting: set[int] = set()  # subscriptions whose snapshot must complete
         self._synced = asyncio.Event()  # set while connected with every snapshot complete
         self.rejected_values = 0
         """Component values this end's models rejected (left out of the signals; each one
@@ -320,8 +331,7 @@ class SyncProvider:
         """Default timeout, in seconds, of mutations, requests, queries and control."""
         self.notices: SafeSubject[Notice] = SafeSubject()
         """Control notices from the server (see :class:`Notice`)."""
-        self._pending: dict[int, asyncio.Future[list[Any]]] = {}
-        self._next_req = 1
+        self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._queries: dict[tuple[str, str], _Query] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._one_way: set[str] = set()
@@ -365,19 +375,17 @@ class SyncProvider:
         components = welcome.body.get("components", [])
         if not isinstance(components, list):
             raise ConnectFailed(f"{self.url} sent no component table; is it a SyncServer?")
-        self._store.rebind(components)
+        renew = self._session.connected_with(components)
         if self._check:
             self._check_schema(components, welcome.body)
         self._one_way = {row[0] for row in welcome.body.get("one_way") or []}
         self._cid = cid
         self.connection_id = welcome.connection_id
-        for sub in self._subs.values():
-            if sub.refs > 0:
-                self._send_subscribe(sub)
+        for frame in renew:
+            self._send(frame)
         for query in self._queries.values():
             self._fetch(query)  # answers may have changed while we were away
         # stale until every renewed subscription's snapshot is complete
-        self._awaiting = {sub.sub_id for sub in self._subs.values() if sub.refs > 0}
         self._update_stale()
         self.connection.set(ConnectionStatus(ConnectionState.OPEN))
         logger.info("connected to %s as connection %s", self.url, self.connection_id)
@@ -407,7 +415,7 @@ class SyncProvider:
             self._cid = None
             self.stale.set(True)
             self._synced.clear()
-            self._fail_pending(event.reason)
+            self._fail_pending(self._session.disconnected(), event.reason)
             if not self._closing:
                 logger.info("lost %s (%s); reconnecting", self.url, event.reason)
                 task = asyncio.get_running_loop().create_task(self._reconnect_loop(event.reason))
@@ -441,31 +449,22 @@ class SyncProvider:
 
     def _on_frame(self, connection: ConnectionId, binary: bool, frame: list[Any]) -> None:
         # On the socket reader: only hand over; the work and every callback run later.
-        kind = frame[0]
-        if kind == 5:
-            self._dispatcher.post(self._apply, frame)
-        elif kind == 8:
-            if len(frame) != 5 or not isinstance(frame[4], dict):
-                raise FrameError("a REPLY frame must be [8, req_id, status, message, body]")
-            future = self._pending.pop(frame[1], None)
+        event = self._session.receive(frame)
+        if isinstance(event, SyncArrived):
+            self._dispatcher.post(self._apply, event)
+        elif isinstance(event, Reply):
+            future = self._pending.pop(event.req_id, None)
             if future is not None and not future.done():
-                future.set_result(frame)  # its awaiter resumes later, on the loop
-        elif kind == 10:
-            self._dispatcher.post(self._notice, frame)
-        elif kind == 13:
-            self._dispatcher.post(self._invalidated, frame)
-        else:
-            raise FrameError(f"frame kind {kind} is not sent by servers")
+                future.set_result(event)  # its awaiter resumes later, on the loop
+        elif isinstance(event, NoticeEvent):
+            self._dispatcher.post(self._notice, event)
+        elif isinstance(event, Invalidation):
+            self._dispatcher.post(self._invalidated, event)
 
-    def _notice(self, frame: list[Any]) -> None:
-        detail = frame[2] if len(frame) > 2 and isinstance(frame[2], dict) else {}
-        entity = detail.get("entity")
-        self.notices.on_next(
-            Notice(
-                str(frame[1]), entity if isinstance(entity, int) else 0, MappingProxyType(detail)
-            )
-        )
-        if frame[1] == "message_rejected":
+    def _notice(self, notice: NoticeEvent) -> None:
+        self.notices.on_next(Notice(notice.kind, notice.entity, notice.detail))
+        if notice.kind == NoticeKind.MESSAGE_REJECTED:
+            detail = notice.detail
             self.errors.on_next(
                 CommandRejected.for_status(
                     str(detail.get("status")),
@@ -474,16 +473,17 @@ class SyncProvider:
                 )
             )
 
-    def _invalidated(self, frame: list[Any]) -> None:
-        name, keys = frame[1], frame[2] if len(frame) > 2 else None
+    def _invalidated(self, invalidation: Invalidation) -> None:
+        keys = invalidation.keys
         for query in self._queries.values():
-            if query.name == name and (keys is None or query.wire_params in keys):
+            if query.name == invalidation.name and (keys is None or query.wire_params in keys):
                 self._fetch(query)
 
-    def _fail_pending(self, reason: str) -> None:
+    def _fail_pending(self, lost: list[int], reason: str) -> None:
         pending, self._pending = self._pending, {}
-        for future in pending.values():
-            if not future.done():
+        for req_id in lost:
+            future = pending.get(req_id)
+            if future is not None and not future.done():
                 future.set_exception(
                     ConnectionLost(
                         f"the connection to {self.url} was lost while a command was in flight "
@@ -492,41 +492,44 @@ class SyncProvider:
                 )
                 future.exception()  # retrieved here; the awaiter re-raises it
 
-    def _apply(self, frame: list[Any]) -> None:
-        try:
-            changes = self._store.apply(frame)
-        except Exception as exc:  # a gap, a bad frame, or a bug: never drift silently
+    def _apply(self, arrived: SyncArrived) -> None:
+        result = self._session.apply(arrived)
+        if isinstance(result, ResyncNeeded):
+            exc = result.error
             self.resyncs += 1
-            if isinstance(exc, SequenceGap | FrameError):
+            if is_gap_or_bad_frame(exc):
                 logger.warning("%s; asking for fresh snapshots", exc)
             else:
-                logger.exception("a SYNC frame could not be applied; asking for fresh snapshots")
+                logger.error(
+                    "a SYNC frame could not be applied; asking for fresh snapshots", exc_info=exc
+                )
             self.errors.on_next(exc)
-            self._send([6, None])
-            self._store.expect_snapshots()
-            self._awaiting = set(self._by_id)  # out of date until the snapshots are in
+            self._send(result.frame)
             self._synced.clear()
             self.stale.set(True)
             return
-        if self._store.rejected:  # a fresh snapshot would carry them again: report only
-            rejected, self._store.rejected = self._store.rejected, []
-            self.rejected_values += len(rejected)
-            for error in rejected:
+        self._deliver(result)
+
+    def _deliver(self, applied: Applied) -> None:
+        if applied.rejected:
+            self.rejected_values += len(applied.rejected)
+            for error in applied.rejected:
                 logger.warning("a synced value was left out: %s", error)
                 self.errors.on_next(error)
         by_sub: dict[int, list[ReplicaChange]] = {}
-        for change in changes:
+        for change in applied.changes:
             by_sub.setdefault(change.subscription, []).append(change)
+        store = self._session.store
         for sub_id, items in by_sub.items():
             sub = self._by_id.get(sub_id)
             if sub is None:
                 continue
             # one emission per batch: a new read-only mapping, copied once per batch
-            sub.signal.set(MappingProxyType(dict(self._store.view(sub_id))))
+            sub.signal.set(MappingProxyType(dict(store.view(sub_id))))
             if sub.changes.observers:  # build typed changes only for someone who listens
                 for item in items:
                     sub.changes.on_next(Change(item.kind, item.entity, item.value))
-        if self._awaiting:  # after the signals: not stale means they hold the full state
+        if not self._synced.is_set():  # after the signals: not stale means they hold it all
             self._update_stale()
 
     def _send(self, frame: list[Any]) -> None:
@@ -545,14 +548,9 @@ class SyncProvider:
 
     def _update_stale(self) -> None:
         """Not stale once connected and every awaited snapshot is complete."""
-        store = self._store
-        self._awaiting = {s for s in self._awaiting if s in self._by_id and not store.complete(s)}
-        if not self._awaiting and self._cid is not None:
+        if self._session.synced and self._cid is not None:
             self._synced.set()
             self.stale.set(False)
-
-    def _send_subscribe(self, sub: _Sub) -> None:
-        self._send([3, sub.sub_id, sub.name, sub.entity, dict(sub.options)])
 
     # ------------------------------------------------------------------ subscriptions
 
@@ -571,13 +569,10 @@ class SyncProvider:
         def go() -> None:
             sub.refs += 1
             if sub.refs == 1:
-                sub.sub_id = self._next_sub_id
-                self._next_sub_id += 1
+                sub.sub_id, frame = self._session.subscribe(sub.spec)
                 self._by_id[sub.sub_id] = sub
-                self._store.add_subscription(sub.sub_id, sub.name, sub.model, sub.entity)
-                self._send_subscribe(sub)
-                self._awaiting.add(sub.sub_id)  # (not stale for it: it is new, not old)
-                self._synced.clear()
+                self._send(frame)
+                self._synced.clear()  # (not stale for it: it is new, not old)
 
         self._call_on_loop(go)
 
@@ -585,11 +580,9 @@ class SyncProvider:
         def go() -> None:
             sub.refs -= 1
             if sub.refs == 0:
-                self._send([4, sub.sub_id])
-                self._store.remove_subscription(sub.sub_id)
+                self._send(self._session.unsubscribe(sub.sub_id))
                 self._by_id.pop(sub.sub_id, None)
-                if sub.sub_id in self._awaiting:
-                    self._update_stale()
+                self._update_stale()
 
         self._call_on_loop(go)
 
@@ -601,7 +594,7 @@ class SyncProvider:
         key = (model, entity, tuple(sorted((options or {}).items())))
         sub = self._subs.get(key)
         if sub is None:
-            if not self._store.knows(name) and self._cid is not None:
+            if not self._session.knows(name) and self._cid is not None:
                 logger.warning("the server does not sync %s; its signal will stay empty", name)
             sub = self._subs[key] = _Sub(self, name, model, entity, options)
         return sub
@@ -675,7 +668,7 @@ class SyncProvider:
 
     def resync(self) -> None:
         """Ask the server for fresh snapshots of every subscription."""
-        self._send([6, None])
+        self._send(self._session.resync())
 
     @property
     def network(self) -> Network:
@@ -685,31 +678,34 @@ class SyncProvider:
     # ------------------------------------------------------------------ commands
 
     async def _command(
-        self, build: Callable[[int], list[Any]], timeout: float | None
+        self, build: Callable[[], tuple[int, list[Any]]], timeout: float | None
     ) -> dict[str, Any]:
         cid = self._cid
         if cid is None or not self._net.has_connection(cid):
             raise ConnectionLost(f"not connected to {self.url}; the command was not sent")
-        req_id = self._next_req
-        self._next_req += 1
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        req_id, frame = build()
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[req_id] = future
-        self._net.send_frame(cid, build(req_id))
+        self._net.send_frame(cid, frame)
         wait = self.command_timeout if timeout is None else timeout
         try:
             reply = await asyncio.wait_for(asyncio.shield(future), wait)
         except TimeoutError:
-            self._pending.pop(req_id, None)
+            self._forget(req_id)
             raise CommandTimeout(
                 f"no answer from {self.url} within {wait:g} s; the server may still apply it"
             ) from None
         except asyncio.CancelledError:
-            self._pending.pop(req_id, None)
+            self._forget(req_id)
             raise
-        status, message, body = reply[2], reply[3], reply[4]
-        if status != "ok":
-            raise CommandRejected.for_status(status, message, body.get("errors"))
-        return dict(body)
+        error = reply.error()
+        if error is not None:
+            raise error
+        return dict(reply.body)
+
+    def _forget(self, req_id: int) -> None:
+        self._pending.pop(req_id, None)
+        self._session.forget(req_id)
 
     async def mutate(self, entity: int, value: BaseModel, *, timeout: float | None = None) -> None:
         """Ask the server to set ``entity``'s component to ``value``.
@@ -728,7 +724,7 @@ class SyncProvider:
         """
         name = self.registry.name_of(type(value))
         payload = to_wire(value)
-        await self._command(lambda req: [7, req, name, entity, payload], timeout)
+        await self._command(lambda: self._session.mutate(name, entity, payload), timeout)
 
     def mutation(self, model: type[T]) -> MutationHandle[T]:
         """A handle for mutations of ``model`` with a state signal (idle / loading /
@@ -749,7 +745,7 @@ class SyncProvider:
         """
         name, response = self.registry.request_of(type(request))
         payload = to_wire(request)
-        body = await self._command(lambda req: [11, req, name, entity, payload], timeout)
+        body = await self._command(lambda: self._session.request(name, entity, payload), timeout)
         return from_wire(response, body.get("value"))
 
     async def take_control(self, entity: int, *, timeout: float | None = None) -> None:
@@ -759,7 +755,7 @@ class SyncProvider:
             Forbidden: someone else holds it (or an ancestor or descendant); they are told.
             NotFound: no such entity.
         """
-        await self._command(lambda req: [9, req, "take", entity], timeout)
+        await self._command(lambda: self._session.control(ControlAction.TAKE, entity), timeout)
 
     async def release_control(self, entity: int, *, timeout: float | None = None) -> None:
         """Give up control of ``entity``.
@@ -767,7 +763,7 @@ class SyncProvider:
         Raises:
             Forbidden: this client does not hold it.
         """
-        await self._command(lambda req: [9, req, "release", entity], timeout)
+        await self._command(lambda: self._session.control(ControlAction.RELEASE, entity), timeout)
 
     def control(self, entity: int) -> Signal[int | None]:
         """Who controls ``entity``: the holder's connection id (compare with
@@ -807,7 +803,7 @@ class SyncProvider:
         async def run() -> None:
             try:
                 body = await self._command(
-                    lambda req: [12, req, query.name, query.wire_params], None
+                    lambda: self._session.query(query.name, query.wire_params), None
                 )
                 value = from_wire(query.response, body.get("value"))
                 query.signal.set(QueryState(QueryStatus.READY, value))
@@ -841,7 +837,7 @@ class SyncProvider:
             raise ConnectionLost(f"not connected to {self.url}; the message was not sent")
         name = type(message).__name__
         if name in self._one_way:
-            self._net.send_frame(cid, [14, name, entity, to_wire(message)])
+            self._net.send_frame(cid, self._session.one_way(name, entity, to_wire(message)))
             return
         if self._net.message_types.find_model(type(message)) is None:
             self._net.register_message(type(message))

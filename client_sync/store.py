@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from pl3xus_rx.exceptions import FrameError, Pl3xusError
-from pl3xus_rx.protocol import from_wire
-from pl3xus_rx.sync import FLAG_COMPLETE, FLAG_CONTINUED, FLAG_SNAPSHOT, SyncKind
+from pl3xus_rx.exceptions import FrameError, SequenceGap
+from pl3xus_rx.protocol import ChangeKind, FrameKind, SyncFlag, from_wire
 
 __all__ = ["ReplicaChange", "ReplicaChangeKind", "SequenceGap", "Store"]
 
 
-class SequenceGap(Pl3xusError):
-    """A SYNC frame's sequence number skipped; the replica asks for fresh snapshots."""
-
-
-class ReplicaChangeKind(enum.Enum):
-    """What happened to one entity in one subscription's view."""
-
-    INSERTED = "inserted"
-    UPDATED = "updated"
-    REMOVED = "removed"
-    DESPAWNED = "despawned"
+ReplicaChangeKind = ChangeKind
+"""What happened to one entity in one subscription's view (the protocol's
+:class:`~pl3xus_rx.protocol.ChangeKind`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +134,7 @@ class Store:
             SequenceGap: a frame is missing (the caller should ask for fresh snapshots).
             FrameError: the frame is malformed.
         """
-        if len(frame) != 3 or frame[0] != SyncKind.SYNC or not isinstance(frame[2], list):
+        if len(frame) != 3 or frame[0] != FrameKind.SYNC or not isinstance(frame[2], list):
             raise FrameError("a SYNC frame must be [5, seq, groups]")
         for group in frame[2]:
             _check_group(group)
@@ -168,15 +158,15 @@ class Store:
                 old = values.pop(entity, None)
                 if old is not None:
                     changes.append(ReplicaChange(sub_id, ReplicaChangeKind.REMOVED, entity, old))
-            if flags & FLAG_SNAPSHOT:
+            if flags & SyncFlag.SNAPSHOT:
                 fresh = dict(decoded)
-                if not flags & FLAG_CONTINUED:  # a snapshot begins
+                if not flags & SyncFlag.CONTINUED:  # a snapshot begins
                     view.unseen = set(values)
                     view.complete = False
                 unseen = view.unseen
                 if unseen is not None:  # (None: the rest of a snapshot that was restarted)
                     unseen.difference_update(fresh)
-                if flags & FLAG_COMPLETE and unseen is not None:  # the rest is gone
+                if flags & SyncFlag.COMPLETE and unseen is not None:  # the rest is gone
                     for entity in [e for e in values if e in unseen]:
                         changes.append(
                             ReplicaChange(

@@ -10,11 +10,13 @@ also inherit the matching builtin, so ordinary ``except ValueError`` clauses kee
     ├── UnsupportedModel (TypeError)       a model that cannot be used where it was given
     ├── NetworkStateError (RuntimeError)   a call in the wrong state (names the state)
     ├── ConnectionNotFound (KeyError)      no live connection has this id
+    ├── EntityNotFound (KeyError)          no such entity in the World (or despawned)
     ├── BindError (OSError)                the listen address could not be bound
     ├── ConnectFailed (ConnectionError)    connect() could not reach or greet the peer
     ├── ConnectionClosed                   the peer went away while we used the connection
+    │   └── ConnectionLost                 the link dropped while a command was in flight
     ├── SchemaMismatch                     both ends name a type but disagree on its schema
-    ├── ConnectionLost                     the link dropped while a command was in flight
+    ├── SequenceGap                        a SYNC frame went missing (the client resyncs)
     ├── CommandTimeout (TimeoutError)      no answer to a command in time
     ├── CommandRejected                    the server refused a mutation, request or query
     │   ├── Forbidden                      not allowed (read-only, policy, control)
@@ -29,7 +31,11 @@ also inherit the matching builtin, so ordinary ``except ValueError`` clauses kee
         ├── UnknownMessageType             a message type this end never registered
         ├── MessageValidationError         a payload that fails its model's validation
         ├── WrongFrameType                 text where binary was negotiated, or the reverse
+        ├── SubscriptionError              a SUBSCRIBE or RESYNC that cannot be served
+        │   └── UnknownComponent           it named a component the server does not sync
         └── RemoteError                    the peer reported that our frame was bad
+
+Each ``ProtocolError`` subclass's ``code`` is one of :class:`pl3xus_rx.protocol.ErrorCode`.
 
 Foreign exceptions (``websockets``, ``msgpack``, ``pydantic``) are mapped at the boundary and
 chained with ``raise ... from exc`` so the cause stays visible.
@@ -54,6 +60,7 @@ __all__ = [
     "ConnectionNotFound",
     "DecodeError",
     "DuplicateRegistration",
+    "EntityNotFound",
     "FrameError",
     "MessageValidationError",
     "NetworkStateError",
@@ -63,7 +70,10 @@ __all__ = [
     "RateLimited",
     "RemoteError",
     "SchemaMismatch",
+    "SequenceGap",
     "SettingsError",
+    "SubscriptionError",
+    "UnknownComponent",
     "UnknownMessageType",
     "UnsupportedModel",
     "WrongFrameType",
@@ -100,6 +110,17 @@ class ConnectionNotFound(Pl3xusError, KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else "connection not found"
+
+
+class EntityNotFound(Pl3xusError, KeyError):
+    """The entity does not exist (never spawned, or despawned)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "entity not found"
+
+
+class SequenceGap(Pl3xusError):
+    """A SYNC frame's sequence number skipped; the replica asks for fresh snapshots."""
 
 
 class BindError(Pl3xusError, OSError):
@@ -154,12 +175,14 @@ class CommandRejected(Pl3xusError):
         status: str, message: str, errors: list[dict[str, Any]] | None = None
     ) -> CommandRejected:
         """The exception class that matches a REPLY status."""
+        from .protocol import Status  # (the protocol package imports this module)
+
         cls: type[CommandRejected] = {
-            "forbidden": Forbidden,
-            "not_found": NotFound,
-            "validation_error": InvalidValue,
-            "internal_error": ServerError,
-        }.get(status, CommandRejected)
+            Status.FORBIDDEN: Forbidden,
+            Status.NOT_FOUND: NotFound,
+            Status.VALIDATION_ERROR: InvalidValue,
+            Status.INTERNAL_ERROR: ServerError,
+        }.get(status, CommandRejected)  # type: ignore[call-overload]
         return cls(message, errors=errors)
 
 
@@ -307,6 +330,40 @@ class WrongFrameType(ProtocolError):
     """A text frame arrived where binary was negotiated, or the reverse."""
 
     code = "wrong_frame_type"
+
+
+class SubscriptionError(ProtocolError):
+    """A SUBSCRIBE (or RESYNC) that cannot be served; the error frame names the subscription.
+
+    Attributes:
+        subscription: The client's subscription id.
+    """
+
+    code = "subscription_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        subscription: int | None,
+        type_name: str | None = None,
+        field: str | None = None,
+        limit: int | float | None = None,
+    ) -> None:
+        super().__init__(message, type_name=type_name, field=field, limit=limit)
+        self.subscription = subscription
+
+    def to_wire(self) -> dict[str, Any]:
+        """The error frame body, with the subscription id."""
+        body = super().to_wire()
+        body["subscription"] = self.subscription
+        return body
+
+
+class UnknownComponent(SubscriptionError):
+    """A subscription named a component type the server does not sync."""
+
+    code = "unknown_component"
 
 
 class RemoteError(ProtocolError):

@@ -15,18 +15,16 @@ from . import devtools
 from .exceptions import ConnectionNotFound
 from .net import Disconnected, Network, NetworkSettings, Refusal, Transport
 from .net._events import ConnectionId
-from .protocol import RegisteredType
+from .protocol import CLIENT_COMMAND_KINDS, EntityControl, RegisteredType
 from .sync import (
     ComponentBuilder,
     ComponentRegistration,
     ComponentRegistry,
-    EntityControl,
     SyncEngine,
     SyncSettings,
 )
 from .sync._commands import (
     Authorizer,
-    CommandKind,
     Commands,
     MessageBuilder,
     QueryBuilder,
@@ -36,16 +34,6 @@ from .sync._wire import encode_frame
 from .world import World
 
 __all__ = ["SyncServer"]
-
-_COMMAND_KINDS = frozenset(
-    (
-        CommandKind.MUTATE,
-        CommandKind.CONTROL,
-        CommandKind.REQUEST,
-        CommandKind.QUERY,
-        CommandKind.SEND,
-    )
-)
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +156,7 @@ class SyncServer:
 
     def _on_frame(self, connection: ConnectionId, binary: bool, frame: list[Any]) -> None:
         self.engine.add_client(connection, binary=binary)
-        if frame[0] in _COMMAND_KINDS:
+        if frame[0] in CLIENT_COMMAND_KINDS:
             self.commands.handle_frame(connection, frame)
             self._schedule_control_check()
         else:

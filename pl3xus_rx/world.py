@@ -31,7 +31,8 @@ from pydantic import BaseModel
 from reactivex import abc as rx_abc
 
 from ._rx import SafeSubject
-from .exceptions import Pl3xusError, UnsupportedModel
+from .exceptions import EntityNotFound, UnsupportedModel
+from .protocol import ChangeKind
 
 __all__ = [
     "DESPAWNED",
@@ -53,26 +54,6 @@ EntityId = NewType("EntityId", int)
 """An entity's id: opaque, starting at 1, never reused during a World's life."""
 
 C = TypeVar("C", bound=BaseModel)
-
-
-class EntityNotFound(Pl3xusError, KeyError):
-    """The entity does not exist (never spawned, or despawned)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "entity not found"
-
-
-class ChangeKind(enum.Enum):
-    """What happened to one component of one entity."""
-
-    INSERTED = "inserted"
-    """The entity did not have the component; now it does."""
-    UPDATED = "updated"
-    """The component's value changed."""
-    REMOVED = "removed"
-    """The component was removed; the entity lives on."""
-    DESPAWNED = "despawned"
-    """The whole entity was despawned (so its components went with it)."""
 
 
 @dataclass(frozen=True, slots=True)

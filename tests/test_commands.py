@@ -9,9 +9,9 @@ import msgpack
 import pytest
 from pydantic import BaseModel, Field
 
+from pl3xus_rx.protocol import FrameKind
 from pl3xus_rx.sync import (
     Authorized,
-    CommandKind,
     Commands,
     ComponentBuilder,
     ComponentRegistry,
@@ -86,7 +86,7 @@ class Rig:
         for c, data in self.engine.flush(self.now):
             self.sent.append((c, msgpack.unpackb(data, strict_map_key=False)))
         replies = [
-            f for c, f in self.sent if c == conn and f[0] == CommandKind.REPLY and f[1] == frame[1]
+            f for c, f in self.sent if c == conn and f[0] == FrameKind.REPLY and f[1] == frame[1]
         ]
         assert len(replies) == 1, self.sent
         return replies[0]

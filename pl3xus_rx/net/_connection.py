@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ChannelFull, ConnectionClosed, RateLimited
-from ..protocol import Codec
+from ..protocol import Codec, ErrorCode
 from ._events import ConnectionId
 from ._transport import Link
 
@@ -291,7 +291,7 @@ class Connection:
         self.net.send_error(
             self,
             {
-                "code": "rate_limited",
+                "code": ErrorCode.RATE_LIMITED,
                 "message": f"frame dropped: over the rate limit of {limit:g} frames/s",
                 "type": None,
                 "field": None,

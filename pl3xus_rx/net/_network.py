@@ -26,6 +26,7 @@ from ..exceptions import (
     SchemaMismatch,
 )
 from ..protocol import (
+    FIRST_EXTENSION_KIND,
     JSON_SUBPROTOCOL,
     MSGPACK_SUBPROTOCOL,
     PROTOCOL_VERSION,
@@ -54,8 +55,6 @@ logger = logging.getLogger("pl3xus_rx.net")
 
 M = TypeVar("M", bound=BaseModel)
 
-EXTENSION_KINDS = 3
-"""Frame kinds from this number up belong to the layers above (the sync layer)."""
 _T = TypeVar("_T")
 
 
@@ -443,7 +442,7 @@ class Network:
                 and type(obj) is list
                 and obj
                 and type(obj[0]) is int
-                and obj[0] >= EXTENSION_KINDS
+                and obj[0] >= FIRST_EXTENSION_KIND
             ):
                 handler(conn.id, conn.codec.binary, obj)
                 return

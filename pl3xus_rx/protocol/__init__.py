@@ -1,4 +1,6 @@
-"""The wire protocol: frames, the msgpack and JSON codecs, type names and schema hashes.
+"""The wire protocol: the whole vocabulary (frame kinds, SYNC flags, statuses, notices,
+error codes, ``EntityControl``), frames, the msgpack and JSON codecs, type names and schema
+hashes.
 
 This package does no I/O; it turns values into frames and frames into values. The byte-level
 specification is ``docs/protocol.md``.
@@ -19,7 +21,6 @@ from ._frames import (
     PROTOCOL_VERSION,
     ErrorFrame,
     Frame,
-    FrameKind,
     MessageFrame,
     WelcomeFrame,
     error_frame,
@@ -30,8 +31,33 @@ from ._frames import (
     welcome_frame,
 )
 from ._types import RegisteredType, TypeTable, check_component, from_wire, schema_hash, to_wire
+from ._vocab import (
+    CLIENT_COMMAND_KINDS,
+    FIRST_EXTENSION_KIND,
+    SERVER_KINDS,
+    SYNC_CLIENT_KINDS,
+    ChangeKind,
+    ControlAction,
+    EntityControl,
+    ErrorCode,
+    FrameKind,
+    NoticeKind,
+    Status,
+    SyncFlag,
+)
 
 __all__ = [
+    "CLIENT_COMMAND_KINDS",
+    "FIRST_EXTENSION_KIND",
+    "SERVER_KINDS",
+    "SYNC_CLIENT_KINDS",
+    "ChangeKind",
+    "ControlAction",
+    "EntityControl",
+    "ErrorCode",
+    "NoticeKind",
+    "Status",
+    "SyncFlag",
     "JSON_SUBPROTOCOL",
     "MSGPACK_SUBPROTOCOL",
     "PROTOCOL_VERSION",

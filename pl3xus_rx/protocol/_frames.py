@@ -8,19 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any, Final
 
 from pydantic import BaseModel, ValidationError
 
 from ..exceptions import FrameError, MessageValidationError, RemoteError, UnknownMessageType
 from ._types import RegisteredType, TypeTable, from_wire
+from ._vocab import FrameKind
 
 __all__ = [
     "PROTOCOL_VERSION",
     "ErrorFrame",
     "Frame",
-    "FrameKind",
     "MessageFrame",
     "WelcomeFrame",
     "error_frame",
@@ -32,14 +31,6 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION: Final = 1
-
-
-class FrameKind(IntEnum):
-    """The first element of every frame."""
-
-    MESSAGE = 0
-    WELCOME = 1
-    ERROR = 2
 
 
 @dataclass(frozen=True, slots=True)

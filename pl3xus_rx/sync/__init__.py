@@ -1,7 +1,11 @@
 """The sync engine: component registry, subscriptions, batching, conflation (no I/O)."""
 
+from ..exceptions import SubscriptionError, UnknownComponent
+
+# Part of the wire vocabulary (defined in pl3xus_rx.protocol), kept here for the server's
+# users: a component every server syncs, and a command's outcome.
+from ..protocol import EntityControl, Status
 from ._commands import (
-    CommandKind,
     Commands,
     MessageBuilder,
     MessageRegistration,
@@ -9,26 +13,19 @@ from ._commands import (
     QueryRegistration,
     RequestBuilder,
     RequestRegistration,
-    Status,
 )
-from ._engine import SubscriptionError, SyncEngine, SyncStatistics, UnknownComponent
+from ._engine import SyncEngine, SyncStatistics
 from ._policy import Authorized, Denied, MutationContext, default_entity_policy
 from ._registry import (
     ComponentBuilder,
     ComponentRegistration,
     ComponentRegistry,
-    EntityControl,
     EntityPolicy,
 )
 from ._settings import SyncSettings
-from ._wire import FLAG_COMPLETE, FLAG_CONTINUED, FLAG_SNAPSHOT, SyncKind
 
 __all__ = [
-    "FLAG_COMPLETE",
-    "FLAG_CONTINUED",
-    "FLAG_SNAPSHOT",
     "Authorized",
-    "CommandKind",
     "Commands",
     "MessageBuilder",
     "MessageRegistration",
@@ -46,7 +43,6 @@ __all__ = [
     "MutationContext",
     "SubscriptionError",
     "SyncEngine",
-    "SyncKind",
     "SyncSettings",
     "SyncStatistics",
     "UnknownComponent",

@@ -12,27 +12,33 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, Generic, Self, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ValidationError
 
 from ..exceptions import DuplicateRegistration, FrameError
-from ..protocol import field_errors, from_wire, to_wire
+from ..protocol import (
+    ControlAction,
+    EntityControl,
+    FrameKind,
+    NoticeKind,
+    Status,
+    field_errors,
+    from_wire,
+    to_wire,
+)
 from ..world import EntityId, World
 from ._engine import SyncEngine
 from ._policy import Authorized, Denied, MutationContext, default_entity_policy
-from ._registry import ComponentRegistry, EntityControl, EntityPolicy
+from ._registry import ComponentRegistry, EntityPolicy
 from ._settings import SyncSettings
 
 __all__ = [
-    "CommandKind",
     "Commands",
     "QueryBuilder",
     "QueryRegistration",
     "RequestBuilder",
     "RequestRegistration",
-    "Status",
 ]
 
 logger = logging.getLogger(__name__)
@@ -42,29 +48,6 @@ R_ = TypeVar("R_")
 
 Authorizer = Callable[[World, MutationContext, EntityId, BaseModel], Any]
 """``(world, ctx, entity, value) -> Authorized | Denied``: a server-wide veto."""
-
-
-class CommandKind:
-    """Frame kinds of the command layer."""
-
-    MUTATE = 7
-    REPLY = 8
-    CONTROL = 9
-    NOTICE = 10
-    REQUEST = 11
-    QUERY = 12
-    INVALIDATE = 13
-    SEND = 14
-
-
-class Status(StrEnum):
-    """The outcome of a command, as sent in its REPLY."""
-
-    OK = "ok"
-    FORBIDDEN = "forbidden"
-    NOT_FOUND = "not_found"
-    VALIDATION_ERROR = "validation_error"
-    INTERNAL_ERROR = "internal_error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,23 +337,23 @@ class Commands:
         """
         kind = frame[0]
         ctx = MutationContext(connection)
-        if kind == CommandKind.SEND:
+        if kind == FrameKind.SEND:
             self._one_way(ctx, frame)
             return
         if len(frame) < 2 or not isinstance(frame[1], int):
             raise FrameError(f"a frame of kind {kind} must start [{kind}, req_id: int, ...]")
         req_id = frame[1]
         try:
-            if kind == CommandKind.MUTATE:
+            if kind == FrameKind.MUTATE:
                 self._expect(frame, 5, "[7, req_id, type_name, entity, value]")
                 self._mutate(ctx, req_id, frame[2], frame[3], frame[4])
-            elif kind == CommandKind.CONTROL:
+            elif kind == FrameKind.CONTROL:
                 self._expect(frame, 4, '[9, req_id, "take" | "release", entity]')
                 self._control_frame(ctx, req_id, frame[2], frame[3])
-            elif kind == CommandKind.REQUEST:
+            elif kind == FrameKind.REQUEST:
                 self._expect(frame, 5, "[11, req_id, type_name, entity | null, payload]")
                 self._request(ctx, req_id, frame[2], frame[3], frame[4])
-            elif kind == CommandKind.QUERY:
+            elif kind == FrameKind.QUERY:
                 self._expect(frame, 4, "[12, req_id, type_name, params]")
                 self._query(ctx, req_id, frame[2], frame[3])
             else:
@@ -398,7 +381,7 @@ class Commands:
         deferred: bool = False,
     ) -> None:
         """Answer a command: at once, or (``deferred``) after the flush carrying its change."""
-        frame = [CommandKind.REPLY, req_id, status.value, message, body or {}]
+        frame = [FrameKind.REPLY, req_id, status.value, message, body or {}]
         if deferred:
             self.engine.defer(connection, frame, component=after, entity=entity)
         else:
@@ -517,13 +500,17 @@ class Commands:
     ) -> None:
         conn = ctx.connection
         entity = self._entity(raw_entity)
-        if action == "take":
+        if action == ControlAction.TAKE:
             for other in (entity, *self.world.ancestors(entity), *self._descendants(entity)):
                 holder = self.holder(other)
                 if holder is not None and holder != conn:
                     self._send(
                         holder,
-                        [CommandKind.NOTICE, "control_requested", {"entity": other, "by": conn}],
+                        [
+                            FrameKind.NOTICE,
+                            NoticeKind.CONTROL_REQUESTED,
+                            {"entity": other, "by": conn},
+                        ],
                     )
                     self.reply(
                         conn,
@@ -535,7 +522,7 @@ class Commands:
             self.world.insert(entity, EntityControl(holder=conn))
             self._control.last_activity[entity] = self._clock()
             self.reply(conn, req_id, Status.OK, after=EntityControl, entity=entity, deferred=True)
-        elif action == "release":
+        elif action == ControlAction.RELEASE:
             if self.holder(entity) != conn:
                 self.reply(
                     conn,
@@ -585,8 +572,8 @@ class Commands:
                     self._send(
                         holder,
                         [
-                            CommandKind.NOTICE,
-                            "control_released",
+                            FrameKind.NOTICE,
+                            NoticeKind.CONTROL_RELEASED,
                             {"entity": entity, "reason": "inactivity"},
                         ],
                     )
@@ -702,7 +689,7 @@ class Commands:
                 "reason": rejection.message,
                 **rejection.body,
             }
-            self._send(ctx.connection, [CommandKind.NOTICE, "message_rejected", body])
+            self._send(ctx.connection, [FrameKind.NOTICE, NoticeKind.MESSAGE_REJECTED, body])
 
     async def _quietly(self, name: str, pending: Awaitable[Any]) -> None:
         try:
@@ -727,4 +714,4 @@ class Commands:
         if name is None:
             raise KeyError(f"{query.__name__} is not a registered query")
         wire_keys = None if keys is None else [to_wire(k) for k in keys]
-        self._broadcast([CommandKind.INVALIDATE, name, wire_keys])
+        self._broadcast([FrameKind.INVALIDATE, name, wire_keys])

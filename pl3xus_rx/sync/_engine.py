@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ..exceptions import FrameError, ProtocolError
-from ..protocol import to_wire
+from ..exceptions import FrameError, SubscriptionError, UnknownComponent
+from ..protocol import FrameKind, SyncFlag, to_wire
 from ..world import (
     DESPAWNED,
     FINAL,
@@ -32,11 +32,7 @@ from ..world import (
 from ._registry import ComponentRegistration, ComponentRegistry
 from ._settings import SyncSettings
 from ._wire import (
-    FLAG_COMPLETE,
-    FLAG_CONTINUED,
-    FLAG_SNAPSHOT,
     Group,
-    SyncKind,
     assemble_json,
     assemble_msgpack,
     encode_frame,
@@ -47,43 +43,9 @@ from ._wire import (
     groups_msgpack,
 )
 
-__all__ = ["SubscriptionError", "SyncEngine", "SyncStatistics"]
+__all__ = ["SyncEngine", "SyncStatistics"]
 
 logger = logging.getLogger(__name__)
-
-
-class SubscriptionError(ProtocolError):
-    """A SUBSCRIBE (or RESYNC) that cannot be served; the error frame names the subscription.
-
-    Attributes:
-        subscription: The client's subscription id.
-    """
-
-    code = "subscription_error"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        subscription: int | None,
-        type_name: str | None = None,
-        field: str | None = None,
-        limit: int | float | None = None,
-    ) -> None:
-        super().__init__(message, type_name=type_name, field=field, limit=limit)
-        self.subscription = subscription
-
-    def to_wire(self) -> dict[str, Any]:
-        """The error frame body, with the subscription id."""
-        body = super().to_wire()
-        body["subscription"] = self.subscription
-        return body
-
-
-class UnknownComponent(SubscriptionError):
-    """A subscription named a component type the server does not sync."""
-
-    code = "unknown_component"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +77,12 @@ class SyncStatistics:
 # low two bits and a flag if a removal happened since the last flush (so it is never lost).
 _UPSERT, _DESPAWNED, _WAS_REMOVED, _FINAL = UPSERTED, DESPAWNED, WAS_REMOVED, FINAL
 _merge = merge_change
+# group flags as plain ints (they are or-ed and compared on the hot path)
+_SNAPSHOT, _COMPLETE, _CONTINUED = (
+    int(SyncFlag.SNAPSHOT),
+    int(SyncFlag.COMPLETE),
+    int(SyncFlag.CONTINUED),
+)
 
 
 @dataclass(eq=False)
@@ -368,20 +336,20 @@ class SyncEngine:
         self.add_client(connection, binary=binary)
         client = self._clients[connection]
         kind = frame[0]
-        if kind == SyncKind.SUBSCRIBE:
+        if kind == FrameKind.SUBSCRIBE:
             if len(frame) != 5 or not isinstance(frame[1], int) or not isinstance(frame[2], str):
                 raise FrameError(
                     "a SUBSCRIBE frame must be [3, sub_id: int, type_name: str, "
                     "entity: int | null, options: map]"
                 )
             self._subscribe(client, frame[1], frame[2], frame[3], frame[4])
-        elif kind == SyncKind.UNSUBSCRIBE:
+        elif kind == FrameKind.UNSUBSCRIBE:
             if len(frame) != 2 or not isinstance(frame[1], int):
                 raise FrameError("an UNSUBSCRIBE frame must be [4, sub_id: int]")
             sub = client.subs.get(frame[1])
             if sub is not None:
                 self._drop(sub)
-        elif kind == SyncKind.RESYNC:
+        elif kind == FrameKind.RESYNC:
             if len(frame) != 2 or not (frame[1] is None or isinstance(frame[1], int)):
                 raise FrameError("a RESYNC frame must be [6, sub_id: int | null]")
             targets = (
@@ -786,7 +754,7 @@ class SyncEngine:
         stored = self.world.peek(reg.model)
         rest = sub.snapshot_rest
         if rest is None:  # the snapshot begins
-            flags = FLAG_SNAPSHOT
+            flags = _SNAPSHOT
             if sub.entity is None:
                 entries = list(stored.items())
             else:
@@ -798,14 +766,14 @@ class SyncEngine:
                 sub.snapshot_pending = set(rest)
                 del entries[limit:]
         else:  # the next part: entities removed meanwhile are skipped (never mentioned)
-            flags = FLAG_SNAPSHOT | FLAG_CONTINUED
+            flags = _SNAPSHOT | _CONTINUED
             part = rest[sub.snapshot_at : sub.snapshot_at + limit]
             sub.snapshot_at += len(part)
             sub.snapshot_pending.difference_update(part)
             entries = [(entity, stored[entity]) for entity in part if entity in stored]
         done = rest is None or sub.snapshot_at >= len(rest)
         if done:
-            flags |= FLAG_COMPLETE
+            flags |= _COMPLETE
             sub.snapshot_rest = None
             sub.snapshot_pending = set()
         binary = sub.client.binary

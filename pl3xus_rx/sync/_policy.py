@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..protocol import EntityControl
 from ..world import EntityId, World
-from ._registry import EntityControl
 
 __all__ = ["Authorized", "Denied", "MutationContext", "default_entity_policy"]
 

@@ -10,13 +10,12 @@ from typing import Any, Generic, TypeVar, Union, get_args, get_origin
 from pydantic import BaseModel
 
 from ..exceptions import DuplicateRegistration, NotRegistered
-from ..protocol import TypeTable, check_component
+from ..protocol import EntityControl, TypeTable, check_component
 
 __all__ = [
     "ComponentBuilder",
     "ComponentRegistration",
     "ComponentRegistry",
-    "EntityControl",
     "EntityPolicy",
 ]
 
@@ -45,13 +44,6 @@ def _json_native(model: type[BaseModel]) -> bool:
     return not model.__pydantic_decorators__.field_serializers and not (
         model.__pydantic_decorators__.model_serializers
     )
-
-
-class EntityControl(BaseModel):
-    """Which connection controls an entity (``None``: nobody). Synced like any component,
-    but never writable by a client: control changes only through take/release."""
-
-    holder: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,30 +1,20 @@
 """Sync frames: encoding items once and assembling per-connection frames from the bytes.
 
-Frame kinds (see docs/protocol.md):
-
-- ``[3, sub_id, type_name, entity | null, options]``  SUBSCRIBE (client → server)
-- ``[4, sub_id]``                                     UNSUBSCRIBE (client → server)
-- ``[5, seq, [group, ...]]``                          SYNC (server → client)
-- ``[6, sub_id | null]``                              RESYNC (client → server)
-
-A group is ``[sub_id, flags, upserts, removals, despawns]``; an upsert is
-``[entity, [field values...]]`` (or ``[entity, {field index: value}]`` for a field delta).
+The sync layer's frames are SUBSCRIBE, UNSUBSCRIBE, SYNC and RESYNC (``FrameKind`` in
+:mod:`pl3xus_rx.protocol`; see docs/protocol.md). A group is
+``[sub_id, flags, upserts, removals, despawns]``; an upsert is ``[entity, [field values...]]``
+(or ``[entity, {field index: value}]`` for a field delta).
 """
 
 from __future__ import annotations
 
 import json
-from enum import IntEnum
-from typing import Any, Final
+from typing import Any
 
-from ..protocol import json_encode, msgpack_encode
+from ..protocol import FrameKind, json_encode, msgpack_encode
 
 __all__ = [
-    "FLAG_COMPLETE",
-    "FLAG_CONTINUED",
-    "FLAG_SNAPSHOT",
     "Group",
-    "SyncKind",
     "assemble_json",
     "assemble_msgpack",
     "groups_json",
@@ -33,23 +23,6 @@ __all__ = [
     "encode_items",
     "msgpack_array_header",
 ]
-
-FLAG_SNAPSHOT: Final = 1
-"""The group is (the start of) a snapshot: the client reconciles its view against it."""
-FLAG_COMPLETE: Final = 2
-"""The snapshot is complete: every entity the subscription covers has been sent."""
-FLAG_CONTINUED: Final = 4
-"""This snapshot group continues one sent in an earlier frame (a big snapshot goes out in
-parts, ``SyncSettings.max_snapshot_items`` entities a flush)."""
-
-
-class SyncKind(IntEnum):
-    """Frame kinds of the sync layer (after the network layer's 0-2)."""
-
-    SUBSCRIBE = 3
-    UNSUBSCRIBE = 4
-    SYNC = 5
-    RESYNC = 6
 
 
 def msgpack_array_header(n: int) -> bytes:
@@ -64,7 +37,7 @@ def msgpack_array_header(n: int) -> bytes:
 _pack = msgpack_encode
 _HEADER3 = msgpack_array_header(3)
 _HEADER5 = msgpack_array_header(5)
-_KIND = _pack(int(SyncKind.SYNC))
+_KIND = _pack(int(FrameKind.SYNC))
 
 
 Group = tuple[int, int, int, Any, list[int], list[int]]
@@ -104,7 +77,7 @@ def assemble_msgpack(seq: int, groups: list[Group] | bytes) -> bytes:
 def assemble_json(seq: int, groups: list[Group] | str) -> str:
     """A SYNC frame in JSON, from groups (or their already-encoded array)."""
     body = groups if isinstance(groups, str) else groups_json(groups)
-    return f"[{int(SyncKind.SYNC)},{seq},{body}]"
+    return f"[{int(FrameKind.SYNC)},{seq},{body}]"
 
 
 def encode_frame(binary: bool, frame: list[Any]) -> bytes | str:

@@ -1,0 +1,159 @@
+"""The wire vocabulary, once: frame kinds, SYNC flags, change kinds, reply statuses, control
+actions, notice kinds, error codes and the ``EntityControl`` component.
+
+Server and client both import these names from :mod:`pl3xus_rx.protocol`; no other module
+spells a frame kind or a status as a bare number or string. ``docs/protocol.md`` documents
+each value, and a test checks its tables against :class:`FrameKind`.
+"""
+
+from __future__ import annotations
+
+import enum
+from enum import IntEnum, IntFlag, StrEnum
+from typing import Final
+
+from pydantic import BaseModel
+
+__all__ = [
+    "CLIENT_COMMAND_KINDS",
+    "FIRST_EXTENSION_KIND",
+    "SERVER_KINDS",
+    "SYNC_CLIENT_KINDS",
+    "ChangeKind",
+    "ControlAction",
+    "EntityControl",
+    "ErrorCode",
+    "FrameKind",
+    "NoticeKind",
+    "Status",
+    "SyncFlag",
+]
+
+
+class FrameKind(IntEnum):
+    """The first element of every frame: what the rest of the array means."""
+
+    MESSAGE = 0
+    """``[0, type_name, payload]``: a typed message (both ways)."""
+    WELCOME = 1
+    """``[1, body]``: the server's greeting, first on every connection."""
+    ERROR = 2
+    """``[2, body]``: the peer rejected something we sent (both ways)."""
+    SUBSCRIBE = 3
+    """``[3, sub_id, type_name, entity | null, options]`` (client to server)."""
+    UNSUBSCRIBE = 4
+    """``[4, sub_id]`` (client to server)."""
+    SYNC = 5
+    """``[5, seq, [group, ...]]`` (server to client)."""
+    RESYNC = 6
+    """``[6, sub_id | null]``: send fresh snapshots (client to server)."""
+    MUTATE = 7
+    """``[7, req_id, component_name, entity, value]`` (client to server)."""
+    REPLY = 8
+    """``[8, req_id, status, message, body]``: the one answer to a command."""
+    CONTROL = 9
+    """``[9, req_id, "take" | "release", entity]`` (client to server)."""
+    NOTICE = 10
+    """``[10, kind, body]``: something the server tells a client unasked."""
+    REQUEST = 11
+    """``[11, req_id, request_name, entity | null, payload]`` (client to server)."""
+    QUERY = 12
+    """``[12, req_id, query_name, params]`` (client to server)."""
+    INVALIDATE = 13
+    """``[13, query_name, keys | null]``: refetch cached answers (server to client)."""
+    SEND = 14
+    """``[14, message_name, entity | null, payload]``: a one-way message (client to server)."""
+
+
+FIRST_EXTENSION_KIND: Final = FrameKind.SUBSCRIBE
+"""Kinds from here on belong to the sync and command layers, not the network layer."""
+
+SYNC_CLIENT_KINDS: Final = frozenset((FrameKind.SUBSCRIBE, FrameKind.UNSUBSCRIBE, FrameKind.RESYNC))
+"""Kinds a client sends to the sync engine."""
+
+CLIENT_COMMAND_KINDS: Final = frozenset(
+    (FrameKind.MUTATE, FrameKind.CONTROL, FrameKind.REQUEST, FrameKind.QUERY, FrameKind.SEND)
+)
+"""Kinds a client sends to the command layer."""
+
+SERVER_KINDS: Final = frozenset(
+    (FrameKind.SYNC, FrameKind.REPLY, FrameKind.NOTICE, FrameKind.INVALIDATE)
+)
+"""Kinds of the sync and command layers that only a server sends."""
+
+
+class SyncFlag(IntFlag):
+    """The ``flags`` of a SYNC group (live changes have none)."""
+
+    SNAPSHOT = 1
+    """The group is (part of) a snapshot: the client reconciles its view against it."""
+    COMPLETE = 2
+    """The snapshot is complete: every entity the subscription covers has been sent."""
+    CONTINUED = 4
+    """This snapshot group continues one sent in an earlier frame (big snapshots go out in
+    parts, ``SyncSettings.max_snapshot_items`` entities a flush)."""
+
+
+class ChangeKind(enum.Enum):
+    """What happened to one component of one entity (in the World, or in a client's view)."""
+
+    INSERTED = "inserted"
+    """The entity did not have the component; now it does."""
+    UPDATED = "updated"
+    """The component's value changed."""
+    REMOVED = "removed"
+    """The component was removed; the entity lives on."""
+    DESPAWNED = "despawned"
+    """The whole entity was despawned (so its components went with it)."""
+
+
+class Status(StrEnum):
+    """The outcome of a command, as sent in its REPLY."""
+
+    OK = "ok"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    VALIDATION_ERROR = "validation_error"
+    INTERNAL_ERROR = "internal_error"
+
+
+class ControlAction(StrEnum):
+    """The action of a CONTROL frame."""
+
+    TAKE = "take"
+    RELEASE = "release"
+
+
+class NoticeKind(StrEnum):
+    """The kind of a NOTICE frame."""
+
+    CONTROL_REQUESTED = "control_requested"
+    """To the holder: someone else asked for control (``{"entity", "by"}``)."""
+    CONTROL_RELEASED = "control_released"
+    """To the former holder: control expired (``{"entity", "reason"}``)."""
+    MESSAGE_REJECTED = "message_rejected"
+    """A SEND was refused (``{"type", "entity", "status", "reason", "errors"?}``)."""
+
+
+class ErrorCode(StrEnum):
+    """The ``code`` of an ERROR frame's body (each names a :class:`ProtocolError` class, or
+    a limit)."""
+
+    PROTOCOL_ERROR = "protocol_error"
+    DECODE_ERROR = "decode_error"
+    WRONG_FRAME_TYPE = "wrong_frame_type"
+    BAD_FRAME = "bad_frame"
+    UNKNOWN_TYPE = "unknown_type"
+    VALIDATION_ERROR = "validation_error"
+    RATE_LIMITED = "rate_limited"
+    UNKNOWN_COMPONENT = "unknown_component"
+    SUBSCRIPTION_ERROR = "subscription_error"
+    REMOTE_ERROR = "remote_error"
+    """Not sent: the code of a :class:`RemoteError` raised locally from a peer's ERROR."""
+
+
+class EntityControl(BaseModel):
+    """Which connection controls an entity (``None``: nobody). Synced like any component,
+    but never writable by a client: control changes only through take/release."""
+
+    holder: int | None = None
