@@ -295,8 +295,7 @@ class SyncProvider:
         self.registry = registry
         self.policy = reconnect if reconnect is not None else ReconnectPolicy()
         self._encoding = encoding
-        self._net = Network(network, transport=transport)
-        self._net.extension_handler = self._on_frame
+        self._net = Network(network, transport=transport, extension_handler=self._on_frame)
         self._net.events.subscribe(self._on_event)
         self._dispatcher = Dispatcher()
         self._session = ClientSession()

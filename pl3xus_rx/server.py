@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from . import devtools
 from .exceptions import ConnectionNotFound
-from .net import Disconnected, Network, NetworkSettings, Refusal, Transport
+from .net import Disconnected, HttpResponse, Network, NetworkSettings, Transport
 from .net._events import ConnectionId
 from .protocol import CLIENT_COMMAND_KINDS, EntityControl, RegisteredType
 from .sync import (
@@ -63,7 +63,12 @@ class SyncServer:
     ) -> None:
         self.world = World()
         """The single source of truth."""
-        self.net = Network(network, transport=transport)
+        self.net = Network(
+            network,
+            transport=transport,
+            welcome_extra=self._welcome_extra,
+            extension_handler=self._on_frame,
+        )
         """The network layer (plain typed messages work on it too)."""
         self.settings = sync if sync is not None else SyncSettings()
         self.registry = ComponentRegistry()
@@ -85,8 +90,6 @@ class SyncServer:
         """Mutations, control, requests and queries."""
         self.registry.add(EntityControl)  # synced like any component, never client-writable
         self._install_devtools()
-        self.net.welcome_extra = self._welcome_extra
-        self.net.extension_handler = self._on_frame
         self.net.events.subscribe(self._on_event)
 
     # ------------------------------------------------------------------ registration
@@ -135,9 +138,8 @@ class SyncServer:
 
     def _install_devtools(self) -> None:
         html = devtools.page()
-        self.net.http_routes[devtools.DEVTOOLS_PATH] = lambda: Refusal(
-            200, html, "text/html; charset=utf-8"
-        )
+        page = HttpResponse(200, html, "text/html; charset=utf-8")
+        self.net.add_route(devtools.DEVTOOLS_PATH, lambda request: page)
 
         def tree(world: World, query: devtools.EntityTreeQuery) -> devtools.EntityTree:
             parents = {}

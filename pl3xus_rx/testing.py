@@ -25,7 +25,7 @@ from collections import deque
 from urllib.parse import urlsplit
 
 from .exceptions import BindError, ConnectFailed, ConnectionClosed
-from .net import HandlerFactory, LinkHandler, ListenerHooks, NetworkSettings
+from .net import HandlerFactory, HttpRequest, LinkHandler, ListenerHooks, NetworkSettings
 
 __all__ = ["MemoryLink", "MemoryTransport"]
 
@@ -36,9 +36,16 @@ class MemoryLink:
     """One end of an in-memory connection (a ``Link``)."""
 
     def __init__(
-        self, remote: str, subprotocol: str | None, settings: NetworkSettings, high_water: int
+        self,
+        remote: str,
+        subprotocol: str | None,
+        settings: NetworkSettings,
+        high_water: int,
+        request: HttpRequest | None = None,
     ) -> None:
         self.remote = remote
+        self.request = request
+        """The handshake request (on the server's end)."""
         self.subprotocol = subprotocol
         self._settings = settings
         self._high_water = high_water
@@ -212,14 +219,22 @@ class MemoryTransport:
         hooks = self._listeners.get(key)
         if hooks is None:
             raise ConnectFailed(f"cannot connect to {url}: connection refused (no listener)")
-        refusal = hooks.admit(0)
-        if refusal is not None:
-            raise ConnectFailed(
-                f"{url} refused the WebSocket handshake: HTTP {refusal.status}: "
-                f"{refusal.body.strip()}"
-            )
         client_name = f"memory-client-{next(self._clients)}"
-        server_end = MemoryLink(client_name, subprotocol, hooks.settings, self.high_water)
+        target = parts.path or "/"
+        request = HttpRequest.build(
+            f"{target}?{parts.query}" if parts.query else target,
+            [("Sec-WebSocket-Protocol", subprotocol)],
+            remote=client_name,
+            subprotocol=subprotocol,
+            upgrade=True,
+        )
+        refusal = hooks.admit(request, 0)
+        if refusal is not None:
+            body = refusal.body if isinstance(refusal.body, str) else refusal.body.decode()
+            raise ConnectFailed(
+                f"{url} refused the WebSocket handshake: HTTP {refusal.status}: {body.strip()}"
+            )
+        server_end = MemoryLink(client_name, subprotocol, hooks.settings, self.high_water, request)
         client_end = MemoryLink(f"{key[0]}:{key[1]}", subprotocol, settings, self.high_water)
         server_end.peer, client_end.peer = client_end, server_end
         self.links.append(server_end)

@@ -5,6 +5,7 @@ This package does the I/O; framing and validation live in :mod:`pl3xus_rx.protoc
 
 from ._connection import ConnectionStatistics
 from ._events import Connected, ConnectionId, Disconnected, Error, NetworkData, NetworkEvent
+from ._http import HEALTH_PATH, AdmissionCheck, HttpRequest, HttpResponse, RouteHandler
 from ._network import Network, NetworkState, NetworkStatistics
 from ._settings import NetworkSettings
 from ._transport import (
@@ -13,12 +14,15 @@ from ._transport import (
     LinkHandler,
     Listener,
     ListenerHooks,
-    Refusal,
     Transport,
 )
-from ._websocket import HEALTH_PATH, WebSocketTransport
+from ._websocket import WebSocketTransport
 
 __all__ = [
+    "AdmissionCheck",
+    "HttpRequest",
+    "HttpResponse",
+    "RouteHandler",
     "HEALTH_PATH",
     "Connected",
     "ConnectionId",
@@ -36,7 +40,6 @@ __all__ = [
     "NetworkSettings",
     "NetworkState",
     "NetworkStatistics",
-    "Refusal",
     "Transport",
     "WebSocketTransport",
 ]

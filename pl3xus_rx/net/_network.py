@@ -20,6 +20,7 @@ from .._rx import Dispatcher, SafeSubject
 from ..exceptions import (
     ConnectFailed,
     ConnectionNotFound,
+    DuplicateRegistration,
     FrameError,
     NetworkStateError,
     ProtocolError,
@@ -46,8 +47,9 @@ from ..protocol import (
 )
 from ._connection import Connection, ConnectionStatistics
 from ._events import Connected, ConnectionId, Disconnected, Error, NetworkData, NetworkEvent
+from ._http import HEALTH_PATH, AdmissionCheck, HttpRequest, HttpResponse, RouteHandler
 from ._settings import NetworkSettings
-from ._transport import Link, Listener, Refusal, Transport
+from ._transport import Link, Listener, Transport
 
 __all__ = ["Network", "NetworkStatistics"]
 
@@ -133,10 +135,20 @@ class Network:
         settings: Limits and options; defaults to ``NetworkSettings()``.
         transport: What moves the bytes; defaults to WebSockets. ``pl3xus_rx.testing``
             has an in-memory one.
+        welcome_extra: For the layer above: ``welcome_extra(connection)`` returns more keys
+            for the welcome body of a new connection.
+        extension_handler: For the layer above: receives the frames of the sync and command
+            layers (``FrameKind.SUBSCRIBE`` and up) as ``(connection, binary, frame)``; a
+            ``ProtocolError`` it raises is answered like any bad frame.
     """
 
     def __init__(
-        self, settings: NetworkSettings | None = None, *, transport: Transport | None = None
+        self,
+        settings: NetworkSettings | None = None,
+        *,
+        transport: Transport | None = None,
+        welcome_extra: Callable[[ConnectionId], dict[str, Any]] | None = None,
+        extension_handler: Callable[[ConnectionId, bool, list[Any]], None] | None = None,
     ) -> None:
         if transport is None:
             from ._websocket import WebSocketTransport
@@ -159,14 +171,35 @@ class Network:
         )
         self._closed_event: asyncio.Event | None = None
         self._none_left: asyncio.Event | None = None
-        self.welcome_extra: Callable[[ConnectionId], dict[str, Any]] | None = None
-        """Hook for layers above: more keys for the welcome body of a new connection."""
-        self.http_routes: dict[str, Callable[[], Refusal]] = {}
-        """Plain HTTP pages served on the WebSocket port: path -> response factory."""
-        self.extension_handler: Callable[[ConnectionId, bool, list[Any]], None] | None = None
-        """Hook for layers above: receives frames of kind 3 and up as
-        ``(connection, binary, frame)``; a ``ProtocolError`` it raises is answered like any
-        bad frame."""
+        self._welcome_extra = welcome_extra
+        self._extension_handler = extension_handler
+        self._routes: dict[str, RouteHandler] = {}
+        self._admission: list[AdmissionCheck] = []
+
+    # ------------------------------------------------------------------ HTTP hooks
+
+    def add_route(self, path: str, handler: RouteHandler) -> None:
+        """Serve plain HTTP ``path`` on the WebSocket port: ``handler(request)`` returns the
+        :class:`HttpResponse` (``/healthz`` is built in).
+
+        Raises:
+            DuplicateRegistration: ``path`` is already served.
+        """
+        if path in self._routes or path == HEALTH_PATH:
+            raise DuplicateRegistration(f"HTTP path {path!r} is already served")
+        self._routes[path] = handler
+
+    @property
+    def routes(self) -> list[str]:
+        """The plain HTTP paths served besides ``/healthz``."""
+        return list(self._routes)
+
+    def add_admission_check(self, check: AdmissionCheck) -> None:
+        """Decide WebSocket handshakes: ``check(request)`` returns ``None`` to admit, or the
+        :class:`HttpResponse` to refuse with (401, 403...). Checks run in the order added,
+        after the built-in ones (shutting down, ``max_connections``); a check that raises
+        refuses the handshake with 500 and is logged."""
+        self._admission.append(check)
 
     # ------------------------------------------------------------------ state
 
@@ -314,7 +347,7 @@ class Network:
 
     # ------------------------------------------------------------------ ListenerHooks
 
-    def health(self) -> Refusal:
+    def health(self, request: HttpRequest) -> HttpResponse:
         """The ``/healthz`` answer (a transport hook)."""
         ok = self._state is NetworkState.RUNNING
         body = json.dumps(
@@ -324,28 +357,45 @@ class Network:
                 "uptime_seconds": round(time.monotonic() - self._started, 3),
             }
         )
-        return Refusal(200 if ok else 503, body, "application/json")
+        return HttpResponse(200 if ok else 503, body, "application/json")
 
-    def http(self, path: str) -> Refusal | None:
-        """A plain HTTP page for ``path``, if one is registered (a transport hook)."""
-        route = self.http_routes.get(path)
-        return route() if route is not None else None
+    def http(self, request: HttpRequest) -> HttpResponse | None:
+        """The page for a plain HTTP request, if its path is served (a transport hook)."""
+        route = self._routes.get(request.path)
+        if route is None:
+            return None
+        try:
+            return route(request)
+        except Exception:
+            logger.exception("HTTP route %r failed", request.path)
+            return HttpResponse(500, "internal error\n")
 
-    def admit(self, pending: int) -> Refusal | None:
+    def admit(self, request: HttpRequest, pending: int) -> HttpResponse | None:
         """Whether to accept one more handshake (a transport hook)."""
         if self._state is not NetworkState.RUNNING:
             self.count("refused")
-            return Refusal(503, "server is shutting down\n")
+            return HttpResponse(503, "server is shutting down\n")
         limit = self.settings.max_connections
         if limit is not None and len(self._connections) + pending >= limit:
             self.count("refused")
-            return Refusal(503, f"server is at its connection limit (max_connections={limit})\n")
+            return HttpResponse(
+                503, f"server is at its connection limit (max_connections={limit})\n"
+            )
+        for check in self._admission:
+            try:
+                refusal = check(request)
+            except Exception:
+                logger.exception("admission check failed for %s", request.remote)
+                refusal = HttpResponse(500, "internal error\n")
+            if refusal is not None:
+                self.count("refused")
+                return refusal
         return None
 
     def opened(self, link: Link) -> Connection:
         """A client completed its handshake (a transport hook)."""
         conn = self._open(link, outgoing=False)
-        extra = self.welcome_extra(conn.id) if self.welcome_extra is not None else None
+        extra = self._welcome_extra(conn.id) if self._welcome_extra is not None else None
         conn.enqueue(conn.codec.encode(welcome_frame(conn.id, self._types, extra)))
         logger.info("Client %s connected from %s", conn.id, link.remote)
         self._post_event(Connected(conn.id))
@@ -436,7 +486,7 @@ class Network:
             logger.debug("Message read: connection %s, %d bytes", conn.id, len(data))
         try:
             obj = conn.codec.decode(data)
-            handler = self.extension_handler
+            handler = self._extension_handler
             if (
                 handler is not None
                 and type(obj) is list
@@ -542,6 +592,15 @@ class Network:
         if welcome is None:
             raise NetworkStateError(f"connection {connection} was accepted: it has no welcome")
         return welcome
+
+    def request_of(self, connection: ConnectionId) -> HttpRequest | None:
+        """The handshake request a client opened ``connection`` with (path, query, headers,
+        remote address, subprotocol); ``None`` for a connection this end opened.
+
+        Raises:
+            ConnectionNotFound: no live connection has that id.
+        """
+        return self._conn(connection).link.request
 
     def has_connection(self, connection: ConnectionId) -> bool:
         """Whether ``connection`` is live."""

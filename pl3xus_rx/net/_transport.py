@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
+from ._http import HttpRequest, HttpResponse
 from ._settings import NetworkSettings
 
 __all__ = [
@@ -13,7 +13,6 @@ __all__ = [
     "LinkHandler",
     "Listener",
     "ListenerHooks",
-    "Refusal",
     "Transport",
 ]
 
@@ -29,6 +28,12 @@ class Link(Protocol):
     @property
     def remote(self) -> str:
         """The peer's address, for logs."""
+        ...
+
+    @property
+    def request(self) -> HttpRequest | None:
+        """The handshake request the peer opened this link with (``None`` on the side that
+        connected)."""
         ...
 
     def write(self, data: bytes | str) -> None:
@@ -68,32 +73,24 @@ class LinkHandler(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """An HTTP answer instead of a WebSocket upgrade (over capacity, shutting down)."""
-
-    status: int
-    body: str
-    content_type: str = "text/plain; charset=utf-8"
-
-
 class ListenerHooks(Protocol):
     """What a listener asks its ``Network`` (implemented by ``Network``)."""
 
     settings: NetworkSettings
 
-    def health(self) -> Refusal:
+    def health(self, request: HttpRequest) -> HttpResponse:
         """The answer to ``GET /healthz``."""
         ...
 
-    def http(self, path: str) -> Refusal | None:
-        """The answer to a plain HTTP ``GET path`` (``None``: not found, 404)."""
+    def http(self, request: HttpRequest) -> HttpResponse | None:
+        """The answer to a plain HTTP request (``None``: no such page)."""
         ...
 
-    def admit(self, pending: int) -> Refusal | None:
+    def admit(self, request: HttpRequest, pending: int) -> HttpResponse | None:
         """``None`` to accept a new WebSocket handshake, else the refusal to send.
 
         Args:
+            request: The handshake request.
             pending: Handshakes the transport has admitted that have not completed yet.
         """
         ...

@@ -17,24 +17,24 @@ from websockets.protocol import State
 
 from ..exceptions import BindError, ConnectFailed, ConnectionClosed
 from ..protocol import SUBPROTOCOLS
+from ._http import HEALTH_PATH, HttpRequest, HttpResponse
 from ._settings import NetworkSettings
-from ._transport import HandlerFactory, LinkHandler, ListenerHooks, Refusal
+from ._transport import HandlerFactory, LinkHandler, ListenerHooks
 
 __all__ = ["WebSocketTransport"]
 
 logger = logging.getLogger(__name__)
 _ws_logger = logging.getLogger("pl3xus_rx.net.websockets")
 
-HEALTH_PATH = "/healthz"
-
 
 class _WsLink:
     """A :class:`Link` over one ``websockets`` connection."""
 
-    __slots__ = ("_high", "_proto", "_transport", "_ws", "remote", "subprotocol")
+    __slots__ = ("_high", "_proto", "_transport", "_ws", "remote", "request", "subprotocol")
 
-    def __init__(self, ws: Connection) -> None:
+    def __init__(self, ws: Connection, request: HttpRequest | None = None) -> None:
         self._ws = ws
+        self.request = request
         self._proto = ws.protocol
         self._transport = ws.transport
         self._high = ws.transport.get_write_buffer_limits()[1]
@@ -102,11 +102,36 @@ async def _pump(ws: Connection, handler: LinkHandler) -> None:
         handler.on_closed(code, reason)
 
 
-def _response(connection: ServerConnection, refusal: Refusal) -> Response:
-    response = connection.respond(HTTPStatus(refusal.status), refusal.body)
-    del response.headers["Content-Type"]
-    response.headers["Content-Type"] = refusal.content_type
+def _response(connection: ServerConnection, answer: HttpResponse) -> Response:
+    body = answer.body.encode() if isinstance(answer.body, str) else answer.body
+    response = connection.respond(HTTPStatus(answer.status), "")
+    response.body = body
+    headers = response.headers
+    for name in ("Content-Length", "Content-Type", *answer.headers):
+        if name in headers:
+            del headers[name]
+    headers["Content-Length"] = str(len(body))
+    headers["Content-Type"] = answer.content_type
+    for name, value in answer.headers.items():
+        headers[name] = value
     return response
+
+
+def _request(connection: ServerConnection, request: Request) -> HttpRequest:
+    upgrade = "upgrade" in request.headers.get("Connection", "").lower()
+    offered = [
+        token.strip()
+        for value in request.headers.get_all("Sec-WebSocket-Protocol")
+        for token in value.split(",")
+        if token.strip()
+    ]
+    return HttpRequest.build(
+        request.path,
+        request.headers.raw_items(),
+        remote=_peer(connection),
+        subprotocol=_choose_subprotocol(offered) if upgrade else None,
+        upgrade=upgrade,
+    )
 
 
 def _common_kwargs(settings: NetworkSettings) -> dict[str, Any]:
@@ -141,30 +166,36 @@ class WebSocketTransport:
     async def listen(self, host: str, port: int, hooks: ListenerHooks) -> _WsListener:
         """Bind ``host:port`` and serve WebSocket upgrades and ``GET /healthz`` on it."""
         settings = hooks.settings
-        handshaking: set[ServerConnection] = set()
+        # handshakes admitted and not yet completed, with their requests
+        handshaking: dict[ServerConnection, HttpRequest] = {}
 
         def process_request(connection: ServerConnection, request: Request) -> Response | None:
-            if request.path.split("?", 1)[0] == HEALTH_PATH:
-                return _response(connection, hooks.health())
-            if "upgrade" not in request.headers.get("Connection", "").lower():
-                page = hooks.http(request.path.split("?", 1)[0])
+            http_request = _request(connection, request)
+            if http_request.path == HEALTH_PATH:
+                return _response(connection, hooks.health(http_request))
+            if not http_request.upgrade:
+                page = hooks.http(http_request)
                 if page is not None:
                     return _response(connection, page)
                 return None  # websockets answers 426 Upgrade Required
             for c in [c for c in handshaking if c.protocol.state is not State.CONNECTING]:
-                handshaking.discard(c)
-            refusal = hooks.admit(len(handshaking))
+                del handshaking[c]
+            refusal = hooks.admit(http_request, len(handshaking))
             if refusal is not None:
-                logger.warning("Refused connection from %s: %s", _peer(connection), refusal.body)
+                logger.warning(
+                    "Refused connection from %s: HTTP %d %r",
+                    http_request.remote,
+                    refusal.status,
+                    refusal.body[:200],
+                )
                 return _response(connection, refusal)
             if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("Beginning connection from %s", _peer(connection))
-            handshaking.add(connection)
+                logger.debug("Beginning connection from %s", http_request.remote)
+            handshaking[connection] = http_request
             return None
 
         async def handler(ws: ServerConnection) -> None:
-            handshaking.discard(ws)
-            link = _WsLink(ws)
+            link = _WsLink(ws, handshaking.pop(ws, None))
             await _pump(ws, hooks.opened(link))
 
         try:
@@ -225,9 +256,13 @@ def _peer(connection: ServerConnection) -> str:
     return f"{addr[0]}:{addr[1]}" if addr else "?"
 
 
-def _select_subprotocol(connection: ServerConnection, subprotocols: Any) -> Any:
+def _choose_subprotocol(offered: list[str]) -> str | None:
     # Prefer what the client asked first; no subprotocol at all means msgpack.
-    for sp in subprotocols:
+    for sp in offered:
         if sp in SUBPROTOCOLS:
             return sp
     return None
+
+
+def _select_subprotocol(connection: ServerConnection, subprotocols: Any) -> Any:
+    return _choose_subprotocol(list(subprotocols))
