@@ -26,7 +26,6 @@ from reactivex.disposable import Disposable
 
 from pl3xus_rx._rx import Dispatcher, SafeSubject
 from pl3xus_rx.exceptions import (
-    CommandRejected,
     CommandTimeout,
     ConnectFailed,
     ConnectionClosed,
@@ -42,6 +41,7 @@ from pl3xus_rx.protocol import (
     EntityControl,
     NoticeKind,
     from_wire,
+    rejection_for,
     schema_hash,
     to_wire,
 )
@@ -465,7 +465,7 @@ class SyncProvider:
         if notice.kind == NoticeKind.MESSAGE_REJECTED:
             detail = notice.detail
             self.errors.on_next(
-                CommandRejected.for_status(
+                rejection_for(
                     str(detail.get("status")),
                     f"{detail.get('type')}: {detail.get('reason')}",
                     detail.get("errors"),

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from pl3xus_rx.exceptions import CommandRejected, FrameError, SequenceGap
-from pl3xus_rx.protocol import ControlAction, FrameKind, Status
+from pl3xus_rx.protocol import ControlAction, FrameKind, Status, rejection_for
 
 from .store import ReplicaChange, Store
 
@@ -73,7 +73,7 @@ class Reply:
         """The matching :class:`~pl3xus_rx.CommandRejected`, or ``None`` for ``ok``."""
         if self.status == Status.OK:
             return None
-        return CommandRejected.for_status(self.status, self.message, self.body.get("errors"))
+        return rejection_for(self.status, self.message, self.body.get("errors"))
 
 
 @dataclass(frozen=True, slots=True)

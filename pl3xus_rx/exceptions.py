@@ -170,21 +170,6 @@ class CommandRejected(Pl3xusError):
         self.message = message
         self.errors = errors or []
 
-    @staticmethod
-    def for_status(
-        status: str, message: str, errors: list[dict[str, Any]] | None = None
-    ) -> CommandRejected:
-        """The exception class that matches a REPLY status."""
-        from .protocol import Status  # (the protocol package imports this module)
-
-        cls: type[CommandRejected] = {
-            Status.FORBIDDEN: Forbidden,
-            Status.NOT_FOUND: NotFound,
-            Status.VALIDATION_ERROR: InvalidValue,
-            Status.INTERNAL_ERROR: ServerError,
-        }.get(status, CommandRejected)  # type: ignore[call-overload]
-        return cls(message, errors=errors)
-
 
 class Forbidden(CommandRejected):
     """Not allowed: read-only component, entity policy, or control held by someone else."""

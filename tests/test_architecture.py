@@ -191,3 +191,17 @@ def test_public_errors_live_in_the_one_exception_module(name: str) -> None:
     cls = getattr(exceptions_module, name)
     assert cls.__module__ == "pl3xus_rx.exceptions"
     assert getattr(pl3xus_rx, name) is cls
+
+
+def test_every_reply_status_but_ok_maps_to_its_exception() -> None:
+    from pl3xus_rx.exceptions import CommandRejected
+    from pl3xus_rx.protocol import rejection_for
+
+    for status in Status:
+        error = rejection_for(status, "why", [{"loc": "x"}])
+        if status is Status.OK:
+            assert type(error) is CommandRejected
+            continue
+        assert type(error) is not CommandRejected and error.status == status
+        assert error.message == "why" and error.errors == [{"loc": "x"}]
+    assert type(rejection_for("new_status", "?")) is CommandRejected

@@ -7,18 +7,50 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 from ..exceptions import ChannelFull, ConnectionClosed, RateLimited
 from ..protocol import Codec, ErrorCode
 from ._events import ConnectionId
+from ._settings import NetworkSettings
 from ._transport import Link
 
-if TYPE_CHECKING:
-    from ._network import Network
+__all__ = ["ConnectionOwner", "ConnectionStatistics"]
 
-__all__ = ["ConnectionStatistics"]
+_T = TypeVar("_T")
+
+
+class ConnectionOwner(Protocol):
+    """What a connection asks of the network that owns it (``Network`` is one)."""
+
+    settings: NetworkSettings
+
+    def receive(self, conn: Connection, data: bytes | str) -> None:
+        """Decode, check and deliver one incoming message."""
+        ...
+
+    def send_error(self, conn: Connection, body: dict[str, Any]) -> None:
+        """Tell the peer that something it sent was rejected."""
+        ...
+
+    def closed(self, conn: Connection, code: int | None, reason: str) -> None:
+        """The link closed."""
+        ...
+
+    def count(self, counter: str, n: int = 1) -> None:
+        """Add to a network counter."""
+        ...
+
+    def emit_error(self, connection: ConnectionId | None, error: Exception) -> None:
+        """Report an error on the network's event stream."""
+        ...
+
+    def spawn(self, coro: Coroutine[Any, Any, _T], name: str) -> asyncio.Task[_T]:
+        """Run a supervised task."""
+        ...
+
 
 logger = logging.getLogger("pl3xus_rx.net")
 
@@ -86,7 +118,7 @@ class Connection:
     """The state of one connection inside a :class:`Network`. Not public."""
 
     def __init__(
-        self, net: Network, cid: ConnectionId, link: Link, codec: Codec, outgoing: bool
+        self, net: ConnectionOwner, cid: ConnectionId, link: Link, codec: Codec, outgoing: bool
     ) -> None:
         settings = net.settings
         self.net = net

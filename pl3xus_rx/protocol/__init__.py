@@ -44,6 +44,7 @@ from ._vocab import (
     NoticeKind,
     Status,
     SyncFlag,
+    rejection_for,
 )
 
 __all__ = [
@@ -81,6 +82,7 @@ __all__ = [
     "message_frame",
     "msgpack_encode",
     "parse_frame",
+    "rejection_for",
     "schema_hash",
     "to_wire",
     "validate_message",

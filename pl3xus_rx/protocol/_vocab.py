@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import enum
 from enum import IntEnum, IntFlag, StrEnum
-from typing import Final
+from typing import Any, Final
 
 from pydantic import BaseModel
+
+from ..exceptions import CommandRejected, Forbidden, InvalidValue, NotFound, ServerError
 
 __all__ = [
     "CLIENT_COMMAND_KINDS",
@@ -27,6 +29,7 @@ __all__ = [
     "NoticeKind",
     "Status",
     "SyncFlag",
+    "rejection_for",
 ]
 
 
@@ -115,6 +118,22 @@ class Status(StrEnum):
     NOT_FOUND = "not_found"
     VALIDATION_ERROR = "validation_error"
     INTERNAL_ERROR = "internal_error"
+
+
+_REJECTIONS: dict[str, type[CommandRejected]] = {
+    Status.FORBIDDEN: Forbidden,
+    Status.NOT_FOUND: NotFound,
+    Status.VALIDATION_ERROR: InvalidValue,
+    Status.INTERNAL_ERROR: ServerError,
+}
+
+
+def rejection_for(
+    status: str, message: str, errors: list[dict[str, Any]] | None = None
+) -> CommandRejected:
+    """The :class:`~pl3xus_rx.CommandRejected` subclass that matches a REPLY status (an
+    unknown status gives the base class), with the server's message and field errors."""
+    return _REJECTIONS.get(status, CommandRejected)(message, errors=errors)
 
 
 class ControlAction(StrEnum):

@@ -25,6 +25,7 @@ from ..protocol import (
     Status,
     field_errors,
     from_wire,
+    schema_hash,
     to_wire,
 )
 from ..world import EntityId, World
@@ -313,8 +314,6 @@ class Commands:
 
     def wire_tables(self) -> dict[str, Any]:
         """The welcome's ``requests`` and ``queries`` tables."""
-        from ..protocol import schema_hash
-
         return {
             "requests": [
                 [r.name, schema_hash(r.model), schema_hash(r.response), r.targeted]

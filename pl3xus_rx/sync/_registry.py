@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from ..exceptions import DuplicateRegistration, NotRegistered
 from ..protocol import EntityControl, TypeTable, check_component
+from ._policy import default_entity_policy
 
 __all__ = [
     "ComponentBuilder",
@@ -229,8 +230,6 @@ class ComponentBuilder(Generic[C]):
 
     def with_default_entity_policy(self) -> ComponentBuilder[C]:
         """Allow mutation by the client that controls the entity (or an ancestor)."""
-        from ._policy import default_entity_policy
-
         self._policy = default_entity_policy
         return self
 
