@@ -17,18 +17,16 @@ from .net import Disconnected, HttpResponse, Network, NetworkSettings, Transport
 from .net._events import ConnectionId
 from .protocol import CLIENT_COMMAND_KINDS, EntityControl, RegisteredType
 from .sync import (
+    Authorizer,
+    Commands,
     ComponentBuilder,
     ComponentRegistration,
     ComponentRegistry,
-    SyncEngine,
-    SyncSettings,
-)
-from .sync._commands import (
-    Authorizer,
-    Commands,
     MessageBuilder,
     QueryBuilder,
     RequestBuilder,
+    SyncEngine,
+    SyncSettings,
 )
 from .sync._wire import encode_frame
 from .world import World

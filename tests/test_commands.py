@@ -301,14 +301,14 @@ def test_control_never_has_two_holders_and_mutations_are_authorized(
             if (h := rig.commands.holder(e)) is not None
         }
 
-    original = rig.commands._record  # observe every applied mutation
-
-    def record(conn: int, entity: int, name: str) -> None:
-        applied.append((conn, entity, holders_of(entity) == {conn}))
-        original(conn, entity, name)
-
-    rig.commands._record = record  # type: ignore[method-assign]
+    acting = [0]  # the connection whose frame is being handled (handling is synchronous)
+    world.changes(Speed).subscribe(
+        lambda change: applied.append(
+            (acting[0], change.entity, holders_of(change.entity) == {acting[0]})
+        )
+    )
     for req, (action, conn, index) in enumerate(program, start=1):
+        acting[0] = conn
         entity = ents[index]
         if action == "take":
             rig.commands.handle_frame(conn, [9, req, "take", entity])

@@ -5,8 +5,7 @@ from ..exceptions import SubscriptionError, UnknownComponent
 # Part of the wire vocabulary (defined in pl3xus_rx.protocol), kept here for the server's
 # users: a component every server syncs, and a command's outcome.
 from ..protocol import EntityControl, Status
-from ._commands import (
-    Commands,
+from ._builders import (
     MessageBuilder,
     MessageRegistration,
     QueryBuilder,
@@ -14,6 +13,8 @@ from ._commands import (
     RequestBuilder,
     RequestRegistration,
 )
+from ._commands import Authorizer, Commands
+from ._control import ControlBook, Expired, Granted, Refused
 from ._engine import SyncEngine, SyncStatistics
 from ._policy import Authorized, Denied, MutationContext, default_entity_policy
 from ._registry import (
@@ -25,6 +26,11 @@ from ._registry import (
 from ._settings import SyncSettings
 
 __all__ = [
+    "Authorizer",
+    "ControlBook",
+    "Expired",
+    "Granted",
+    "Refused",
     "Authorized",
     "Commands",
     "MessageBuilder",

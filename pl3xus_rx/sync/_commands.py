@@ -1,4 +1,8 @@
-"""The write path: mutations, entity control, requests and queries. No I/O.
+"""The write path: dispatch of command frames to mutations, entity control, requests,
+queries and one-way messages. No I/O.
+
+Registrations and their builders live in ``_builders``, the control decisions in
+``_control``; this module turns frames into calls and outcomes into REPLY and NOTICE frames.
 
 Every command a client sends gets exactly one REPLY (``[8, req_id, status, message, body]``):
 ``ok``, ``forbidden``, ``not_found``, ``validation_error`` (with the field errors) or
@@ -11,8 +15,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Generic, Self, TypeVar, get_type_hints
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -29,60 +32,21 @@ from ..protocol import (
     to_wire,
 )
 from ..world import EntityId, World
+from ._builders import MessageRegistration, QueryRegistration, RequestRegistration
+from ._control import ControlBook, Granted
 from ._engine import SyncEngine
-from ._policy import Authorized, Denied, MutationContext, default_entity_policy
+from ._policy import Authorized, Denied, MutationContext
 from ._registry import ComponentRegistry, EntityPolicy
 from ._settings import SyncSettings
 
-__all__ = [
-    "Commands",
-    "QueryBuilder",
-    "QueryRegistration",
-    "RequestBuilder",
-    "RequestRegistration",
-]
+__all__ = ["Authorizer", "Commands"]
 
 logger = logging.getLogger(__name__)
 
-R = TypeVar("R", bound=BaseModel)
 R_ = TypeVar("R_")
 
 Authorizer = Callable[[World, MutationContext, EntityId, BaseModel], Any]
 """``(world, ctx, entity, value) -> Authorized | Denied``: a server-wide veto."""
-
-
-@dataclass(frozen=True, slots=True)
-class RequestRegistration(Generic[R]):
-    """A request type: its model, response model, and who may send it."""
-
-    name: str
-    model: type[BaseModel]
-    response: type[R]
-    targeted: bool
-    policy: EntityPolicy | None
-    handler: Callable[..., Any]
-    invalidates: tuple[type[BaseModel], ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class MessageRegistration:
-    """A one-way message type: no response; a rejection is answered with a notice."""
-
-    name: str
-    model: type[BaseModel]
-    targeted: bool
-    policy: EntityPolicy | None
-    handler: Callable[..., Any]
-
-
-@dataclass(frozen=True, slots=True)
-class QueryRegistration(Generic[R]):
-    """A query type: its parameter model, response model and handler."""
-
-    name: str
-    model: type[BaseModel]
-    response: type[R]
-    handler: Callable[..., Any]
 
 
 class _Reject(Exception):
@@ -115,138 +79,6 @@ def _registered(table: Mapping[str, R_], what: str, type_name: Any) -> R_:
             f"unknown {what} type {type_name!r}; registered: {', '.join(table) or 'none'}",
         )
     return reg
-
-
-def _response_type(
-    handler: Callable[..., Any], explicit: type[BaseModel] | None, what: str
-) -> type[BaseModel]:
-    if explicit is not None:
-        return explicit
-    try:
-        ret = get_type_hints(handler).get("return")
-    except Exception:  # another annotation does not resolve (a local class): try the return
-        ret = getattr(handler, "__annotations__", {}).get("return")
-        if isinstance(ret, str):
-            ret = getattr(handler, "__globals__", {}).get(ret)
-    if isinstance(ret, type) and issubclass(ret, BaseModel):
-        return ret
-    raise TypeError(
-        f"cannot tell the response type of {what}: annotate the handler's return type with a "
-        "pydantic model, or call .returns(Model)"
-    )
-
-
-class _TargetedBuilder:
-    """What request and message builders share: a wire name, targeting and a policy."""
-
-    def __init__(self, commands: Commands, model: type[BaseModel]) -> None:
-        self._commands = commands
-        self._model = model
-        self._name: str | None = None
-        self._targeted = False
-        self._policy: EntityPolicy | None = None
-
-    def name(self, name: str) -> Self:
-        """Use this wire name instead of the class name."""
-        self._name = name
-        return self
-
-    def targeted(self) -> Self:
-        """It names an entity and is authorized per entity."""
-        self._targeted = True
-        return self
-
-    def with_default_entity_policy(self) -> Self:
-        """Only the client that controls the entity (or an ancestor) may send it."""
-        self._policy = default_entity_policy
-        return self
-
-    def with_entity_policy(self, policy: EntityPolicy) -> Self:
-        """Authorize with ``policy(world, ctx, entity)``."""
-        self._policy = policy
-        return self
-
-
-class RequestBuilder(_TargetedBuilder, Generic[R]):
-    """``server.request(T)...register(handler)``: a typed request with a response."""
-
-    def __init__(self, commands: Commands, model: type[BaseModel]) -> None:
-        super().__init__(commands, model)
-        self._response: type[BaseModel] | None = None
-        self._invalidates: tuple[type[BaseModel], ...] = ()
-
-    def returns(self, response: type[R]) -> Self:
-        """The response model (else taken from the handler's return annotation)."""
-        self._response = response
-        return self
-
-    def invalidates(self, *queries: type[BaseModel]) -> Self:
-        """On success, tell clients to refetch these query types."""
-        self._invalidates = queries
-        return self
-
-    def register(self, handler: Callable[..., Any]) -> RequestRegistration[R]:
-        """Register ``handler(world, ctx, request)`` (or ``(world, ctx, entity, request)``
-        when targeted), sync or async, returning the response model."""
-        name = self._name or self._model.__name__
-        response = _response_type(handler, self._response, f"request {name}")
-        reg: RequestRegistration[Any] = RequestRegistration(
-            name,
-            self._model,
-            response,
-            self._targeted,
-            self._policy,
-            handler,
-            self._invalidates,
-        )
-        self._commands.add_request(reg)
-        return reg
-
-
-class MessageBuilder(_TargetedBuilder):
-    """``server.message(T)...register(handler)``: a one-way, authorized typed message."""
-
-    def register(self, handler: Callable[..., Any]) -> MessageRegistration:
-        """Register ``handler(world, ctx, message)`` (``(world, ctx, entity, message)`` when
-        targeted), sync or async; its return value is ignored."""
-        reg = MessageRegistration(
-            self._name or self._model.__name__, self._model, self._targeted, self._policy, handler
-        )
-        self._commands.add_message(reg)
-        return reg
-
-
-class QueryBuilder(Generic[R]):
-    """``server.query(Q).register(handler)``: a cached, invalidatable query."""
-
-    def __init__(self, commands: Commands, model: type[BaseModel]) -> None:
-        self._commands = commands
-        self._model = model
-        self._name: str | None = None
-        self._response: type[BaseModel] | None = None
-
-    def name(self, name: str) -> QueryBuilder[R]:
-        """Use this wire name instead of the class name."""
-        self._name = name
-        return self
-
-    def returns(self, response: type[R]) -> QueryBuilder[R]:
-        """The response model (else taken from the handler's return annotation)."""
-        self._response = response
-        return self
-
-    def register(self, handler: Callable[..., Any]) -> QueryRegistration[R]:
-        """Register ``handler(world, params)`` (sync or async) returning the response."""
-        name = self._name or self._model.__name__
-        response = _response_type(handler, self._response, f"query {name}")
-        reg: QueryRegistration[Any] = QueryRegistration(name, self._model, response, handler)
-        self._commands.add_query(reg)
-        return reg
-
-
-@dataclass
-class _ControlState:
-    last_activity: dict[EntityId, float] = field(default_factory=dict)
 
 
 class Commands:
@@ -288,9 +120,8 @@ class Commands:
         self.messages: dict[str, MessageRegistration] = {}
         self.authorizer: Authorizer | None = None
         """A server-wide veto over every mutation and targeted request."""
-        self._control = _ControlState()
-        self.applied: list[tuple[int, EntityId, str]] = []
-        """The last mutations applied: ``(connection, entity, type name)`` (bounded)."""
+        self.control = ControlBook(settings.control_timeout)
+        """Who controls which entity (the World's ``EntityControl`` components mirror it)."""
 
     # ------------------------------------------------------------------ registration
 
@@ -417,7 +248,7 @@ class Commands:
             decision = self.authorizer(self.world, ctx, entity, value)
             if isinstance(decision, Denied):
                 raise _Reject(Status.FORBIDDEN, decision.reason)
-        self._touch(ctx.connection, entity)
+        self.control.touch(ctx.connection, (entity, *self.world.ancestors(entity)), self._clock())
 
     # ------------------------------------------------------------------ mutations
 
@@ -454,7 +285,6 @@ class Commands:
         self._mutated(conn, req_id, reg.model, entity)
 
     def _mutated(self, conn: int, req_id: int, model: type[BaseModel], entity: EntityId) -> None:
-        self._record(conn, entity, model.__name__)
         self.reply(conn, req_id, Status.OK, after=model, entity=entity, deferred=True)
         reg = self.components.find(model)
         for query in reg.invalidates if reg is not None else ():
@@ -475,17 +305,11 @@ class Commands:
             return
         self._mutated(conn, req_id, model, entity)
 
-    def _record(self, conn: int, entity: EntityId, name: str) -> None:
-        self.applied.append((conn, entity, name))
-        if len(self.applied) > 1000:
-            del self.applied[:500]
-
     # ------------------------------------------------------------------ control
 
     def holder(self, entity: EntityId) -> int | None:
         """The connection that controls ``entity`` itself, if any."""
-        control = self.world.get(entity, EntityControl) if self.world.contains(entity) else None
-        return control.holder if control is not None else None
+        return self.control.holder(entity)
 
     def _descendants(self, entity: EntityId) -> Iterable[EntityId]:
         stack = list(self.world.children(entity))
@@ -494,92 +318,61 @@ class Commands:
             yield child
             stack.extend(self.world.children(child))
 
+    def _mirror(self, entity: EntityId, holder: int | None) -> None:
+        if self.world.contains(entity):
+            self.world.insert(entity, EntityControl(holder=holder))
+
     def _control_frame(
         self, ctx: MutationContext, req_id: int, action: Any, raw_entity: Any
     ) -> None:
         conn = ctx.connection
         entity = self._entity(raw_entity)
         if action == ControlAction.TAKE:
-            for other in (entity, *self.world.ancestors(entity), *self._descendants(entity)):
-                holder = self.holder(other)
-                if holder is not None and holder != conn:
-                    self._send(
-                        holder,
-                        [
-                            FrameKind.NOTICE,
-                            NoticeKind.CONTROL_REQUESTED,
-                            {"entity": other, "by": conn},
-                        ],
-                    )
-                    self.reply(
-                        conn,
-                        req_id,
-                        Status.FORBIDDEN,
-                        f"entity {other} is controlled by connection {holder}",
-                    )
-                    return
-            self.world.insert(entity, EntityControl(holder=conn))
-            self._control.last_activity[entity] = self._clock()
-            self.reply(conn, req_id, Status.OK, after=EntityControl, entity=entity, deferred=True)
+            related = (*self.world.ancestors(entity), *self._descendants(entity))
+            decision = self.control.take(conn, entity, related, self._clock())
         elif action == ControlAction.RELEASE:
-            if self.holder(entity) != conn:
-                self.reply(
-                    conn,
-                    req_id,
-                    Status.FORBIDDEN,
-                    f"connection {conn} does not hold control of entity {entity}",
-                )
-                return
-            self.world.insert(entity, EntityControl(holder=None))
-            self._control.last_activity.pop(entity, None)
-            self.reply(conn, req_id, Status.OK, after=EntityControl, entity=entity, deferred=True)
+            decision = self.control.release(conn, entity)
         else:
-            self.reply(
-                conn,
-                req_id,
+            raise _Reject(
                 Status.VALIDATION_ERROR,
                 f"control action must be 'take' or 'release', got {action!r}",
             )
-
-    def _touch(self, conn: int, entity: EntityId) -> None:
-        # Authorized activity keeps the holder's control alive.
-        now = self._clock()
-        for candidate in (entity, *self.world.ancestors(entity)):
-            if candidate in self._control.last_activity and self.holder(candidate) == conn:
-                self._control.last_activity[candidate] = now
+        if isinstance(decision, Granted):
+            self._mirror(entity, decision.holder)
+            self.reply(conn, req_id, Status.OK, after=EntityControl, entity=entity, deferred=True)
+            return
+        if decision.holder is not None:
+            self._send(
+                decision.holder,
+                [
+                    FrameKind.NOTICE,
+                    NoticeKind.CONTROL_REQUESTED,
+                    {"entity": decision.contested, "by": conn},
+                ],
+            )
+        self.reply(conn, req_id, Status.FORBIDDEN, decision.reason)
 
     def connection_closed(self, connection: int) -> None:
         """Release every entity the connection controlled."""
-        for entity in list(self._control.last_activity):
-            if self.holder(entity) == connection:
-                self.world.insert(entity, EntityControl(holder=None))
-                del self._control.last_activity[entity]
+        for entity in self.control.connection_closed(connection):
+            self._mirror(entity, None)
 
     def expire_control(self, now: float) -> float | None:
         """Release control idle for ``control_timeout``; returns when to check next."""
-        timeout = self.settings.control_timeout
-        if timeout is None or not self._control.last_activity:
+        if not len(self.control):
             return None
-        soonest: float | None = None
-        for entity, last in list(self._control.last_activity.items()):
-            if now - last >= timeout:
-                holder = self.holder(entity)
-                del self._control.last_activity[entity]
-                if self.world.contains(entity):
-                    self.world.insert(entity, EntityControl(holder=None))
-                if holder is not None:
-                    self._send(
-                        holder,
-                        [
-                            FrameKind.NOTICE,
-                            NoticeKind.CONTROL_RELEASED,
-                            {"entity": entity, "reason": "inactivity"},
-                        ],
-                    )
-            else:
-                due = last + timeout
-                soonest = due if soonest is None else min(soonest, due)
-        return soonest
+        lapsed, due = self.control.expire(now, self.world.contains)
+        for expired in lapsed:
+            self._mirror(expired.entity, None)
+            self._send(
+                expired.holder,
+                [
+                    FrameKind.NOTICE,
+                    NoticeKind.CONTROL_RELEASED,
+                    {"entity": expired.entity, "reason": "inactivity"},
+                ],
+            )
+        return due
 
     # ------------------------------------------------------------------ requests
 

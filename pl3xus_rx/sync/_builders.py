@@ -1,0 +1,205 @@
+"""Builders and registrations of requests, one-way messages and queries. No I/O.
+
+``server.request(T)``, ``server.message(T)`` and ``server.query(Q)`` return these builders;
+``register(handler)`` hands the finished registration to the command layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, Self, TypeVar, get_type_hints
+
+from pydantic import BaseModel
+
+from ._policy import default_entity_policy
+from ._registry import EntityPolicy
+
+__all__ = [
+    "CommandRegistrar",
+    "MessageBuilder",
+    "MessageRegistration",
+    "QueryBuilder",
+    "QueryRegistration",
+    "RequestBuilder",
+    "RequestRegistration",
+]
+
+R = TypeVar("R", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRegistration(Generic[R]):
+    """A request type: its model, response model, and who may send it."""
+
+    name: str
+    model: type[BaseModel]
+    response: type[R]
+    targeted: bool
+    policy: EntityPolicy | None
+    handler: Callable[..., Any]
+    invalidates: tuple[type[BaseModel], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRegistration:
+    """A one-way message type: no response; a rejection is answered with a notice."""
+
+    name: str
+    model: type[BaseModel]
+    targeted: bool
+    policy: EntityPolicy | None
+    handler: Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True)
+class QueryRegistration(Generic[R]):
+    """A query type: its parameter model, response model and handler."""
+
+    name: str
+    model: type[BaseModel]
+    response: type[R]
+    handler: Callable[..., Any]
+
+
+class CommandRegistrar(Protocol):
+    """Where builders put what they build (the command layer, :class:`Commands`)."""
+
+    def add_request(self, reg: RequestRegistration[Any]) -> None:
+        """Register a request type."""
+        ...
+
+    def add_message(self, reg: MessageRegistration) -> None:
+        """Register a one-way message type."""
+        ...
+
+    def add_query(self, reg: QueryRegistration[Any]) -> None:
+        """Register a query type."""
+        ...
+
+
+def _response_type(
+    handler: Callable[..., Any], explicit: type[BaseModel] | None, what: str
+) -> type[BaseModel]:
+    if explicit is not None:
+        return explicit
+    try:
+        ret = get_type_hints(handler).get("return")
+    except Exception:  # another annotation does not resolve (a local class): try the return
+        ret = getattr(handler, "__annotations__", {}).get("return")
+        if isinstance(ret, str):
+            ret = getattr(handler, "__globals__", {}).get(ret)
+    if isinstance(ret, type) and issubclass(ret, BaseModel):
+        return ret
+    raise TypeError(
+        f"cannot tell the response type of {what}: annotate the handler's return type with a "
+        "pydantic model, or call .returns(Model)"
+    )
+
+
+class _TargetedBuilder:
+    """What request and message builders share: a wire name, targeting and a policy."""
+
+    def __init__(self, commands: CommandRegistrar, model: type[BaseModel]) -> None:
+        self._commands = commands
+        self._model = model
+        self._name: str | None = None
+        self._targeted = False
+        self._policy: EntityPolicy | None = None
+
+    def name(self, name: str) -> Self:
+        """Use this wire name instead of the class name."""
+        self._name = name
+        return self
+
+    def targeted(self) -> Self:
+        """It names an entity and is authorized per entity."""
+        self._targeted = True
+        return self
+
+    def with_default_entity_policy(self) -> Self:
+        """Only the client that controls the entity (or an ancestor) may send it."""
+        self._policy = default_entity_policy
+        return self
+
+    def with_entity_policy(self, policy: EntityPolicy) -> Self:
+        """Authorize with ``policy(world, ctx, entity)``."""
+        self._policy = policy
+        return self
+
+
+class RequestBuilder(_TargetedBuilder, Generic[R]):
+    """``server.request(T)...register(handler)``: a typed request with a response."""
+
+    def __init__(self, commands: CommandRegistrar, model: type[BaseModel]) -> None:
+        super().__init__(commands, model)
+        self._response: type[BaseModel] | None = None
+        self._invalidates: tuple[type[BaseModel], ...] = ()
+
+    def returns(self, response: type[R]) -> Self:
+        """The response model (else taken from the handler's return annotation)."""
+        self._response = response
+        return self
+
+    def invalidates(self, *queries: type[BaseModel]) -> Self:
+        """On success, tell clients to refetch these query types."""
+        self._invalidates = queries
+        return self
+
+    def register(self, handler: Callable[..., Any]) -> RequestRegistration[R]:
+        """Register ``handler(world, ctx, request)`` (or ``(world, ctx, entity, request)``
+        when targeted), sync or async, returning the response model."""
+        name = self._name or self._model.__name__
+        response = _response_type(handler, self._response, f"request {name}")
+        reg: RequestRegistration[Any] = RequestRegistration(
+            name,
+            self._model,
+            response,
+            self._targeted,
+            self._policy,
+            handler,
+            self._invalidates,
+        )
+        self._commands.add_request(reg)
+        return reg
+
+
+class MessageBuilder(_TargetedBuilder):
+    """``server.message(T)...register(handler)``: a one-way, authorized typed message."""
+
+    def register(self, handler: Callable[..., Any]) -> MessageRegistration:
+        """Register ``handler(world, ctx, message)`` (``(world, ctx, entity, message)`` when
+        targeted), sync or async; its return value is ignored."""
+        reg = MessageRegistration(
+            self._name or self._model.__name__, self._model, self._targeted, self._policy, handler
+        )
+        self._commands.add_message(reg)
+        return reg
+
+
+class QueryBuilder(Generic[R]):
+    """``server.query(Q).register(handler)``: a cached, invalidatable query."""
+
+    def __init__(self, commands: CommandRegistrar, model: type[BaseModel]) -> None:
+        self._commands = commands
+        self._model = model
+        self._name: str | None = None
+        self._response: type[BaseModel] | None = None
+
+    def name(self, name: str) -> QueryBuilder[R]:
+        """Use this wire name instead of the class name."""
+        self._name = name
+        return self
+
+    def returns(self, response: type[R]) -> QueryBuilder[R]:
+        """The response model (else taken from the handler's return annotation)."""
+        self._response = response
+        return self
+
+    def register(self, handler: Callable[..., Any]) -> QueryRegistration[R]:
+        """Register ``handler(world, params)`` (sync or async) returning the response."""
+        name = self._name or self._model.__name__
+        response = _response_type(handler, self._response, f"query {name}")
+        reg: QueryRegistration[Any] = QueryRegistration(name, self._model, response, handler)
+        self._commands.add_query(reg)
+        return reg
