@@ -686,9 +686,9 @@ def test_unchanged_entities_are_not_encoded_again_for_later_snapshots() -> None:
     for cid in (1, 2, 3):
         assert dict(rig.stores[cid].view(1)) == dict(rig.world.query(Position))
     key = (rig.registry.get(Position).type_id, True)
-    assert ents[1] not in rig.engine._encoded[key].data  # a removed entity is forgotten
-    assert ents[2] in rig.engine._encoded[key].data
+    assert ents[1] not in rig.engine._encoder._kept[key].data  # a removed entity is forgotten
+    assert ents[2] in rig.engine._encoder._kept[key].data
     rig.engine.handle_frame(1, True, [4, 1])
     rig.engine.handle_frame(2, True, [4, 1])
     rig.engine.handle_frame(3, True, [4, 1])
-    assert key not in rig.engine._encoded  # no subscribers left: nothing kept
+    assert key not in rig.engine._encoder._kept  # no subscribers left: nothing kept

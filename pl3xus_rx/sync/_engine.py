@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..exceptions import FrameError, SubscriptionError, UnknownComponent
-from ..protocol import FrameKind, SyncFlag, to_wire
+from ..protocol import FrameKind, SyncFlag
 from ..world import (
     DESPAWNED,
     FINAL,
@@ -26,9 +26,9 @@ from ..world import (
     ChangeTracker,
     EntityId,
     World,
-    entry_fields,
     merge_change,
 )
+from ._encoding import ItemEncoder
 from ._registry import ComponentRegistration, ComponentRegistry
 from ._settings import SyncSettings
 from ._wire import (
@@ -36,9 +36,6 @@ from ._wire import (
     assemble_json,
     assemble_msgpack,
     encode_frame,
-    encode_item_json,
-    encode_item_msgpack,
-    encode_items,
     groups_json,
     groups_msgpack,
 )
@@ -113,124 +110,6 @@ class _Client:
     subs: dict[int, _Sub] = field(default_factory=dict)
 
 
-class _Encoded:
-    """Items' encodings, kept while the stored entry each was made from is the current one:
-    the World replaces an entry object on every change, so "same object" means "same value".
-    (Two dicts rather than one of pairs: a pair per item would be an object for the GC.)"""
-
-    __slots__ = ("data", "source")
-
-    def __init__(self) -> None:
-        self.source: dict[EntityId, Any] = {}  # entity -> the entry it was encoded from
-        self.data: dict[EntityId, bytes | str] = {}
-
-    def get(self, entity: EntityId, entry: Any) -> bytes | str | None:
-        """The encoding of ``entry``, if kept."""
-        return self.data[entity] if self.source.get(entity) is entry else None
-
-    def put(self, entity: EntityId, entry: Any, data: bytes | str) -> None:
-        """Keep ``data`` as the encoding of ``entry``."""
-        self.source[entity] = entry
-        self.data[entity] = data
-
-    def forget(self, entity: EntityId) -> None:
-        """Drop what is kept for ``entity``."""
-        self.source.pop(entity, None)
-        self.data.pop(entity, None)
-
-
-class _ItemCache:
-    """Per-flush cache: each item is encoded at most once per (type, entity, encoding), and
-    full items stay encoded across flushes until their entity changes (snapshots of unchanged
-    entities cost a lookup, not an encoding)."""
-
-    __slots__ = ("deltas", "engine", "items", "shared", "shared_source", "used", "values")
-
-    def __init__(self, engine: SyncEngine) -> None:
-        self.engine = engine
-        self.values: dict[int, dict[EntityId, list[Any]]] = {}
-        self.items = engine._encoded  # kept across flushes
-        self.used: set[tuple[int, bool]] = set()  # item tables looked at in this flush
-        self.deltas: dict[tuple[int, bool], dict[EntityId, bytes | str | None]] = {}
-        # groups shared by every plain subscriber of a type, and the changes they came from
-        self.shared: dict[tuple[int, bool, bool], tuple[int, bytes | str, list[int], list[int]]]
-        self.shared = {}
-        self.shared_source: object = None
-
-    def values_table(self, type_id: int) -> dict[EntityId, list[Any]]:
-        table = self.values.get(type_id)
-        if table is None:
-            table = self.values[type_id] = {}
-        return table
-
-    def items_table(self, type_id: int, binary: bool) -> _Encoded:
-        key = (type_id, binary)
-        self.used.add(key)
-        table = self.items.get(key)
-        if table is None:
-            table = self.items[key] = _Encoded()
-        return table
-
-    def values_of(self, reg: ComponentRegistration[Any], entity: EntityId, entry: Any) -> list[Any]:
-        """The wire field values of a stored entry (see ``World.peek``)."""
-        table = self.values_table(reg.type_id)
-        values = table.get(entity)
-        if values is None:
-            if reg.json_native:  # the stored values are already what JSON mode would give
-                values = list(entry_fields(entry))
-            else:
-                # By name: a dump also holds computed fields, and a config may prefer aliases.
-                value = self.engine.world.entry_value(reg.model, entry)
-                dumped = to_wire(value)
-                values = [dumped[name] for name in reg.fields]
-            table[entity] = values
-        return values
-
-    def delta_item(
-        self,
-        reg: ComponentRegistration[Any],
-        entity: EntityId,
-        value: Any,
-        binary: bool,
-        baseline: list[Any],
-    ) -> bytes | str | None:
-        """``[entity, {field index: value}]`` for the fields that differ from ``baseline``
-        (the same for every up-to-date subscriber); ``None`` if no field differs."""
-        table = self.deltas.get((reg.type_id, binary))
-        if table is None:
-            table = self.deltas[(reg.type_id, binary)] = {}
-        if entity in table:
-            return table[entity]
-        values = self.values_of(reg, entity, value)
-        changed = {
-            i: v for i, (old, v) in enumerate(zip(baseline, values, strict=True)) if old != v
-        }
-        data: bytes | str | None = None
-        if changed and binary:
-            data = encode_item_msgpack([entity, changed])
-        elif changed:
-            data = encode_item_json([entity, {str(i): v for i, v in changed.items()}])
-        if data is not None:
-            self.engine._counters["item_encodings"] += 1
-        table[entity] = data
-        return data
-
-    def item(
-        self, reg: ComponentRegistration[Any], entity: EntityId, value: Any, binary: bool
-    ) -> bytes | str:
-        table = self.items_table(reg.type_id, binary)
-        data = table.get(entity, value)
-        if data is not None:
-            return data
-        # (a JSON-native entry's fields are already its wire values: no values list)
-        fields = entry_fields(value) if reg.json_native else self.values_of(reg, entity, value)
-        item = (entity, fields)
-        data = encode_item_msgpack(item) if binary else encode_item_json(item)
-        table.put(entity, value, data)
-        self.engine._counters["item_encodings"] += 1
-        return data
-
-
 def _numeric(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
@@ -271,8 +150,7 @@ class SyncEngine:
         self._subs_by_type: dict[int, set[_Sub]] = {}
         # types with subscribers -> what changed since their last flush
         self._trackers: dict[int, ChangeTracker] = {}
-        # (type id, binary) -> entity -> (stored entry, its item encoding), across flushes
-        self._encoded: dict[tuple[int, bool], _Encoded] = {}
+        self._encoder = ItemEncoder(world)
         self._type_due: dict[int, float] = {}
         self._held_subs: set[_Sub] = set()
         self._snapshot_subs: set[_Sub] = set()
@@ -285,7 +163,6 @@ class SyncEngine:
         self._counters = {
             "flushes": 0,
             "frames": 0,
-            "item_encodings": 0,
             "items_sent": 0,
             "deadband_suppressed": 0,
             "snapshots": 0,
@@ -320,8 +197,7 @@ class SyncEngine:
                 tracker = self._trackers.pop(sub.reg.type_id, None)
                 if tracker is not None:
                     tracker.close()
-                self._encoded.pop((sub.reg.type_id, True), None)
-                self._encoded.pop((sub.reg.type_id, False), None)
+                self._encoder.forget_type(sub.reg.type_id)
                 self._baseline.pop(sub.reg.type_id, None)
         self._held_subs.discard(sub)
         self._snapshot_subs.discard(sub)
@@ -493,7 +369,8 @@ class SyncEngine:
         frames alive at once cost the allocator more than building them)."""
         if now < self._last_flush + 1.0 / self.settings.max_update_rate_hz - 1e-9:
             return
-        cache = _ItemCache(self)
+        cache = self._encoder
+        cache.begin_flush()
         # client -> groups being built
         out: dict[_Client, list[Group]] = {}
 
@@ -506,7 +383,7 @@ class SyncEngine:
             if now < self._type_due.get(type_id, -math.inf) - 1e-9:
                 continue
             pending = tracker.drain()
-            self._forget_gone(type_id, pending)
+            cache.forget_gone(type_id, pending)
             self._type_due[type_id] = now + self._type_interval(reg)
             baseline = self._baseline.setdefault(type_id, {}) if reg.field_deltas else None
             cache.shared_source = pending
@@ -599,18 +476,6 @@ class SyncEngine:
                     send(to, encode_frame(target.binary, reply))
             self._deferred = waiting
 
-    def _forget_gone(self, type_id: int, pending: dict[EntityId, int]) -> None:
-        """Drop the kept encodings of entities that lost this component (a changed entity's
-        encoding is simply not reused: its entry is a new object)."""
-        if not any(pending.values()):  # plain upserts only (the usual case): nothing gone
-            return
-        for binary in (True, False):
-            table = self._encoded.get((type_id, binary))
-            if table is not None:
-                for entity, change in pending.items():
-                    if change & _FINAL != _UPSERT:
-                        table.forget(entity)
-
     def _hold(self, sub: _Sub, changes: dict[EntityId, int]) -> None:
         for entity, change in changes.items():
             held = sub.held.get(entity)
@@ -622,7 +487,7 @@ class SyncEngine:
         reg: ComponentRegistration[Any],
         baseline: dict[EntityId, list[Any]],
         pending: dict[EntityId, int],
-        cache: _ItemCache,
+        cache: ItemEncoder,
     ) -> None:
         stored = self.world.peek(reg.model)
         for entity, change in pending.items():
@@ -636,7 +501,7 @@ class SyncEngine:
         self,
         sub: _Sub,
         changes: dict[EntityId, int],
-        cache: _ItemCache,
+        cache: ItemEncoder,
         out: dict[_Client, list[Any]],
         baseline: dict[EntityId, list[Any]] | None = None,
     ) -> None:
@@ -658,56 +523,45 @@ class SyncEngine:
         self,
         sub: _Sub,
         changes: dict[EntityId, int],
-        cache: _ItemCache,
+        cache: ItemEncoder,
         baseline: dict[EntityId, list[Any]] | None,
         binary: bool,
     ) -> tuple[int, bytes | str, list[int], list[int]]:
         reg = sub.reg
         stored = self.world.peek(reg.model)
-        upserts: list[Any] = []
         removals: list[int] = []
         despawns: list[int] = []
         deadband = sub.deadband
-        if (
-            deadband is None
-            and baseline is None
-            and reg.json_native
-            and not any(changes.values())  # every change a plain upsert (_UPSERT is 0)
-            and (reg.type_id, binary) not in cache.used  # none of them encoded in this flush
-        ):
-            # The hottest path: the whole group in one encoder call.
-            try:
-                rows = [(entity, stored[entity]) for entity in changes]
-            except KeyError:
-                pass  # cannot happen (a removal changes the code); the loop below copes
-            else:
-                rows = [
-                    (entity, entry if type(entry) is tuple else tuple(entry.__dict__.values()))
-                    for entity, entry in rows
-                ]
-                self._counters["item_encodings"] += len(rows)
-                return len(rows), encode_items(binary, rows), [], []
         if deadband is None and baseline is None:
-            # Plain upserts mixed with removals, or items already encoded in this flush.
-            for entity, change in changes.items():
-                if change == _UPSERT:
-                    value = stored.get(entity)
-                    if value is None:  # removed again after the change was recorded
-                        removals.append(entity)
+            entries: list[tuple[EntityId, Any]] | None = None
+            if not any(changes.values()):  # every change a plain upsert (_UPSERT is 0)
+                try:
+                    entries = [(entity, stored[entity]) for entity in changes]
+                except KeyError:
+                    entries = None  # removed again since: the loop below copes
+                if entries is not None:
+                    # The hottest path: the whole group in one encoder call.
+                    batch = cache.full_batch(reg, entries, binary)
+                    if batch is not None:
+                        return len(entries), batch, [], []
+            if entries is None:
+                entries = []
+                for entity, change in changes.items():
+                    final = change & _FINAL
+                    if final == _DESPAWNED:
+                        despawns.append(entity)
                         continue
-                    upserts.append(cache.item(reg, entity, value, binary))
-                    continue
-                final = change & _FINAL
-                if final == _DESPAWNED:
-                    despawns.append(entity)
-                    continue
-                removals.append(entity)  # a removal happened (maybe followed by an upsert)
-                if final == _UPSERT:
-                    value = stored.get(entity)
+                    value = stored.get(entity) if final == _UPSERT else None
+                    if change & _WAS_REMOVED or value is None:
+                        # a removal happened (maybe followed by an upsert), or the entity
+                        # lost the component again after the change was recorded
+                        removals.append(entity)
                     if value is not None:
-                        upserts.append(cache.item(reg, entity, value, binary))
-            joined_fast: bytes | str = b"".join(upserts) if binary else ",".join(upserts)
-            return len(upserts), joined_fast, removals, despawns
+                        entries.append((entity, value))
+            items = cache.full(reg, entries, binary)
+            joined_fast: bytes | str = b"".join(items) if binary else ",".join(items)  # type: ignore[arg-type]
+            return len(items), joined_fast, removals, despawns
+        upserts: list[Any] = []
         for entity, change in changes.items():
             final = change & _FINAL
             if final == _DESPAWNED:
@@ -737,16 +591,16 @@ class SyncEngine:
                     sub.last_sent[entity] = values
                 base = baseline.get(entity) if baseline is not None else None
                 if base is not None and not removed:
-                    delta = cache.delta_item(reg, entity, value, binary, base)
+                    delta = cache.delta(reg, entity, value, binary, base)
                     if delta is not None:  # None: changed and changed back within the flush
                         upserts.append(delta)
                     continue
-                upserts.append(cache.item(reg, entity, value, binary))
+                upserts.extend(cache.full(reg, ((entity, value),), binary))
         joined: bytes | str = b"".join(upserts) if binary else ",".join(upserts)
         return len(upserts), joined, removals, despawns
 
     def _emit_snapshot(
-        self, sub: _Sub, cache: _ItemCache, out: dict[_Client, list[Any]], limit: int
+        self, sub: _Sub, cache: ItemEncoder, out: dict[_Client, list[Any]], limit: int
     ) -> tuple[int, bool]:
         """Add the next snapshot group of ``sub`` to ``out``, with at most ``limit``
         entities; returns how many it holds and whether it completes the snapshot."""
@@ -777,25 +631,9 @@ class SyncEngine:
             sub.snapshot_rest = None
             sub.snapshot_pending = set()
         binary = sub.client.binary
-        if reg.json_native:
-            # The hot path for big snapshots (every client after a restart): a lookup per
-            # item whose entity has not changed since it was encoded, else a tuple of the
-            # stored values encoded (and kept).
-            table = cache.items_table(reg.type_id, binary)
-            sources, datas = table.source, table.data
-            encode = encode_item_msgpack if binary else encode_item_json
-            items = []
-            for entity, value in entries:
-                if sources.get(entity) is value:
-                    items.append(datas[entity])
-                    continue
-                data = encode((entity, entry_fields(value)))
-                sources[entity] = value
-                datas[entity] = data
-                self._counters["item_encodings"] += 1
-                items.append(data)
-        else:
-            items = [cache.item(reg, entity, value, binary) for entity, value in entries]
+        # Big snapshots (every client after a restart) are the hot case here: a lookup per
+        # item whose entity has not changed since it was encoded.
+        items = cache.full(reg, entries, binary)
         joined: bytes | str = b"".join(items) if binary else ",".join(items)  # type: ignore[arg-type]
         if sub.deadband is not None:
             sub.last_sent.update((e, cache.values_of(reg, e, v)) for e, v in entries)
@@ -837,5 +675,6 @@ class SyncEngine:
         return SyncStatistics(
             subscriptions=sum(len(c.subs) for c in self._clients.values()),
             snapshots_under_way=sum(s.snapshot_rest is not None for s in self._snapshot_subs),
+            item_encodings=self._encoder.encodings,
             **self._counters,
         )
