@@ -15,35 +15,34 @@ from .store import ReplicaChange, ReplicaChangeKind, SequenceGap, Store
 
 if TYPE_CHECKING:
     from .blocking import BlockingSyncProvider, connect
-    from .provider import (
+    from .provider import MutationHandle, SyncProvider
+    from .states import (
         Change,
         ConnectionState,
         ConnectionStatus,
-        MutationHandle,
         MutationState,
         MutationStatus,
         Notice,
         QueryState,
         QueryStatus,
         ReconnectPolicy,
-        SyncProvider,
     )
 
-# The I/O shells load on first use, so that the replica and signals import without
-# websockets (they are the sans-I/O core of the client).
+# The I/O shells load on first use, so that the replica, the session, the signals and the
+# state types import without websockets (they are the sans-I/O core of the client).
 _LAZY = {
     "BlockingSyncProvider": "blocking",
     "connect": "blocking",
-    "Change": "provider",
-    "ConnectionState": "provider",
-    "ConnectionStatus": "provider",
-    "ReconnectPolicy": "provider",
+    "Change": "states",
+    "ConnectionState": "states",
+    "ConnectionStatus": "states",
+    "ReconnectPolicy": "states",
     "MutationHandle": "provider",
-    "MutationState": "provider",
-    "MutationStatus": "provider",
-    "Notice": "provider",
-    "QueryState": "provider",
-    "QueryStatus": "provider",
+    "MutationState": "states",
+    "MutationStatus": "states",
+    "Notice": "states",
+    "QueryState": "states",
+    "QueryStatus": "states",
     "SyncProvider": "provider",
 }
 

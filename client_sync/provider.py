@@ -8,13 +8,11 @@ snapshots reconcile the replica, so the signals converge to the server's state.
 from __future__ import annotations
 
 import asyncio
-import enum
 import json
 import logging
 import operator
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
 from typing import Any, Generic, Literal, TypeVar, cast
 
@@ -59,7 +57,18 @@ from .session import (
     is_gap_or_bad_frame,
 )
 from .signal import Signal, WritableSignal
-from .store import ReplicaChange, ReplicaChangeKind
+from .states import (
+    Change,
+    ConnectionState,
+    ConnectionStatus,
+    MutationState,
+    MutationStatus,
+    Notice,
+    QueryState,
+    QueryStatus,
+    ReconnectPolicy,
+)
+from .store import ReplicaChange
 
 __all__ = [
     "Change",
@@ -87,99 +96,6 @@ def _log_failure(task: asyncio.Task[None]) -> None:
         logger.error("reconnect loop failed", exc_info=task.exception())
 
 
-class ConnectionState(enum.Enum):
-    """Where the provider's link to the server is."""
-
-    CONNECTING = "connecting"
-    OPEN = "open"
-    RECONNECTING = "reconnecting"
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionStatus:
-    """The value of :attr:`SyncProvider.connection`.
-
-    Attributes:
-        state: The state.
-        attempt: While reconnecting, the attempt number (1, 2, ...).
-        delay: While reconnecting, the wait before this attempt, in seconds.
-        reason: Why the link went down (or why the last attempt failed).
-    """
-
-    state: ConnectionState
-    attempt: int = 0
-    delay: float = 0.0
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ReconnectPolicy:
-    """Exponential backoff with jitter.
-
-    The n-th attempt waits ``min(max_delay, initial_delay * multiplier ** (n - 1))``, scaled
-    by a random factor in ``[1 - jitter, 1]`` so that many clients do not reconnect in step.
-    """
-
-    initial_delay: float = 0.1
-    max_delay: float = 5.0
-    multiplier: float = 2.0
-    jitter: float = 0.5
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """The wait before attempt number ``attempt`` (from 1)."""
-        base = min(self.max_delay, self.initial_delay * self.multiplier ** (attempt - 1))
-        return base * (1.0 - self.jitter * rng.random())
-
-
-@dataclass(frozen=True, slots=True)
-class Change(Generic[T]):
-    """A typed change seen by the client.
-
-    Attributes:
-        kind: inserted, updated, removed (component) or despawned (entity).
-        entity: The entity id.
-        value: The new value, or the last one for removed / despawned.
-    """
-
-    kind: ReplicaChangeKind
-    entity: int
-    value: T | None
-
-
-@dataclass(frozen=True, slots=True)
-class Notice:
-    """Something the server tells this client unasked.
-
-    Attributes:
-        kind: ``"control_requested"`` (someone asked for control you hold; ``detail["by"]``)
-            or ``"control_released"`` (yours expired; ``detail["reason"]``).
-        entity: The entity concerned.
-        detail: The rest of the notice.
-    """
-
-    kind: str
-    entity: int
-    detail: Mapping[str, Any]
-
-
-class MutationStatus(enum.Enum):
-    """Where a :class:`MutationHandle` is."""
-
-    IDLE = "idle"
-    LOADING = "loading"
-    SUCCESS = "success"
-    ERROR = "error"
-
-
-@dataclass(frozen=True, slots=True)
-class MutationState:
-    """The value of :attr:`MutationHandle.state`."""
-
-    status: MutationStatus
-    error: Exception | None = None
-
-
 class MutationHandle(Generic[T]):
     """Mutations of one component type with a state signal, for UIs (a button that shows
     loading, then success or the error). Create with :meth:`SyncProvider.mutation`."""
@@ -201,24 +117,6 @@ class MutationHandle(Generic[T]):
             self.state.set(MutationState(MutationStatus.ERROR, exc))
             raise
         self.state.set(MutationState(MutationStatus.SUCCESS))
-
-
-class QueryStatus(enum.Enum):
-    """Where a query's answer is."""
-
-    LOADING = "loading"
-    READY = "ready"
-    ERROR = "error"
-
-
-@dataclass(frozen=True, slots=True)
-class QueryState(Generic[T]):
-    """The value of a :meth:`SyncProvider.query` signal. ``value`` keeps the last answer
-    while a refetch is loading."""
-
-    status: QueryStatus
-    value: T | None = None
-    error: Exception | None = None
 
 
 class _Query:

@@ -11,7 +11,7 @@ import logging
 import operator
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
 import reactivex
@@ -163,35 +163,82 @@ class _Derived(Signal[U]):
             self._link = None
 
 
-async def async_iter(source: reactivex.Observable[T]) -> AsyncIterator[T]:
+class _Feed:
+    """What an Observable pushed and not yet taken, and the subscription pushing it."""
+
+    __slots__ = ("queue", "ready", "subscription")
+
+    def __init__(self, source: reactivex.Observable[Any]) -> None:
+        queue: deque[tuple[str, Any]] = deque()
+        ready = asyncio.Event()
+        self.queue = queue
+        self.ready = ready
+        self.subscription: abc.DisposableBase | None = None
+
+        def push(kind: str, value: Any) -> None:
+            queue.append((kind, value))
+            ready.set()
+
+        self.subscription = source.subscribe(
+            on_next=lambda v: push("next", v),
+            on_error=lambda e: push("error", e),
+            on_completed=lambda: push("done", None),
+        )
+
+    def dispose(self) -> None:
+        subscription, self.subscription = self.subscription, None
+        self.queue.clear()
+        if subscription is not None:
+            subscription.dispose()
+
+
+async def _next(feed: _Feed) -> Any:
+    queue = feed.queue
+    while not queue:
+        if feed.subscription is None:
+            raise StopAsyncIteration
+        feed.ready.clear()
+        await feed.ready.wait()
+    kind, value = queue.popleft()
+    if kind == "next":
+        return value
+    feed.dispose()
+    if kind == "error":
+        raise value
+    raise StopAsyncIteration
+
+
+class _ObservableIterator(AsyncIterator[T]):
+    """The iterator behind :func:`async_iter`. Not an async generator: one of those is
+    closed by the loop's finalizer, one or more loop turns after the ``async for`` is left.
+    This one is owned by the ``async for`` alone (neither the observer nor a pending
+    ``__anext__``, whose frames a cancellation's traceback keeps, refers to it), so CPython
+    drops it, and :meth:`__del__` disposes the subscription, the moment the loop is left."""
+
+    __slots__ = ("_feed",)
+
+    def __init__(self, source: reactivex.Observable[T]) -> None:
+        self._feed = _Feed(source)
+
+    def __aiter__(self) -> _ObservableIterator[T]:
+        return self
+
+    def __anext__(self) -> Coroutine[Any, Any, T]:
+        return _next(self._feed)
+
+    async def aclose(self) -> None:
+        """Stop iterating and dispose the subscription."""
+        self._feed.dispose()
+
+    def __del__(self) -> None:
+        self._feed.dispose()
+
+
+def async_iter(source: reactivex.Observable[T]) -> AsyncIterator[T]:
     """Iterate an Observable with ``async for``; stops when it completes, raises its error.
 
-    Items are buffered while the loop body runs. Breaking out of the loop disposes the
-    subscription. Must run on the loop the Observable emits on.
+    Items are buffered while the loop body runs. Leaving the loop (``break``, ``return``,
+    an exception, cancellation) disposes the subscription at once, on every Python version.
+    Must run on the loop the Observable emits on.
     """
-    queue: deque[tuple[str, Any]] = deque()
-    ready = asyncio.Event()
-
-    def push(kind: str, value: Any) -> None:
-        queue.append((kind, value))
-        ready.set()
-
-    subscription = source.subscribe(
-        on_next=lambda v: push("next", v),
-        on_error=lambda e: push("error", e),
-        on_completed=lambda: push("done", None),
-    )
-    try:
-        while True:
-            while not queue:
-                ready.clear()
-                await ready.wait()
-            kind, value = queue.popleft()
-            if kind == "next":
-                yield value
-            elif kind == "error":
-                raise value
-            else:
-                return
-    finally:
-        subscription.dispose()
+    return _ObservableIterator(source)

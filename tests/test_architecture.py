@@ -106,7 +106,7 @@ def test_no_frame_kind_or_status_literal_outside_the_protocol_package() -> None:
 def test_client_core_imports_no_server_and_no_socket_library() -> None:
     code = (
         "import sys\n"
-        "import client_sync.store, client_sync.signal, client_sync.session\n"
+        "import client_sync.store, client_sync.signal, client_sync.session, client_sync.states\n"
         "bad = ('pl3xus_rx.sync', 'pl3xus_rx.net', 'pl3xus_rx.world', 'websockets')\n"
         "print(sorted(m for m in sys.modules if m.startswith(bad)))\n"
     )
@@ -116,7 +116,7 @@ def test_client_core_imports_no_server_and_no_socket_library() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
     # and the check itself can fail: the provider does load them
-    code = code.replace("client_sync.session\n", "client_sync.session, client_sync.provider\n")
+    code = code.replace("client_sync.states\n", "client_sync.states, client_sync.provider\n")
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
     )

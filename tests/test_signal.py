@@ -112,3 +112,50 @@ async def test_async_iteration() -> None:
     import reactivex
 
     assert [x async for x in async_iter(reactivex.of(1, 2, 3))] == [1, 2, 3]
+
+
+@pytest.mark.asyncio
+async def test_leaving_async_for_disposes_at_once_whatever_the_reason() -> None:
+    import asyncio
+
+    sig = WritableSignal(0)
+
+    async def breaks() -> None:
+        async for _ in sig:
+            break
+        assert not sig.observed  # disposed before the next statement, no loop turn needed
+
+    await asyncio.wait_for(breaks(), 5)
+
+    async def returns() -> int:
+        async for v in sig:
+            return v
+        return -1
+
+    assert await asyncio.wait_for(returns(), 5) == 0
+    assert not sig.observed
+
+    async def raises() -> None:
+        async for _ in sig:
+            raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        await asyncio.wait_for(raises(), 5)
+    assert not sig.observed
+
+    async def waits() -> None:
+        async for _ in sig:
+            pass
+
+    task = asyncio.create_task(waits())
+    await asyncio.sleep(0)
+    assert sig.observed
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not sig.observed
+
+    it = aiter(sig)
+    assert sig.observed and await anext(it) == 0
+    await it.aclose()  # type: ignore[attr-defined]
+    assert not sig.observed

@@ -8,7 +8,6 @@ encoding, and the bytes are shared by every connection that sees it.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,8 +40,6 @@ from ._wire import (
 )
 
 __all__ = ["SyncEngine", "SyncStatistics"]
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -662,11 +659,6 @@ class SyncEngine:
         reg = self.registry.find(component) if component is not None else None
         self._deferred.append((connection, reg.type_id if reg else None, entity, frame))
         self._wake()
-
-    def is_binary(self, connection: int) -> bool:
-        """Whether the connection speaks msgpack (unknown connections: True)."""
-        client = self._clients.get(connection)
-        return client.binary if client is not None else True
 
     # ------------------------------------------------------------------ introspection
 
