@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -93,13 +94,16 @@ class BlockingSyncProvider:
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Close the provider and stop its thread. Safe to call twice."""
+        """Close the provider and stop its thread, in order: the provider closes, the
+        loop's remaining tasks are cancelled and awaited, its async generators and default
+        executor are shut down, then the loop stops and the thread is joined. Nothing is left
+        for interpreter shutdown to race. Safe to call twice."""
         if not self._thread.is_alive():
             return
-        asyncio.run_coroutine_threadsafe(self._provider.close(), self._loop).result(timeout)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout)
-        self._loop.close()
+        try:
+            asyncio.run_coroutine_threadsafe(_shutdown(self._provider), self._loop).result(timeout)
+        finally:
+            _stop(self._loop, self._thread, timeout)
 
     def __enter__(self) -> BlockingSyncProvider:
         return self
@@ -142,8 +146,28 @@ def connect(
     try:
         provider = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout)
     except BaseException:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout)
-        loop.close()
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(_shutdown(None), loop).result(timeout)
+        _stop(loop, thread, timeout)
         raise
     return BlockingSyncProvider(provider, loop, thread)
+
+
+async def _shutdown(provider: SyncProvider | None) -> None:
+    """On the loop thread: close the provider, then leave the loop with nothing running."""
+    if provider is not None:
+        await provider.close()
+    loop = asyncio.get_running_loop()
+    others = [t for t in asyncio.all_tasks(loop) if t is not asyncio.current_task()]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
+    await loop.shutdown_asyncgens()
+    await loop.shutdown_default_executor()
+
+
+def _stop(loop: asyncio.AbstractEventLoop, thread: threading.Thread, timeout: float) -> None:
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout)
+    if not thread.is_alive():
+        loop.close()

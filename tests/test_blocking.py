@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
@@ -75,3 +76,43 @@ def test_blocking_connect_failure_raises_and_leaves_no_thread() -> None:
     with pytest.raises(ConnectFailed):
         connect("ws://127.0.0.1:9/", registry)
     assert threading.active_count() == before
+
+
+def test_close_leaves_nothing_running_on_the_loop_thread() -> None:
+    _srv, url, stop, thread = serve_in_thread()
+    registry = ClientTypeRegistry.builder().register(Gauge).build()
+    try:
+        sync = connect(url, registry)
+        loop = sync._loop  # internal: what close() must leave behind
+        used_executor = sync.call(lambda: loop.run_in_executor(None, time.sleep, 0))
+        assert used_executor is not None
+        sync.close()
+        assert not sync._thread.is_alive() and loop.is_closed()
+        assert loop._default_executor is None  # type: ignore[attr-defined]  # shut down
+        sync.close()  # twice is fine
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_the_blocking_docs_example_never_races_interpreter_shutdown(tmp_path: Path) -> None:
+    import re
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "client.md").read_text()
+    (code,) = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "connect(" in b]
+    script = tmp_path / "blocking_example.py"
+    script.write_text(code)
+
+    def run(_: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+        )
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(run, range(30)))
+    failures = [r.stderr[-500:] for r in results if r.returncode != 0 or r.stderr.strip()]
+    assert failures == []
+    assert all("gauges:" in r.stdout for r in results)

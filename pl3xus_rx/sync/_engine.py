@@ -90,6 +90,8 @@ class _Sub:
     needs_snapshot: bool = True
     next_due: float = 0.0
     held: dict[EntityId, int] = field(default_factory=dict)
+    # entities this connection changed itself: sent past the deadband (read your writes)
+    forced: set[EntityId] = field(default_factory=set)
     # a snapshot going out in parts: the entities still to send (from snapshot_at on), and
     # the same as a set; None when no snapshot is under way
     snapshot_rest: list[EntityId] | None = None
@@ -150,6 +152,7 @@ class SyncEngine:
         self._encoder = ItemEncoder(world)
         self._type_due: dict[int, float] = {}
         self._held_subs: set[_Sub] = set()
+        self._forced_subs: set[_Sub] = set()
         self._snapshot_subs: set[_Sub] = set()
         # field-delta types: the values every up-to-date subscriber holds, by entity
         self._baseline: dict[int, dict[EntityId, list[Any]]] = {}
@@ -157,6 +160,7 @@ class SyncEngine:
         # (connection, component type id or None, entity or None, frame) to send after the
         # flush that carries the change they depend on
         self._deferred: list[tuple[int, int | None, EntityId | None, list[Any]]] = []
+        self._deferred_new = False  # replies deferred since the last flush
         self._counters = {
             "flushes": 0,
             "frames": 0,
@@ -197,6 +201,7 @@ class SyncEngine:
                 self._encoder.forget_type(sub.reg.type_id)
                 self._baseline.pop(sub.reg.type_id, None)
         self._held_subs.discard(sub)
+        self._forced_subs.discard(sub)
         self._snapshot_subs.discard(sub)
 
     def handle_frame(self, connection: int, binary: bool, frame: list[Any]) -> None:
@@ -319,6 +324,8 @@ class SyncEngine:
         sub.snapshot_rest = None  # (re)starts from the beginning
         sub.snapshot_pending = set()
         sub.held.clear()
+        sub.forced.clear()  # the snapshot carries the current values
+        self._forced_subs.discard(sub)
         sub.last_sent.clear()
         self._held_subs.discard(sub)
         self._snapshot_subs.add(sub)
@@ -343,7 +350,7 @@ class SyncEngine:
                 due.append(max(global_next, self._type_due.get(type_id, -math.inf)))
         for sub in self._held_subs:
             due.append(max(global_next, sub.next_due))
-        if self._deferred:
+        if self._deferred_new:  # (a waiting reply's blocker schedules its own flush)
             due.append(global_next)
         if not due:
             return None
@@ -414,6 +421,11 @@ class SyncEngine:
                 self._emit_changes(sub, held, cache, out)
                 sub.next_due = now + 1.0 / (sub.max_rate_hz or math.inf)
 
+        # 2b. the caller's own writes that a deadband held back, or that went out (or were
+        # suppressed) before the command finished: sent past the deadband
+        for sub in list(self._forced_subs):
+            self._emit_forced(sub, cache, out)
+
         # 3. snapshots: at most max_snapshot_items entities per connection per flush (a big
         # snapshot, or many at once, go out in parts over several flushes)
         budgets: dict[_Client, int] = {}
@@ -460,18 +472,56 @@ class SyncEngine:
             self._counters["flushes"] += 1
             self._counters["frames"] += sent
         # Replies wait until the changes they caused have been sent (Meteor's "updated").
+        self._deferred_new = False
         if self._deferred:
             waiting: list[tuple[int, int | None, EntityId | None, list[Any]]] = []
             for item in self._deferred:
                 to, on_type, on_entity, reply = item
-                waits_on = self._pending(on_type) if on_type is not None else None
-                if waits_on and on_entity in waits_on:
+                if on_type is not None and not self._visible(to, on_type, on_entity):
                     waiting.append(item)
                     continue
                 target = self._clients.get(to)
                 if target is not None:
                     send(to, encode_frame(target.binary, reply))
             self._deferred = waiting
+
+    def _visible(self, connection: int, type_id: int, entity: EntityId | None) -> bool:
+        """Whether every subscription of ``connection`` that covers ``entity``'s component
+        ``type_id`` has been sent its current state (read your writes)."""
+        if entity is None:
+            return True
+        if entity in self._pending(type_id):
+            return False  # not flushed yet (its type may be waiting for its own rate)
+        client = self._clients.get(connection)
+        if client is None:
+            return True
+        for sub in client.subs.values():
+            if sub.reg.type_id != type_id or (sub.entity is not None and sub.entity != entity):
+                continue
+            if sub.needs_snapshot and (sub.snapshot_rest is None or entity in sub.snapshot_pending):
+                return False  # its snapshot has not reached the entity yet
+            if entity in sub.held or entity in sub.forced:
+                return False  # held back by the subscription's own rate or deadband
+        return True
+
+    def _emit_forced(self, sub: _Sub, cache: ItemEncoder, out: dict[_Client, list[Any]]) -> None:
+        """Send ``sub``'s forced entities that no pending change will carry (the rest go out
+        with their change, past the deadband)."""
+        pending = self._pending(sub.reg.type_id)
+        due = {e: _UPSERT for e in sub.forced if e not in pending and e not in sub.held}
+        if not due:
+            if not sub.forced:
+                self._forced_subs.discard(sub)
+            return
+        if sub.needs_snapshot:
+            return  # the snapshot will carry them (see _visible)
+        if sub.max_rate_hz is not None:
+            self._hold(sub, due)  # at the subscription's own rate, still past the deadband
+            return
+        self._emit_changes(sub, due, cache, out)
+        sub.forced.difference_update(due)
+        if not sub.forced:
+            self._forced_subs.discard(sub)
 
     def _hold(self, sub: _Sub, changes: dict[EntityId, int]) -> None:
         for entity, change in changes.items():
@@ -560,6 +610,9 @@ class SyncEngine:
             return len(items), joined_fast, removals, despawns
         upserts: list[Any] = []
         for entity, change in changes.items():
+            forced = entity in sub.forced
+            if forced:
+                sub.forced.discard(entity)  # the caller's own write: past the deadband
             final = change & _FINAL
             if final == _DESPAWNED:
                 despawns.append(entity)
@@ -578,13 +631,12 @@ class SyncEngine:
                 if deadband is not None:
                     values = cache.values_of(reg, entity, value)
                     last = sub.last_sent.get(entity)
-                    if (
-                        last is not None
-                        and not removed
-                        and _within_deadband(last, values, deadband)
-                    ):
-                        self._counters["deadband_suppressed"] += 1
-                        continue
+                    if last is not None and not removed:
+                        if forced and last == values:
+                            continue  # it has this value already
+                        if not forced and _within_deadband(last, values, deadband):
+                            self._counters["deadband_suppressed"] += 1
+                            continue
                     sub.last_sent[entity] = values
                 base = baseline.get(entity) if baseline is not None else None
                 if base is not None and not removed:
@@ -604,6 +656,7 @@ class SyncEngine:
         reg = sub.reg
         stored = self.world.peek(reg.model)
         rest = sub.snapshot_rest
+        part: list[EntityId] = []
         if rest is None:  # the snapshot begins
             flags = _SNAPSHOT
             if sub.entity is None:
@@ -632,6 +685,8 @@ class SyncEngine:
         # item whose entity has not changed since it was encoded.
         items = cache.full(reg, entries, binary)
         joined: bytes | str = b"".join(items) if binary else ",".join(items)  # type: ignore[arg-type]
+        if sub.forced:  # what the caller changed itself is in this part (or gone)
+            sub.forced.difference_update(part if flags & _CONTINUED else (e for e, _ in entries))
         if sub.deadband is not None:
             sub.last_sent.update((e, cache.values_of(reg, e, v)) for e, v in entries)
         if reg.field_deltas:
@@ -654,10 +709,23 @@ class SyncEngine:
         component: type[BaseModel] | None = None,
         entity: EntityId | None = None,
     ) -> None:
-        """Send ``frame`` to ``connection`` after the next flush, and not before the pending
-        change of ``component`` on ``entity`` (if any) has gone out."""
+        """Send ``frame`` to ``connection`` after the next flush, and not before every
+        subscription of ``connection`` that covers ``component`` on ``entity`` has been sent
+        its current value: a pending change, a snapshot under way, a subscription's own
+        rate cap and its deadband (the connection's own write passes it) are waited for."""
         reg = self.registry.find(component) if component is not None else None
+        if reg is not None and entity is not None:
+            client = self._clients.get(connection)
+            for sub in client.subs.values() if client is not None else ():
+                if (
+                    sub.deadband is not None
+                    and sub.reg is reg
+                    and (sub.entity is None or sub.entity == entity)
+                ):
+                    sub.forced.add(entity)
+                    self._forced_subs.add(sub)
         self._deferred.append((connection, reg.type_id if reg else None, entity, frame))
+        self._deferred_new = True
         self._wake()
 
     # ------------------------------------------------------------------ introspection
