@@ -54,6 +54,10 @@ async def scenario(program: list[Any], subs: list[Any], parts: int) -> None:
             sig.subscribe(lambda _: None)
             signals.append((None if entity is None else ents[entity], sig))
         await sync.wait_synced(10)
+        lost: list[object] = []
+        sync.connection.subscribe(
+            lambda s: lost.append(s) if s.state is ConnectionState.RECONNECTING else None
+        )
         for step in program:
             if step[0] == "mutate":
                 entity, value = ents[step[1]], float(step[2])
@@ -66,7 +70,9 @@ async def scenario(program: list[Any], subs: list[Any], parts: int) -> None:
             elif step[0] == "server":
                 srv.world.insert(ents[step[1]], Setpoint(value=float(step[2])))
             elif step[0] == "drop" and srv.net.connections:
+                before = len(lost)
                 await srv.net.disconnect(srv.net.connections[0], reason="chaos")
+                await until(lambda n=before: len(lost) > n, "the client to notice the drop")
             elif step[0] == "wait":
                 for _ in range(step[1]):
                     await asyncio.sleep(0)
