@@ -514,7 +514,13 @@ class SyncEngine:
                 self._forced_subs.discard(sub)
             return
         if sub.needs_snapshot:
-            return  # the snapshot will carry them (see _visible)
+            if sub.snapshot_rest is None:
+                return  # the snapshot, not begun yet, will carry them
+            # entities its parts already carried go as live changes; the rest come with
+            # their part (which discards them from ``forced``)
+            due = {e: c for e, c in due.items() if e not in sub.snapshot_pending}
+            if not due:
+                return
         if sub.max_rate_hz is not None:
             self._hold(sub, due)  # at the subscription's own rate, still past the deadband
             return
