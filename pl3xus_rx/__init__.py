@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from ._lazy import lazy_getattr
 from .exceptions import (
+    AuthenticationFailed,
     BindError,
     ChannelFull,
     CommandRejected,
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
         NetworkState,
         NetworkStatistics,
     )
+    from .security import ANONYMOUS, Identity, bearer_tokens, jwt_verifier
     from .server import SyncServer
     from .sync import Authorized, Denied, EntityControl, MutationContext, SyncSettings
     from .world import ChangeKind, ComponentChange, EntityId, World
@@ -85,6 +87,7 @@ _LAZY: dict[str, str] = {
     "Denied": "sync",
     "MutationContext": "sync",
     **dict.fromkeys(("ChangeKind", "ComponentChange", "EntityId", "World"), "world"),
+    **dict.fromkeys(("ANONYMOUS", "Identity", "bearer_tokens", "jwt_verifier"), "security"),
 }
 
 
@@ -94,6 +97,11 @@ __getattr__ = lazy_getattr(__name__, _LAZY)
 __version__ = "0.1.0"
 
 __all__ = [
+    "ANONYMOUS",
+    "Identity",
+    "bearer_tokens",
+    "jwt_verifier",
+    "AuthenticationFailed",
     "Authorized",
     "BindError",
     "ChangeKind",

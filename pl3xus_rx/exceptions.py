@@ -17,6 +17,7 @@ also inherit the matching builtin, so ordinary ``except ValueError`` clauses kee
     │   └── ConnectionLost                 the link dropped while a command was in flight
     ├── SchemaMismatch                     both ends name a type but disagree on its schema
     ├── SequenceGap                        a SYNC frame went missing (the client resyncs)
+    ├── AuthenticationFailed               an authenticator refused a handshake (401 / 403)
     ├── CommandTimeout (TimeoutError)      no answer to a command in time
     ├── CommandRejected                    the server refused a mutation, request or query
     │   ├── Forbidden                      not allowed (read-only, policy, control)
@@ -46,6 +47,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AuthenticationFailed",
     "BindError",
     "CommandRejected",
     "CommandTimeout",
@@ -121,6 +123,24 @@ class EntityNotFound(Pl3xusError, KeyError):
 
 class SequenceGap(Pl3xusError):
     """A SYNC frame's sequence number skipped; the replica asks for fresh snapshots."""
+
+
+class AuthenticationFailed(Pl3xusError):
+    """Raised by an authenticator to refuse a handshake.
+
+    Attributes:
+        reason: Why, sent to the client in the HTTP body (say what is missing, never a
+            secret).
+        status: 401 (no or expired credentials: the client may try again with some) or 403
+            (credentials refused).
+    """
+
+    def __init__(self, reason: str, *, status: int = 401) -> None:
+        if status not in (401, 403):
+            raise ValueError(f"status must be 401 or 403, got {status}")
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
 
 
 class BindError(Pl3xusError, OSError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl as _ssl
 import time
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
@@ -13,16 +14,21 @@ from pydantic import BaseModel
 
 from . import devtools
 from .exceptions import ConnectionNotFound
-from .net import Disconnected, HttpResponse, Network, NetworkSettings, Transport
+from .net import Disconnected, HttpRequest, HttpResponse, Network, NetworkSettings, Transport
 from .net._events import ConnectionId
 from .protocol import CLIENT_COMMAND_KINDS, EntityControl, RegisteredType
+from .security import Authenticator, Identity
 from .sync import (
+    Authorized,
     Authorizer,
     Commands,
     ComponentBuilder,
     ComponentRegistration,
     ComponentRegistry,
+    Denied,
+    EntityPolicy,
     MessageBuilder,
+    MutationContext,
     QueryBuilder,
     RequestBuilder,
     SyncEngine,
@@ -37,6 +43,9 @@ logger = logging.getLogger(__name__)
 
 C = TypeVar("C", bound=BaseModel)
 
+ADMIN_ROLE = "admin"
+"""With an authenticator, DevTools and the ``pl3xus.tree`` query need this role."""
+
 
 class SyncServer:
     """The server: owns the :class:`World`, syncs registered components to subscribers.
@@ -50,6 +59,13 @@ class SyncServer:
         sync: Flush settings.
         transport: What moves bytes (default WebSockets; ``pl3xus_rx.testing`` has one in
             memory).
+        authenticate: Who may connect: ``fn(request) -> Identity`` (sync or async; see
+            :mod:`pl3xus_rx.security`). Without one the server is in protected mode: loopback
+            clients only, unless ``NetworkSettings(allow_anonymous=True)``.
+        control_policy: Who may take control of an entity: ``(world, ctx, entity) ->
+            Authorized | Denied`` (``None``: anyone the authorizer allows).
+        devtools: Serve DevTools at ``/devtools`` and the ``pl3xus.tree`` query. With an
+            authenticator, both need an identity with the ``admin`` role.
     """
 
     def __init__(
@@ -58,9 +74,13 @@ class SyncServer:
         sync: SyncSettings | None = None,
         *,
         transport: Transport | None = None,
+        authenticate: Authenticator | None = None,
+        control_policy: EntityPolicy | None = None,
+        devtools: bool = True,
     ) -> None:
         self.world = World()
         """The single source of truth."""
+        self._authenticated = False
         self.net = Network(
             network,
             transport=transport,
@@ -84,10 +104,15 @@ class SyncServer:
             broadcast=self._broadcast_frame,
             run=self._run,
             clock=self._clock,
+            identity_of=self.identity_of,
+            control_policy=control_policy,
         )
         """Mutations, control, requests and queries."""
         self.registry.add(EntityControl)  # synced like any component, never client-writable
-        self._install_devtools()
+        if authenticate is not None:
+            self.authenticate(authenticate)
+        if devtools:
+            self._install_devtools()
         self.net.events.subscribe(self._on_event)
 
     # ------------------------------------------------------------------ registration
@@ -132,12 +157,41 @@ class SyncServer:
     def authorizer(self, fn: Authorizer | None) -> None:
         self.commands.authorizer = fn
 
+    def authenticate(self, authenticator: Authenticator) -> None:
+        """Authenticate every client at the handshake (see :meth:`Network.authenticate`);
+        policies and the authorizer then see ``ctx.identity``."""
+        self.net.authenticate(authenticator)
+        self._authenticated = True
+
+    def identity_of(self, connection: int) -> Identity:
+        """Who the client on ``connection`` is."""
+        return self.net.identity_of(ConnectionId(connection))
+
     # ------------------------------------------------------------------ plumbing
+
+    def _admin(self, identity: Identity) -> bool:
+        # Without an authenticator the network admitted only loopback (or, deliberately,
+        # anonymous) clients; with one, DevTools needs the admin role.
+        return not self._authenticated or identity.has_role(ADMIN_ROLE)
 
     def _install_devtools(self) -> None:
         html = devtools.page()
-        page = HttpResponse(200, html, "text/html; charset=utf-8")
-        self.net.add_route(devtools.DEVTOOLS_PATH, lambda request: page)
+        page = HttpResponse(200, html, "text/html; charset=utf-8", {"Cache-Control": "no-store"})
+
+        async def serve_page(request: HttpRequest) -> HttpResponse:
+            found = await self.net.identify(request)
+            if isinstance(found, HttpResponse):
+                return found
+            if not self._admin(found):
+                return HttpResponse(403, f"DevTools needs the {ADMIN_ROLE!r} role\n")
+            return page
+
+        self.net.add_route(devtools.DEVTOOLS_PATH, serve_page)
+
+        def admins_only(world: World, ctx: MutationContext) -> Authorized | Denied:
+            if self._admin(ctx.identity):
+                return Authorized()
+            return Denied(f"needs the {ADMIN_ROLE!r} role")
 
         def tree(world: World, query: devtools.EntityTreeQuery) -> devtools.EntityTree:
             parents = {}
@@ -149,7 +203,7 @@ class SyncServer:
 
         self.query(devtools.EntityTreeQuery).name("pl3xus.tree").returns(
             devtools.EntityTree
-        ).register(tree)
+        ).with_policy(admins_only).register(tree)
 
     def _welcome_extra(self, connection: ConnectionId) -> dict[str, Any]:
         return {"components": self.registry.wire_table(), **self.commands.wire_tables()}
@@ -242,13 +296,16 @@ class SyncServer:
     # ------------------------------------------------------------------ serving
 
     @asynccontextmanager
-    async def serve(self, host: str, port: int) -> AsyncIterator[tuple[str, int]]:
+    async def serve(
+        self, host: str, port: int, *, ssl: _ssl.SSLContext | None = None
+    ) -> AsyncIterator[tuple[str, int]]:
         """Listen on ``host:port`` for the duration of the ``async with``; closes gracefully.
+        With ``ssl``, over TLS (``wss://``; DevTools and ``/healthz`` over ``https://``).
 
         Yields:
             The bound (host, port).
         """
-        address = await self.net.listen(host, port)
+        address = await self.net.listen(host, port, ssl=ssl)
         try:
             yield address
         finally:

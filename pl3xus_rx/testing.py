@@ -21,7 +21,9 @@ import asyncio
 import contextlib
 import errno
 import itertools
+import ssl as _ssl
 from collections import deque
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from .exceptions import BindError, ConnectFailed, ConnectionClosed
@@ -187,15 +189,20 @@ class MemoryTransport:
             backed up (its frames then queue in the ``Network`` channel).
     """
 
-    def __init__(self, *, high_water: int = 64) -> None:
+    def __init__(self, *, high_water: int = 64, client_host: str = "127.0.0.1") -> None:
         self._listeners: dict[tuple[str, int], ListenerHooks] = {}
         self._ports = itertools.count(49152)
+        self._ports_used = itertools.count(40000)
         self._clients = itertools.count(1)
+        self.client_host = client_host
+        """The address handshakes come from (set another one to play a remote client)."""
         self.high_water = high_water
         self.links: list[MemoryLink] = []
         """Every server-side link ever opened, in order (to pause a reader in tests)."""
 
-    async def listen(self, host: str, port: int, hooks: ListenerHooks) -> _MemoryListener:
+    async def listen(
+        self, host: str, port: int, hooks: ListenerHooks, *, ssl: _ssl.SSLContext | None = None
+    ) -> _MemoryListener:
         """Register a listener at ``host:port`` (port 0 picks a free one)."""
         if port == 0:
             port = next(p for p in self._ports if (host, p) not in self._listeners)
@@ -212,8 +219,12 @@ class MemoryTransport:
         settings: NetworkSettings,
         subprotocol: str,
         handler_factory: HandlerFactory,
+        *,
+        headers: Mapping[str, str] | None = None,
+        ssl: _ssl.SSLContext | None = None,
     ) -> MemoryLink:
-        """Open an in-memory link to the listener named by ``url``'s host and port."""
+        """Open an in-memory link to the listener named by ``url``'s host and port; the
+        handshake comes from :attr:`client_host` with ``headers`` (``ssl`` is ignored)."""
         parts = urlsplit(url)
         key = (parts.hostname or "", parts.port or 0)
         hooks = self._listeners.get(key)
@@ -223,12 +234,17 @@ class MemoryTransport:
         target = parts.path or "/"
         request = HttpRequest.build(
             f"{target}?{parts.query}" if parts.query else target,
-            [("Sec-WebSocket-Protocol", subprotocol)],
-            remote=client_name,
+            [
+                ("Host", parts.netloc),
+                ("Sec-WebSocket-Protocol", subprotocol),
+                *(headers or {}).items(),
+            ],
+            remote=f"{self.client_host}:{next(self._ports_used)}",
             subprotocol=subprotocol,
             upgrade=True,
+            remote_host=self.client_host,
         )
-        refusal = hooks.admit(request, 0)
+        refusal = await hooks.admit(request, 0)
         if refusal is not None:
             body = refusal.body if isinstance(refusal.body, str) else refusal.body.decode()
             raise ConnectFailed(

@@ -13,6 +13,7 @@ from typing import Any, Protocol, TypeVar
 
 from ..exceptions import ChannelFull, ConnectionClosed, RateLimited
 from ..protocol import Codec, ErrorCode
+from ..security import ANONYMOUS, Identity
 from ._events import ConnectionId
 from ._settings import NetworkSettings
 from ._transport import Link
@@ -124,6 +125,7 @@ class Connection:
         self.net = net
         self.id = cid
         self.link = link
+        self.identity: Identity = ANONYMOUS
         self.codec = codec
         self.outgoing = outgoing
         self.queue: deque[bytes | str] = deque()

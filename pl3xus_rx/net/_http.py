@@ -7,10 +7,10 @@ handshake, serving a plain page) receives an :class:`HttpRequest` and returns an
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 __all__ = ["HEALTH_PATH", "AdmissionCheck", "HttpRequest", "HttpResponse", "RouteHandler"]
@@ -34,6 +34,9 @@ class HttpRequest:
         subprotocol: For a handshake, the subprotocol the server will choose (``None``: none
             offered, so msgpack); ``None`` for a plain request.
         upgrade: Whether this is a WebSocket handshake.
+        remote_host: The peer's IP address alone (``""`` if unknown).
+        state: Where the server's checks leave what they found about the request (the
+            ``"identity"`` the authenticator gave it).
     """
 
     path: str
@@ -42,6 +45,8 @@ class HttpRequest:
     remote: str = "?"
     subprotocol: str | None = None
     upgrade: bool = False
+    remote_host: str = ""
+    state: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
     def build(
@@ -52,6 +57,7 @@ class HttpRequest:
         remote: str = "?",
         subprotocol: str | None = None,
         upgrade: bool = False,
+        remote_host: str = "",
     ) -> HttpRequest:
         """Make a request from a request target (``/path?query``) and raw header pairs."""
         parts = urlsplit(target)
@@ -70,6 +76,7 @@ class HttpRequest:
             remote,
             subprotocol,
             upgrade,
+            remote_host,
         )
 
     def header(self, name: str) -> str | None:
@@ -100,9 +107,9 @@ class HttpResponse:
 
 
 class RouteHandler(Protocol):
-    """Serves one plain-HTTP path (see ``Network.add_route``)."""
+    """Serves one plain-HTTP path (see ``Network.add_route``); may be a coroutine function."""
 
-    def __call__(self, request: HttpRequest, /) -> HttpResponse:
+    def __call__(self, request: HttpRequest, /) -> HttpResponse | Awaitable[HttpResponse]:
         """The response to ``request``."""
         ...
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
+import ssl as _ssl
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, fields
 from enum import Enum
 from types import TracebackType
@@ -18,6 +20,7 @@ from pydantic import BaseModel
 
 from .._rx import Dispatcher, SafeSubject
 from ..exceptions import (
+    AuthenticationFailed,
     ConnectFailed,
     ConnectionNotFound,
     DuplicateRegistration,
@@ -45,6 +48,7 @@ from ..protocol import (
     validate_message,
     welcome_frame,
 )
+from ..security import ANONYMOUS, Authenticator, Identity, is_loopback, origin_allowed
 from ._connection import Connection, ConnectionStatistics
 from ._events import Connected, ConnectionId, Disconnected, Error, NetworkData, NetworkEvent
 from ._http import HEALTH_PATH, AdmissionCheck, HttpRequest, HttpResponse, RouteHandler
@@ -76,7 +80,9 @@ class NetworkStatistics:
     Attributes:
         connections: Live connections.
         accepted: Connections opened since start (both directions).
-        refused: Handshakes refused (over ``max_connections`` or shutting down).
+        refused: Handshakes refused (over ``max_connections``, shutting down, a foreign
+            origin, protected mode, authentication, an admission check).
+        auth_failures: Handshakes the authenticator refused (or failed on).
         frames_received: Frames read from peers.
         frames_sent: Frames written to peers.
         messages_received: Typed messages validated and delivered to subscribers.
@@ -90,6 +96,7 @@ class NetworkStatistics:
     connections: int
     accepted: int
     refused: int
+    auth_failures: int
     frames_received: int
     frames_sent: int
     messages_received: int
@@ -175,6 +182,7 @@ class Network:
         self._extension_handler = extension_handler
         self._routes: dict[str, RouteHandler] = {}
         self._admission: list[AdmissionCheck] = []
+        self._authenticator: Authenticator | None = None
 
     # ------------------------------------------------------------------ HTTP hooks
 
@@ -193,6 +201,19 @@ class Network:
     def routes(self) -> list[str]:
         """The plain HTTP paths served besides ``/healthz``."""
         return list(self._routes)
+
+    def authenticate(self, authenticator: Authenticator) -> None:
+        """Authenticate every WebSocket handshake: ``authenticator(request)`` (sync or async)
+        returns the client's :class:`~pl3xus_rx.Identity`, or raises
+        :class:`~pl3xus_rx.AuthenticationFailed` to refuse it with 401 / 403 and the reason.
+        It replaces protected mode (loopback clients must authenticate too)."""
+        self._authenticator = authenticator
+
+    def identity_of(self, connection: ConnectionId) -> Identity:
+        """Who the client on ``connection`` is (:data:`~pl3xus_rx.ANONYMOUS` when nobody
+        authenticated it, and for unknown or closed connections)."""
+        conn = self._connections.get(connection)
+        return conn.identity if conn is not None else ANONYMOUS
 
     def add_admission_check(self, check: AdmissionCheck) -> None:
         """Decide WebSocket handshakes: ``check(request)`` returns ``None`` to admit, or the
@@ -255,8 +276,11 @@ class Network:
 
     # ------------------------------------------------------------------ listen / connect
 
-    async def listen(self, host: str, port: int) -> tuple[str, int]:
-        """Start accepting connections on ``host:port`` (port 0 picks a free port).
+    async def listen(
+        self, host: str, port: int, *, ssl: _ssl.SSLContext | None = None
+    ) -> tuple[str, int]:
+        """Start accepting connections on ``host:port`` (port 0 picks a free port); with
+        ``ssl``, over TLS (``wss://``, and ``https://`` for the HTTP routes).
 
         ``GET /healthz`` on the same port answers 200 JSON while running, 503 while closing.
 
@@ -268,12 +292,24 @@ class Network:
             NetworkStateError: the network is closing or closed.
         """
         self._require(NetworkState.IDLE, NetworkState.RUNNING, action="listen")
-        listener = await self._transport.listen(host, port, self)
+        listener = await self._transport.listen(host, port, self, ssl=ssl)
         self._listeners.append(listener)
         if self._state is NetworkState.IDLE:
             self._started = time.monotonic()
         self._set_state(NetworkState.RUNNING)
-        logger.info("Listening on ws://%s:%d/", *listener.address)
+        scheme = "wss" if ssl is not None else "ws"
+        logger.info("Listening on %s://%s:%d/", scheme, *listener.address)
+        if self._authenticator is None:
+            if self.settings.allow_anonymous:
+                logger.warning(
+                    "Anonymous access is on: any client that reaches %s:%d may connect",
+                    *listener.address,
+                )
+            elif not is_loopback(listener.address[0]):
+                logger.info(
+                    "Protected mode: no authenticator, so only loopback clients are admitted "
+                    "(configure one, or allow_anonymous=True)"
+                )
         return listener.address
 
     @property
@@ -282,7 +318,12 @@ class Network:
         return [listener.address for listener in self._listeners]
 
     async def connect(
-        self, url: str, *, encoding: Literal["msgpack", "json"] = "msgpack"
+        self,
+        url: str,
+        *,
+        encoding: Literal["msgpack", "json"] = "msgpack",
+        headers: Mapping[str, str] | None = None,
+        ssl: _ssl.SSLContext | None = None,
     ) -> ConnectionId:
         """Connect to a server and wait for its welcome.
 
@@ -291,8 +332,10 @@ class Network:
         event carrying a :class:`SchemaMismatch` naming the type.
 
         Args:
-            url: ``ws://host:port/``.
+            url: ``ws://host:port/`` (or ``wss://`` with TLS).
             encoding: The wire encoding to ask for.
+            headers: More handshake headers (``Authorization: Bearer ...``).
+            ssl: The TLS context for ``wss://`` (default: the system's trust store).
 
         Returns:
             The id of the new connection.
@@ -310,7 +353,9 @@ class Network:
             holder.append(conn)
             return conn
 
-        await self._transport.connect(url, self.settings, subprotocol, make_handler)
+        await self._transport.connect(
+            url, self.settings, subprotocol, make_handler, headers=headers, ssl=ssl
+        )
         self._set_state(NetworkState.RUNNING)
         conn = holder[0]
         assert conn.welcome is not None
@@ -359,19 +404,21 @@ class Network:
         )
         return HttpResponse(200 if ok else 503, body, "application/json")
 
-    def http(self, request: HttpRequest) -> HttpResponse | None:
+    async def http(self, request: HttpRequest) -> HttpResponse | None:
         """The page for a plain HTTP request, if its path is served (a transport hook)."""
         route = self._routes.get(request.path)
         if route is None:
             return None
         try:
-            return route(request)
+            answer = route(request)
+            return await answer if inspect.isawaitable(answer) else answer
         except Exception:
             logger.exception("HTTP route %r failed", request.path)
             return HttpResponse(500, "internal error\n")
 
-    def admit(self, request: HttpRequest, pending: int) -> HttpResponse | None:
-        """Whether to accept one more handshake (a transport hook)."""
+    async def admit(self, request: HttpRequest, pending: int) -> HttpResponse | None:
+        """Whether to accept one more handshake (a transport hook): capacity, origin,
+        identity (an authenticator, or protected mode), then the admission checks."""
         if self._state is not NetworkState.RUNNING:
             self.count("refused")
             return HttpResponse(503, "server is shutting down\n")
@@ -381,6 +428,10 @@ class Network:
             return HttpResponse(
                 503, f"server is at its connection limit (max_connections={limit})\n"
             )
+        refusal = self._check_origin(request) or await self._identify(request)
+        if refusal is not None:
+            self.count("refused")
+            return refusal
         for check in self._admission:
             try:
                 refusal = check(request)
@@ -392,9 +443,70 @@ class Network:
                 return refusal
         return None
 
+    def _check_origin(self, request: HttpRequest) -> HttpResponse | None:
+        if origin_allowed(request, self.settings.allowed_origins):
+            return None
+        logger.warning(
+            "Refused a handshake from %s: Origin %r is not this server's and not allowed",
+            request.remote,
+            request.header("origin"),
+        )
+        return HttpResponse(
+            403,
+            "this Origin may not connect: browsers may connect from the server's own origin "
+            "or from NetworkSettings.allowed_origins\n",
+        )
+
+    async def _identify(self, request: HttpRequest) -> HttpResponse | None:
+        found = await self.identify(request)
+        if isinstance(found, HttpResponse):
+            return found
+        request.state["identity"] = found
+        return None
+
+    async def identify(self, request: HttpRequest) -> Identity | HttpResponse:
+        """Who sent ``request``, by the same rules as a handshake: the authenticator's
+        identity, or in protected mode :data:`~pl3xus_rx.ANONYMOUS` for a loopback client
+        (or anyone with ``allow_anonymous``); else the refusal to answer with (401, 403).
+        HTTP routes that must be protected (DevTools, metrics) call it."""
+        authenticator = self._authenticator
+        if authenticator is None:
+            if self.settings.allow_anonymous or is_loopback(request.remote_host):
+                return ANONYMOUS
+            logger.warning(
+                "Refused %s: protected mode (no authenticator) admits loopback clients only",
+                request.remote,
+            )
+            return HttpResponse(
+                403,
+                "this server accepts only local clients: it has no authentication configured. "
+                "Configure an authenticator (server.authenticate(...)), or set "
+                "NetworkSettings(allow_anonymous=True) to let anyone in.\n",
+            )
+        try:
+            result = authenticator(request)
+            identity = await result if inspect.isawaitable(result) else result
+        except AuthenticationFailed as exc:
+            self.count("auth_failures")
+            logger.warning(
+                "Authentication refused %s: %d %r", request.remote, exc.status, exc.reason
+            )
+            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+            return HttpResponse(exc.status, f"{exc.reason}\n", headers=headers)
+        except Exception:
+            self.count("auth_failures")
+            logger.exception("the authenticator failed for %s", request.remote)
+            return HttpResponse(500, "internal error\n")
+        if not isinstance(identity, Identity):
+            logger.error("the authenticator returned %r, not an Identity", type(identity))
+            return HttpResponse(500, "internal error\n")
+        return identity
+
     def opened(self, link: Link) -> Connection:
         """A client completed its handshake (a transport hook)."""
         conn = self._open(link, outgoing=False)
+        request = link.request
+        conn.identity = request.state.get("identity", ANONYMOUS) if request else ANONYMOUS
         extra = self._welcome_extra(conn.id) if self._welcome_extra is not None else None
         conn.enqueue(conn.codec.encode(welcome_frame(conn.id, self._types, extra)))
         logger.info("Client %s connected from %s", conn.id, link.remote)

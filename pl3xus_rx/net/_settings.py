@@ -41,9 +41,13 @@ class NetworkSettings(CheckedSettings):
         rate_limit_window: Window, in seconds, for ``rate_limit_max_violations``.
         ping_interval: Seconds between keepalive pings; ``None`` disables pings.
         ping_timeout: Seconds to wait for a pong before closing; ``None`` waits forever.
-        allowed_origins: Accepted ``Origin`` headers; ``None`` accepts every client.
-            Put ``None`` in the tuple to also accept clients that send no Origin header
-            (non-browser clients); other origins are refused with HTTP 403.
+        allowed_origins: Browser origins accepted besides the server's own
+            (``"https://hmi.example"``); ``("*",)`` accepts every origin. Clients that send
+            no Origin header (non-browser clients) are always accepted; a browser handshake
+            from any other origin is refused with HTTP 403 (cross-site WebSocket hijacking).
+        allow_anonymous: Without an authenticator, accept clients from every address as
+            anonymous. Off by default (protected mode): only loopback clients are accepted
+            until an authenticator is configured.
         compression: Enable permessage-deflate. Off by default: it costs 2.5-10x CPU.
         open_timeout: Seconds allowed for the opening handshake.
         close_timeout: Seconds allowed for the closing handshake.
@@ -70,6 +74,7 @@ class NetworkSettings(CheckedSettings):
     ping_interval: float | None = Field(20.0, gt=0)
     ping_timeout: float | None = Field(20.0, gt=0)
     allowed_origins: tuple[str | None, ...] | None = None
+    allow_anonymous: bool = False
     compression: bool = False
     open_timeout: float = Field(10.0, gt=0)
     close_timeout: float = Field(10.0, gt=0)

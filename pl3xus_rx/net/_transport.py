@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl as _ssl
+from collections.abc import Mapping
 from typing import Protocol
 
 from ._http import HttpRequest, HttpResponse
@@ -82,11 +84,11 @@ class ListenerHooks(Protocol):
         """The answer to ``GET /healthz``."""
         ...
 
-    def http(self, request: HttpRequest) -> HttpResponse | None:
+    async def http(self, request: HttpRequest) -> HttpResponse | None:
         """The answer to a plain HTTP request (``None``: no such page)."""
         ...
 
-    def admit(self, request: HttpRequest, pending: int) -> HttpResponse | None:
+    async def admit(self, request: HttpRequest, pending: int) -> HttpResponse | None:
         """``None`` to accept a new WebSocket handshake, else the refusal to send.
 
         Args:
@@ -116,8 +118,10 @@ class Listener(Protocol):
 class Transport(Protocol):
     """Creates listeners and outgoing links."""
 
-    async def listen(self, host: str, port: int, hooks: ListenerHooks) -> Listener:
-        """Bind and start accepting.
+    async def listen(
+        self, host: str, port: int, hooks: ListenerHooks, *, ssl: _ssl.SSLContext | None = None
+    ) -> Listener:
+        """Bind and start accepting (TLS with ``ssl``: ``wss://`` and ``https://``).
 
         Raises:
             BindError: the address could not be bound (message names it and the OS error).
@@ -125,9 +129,17 @@ class Transport(Protocol):
         ...
 
     async def connect(
-        self, url: str, settings: NetworkSettings, subprotocol: str, handler_factory: HandlerFactory
+        self,
+        url: str,
+        settings: NetworkSettings,
+        subprotocol: str,
+        handler_factory: HandlerFactory,
+        *,
+        headers: Mapping[str, str] | None = None,
+        ssl: _ssl.SSLContext | None = None,
     ) -> Link:
-        """Open a link to ``url``; its events go to ``handler_factory(link)``.
+        """Open a link to ``url`` (sending ``headers`` with the handshake; ``ssl`` for
+        ``wss://``); its events go to ``handler_factory(link)``.
 
         Raises:
             ConnectFailed: the peer could not be reached or refused the handshake.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl as _ssl
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -125,10 +127,12 @@ def _request(connection: ServerConnection, request: Request) -> HttpRequest:
         for token in value.split(",")
         if token.strip()
     ]
+    address = connection.remote_address
     return HttpRequest.build(
         request.path,
         request.headers.raw_items(),
         remote=_peer(connection),
+        remote_host=str(address[0]) if address else "",
         subprotocol=_choose_subprotocol(offered) if upgrade else None,
         upgrade=upgrade,
     )
@@ -163,24 +167,29 @@ class _WsListener:
 class WebSocketTransport:
     """The default transport: ``ws://`` via the ``websockets`` library."""
 
-    async def listen(self, host: str, port: int, hooks: ListenerHooks) -> _WsListener:
-        """Bind ``host:port`` and serve WebSocket upgrades and ``GET /healthz`` on it."""
+    async def listen(
+        self, host: str, port: int, hooks: ListenerHooks, *, ssl: _ssl.SSLContext | None = None
+    ) -> _WsListener:
+        """Bind ``host:port`` and serve WebSocket upgrades and ``GET /healthz`` on it (over
+        TLS with ``ssl``)."""
         settings = hooks.settings
         # handshakes admitted and not yet completed, with their requests
         handshaking: dict[ServerConnection, HttpRequest] = {}
 
-        def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        async def process_request(
+            connection: ServerConnection, request: Request
+        ) -> Response | None:
             http_request = _request(connection, request)
             if http_request.path == HEALTH_PATH:
                 return _response(connection, hooks.health(http_request))
             if not http_request.upgrade:
-                page = hooks.http(http_request)
+                page = await hooks.http(http_request)
                 if page is not None:
                     return _response(connection, page)
                 return None  # websockets answers 426 Upgrade Required
             for c in [c for c in handshaking if c.protocol.state is not State.CONNECTING]:
                 del handshaking[c]
-            refusal = hooks.admit(http_request, len(handshaking))
+            refusal = await hooks.admit(http_request, len(handshaking))
             if refusal is not None:
                 logger.warning(
                     "Refused connection from %s: HTTP %d %r",
@@ -206,10 +215,8 @@ class WebSocketTransport:
                 subprotocols=list(SUBPROTOCOLS),  # type: ignore[arg-type]
                 select_subprotocol=_select_subprotocol,
                 process_request=process_request,
-                origins=list(settings.allowed_origins)  # type: ignore[arg-type]
-                if settings.allowed_origins is not None
-                else None,
                 backlog=settings.backlog,
+                ssl=ssl,
                 **_common_kwargs(settings),
             )
         except OSError as exc:
@@ -224,12 +231,20 @@ class WebSocketTransport:
         settings: NetworkSettings,
         subprotocol: str,
         handler_factory: HandlerFactory,
+        *,
+        headers: Mapping[str, str] | None = None,
+        ssl: _ssl.SSLContext | None = None,
     ) -> _WsLink:
         """Open a WebSocket to ``url`` offering ``subprotocol``."""
+        extra: dict[str, Any] = {}
+        if ssl is not None:
+            extra["ssl"] = ssl
         try:
             ws: ClientConnection = await ws_connect(
                 url,
                 subprotocols=[subprotocol],  # type: ignore[list-item]
+                additional_headers=dict(headers or {}),
+                **extra,
                 **_common_kwargs(settings),
             )
         except wsx.InvalidStatus as exc:

@@ -60,6 +60,11 @@ class QueryRegistration(Generic[R]):
     model: type[BaseModel]
     response: type[R]
     handler: Callable[..., Any]
+    policy: QueryPolicy | None = None
+
+
+QueryPolicy = Callable[..., Any]
+"""``(world, ctx) -> Authorized | Denied``: who may ask a query."""
 
 
 class CommandRegistrar(Protocol):
@@ -185,6 +190,7 @@ class QueryBuilder(Generic[R]):
         self._model = model
         self._name: str | None = None
         self._response: type[BaseModel] | None = None
+        self._policy: QueryPolicy | None = None
 
     def name(self, name: str) -> QueryBuilder[R]:
         """Use this wire name instead of the class name."""
@@ -196,10 +202,18 @@ class QueryBuilder(Generic[R]):
         self._response = response
         return self
 
+    def with_policy(self, policy: QueryPolicy) -> QueryBuilder[R]:
+        """Answer only clients that ``policy(world, ctx)`` authorizes (``ctx.identity``
+        says who asks); others get ``forbidden`` with the reason."""
+        self._policy = policy
+        return self
+
     def register(self, handler: Callable[..., Any]) -> QueryRegistration[R]:
         """Register ``handler(world, params)`` (sync or async) returning the response."""
         name = self._name or self._model.__name__
         response = _response_type(handler, self._response, f"query {name}")
-        reg: QueryRegistration[Any] = QueryRegistration(name, self._model, response, handler)
+        reg: QueryRegistration[Any] = QueryRegistration(
+            name, self._model, response, handler, self._policy
+        )
         self._commands.add_query(reg)
         return reg

@@ -31,6 +31,7 @@ from ..protocol import (
     schema_hash,
     to_wire,
 )
+from ..security import ANONYMOUS, Identity
 from ..world import EntityId, World
 from ._builders import MessageRegistration, QueryRegistration, RequestRegistration
 from ._control import ControlBook, Granted
@@ -106,6 +107,8 @@ class Commands:
         broadcast: Callable[[list[Any]], None],
         run: Callable[[Awaitable[None]], None],
         clock: Callable[[], float],
+        identity_of: Callable[[int], Identity] = lambda connection: ANONYMOUS,
+        control_policy: EntityPolicy | None = None,
     ) -> None:
         self.world = world
         self.components = components
@@ -118,6 +121,11 @@ class Commands:
         self.requests: dict[str, RequestRegistration[Any]] = {}
         self.queries: dict[str, QueryRegistration[Any]] = {}
         self.messages: dict[str, MessageRegistration] = {}
+        self._identity_of = identity_of
+        self.control_policy = control_policy
+        """Decides who may take control of an entity: ``(world, ctx, entity) -> Authorized |
+        Denied`` (``None``: anyone); the authorizer is asked too, with the value
+        ``EntityControl(holder=connection)``."""
         self.authorizer: Authorizer | None = None
         """A server-wide veto over every mutation and targeted request."""
         self.control = ControlBook(settings.control_timeout)
@@ -166,7 +174,7 @@ class Commands:
             FrameError: the frame is malformed and has no request id to answer to.
         """
         kind = frame[0]
-        ctx = MutationContext(connection)
+        ctx = MutationContext(connection, self._identity_of(connection))
         if kind == FrameKind.SEND:
             self._one_way(ctx, frame)
             return
@@ -328,6 +336,7 @@ class Commands:
         conn = ctx.connection
         entity = self._entity(raw_entity)
         if action == ControlAction.TAKE:
+            self._authorize(ctx, entity, self.control_policy, EntityControl(holder=conn))
             related = (*self.world.ancestors(entity), *self._descendants(entity))
             decision = self.control.take(conn, entity, related, self._clock())
         elif action == ControlAction.RELEASE:
@@ -493,6 +502,11 @@ class Commands:
 
     def _query(self, ctx: MutationContext, req_id: int, type_name: Any, params: Any) -> None:
         reg = _registered(self.queries, "query", type_name)
+        if reg.policy is not None:
+            decision = reg.policy(self.world, ctx)
+            if not isinstance(decision, Authorized):
+                reason = decision.reason if isinstance(decision, Denied) else "not authorized"
+                raise _Reject(Status.FORBIDDEN, f"query {reg.name}: {reason}")
         query = _validated(reg.name, reg.model, params)
         self._call(ctx.connection, req_id, reg, (self.world, query))
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..protocol import EntityControl
+from ..security import ANONYMOUS, Identity
 from ..world import EntityId, World
 
 __all__ = ["Authorized", "Denied", "MutationContext", "default_entity_policy"]
@@ -25,9 +26,11 @@ class Denied:
 
 @dataclass(frozen=True, slots=True)
 class MutationContext:
-    """Who asks: the connection id of the client."""
+    """Who asks: the client's connection id and its identity (from the handshake's
+    authenticator; :data:`~pl3xus_rx.ANONYMOUS` without one)."""
 
     connection: int
+    identity: Identity = ANONYMOUS
 
 
 def default_entity_policy(world: World, ctx: MutationContext, entity: EntityId) -> Any:
