@@ -27,12 +27,13 @@ from .registry import ClientTypeRegistry
 __all__ = ["Snapshot", "inspect", "render", "view_models"]
 
 
-async def view_models(url: str) -> dict[str, type[BaseModel]]:
+async def view_models(url: str, token: str | None = None) -> dict[str, type[BaseModel]]:
     """One permissive model per component type the server at ``url`` syncs (from its
     welcome): every field optional and of any type."""
     net = Network()
+    headers = {"Authorization": f"Bearer {token}"} if token else None
     try:
-        cid = await net.connect(url)
+        cid = await net.connect(url, headers=headers)
         components = net.welcome_of(cid).body.get("components") or []
     finally:
         await net.close()
@@ -97,15 +98,16 @@ async def inspect(
     once: bool = False,
     console: Console | None = None,
     max_rows: int = 40,
+    token: str | None = None,
 ) -> None:
     """Show the server's state live (until Ctrl-C, or for ``seconds``); ``once`` prints
-    one complete snapshot and returns."""
+    one complete snapshot and returns. ``token`` authenticates to the server."""
     console = console or Console()
-    models = await view_models(url)
+    models = await view_models(url, token)
     builder = ClientTypeRegistry.builder()
     for name, model in models.items():
         builder.register(model, name=name)
-    async with SyncProvider(url, builder.build(), check_schema=False) as sync:
+    async with SyncProvider(url, builder.build(), check_schema=False, token=token) as sync:
         signals = {name: sync.components(model) for name, model in models.items()}
         for signal in signals.values():
             signal.subscribe(lambda _: None)  # keep every subscription live

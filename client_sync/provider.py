@@ -12,6 +12,7 @@ import json
 import logging
 import operator
 import random
+import ssl as _ssl
 from collections.abc import Callable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any, Generic, Literal, TypeVar, cast
@@ -174,6 +175,10 @@ class SyncProvider:
         command_timeout: Default timeout of commands (mutations, requests, queries, control).
         check_schema: Compare the registry with the server's welcome (tools that build their
             models from the welcome itself turn it off).
+        token: A credential for the server's authenticator, sent as
+            ``Authorization: Bearer <token>`` with every (re)connection.
+        headers: More handshake headers.
+        ssl: The TLS context for ``wss://`` URLs (default: the system's trust store).
     """
 
     def __init__(
@@ -187,9 +192,16 @@ class SyncProvider:
         transport: Transport | None = None,
         command_timeout: float = 10.0,
         check_schema: bool = True,
+        token: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        ssl: _ssl.SSLContext | None = None,
     ) -> None:
         self.url = url
         self._check = check_schema
+        self._headers = dict(headers or {})
+        if token is not None:
+            self._headers["Authorization"] = f"Bearer {token}"
+        self._ssl = ssl
         self.registry = registry
         self.policy = reconnect if reconnect is not None else ReconnectPolicy()
         self._encoding = encoding
@@ -265,7 +277,9 @@ class SyncProvider:
         self.connection.set(ConnectionStatus(ConnectionState.CLOSED, reason="closed"))
 
     async def _connect_once(self) -> None:
-        cid = await self._net.connect(self.url, encoding=self._encoding)
+        cid = await self._net.connect(
+            self.url, encoding=self._encoding, headers=self._headers, ssl=self._ssl
+        )
         if not self._net.has_connection(cid):  # dropped by the server right away
             raise ConnectFailed(f"{self.url} closed the connection right after the handshake")
         welcome = self._net.welcome_of(cid)

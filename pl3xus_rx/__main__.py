@@ -20,12 +20,24 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--sensors", type=int, default=50)
     demo.add_argument("--rate", type=float, default=30.0, help="max flushes per second")
     demo.add_argument("--debug", action="store_true", help="log at debug level")
+    demo.add_argument(
+        "--token", default=None, help="require this bearer token; its holder is an operator"
+    )
+    demo.add_argument(
+        "--viewer-token", default=None, help="a second token whose holder may only watch"
+    )
+    demo.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="without --token, admit clients from other machines too (else loopback only)",
+    )
     insp = sub.add_parser("inspect", help="a live terminal view of a server's entities")
     insp.add_argument("url", help="ws://host:port/ of a SyncServer")
     insp.add_argument("--seconds", type=float, default=None, help="stop after this long")
     insp.add_argument("--once", action="store_true", help="print one snapshot and exit")
     insp.add_argument("--rows", type=int, default=40, help="entities shown at most")
     insp.add_argument("--debug", action="store_true", help="log at debug level")
+    insp.add_argument("--token", default=None, help="bearer token for the server")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING,
@@ -35,24 +47,39 @@ def main(argv: list[str] | None = None) -> int:
         from .demo import describe, run_demo
 
         def announce(address: tuple[str, int], cell: dict[str, Any]) -> None:
-            print("\n".join(describe(address, cell)), flush=True)
+            print("\n".join(describe(address, cell, args.token)), flush=True)
 
-        asyncio.run(
-            run_demo(
-                args.host,
-                args.port,
-                robots=args.robots,
-                sensors=args.sensors,
-                rate_hz=args.rate,
-                on_ready=announce,
+        try:
+            asyncio.run(
+                run_demo(
+                    args.host,
+                    args.port,
+                    robots=args.robots,
+                    sensors=args.sensors,
+                    rate_hz=args.rate,
+                    on_ready=announce,
+                    token=args.token,
+                    viewer_token=args.viewer_token,
+                    allow_anonymous=args.allow_anonymous,
+                )
             )
-        )
+        except ValueError as exc:
+            print(f"pl3xus-rx demo: {exc}", file=sys.stderr)
+            return 2
         print("demo stopped", flush=True)
     elif args.command == "inspect":
         from client_sync.inspect import inspect
 
         try:
-            asyncio.run(inspect(args.url, seconds=args.seconds, once=args.once, max_rows=args.rows))
+            asyncio.run(
+                inspect(
+                    args.url,
+                    seconds=args.seconds,
+                    once=args.once,
+                    max_rows=args.rows,
+                    token=args.token,
+                )
+            )
         except KeyboardInterrupt:
             pass
         except Exception as exc:  # one clear line for a command-line user

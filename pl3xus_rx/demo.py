@@ -18,12 +18,14 @@ import random
 import signal
 from collections.abc import Callable
 from typing import Any, Literal
+from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 
 from .net import NetworkSettings
+from .security import Authenticator, Identity, bearer_tokens
 from .server import SyncServer
-from .sync import SyncSettings
+from .sync import Authorized, Denied, MutationContext, SyncSettings
 from .world import EntityId, World
 
 __all__ = [
@@ -263,16 +265,44 @@ async def simulate(
         await asyncio.sleep(max(0.0, start + tick * dt - loop.time()))
 
 
-def describe(address: tuple[str, int], cell: dict[str, Any]) -> list[str]:
-    """The lines a command line shows once the demo is up."""
+def describe(address: tuple[str, int], cell: dict[str, Any], token: str | None = None) -> list[str]:
+    """The lines a command line shows once the demo is up (``token``: the operator's, for
+    the DevTools link)."""
     base = f"{address[0]}:{address[1]}"
-    return [
+    devtools = f"http://{base}/devtools" + (f"?token={quote(token)}" if token else "")
+    lines = [
         f"pl3xus_rx demo: {len(cell['robots'])} robots, a conveyor, {len(cell['sensors'])} sensors",
         f"  WebSocket: ws://{base}/",
         f"  Health:    http://{base}/healthz",
-        f"  DevTools:  http://{base}/devtools",
-        "Ctrl-C to stop.",
+        f"  DevTools:  {devtools}",
     ]
+    if token:
+        lines.append("  Clients authenticate with Authorization: Bearer <token> (or ?token=).")
+    lines.append("Ctrl-C to stop.")
+    return lines
+
+
+def demo_security(
+    token: str | None, viewer_token: str | None
+) -> tuple[Authenticator | None, Callable[..., Any] | None]:
+    """The demo's authenticator and authorizer: with ``token``, its holder is an operator
+    (and admin: DevTools), ``viewer_token``'s holder may only watch."""
+    if token is None:
+        if viewer_token is not None:
+            raise ValueError("--viewer-token needs --token (the operator's) too")
+        return None, None
+    tokens = {token: Identity.of("operator", "operator", "admin")}
+    if viewer_token is not None:
+        if viewer_token == token:
+            raise ValueError("the viewer token must differ from the operator token")
+        tokens[viewer_token] = Identity.of("viewer", "viewer")
+
+    def operators_only(world: World, ctx: MutationContext, entity: EntityId, value: Any) -> Any:
+        if ctx.identity.has_role("operator"):
+            return Authorized()
+        return Denied(f"{ctx.identity.name} may watch but not act (needs the 'operator' role)")
+
+    return bearer_tokens(tokens), operators_only
 
 
 async def run_demo(
@@ -283,14 +313,27 @@ async def run_demo(
     sensors: int = 50,
     rate_hz: float = 30.0,
     on_ready: Callable[[tuple[str, int], dict[str, Any]], None] | None = None,
+    token: str | None = None,
+    viewer_token: str | None = None,
+    allow_anonymous: bool = False,
 ) -> None:
     """Serve the demo cell until SIGINT / SIGTERM (then shut down gracefully).
 
     Args:
         on_ready: Called with the bound address and the cell's entity ids once serving
             (the command line prints :func:`describe` of them).
+        token: Turn on token authentication; this token's holder is an operator.
+        viewer_token: A second token whose holder may watch but not act.
+        allow_anonymous: Without a token, admit clients from every address (else only
+            loopback clients: protected mode).
     """
-    server = SyncServer(NetworkSettings(), SyncSettings(max_update_rate_hz=rate_hz))
+    authenticate, authorizer = demo_security(token, viewer_token)
+    server = SyncServer(
+        NetworkSettings(allow_anonymous=allow_anonymous),
+        SyncSettings(max_update_rate_hz=rate_hz),
+        authenticate=authenticate,
+    )
+    server.authorizer = authorizer
     cell = build_cell(server, robots=robots, sensors=sensors)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -85,3 +85,61 @@ def test_python_dash_m_help() -> None:
         timeout=60,
     )
     assert result.returncode == 0 and "--robots" in result.stdout
+
+
+@pytest.mark.asyncio
+async def test_demo_with_tokens_lets_a_viewer_watch_but_not_act() -> None:
+    from pl3xus_rx import ConnectFailed
+
+    proc = await asyncio.create_subprocess_exec(
+        *command(),
+        "demo",
+        "--port",
+        "0",
+        "--sensors",
+        "5",
+        "--token",
+        "op-secret",
+        "--viewer-token",
+        "view-only",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        head = [
+            (await asyncio.wait_for(proc.stdout.readline(), 20 * UNIT)).decode() for _ in range(5)
+        ]
+        url = head[1].split()[1]
+        assert head[3].split()[1].endswith("/devtools?token=op-secret")
+        assert "Bearer" in head[4]
+        registry = ClientTypeRegistry.builder().register(RobotStatus).build()
+        with pytest.raises(ConnectFailed, match="401"):
+            async with SyncProvider(url, registry):
+                pass
+        async with (
+            SyncProvider(url, registry, token="view-only") as viewer,
+            SyncProvider(url, registry, token="op-secret") as operator,
+        ):
+            robots = viewer.components(RobotStatus)
+            robots.subscribe(lambda _: None)
+            await wait_until(lambda: len(robots.get()) == 3)  # a viewer watches
+            robot = sorted(robots.get())[0]
+            with pytest.raises(Forbidden, match="may watch but not act"):
+                await viewer.take_control(robot)
+            await operator.take_control(robot)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), 20 * UNIT)
+    assert proc.returncode == 0
+    assert "Traceback" not in (await proc.stderr.read()).decode()
+
+
+def test_demo_refuses_a_viewer_token_without_an_operator_token() -> None:
+    result = subprocess.run(
+        [*command(), "demo", "--port", "0", "--viewer-token", "v"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "--viewer-token needs --token" in result.stderr

@@ -387,7 +387,7 @@ class Network:
         for name in sorted(set(local) | set(remote)):
             if local.get(name) != remote.get(name):
                 mismatch = SchemaMismatch(name, local.get(name), remote.get(name))
-                logger.warning("Schema mismatch on connection %s: %s", conn.id, mismatch)
+                logger.warning("Schema mismatch on connection %s: %r", conn.id, str(mismatch))
                 self.emit_error(conn.id, mismatch)
 
     # ------------------------------------------------------------------ ListenerHooks
@@ -627,7 +627,7 @@ class Network:
                 conn.welcome.set_result(frame)
             elif isinstance(frame, ErrorFrame):
                 self.count("errors_received")
-                logger.warning("connection %s reported an error: %s", conn.id, frame.error)
+                logger.warning("connection %s reported an error: %r", conn.id, str(frame.error))
                 self.emit_error(conn.id, frame.error)
         except ProtocolError as exc:
             self._bad_input(conn, exc)
@@ -638,7 +638,7 @@ class Network:
     def _bad_input(self, conn: Connection, exc: ProtocolError) -> None:
         conn.bad_frames += 1
         self.count("bad_frames")
-        logger.warning("Bad frame from connection %s: %s", conn.id, exc.message)
+        logger.warning("Bad frame from connection %s: %r", conn.id, exc.message)
         self.emit_error(conn.id, exc)
         self.send_error(conn, exc.to_wire())
 
