@@ -16,6 +16,7 @@ DOCS = [
     "docs/client.md",
     "docs/commands.md",
     "docs/getting-started.md",
+    "docs/security.md",
     "README.md",
 ]
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
