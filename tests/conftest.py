@@ -83,3 +83,17 @@ async def loop_errors() -> AsyncIterator[list[dict[str, Any]]]:
     await asyncio.sleep(0)
     loop.set_exception_handler(previous)
     assert not seen, f"loop exception handler was called: {seen}"
+
+
+async def http_get(port: int, target: str, headers: str = "") -> tuple[int, dict[str, str], bytes]:
+    """A plain ``GET target`` to 127.0.0.1:port: status, headers (lower-case names), body.
+    ``headers`` are extra raw header lines, each ending with CRLF."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}\r\n".encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5 * UNIT)
+    lines = head.decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    got = {k.lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ln)}
+    body = await asyncio.wait_for(reader.readexactly(int(got["content-length"])), 5 * UNIT)
+    writer.close()
+    return status, got, body

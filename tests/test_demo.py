@@ -21,23 +21,37 @@ def command() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "pl3xus_rx"]
 
 
-@pytest.mark.asyncio
-async def test_demo_serves_a_live_cell_and_stops_on_sigint() -> None:
+async def start_demo(
+    *args: str, lines: int
+) -> tuple[asyncio.subprocess.Process, asyncio.StreamReader, list[str]]:
+    """``pl3xus-rx demo --port 0 ARGS`` in a process, and the first ``lines`` it prints."""
     proc = await asyncio.create_subprocess_exec(
         *command(),
         "demo",
         "--port",
         "0",
-        "--sensors",
-        "20",
+        *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None and proc.stderr is not None
     try:
         head = [
-            (await asyncio.wait_for(proc.stdout.readline(), 20 * UNIT)).decode() for _ in range(4)
+            (await asyncio.wait_for(proc.stdout.readline(), 20 * UNIT)).decode()
+            for _ in range(lines)
         ]
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        raise
+    return proc, proc.stdout, head
+
+
+@pytest.mark.asyncio
+async def test_demo_serves_a_live_cell_and_stops_on_sigint() -> None:
+    proc, stdout, head = await start_demo("--sensors", "20", lines=4)
+    assert proc.stderr is not None
+    try:
         assert "3 robots" in head[0] and "20 sensors" in head[0]
         url = head[1].split()[1]
         assert url.startswith("ws://127.0.0.1:") and "/healthz" in head[2]
@@ -71,7 +85,7 @@ async def test_demo_serves_a_live_cell_and_stops_on_sigint() -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         await asyncio.wait_for(proc.wait(), 20 * UNIT)
-    rest = (await proc.stdout.read()).decode()
+    rest = (await stdout.read()).decode()
     err = (await proc.stderr.read()).decode()
     assert proc.returncode == 0 and "demo stopped" in rest
     assert "Traceback" not in err, err
@@ -91,25 +105,11 @@ def test_python_dash_m_help() -> None:
 async def test_demo_with_tokens_lets_a_viewer_watch_but_not_act() -> None:
     from pl3xus_rx import ConnectFailed
 
-    proc = await asyncio.create_subprocess_exec(
-        *command(),
-        "demo",
-        "--port",
-        "0",
-        "--sensors",
-        "5",
-        "--token",
-        "op-secret",
-        "--viewer-token",
-        "view-only",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    proc, _, head = await start_demo(
+        "--sensors", "5", "--token", "op-secret", "--viewer-token", "view-only", lines=5
     )
-    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stderr is not None
     try:
-        head = [
-            (await asyncio.wait_for(proc.stdout.readline(), 20 * UNIT)).decode() for _ in range(5)
-        ]
         url = head[1].split()[1]
         assert head[3].split()[1].endswith("/devtools?token=op-secret")
         assert "Bearer" in head[4]

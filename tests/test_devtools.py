@@ -62,47 +62,49 @@ async def test_devtools_shows_live_state_and_edits(tmp_path: Path) -> None:
             await context.route("**/*", loopback_only)
             page = await context.new_page()
             await page.goto(f"http://{host}:{port}/devtools")
-            await expect(page.locator("#conn")).to_have_text("open", timeout=10_000)
+            await expect(page.locator("#conn")).to_have_text("open", timeout=20_000)
 
             # the robots appear, with their components
             row = page.locator(f'tr[data-entity="{robot}"]')
             await expect(row.locator('td[data-type="Name"]')).to_contain_text(
-                "robot 1", timeout=10_000
+                "robot 1", timeout=20_000
             )
             # 1,000 sensors arrive (in parts) and values change live
             await expect(page.locator("#count")).to_have_text(
-                str(len(server.world.entities())), timeout=15_000
+                str(len(server.world.entities())), timeout=20_000
             )
             sensor_cell = page.locator(
                 f'tr[data-entity="{cell["sensors"][0]}"] td[data-type="Sensor"]'
             )
             before = await sensor_cell.text_content()
-            await expect(sensor_cell).not_to_have_text(before or "", timeout=10_000)
+            await expect(sensor_cell).not_to_have_text(before or "", timeout=20_000)
 
             # an edit without control is refused, with the reason
             status_cell = row.locator('td[data-type="RobotStatus"]')
             await status_cell.click()
             await page.fill("#edit-value", '{"state": "stopped", "speed": 0.3}')
             await page.click("#edit-save")
-            await expect(page.locator("#edit-result")).to_contain_text("forbidden", timeout=10_000)
+            await expect(page.locator("#edit-result")).to_contain_text("forbidden", timeout=20_000)
             await expect(page.locator("#edit-result")).to_contain_text("does not control")
 
             # take control, then the same edit is applied on the server
             await row.locator("button.take").click()
-            await expect(row.locator(".holder")).to_have_text(" you", timeout=10_000)
+            await expect(row.locator(".holder")).to_have_text(" you", timeout=20_000)
             await page.click("#edit-save")
-            await expect(page.locator("#edit-result")).to_contain_text("ok", timeout=10_000)
+            await expect(page.locator("#edit-result")).to_contain_text("ok", timeout=20_000)
             await wait_until(
                 lambda: statuses.get()[robot] == RobotStatus(state="stopped", speed=0.3)
             )
             # a validation error names the field
             await page.fill("#edit-value", '{"state": "stopped", "speed": 7}')
             await page.click("#edit-save")
-            await expect(page.locator("#edit-result")).to_contain_text("validation_error")
+            await expect(page.locator("#edit-result")).to_contain_text(
+                "validation_error", timeout=20_000
+            )
             await expect(page.locator("#edit-result")).to_contain_text("speed")
 
             # the entity tree shows parent links
-            await expect(page.locator("#tree")).to_contain_text("cell 1", timeout=10_000)
+            await expect(page.locator("#tree")).to_contain_text("cell 1", timeout=20_000)
             await expect(page.locator("#tree li li").first).to_be_visible()
             await page.screenshot(path=str(tmp_path / "devtools.png"))
             print("screenshot:", tmp_path / "devtools.png")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
-from conftest import UNIT, make_network, url_of, wait_until
+from conftest import http_get, make_network, url_of, wait_until
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
@@ -15,18 +13,6 @@ from pl3xus_rx.protocol import JSON_SUBPROTOCOL
 from pl3xus_rx.testing import MemoryTransport
 
 pytestmark = pytest.mark.asyncio
-
-
-async def raw_get(port: int, target: str, headers: str = "") -> tuple[int, dict[str, str], bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode())
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5 * UNIT)
-    lines = head.decode().split("\r\n")
-    status = int(lines[0].split()[1])
-    got = {k.lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ln)}
-    body = await asyncio.wait_for(reader.readexactly(int(got["content-length"])), 5 * UNIT)
-    writer.close()
-    return status, got, body
 
 
 async def test_request_build_parses_query_and_headers() -> None:
@@ -55,7 +41,7 @@ async def test_a_route_sees_the_request_and_answers_typed() -> None:
     with pytest.raises(DuplicateRegistration):
         net.add_route("/healthz", page)
     _host, port = await net.listen("127.0.0.1", 0)
-    status, headers, body = await raw_get(port, "/page?user=ann&x=1", "X-Probe: yes\r\n")
+    status, headers, body = await http_get(port, "/page?user=ann&x=1", "X-Probe: yes\r\n")
     assert (status, body) == (202, b"\x00\x01")
     assert headers["content-type"] == "application/octet-stream"
     assert headers["cache-control"] == "no-store"
@@ -63,7 +49,7 @@ async def test_a_route_sees_the_request_and_answers_typed() -> None:
     assert req.path == "/page" and req.param("user") == "ann" and req.header("x-probe") == "yes"
     assert req.remote.startswith("127.0.0.1:") and not req.upgrade
     net.add_route("/boom", lambda request: 1 / 0)  # type: ignore[arg-type,return-value]
-    status, _, body = await raw_get(port, "/boom")
+    status, _, body = await http_get(port, "/boom")
     assert status == 500 and b"internal error" in body
     assert net.routes == ["/page", "/boom"]
     await net.close()

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from conftest import UNIT, Chat, Ping, Recorder, make_network, url_of, wait_until
+from conftest import UNIT, Chat, Ping, Recorder, http_get, make_network, url_of, wait_until
 from pydantic import BaseModel
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
@@ -30,18 +30,6 @@ from pl3xus_rx import Error as ErrorEvent
 from pl3xus_rx.protocol import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL, schema_hash
 
 pytestmark = pytest.mark.asyncio
-
-
-async def http_get(port: int, path: str) -> tuple[int, dict[str, str], str]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5 * UNIT)
-    lines = head.decode().split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {k.lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ln)}
-    body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), 5 * UNIT)
-    writer.close()
-    return status, headers, body.decode()
 
 
 async def test_client_and_server_exchange_typed_messages(server: Network) -> None:

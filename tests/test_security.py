@@ -11,7 +11,7 @@ from typing import Any
 import jwt
 import pytest
 import trustme
-from conftest import UNIT, make_network, url_of, wait_until
+from conftest import UNIT, http_get, make_network, url_of, wait_until
 from pydantic import BaseModel
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
@@ -47,23 +47,6 @@ class Speed(BaseModel):
 
 
 REGISTRY = ClientTypeRegistry.builder().register(Speed).build()
-
-
-async def raw_get(port: int, target: str, headers: str = "") -> tuple[int, str]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}\r\n".encode())
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5 * UNIT)
-    status = int(head.split()[1])
-    length = int(
-        next(
-            line.split(b":")[1]
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length")
-        )
-    )
-    body = await asyncio.wait_for(reader.readexactly(length), 5 * UNIT)
-    writer.close()
-    return status, body.decode()
 
 
 async def test_helpers_read_tokens_loopback_and_origins() -> None:
@@ -267,10 +250,10 @@ async def test_a_control_policy_decides_who_may_take_control() -> None:
 async def test_devtools_and_the_tree_need_an_admin_with_an_authenticator() -> None:
     server = SyncServer(authenticate=bearer_tokens(TOKENS))
     async with server.serve("127.0.0.1", 0) as (host, port):
-        assert (await raw_get(port, "/devtools"))[0] == 401
-        assert (await raw_get(port, "/devtools?token=ann-token"))[0] == 403
-        status, body = await raw_get(port, "/devtools?token=root-token")
-        assert status == 200 and "<html" in body.lower()
+        assert (await http_get(port, "/devtools"))[0] == 401
+        assert (await http_get(port, "/devtools?token=ann-token"))[0] == 403
+        status, _, body = await http_get(port, "/devtools?token=root-token")
+        assert status == 200 and b"<html" in body.lower()
         from pl3xus_rx.devtools import EntityTree, EntityTreeQuery
 
         registry = (
@@ -287,7 +270,7 @@ async def test_devtools_and_the_tree_need_an_admin_with_an_authenticator() -> No
             await wait_until(lambda: state.get().status.value == "ready")
     off = SyncServer(devtools=False)
     async with off.serve("127.0.0.1", 0) as (host, port):
-        assert (await raw_get(port, "/devtools"))[0] == 426  # no page: "upgrade required"
+        assert (await http_get(port, "/devtools"))[0] == 426  # no page: "upgrade required"
 
 
 async def test_tls_round_trip_and_https_health(tmp_path: Any) -> None:

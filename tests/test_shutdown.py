@@ -6,9 +6,8 @@ import asyncio
 import json
 
 import pytest
-from conftest import UNIT, Ping, Recorder, make_network, url_of, wait_until
+from conftest import UNIT, Ping, Recorder, http_get, make_network, url_of, wait_until
 from test_channels import Blob
-from test_net import http_get
 
 from pl3xus_rx import ConnectFailed, Disconnected, NetworkSettings, NetworkStateError
 from pl3xus_rx.net import NetworkState
