@@ -16,7 +16,7 @@ from . import devtools
 from .exceptions import ConnectionNotFound
 from .net import Disconnected, HttpRequest, HttpResponse, Network, NetworkSettings, Transport
 from .net._events import ConnectionId
-from .protocol import CLIENT_COMMAND_KINDS, EntityControl, RegisteredType
+from .protocol import CLIENT_COMMAND_KINDS, EntityControl, FrameKind, RegisteredType
 from .security import Authenticator, Identity
 from .sync import (
     Authorized,
@@ -34,7 +34,7 @@ from .sync import (
     SyncEngine,
     SyncSettings,
 )
-from .sync._wire import encode_frame
+from .sync._wire import encode_frame, encode_reply
 from .world import World
 
 __all__ = ["SyncServer"]
@@ -218,17 +218,29 @@ class SyncServer:
 
     def _send_frame(self, connection: int, frame: list[Any]) -> None:
         cid = ConnectionId(connection)
-        if self.net.has_connection(cid):
-            self.net.send_raw(cid, encode_frame(self.net.is_binary(cid), frame))
+        if not self.net.has_connection(cid):
+            return
+        binary = self.net.is_binary(cid)
+        if frame[0] == FrameKind.REPLY:
+            self.net.send_raw(cid, encode_reply(binary, frame))
+            return
+        try:
+            data = encode_frame(binary, frame)
+        except (ValueError, TypeError, OverflowError) as exc:
+            logger.error("a %s frame could not be encoded and was dropped: %s", frame[0], exc)
+            return
+        self.net.send_raw(cid, data)
 
     def _broadcast_frame(self, frame: list[Any]) -> None:
         encoded: dict[bool, bytes | str] = {}
+        try:
+            for binary in {self.net.is_binary(cid) for cid in self.net.connections}:
+                encoded[binary] = encode_frame(binary, frame)
+        except (ValueError, TypeError, OverflowError) as exc:
+            logger.error("a %s frame could not be encoded and was dropped: %s", frame[0], exc)
+            return
         for cid in self.net.connections:
-            binary = self.net.is_binary(cid)
-            data = encoded.get(binary)
-            if data is None:
-                data = encoded[binary] = encode_frame(binary, frame)
-            self.net.send_raw(cid, data)
+            self.net.send_raw(cid, encoded[self.net.is_binary(cid)])
 
     def _run(self, awaitable: Awaitable[None]) -> None:
         async def run() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 from collections.abc import Callable
 from typing import Any, Final, Protocol
@@ -159,7 +160,7 @@ class JsonCodec:
                 f"the {MSGPACK_SUBPROTOCOL!r} subprotocol"
             )
         try:
-            return json.loads(data)
+            obj = json.loads(data, parse_constant=_no_constants)
         except json.JSONDecodeError as exc:
             kind = "truncated" if exc.pos >= len(data) else "undecodable"
             raise DecodeError(
@@ -167,6 +168,44 @@ class JsonCodec:
             ) from exc
         except RecursionError as exc:
             raise DecodeError("JSON frame nests too deeply") from exc
+        if "\\u" in data:  # only \u escapes can produce a lone surrogate
+            where = lone_surrogate(obj)
+            if where is not None:
+                raise DecodeError(
+                    f"JSON frame holds a lone UTF-16 surrogate (a \\uD800-\\uDFFF escape "
+                    f"without its pair) at {where or '<root>'}: that is not Unicode text, and "
+                    "no encoding could carry it on"
+                )
+        return obj
+
+
+def _no_constants(name: str) -> Any:
+    raise DecodeError(
+        f"JSON frame holds the bare token {name}: JSON has no NaN or infinities; send the "
+        'strings "NaN", "Infinity" or "-Infinity"'
+    )
+
+
+def lone_surrogate(obj: Any) -> str | None:
+    """The dotted path of the first string (or map key) in ``obj`` that holds a lone UTF-16
+    surrogate (``""`` for the root itself), or ``None`` if there is none."""
+    stack: list[tuple[str, Any]] = [("", obj)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                return path
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str) and _SURROGATE.search(key):
+                    return path or "<key>"
+                stack.append((f"{path}.{key}" if path else str(key), item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}.{i}" if path else str(i), item) for i, item in enumerate(value))
+    return None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def codec_for_subprotocol(subprotocol: str | None) -> Codec:

@@ -12,10 +12,15 @@ One route per kind of item:
 
 Each item is encoded at most once per flush and encoding, whatever the number of
 subscribers; :attr:`ItemEncoder.encodings` counts them.
+
+A value that cannot be encoded (server code stored a string with a lone surrogate, say) is
+left out for that entity alone: logged once per entity and type, counted in
+:attr:`ItemEncoder.unencodable`, and the rest of the flush goes out.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,9 +29,25 @@ from ..world import FINAL, UPSERTED, EntityId, World, entry_fields
 from ._registry import ComponentRegistration
 from ._wire import encode_item_json, encode_item_msgpack, encode_items
 
+
+def _check_text(data: str) -> None:
+    """JSON text must be sendable as UTF-8 (a lone surrogate is not)."""
+    if not data.isascii():
+        data.encode()  # raises UnicodeEncodeError (a ValueError)
+
+
+def _encode_item_json(item: Any) -> str:
+    data = encode_item_json(item)
+    _check_text(data)
+    return data
+
+
 __all__ = ["ItemEncoder"]
 
+logger = logging.getLogger(__name__)
+
 Encoded = bytes | str
+_LOGGED_AT_MOST = 1000  # (type, entity) pairs remembered as already logged
 
 
 class _Kept:
@@ -56,6 +77,9 @@ class ItemEncoder:
         self.world = world
         self.encodings = 0
         """Items encoded so far (each encoding of each item once per flush)."""
+        self.unencodable = 0
+        """Items left out because their value could not be encoded."""
+        self._logged: set[tuple[int, EntityId]] = set()
         self._kept: dict[tuple[int, bool], _Kept] = {}
         # per flush:
         self._values: dict[int, dict[EntityId, list[Any]]] = {}
@@ -121,7 +145,7 @@ class ItemEncoder:
         if kept is None:
             kept = self._kept[key] = _Kept()
         sources, datas = kept.source, kept.data
-        encode = encode_item_msgpack if binary else encode_item_json
+        encode = encode_item_msgpack if binary else _encode_item_json
         native = reg.json_native
         items: list[Encoded] = []
         fresh = 0
@@ -130,8 +154,12 @@ class ItemEncoder:
                 items.append(datas[entity])
                 continue
             # (a JSON-native entry's fields are already its wire values: no values list)
-            fields = entry_fields(entry) if native else self.values_of(reg, entity, entry)
-            data = encode((entity, fields))
+            try:
+                fields = entry_fields(entry) if native else self.values_of(reg, entity, entry)
+                data = encode((entity, fields))
+            except (ValueError, TypeError, OverflowError) as exc:
+                self._left_out(reg, entity, exc)
+                continue
             sources[entity] = entry
             datas[entity] = data
             fresh += 1
@@ -151,8 +179,31 @@ class ItemEncoder:
             (entity, entry if type(entry) is tuple else tuple(entry.__dict__.values()))
             for entity, entry in entries
         ]
+        try:
+            data = encode_items(binary, rows)
+            if not binary:
+                _check_text(data)  # type: ignore[arg-type]
+        except (ValueError, TypeError, OverflowError):
+            return None  # some value cannot be encoded: item by item, to leave out just it
         self.encodings += len(rows)
-        return encode_items(binary, rows)
+        return data
+
+    def _left_out(self, reg: ComponentRegistration[Any], entity: EntityId, exc: Exception) -> None:
+        self.unencodable += 1
+        key = (reg.type_id, entity)
+        if key in self._logged:
+            return
+        if len(self._logged) >= _LOGGED_AT_MOST:
+            self._logged.clear()
+        self._logged.add(key)
+        logger.error(
+            "%s of entity %s cannot be encoded and is left out of the sync until it changes: "
+            "%s: %s",
+            reg.name,
+            entity,
+            type(exc).__name__,
+            exc,
+        )
 
     def delta(
         self,
@@ -174,10 +225,14 @@ class ItemEncoder:
             i: v for i, (old, v) in enumerate(zip(baseline, values, strict=True)) if old != v
         }
         data: Encoded | None = None
-        if changed and binary:
-            data = encode_item_msgpack([entity, changed])
-        elif changed:
-            data = encode_item_json([entity, {str(i): v for i, v in changed.items()}])
+        try:
+            if changed and binary:
+                data = encode_item_msgpack([entity, changed])
+            elif changed:
+                data = _encode_item_json([entity, {str(i): v for i, v in changed.items()}])
+        except (ValueError, TypeError, OverflowError) as exc:
+            self._left_out(reg, entity, exc)
+            data = None
         if data is not None:
             self.encodings += 1
         table[entity] = data

@@ -34,7 +34,7 @@ from ._wire import (
     Group,
     assemble_json,
     assemble_msgpack,
-    encode_frame,
+    encode_reply,
     groups_json,
     groups_msgpack,
 )
@@ -55,6 +55,8 @@ class SyncStatistics:
         deadband_suppressed: Updates not sent because they moved less than a deadband.
         snapshots: Snapshots completed (first subscriptions, resyncs, reconnects).
         snapshots_under_way: Snapshots started and not complete (big ones go in parts).
+        unencodable: Items left out because their value could not be encoded (each logged
+            once per entity and type).
     """
 
     flushes: int
@@ -65,6 +67,7 @@ class SyncStatistics:
     deadband_suppressed: int
     snapshots: int
     snapshots_under_way: int
+    unencodable: int
 
 
 # A pending change is a small int (the World's ChangeTracker codes): the final state in the
@@ -482,7 +485,7 @@ class SyncEngine:
                     continue
                 target = self._clients.get(to)
                 if target is not None:
-                    send(to, encode_frame(target.binary, reply))
+                    send(to, encode_reply(target.binary, reply))
             self._deferred = waiting
 
     def _visible(self, connection: int, type_id: int, entity: EntityId | None) -> bool:
@@ -742,5 +745,6 @@ class SyncEngine:
             subscriptions=sum(len(c.subs) for c in self._clients.values()),
             snapshots_under_way=sum(s.snapshot_rest is not None for s in self._snapshot_subs),
             item_encodings=self._encoder.encodings,
+            unencodable=self._encoder.unencodable,
             **self._counters,
         )

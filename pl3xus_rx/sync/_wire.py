@@ -9,9 +9,10 @@ The sync layer's frames are SUBSCRIBE, UNSUBSCRIBE, SYNC and RESYNC (``FrameKind
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
-from ..protocol import FrameKind, json_encode, msgpack_encode
+from ..protocol import FrameKind, Status, json_encode, msgpack_encode
 
 __all__ = [
     "Group",
@@ -20,6 +21,7 @@ __all__ = [
     "groups_json",
     "groups_msgpack",
     "encode_frame",
+    "encode_reply",
     "encode_items",
     "msgpack_array_header",
 ]
@@ -33,6 +35,8 @@ def msgpack_array_header(n: int) -> bytes:
         return b"\xdc" + n.to_bytes(2, "big")
     return b"\xdd" + n.to_bytes(4, "big")
 
+
+logger = logging.getLogger(__name__)
 
 _pack = msgpack_encode
 _HEADER3 = msgpack_array_header(3)
@@ -81,10 +85,38 @@ def assemble_json(seq: int, groups: list[Group] | str) -> str:
 
 
 def encode_frame(binary: bool, frame: list[Any]) -> bytes | str:
-    """A whole frame in msgpack (``binary``) or JSON."""
+    """A whole frame in msgpack (``binary``) or JSON.
+
+    Raises:
+        ValueError: a value cannot be encoded (a string with a lone surrogate: JSON text
+            must be sendable as UTF-8).
+        TypeError: a value of a type neither encoding has.
+    """
     if binary:
         return msgpack_encode(frame)
-    return json_encode(frame)
+    data = json_encode(frame)
+    if not data.isascii():
+        data.encode()  # raises UnicodeEncodeError (a ValueError) for a lone surrogate
+    return data
+
+
+def encode_reply(binary: bool, frame: list[Any]) -> bytes | str:
+    """A REPLY frame; if its body cannot be encoded, an ``internal_error`` REPLY to the same
+    request instead (logged), so that the command is still answered."""
+    try:
+        return encode_frame(binary, frame)
+    except (ValueError, TypeError, OverflowError) as exc:
+        logger.error("the answer to request %r could not be encoded: %s", frame[1], exc)
+        return encode_frame(
+            binary,
+            [
+                FrameKind.REPLY,
+                frame[1],
+                Status.INTERNAL_ERROR,
+                f"the answer could not be encoded: {type(exc).__name__}",
+                {},
+            ],
+        )
 
 
 encode_item_msgpack = msgpack_encode
