@@ -23,7 +23,8 @@ also inherit the matching builtin, so ordinary ``except ValueError`` clauses kee
     │   ├── Forbidden                      not allowed (read-only, policy, control)
     │   ├── NotFound                       no such entity or type
     │   ├── InvalidValue (ValueError)      the value failed validation (names the field)
-    │   └── ServerError                    the server's handler failed
+    │   ├── ServerError                    the server's handler failed
+    │   └── HandlerTimeout                 the server's handler did not finish in time
     ├── ChannelFull                        a connection's outbound channel was full
     ├── RateLimited                        a peer sent faster than its rate limit
     └── ProtocolError                      bad data arrived from the network
@@ -53,6 +54,7 @@ __all__ = [
     "CommandTimeout",
     "ConnectionLost",
     "Forbidden",
+    "HandlerTimeout",
     "InvalidValue",
     "NotFound",
     "ServerError",
@@ -213,6 +215,13 @@ class ServerError(CommandRejected):
     """The server's handler raised; the server itself carries on."""
 
     status = "internal_error"
+
+
+class HandlerTimeout(CommandRejected):
+    """The server's handler did not finish within its ``handler_timeout`` (it was cancelled;
+    what it did before that stands)."""
+
+    status = "timeout"
 
 
 class SchemaMismatch(Pl3xusError):

@@ -81,6 +81,7 @@ class SyncServer:
         self.world = World()
         """The single source of truth."""
         self._authenticated = False
+        self._handler_tasks: dict[int, set[asyncio.Task[None]]] = {}
         self.net = Network(
             network,
             transport=transport,
@@ -242,11 +243,20 @@ class SyncServer:
         for cid in self.net.connections:
             self.net.send_raw(cid, encoded[self.net.is_binary(cid)])
 
-    def _run(self, awaitable: Awaitable[None]) -> None:
+    def _run(self, connection: int, awaitable: Awaitable[None]) -> None:
         async def run() -> None:
             await awaitable
 
-        self.net.spawn(run(), "command handler")
+        task = self.net.spawn(run(), f"command handler for connection {connection}")
+        tasks = self._handler_tasks.setdefault(connection, set())
+        tasks.add(task)
+
+        def done(task: asyncio.Task[None]) -> None:
+            tasks.discard(task)
+            if not tasks and self._handler_tasks.get(connection) is tasks:
+                del self._handler_tasks[connection]
+
+        task.add_done_callback(done)
 
     def _schedule_control_check(self) -> None:
         if self._control_timer is not None:
@@ -264,6 +274,8 @@ class SyncServer:
 
     def _on_event(self, event: object) -> None:
         if isinstance(event, Disconnected):
+            for task in list(self._handler_tasks.get(event.id, ())):
+                task.cancel()  # nobody is left to answer
             self.commands.connection_closed(event.id)
             self.engine.remove_client(event.id)
 

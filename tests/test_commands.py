@@ -73,7 +73,7 @@ class Rig:
             SyncSettings(control_timeout=control_timeout),
             send=lambda c, f: self.sent.append((c, f)),
             broadcast=self.broadcasts.append,
-            run=self.tasks.append,
+            run=lambda conn, awaitable: self.tasks.append(awaitable),
             clock=lambda: self.now,
         )
         for conn in (1, 2):

@@ -14,7 +14,14 @@ from typing import Any, Final
 
 from pydantic import BaseModel
 
-from ..exceptions import CommandRejected, Forbidden, InvalidValue, NotFound, ServerError
+from ..exceptions import (
+    CommandRejected,
+    Forbidden,
+    HandlerTimeout,
+    InvalidValue,
+    NotFound,
+    ServerError,
+)
 
 __all__ = [
     "CLIENT_COMMAND_KINDS",
@@ -118,6 +125,8 @@ class Status(StrEnum):
     NOT_FOUND = "not_found"
     VALIDATION_ERROR = "validation_error"
     INTERNAL_ERROR = "internal_error"
+    TIMEOUT = "timeout"
+    """The handler did not finish within ``SyncSettings.handler_timeout``."""
 
 
 _REJECTIONS: dict[str, type[CommandRejected]] = {
@@ -125,6 +134,7 @@ _REJECTIONS: dict[str, type[CommandRejected]] = {
     Status.NOT_FOUND: NotFound,
     Status.VALIDATION_ERROR: InvalidValue,
     Status.INTERNAL_ERROR: ServerError,
+    Status.TIMEOUT: HandlerTimeout,
 }
 
 

@@ -12,6 +12,7 @@ the SYNC frame carrying the change, so a client that awaited it already sees its
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -48,6 +49,10 @@ R_ = TypeVar("R_")
 
 Authorizer = Callable[[World, MutationContext, EntityId, BaseModel], Any]
 """``(world, ctx, entity, value) -> Authorized | Denied``: a server-wide veto."""
+
+
+class _HandlerTimedOut(Exception):
+    """A handler overran ``handler_timeout``."""
 
 
 class _Reject(Exception):
@@ -105,7 +110,7 @@ class Commands:
         *,
         send: Callable[[int, list[Any]], None],
         broadcast: Callable[[list[Any]], None],
-        run: Callable[[Awaitable[None]], None],
+        run: Callable[[int, Awaitable[None]], None],
         clock: Callable[[], float],
         identity_of: Callable[[int], Identity] = lambda connection: ANONYMOUS,
         control_policy: EntityPolicy | None = None,
@@ -283,7 +288,7 @@ class Commands:
             if reg.handler is not None:
                 result = reg.handler(self.world, ctx, entity, value)
                 if inspect.isawaitable(result):
-                    self._run(self._finish_async(conn, req_id, result, reg.model, entity))
+                    self._run(conn, self._finish_async(conn, req_id, result, reg.model, entity))
                     return
             else:
                 self.world.insert(entity, value)
@@ -307,11 +312,38 @@ class Commands:
         entity: EntityId,
     ) -> None:
         try:
-            await pending
+            await self._bounded(pending)
+        except _HandlerTimedOut:
+            self._timed_out(conn, req_id, model.__name__)
+            return
         except Exception as exc:
             self._failed(conn, req_id, model.__name__, exc)
             return
         self._mutated(conn, req_id, model, entity)
+
+    async def _bounded(self, pending: Awaitable[Any]) -> Any:
+        """Await a handler within ``handler_timeout`` (cancelled past it)."""
+        limit = self.settings.handler_timeout
+        if limit is None:
+            return await pending
+        try:
+            async with asyncio.timeout(limit) as scope:
+                return await pending
+        except TimeoutError as exc:
+            if scope.expired():
+                raise _HandlerTimedOut from exc
+            raise  # the handler's own TimeoutError: a failure like any other
+
+    def _timed_out(self, conn: int, req_id: int, name: str) -> None:
+        limit = self.settings.handler_timeout
+        logger.warning("the handler for %s did not finish within %g s; cancelled", name, limit)
+        self.reply(
+            conn,
+            req_id,
+            Status.TIMEOUT,
+            f"the handler for {name} did not finish within {limit:g} s "
+            "(SyncSettings.handler_timeout); it was cancelled",
+        )
 
     # ------------------------------------------------------------------ control
 
@@ -411,7 +443,7 @@ class Commands:
             self._failed(conn, req_id, reg.name, exc)
             return
         if inspect.isawaitable(result):
-            self._run(self._finish_call(conn, req_id, reg, result))
+            self._run(conn, self._finish_call(conn, req_id, reg, result))
         else:
             self._respond(conn, req_id, reg, result)
 
@@ -423,7 +455,10 @@ class Commands:
         pending: Awaitable[Any],
     ) -> None:
         try:
-            result = await pending
+            result = await self._bounded(pending)
+        except _HandlerTimedOut:
+            self._timed_out(conn, req_id, reg.name)
+            return
         except Exception as exc:
             self._failed(conn, req_id, reg.name, exc)
             return
@@ -481,7 +516,7 @@ class Commands:
                     f"the handler for {reg.name} failed: {type(exc).__name__}",
                 ) from exc
             if inspect.isawaitable(result):
-                self._run(self._quietly(reg.name, result))
+                self._run(ctx.connection, self._quietly(reg.name, result))
         except _Reject as rejection:
             body = {
                 "type": type_name,
@@ -494,7 +529,9 @@ class Commands:
 
     async def _quietly(self, name: str, pending: Awaitable[Any]) -> None:
         try:
-            await pending
+            await self._bounded(pending)
+        except _HandlerTimedOut:
+            logger.warning("the handler for message %s did not finish in time; cancelled", name)
         except Exception:
             logger.exception("async handler for message %s failed", name)
 

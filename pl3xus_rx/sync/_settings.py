@@ -22,9 +22,13 @@ class SyncSettings(CheckedSettings):
             changes in between, so frames stay bounded.
         control_timeout: Seconds of inactivity after which control of an entity is released
             (authorized mutations and requests on it count as activity); ``None``: never.
+        handler_timeout: Seconds an async handler (mutation, request, query, one-way
+            message) may take; then it is cancelled and the command answered ``timeout``.
+            ``None``: no limit. (A handler's task is also cancelled when its client leaves.)
     """
 
     max_update_rate_hz: float = Field(60.0, gt=0)
     max_subscriptions_per_connection: int = Field(1000, ge=1)
     max_snapshot_items: int = Field(20_000, ge=1)
     control_timeout: float | None = Field(300.0, gt=0)
+    handler_timeout: float | None = Field(30.0, gt=0)

@@ -1,0 +1,123 @@
+"""Handlers that never return are answered `timeout` and cancelled; a handler's task goes
+when its client goes; a blocking handler runs off the loop without freezing anyone."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+from conftest import wait_until
+from pydantic import BaseModel
+
+from client_sync import ClientTypeRegistry, SyncProvider
+from pl3xus_rx import HandlerTimeout, ServerError, SyncServer, SyncSettings
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("loop_errors")]
+
+
+class Wait(BaseModel):
+    seconds: float
+
+
+class Done(BaseModel):
+    ok: bool
+
+
+class Tick(BaseModel):
+    n: int
+
+
+REGISTRY = (
+    ClientTypeRegistry.builder()
+    .register(Tick)
+    .register_request(Wait, Done)
+    .register_query(Tick, Done)
+    .build()
+)
+
+
+def make_server(timeout: float | None = 0.3) -> tuple[SyncServer, list[str]]:
+    server = SyncServer(sync=SyncSettings(handler_timeout=timeout))
+    server.sync_component(Tick)
+    events: list[str] = []
+
+    async def wait(world: Any, ctx: Any, request: Wait) -> Done:
+        try:
+            await asyncio.sleep(request.seconds)
+        except asyncio.CancelledError:
+            events.append("cancelled")
+            raise
+        return Done(ok=True)
+
+    async def own_timeout(world: Any, q: Tick) -> Done:
+        await asyncio.wait_for(asyncio.sleep(10), 0.01)  # the handler's own TimeoutError
+        return Done(ok=False)
+
+    server.request(Wait).register(wait)
+    server.query(Tick).register(own_timeout)
+    return server, events
+
+
+async def test_a_handler_past_its_timeout_is_answered_timeout_and_cancelled() -> None:
+    server, events = make_server(timeout=0.3)
+    async with (
+        server.serve("127.0.0.1", 0) as (host, port),
+        SyncProvider(f"ws://{host}:{port}/", REGISTRY) as sync,
+    ):
+        with pytest.raises(HandlerTimeout, match=r"did not finish within 0\.3 s"):
+            await sync.request(Wait(seconds=60))
+        assert events == ["cancelled"]
+        assert await sync.request(Wait(seconds=0.01)) == Done(ok=True)  # others still work
+        # a handler's own TimeoutError is a failure, not our timeout
+        answer = sync.query(Tick, Tick(n=1))
+        await wait_until(lambda: answer.get().status.value == "error")
+        assert isinstance(answer.get().error, ServerError)
+
+
+async def test_a_handler_task_goes_when_its_client_goes() -> None:
+    server, events = make_server(timeout=None)  # no limit: only the disconnect ends it
+    async with server.serve("127.0.0.1", 0) as (host, port):
+        sync = SyncProvider(f"ws://{host}:{port}/", REGISTRY)
+        await sync.__aenter__()
+        pending = asyncio.ensure_future(sync.request(Wait(seconds=3600)))
+        await wait_until(lambda: bool(server._handler_tasks), what="the handler to start")
+        await sync.close()
+        with pytest.raises(Exception):  # noqa: B017  (ConnectionLost: the link went)
+            await pending
+        await wait_until(lambda: events == ["cancelled"], what="the handler to be cancelled")
+        await wait_until(lambda: not server._handler_tasks, what="no task left")
+
+
+async def test_a_blocking_handler_off_the_loop_freezes_nobody() -> None:
+    server = SyncServer(sync=SyncSettings(max_update_rate_hz=100))
+    server.sync_component(Tick)
+    entered = threading.Event()
+
+    async def slow(world: Any, ctx: Any, request: Wait) -> Done:
+        def blocking() -> None:  # e.g. a PLC driver call
+            entered.set()
+            time.sleep(request.seconds)
+
+        await asyncio.to_thread(blocking)  # the documented way
+        return Done(ok=True)
+
+    server.request(Wait).register(slow)
+    e = server.world.spawn(Tick(n=0))
+    async with (
+        server.serve("127.0.0.1", 0) as (host, port),
+        SyncProvider(f"ws://{host}:{port}/", REGISTRY) as caller,
+        SyncProvider(f"ws://{host}:{port}/", REGISTRY) as watcher,
+    ):
+        ticks = watcher.components(Tick)
+        ticks.subscribe(lambda _: None)
+        await watcher.wait_synced(10)
+        call = asyncio.ensure_future(caller.request(Wait(seconds=1.0)))
+        await asyncio.get_running_loop().run_in_executor(None, entered.wait, 10)
+        for n in range(1, 6):  # while the handler blocks its thread, updates flow
+            server.world.insert(e, Tick(n=n))
+            await wait_until(lambda n=n: ticks.get()[e].n == n, what=f"tick {n}")
+        assert not call.done()
+        assert await call == Done(ok=True)
