@@ -34,6 +34,7 @@ from .sync import (
     SyncEngine,
     SyncSettings,
 )
+from .sync._commands import HandlerTimedOut
 from .sync._wire import encode_frame, encode_reply
 from .world import World
 
@@ -45,6 +46,17 @@ C = TypeVar("C", bound=BaseModel)
 
 ADMIN_ROLE = "admin"
 """With an authenticator, DevTools and the ``pl3xus.tree`` query need this role."""
+
+
+async def _bound(pending: Awaitable[Any], seconds: float) -> Any:
+    """Await a handler for at most ``seconds``; past that it is cancelled."""
+    try:
+        async with asyncio.timeout(seconds) as scope:
+            return await pending
+    except TimeoutError as exc:
+        if scope.expired():
+            raise HandlerTimedOut from exc
+        raise  # the handler's own TimeoutError: a failure like any other
 
 
 class SyncServer:
@@ -106,6 +118,7 @@ class SyncServer:
             run=self._run,
             clock=self._clock,
             identity_of=self.identity_of,
+            bound=_bound,
             control_policy=control_policy,
         )
         """Mutations, control, requests and queries."""

@@ -12,7 +12,6 @@ the SYNC frame carrying the change, so a client that awaited it already sees its
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -41,18 +40,23 @@ from ._policy import Authorized, Denied, MutationContext
 from ._registry import ComponentRegistry, EntityPolicy
 from ._settings import SyncSettings
 
-__all__ = ["Authorizer", "Commands"]
+__all__ = ["Authorizer", "Bound", "Commands", "HandlerTimedOut"]
 
 logger = logging.getLogger(__name__)
 
 R_ = TypeVar("R_")
 
+Bound = Callable[[Awaitable[Any], float], Awaitable[Any]]
+"""``bound(pending, seconds)``: await ``pending`` for at most ``seconds``; past that cancel
+it and raise :class:`HandlerTimedOut` (the I/O shell's job: this module does no I/O)."""
+
 Authorizer = Callable[[World, MutationContext, EntityId, BaseModel], Any]
 """``(world, ctx, entity, value) -> Authorized | Denied``: a server-wide veto."""
 
 
-class _HandlerTimedOut(Exception):
-    """A handler overran ``handler_timeout``."""
+class HandlerTimedOut(Exception):
+    """Raised by a ``bound`` hook: the handler overran ``handler_timeout`` (and was
+    cancelled)."""
 
 
 class _Reject(Exception):
@@ -113,6 +117,7 @@ class Commands:
         run: Callable[[int, Awaitable[None]], None],
         clock: Callable[[], float],
         identity_of: Callable[[int], Identity] = lambda connection: ANONYMOUS,
+        bound: Bound | None = None,
         control_policy: EntityPolicy | None = None,
     ) -> None:
         self.world = world
@@ -127,6 +132,7 @@ class Commands:
         self.queries: dict[str, QueryRegistration[Any]] = {}
         self.messages: dict[str, MessageRegistration] = {}
         self._identity_of = identity_of
+        self._bound = bound
         self.control_policy = control_policy
         """Decides who may take control of an entity: ``(world, ctx, entity) -> Authorized |
         Denied`` (``None``: anyone); the authorizer is asked too, with the value
@@ -313,7 +319,7 @@ class Commands:
     ) -> None:
         try:
             await self._bounded(pending)
-        except _HandlerTimedOut:
+        except HandlerTimedOut:
             self._timed_out(conn, req_id, model.__name__)
             return
         except Exception as exc:
@@ -322,17 +328,11 @@ class Commands:
         self._mutated(conn, req_id, model, entity)
 
     async def _bounded(self, pending: Awaitable[Any]) -> Any:
-        """Await a handler within ``handler_timeout`` (cancelled past it)."""
+        """Await a handler within ``handler_timeout``, through the I/O shell's ``bound``."""
         limit = self.settings.handler_timeout
-        if limit is None:
+        if limit is None or self._bound is None:
             return await pending
-        try:
-            async with asyncio.timeout(limit) as scope:
-                return await pending
-        except TimeoutError as exc:
-            if scope.expired():
-                raise _HandlerTimedOut from exc
-            raise  # the handler's own TimeoutError: a failure like any other
+        return await self._bound(pending, limit)
 
     def _timed_out(self, conn: int, req_id: int, name: str) -> None:
         limit = self.settings.handler_timeout
@@ -456,7 +456,7 @@ class Commands:
     ) -> None:
         try:
             result = await self._bounded(pending)
-        except _HandlerTimedOut:
+        except HandlerTimedOut:
             self._timed_out(conn, req_id, reg.name)
             return
         except Exception as exc:
@@ -530,7 +530,7 @@ class Commands:
     async def _quietly(self, name: str, pending: Awaitable[Any]) -> None:
         try:
             await self._bounded(pending)
-        except _HandlerTimedOut:
+        except HandlerTimedOut:
             logger.warning("the handler for message %s did not finish in time; cancelled", name)
         except Exception:
             logger.exception("async handler for message %s failed", name)
