@@ -253,3 +253,38 @@ async def test_rate_limit_drops_then_closes_1008() -> None:
     await wait_until(lambda: got.items[-1].message.n == 999)
     await polite.close()
     await net.close()
+
+
+async def test_errors_speak_the_wire_and_huge_numbers_are_bad_input(server: Network) -> None:
+    async with ws_connect(
+        url_of(server),
+        subprotocols=[JSON_SUBPROTOCOL],  # type: ignore[list-item]
+        compression=None,
+    ) as ws:
+        await recv_frame(ws)
+        await ws.send("[99]")
+        err = await recv_frame(ws)
+        assert "the kinds are 0, 1, 2, 3" in err[1]["message"]
+        assert "FrameKind" not in err[1]["message"] and "<" not in err[1]["message"]
+        await ws.send("{}")
+        err = await recv_frame(ws)
+        assert err[1]["message"].endswith("got a map")
+        await ws.send("[" + "9" * 5000 + "]")  # past what Python converts: bad input, named
+        err = await recv_frame(ws)
+        assert err[1]["code"] == "decode_error" and "digits" in err[1]["message"]
+        await ws.send('[0,"Chat",{"user":"a","text":"still fine"}]')
+        await wait_until(lambda: server.statistics().messages_received == 1)
+
+
+async def test_bad_frame_warnings_are_throttled_per_connection(
+    server: Network, raw: ClientConnection, caplog: pytest.LogCaptureFixture
+) -> None:
+    for _ in range(50):
+        await raw.send(b"\xc1" * 1000)
+    for _ in range(50):
+        assert (await recv_frame(raw))[1]["code"] == "decode_error"  # each one answered
+    warnings = [r for r in caplog.records if "Bad frame from connection" in r.getMessage()]
+    assert len(warnings) == 1  # the rest within warning_interval: counted, not logged
+    assert server.statistics().bad_frames == 50
+    server_conn = server._connections[server.connections[0]]  # internal: the count kept
+    assert server_conn.bad_frames_unlogged == 49

@@ -131,6 +131,24 @@ def test_ok_reply_comes_after_the_update_frame() -> None:
     assert out[0][2][0][2] == [[robot, [3.0]]] and out[1][2] == "ok"
 
 
+def test_control_requested_notices_are_coalesced() -> None:
+    rig = Rig()
+    robot = rig.world.spawn(Speed(value=0))
+    assert rig.do(1, [9, 1, "take", robot])[2] == "ok"
+
+    def notices() -> int:
+        return sum(1 for c, f in rig.sent if c == 1 and f[:2] == [10, "control_requested"])
+
+    for req in range(2, 12):  # ten takes within the same second: one notice
+        rig.commands.handle_frame(2, [9, req, "take", robot])
+    assert notices() == 1
+    rig.now += 1.0
+    rig.commands.handle_frame(2, [9, 20, "take", robot])
+    assert notices() == 2
+    # every refused take is still answered
+    assert sum(1 for c, f in rig.sent if c == 2 and f[0] == 8 and f[2] == "forbidden") == 11
+
+
 def test_control_take_release_notify_hierarchy_disconnect() -> None:
     rig = Rig()
     cell = rig.world.spawn(Label(text="cell"))

@@ -125,6 +125,8 @@ class Connection:
         self.net = net
         self.id = cid
         self.link = link
+        self.last_bad_frame_log = -float("inf")
+        self.bad_frames_unlogged = 0
         self.identity: Identity = ANONYMOUS
         self.codec = codec
         self.outgoing = outgoing

@@ -638,7 +638,20 @@ class Network:
     def _bad_input(self, conn: Connection, exc: ProtocolError) -> None:
         conn.bad_frames += 1
         self.count("bad_frames")
-        logger.warning("Bad frame from connection %s: %r", conn.id, exc.message)
+        # One warning per warning_interval per connection, saying how many were not logged
+        # (a client sending garbage must not fill the log).
+        now = time.monotonic()
+        if now - conn.last_bad_frame_log >= self.settings.warning_interval:
+            quiet, conn.bad_frames_unlogged = conn.bad_frames_unlogged, 0
+            conn.last_bad_frame_log = now
+            logger.warning(
+                "Bad frame from connection %s: %r%s",
+                conn.id,
+                exc.message[:500],
+                f" ({quiet} more bad frames not logged since the last warning)" if quiet else "",
+            )
+        else:
+            conn.bad_frames_unlogged += 1
         self.emit_error(conn.id, exc)
         self.send_error(conn, exc.to_wire())
 

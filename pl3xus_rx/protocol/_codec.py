@@ -168,6 +168,8 @@ class JsonCodec:
             ) from exc
         except RecursionError as exc:
             raise DecodeError("JSON frame nests too deeply") from exc
+        except ValueError as exc:  # e.g. an integer longer than Python converts (4,300 digits)
+            raise DecodeError(f"undecodable JSON frame ({len(data)} characters): {exc}") from exc
         if "\\u" in data:  # only \u escapes can produce a lone surrogate
             where = lone_surrogate(obj)
             if where is not None:

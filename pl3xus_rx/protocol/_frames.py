@@ -140,6 +140,28 @@ _PARSERS: dict[int, Callable[[list[Any]], Frame]] = {
 }
 
 
+def wire_type(value: Any) -> str:
+    """What a decoded value is, in the wire's words (not Python's): ``"a map"``,
+    ``"a string"``..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bytes | bytearray):
+        return "binary data"
+    if isinstance(value, dict):
+        return "a map"
+    if isinstance(value, list | tuple):
+        return "an empty array" if not value else "an array"
+    return "a value of another type"
+
+
 def parse_frame(obj: Any) -> Frame:
     """Check the shape of a decoded frame and return it typed.
 
@@ -147,13 +169,14 @@ def parse_frame(obj: Any) -> Frame:
         FrameError: not an array, no integer kind, an unknown kind, or the wrong shape.
     """
     if not isinstance(obj, list) or not obj:
-        raise FrameError(f"a frame must be a non-empty array [kind, ...], got {type(obj).__name__}")
+        raise FrameError(f"a frame must be a non-empty array [kind, ...], got {wire_type(obj)}")
     kind = obj[0]
     if not isinstance(kind, int) or isinstance(kind, bool):
-        raise FrameError(f"frame kind must be an integer, got {type(kind).__name__}")
+        raise FrameError(f"frame kind must be an integer, got {wire_type(kind)}")
     parser = _PARSERS.get(kind)
     if parser is None:
-        raise FrameError(f"unknown frame kind {kind}; known kinds: {sorted(_PARSERS)}")
+        known = ", ".join(str(int(k)) for k in sorted(FrameKind))
+        raise FrameError(f"unknown frame kind {kind}; the kinds are {known}")
     return parser(obj)
 
 

@@ -46,6 +46,10 @@ logger = logging.getLogger(__name__)
 
 R_ = TypeVar("R_")
 
+NOTICE_INTERVAL = 1.0
+"""Seconds between two ``control_requested`` notices for the same holder, requester and
+entity."""
+
 Bound = Callable[[Awaitable[Any], float], Awaitable[Any]]
 """``bound(pending, seconds)``: await ``pending`` for at most ``seconds``; past that cancel
 it and raise :class:`HandlerTimedOut` (the I/O shell's job: this module does no I/O)."""
@@ -132,6 +136,7 @@ class Commands:
         self.queries: dict[str, QueryRegistration[Any]] = {}
         self.messages: dict[str, MessageRegistration] = {}
         self._identity_of = identity_of
+        self._notices_sent: dict[tuple[int, int, EntityId], float] = {}
         self._bound = bound
         self.control_policy = control_policy
         """Decides who may take control of an entity: ``(world, ctx, entity) -> Authorized |
@@ -382,7 +387,7 @@ class Commands:
             self._mirror(entity, decision.holder)
             self.reply(conn, req_id, Status.OK, after=EntityControl, entity=entity, deferred=True)
             return
-        if decision.holder is not None:
+        if decision.holder is not None and self._notice_due(decision.holder, conn, entity):
             self._send(
                 decision.holder,
                 [
@@ -393,8 +398,26 @@ class Commands:
             )
         self.reply(conn, req_id, Status.FORBIDDEN, decision.reason)
 
+    def _notice_due(self, holder: int, requester: int, entity: EntityId) -> bool:
+        """At most one ``control_requested`` per holder, requester and entity per
+        :data:`NOTICE_INTERVAL` seconds: repeated takes must not flood the holder."""
+        now = self._clock()
+        sent = self._notices_sent
+        if len(sent) > 10_000:  # bounded: forget what is old
+            for key in [k for k, t in sent.items() if now - t >= NOTICE_INTERVAL]:
+                del sent[key]
+        key = (holder, requester, entity)
+        last = sent.get(key)
+        if last is not None and now - last < NOTICE_INTERVAL:
+            return False
+        sent[key] = now
+        return True
+
     def connection_closed(self, connection: int) -> None:
-        """Release every entity the connection controlled."""
+        """Release every entity the connection controlled (and forget its notices)."""
+        self._notices_sent = {
+            k: t for k, t in self._notices_sent.items() if connection not in (k[0], k[1])
+        }
         for entity in self.control.connection_closed(connection):
             self._mirror(entity, None)
 
