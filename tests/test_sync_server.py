@@ -235,3 +235,24 @@ async def test_a_slow_type_waiting_does_not_delay_the_others() -> None:
         assert client.store.view(1)[e] == Position(x=1, y=1)
         assert client.store.view(2)[e].text == "b" and [g[0] for g in frame[2]] == [1]
         await client.ws.close()
+
+
+async def test_absurd_options_and_ids_are_named_errors_not_server_faults(
+    server: tuple[SyncServer, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    _srv, url = server
+    big = "9" * 400
+    async with ws_connect(url, subprotocols=[JSON_SUBPROTOCOL]) as ws:  # type: ignore[list-item]
+        await asyncio.wait_for(ws.recv(), 5 * UNIT)
+        await ws.send(f'[3, 1, "Position", null, {{"deadband": {big}}}]')
+        err = json.loads(await asyncio.wait_for(ws.recv(), 5 * UNIT))
+        assert err[1]["code"] == "subscription_error" and err[1]["field"] == "deadband"
+        assert len(err[1]["message"]) < 200
+    async with ws_connect(url) as ws:
+        await asyncio.wait_for(ws.recv(), 5 * UNIT)
+        await ws.send(msgpack.packb([3, 2, "Position", None, {1: 2, "x": 3}]))
+        err = msgpack.unpackb(await asyncio.wait_for(ws.recv(), 5 * UNIT), strict_map_key=False)
+        assert (
+            err[1]["code"] == "subscription_error" and "unknown subscription" in err[1]["message"]
+        )
+    assert not [r for r in caplog.records if r.exc_info]  # no traceback from client input

@@ -73,6 +73,12 @@ class _Reject(Exception):
         self.body = body or {}
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    """A client-supplied value for an error text: its repr, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 def _validated(name: str, model: type[BaseModel], payload: Any) -> Any:
     try:
         return from_wire(model, payload)
@@ -90,7 +96,7 @@ def _registered(table: Mapping[str, R_], what: str, type_name: Any) -> R_:
     if reg is None:
         raise _Reject(
             Status.NOT_FOUND,
-            f"unknown {what} type {type_name!r}; registered: {', '.join(table) or 'none'}",
+            f"unknown {what} type {_short(type_name)}; registered: {', '.join(table) or 'none'}",
         )
     return reg
 
@@ -250,7 +256,7 @@ class Commands:
             and self.world.contains(EntityId(raw))
         ):
             return EntityId(raw)
-        raise _Reject(Status.NOT_FOUND, f"entity {raw!r} does not exist")
+        raise _Reject(Status.NOT_FOUND, f"entity {_short(raw)} does not exist")
 
     def _authorize(
         self,
@@ -284,7 +290,7 @@ class Commands:
         if reg is None:
             raise _Reject(
                 Status.NOT_FOUND,
-                f"{type_name!r} is not a synced component; synced: "
+                f"{_short(type_name)} is not a synced component; synced: "
                 f"{', '.join(self.components.names()) or 'none'}",
             )
         if reg.read_only:
@@ -381,7 +387,7 @@ class Commands:
         else:
             raise _Reject(
                 Status.VALIDATION_ERROR,
-                f"control action must be 'take' or 'release', got {action!r}",
+                f"control action must be 'take' or 'release', got {_short(action)}",
             )
         if isinstance(decision, Granted):
             self._mirror(entity, decision.holder)

@@ -116,6 +116,16 @@ def _numeric(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
+def _finite_number(v: Any) -> bool:
+    """An int or float that is finite as a float (a 400-digit int is not)."""
+    if not _numeric(v):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
 def _within_deadband(old: list[Any], new: list[Any], deadband: float) -> bool:
     """True if no numeric field moved by ``deadband`` or more and nothing else changed."""
     for a, b in zip(old, new, strict=True):
@@ -271,24 +281,22 @@ class SyncEngine:
             raise SubscriptionError(
                 "options must be a map", subscription=sub_id, type_name=type_name, field="options"
             )
-        unknown = set(options) - {"max_rate_hz", "deadband"}
+        unknown = sorted(repr(k)[:40] for k in set(options) - {"max_rate_hz", "deadband"})
         if unknown:
             raise SubscriptionError(
-                f"unknown subscription options: {sorted(unknown)}; known: max_rate_hz, deadband",
+                f"unknown subscription options: {', '.join(unknown[:5])}; "
+                "known: max_rate_hz, deadband",
                 subscription=sub_id,
                 type_name=type_name,
-                field=sorted(unknown)[0],
+                field=unknown[0],
             )
         rate, deadband = options.get("max_rate_hz"), options.get("deadband")
         for key, val in (("max_rate_hz", rate), ("deadband", deadband)):
             if val is not None and (
-                not _numeric(val)
-                or not math.isfinite(val)
-                or val < 0
-                or (key == "max_rate_hz" and val == 0)
+                not _finite_number(val) or val < 0 or (key == "max_rate_hz" and val == 0)
             ):
                 raise SubscriptionError(
-                    f"{key} must be a positive finite number, got {val!r}",
+                    f"{key} must be a positive finite number, got {repr(val)[:40]}",
                     subscription=sub_id,
                     type_name=type_name,
                     field=key,
