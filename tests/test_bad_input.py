@@ -288,3 +288,21 @@ async def test_bad_frame_warnings_are_throttled_per_connection(
     assert server.statistics().bad_frames == 50
     server_conn = server._connections[server.connections[0]]  # internal: the count kept
     assert server_conn.bad_frames_unlogged == 49
+
+
+async def test_a_handshake_offering_only_foreign_subprotocols_is_refused_by_name(
+    server: Network,
+) -> None:
+    from websockets.exceptions import InvalidStatus
+
+    with pytest.raises(InvalidStatus) as info:
+        async with ws_connect(url_of(server), subprotocols=["chat.v9"]):  # type: ignore[list-item]
+            pass
+    assert info.value.response.status_code == 400
+    body = info.value.response.body.decode()
+    assert "chat.v9" in body and "pl3xus.json.v1" in body
+    async with ws_connect(
+        url_of(server),
+        subprotocols=["chat.v9", JSON_SUBPROTOCOL],  # type: ignore[list-item]
+    ) as ws:  # one of ours among them: fine
+        assert ws.subprotocol == JSON_SUBPROTOCOL

@@ -131,6 +131,14 @@ def test_ok_reply_comes_after_the_update_frame() -> None:
     assert out[0][2][0][2] == [[robot, [3.0]]] and out[1][2] == "ok"
 
 
+def test_a_malformed_command_frame_is_answered_with_an_errors_list() -> None:
+    rig = Rig()
+    reply = rig.do(1, [7, 5, "Label"])  # too short
+    assert reply[:3] == [8, 5, "validation_error"]
+    (error,) = reply[4]["errors"]
+    assert error["type"] == "bad_frame" and "[7, req_id, type_name, entity, value]" in error["msg"]
+
+
 def test_control_requested_notices_are_coalesced() -> None:
     rig = Rig()
     robot = rig.world.spawn(Speed(value=0))

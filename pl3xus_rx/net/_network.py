@@ -428,7 +428,11 @@ class Network:
             return HttpResponse(
                 503, f"server is at its connection limit (max_connections={limit})\n"
             )
-        refusal = self._check_origin(request) or await self._identify(request)
+        refusal = (
+            self._check_subprotocol(request)
+            or self._check_origin(request)
+            or await self._identify(request)
+        )
         if refusal is not None:
             self.count("refused")
             return refusal
@@ -442,6 +446,16 @@ class Network:
                 self.count("refused")
                 return refusal
         return None
+
+    def _check_subprotocol(self, request: HttpRequest) -> HttpResponse | None:
+        offered = request.header("sec-websocket-protocol")
+        if offered is None or request.subprotocol is not None:
+            return None  # none offered (msgpack), or one of ours
+        return HttpResponse(
+            400,
+            f"none of the offered subprotocols ({offered[:100]}) is spoken here; offer "
+            f"{MSGPACK_SUBPROTOCOL} or {JSON_SUBPROTOCOL}\n",
+        )
 
     def _check_origin(self, request: HttpRequest) -> HttpResponse | None:
         if origin_allowed(request, self.settings.allowed_origins):

@@ -23,6 +23,7 @@ from ..exceptions import DuplicateRegistration, FrameError
 from ..protocol import (
     ControlAction,
     EntityControl,
+    ErrorCode,
     FrameKind,
     NoticeKind,
     Status,
@@ -219,7 +220,10 @@ class Commands:
             else:
                 raise FrameError(f"frame kind {kind} is not sent by clients")
         except FrameError as exc:
-            self.reply(connection, req_id, Status.VALIDATION_ERROR, exc.message)
+            error = {"loc": "", "msg": exc.message, "type": ErrorCode.BAD_FRAME.value}
+            self.reply(
+                connection, req_id, Status.VALIDATION_ERROR, exc.message, {"errors": [error]}
+            )
         except _Reject as rejection:
             self.reply(connection, req_id, rejection.status, rejection.message, rejection.body)
 
