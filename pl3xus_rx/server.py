@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl as _ssl
 import time
@@ -352,4 +353,20 @@ class SyncServer:
             if self._control_timer is not None:
                 self._control_timer.cancel()
                 self._control_timer = None
+            self._last_flush()
             await self.net.close()
+
+    def _last_flush(self) -> None:
+        """Before the shutdown closes every connection: one more flush (whatever the rate
+        cap), then every reply still waiting, so no command applied goes unanswered."""
+        send_raw = self.net.send_raw
+
+        def send(connection: int, data: bytes | str) -> None:
+            with contextlib.suppress(ConnectionNotFound):
+                send_raw(connection, data)  # type: ignore[arg-type]
+
+        try:
+            self.engine.flush_into(max(self._clock(), self.engine.next_flush_allowed()), send)
+            self.engine.release_deferred(send)
+        except Exception:
+            logger.exception("the last flush failed")

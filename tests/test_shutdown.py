@@ -79,3 +79,37 @@ async def test_async_context_manager_closes() -> None:
         await net.listen("127.0.0.1", 0)
         assert net.state is NetworkState.RUNNING
     assert net.state is NetworkState.CLOSED
+
+
+@pytest.mark.asyncio
+async def test_a_mutation_applied_just_before_shutdown_is_answered() -> None:
+    from pydantic import BaseModel
+
+    from client_sync import ClientTypeRegistry, SyncProvider
+    from pl3xus_rx import Authorized, SyncServer, SyncSettings
+
+    class Speed(BaseModel):
+        value: float
+
+    server = SyncServer(sync=SyncSettings(max_update_rate_hz=0.2))  # a flush per 5 s at most
+    server.sync_component_builder(Speed).with_entity_policy(lambda w, c, e: Authorized()).build()
+    robot = server.world.spawn(Speed(value=0))
+    changed = asyncio.Event()
+    server.world.changes(Speed).subscribe(lambda change: changed.set())
+    address: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
+
+    async def serve() -> None:
+        async with server.serve("127.0.0.1", 0) as bound:
+            address.set_result(bound)
+            await changed.wait()  # shut down right after the mutation is applied
+
+    task = asyncio.create_task(serve())
+    host, port = await asyncio.wait_for(address, 10)
+    registry = ClientTypeRegistry.builder().register(Speed).build()
+    async with SyncProvider(f"ws://{host}:{port}/", registry) as sync:
+        speeds = sync.components(Speed)
+        speeds.subscribe(lambda _: None)
+        await sync.wait_synced(10)  # a flush just happened: the next is 5 s away
+        await asyncio.wait_for(sync.mutate(robot, Speed(value=3)), 4)  # answered, not lost
+        assert speeds.get()[robot] == Speed(value=3)  # and the change came first
+    await asyncio.wait_for(task, 10)

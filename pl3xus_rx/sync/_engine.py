@@ -496,6 +496,19 @@ class SyncEngine:
                     send(to, encode_reply(target.binary, reply))
             self._deferred = waiting
 
+    def next_flush_allowed(self) -> float:
+        """The earliest time (on the flush clock) the rate cap allows the next flush."""
+        return self._last_flush + 1.0 / self.settings.max_update_rate_hz
+
+    def release_deferred(self, send: Callable[[int, bytes | str], None]) -> None:
+        """Send every reply still waiting, whatever it waits for (the server is shutting
+        down: an answer that comes early beats none)."""
+        deferred, self._deferred = self._deferred, []
+        for to, _type, _entity, reply in deferred:
+            target = self._clients.get(to)
+            if target is not None:
+                send(to, encode_reply(target.binary, reply))
+
     def _visible(self, connection: int, type_id: int, entity: EntityId | None) -> bool:
         """Whether every subscription of ``connection`` that covers ``entity``'s component
         ``type_id`` has been sent its current state (read your writes)."""
