@@ -44,6 +44,7 @@ from pl3xus_rx.protocol import (
     schema_hash,
     to_wire,
 )
+from pl3xus_rx.security import Identity
 
 from .registry import ClientTypeRegistry
 from .session import (
@@ -90,6 +91,19 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T", bound=BaseModel)
 
 EMPTY: Mapping[int, Any] = MappingProxyType({})
+
+
+def _identity_of(raw: Any) -> Identity | None:
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        return None
+    roles = raw.get("roles")
+    return Identity(
+        raw["name"],
+        frozenset(r for r in roles if isinstance(r, str))
+        if isinstance(roles, list)
+        else frozenset(),
+        anonymous=raw.get("anonymous") is True,
+    )
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
@@ -228,6 +242,9 @@ class SyncProvider:
         self.errors: SafeSubject[Exception] = SafeSubject()
         """Schema mismatches, server error answers, resyncs and rejected values, as they
         happen."""
+        self.identity: Identity | None = None
+        """Who the server says this client is (from its welcome; ``None`` before the first
+        connection, or from a server that does not say)."""
         self.connection_id: int | None = None
         """The server's id for the current connection (from its welcome)."""
         self.resyncs = 0
@@ -292,6 +309,7 @@ class SyncProvider:
         self._one_way = {row[0] for row in welcome.body.get("one_way") or []}
         self._cid = cid
         self.connection_id = welcome.connection_id
+        self.identity = _identity_of(welcome.body.get("identity"))
         for frame in renew:
             self._send(frame)
         for query in self._queries.values():

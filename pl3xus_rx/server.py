@@ -221,7 +221,16 @@ class SyncServer:
         ).with_policy(admins_only).register(tree)
 
     def _welcome_extra(self, connection: ConnectionId) -> dict[str, Any]:
-        return {"components": self.registry.wire_table(), **self.commands.wire_tables()}
+        identity = self.net.identity_of(connection)
+        return {
+            "components": self.registry.wire_table(),
+            **self.commands.wire_tables(),
+            "identity": {
+                "name": identity.name,
+                "roles": sorted(identity.roles),
+                "anonymous": identity.anonymous,
+            },
+        }
 
     def _on_frame(self, connection: ConnectionId, binary: bool, frame: list[Any]) -> None:
         self.engine.add_client(connection, binary=binary)

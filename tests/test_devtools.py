@@ -63,6 +63,7 @@ async def test_devtools_shows_live_state_and_edits(tmp_path: Path) -> None:
             page = await context.new_page()
             await page.goto(f"http://{host}:{port}/devtools")
             await expect(page.locator("#conn")).to_have_text("open", timeout=20_000)
+            await expect(page.locator("#who")).to_have_text("anonymous", timeout=20_000)
 
             # the robots appear, with their components
             row = page.locator(f'tr[data-entity="{robot}"]')

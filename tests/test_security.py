@@ -85,6 +85,9 @@ async def test_no_token_or_a_wrong_one_is_refused_at_the_handshake() -> None:
             await wait_until(lambda: len(server.net.connections) == 1)
             assert server.identity_of(server.net.connections[0]) == ANN
             assert sync.connection_id is not None
+            assert sync.identity is not None  # the welcome says who we are
+            assert (sync.identity.name, sync.identity.roles) == ("ann", frozenset({"operator"}))
+            assert not sync.identity.anonymous
         # a browser passes it in the URL (it cannot set headers)
         async with ws_connect(url + "?token=vic-token") as ws:
             assert (await asyncio.wait_for(ws.recv(), 5 * UNIT))[:2] == b"\x92\x01"
