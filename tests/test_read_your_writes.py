@@ -148,3 +148,19 @@ async def test_an_async_handler_that_writes_before_it_awaits() -> None:
         await sync.wait_synced(10)
         await sync.mutate(e, Setpoint(value=2.0))
         assert banded.get()[e] == Setpoint(value=2.0)
+
+
+async def test_a_reply_never_waits_on_a_rate_the_client_chose(
+    rig: tuple[SyncServer, list[int], str],
+) -> None:
+    # A subscription capped at one send per 1,000 s must not park replies (and the server's
+    # memory) for that long: the caller's own writes pass its rate cap.
+    srv, ents, url = rig
+    async with SyncProvider(url, REGISTRY, command_timeout=5) as sync:
+        glacial = sync.components(Setpoint, max_rate_hz=0.001)
+        glacial.subscribe(lambda _: None)
+        await sync.wait_synced(10)
+        for value in range(1, 51):
+            await sync.mutate(ents[4], Setpoint(value=float(value)))
+            assert glacial.get()[ents[4]] == Setpoint(value=float(value))
+        assert srv.engine._deferred == []  # internal: nothing left waiting

@@ -524,15 +524,15 @@ class SyncEngine:
                 continue
             if sub.needs_snapshot and (sub.snapshot_rest is None or entity in sub.snapshot_pending):
                 return False  # its snapshot has not reached the entity yet
-            if entity in sub.held or entity in sub.forced:
-                return False  # held back by the subscription's own rate or deadband
+            if entity in sub.forced:
+                return False  # still to pass the subscription's rate cap or deadband
         return True
 
     def _emit_forced(self, sub: _Sub, cache: ItemEncoder, out: dict[_Client, list[Any]]) -> None:
         """Send ``sub``'s forced entities that no pending change will carry (the rest go out
-        with their change, past the deadband)."""
+        with their change, past the deadband), and those its rate cap holds back."""
         pending = self._pending(sub.reg.type_id)
-        due = {e: _UPSERT for e in sub.forced if e not in pending and e not in sub.held}
+        due = {e: sub.held.get(e, _UPSERT) for e in sub.forced if e not in pending}
         if not due:
             if not sub.forced:
                 self._forced_subs.discard(sub)
@@ -545,9 +545,10 @@ class SyncEngine:
             due = {e: c for e, c in due.items() if e not in sub.snapshot_pending}
             if not due:
                 return
-        if sub.max_rate_hz is not None:
-            self._hold(sub, due)  # at the subscription's own rate, still past the deadband
-            return
+        for entity in due:
+            sub.held.pop(entity, None)  # goes now, past the subscription's rate cap
+        if not sub.held:
+            self._held_subs.discard(sub)
         self._emit_changes(sub, due, cache, out)
         sub.forced.difference_update(due)
         if not sub.forced:
@@ -741,14 +742,16 @@ class SyncEngine:
     ) -> None:
         """Send ``frame`` to ``connection`` after the next flush, and not before every
         subscription of ``connection`` that covers ``component`` on ``entity`` has been sent
-        its current value: a pending change, a snapshot under way, a subscription's own
-        rate cap and its deadband (the connection's own write passes it) are waited for."""
+        its current value: a pending change and a snapshot under way are waited for; the
+        connection's own write passes its subscriptions' rate caps and deadbands, so that a
+        reply never waits on a rate the client chose (an unbounded wait, and an unbounded
+        list of waiting replies)."""
         reg = self.registry.find(component) if component is not None else None
         if reg is not None and entity is not None:
             client = self._clients.get(connection)
             for sub in client.subs.values() if client is not None else ():
                 if (
-                    sub.deadband is not None
+                    (sub.deadband is not None or sub.max_rate_hz is not None)
                     and sub.reg is reg
                     and (sub.entity is None or sub.entity == entity)
                 ):
