@@ -34,8 +34,6 @@ from ._types import RegisteredType, TypeTable, check_component, from_wire, schem
 from ._vocab import (
     CLIENT_COMMAND_KINDS,
     FIRST_EXTENSION_KIND,
-    SERVER_KINDS,
-    SYNC_CLIENT_KINDS,
     ChangeKind,
     ControlAction,
     EntityControl,
@@ -50,8 +48,6 @@ from ._vocab import (
 __all__ = [
     "CLIENT_COMMAND_KINDS",
     "FIRST_EXTENSION_KIND",
-    "SERVER_KINDS",
-    "SYNC_CLIENT_KINDS",
     "ChangeKind",
     "ControlAction",
     "EntityControl",

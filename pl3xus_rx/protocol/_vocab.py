@@ -26,8 +26,6 @@ from ..exceptions import (
 __all__ = [
     "CLIENT_COMMAND_KINDS",
     "FIRST_EXTENSION_KIND",
-    "SERVER_KINDS",
-    "SYNC_CLIENT_KINDS",
     "ChangeKind",
     "ControlAction",
     "EntityControl",
@@ -78,18 +76,10 @@ class FrameKind(IntEnum):
 FIRST_EXTENSION_KIND: Final = FrameKind.SUBSCRIBE
 """Kinds from here on belong to the sync and command layers, not the network layer."""
 
-SYNC_CLIENT_KINDS: Final = frozenset((FrameKind.SUBSCRIBE, FrameKind.UNSUBSCRIBE, FrameKind.RESYNC))
-"""Kinds a client sends to the sync engine."""
-
 CLIENT_COMMAND_KINDS: Final = frozenset(
     (FrameKind.MUTATE, FrameKind.CONTROL, FrameKind.REQUEST, FrameKind.QUERY, FrameKind.SEND)
 )
 """Kinds a client sends to the command layer."""
-
-SERVER_KINDS: Final = frozenset(
-    (FrameKind.SYNC, FrameKind.REPLY, FrameKind.NOTICE, FrameKind.INVALIDATE)
-)
-"""Kinds of the sync and command layers that only a server sends."""
 
 
 class SyncFlag(IntFlag):
