@@ -56,6 +56,7 @@ from .session import (
     ResyncNeeded,
     SubscriptionSpec,
     SyncArrived,
+    identity_in,
     is_gap_or_bad_frame,
 )
 from .signal import Signal, WritableSignal
@@ -91,19 +92,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T", bound=BaseModel)
 
 EMPTY: Mapping[int, Any] = MappingProxyType({})
-
-
-def _identity_of(raw: Any) -> Identity | None:
-    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
-        return None
-    roles = raw.get("roles")
-    return Identity(
-        raw["name"],
-        frozenset(r for r in roles if isinstance(r, str))
-        if isinstance(roles, list)
-        else frozenset(),
-        anonymous=raw.get("anonymous") is True,
-    )
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
@@ -309,7 +297,7 @@ class SyncProvider:
         self._one_way = {row[0] for row in welcome.body.get("one_way") or []}
         self._cid = cid
         self.connection_id = welcome.connection_id
-        self.identity = _identity_of(welcome.body.get("identity"))
+        self.identity = identity_in(welcome.body)
         for frame in renew:
             self._send(frame)
         for query in self._queries.values():

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from pl3xus_rx.exceptions import CommandRejected, FrameError, SequenceGap
 from pl3xus_rx.protocol import ControlAction, FrameKind, Status, rejection_for
+from pl3xus_rx.security import Identity
 
 from .store import ReplicaChange, Store
 
@@ -30,6 +31,8 @@ __all__ = [
     "ResyncNeeded",
     "SubscriptionSpec",
     "SyncArrived",
+    "identity_in",
+    "is_gap_or_bad_frame",
 ]
 
 Frame = list[Any]
@@ -282,6 +285,21 @@ class ClientSession:
         if self.store.rejected:  # a fresh snapshot would carry them again: report only
             rejected, self.store.rejected = self.store.rejected, []
         return Applied(changes, rejected)
+
+
+def identity_in(welcome: Mapping[str, Any]) -> Identity | None:
+    """Who a WELCOME body says this client is (``None`` if it does not say)."""
+    raw = welcome.get("identity")
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        return None
+    roles = raw.get("roles")
+    return Identity(
+        raw["name"],
+        frozenset(r for r in roles if isinstance(r, str))
+        if isinstance(roles, list)
+        else frozenset(),
+        anonymous=raw.get("anonymous") is True,
+    )
 
 
 def is_gap_or_bad_frame(exc: Exception) -> bool:
