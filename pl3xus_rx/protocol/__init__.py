@@ -27,6 +27,7 @@ from ._frames import (
     field_errors,
     message_frame,
     parse_frame,
+    shown,
     validate_message,
     welcome_frame,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "parse_frame",
     "rejection_for",
     "schema_hash",
+    "shown",
     "to_wire",
     "validate_message",
     "welcome_frame",

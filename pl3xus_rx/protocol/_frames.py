@@ -26,6 +26,7 @@ __all__ = [
     "field_errors",
     "message_frame",
     "parse_frame",
+    "shown",
     "validate_message",
     "welcome_frame",
 ]
@@ -138,6 +139,13 @@ _PARSERS: dict[int, Callable[[list[Any]], Frame]] = {
     FrameKind.WELCOME: _parse_welcome,
     FrameKind.ERROR: _parse_error,
 }
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A value a peer sent, for an error text or a log line: its repr, cut to ``limit``
+    characters (a peer's 400-digit number or megabyte string must not be echoed whole)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def wire_type(value: Any) -> str:

@@ -30,6 +30,7 @@ from ..protocol import (
     field_errors,
     from_wire,
     schema_hash,
+    shown,
     to_wire,
 )
 from ..security import ANONYMOUS, Identity
@@ -74,12 +75,6 @@ class _Reject(Exception):
         self.body = body or {}
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    """A client-supplied value for an error text: its repr, cut to ``limit`` characters."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 3]}..."
-
-
 def _validated(name: str, model: type[BaseModel], payload: Any) -> Any:
     try:
         return from_wire(model, payload)
@@ -97,7 +92,7 @@ def _registered(table: Mapping[str, R_], what: str, type_name: Any) -> R_:
     if reg is None:
         raise _Reject(
             Status.NOT_FOUND,
-            f"unknown {what} type {_short(type_name)}; registered: {', '.join(table) or 'none'}",
+            f"unknown {what} type {shown(type_name)}; registered: {', '.join(table) or 'none'}",
         )
     return reg
 
@@ -260,7 +255,7 @@ class Commands:
             and self.world.contains(EntityId(raw))
         ):
             return EntityId(raw)
-        raise _Reject(Status.NOT_FOUND, f"entity {_short(raw)} does not exist")
+        raise _Reject(Status.NOT_FOUND, f"entity {shown(raw)} does not exist")
 
     def _authorize(
         self,
@@ -294,7 +289,7 @@ class Commands:
         if reg is None:
             raise _Reject(
                 Status.NOT_FOUND,
-                f"{_short(type_name)} is not a synced component; synced: "
+                f"{shown(type_name)} is not a synced component; synced: "
                 f"{', '.join(self.components.names()) or 'none'}",
             )
         if reg.read_only:
@@ -391,7 +386,7 @@ class Commands:
         else:
             raise _Reject(
                 Status.VALIDATION_ERROR,
-                f"control action must be 'take' or 'release', got {_short(action)}",
+                f"control action must be 'take' or 'release', got {shown(action)}",
             )
         if isinstance(decision, Granted):
             self._mirror(entity, decision.holder)

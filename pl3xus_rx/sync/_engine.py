@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..exceptions import FrameError, SubscriptionError, UnknownComponent
-from ..protocol import FrameKind, SyncFlag
+from ..protocol import FrameKind, SyncFlag, shown
 from ..world import (
     DESPAWNED,
     FINAL,
@@ -281,7 +281,7 @@ class SyncEngine:
             raise SubscriptionError(
                 "options must be a map", subscription=sub_id, type_name=type_name, field="options"
             )
-        unknown = sorted(repr(k)[:40] for k in set(options) - {"max_rate_hz", "deadband"})
+        unknown = sorted(shown(k, 40) for k in set(options) - {"max_rate_hz", "deadband"})
         if unknown:
             raise SubscriptionError(
                 f"unknown subscription options: {', '.join(unknown[:5])}; "
@@ -296,7 +296,7 @@ class SyncEngine:
                 not _finite_number(val) or val < 0 or (key == "max_rate_hz" and val == 0)
             ):
                 raise SubscriptionError(
-                    f"{key} must be a positive finite number, got {repr(val)[:40]}",
+                    f"{key} must be a positive finite number, got {shown(val, 40)}",
                     subscription=sub_id,
                     type_name=type_name,
                     field=key,
