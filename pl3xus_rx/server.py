@@ -37,7 +37,7 @@ from .sync import (
 )
 from .sync._commands import HandlerTimedOut
 from .sync._wire import encode_frame, encode_reply
-from .world import World
+from .world import EntityId, World
 
 __all__ = ["SyncServer"]
 
@@ -182,6 +182,26 @@ class SyncServer:
         """Who the client on ``connection`` is."""
         return self.net.identity_of(ConnectionId(connection))
 
+    def visibility_changed(
+        self, component: type[BaseModel] | None = None, entity: EntityId | None = None
+    ) -> None:
+        """Something a ``visible_to`` rule reads changed other than the component itself
+        (another component, the identity's rights): evaluate the rules again at the next
+        flush, of ``component`` (default: every restricted type) for ``entity`` (default:
+        every entity). Clients get what became visible, and removals of what did not stay."""
+        self.engine.visibility_changed(component, entity)
+
+    def sees(self, identity: Identity, entity: EntityId) -> bool:
+        """Whether ``identity`` may see at least one synced component of ``entity``."""
+        world = self.world
+        for reg in self.registry:
+            if not world.has(entity, reg.model):
+                continue
+            vis = reg.visibility
+            if vis is None or vis.sees(world, identity, entity):
+                return True
+        return False
+
     # ------------------------------------------------------------------ plumbing
 
     def _admin(self, identity: Identity) -> bool:
@@ -208,11 +228,23 @@ class SyncServer:
                 return Authorized()
             return Denied(f"needs the {ADMIN_ROLE!r} role")
 
-        def tree(world: World, query: devtools.EntityTreeQuery) -> devtools.EntityTree:
+        def tree(
+            world: World, ctx: MutationContext, query: devtools.EntityTreeQuery
+        ) -> devtools.EntityTree:
+            # Only entities the identity sees a synced component of; a parent it cannot
+            # see is left out (the child shows as a root).
+            visible: dict[EntityId, bool] = {}
+
+            def seen(entity: EntityId) -> bool:
+                known = visible.get(entity)
+                if known is None:
+                    known = visible[entity] = self.sees(ctx.identity, entity)
+                return known
+
             parents = {}
             for entity in world.entities():
                 parent = world.parent(entity)
-                if parent is not None:
+                if parent is not None and seen(entity) and seen(parent):
                     parents[int(entity)] = int(parent)
             return devtools.EntityTree(parents=parents)
 
@@ -233,7 +265,7 @@ class SyncServer:
         }
 
     def _on_frame(self, connection: ConnectionId, binary: bool, frame: list[Any]) -> None:
-        self.engine.add_client(connection, binary=binary)
+        self.engine.add_client(connection, binary=binary, identity=self.identity_of(connection))
         if frame[0] in CLIENT_COMMAND_KINDS:
             self.commands.handle_frame(connection, frame)
             self._schedule_control_check()

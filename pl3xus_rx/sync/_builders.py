@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, Self, TypeVar, get_type_hints
@@ -61,10 +62,27 @@ class QueryRegistration(Generic[R]):
     response: type[R]
     handler: Callable[..., Any]
     policy: QueryPolicy | None = None
+    with_context: bool = False
+    """The handler takes ``(world, ctx, params)``: it answers per identity."""
 
 
 QueryPolicy = Callable[..., Any]
 """``(world, ctx) -> Authorized | Denied``: who may ask a query."""
+
+
+def _positional(handler: Callable[..., Any]) -> int:
+    """How many positional arguments ``handler`` needs (a ``*args`` counts as many)."""
+    try:
+        params = inspect.signature(handler).parameters.values()
+    except (TypeError, ValueError):
+        return 2
+    count = 0
+    for p in params:
+        if p.kind is p.VAR_POSITIONAL:
+            return 99
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty:
+            count += 1
+    return count
 
 
 class CommandRegistrar(Protocol):
@@ -209,11 +227,13 @@ class QueryBuilder(Generic[R]):
         return self
 
     def register(self, handler: Callable[..., Any]) -> QueryRegistration[R]:
-        """Register ``handler(world, params)`` (sync or async) returning the response."""
+        """Register ``handler(world, params)`` (sync or async) returning the response; a
+        handler with three parameters is called ``handler(world, ctx, params)``, to answer
+        according to who asks (``ctx.identity``)."""
         name = self._name or self._model.__name__
         response = _response_type(handler, self._response, f"query {name}")
         reg: QueryRegistration[Any] = QueryRegistration(
-            name, self._model, response, handler, self._policy
+            name, self._model, response, handler, self._policy, _positional(handler) >= 3
         )
         self._commands.add_query(reg)
         return reg

@@ -573,7 +573,8 @@ class Commands:
                 reason = decision.reason if isinstance(decision, Denied) else "not authorized"
                 raise _Reject(Status.FORBIDDEN, f"query {reg.name}: {reason}")
         query = _validated(reg.name, reg.model, params)
-        self._call(ctx.connection, req_id, reg, (self.world, query))
+        args = (self.world, ctx, query) if reg.with_context else (self.world, query)
+        self._call(ctx.connection, req_id, reg, args)
 
     def invalidate(self, query: type[BaseModel], keys: Iterable[BaseModel] | None = None) -> None:
         """Tell every client to refetch ``query`` (only the given parameter sets, if any).

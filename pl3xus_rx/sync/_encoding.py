@@ -85,10 +85,8 @@ class ItemEncoder:
         self._values: dict[int, dict[EntityId, list[Any]]] = {}
         self._used: set[tuple[int, bool]] = set()  # kept tables looked at in this flush
         self._deltas: dict[tuple[int, bool], dict[EntityId, Encoded | None]] = {}
-        self.shared: dict[tuple[int, bool, bool], tuple[int, Encoded, list[int], list[int]]] = {}
-        """Groups shared by every plain subscriber of a type in this flush."""
-        self.shared_source: object = None
-        """The pending changes the shared groups were built from."""
+        self.shared: dict[tuple[Any, ...], tuple[int, Encoded, list[int], list[int]]] = {}
+        """Groups shared by every plain subscriber of a type (and view) in this flush."""
 
     def begin_flush(self) -> None:
         """Forget what only holds within one flush."""
@@ -96,7 +94,6 @@ class ItemEncoder:
         self._used = set()
         self._deltas = {}
         self.shared = {}
-        self.shared_source = None
 
     def forget_type(self, type_id: int) -> None:
         """Drop the kept encodings of a type (its last subscriber left)."""

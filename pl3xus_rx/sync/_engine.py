@@ -9,7 +9,7 @@ encoding, and the bytes are shared by every connection that sees it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,9 +17,11 @@ from pydantic import BaseModel
 
 from ..exceptions import FrameError, SubscriptionError, UnknownComponent
 from ..protocol import FrameKind, SyncFlag, shown
+from ..security import ANONYMOUS, Identity
 from ..world import (
     DESPAWNED,
     FINAL,
+    REMOVED,
     UPSERTED,
     WAS_REMOVED,
     ChangeTracker,
@@ -73,6 +75,7 @@ class SyncStatistics:
 # A pending change is a small int (the World's ChangeTracker codes): the final state in the
 # low two bits and a flag if a removal happened since the last flush (so it is never lost).
 _UPSERT, _DESPAWNED, _WAS_REMOVED, _FINAL = UPSERTED, DESPAWNED, WAS_REMOVED, FINAL
+_REMOVED = REMOVED
 _merge = merge_change
 # group flags as plain ints (they are or-ed and compared on the hot path)
 _SNAPSHOT, _COMPLETE, _CONTINUED = (
@@ -102,14 +105,35 @@ class _Sub:
     snapshot_pending: set[EntityId] = field(default_factory=set)
     last_sent: dict[EntityId, list[Any]] = field(default_factory=dict)
     full_next: bool = False  # field-delta types: send full values in the next type flush
+    view: _View | None = None  # a type restricted by visible_to: what this identity sees
 
 
 @dataclass(eq=False)
 class _Client:
     id: int
     binary: bool
+    identity: Identity = ANONYMOUS
     seq: int = 0
     subs: dict[int, _Sub] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class _View:
+    """What the identities of one visibility class see of one restricted type: the entities
+    whose value every up-to-date subscription of the class holds. Changes are filtered
+    through it once per flush, and its subscriptions share the groups built from that."""
+
+    reg: ComponentRegistration[Any]
+    key: Hashable
+    identity: Identity  # (any of the class: the rule treats them alike)
+    nothing: bool  # by role, and the identity has none of the roles
+    visible: set[EntityId] = field(default_factory=set)
+    subs: set[_Sub] = field(default_factory=set)
+    fresh: set[EntityId] = field(default_factory=set)  # became visible in this flush
+
+    def sees(self, world: World, entity: EntityId) -> bool:
+        vis = self.reg.visibility
+        return not self.nothing and vis is not None and vis.sees(world, self.identity, entity)
 
 
 def _numeric(v: Any) -> bool:
@@ -165,6 +189,10 @@ class SyncEngine:
         self._encoder = ItemEncoder(world)
         self._type_due: dict[int, float] = {}
         self._held_subs: set[_Sub] = set()
+        # restricted types: type id -> visibility class key -> view
+        self._views: dict[int, dict[Hashable, _View]] = {}
+        # restricted types whose visibility must be evaluated again (None: every entity)
+        self._recheck: dict[int, set[EntityId] | None] = {}
         self._forced_subs: set[_Sub] = set()
         self._snapshot_subs: set[_Sub] = set()
         # field-delta types: the values every up-to-date subscriber holds, by entity
@@ -188,10 +216,13 @@ class SyncEngine:
 
     # ------------------------------------------------------------------ clients
 
-    def add_client(self, connection: int, *, binary: bool = True) -> None:
-        """Start tracking a connection (msgpack if ``binary``, else JSON)."""
+    def add_client(
+        self, connection: int, *, binary: bool = True, identity: Identity = ANONYMOUS
+    ) -> None:
+        """Start tracking a connection (msgpack if ``binary``, else JSON), whose client is
+        ``identity`` (what it may see of restricted types)."""
         if connection not in self._clients:
-            self._clients[connection] = _Client(connection, binary)
+            self._clients[connection] = _Client(connection, binary, identity)
 
     def remove_client(self, connection: int) -> None:
         """Forget a connection, its subscriptions and the replies waiting for it."""
@@ -216,6 +247,95 @@ class SyncEngine:
         self._held_subs.discard(sub)
         self._forced_subs.discard(sub)
         self._snapshot_subs.discard(sub)
+        view = sub.view
+        if view is not None:
+            view.subs.discard(sub)
+            if not view.subs:
+                views = self._views[view.reg.type_id]
+                del views[view.key]
+                if not views:
+                    del self._views[view.reg.type_id]
+                    self._recheck.pop(view.reg.type_id, None)
+
+    def _view_for(self, reg: ComponentRegistration[Any], identity: Identity) -> _View | None:
+        """The view of ``reg`` that ``identity`` belongs to (``None``: it sees everything)."""
+        vis = reg.visibility
+        if vis is None or vis.sees_all(identity):
+            return None
+        nothing = vis.rule is None
+        key = ("nothing",) if nothing else ("rule", vis.key(identity))
+        views = self._views.setdefault(reg.type_id, {})
+        view = views.get(key)
+        if view is None:
+            view = views[key] = _View(reg, key, identity, nothing)
+            if not nothing:
+                world = self.world
+                view.visible = {e for e in world.peek(reg.model) if view.sees(world, e)}
+        return view
+
+    def visibility_changed(
+        self, component: type[BaseModel] | None = None, entity: EntityId | None = None
+    ) -> None:
+        """Evaluate visibility rules again at the next flush: of ``component`` (default:
+        every restricted type), for ``entity`` (default: every entity). Clients get the
+        entities that became visible and removals of those that stopped being visible."""
+        if component is not None:
+            type_ids: Iterable[int] = (self.registry.get(component).type_id,)
+        else:
+            type_ids = list(self._views)
+        for type_id in type_ids:
+            if type_id not in self._views:
+                continue  # nobody watches it through a rule
+            if entity is None:
+                self._recheck[type_id] = None
+            else:
+                marked = self._recheck.get(type_id, set())
+                if marked is not None:
+                    marked.add(entity)
+                    self._recheck[type_id] = marked
+        if self._recheck:
+            self._wake()
+
+    def _view_changes(
+        self, view: _View, pending: dict[EntityId, int], recheck: Iterable[EntityId] | None
+    ) -> dict[EntityId, int]:
+        """``pending`` as the view's subscriptions see it: changes of entities they may see,
+        removals of those they stop seeing, upserts of those they start seeing (in
+        :attr:`_View.fresh`), and nothing about the rest. Updates the view."""
+        view.fresh = set()
+        if view.nothing:
+            return {}
+        world = self.world
+        stored = world.peek(view.reg.model)
+        visible = view.visible
+        out: dict[EntityId, int] = {}
+        for entity, change in pending.items():
+            had = entity in visible
+            if change & _FINAL == _UPSERT and entity in stored and view.sees(world, entity):
+                if had:
+                    out[entity] = change
+                else:
+                    visible.add(entity)
+                    view.fresh.add(entity)
+                    out[entity] = _UPSERT
+            elif had:
+                visible.discard(entity)
+                final = change & _FINAL
+                out[entity] = _DESPAWNED if final == _DESPAWNED else _REMOVED
+        if recheck is not None:
+            for entity in recheck:
+                if entity in pending:
+                    continue
+                had = entity in visible
+                now = entity in stored and view.sees(world, entity)
+                if now and not had:
+                    visible.add(entity)
+                    view.fresh.add(entity)
+                    out[entity] = _UPSERT
+                elif had and not now:
+                    visible.discard(entity)
+                    out[entity] = _REMOVED
+        return out
 
     def handle_frame(self, connection: int, binary: bool, frame: list[Any]) -> None:
         """Apply a client's SUBSCRIBE / UNSUBSCRIBE / RESYNC frame.
@@ -322,6 +442,9 @@ class SyncEngine:
             float(rate) if rate else None,
             float(deadband) if deadband else None,
         )
+        sub.view = self._view_for(reg, client.identity)
+        if sub.view is not None:
+            sub.view.subs.add(sub)
         client.subs[sub_id] = sub
         self._subs_by_type.setdefault(reg.type_id, set()).add(sub)
         if reg.type_id not in self._trackers:
@@ -361,8 +484,8 @@ class SyncEngine:
                 due.append(max(global_next, self._type_due.get(type_id, -math.inf)))
         for sub in self._held_subs:
             due.append(max(global_next, sub.next_due))
-        if self._deferred_new:  # (a waiting reply's blocker schedules its own flush)
-            due.append(global_next)
+        if self._deferred_new or self._recheck:  # (a waiting reply's blocker schedules its
+            due.append(global_next)  # own flush)
         if not due:
             return None
         return max(0.0, min(due) - now)
@@ -389,26 +512,45 @@ class SyncEngine:
         # client -> groups being built
         out: dict[_Client, list[Group]] = {}
 
+        # Restricted types that send anything else this flush (a snapshot part, held or
+        # forced changes) have their changes (and visibility) brought up to date first, so
+        # that nothing goes out that the identity may no longer see.
+        urgent = self._urgent_views(now) if self._views else set()
+
         # 1. changes of every type whose own interval has elapsed
         for type_id, tracker in list(self._trackers.items()):
-            if not tracker.pending:
+            recheck = type_id in self._recheck
+            if not tracker.pending and not recheck:
                 continue
             reg = self.registry.by_id(type_id)
             assert reg is not None
-            if now < self._type_due.get(type_id, -math.inf) - 1e-9:
+            if (
+                now < self._type_due.get(type_id, -math.inf) - 1e-9
+                and not recheck
+                and type_id not in urgent
+            ):
                 continue
             pending = tracker.drain()
             cache.forget_gone(type_id, pending)
             self._type_due[type_id] = now + self._type_interval(reg)
             baseline = self._baseline.setdefault(type_id, {}) if reg.field_deltas else None
-            cache.shared_source = pending
+            by_view: dict[_View, dict[EntityId, int]] = {}
+            views = self._views.get(type_id)
+            if views:
+                marked = self._recheck.pop(type_id, ()) if recheck else ()
+                for view in views.values():
+                    again = marked
+                    if marked is None:
+                        again = set(self.world.peek(reg.model)) | view.visible
+                    by_view[view] = self._view_changes(view, pending, again)
             for sub in self._subs_by_type.get(type_id, ()):
                 if sub.needs_snapshot and sub.snapshot_rest is None:
                     continue  # its snapshot below reflects these changes already
+                source = pending if sub.view is None else by_view[sub.view]
                 changes = (
-                    pending
+                    source
                     if sub.entity is None
-                    else ({sub.entity: pending[sub.entity]} if sub.entity in pending else {})
+                    else ({sub.entity: source[sub.entity]} if sub.entity in source else {})
                 )
                 if sub.snapshot_rest is not None:  # a snapshot under way covers the rest
                     later = sub.snapshot_pending
@@ -420,7 +562,10 @@ class SyncEngine:
                     continue
                 deltas = baseline is not None and sub.deadband is None and not sub.full_next
                 sub.full_next = False
-                self._emit_changes(sub, changes, cache, out, baseline if deltas else None)
+                share = changes is source and sub.deadband is None
+                self._emit_changes(
+                    sub, changes, cache, out, baseline if deltas else None, share=share
+                )
             if baseline is not None:
                 self._advance_baseline(reg, baseline, pending, cache)
 
@@ -528,9 +673,26 @@ class SyncEngine:
                 return False  # still to pass the subscription's rate cap or deadband
         return True
 
+    def _urgent_views(self, now: float) -> set[int]:
+        """Restricted types with a subscription that gets something other than changes in
+        this flush (a snapshot part, held or forced changes)."""
+        urgent: set[int] = set()
+        for sub in self._snapshot_subs:
+            if sub.view is not None:
+                urgent.add(sub.reg.type_id)
+        for sub in self._forced_subs:
+            if sub.view is not None:
+                urgent.add(sub.reg.type_id)
+        for sub in self._held_subs:
+            if sub.view is not None and now >= sub.next_due - 1e-9:
+                urgent.add(sub.reg.type_id)
+        return urgent
+
     def _emit_forced(self, sub: _Sub, cache: ItemEncoder, out: dict[_Client, list[Any]]) -> None:
         """Send ``sub``'s forced entities that no pending change will carry (the rest go out
         with their change, past the deadband), and those its rate cap holds back."""
+        if sub.view is not None:  # what the identity may not see is not sent, forced or not
+            sub.forced.intersection_update(sub.view.visible)
         pending = self._pending(sub.reg.type_id)
         due = {e: sub.held.get(e, _UPSERT) for e in sub.forced if e not in pending}
         if not due:
@@ -582,11 +744,14 @@ class SyncEngine:
         cache: ItemEncoder,
         out: dict[_Client, list[Any]],
         baseline: dict[EntityId, list[Any]] | None = None,
+        *,
+        share: bool = False,
     ) -> None:
         binary = sub.client.binary
-        if sub.entity is None and sub.deadband is None and changes is cache.shared_source:
-            # Every plain subscriber of this type gets the same group: build it once.
-            key = (sub.reg.type_id, binary, baseline is not None)
+        if share:
+            # Every plain subscriber of this type (and view) gets the same group: build it
+            # once.
+            key = (sub.reg.type_id, binary, baseline is not None, id(sub.view))
             group = cache.shared.get(key)
             if group is None:
                 group = cache.shared[key] = self._build_group(sub, changes, cache, baseline, binary)
@@ -670,7 +835,7 @@ class SyncEngine:
                             continue
                     sub.last_sent[entity] = values
                 base = baseline.get(entity) if baseline is not None else None
-                if base is not None and not removed:
+                if base is not None and not removed and not (sub.view and entity in sub.view.fresh):
                     delta = cache.delta(reg, entity, value, binary, base)
                     if delta is not None:  # None: changed and changed back within the flush
                         upserts.append(delta)
@@ -688,12 +853,17 @@ class SyncEngine:
         stored = self.world.peek(reg.model)
         rest = sub.snapshot_rest
         part: list[EntityId] = []
+        view = sub.view
         if rest is None:  # the snapshot begins
             flags = _SNAPSHOT
-            if sub.entity is None:
+            if view is not None and sub.entity is None:
+                entries = [(e, v) for e, v in stored.items() if e in view.visible]
+            elif sub.entity is None:
                 entries = list(stored.items())
             else:
                 value = stored.get(sub.entity)
+                if view is not None and sub.entity not in view.visible:
+                    value = None
                 entries = [(sub.entity, value)] if value is not None else []
             if len(entries) > limit:
                 sub.snapshot_rest = rest = [entity for entity, _ in entries[limit:]]
@@ -705,7 +875,11 @@ class SyncEngine:
             part = rest[sub.snapshot_at : sub.snapshot_at + limit]
             sub.snapshot_at += len(part)
             sub.snapshot_pending.difference_update(part)
-            entries = [(entity, stored[entity]) for entity in part if entity in stored]
+            entries = [
+                (entity, stored[entity])
+                for entity in part
+                if entity in stored and (view is None or entity in view.visible)
+            ]
         done = rest is None or sub.snapshot_at >= len(rest)
         if done:
             flags |= _COMPLETE

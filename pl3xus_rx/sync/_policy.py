@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,7 +10,15 @@ from ..protocol import EntityControl
 from ..security import ANONYMOUS, Identity
 from ..world import EntityId, World
 
-__all__ = ["Authorized", "Denied", "MutationContext", "default_entity_policy"]
+__all__ = [
+    "Authorized",
+    "Denied",
+    "MutationContext",
+    "Visibility",
+    "VisibilityRule",
+    "default_entity_policy",
+    "identity_key",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,3 +50,40 @@ def default_entity_policy(world: World, ctx: MutationContext, entity: EntityId) 
             if control is not None and control.holder == ctx.connection:
                 return Authorized()
     return Denied(f"connection {ctx.connection} does not control entity {entity}")
+
+
+VisibilityRule = Callable[[World, Identity, EntityId], bool]
+"""``(world, identity, entity) -> bool``: may ``identity`` see this component of ``entity``?"""
+
+
+def identity_key(identity: Identity) -> Hashable:
+    """What makes two identities see the same under a visibility rule (by default: name,
+    roles, anonymity and claims). Connections with equal keys share one view and its
+    encoded updates."""
+    claims = tuple(sorted((str(k), repr(v)) for k, v in identity.claims.items()))
+    return (identity.name, identity.roles, identity.anonymous, claims)
+
+
+@dataclass(frozen=True, slots=True)
+class Visibility:
+    """Who may see a synced component (``ComponentBuilder.visible_to``).
+
+    Either by role (``roles``: an identity with any of them sees every entity's value, others
+    none), or by a ``rule`` over identity and entity, evaluated when the component changes,
+    when a view is created, and when the server is told visibility changed
+    (``SyncServer.visibility_changed``). ``key`` groups identities that see the same.
+    """
+
+    roles: frozenset[str] | None = None
+    rule: VisibilityRule | None = None
+    key: Callable[[Identity], Hashable] = identity_key
+
+    def sees_all(self, identity: Identity) -> bool:
+        """Whether ``identity`` sees every entity (no rule to evaluate)."""
+        return self.rule is None and self.roles is not None and identity.has_role(*self.roles)
+
+    def sees(self, world: World, identity: Identity, entity: EntityId) -> bool:
+        """Whether ``identity`` may see this component of ``entity`` now."""
+        if self.rule is not None:
+            return bool(self.rule(world, identity, entity))
+        return self.roles is not None and identity.has_role(*self.roles)

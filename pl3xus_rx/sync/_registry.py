@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from types import UnionType
 from typing import Any, Generic, TypeVar, Union, get_args, get_origin
@@ -11,7 +11,8 @@ from pydantic import BaseModel
 
 from ..exceptions import DuplicateRegistration, NotRegistered
 from ..protocol import EntityControl, TypeTable, check_component
-from ._policy import default_entity_policy
+from ..security import Identity
+from ._policy import Visibility, VisibilityRule, default_entity_policy, identity_key
 
 __all__ = [
     "ComponentBuilder",
@@ -66,6 +67,7 @@ class ComponentRegistration(Generic[C]):
         json_native: Every field is a plain int, float, str or bool (optionally ``None``), so
             the stored values need no serializer (a fast path).
         invalidates: Queries that clients refetch after a successful client mutation.
+        visibility: Who may see it (``None``: every client that may connect).
     """
 
     model: type[C]
@@ -81,6 +83,7 @@ class ComponentRegistration(Generic[C]):
     fields: tuple[str, ...]
     json_native: bool = False
     invalidates: tuple[type[BaseModel], ...] = ()
+    visibility: Visibility | None = None
 
     @property
     def mutable(self) -> bool:
@@ -109,6 +112,7 @@ class ComponentRegistry:
         max_update_rate_hz: float | None = None,
         field_deltas: bool = False,
         invalidates: tuple[type[BaseModel], ...] = (),
+        visibility: Visibility | None = None,
     ) -> ComponentRegistration[C]:
         """Register ``model``; see :class:`ComponentBuilder` for the options.
 
@@ -141,6 +145,7 @@ class ComponentRegistry:
             fields=tuple(model.model_fields),
             json_native=_json_native(model),
             invalidates=invalidates,
+            visibility=visibility,
         )
         self._regs[model] = reg
         self._by_id[reg.type_id] = reg
@@ -212,6 +217,7 @@ class ComponentBuilder(Generic[C]):
         self._rate: float | None = None
         self._deltas = False
         self._invalidates: tuple[type[BaseModel], ...] = ()
+        self._visibility: Visibility | None = None
 
     def name(self, name: str) -> ComponentBuilder[C]:
         """Sync under this wire name instead of the class name."""
@@ -253,6 +259,29 @@ class ComponentBuilder(Generic[C]):
         self._invalidates = queries
         return self
 
+    def visible_to(
+        self,
+        *who: str | VisibilityRule,
+        key: Callable[[Identity], Hashable] | None = None,
+    ) -> ComponentBuilder[C]:
+        """Restrict who sees this component: role names (an identity with any of them sees
+        every entity's value, others none), or one rule ``(world, identity, entity) -> bool``
+        evaluated per entity when its value changes (tell the server about other reasons
+        with ``SyncServer.visibility_changed``). Subscriptions, snapshots and the tree query
+        then carry only what the connection's identity may see; an entity that stops being
+        visible goes to the client as a removal.
+
+        ``key(identity)`` says which identities the rule treats alike (default: same name,
+        roles and claims); connections with equal keys share one encoded view.
+        """
+        if len(who) == 1 and callable(who[0]):
+            self._visibility = Visibility(rule=who[0], key=key or identity_key)
+        elif who and all(isinstance(w, str) for w in who):
+            self._visibility = Visibility(roles=frozenset(who))  # type: ignore[arg-type]
+        else:
+            raise TypeError("visible_to takes role names, or one rule (world, identity, entity)")
+        return self
+
     def field_deltas(self) -> ComponentBuilder[C]:
         """After the snapshot, send only the changed fields (for large values)."""
         self._deltas = True
@@ -271,6 +300,7 @@ class ComponentBuilder(Generic[C]):
             max_update_rate_hz=self._rate,
             field_deltas=self._deltas,
             invalidates=self._invalidates,
+            visibility=self._visibility,
         )
         if self._on_build is not None:
             self._on_build(reg)
