@@ -264,7 +264,8 @@ def test_no_client_ever_receives_what_it_may_not_see(
         elif kind == "subscribe":
             _, cid, sub, model, which, rate = op
             entity = spawned[which] if which is not None and which < len(spawned) else None
-            rig.subscribe(cid, sub, model, entity, **({} if rate is None else {"max_rate_hz": rate}))
+            options = {} if rate is None else {"max_rate_hz": rate}
+            rig.subscribe(cid, sub, model, entity, **options)
         elif kind == "unsubscribe" and (op[1], op[2]) in rig.subs:
             rig.unsubscribe(op[1], op[2])
         elif kind == "flush":
