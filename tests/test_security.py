@@ -319,3 +319,92 @@ async def test_client_strings_are_logged_escaped(caplog: pytest.LogCaptureFixtur
     messages = [r.getMessage() for r in caplog.records]
     assert not any("\n2026-12-01" in m for m in messages)
     assert any("forged line" in m for m in messages)  # logged, escaped
+
+
+class Report(BaseModel):
+    site: str
+    text: str
+
+
+class Audit(BaseModel):
+    entry: str
+
+
+class Hidden(BaseModel):  # not synced: never shown, not even in the tree
+    note: str
+
+
+async def test_read_access_and_the_tree_follow_the_identity() -> None:
+    grants = {"ann": {"a"}, "bea": {"b"}, "root": {"a", "b"}}
+
+    def same_site(world: Any, identity: Identity, entity: Any) -> bool:
+        report = world.get(entity, Report)
+        return report is not None and report.site in grants.get(identity.name, set())
+
+    tokens = {
+        "ann-token": ANN,
+        "bea-token": Identity.of("bea", "admin"),
+        "root-token": ROOT,
+    }
+    server = SyncServer(authenticate=bearer_tokens(tokens))
+    server.sync_component_builder(Report).visible_to(same_site).build()
+    server.sync_component_builder(Audit).visible_to("admin").build()
+    cell = server.world.spawn(Report(site="a", text="cell"), Audit(entry="opened"))
+    arm = server.world.spawn(Report(site="b", text="arm"), parent=cell)
+    secret = server.world.spawn(Hidden(note="x"), parent=cell)
+    from pl3xus_rx.devtools import EntityTree, EntityTreeQuery
+
+    registry = (
+        ClientTypeRegistry.builder()
+        .register(Report)
+        .register(Audit)
+        .register_query(EntityTreeQuery, EntityTree, name="pl3xus.tree")
+        .build()
+    )
+    async with server.serve("127.0.0.1", 0) as (host, port):
+        url = f"ws://{host}:{port}/"
+        async with (
+            SyncProvider(url, registry, token="ann-token") as ann,
+            SyncProvider(url, registry, token="bea-token") as bea,
+            SyncProvider(url, registry, token="root-token") as root,
+        ):
+            views = {}
+            for name, provider in (("ann", ann), ("bea", bea), ("root", root)):
+                reports, audits = provider.components(Report), provider.components(Audit)
+                reports.subscribe(lambda _: None)
+                audits.subscribe(lambda _: None)
+                views[name] = (reports, audits)
+                await provider.wait_synced(10)
+            assert set(views["ann"][0].get()) == {cell}
+            assert views["ann"][1].get() == {}
+            assert set(views["bea"][0].get()) == {arm}
+            assert set(views["bea"][1].get()) == {cell}
+            assert set(views["root"][0].get()) == {cell, arm}
+
+            # the arm moves to site a: bea loses it, ann gains it
+            server.world.insert(arm, Report(site="a", text="arm"))
+            await wait_until(lambda: set(views["ann"][0].get()) == {cell, arm})
+            await wait_until(lambda: views["bea"][0].get() == {})
+            # ann's rights are revoked: the server is told, ann's view empties
+            grants["ann"] = set()
+            server.visibility_changed(Report)
+            await wait_until(lambda: views["ann"][0].get() == {})
+            assert set(views["root"][0].get()) == {cell, arm}
+
+            # the tree: only entities the identity sees a synced component of
+            server.world.insert(arm, Report(site="b", text="arm"))
+            trees = {}
+            for name, provider in (("bea", bea), ("root", root)):
+                state = provider.query(EntityTreeQuery, EntityTreeQuery())
+                await wait_until(lambda s=state: s.get().status.value == "ready")
+                trees[name] = state.get().value
+            assert trees["root"].parents == {arm: cell}  # not the Hidden one
+            assert secret not in trees["root"].parents
+            # bea sees the cell (Audit, as an admin) and the arm
+            assert trees["bea"].parents == {arm: cell}
+            grants["bea"] = set()
+            server.invalidate(EntityTreeQuery)
+            state = bea.query(EntityTreeQuery, EntityTreeQuery())
+            await wait_until(
+                lambda: state.get().status.value == "ready" and not state.get().value.parents
+            )
