@@ -77,6 +77,9 @@ class SyncServer:
             clients only, unless ``NetworkSettings(allow_anonymous=True)``.
         control_policy: Who may take control of an entity: ``(world, ctx, entity) ->
             Authorized | Denied`` (``None``: anyone the authorizer allows).
+        control_takeover_roles: Identities with one of these roles take control even when
+            another party holds it (the loser gets a ``control_released`` notice with
+            reason ``taken_over``); everyone else is refused while it is held.
         devtools: Serve DevTools at ``/devtools`` and the ``pl3xus.tree`` query. With an
             authenticator, both need an identity with the ``admin`` role.
     """
@@ -89,6 +92,7 @@ class SyncServer:
         transport: Transport | None = None,
         authenticate: Authenticator | None = None,
         control_policy: EntityPolicy | None = None,
+        control_takeover_roles: tuple[str, ...] = (),
         devtools: bool = True,
     ) -> None:
         self.world = World()
@@ -121,6 +125,7 @@ class SyncServer:
             identity_of=self.identity_of,
             bound=_bound,
             control_policy=control_policy,
+            takeover_roles=control_takeover_roles,
         )
         """Mutations, control, requests and queries."""
         self.registry.add(EntityControl)  # synced like any component, never client-writable

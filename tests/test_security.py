@@ -23,6 +23,7 @@ from pl3xus_rx import (
     Authorized,
     ConnectFailed,
     Denied,
+    EntityControl,
     Forbidden,
     Identity,
     NetworkSettings,
@@ -408,3 +409,52 @@ async def test_read_access_and_the_tree_follow_the_identity() -> None:
             await wait_until(
                 lambda: state.get().status.value == "ready" and not state.get().value.parents
             )
+
+
+async def test_control_is_shared_by_an_identity_and_taken_over_by_role() -> None:
+    sue = Identity.of("sue", "operator", "supervisor")
+    bob = Identity.of("bob", "operator")
+    server = SyncServer(
+        authenticate=bearer_tokens({"ann-token": ANN, "bob-token": bob, "sue-token": sue}),
+        control_takeover_roles=("supervisor",),
+    )
+    server.sync_component_builder(Speed).with_default_entity_policy().build()
+    robot = server.world.spawn(Speed(value=0))
+    async with server.serve("127.0.0.1", 0) as (host, port):
+        url = f"ws://{host}:{port}/"
+        async with (
+            SyncProvider(url, REGISTRY, token="ann-token") as tab1,
+            SyncProvider(url, REGISTRY, token="ann-token") as tab2,
+            SyncProvider(url, REGISTRY, token="bob-token") as bob_sync,
+            SyncProvider(url, REGISTRY, token="sue-token") as sue_sync,
+        ):
+            told: dict[str, list[Any]] = {"tab1": [], "tab2": []}
+            tab1.notices.subscribe(told["tab1"].append)
+            tab2.notices.subscribe(told["tab2"].append)
+            await tab1.take_control(robot)
+            control = server.world.get(robot, EntityControl)
+            assert control == EntityControl(holder=tab1.connection_id, by="ann")
+            await tab2.mutate(robot, Speed(value=1))  # ann's other tab acts on it
+            with pytest.raises(Forbidden, match="controlled by 'ann'"):
+                await bob_sync.take_control(robot)
+            with pytest.raises(Forbidden, match="does not control"):
+                await bob_sync.mutate(robot, Speed(value=9))
+            # both of ann's tabs are told bob asked
+            await wait_until(lambda: told["tab1"] and told["tab2"])
+            assert {n.kind for n in told["tab1"] + told["tab2"]} == {"control_requested"}
+            # the first tab closes: the second still holds it
+            await tab1.close()
+            await wait_until(
+                lambda: server.world.get(robot, EntityControl)
+                == EntityControl(holder=tab2.connection_id, by="ann")
+            )
+            await tab2.mutate(robot, Speed(value=2))
+            # a supervisor takes over; ann's tab is told who took it
+            await sue_sync.take_control(robot)
+            await wait_until(lambda: any(n.kind == "control_released" for n in told["tab2"]))
+            released = [n for n in told["tab2"] if n.kind == "control_released"][0]
+            assert released.detail["reason"] == "taken_over" and released.detail["by"] == "sue"
+            with pytest.raises(Forbidden, match="does not control"):
+                await tab2.mutate(robot, Speed(value=3))
+            await sue_sync.mutate(robot, Speed(value=4))
+            assert server.world.get(robot, Speed) == Speed(value=4)

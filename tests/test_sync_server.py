@@ -101,7 +101,7 @@ async def test_welcome_lists_components_with_ids_and_hashes(
     _, url = server
     client = await connect(url)
     assert client.welcome["components"] == [
-        [0, "EntityControl", schema_hash(EntityControl), ["holder"]],
+        [0, "EntityControl", schema_hash(EntityControl), ["holder", "by"]],
         [1, "Position", schema_hash(Position), ["x", "y"]],
         [2, "Status", schema_hash(Status), ["text"]],
     ]

@@ -172,7 +172,10 @@ class ErrorCode(StrEnum):
 
 
 class EntityControl(BaseModel):
-    """Which connection controls an entity (``None``: nobody). Synced like any component,
-    but never writable by a client: control changes only through take/release."""
+    """Which connection controls an entity (``holder``; ``None``: nobody), and for which
+    authenticated identity (``by``: its name, shared by its connections; ``None`` for an
+    anonymous client). Synced like any component, but never writable by a client: control
+    changes only through take/release."""
 
     holder: int | None = None
+    by: str | None = None

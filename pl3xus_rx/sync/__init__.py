@@ -14,7 +14,7 @@ from ._builders import (
     RequestRegistration,
 )
 from ._commands import Authorizer, Commands
-from ._control import ControlBook, Expired, Granted, Refused
+from ._control import ControlBook, Displaced, Expired, Granted, Moved, Refused
 from ._engine import SyncEngine, SyncStatistics
 from ._policy import Authorized, Denied, MutationContext, default_entity_policy
 from ._registry import (
@@ -28,6 +28,8 @@ from ._settings import SyncSettings
 __all__ = [
     "Authorizer",
     "ControlBook",
+    "Displaced",
+    "Moved",
     "Expired",
     "Granted",
     "Refused",

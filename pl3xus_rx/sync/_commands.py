@@ -87,6 +87,12 @@ def _validated(name: str, model: type[BaseModel], payload: Any) -> Any:
         ) from exc
 
 
+def _party(ctx: MutationContext) -> str | None:
+    """Who holds control for ``ctx``: an authenticated identity's name (shared by its
+    connections), or ``None`` (the connection alone)."""
+    return None if ctx.identity.anonymous else ctx.identity.name
+
+
 def _registered(table: Mapping[str, R_], what: str, type_name: Any) -> R_:
     reg = table.get(type_name) if isinstance(type_name, str) else None
     if reg is None:
@@ -125,6 +131,7 @@ class Commands:
         identity_of: Callable[[int], Identity] = lambda connection: ANONYMOUS,
         bound: Bound | None = None,
         control_policy: EntityPolicy | None = None,
+        takeover_roles: Iterable[str] = (),
     ) -> None:
         self.world = world
         self.components = components
@@ -148,6 +155,9 @@ class Commands:
         """A server-wide veto over every mutation and targeted request."""
         self.control = ControlBook(settings.control_timeout)
         """Who controls which entity (the World's ``EntityControl`` components mirror it)."""
+        self.takeover_roles = frozenset(takeover_roles)
+        """Identities with one of these roles take control over another party's (who is
+        told with a ``control_released`` notice, reason ``taken_over``)."""
 
     # ------------------------------------------------------------------ registration
 
@@ -277,7 +287,9 @@ class Commands:
             decision = self.authorizer(self.world, ctx, entity, value)
             if isinstance(decision, Denied):
                 raise _Reject(Status.FORBIDDEN, decision.reason)
-        self.control.touch(ctx.connection, (entity, *self.world.ancestors(entity)), self._clock())
+        self.control.touch(
+            ctx.connection, (entity, *self.world.ancestors(entity)), self._clock(), _party(ctx)
+        )
 
     # ------------------------------------------------------------------ mutations
 
@@ -368,39 +380,58 @@ class Commands:
             yield child
             stack.extend(self.world.children(child))
 
-    def _mirror(self, entity: EntityId, holder: int | None) -> None:
+    def _mirror(self, entity: EntityId, holder: int | None, party: str | None = None) -> None:
         if self.world.contains(entity):
-            self.world.insert(entity, EntityControl(holder=holder))
+            self.world.insert(entity, EntityControl(holder=holder, by=party))
+
+    def _released(self, to: Iterable[int], entity: EntityId, reason: str, **extra: Any) -> None:
+        for connection in to:
+            body = {"entity": entity, "reason": reason, **extra}
+            self._send(connection, [FrameKind.NOTICE, NoticeKind.CONTROL_RELEASED, body])
 
     def _control_frame(
         self, ctx: MutationContext, req_id: int, action: Any, raw_entity: Any
     ) -> None:
         conn = ctx.connection
         entity = self._entity(raw_entity)
+        party = _party(ctx)
         if action == ControlAction.TAKE:
-            self._authorize(ctx, entity, self.control_policy, EntityControl(holder=conn))
+            self._authorize(ctx, entity, self.control_policy, EntityControl(holder=conn, by=party))
             related = (*self.world.ancestors(entity), *self._descendants(entity))
-            decision = self.control.take(conn, entity, related, self._clock())
+            override = ctx.identity.has_role(*self.takeover_roles)
+            decision = self.control.take(
+                conn, entity, related, self._clock(), party=party, override=override
+            )
         elif action == ControlAction.RELEASE:
-            decision = self.control.release(conn, entity)
+            decision = self.control.release(conn, entity, party)
         else:
             raise _Reject(
                 Status.VALIDATION_ERROR,
                 f"control action must be 'take' or 'release', got {shown(action)}",
             )
         if isinstance(decision, Granted):
-            self._mirror(entity, decision.holder)
+            for lost in decision.displaced:
+                self._mirror(lost.entity, None)
+                self._released(lost.sharers, lost.entity, "taken_over", by=ctx.identity.name)
+                logger.info(
+                    "%r took control of entity %s over connections %s",
+                    ctx.identity.name,
+                    lost.entity,
+                    lost.sharers,
+                )
+            self._mirror(entity, decision.holder, decision.party)
             self.reply(conn, req_id, Status.OK, after=EntityControl, entity=entity, deferred=True)
             return
-        if decision.holder is not None and self._notice_due(decision.holder, conn, entity):
-            self._send(
-                decision.holder,
-                [
-                    FrameKind.NOTICE,
-                    NoticeKind.CONTROL_REQUESTED,
-                    {"entity": decision.contested, "by": conn},
-                ],
-            )
+        for holder in decision.sharers:
+            if self._notice_due(holder, conn, entity):
+                self._send(
+                    holder,
+                    [
+                        FrameKind.NOTICE,
+                        NoticeKind.CONTROL_REQUESTED,
+                        {"entity": decision.contested, "by": conn},
+                    ],
+                )
         self.reply(conn, req_id, Status.FORBIDDEN, decision.reason)
 
     def _notice_due(self, holder: int, requester: int, entity: EntityId) -> bool:
@@ -423,8 +454,11 @@ class Commands:
         self._notices_sent = {
             k: t for k, t in self._notices_sent.items() if connection not in (k[0], k[1])
         }
-        for entity in self.control.connection_closed(connection):
+        released, moved = self.control.connection_closed(connection)
+        for entity in released:
             self._mirror(entity, None)
+        for move in moved:
+            self._mirror(move.entity, move.holder, move.party)
 
     def expire_control(self, now: float) -> float | None:
         """Release control idle for ``control_timeout``; returns when to check next."""
@@ -433,14 +467,7 @@ class Commands:
         lapsed, due = self.control.expire(now, self.world.contains)
         for expired in lapsed:
             self._mirror(expired.entity, None)
-            self._send(
-                expired.holder,
-                [
-                    FrameKind.NOTICE,
-                    NoticeKind.CONTROL_RELEASED,
-                    {"entity": expired.entity, "reason": "inactivity"},
-                ],
-            )
+            self._released(expired.sharers or (expired.holder,), expired.entity, "inactivity")
         return due
 
     # ------------------------------------------------------------------ requests

@@ -4,24 +4,45 @@
 tree at each call (the entity's ancestors and descendants) and answers with decisions; the
 caller mirrors them into the World's ``EntityControl`` components and sends the notices. It
 reads neither the World nor a clock of its own, so it can later run in another process.
+
+Control is held by a **party**: an authenticated identity's name (so that several
+connections of one operator, browser tabs, share it), or, for an anonymous client, its
+connection alone. The connections of the party that took or acted on an entity are its
+**sharers**; the entity is released when the last of them closes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..world import EntityId
 
-__all__ = ["ControlBook", "Expired", "Granted", "Refused"]
+__all__ = ["ControlBook", "Displaced", "Expired", "Granted", "Moved", "Refused"]
+
+
+@dataclass(frozen=True, slots=True)
+class Displaced:
+    """A take over another party's control released ``entity`` from ``sharers``."""
+
+    entity: EntityId
+    sharers: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Granted:
-    """The take or release happened: ``entity`` is now held by ``holder`` (``None``: free)."""
+    """The take or release happened: ``entity`` is now held by ``holder`` (``None``: free),
+    the connection that asked, for ``party``.
+
+    Attributes:
+        displaced: For a take over someone else's control (a takeover role), what the
+            others lost, to tell them.
+    """
 
     entity: EntityId
     holder: int | None
+    party: str | None = None
+    displaced: tuple[Displaced, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,19 +55,40 @@ class Refused:
             asked), else ``None``.
         contested: The entity held by someone else (the entity itself, an ancestor or a
             descendant), for the notice.
+        sharers: Every connection of the holding party (all are told).
     """
 
     reason: str
     holder: int | None = None
     contested: EntityId | None = None
+    sharers: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Expired:
-    """Control of ``entity`` by ``holder`` lapsed without activity."""
+    """Control of ``entity`` lapsed without activity; ``sharers`` held it."""
 
     entity: EntityId
     holder: int
+    sharers: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """The connection that held ``entity`` closed; another of its party's connections,
+    ``holder``, holds it now."""
+
+    entity: EntityId
+    holder: int
+    party: str | None
+
+
+@dataclass(slots=True)
+class _Hold:
+    holder: int  # the connection that took it last
+    party: str | None
+    since: float  # last authorized activity
+    sharers: set[int] = field(default_factory=set)
 
 
 class ControlBook:
@@ -59,55 +101,104 @@ class ControlBook:
 
     def __init__(self, timeout: float | None) -> None:
         self.timeout = timeout
-        self._holders: dict[EntityId, int] = {}
-        self._last_activity: dict[EntityId, float] = {}
+        self._holds: dict[EntityId, _Hold] = {}
 
     def holder(self, entity: EntityId) -> int | None:
         """The connection that controls ``entity`` itself, if any."""
-        return self._holders.get(entity)
+        hold = self._holds.get(entity)
+        return hold.holder if hold is not None else None
 
     def held_by(self, connection: int) -> list[EntityId]:
-        """The entities ``connection`` controls."""
-        return [e for e, h in self._holders.items() if h == connection]
+        """The entities ``connection`` controls (alone or shared with its party)."""
+        return [e for e, h in self._holds.items() if connection in h.sharers]
 
     def __len__(self) -> int:
-        return len(self._holders)
+        return len(self._holds)
+
+    @staticmethod
+    def _ours(hold: _Hold, connection: int, party: str | None) -> bool:
+        return connection in hold.sharers or (party is not None and hold.party == party)
 
     def take(
-        self, connection: int, entity: EntityId, related: Iterable[EntityId], now: float
+        self,
+        connection: int,
+        entity: EntityId,
+        related: Iterable[EntityId],
+        now: float,
+        *,
+        party: str | None = None,
+        override: bool = False,
     ) -> Granted | Refused:
-        """``connection`` asks for ``entity``; ``related`` are its ancestors and descendants
-        (control of one covers the others, so none may be held by someone else)."""
+        """``connection`` (of ``party``) asks for ``entity``; ``related`` are its ancestors
+        and descendants (control of one covers the others, so none may be held by another
+        party). With ``override`` (a takeover role) the others' control is released."""
+        others: list[EntityId] = []
         for other in (entity, *related):
-            holder = self._holders.get(other)
-            if holder is not None and holder != connection:
+            hold = self._holds.get(other)
+            if hold is None or self._ours(hold, connection, party):
+                continue
+            if not override:
+                who = f"{hold.party!r}" if hold.party is not None else f"connection {hold.holder}"
                 return Refused(
-                    f"entity {other} is controlled by connection {holder}", holder, other
+                    f"entity {other} is controlled by {who}",
+                    hold.holder,
+                    other,
+                    tuple(sorted(hold.sharers)),
                 )
-        self._holders[entity] = connection
-        self._last_activity[entity] = now
-        return Granted(entity, connection)
+            others.append(other)
+        displaced = tuple(
+            Displaced(other, tuple(sorted(self._holds.pop(other).sharers))) for other in others
+        )
+        hold = self._holds.get(entity)
+        if hold is None:
+            hold = self._holds[entity] = _Hold(connection, party, now)
+        hold.holder, hold.party, hold.since = connection, party, now
+        hold.sharers.add(connection)
+        return Granted(entity, connection, party, displaced)
 
-    def release(self, connection: int, entity: EntityId) -> Granted | Refused:
-        """``connection`` gives ``entity`` up (only its holder may)."""
-        if self._holders.get(entity) != connection:
+    def release(
+        self, connection: int, entity: EntityId, party: str | None = None
+    ) -> Granted | Refused:
+        """``connection`` gives ``entity`` up, for its whole party (only the party may)."""
+        hold = self._holds.get(entity)
+        if hold is None or not self._ours(hold, connection, party):
             return Refused(f"connection {connection} does not hold control of entity {entity}")
-        self._drop(entity)
+        del self._holds[entity]
         return Granted(entity, None)
 
-    def touch(self, connection: int, chain: Iterable[EntityId], now: float) -> None:
-        """Authorized activity of ``connection`` on an entity (``chain``: the entity and its
-        ancestors) keeps its control of them alive."""
-        for candidate in chain:
-            if self._holders.get(candidate) == connection:
-                self._last_activity[candidate] = now
+    def sharers(self, entity: EntityId) -> tuple[int, ...]:
+        """The connections that share control of ``entity``."""
+        hold = self._holds.get(entity)
+        return tuple(sorted(hold.sharers)) if hold is not None else ()
 
-    def connection_closed(self, connection: int) -> list[EntityId]:
-        """Release everything ``connection`` held; returns those entities."""
-        released = self.held_by(connection)
-        for entity in released:
-            self._drop(entity)
-        return released
+    def touch(
+        self, connection: int, chain: Iterable[EntityId], now: float, party: str | None = None
+    ) -> None:
+        """Authorized activity of ``connection`` (of ``party``) on an entity (``chain``: the
+        entity and its ancestors) keeps its party's control of them alive, and makes the
+        connection one of the sharers (a tab that acts on it holds it too)."""
+        for candidate in chain:
+            hold = self._holds.get(candidate)
+            if hold is not None and self._ours(hold, connection, party):
+                hold.since = now
+                hold.sharers.add(connection)
+
+    def connection_closed(self, connection: int) -> tuple[list[EntityId], list[Moved]]:
+        """``connection`` is gone: what only it held is released (returned first); what its
+        party's other connections share moves to one of them (returned second)."""
+        released: list[EntityId] = []
+        moved: list[Moved] = []
+        for entity, hold in list(self._holds.items()):
+            if connection not in hold.sharers:
+                continue
+            hold.sharers.discard(connection)
+            if not hold.sharers:
+                del self._holds[entity]
+                released.append(entity)
+            elif hold.holder == connection:
+                hold.holder = min(hold.sharers)
+                moved.append(Moved(entity, hold.holder, hold.party))
+        return released, moved
 
     def expire(
         self, now: float, alive: Callable[[EntityId], bool] = lambda e: True
@@ -117,21 +208,16 @@ class ControlBook:
         watch)."""
         lapsed: list[Expired] = []
         soonest: float | None = None
-        for entity, holder in list(self._holders.items()):
+        for entity, hold in list(self._holds.items()):
             if not alive(entity):
-                self._drop(entity)
+                del self._holds[entity]
                 continue
             if self.timeout is None:
                 continue
-            last = self._last_activity[entity]
-            if now - last >= self.timeout:
-                self._drop(entity)
-                lapsed.append(Expired(entity, holder))
+            if now - hold.since >= self.timeout:
+                del self._holds[entity]
+                lapsed.append(Expired(entity, hold.holder, tuple(sorted(hold.sharers))))
             else:
-                due = last + self.timeout
+                due = hold.since + self.timeout
                 soonest = due if soonest is None else min(soonest, due)
         return lapsed, soonest
-
-    def _drop(self, entity: EntityId) -> None:
-        self._holders.pop(entity, None)
-        self._last_activity.pop(entity, None)

@@ -43,11 +43,15 @@ class MutationContext:
 
 
 def default_entity_policy(world: World, ctx: MutationContext, entity: EntityId) -> Any:
-    """Authorized if the requester controls ``entity`` or one of its ancestors."""
+    """Authorized if the requester controls ``entity`` or one of its ancestors: its own
+    connection took it, or another connection of the same authenticated identity did."""
+    name = None if ctx.identity.anonymous else ctx.identity.name
     for candidate in (entity, *world.ancestors(entity)):
         if world.contains(candidate):
             control = world.get(candidate, EntityControl)
-            if control is not None and control.holder == ctx.connection:
+            if control is not None and (
+                control.holder == ctx.connection or (name is not None and control.by == name)
+            ):
                 return Authorized()
     return Denied(f"connection {ctx.connection} does not control entity {entity}")
 
