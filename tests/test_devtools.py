@@ -11,7 +11,7 @@ import pytest
 from conftest import wait_until
 
 from client_sync import ClientTypeRegistry, SyncProvider
-from pl3xus_rx import SyncServer, SyncSettings
+from pl3xus_rx import EntityControl, SyncServer, SyncSettings
 from pl3xus_rx.demo import RobotStatus, build_cell, simulate
 
 CHROMIUM = "/usr/bin/chromium"
@@ -112,3 +112,51 @@ async def test_devtools_shows_live_state_and_edits(tmp_path: Path) -> None:
             await browser.close()
         stop.set()
         await sim
+
+
+async def test_devtools_with_a_token_shows_who_and_only_what_it_may_see() -> None:
+    from playwright.async_api import async_playwright, expect
+    from pydantic import BaseModel
+
+    from pl3xus_rx import Identity, bearer_tokens
+
+    class Line(BaseModel):
+        site: str
+        rate: float
+
+    def own_site(world: object, identity: Identity, entity: int) -> bool:
+        line = server.world.get(entity, Line)  # type: ignore[arg-type]
+        return line is not None and line.site == identity.claims.get("site")
+
+    root = Identity.of("root", "admin", site="north")
+    server = SyncServer(authenticate=bearer_tokens({"s3cret": root}))
+    server.sync_component_builder(Line).visible_to(own_site).with_default_entity_policy().build()
+    north = server.world.spawn(Line(site="north", rate=1.0))
+    south = server.world.spawn(Line(site="south", rate=2.0))
+    async with server.serve("127.0.0.1", 0) as (host, port), async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        context = await browser.new_context(viewport={"width": 1400, "height": 900})
+        await context.route("**/*", loopback_only)
+        page = await context.new_page()
+        response = await page.goto(f"http://{host}:{port}/devtools")
+        assert response is not None and response.status == 401
+        await page.goto(f"http://{host}:{port}/devtools?token=s3cret")
+        await expect(page.locator("#conn")).to_have_text("open", timeout=20_000)
+        await expect(page.locator("#who")).to_have_text("root (admin)", timeout=20_000)
+        row = page.locator(f'tr[data-entity="{north}"]')
+        await expect(row.locator('td[data-type="Line"]')).to_contain_text("north", timeout=20_000)
+        assert await page.locator(f'tr[data-entity="{south}"]').count() == 0
+        # take control through the page: held by the identity
+        await row.locator("button.take").click()
+        await expect(row.locator(".holder")).to_have_text(" you", timeout=20_000)
+        control = server.world.get(north, EntityControl)
+        assert control is not None and control.by == "root"
+        # the south line moves north: it appears
+        server.world.insert(south, Line(site="north", rate=2.5))
+        await expect(
+            page.locator(f'tr[data-entity="{south}"] td[data-type="Line"]')
+        ).to_contain_text("2.5", timeout=20_000)
+        # and when it moves away again, it is gone from the page
+        server.world.insert(south, Line(site="south", rate=3.0))
+        await expect(page.locator(f'tr[data-entity="{south}"]')).to_have_count(0, timeout=20_000)
+        await browser.close()

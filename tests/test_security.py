@@ -445,14 +445,16 @@ async def test_control_is_shared_by_an_identity_and_taken_over_by_role() -> None
             # the first tab closes: the second still holds it
             await tab1.close()
             await wait_until(
-                lambda: server.world.get(robot, EntityControl)
-                == EntityControl(holder=tab2.connection_id, by="ann")
+                lambda: (
+                    server.world.get(robot, EntityControl)
+                    == EntityControl(holder=tab2.connection_id, by="ann")
+                )
             )
             await tab2.mutate(robot, Speed(value=2))
             # a supervisor takes over; ann's tab is told who took it
             await sue_sync.take_control(robot)
             await wait_until(lambda: any(n.kind == "control_released" for n in told["tab2"]))
-            released = [n for n in told["tab2"] if n.kind == "control_released"][0]
+            released = next(n for n in told["tab2"] if n.kind == "control_released")
             assert released.detail["reason"] == "taken_over" and released.detail["by"] == "sue"
             with pytest.raises(Forbidden, match="does not control"):
                 await tab2.mutate(robot, Speed(value=3))
