@@ -460,3 +460,55 @@ async def test_control_is_shared_by_an_identity_and_taken_over_by_role() -> None
                 await tab2.mutate(robot, Speed(value=3))
             await sue_sync.mutate(robot, Speed(value=4))
             assert server.world.get(robot, Speed) == Speed(value=4)
+
+
+class Nudge(BaseModel):
+    by: float
+
+
+class Mine(BaseModel):
+    pass
+
+
+class MineAnswer(BaseModel):
+    name: str
+    roles: list[str]
+
+
+async def test_requests_and_queries_see_the_identity() -> None:
+    server = SyncServer(authenticate=bearer_tokens(TOKENS))
+    server.sync_component(Speed)
+    server.authorizer = operators_only
+    robot = server.world.spawn(Speed(value=0))
+
+    def nudge(world: Any, ctx: Any, entity: Any, request: Nudge) -> Speed:
+        world.insert(entity, Speed(value=request.by))
+        return Speed(value=request.by)
+
+    def whoami(world: Any, ctx: Any, query: Mine) -> MineAnswer:
+        return MineAnswer(name=ctx.identity.name, roles=sorted(ctx.identity.roles))
+
+    server.request(Nudge).targeted().register(nudge)
+    server.query(Mine).register(whoami)
+    registry = (
+        ClientTypeRegistry.builder()
+        .register(Speed)
+        .register_request(Nudge, Speed)
+        .register_query(Mine, MineAnswer)
+        .build()
+    )
+    async with server.serve("127.0.0.1", 0) as (host, port):
+        url = f"ws://{host}:{port}/"
+        async with (
+            SyncProvider(url, registry, token="vic-token") as viewer,
+            SyncProvider(url, registry, token="ann-token") as operator,
+        ):
+            with pytest.raises(Forbidden, match="vic may only watch"):
+                await viewer.request(Nudge(by=1), entity=robot)
+            assert await operator.request(Nudge(by=2), entity=robot) == Speed(value=2)
+            for provider, expected in ((viewer, VIC), (operator, ANN)):
+                state = provider.query(Mine, Mine())
+                await wait_until(lambda s=state: s.get().status.value == "ready")
+                assert state.get().value == MineAnswer(
+                    name=expected.name, roles=sorted(expected.roles)
+                )
