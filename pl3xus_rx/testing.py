@@ -128,7 +128,7 @@ class MemoryLink:
 
     async def _deliver(self) -> None:
         inbox = self._inbox
-        limit = self._settings.max_message_size
+        limit = self._settings.message_limit(server=self.request is not None)
         try:
             while not self._closed:
                 await self._arrived.wait()

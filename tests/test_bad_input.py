@@ -306,3 +306,51 @@ async def test_a_handshake_offering_only_foreign_subprotocols_is_refused_by_name
         subprotocols=["chat.v9", JSON_SUBPROTOCOL],  # type: ignore[list-item]
     ) as ws:  # one of ours among them: fine
         assert ws.subprotocol == JSON_SUBPROTOCOL
+
+
+async def test_a_decoder_bomb_is_refused_by_its_budget_and_nothing_else_stops(
+    server: Network,
+) -> None:
+    """A frame of empty maps: one byte each on the wire, ~70 decoded. Refused, named, in
+    both encodings, and the connection (and others) go on."""
+    n = 2 * 1024 * 1024
+    bomb = b"\xdd" + n.to_bytes(4, "big") + b"\x80" * n
+    async with (
+        ws_connect(url_of(server), compression=None, max_size=None) as ws,
+        ws_connect(
+            url_of(server),
+            subprotocols=[JSON_SUBPROTOCOL],  # type: ignore[list-item]
+            compression=None,
+        ) as js,
+    ):
+        await recv_frame(ws)
+        await recv_frame(js)
+        await ws.send(bomb)
+        err = await recv_frame(ws)
+        assert err[1]["code"] == "decode_error"
+        assert "maps and arrays" in err[1]["message"] and "one per 8 bytes" in err[1]["message"]
+        await js.send("[" + ",".join(["{}"] * 100_000) + "]")
+        err = await recv_frame(js)
+        assert err[1]["code"] == "decode_error" and "maps and arrays" in err[1]["message"]
+        # nested near-valid frames under the budget decode (and are answered on their merit)
+        await ws.send(msgpack.packb([0, "Chat", {"user": "a", "text": "b"}]))
+        await js.send('[0,"Chat",{"user":"a","text":"b"}]')
+        await wait_until(lambda: server.statistics().messages_received == 2)
+
+
+async def test_the_server_refuses_messages_over_its_own_default_limit() -> None:
+    net = make_network()  # defaults: a server accepts 4 MiB
+    await net.listen("127.0.0.1", 0)
+    ws = await ws_connect(url_of(net), compression=None, max_size=None)
+    try:
+        await recv_frame(ws)
+        with pytest.raises(ConnectionClosed) as info:
+            # 1 MiB fragments (each under the frame limit) adding up to over 4 MiB; the
+            # server may close while the client is still sending
+            await ws.send([b"\x00" * (1024 * 1024)] * 5)
+            await asyncio.wait_for(ws.recv(), 5 * UNIT)
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+        assert "4194304" in info.value.rcvd.reason
+    finally:
+        ws.transport.abort()
+        await asyncio.wait_for(net.close(), 10 * UNIT)

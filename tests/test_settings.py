@@ -9,8 +9,10 @@ from pl3xus_rx import NetworkSettings, SettingsError
 
 def test_defaults_match_the_pl3xus_seed() -> None:
     s = NetworkSettings()
-    assert s.max_message_size == 64 * 1024 * 1024
-    assert s.max_frame_size == 16 * 1024 * 1024
+    assert s.message_limit(server=True) == 4 * 1024 * 1024
+    assert s.message_limit(server=False) == 64 * 1024 * 1024
+    assert s.frame_limit(server=True) == 4 * 1024 * 1024
+    assert s.frame_limit(server=False) == 16 * 1024 * 1024
     assert s.channel_capacity == 500
     assert s.channel_warning_threshold == 80
     assert s.channel_warning_depth == 400

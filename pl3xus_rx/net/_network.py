@@ -611,7 +611,7 @@ class Network:
         if debug:
             logger.debug("Message read: connection %s, %d bytes", conn.id, len(data))
         try:
-            obj = conn.codec.decode(data)
+            obj = conn.codec.decode(data, untrusted=not conn.outgoing)
             handler = self._extension_handler
             if (
                 handler is not None

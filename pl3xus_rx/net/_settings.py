@@ -8,9 +8,13 @@ from pydantic import Field, model_validator
 
 from .._settings import CheckedSettings
 
-__all__ = ["NetworkSettings"]
+__all__ = ["CLIENT_MAX_MESSAGE", "SERVER_MAX_MESSAGE", "NetworkSettings"]
 
 MiB = 1024 * 1024
+SERVER_MAX_MESSAGE = 4 * MiB
+"""What a server accepts from a client by default (commands; raise it for big uploads)."""
+CLIENT_MAX_MESSAGE = 64 * MiB
+"""What a client accepts from its server by default (snapshot parts, big flushes)."""
 
 
 class NetworkSettings(CheckedSettings):
@@ -21,8 +25,11 @@ class NetworkSettings(CheckedSettings):
 
     Attributes:
         max_message_size: Largest incoming WebSocket message, in bytes. A bigger one closes
-            the connection with 1009 and the limit in the reason.
-        max_frame_size: Largest incoming WebSocket frame (fragment), in bytes.
+            the connection with 1009 and the limit in the reason. ``None`` (the default):
+            4 MiB for what clients send a server (commands), 64 MiB for what a server sends
+            its clients (snapshots); see :meth:`message_limit`.
+        max_frame_size: Largest incoming WebSocket frame (fragment), in bytes. ``None``:
+            the message limit, at most 16 MiB.
         channel_capacity: Frames each connection's outbound channel holds while its socket
             is backed up.
         channel_warning_threshold: Percent of ``channel_capacity`` at which "Channel depth
@@ -61,8 +68,8 @@ class NetworkSettings(CheckedSettings):
             switch per frame; smaller bounds memory per slow client more tightly.
     """
 
-    max_message_size: int = Field(64 * MiB, gt=0)
-    max_frame_size: int = Field(16 * MiB, gt=0)
+    max_message_size: int | None = Field(None, gt=0)
+    max_frame_size: int | None = Field(None, gt=0)
     channel_capacity: int = Field(500, ge=1)
     channel_warning_threshold: int = Field(80, ge=1, le=100)
     channel_full_policy: Literal["close", "drop"] = "close"
@@ -86,12 +93,28 @@ class NetworkSettings(CheckedSettings):
 
     @model_validator(mode="after")
     def _frame_within_message(self) -> NetworkSettings:
-        if self.max_frame_size > self.max_message_size:
+        if (
+            self.max_frame_size is not None
+            and self.max_message_size is not None
+            and self.max_frame_size > self.max_message_size
+        ):
             raise ValueError(
                 f"max_frame_size ({self.max_frame_size}) must not exceed "
                 f"max_message_size ({self.max_message_size})"
             )
         return self
+
+    def message_limit(self, server: bool) -> int:
+        """The largest incoming message a server (``server``) or a client accepts."""
+        if self.max_message_size is not None:
+            return self.max_message_size
+        return SERVER_MAX_MESSAGE if server else CLIENT_MAX_MESSAGE
+
+    def frame_limit(self, server: bool) -> int:
+        """The largest incoming WebSocket frame a server or a client accepts."""
+        if self.max_frame_size is not None:
+            return self.max_frame_size
+        return min(self.message_limit(server), 16 * MiB)
 
     @property
     def channel_warning_depth(self) -> int:

@@ -138,10 +138,13 @@ def _request(connection: ServerConnection, request: Request) -> HttpRequest:
     )
 
 
-def _common_kwargs(settings: NetworkSettings) -> dict[str, Any]:
+def _common_kwargs(settings: NetworkSettings, *, server: bool) -> dict[str, Any]:
     return {
         "compression": "deflate" if settings.compression else None,
-        "max_size": (settings.max_message_size, settings.max_frame_size),
+        "max_size": (settings.message_limit(server), settings.frame_limit(server)),
+        # messages read ahead of the handler: few on a server (each may be 4 MiB), so that
+        # a client cannot park much memory in its read buffer
+        "max_queue": 4 if server else 16,
         "ping_interval": settings.ping_interval,
         "ping_timeout": settings.ping_timeout,
         "open_timeout": settings.open_timeout,
@@ -217,7 +220,7 @@ class WebSocketTransport:
                 process_request=process_request,
                 backlog=settings.backlog,
                 ssl=ssl,
-                **_common_kwargs(settings),
+                **_common_kwargs(settings, server=True),
             )
         except OSError as exc:
             raise BindError(
@@ -245,7 +248,7 @@ class WebSocketTransport:
                 subprotocols=[subprotocol],  # type: ignore[list-item]
                 additional_headers=dict(headers or {}),
                 **extra,
-                **_common_kwargs(settings),
+                **_common_kwargs(settings, server=False),
             )
         except wsx.InvalidStatus as exc:
             body = exc.response.body.decode(errors="replace").strip() if exc.response.body else ""

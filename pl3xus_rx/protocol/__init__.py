@@ -7,6 +7,8 @@ specification is ``docs/protocol.md``.
 """
 
 from ._codec import (
+    BYTES_PER_CONTAINER,
+    CONTAINER_ALLOWANCE,
     JSON_SUBPROTOCOL,
     MSGPACK_SUBPROTOCOL,
     SUBPROTOCOLS,
@@ -14,6 +16,7 @@ from ._codec import (
     JsonCodec,
     MsgpackCodec,
     codec_for_subprotocol,
+    container_budget,
     json_encode,
     msgpack_encode,
 )
@@ -47,6 +50,8 @@ from ._vocab import (
 )
 
 __all__ = [
+    "BYTES_PER_CONTAINER",
+    "CONTAINER_ALLOWANCE",
     "CLIENT_COMMAND_KINDS",
     "FIRST_EXTENSION_KIND",
     "ChangeKind",
@@ -72,6 +77,7 @@ __all__ = [
     "WelcomeFrame",
     "check_component",
     "codec_for_subprotocol",
+    "container_budget",
     "error_frame",
     "field_errors",
     "from_wire",

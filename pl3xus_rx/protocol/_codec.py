@@ -14,6 +14,8 @@ import msgpack
 from ..exceptions import DecodeError, WrongFrameType
 
 __all__ = [
+    "BYTES_PER_CONTAINER",
+    "CONTAINER_ALLOWANCE",
     "JSON_SUBPROTOCOL",
     "MSGPACK_SUBPROTOCOL",
     "SUBPROTOCOLS",
@@ -21,6 +23,7 @@ __all__ = [
     "JsonCodec",
     "MsgpackCodec",
     "codec_for_subprotocol",
+    "container_budget",
     "json_encode",
     "msgpack_encode",
 ]
@@ -40,14 +43,53 @@ class Codec(Protocol):
         """Encode one frame."""
         ...
 
-    def decode(self, data: bytes | str) -> Any:
+    def decode(self, data: bytes | str, *, untrusted: bool = False) -> Any:
         """Decode one WebSocket message into plain values.
 
+        With ``untrusted`` (a server reading its clients), a document holding more maps and
+        arrays than :func:`container_budget` allows for its size is refused, so that what
+        it decodes to stays within a small multiple of the bytes received.
+
         Raises:
-            DecodeError: the data is not a complete, valid document.
+            DecodeError: the data is not a complete, valid document, or over the budget.
             WrongFrameType: text arrived on a binary codec or the reverse.
         """
         ...
+
+
+BYTES_PER_CONTAINER: Final = 8
+CONTAINER_ALLOWANCE: Final = 64
+
+
+def container_budget(size: int) -> int:
+    """The maps and arrays an untrusted document of ``size`` bytes may hold: one per
+    :data:`BYTES_PER_CONTAINER` bytes, plus :data:`CONTAINER_ALLOWANCE`. (An empty map is
+    one byte of msgpack but some 70 bytes of Python: without a budget a 16 MiB frame of them
+    decodes to over a gigabyte.)"""
+    return CONTAINER_ALLOWANCE + size // BYTES_PER_CONTAINER
+
+
+def _over_budget(kind: str, size: int, unit: str) -> DecodeError:
+    return DecodeError(
+        f"{kind} frame ({size} {unit}) holds more than {container_budget(size)} maps and "
+        f"arrays (limit: one per {BYTES_PER_CONTAINER} bytes, plus {CONTAINER_ALLOWANCE})"
+    )
+
+
+class _Budget(Exception):
+    """Raised inside msgpack's hooks when a document holds too many containers."""
+
+
+def _counting_hooks(budget: int) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    left = [budget]
+
+    def hook(container: Any) -> Any:
+        left[0] -= 1
+        if left[0] < 0:
+            raise _Budget
+        return container
+
+    return hook, hook
 
 
 _packers = threading.local()  # a Packer's buffer must not be shared between threads
@@ -97,7 +139,7 @@ class MsgpackCodec:
         """Encode one frame as msgpack (see :func:`msgpack_encode`)."""
         return msgpack_encode(frame)
 
-    def decode(self, data: bytes | str) -> Any:
+    def decode(self, data: bytes | str, *, untrusted: bool = False) -> Any:
         """Decode one msgpack document; see :meth:`Codec.decode`."""
         if isinstance(data, str):
             raise WrongFrameType(
@@ -105,7 +147,18 @@ class MsgpackCodec:
                 f"negotiate the {JSON_SUBPROTOCOL!r} subprotocol"
             )
         try:
+            if untrusted and len(data) > CONTAINER_ALLOWANCE:
+                list_hook, object_hook = _counting_hooks(container_budget(len(data)))
+                return msgpack.unpackb(
+                    data,
+                    raw=False,
+                    strict_map_key=False,
+                    list_hook=list_hook,
+                    object_hook=object_hook,
+                )
             return msgpack.unpackb(data, raw=False, strict_map_key=False)
+        except _Budget:
+            raise _over_budget("msgpack", len(data), "bytes") from None
         except msgpack.ExtraData as exc:
             raise DecodeError(
                 f"msgpack frame has {len(exc.extra)} trailing bytes after one document"
@@ -152,13 +205,16 @@ class JsonCodec:
         """Encode one frame as compact JSON text (see :func:`json_encode`)."""
         return json_encode(frame)
 
-    def decode(self, data: bytes | str) -> Any:
+    def decode(self, data: bytes | str, *, untrusted: bool = False) -> Any:
         """Decode one JSON document; see :meth:`Codec.decode`."""
         if not isinstance(data, str):
             raise WrongFrameType(
                 "binary frame received on a JSON connection; send text frames or negotiate "
                 f"the {MSGPACK_SUBPROTOCOL!r} subprotocol"
             )
+        # (brackets inside strings count too: a bound, found without parsing)
+        if untrusted and data.count("[") + data.count("{") > container_budget(len(data)):
+            raise _over_budget("JSON", len(data), "characters")
         try:
             obj = json.loads(data, parse_constant=_no_constants)
         except json.JSONDecodeError as exc:
