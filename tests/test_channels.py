@@ -146,3 +146,25 @@ async def test_close_policy_over_memory_transport() -> None:
     await wait_until(lambda: not server.connections, what="server to drop the slow client")
     await client.close()
     await server.close()
+
+
+async def test_a_channel_is_bounded_in_bytes_as_well_as_frames() -> None:
+    settings = NetworkSettings(channel_capacity_bytes=64 * 1024, close_timeout=0.2)
+    server, client, _ = await memory_pair(settings)
+    server.register_message(Blob)
+    client.register_message(Blob)
+    events = Recorder()
+    server.events.subscribe(events)
+    (cid,) = server.connections
+    client._connections[client.connections[0]].link.pause_reading()
+    conn = server._connections[cid]
+    for _ in range(20):  # far fewer frames than channel_capacity (500), each 10 kB
+        server.send(cid, Blob(data="x" * 10_000))
+        assert conn.queued_bytes <= 64 * 1024
+    assert server.statistics().channel_full_closes == 1
+    await wait_until(lambda: events.of(ErrorEvent), what="the channel-full error event")
+    err = events.of(ErrorEvent)[0]
+    assert "channel_capacity_bytes=65536" in str(err.error)
+    await wait_until(lambda: not server.connections, what="server to drop the slow client")
+    await client.close()
+    await server.close()

@@ -65,6 +65,7 @@ class ConnectionStatistics:
         remote: The peer's address.
         subprotocol: The negotiated encoding's subprotocol.
         queue_depth: Frames waiting in the outbound channel now.
+        queued_bytes: Their size in bytes.
         max_queue_depth: The deepest the channel has been.
         frames_sent: Frames written to the transport.
         frames_received: Frames read from the peer (before any check).
@@ -77,6 +78,7 @@ class ConnectionStatistics:
     remote: str
     subprotocol: str | None
     queue_depth: int
+    queued_bytes: int
     max_queue_depth: int
     frames_sent: int
     frames_received: int
@@ -132,6 +134,8 @@ class Connection:
         self.outgoing = outgoing
         self.queue: deque[bytes | str] = deque()
         self.capacity = settings.channel_capacity
+        self.capacity_bytes = settings.channel_capacity_bytes
+        self.queued_bytes = 0
         self.warning_depth = settings.channel_warning_depth
         self.writing = False
         self.closing = False
@@ -180,9 +184,11 @@ class Connection:
                 self.frames_sent += 1
                 return True
         depth = len(queue)
-        if depth >= self.capacity:
+        size = len(data)
+        if depth >= self.capacity or self.queued_bytes + size > self.capacity_bytes:
             return self._channel_full()
         queue.append(data)
+        self.queued_bytes += size
         depth += 1
         if depth > self.max_queue_depth:
             self.max_queue_depth = depth
@@ -211,26 +217,31 @@ class Connection:
             self.net.count("channel_dropped")
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 logger.warning(
-                    "Channel full: connection %s dropped a frame (%d dropped so far, "
-                    "channel_capacity=%d)",
+                    "Channel full: connection %s dropped a frame (%d dropped so far, %s)",
                     self.id,
                     self.dropped,
-                    self.capacity,
+                    self._limits(),
                 )
             self.net.emit_error(
                 self.id,
                 ChannelFull(
-                    f"connection {self.id}: channel full (channel_capacity={self.capacity}); "
+                    f"connection {self.id}: channel full ({self._limits()}); "
                     f"frame dropped ({self.dropped} so far)"
                 ),
             )
             return False
         self.net.count("channel_full_closes")
-        reason = f"channel full (channel_capacity={self.capacity}): client reads too slowly"
+        reason = f"channel full ({self._limits()}): client reads too slowly"
         logger.warning("Closing connection %s: %s", self.id, reason)
         self.net.emit_error(self.id, ChannelFull(f"connection {self.id}: {reason}; closing"))
         self.close_soon(1013, reason, discard_queue=True)
         return False
+
+    def _limits(self) -> str:
+        """Which limit the channel reached, as the setting that sets it."""
+        if len(self.queue) >= self.capacity:
+            return f"channel_capacity={self.capacity}"
+        return f"channel_capacity_bytes={self.capacity_bytes}"
 
     async def _write_loop(self) -> None:
         queue = self.queue
@@ -242,6 +253,7 @@ class Connection:
                 while queue:
                     self.writing = True
                     data = queue.popleft()
+                    self.queued_bytes -= len(data)
                     if link.backed_up():
                         await link.write_and_drain(data)
                     else:
@@ -251,6 +263,7 @@ class Connection:
                 self._idle.set()
         except ConnectionClosed:
             queue.clear()
+            self.queued_bytes = 0
             self.writing = False
             self._idle.set()
 
@@ -265,6 +278,7 @@ class Connection:
         self.closing = True
         if discard_queue:
             self.queue.clear()
+            self.queued_bytes = 0
         self.net.spawn(self.close(code, reason, drain_timeout=0.0), f"close {self.id}")
 
     async def close(self, code: int, reason: str, *, drain_timeout: float) -> None:
@@ -343,6 +357,7 @@ class Connection:
         self.closing = True
         self.writer.cancel()
         self.queue.clear()
+        self.queued_bytes = 0
         self._idle.set()
         self.net.closed(self, code, reason)
 
@@ -353,6 +368,7 @@ class Connection:
             remote=self.link.remote,
             subprotocol=self.link.subprotocol,
             queue_depth=len(self.queue),
+            queued_bytes=self.queued_bytes,
             max_queue_depth=self.max_queue_depth,
             frames_sent=self.frames_sent,
             frames_received=self.frames_received,

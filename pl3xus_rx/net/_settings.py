@@ -32,6 +32,8 @@ class NetworkSettings(CheckedSettings):
             the message limit, at most 16 MiB.
         channel_capacity: Frames each connection's outbound channel holds while its socket
             is backed up.
+        channel_capacity_bytes: Bytes each connection's outbound channel holds (whichever
+            of the two limits comes first makes it full).
         channel_warning_threshold: Percent of ``channel_capacity`` at which "Channel depth
             warning" is logged (at most once per ``warning_interval`` per connection).
         channel_full_policy: What happens when a channel is full: ``"close"`` closes the slow
@@ -71,6 +73,7 @@ class NetworkSettings(CheckedSettings):
     max_message_size: int | None = Field(None, gt=0)
     max_frame_size: int | None = Field(None, gt=0)
     channel_capacity: int = Field(500, ge=1)
+    channel_capacity_bytes: int = Field(32 * MiB, ge=1)
     channel_warning_threshold: int = Field(80, ge=1, le=100)
     channel_full_policy: Literal["close", "drop"] = "close"
     max_connections: int | None = Field(10_000, ge=1)
