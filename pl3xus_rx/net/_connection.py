@@ -87,6 +87,11 @@ class ConnectionStatistics:
     rate_limited: int
 
 
+CLOSE_GRACE = 0.25
+"""Seconds between deciding to close an abusive connection (frames refused from then on)
+and closing it: time for the replies to what it sent before to go out."""
+
+
 def _short(reason: str) -> str:
     # A close reason must fit in 123 bytes of UTF-8.
     data = reason.encode()
@@ -103,6 +108,10 @@ class TokenBucket:
         self.burst = float(burst)
         self._tokens = float(burst)
         self._last = time.monotonic()
+
+    def charge(self, tokens: float) -> None:
+        """Take ``tokens`` more (a costly frame), going into debt by up to one burst."""
+        self._tokens = max(self._tokens - tokens, -self.burst)
 
     def take(self, now: float) -> bool:
         """Take one token if there is one."""
@@ -139,6 +148,7 @@ class Connection:
         self.warning_depth = settings.channel_warning_depth
         self.writing = False
         self.closing = False
+        self.refusing = False  # closing for abuse: no more frames read, replies still go
         self.closed = False
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
@@ -148,6 +158,7 @@ class Connection:
         # Rate limits protect a server from its clients; a client trusts its server.
         limited = rate is not None and not outgoing
         self.bucket = TokenBucket(rate, settings.rate_limit_burst) if limited and rate else None
+        self.frame_time = settings.rate_limit_frame_time
         self._window_start = time.monotonic()
         self._violations = 0
         self.peer_welcome: Any = None  # the server's WelcomeFrame, on outgoing connections
@@ -306,21 +317,33 @@ class Connection:
         """Transport callback: one whole message arrived."""
         self.frames_received += 1
         bucket = self.bucket
-        if bucket is not None and not bucket.take(time.monotonic()):
+        if bucket is None:
+            self.net.receive(self, data)
+            return
+        if self.refusing or not bucket.take(time.monotonic()):
             self._rate_limited()
             return
+        started = time.perf_counter()
         self.net.receive(self, data)
+        if self.frame_time is not None:
+            # a frame that kept the server busy for N frame times costs N frames
+            spent = (time.perf_counter() - started) / self.frame_time
+            if spent > 1.0:
+                bucket.charge(spent - 1.0)
 
     def _rate_limited(self) -> None:
         self.rate_limited += 1
         self.net.count("rate_limited")
         settings = self.net.settings
+        limit = settings.rate_limit_per_second
+        if self.refusing:
+            self._refuse("frame dropped: the connection is closing (rate limit exceeded)", limit)
+            return
         now = time.monotonic()
         if now - self._window_start > settings.rate_limit_window:
             self._window_start = now
             self._violations = 0
         self._violations += 1
-        limit = settings.rate_limit_per_second
         if self._violations >= settings.rate_limit_max_violations:
             reason = (
                 f"rate limit exceeded: {self._violations} frames over {limit:g}/s "
@@ -329,7 +352,11 @@ class Connection:
             if not self.closing:
                 logger.warning("Closing connection %s: %s", self.id, reason)
                 self.net.emit_error(self.id, RateLimited(f"connection {self.id}: {reason}"))
-            self.close_soon(1008, reason)
+                # Frames from now on are refused; what was accepted before is still answered
+                # (replies wait for the next flush) before the close.
+                self.refusing = True
+                self.net.spawn(self._close_later(1008, reason), f"close {self.id}")
+            self._refuse("frame dropped: the connection is closing (rate limit exceeded)", limit)
             return
         err = RateLimited(
             f"connection {self.id}: frame dropped, over the rate limit of {limit:g} frames/s "
@@ -338,16 +365,23 @@ class Connection:
         if self._violations == 1:
             logger.warning("%s", err)
         self.net.emit_error(self.id, err)
+        self._refuse(f"frame dropped: over the rate limit of {limit:g} frames/s", limit)
+
+    def _refuse(self, message: str, limit: float | None) -> None:
         self.net.send_error(
             self,
             {
                 "code": ErrorCode.RATE_LIMITED,
-                "message": f"frame dropped: over the rate limit of {limit:g} frames/s",
+                "message": message,
                 "type": None,
                 "field": None,
                 "limit": limit,
             },
         )
+
+    async def _close_later(self, code: int, reason: str) -> None:
+        await asyncio.sleep(CLOSE_GRACE)
+        await self.close(code, reason, drain_timeout=1.0)
 
     def on_closed(self, code: int | None, reason: str) -> None:
         """Transport callback: the link closed (called once)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as _ssl
+import time
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -89,11 +90,22 @@ def _close_info(ws: Connection) -> tuple[int | None, str]:
     return frame.code, frame.reason
 
 
+SLICE = 0.002
+"""Seconds one connection's incoming frames may be handled back to back before the loop is
+given back (to flushes, other connections, health checks)."""
+
+
 async def _pump(ws: Connection, handler: LinkHandler) -> None:
     """Feed every incoming message to ``handler``; report the close, exactly once."""
+    clock = time.perf_counter
     try:
+        began = clock()
         async for message in ws:
             handler.on_message(message)
+            now = clock()
+            if now - began > SLICE:
+                await asyncio.sleep(0)  # fair share: others run before our next frame
+                began = clock()
     except wsx.ConnectionClosed:
         pass
     except asyncio.CancelledError:

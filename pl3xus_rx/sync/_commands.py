@@ -373,12 +373,15 @@ class Commands:
         """The connection that controls ``entity`` itself, if any."""
         return self.control.holder(entity)
 
-    def _descendants(self, entity: EntityId) -> Iterable[EntityId]:
-        stack = list(self.world.children(entity))
-        while stack:
-            child = stack.pop()
-            yield child
-            stack.extend(self.world.children(child))
+    def _held_below(self, entity: EntityId) -> list[EntityId]:
+        """The held descendants of ``entity``: found from the few held entities up, not by
+        walking a hierarchy that may be huge (a take must cost little)."""
+        world = self.world
+        return [
+            held
+            for held in self.control.held()
+            if held != entity and world.contains(held) and entity in world.ancestors(held)
+        ]
 
     def _mirror(self, entity: EntityId, holder: int | None, party: str | None = None) -> None:
         if self.world.contains(entity):
@@ -397,7 +400,7 @@ class Commands:
         party = _party(ctx)
         if action == ControlAction.TAKE:
             self._authorize(ctx, entity, self.control_policy, EntityControl(holder=conn, by=party))
-            related = (*self.world.ancestors(entity), *self._descendants(entity))
+            related = (*self.world.ancestors(entity), *self._held_below(entity))
             override = ctx.identity.has_role(*self.takeover_roles)
             decision = self.control.take(
                 conn, entity, related, self._clock(), party=party, override=override

@@ -115,6 +115,10 @@ class ControlBook:
     def __len__(self) -> int:
         return len(self._holds)
 
+    def held(self) -> list[EntityId]:
+        """Every entity someone controls."""
+        return list(self._holds)
+
     @staticmethod
     def _ours(hold: _Hold, connection: int, party: str | None) -> bool:
         return connection in hold.sharers or (party is not None and hold.party == party)
