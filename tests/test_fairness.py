@@ -55,26 +55,28 @@ async def test_costly_frames_are_charged_by_the_time_they_take() -> None:
     server.query(Heavy).register(heavy)
     for i in range(world_size):
         server.world.spawn(Speed(value=i))
-    async with server.serve("127.0.0.1", 0) as (host, port):
-        async with ws_connect(f"ws://{host}:{port}/", compression=None) as ws:
-            await ws.recv()  # welcome
-            sent = 100
-            for i in range(sent):
-                await ws.send(msgpack.packb([FrameKind.QUERY, i, "Heavy", {"n": 0}]))
-            answered: set[int] = set()
-            limited = 0
-            while len(answered) + limited < sent:
-                frame = msgpack.unpackb(await asyncio.wait_for(ws.recv(), 10 * UNIT))
-                if frame[0] == FrameKind.REPLY:
-                    assert frame[2] == Status.OK and frame[4]["value"]["n"] == world_size
-                    assert frame[1] not in answered
-                    answered.add(frame[1])
-                elif frame[0] == FrameKind.ERROR:
-                    assert frame[1]["code"] == ErrorCode.RATE_LIMITED
-                    limited += 1
-            # a bucket of 100 frames, each query charged as many: most were refused
-            assert limited > sent // 2, (len(answered), limited)
-            assert answered  # but the first ones ran
+    async with (
+        server.serve("127.0.0.1", 0) as (host, port),
+        ws_connect(f"ws://{host}:{port}/", compression=None) as ws,
+    ):
+        await ws.recv()  # welcome
+        sent = 100
+        for i in range(sent):
+            await ws.send(msgpack.packb([FrameKind.QUERY, i, "Heavy", {"n": 0}]))
+        answered: set[int] = set()
+        limited = 0
+        while len(answered) + limited < sent:
+            frame = msgpack.unpackb(await asyncio.wait_for(ws.recv(), 10 * UNIT))
+            if frame[0] == FrameKind.REPLY:
+                assert frame[2] == Status.OK and frame[4]["value"]["n"] == world_size
+                assert frame[1] not in answered
+                answered.add(frame[1])
+            elif frame[0] == FrameKind.ERROR:
+                assert frame[1]["code"] == ErrorCode.RATE_LIMITED
+                limited += 1
+        # a bucket of 100 frames, each query charged as many: most were refused
+        assert limited > sent // 2, (len(answered), limited)
+        assert answered  # but the first ones ran
 
 
 async def test_commands_accepted_before_a_rate_limit_close_are_answered() -> None:
@@ -93,17 +95,19 @@ async def test_commands_accepted_before_a_rate_limit_close_are_answered() -> Non
 
     server.sync_component_builder(Speed).with_entity_policy(any_client).build()
     robot = server.world.spawn(Speed(value=0))
-    async with server.serve("127.0.0.1", 0) as (host, port):
-        async with ws_connect(f"ws://{host}:{port}/", compression=None) as ws:
-            await ws.recv()  # welcome
-            sent = 200
-            for i in range(sent):
-                frame = [FrameKind.MUTATE, i, "Speed", robot, {"value": float(i)}]
-                try:
-                    await ws.send(msgpack.packb(frame))
-                except ConnectionClosed:
-                    break
-            frames, code = await read_all(ws)
+    async with (
+        server.serve("127.0.0.1", 0) as (host, port),
+        ws_connect(f"ws://{host}:{port}/", compression=None) as ws,
+    ):
+        await ws.recv()  # welcome
+        sent = 200
+        for i in range(sent):
+            frame = [FrameKind.MUTATE, i, "Speed", robot, {"value": float(i)}]
+            try:
+                await ws.send(msgpack.packb(frame))
+            except ConnectionClosed:
+                break
+        frames, code = await read_all(ws)
     assert code == 1008
     replies = [f for f in frames if f[0] == FrameKind.REPLY]
     refused = [f for f in frames if f[0] == FrameKind.ERROR]
