@@ -266,3 +266,34 @@ def test_msgpack_codec_sends_integers_beyond_64_bits_as_strings() -> None:
     codec = MsgpackCodec()
     frame = codec.decode(codec.encode(message_frame("M", {"a": 2**64, "b": [1, -(2**63)]})))
     assert frame == [0, "M", {"a": str(2**64), "b": [1, -(2**63)]}]  # in range: still ints
+
+
+def test_the_documented_schema_hash_recipe_reproduces_the_hash() -> None:
+    """docs/protocol.md spells out the JSON text of the recipe (numbers, escapes) so that a
+    non-Python client can compute hashes; its example and its number forms must hold."""
+    import hashlib
+    import json
+    import pathlib
+
+    from pydantic import BaseModel
+
+    from pl3xus_rx.protocol import schema_hash
+
+    class Speed(BaseModel):
+        value: float = 0.0
+
+    doc = (pathlib.Path(__file__).parent.parent / "docs" / "protocol.md").read_text()
+    text = '{"properties":{"value":{"default":0.0,"type":"number"}},"type":"object"}'
+    assert f"`{text}`" in doc
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    assert digest == schema_hash(Speed) and f"`{digest}`" in doc
+    for number, written in [
+        (0.0, "0.0"),
+        (1.5, "1.5"),
+        (0.0001, "0.0001"),
+        (1e-05, "1e-05"),
+        (1e16, "1e+16"),
+        (1234567890123456.0, "1234567890123456.0"),
+    ]:
+        assert json.dumps(number) == written and f"`{written}`" in doc
+    assert json.dumps("é/") == '"\\u00e9/"'
