@@ -206,7 +206,7 @@ class Commands:
         if kind == FrameKind.SEND:
             self._one_way(ctx, frame)
             return
-        if len(frame) < 2 or not isinstance(frame[1], int):
+        if len(frame) < 2 or type(frame[1]) is not int:  # (a boolean is not an id)
             raise FrameError(f"a frame of kind {kind} must start [{kind}, req_id: int, ...]")
         req_id = frame[1]
         try:

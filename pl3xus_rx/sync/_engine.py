@@ -348,20 +348,20 @@ class SyncEngine:
         client = self._clients[connection]
         kind = frame[0]
         if kind == FrameKind.SUBSCRIBE:
-            if len(frame) != 5 or not isinstance(frame[1], int) or not isinstance(frame[2], str):
+            if len(frame) != 5 or type(frame[1]) is not int or not isinstance(frame[2], str):
                 raise FrameError(
                     "a SUBSCRIBE frame must be [3, sub_id: int, type_name: str, "
                     "entity: int | null, options: map]"
                 )
             self._subscribe(client, frame[1], frame[2], frame[3], frame[4])
         elif kind == FrameKind.UNSUBSCRIBE:
-            if len(frame) != 2 or not isinstance(frame[1], int):
+            if len(frame) != 2 or type(frame[1]) is not int:
                 raise FrameError("an UNSUBSCRIBE frame must be [4, sub_id: int]")
             sub = client.subs.get(frame[1])
             if sub is not None:
                 self._drop(sub)
         elif kind == FrameKind.RESYNC:
-            if len(frame) != 2 or not (frame[1] is None or isinstance(frame[1], int)):
+            if len(frame) != 2 or not (frame[1] is None or type(frame[1]) is int):
                 raise FrameError("a RESYNC frame must be [6, sub_id: int | null]")
             targets = (
                 list(client.subs.values())
