@@ -154,8 +154,8 @@ class MemoryLink:
                             self.peer._finish(1009, reason)
                         return
                     assert self.handler is not None
-                    self.handler.on_message(item)
-                    await asyncio.sleep(0)  # let other tasks run, like a socket would
+                    delay = self.handler.on_message(item)
+                    await asyncio.sleep(delay)  # let other tasks run, like a socket would
         finally:
             self._drained.set()
 

@@ -113,6 +113,11 @@ class TokenBucket:
         """Take ``tokens`` more (a costly frame), going into debt by up to one burst."""
         self._tokens = max(self._tokens - tokens, -self.burst)
 
+    def debt(self, now: float) -> float:
+        """Seconds until the bucket is out of debt (0.0 if it is not in debt)."""
+        tokens = self._tokens + (now - self._last) * self.rate
+        return -tokens / self.rate if tokens < 0 else 0.0
+
     def take(self, now: float) -> bool:
         """Take one token if there is one."""
         tokens = self._tokens + (now - self._last) * self.rate
@@ -313,23 +318,28 @@ class Connection:
 
     # ----------------------------------------------------------------- inbound
 
-    def on_message(self, data: bytes | str) -> None:
-        """Transport callback: one whole message arrived."""
+    def on_message(self, data: bytes | str) -> float:
+        """Transport callback: one whole message arrived. Returns the seconds to wait before
+        reading the next one (the connection's debt for costly frames)."""
         self.frames_received += 1
         bucket = self.bucket
         if bucket is None:
             self.net.receive(self, data)
-            return
+            return 0.0
         if self.refusing or not bucket.take(time.monotonic()):
             self._rate_limited()
-            return
+            return 0.0
         started = time.perf_counter()
         self.net.receive(self, data)
-        if self.frame_time is not None:
-            # a frame that kept the server busy for N frame times costs N frames
-            spent = (time.perf_counter() - started) / self.frame_time
-            if spent > 1.0:
-                bucket.charge(spent - 1.0)
+        if self.frame_time is None:
+            return 0.0
+        # a frame that kept the server busy for N frame times costs N frames; while the
+        # connection is in debt it is not read (TCP pushes back on the sender)
+        spent = (time.perf_counter() - started) / self.frame_time
+        if spent <= 1.0:
+            return 0.0
+        bucket.charge(spent - 1.0)
+        return bucket.debt(time.monotonic())
 
     def _rate_limited(self) -> None:
         self.rate_limited += 1

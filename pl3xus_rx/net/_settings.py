@@ -48,8 +48,8 @@ class NetworkSettings(CheckedSettings):
         rate_limit_frame_time: Seconds of the server's time one frame may take at the
             price of one frame: a frame handled in N times as long is charged N frames, so
             the rate limit bounds each connection's share of the server's time (at the
-            defaults 20 % of a core, in bursts of 0.2 s), not just its frame count. ``None``:
-            every frame costs one.
+            defaults 10 % of a core, in bursts of 0.1 s), not just its frame count; while a
+            connection is in debt it is not read. ``None``: every frame costs one.
         rate_limit_max_violations: Frames dropped for rate limiting within
             ``rate_limit_window`` seconds after which the connection is closed with 1008.
         rate_limit_window: Window, in seconds, for ``rate_limit_max_violations``.
@@ -84,7 +84,7 @@ class NetworkSettings(CheckedSettings):
     max_connections: int | None = Field(10_000, ge=1)
     rate_limit_per_second: float | None = Field(1000.0, gt=0)
     rate_limit_burst: int = Field(1000, ge=1)
-    rate_limit_frame_time: float | None = Field(0.0002, gt=0)
+    rate_limit_frame_time: float | None = Field(0.0001, gt=0)
     rate_limit_max_violations: int = Field(1000, ge=1)
     rate_limit_window: float = Field(10.0, gt=0)
     ping_interval: float | None = Field(20.0, gt=0)

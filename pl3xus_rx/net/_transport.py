@@ -66,8 +66,10 @@ class Link(Protocol):
 class LinkHandler(Protocol):
     """What the transport calls for each connection (implemented by ``Network``)."""
 
-    def on_message(self, data: bytes | str) -> None:
-        """One whole message arrived."""
+    def on_message(self, data: bytes | str) -> float:
+        """One whole message arrived. Returns how many seconds the transport should wait
+        before delivering the next one (0.0: go on): a connection that cost the server more
+        than its share is read no sooner, so TCP pushes back on its sender."""
         ...
 
     def on_closed(self, code: int | None, reason: str) -> None:

@@ -101,9 +101,11 @@ async def _pump(ws: Connection, handler: LinkHandler) -> None:
     try:
         began = clock()
         async for message in ws:
-            handler.on_message(message)
-            now = clock()
-            if now - began > SLICE:
+            delay = handler.on_message(message)
+            if delay > 0.0:
+                await asyncio.sleep(delay)  # it took more than its share: read it later
+                began = clock()
+            elif clock() - began > SLICE:
                 await asyncio.sleep(0)  # fair share: others run before our next frame
                 began = clock()
     except wsx.ConnectionClosed:

@@ -145,6 +145,7 @@ class Commands:
         self.queries: dict[str, QueryRegistration[Any]] = {}
         self.messages: dict[str, MessageRegistration] = {}
         self._identity_of = identity_of
+        self._tables: tuple[tuple[int, int, int], dict[str, Any]] | None = None
         self._notices_sent: dict[tuple[int, int, EntityId], float] = {}
         self._bound = bound
         self.control_policy = control_policy
@@ -180,7 +181,14 @@ class Commands:
         self.queries[reg.name] = reg
 
     def wire_tables(self) -> dict[str, Any]:
-        """The welcome's ``requests`` and ``queries`` tables."""
+        """The welcome's ``requests``, ``queries`` and ``one_way`` tables (computed once per
+        set of registrations: every handshake sends them, and hashing a schema costs ~1 ms)."""
+        key = (len(self.requests), len(self.queries), len(self.messages))
+        if self._tables is None or self._tables[0] != key:
+            self._tables = (key, self._build_tables())
+        return self._tables[1]
+
+    def _build_tables(self) -> dict[str, Any]:
         return {
             "requests": [
                 [r.name, schema_hash(r.model), schema_hash(r.response), r.targeted]

@@ -28,7 +28,7 @@ class SyncSettings(CheckedSettings):
     """
 
     max_update_rate_hz: float = Field(60.0, gt=0)
-    max_subscriptions_per_connection: int = Field(1000, ge=1)
+    max_subscriptions_per_connection: int = Field(100, ge=1)
     max_snapshot_items: int = Field(20_000, ge=1)
     control_timeout: float | None = Field(300.0, gt=0)
     handler_timeout: float | None = Field(30.0, gt=0)
