@@ -17,6 +17,11 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         ("net_fanout.py", ["--clients", "2", "--total", "2000", "--repeat", "1"], "typed"),
         ("sync_fanout.py", ["--clients", "2", "--flushes", "10", "--repeat", "1"], "| 23.0 |"),
         ("client_latency.py", ["--clients", "2", "--seconds", "0.3"], "items/s"),
+        (
+            "abuse.py",
+            ["--watchers", "2", "--seconds", "0.5", "--attacks", "poison,decoder bomb"],
+            "| decoder bomb |",
+        ),
     ],
 )
 def test_benchmark_runs(script: str, args: list[str], expect: str) -> None:
