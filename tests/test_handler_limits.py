@@ -13,7 +13,7 @@ from conftest import wait_until
 from pydantic import BaseModel
 
 from client_sync import ClientTypeRegistry, SyncProvider
-from pl3xus_rx import HandlerTimeout, ServerError, SyncServer, SyncSettings
+from pl3xus_rx import Forbidden, HandlerTimeout, ServerError, SyncServer, SyncSettings
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("loop_errors")]
 
@@ -121,3 +121,25 @@ async def test_a_blocking_handler_off_the_loop_freezes_nobody() -> None:
             await wait_until(lambda n=n: ticks.get()[e].n == n, what=f"tick {n}")
         assert not call.done()
         assert await call == Done(ok=True)
+
+
+async def test_async_handlers_in_flight_per_connection_are_bounded() -> None:
+    server, events = make_server(timeout=None)
+    server.settings = server.settings.model_copy(update={"max_pending_commands": 3})
+    server.commands.settings = server.settings
+    async with (
+        server.serve("127.0.0.1", 0) as (host, port),
+        SyncProvider(f"ws://{host}:{port}/", REGISTRY) as client,
+        SyncProvider(f"ws://{host}:{port}/", REGISTRY) as other,
+    ):
+        waiting = [
+            asyncio.ensure_future(client.request(Wait(seconds=30), timeout=60)) for _ in range(3)
+        ]
+        await wait_until(lambda: server.commands._in_flight.get(client.connection_id) == 3)
+        with pytest.raises(Forbidden, match="max_pending_commands=3"):
+            await client.request(Wait(seconds=0.0))
+        # another connection is not held back by this one's
+        assert await other.request(Wait(seconds=0.0)) == Done(ok=True)
+        for task in waiting:
+            task.cancel()
+    await wait_until(lambda: not server.commands._in_flight)

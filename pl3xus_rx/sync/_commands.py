@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -146,6 +146,7 @@ class Commands:
         self.messages: dict[str, MessageRegistration] = {}
         self._identity_of = identity_of
         self._tables: tuple[tuple[int, int, int], dict[str, Any]] | None = None
+        self._in_flight: dict[int, int] = {}  # async handlers running, per connection
         self._notices_sent: dict[tuple[int, int, EntityId], float] = {}
         self._bound = bound
         self.control_policy = control_policy
@@ -324,7 +325,9 @@ class Commands:
             if reg.handler is not None:
                 result = reg.handler(self.world, ctx, entity, value)
                 if inspect.isawaitable(result):
-                    self._run(conn, self._finish_async(conn, req_id, result, reg.model, entity))
+                    job = self._finish_async(conn, req_id, result, reg.model, entity)
+                    if not self._launch(conn, result, job):
+                        self.reply(conn, req_id, Status.FORBIDDEN, self._busy())
                     return
             else:
                 self.world.insert(entity, value)
@@ -356,6 +359,38 @@ class Commands:
             self._failed(conn, req_id, model.__name__, exc)
             return
         self._mutated(conn, req_id, model, entity)
+
+    def _launch(self, conn: int, pending: Awaitable[Any], job: Coroutine[Any, Any, None]) -> bool:
+        """Run an async handler's ``job`` for ``conn``, unless the connection already has
+        ``max_pending_commands`` of them running (then both are closed unstarted)."""
+        limit = self.settings.max_pending_commands
+        running = self._in_flight.get(conn, 0)
+        if limit is not None and running >= limit:
+            job.close()
+            if inspect.iscoroutine(pending):
+                pending.close()
+            return False
+        self._in_flight[conn] = running + 1
+
+        async def counted() -> None:
+            try:
+                await job
+            finally:
+                left = self._in_flight.get(conn, 1) - 1
+                if left > 0:
+                    self._in_flight[conn] = left
+                else:
+                    self._in_flight.pop(conn, None)
+
+        self._run(conn, counted())
+        return True
+
+    def _busy(self) -> str:
+        limit = self.settings.max_pending_commands
+        return (
+            f"too many commands in flight (max_pending_commands={limit}): wait for their "
+            "answers before sending more"
+        )
 
     async def _bounded(self, pending: Awaitable[Any]) -> Any:
         """Await a handler within ``handler_timeout``, through the I/O shell's ``bound``."""
@@ -509,7 +544,8 @@ class Commands:
             self._failed(conn, req_id, reg.name, exc)
             return
         if inspect.isawaitable(result):
-            self._run(conn, self._finish_call(conn, req_id, reg, result))
+            if not self._launch(conn, result, self._finish_call(conn, req_id, reg, result)):
+                self.reply(conn, req_id, Status.FORBIDDEN, self._busy())
         else:
             self._respond(conn, req_id, reg, result)
 
@@ -581,8 +617,10 @@ class Commands:
                     Status.INTERNAL_ERROR,
                     f"the handler for {reg.name} failed: {type(exc).__name__}",
                 ) from exc
-            if inspect.isawaitable(result):
-                self._run(ctx.connection, self._quietly(reg.name, result))
+            if inspect.isawaitable(result) and not self._launch(
+                ctx.connection, result, self._quietly(reg.name, result)
+            ):
+                raise _Reject(Status.FORBIDDEN, self._busy())
         except _Reject as rejection:
             body = {
                 "type": type_name,

@@ -25,6 +25,9 @@ class SyncSettings(CheckedSettings):
         handler_timeout: Seconds an async handler (mutation, request, query, one-way
             message) may take; then it is cancelled and the command answered ``timeout``.
             ``None``: no limit. (A handler's task is also cancelled when its client leaves.)
+        max_pending_commands: Async handlers one connection may have running at once; a
+            command beyond them is answered ``forbidden`` naming the limit (a one-way message
+            gets a ``message_rejected`` notice). ``None``: no limit.
     """
 
     max_update_rate_hz: float = Field(60.0, gt=0)
@@ -32,3 +35,4 @@ class SyncSettings(CheckedSettings):
     max_snapshot_items: int = Field(20_000, ge=1)
     control_timeout: float | None = Field(300.0, gt=0)
     handler_timeout: float | None = Field(30.0, gt=0)
+    max_pending_commands: int | None = Field(100, ge=1)
