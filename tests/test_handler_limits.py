@@ -39,8 +39,8 @@ REGISTRY = (
 )
 
 
-def make_server(timeout: float | None = 0.3) -> tuple[SyncServer, list[str]]:
-    server = SyncServer(sync=SyncSettings(handler_timeout=timeout))
+def make_server(timeout: float | None = 0.3, **more: Any) -> tuple[SyncServer, list[str]]:
+    server = SyncServer(sync=SyncSettings(handler_timeout=timeout, **more))
     server.sync_component(Tick)
     events: list[str] = []
 
@@ -124,9 +124,7 @@ async def test_a_blocking_handler_off_the_loop_freezes_nobody() -> None:
 
 
 async def test_async_handlers_in_flight_per_connection_are_bounded() -> None:
-    server, events = make_server(timeout=None)
-    server.settings = server.settings.model_copy(update={"max_pending_commands": 3})
-    server.commands.settings = server.settings
+    server, _ = make_server(timeout=None, max_pending_commands=3)
     async with (
         server.serve("127.0.0.1", 0) as (host, port),
         SyncProvider(f"ws://{host}:{port}/", REGISTRY) as client,
