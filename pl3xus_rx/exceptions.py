@@ -194,21 +194,38 @@ class CommandRejected(Pl3xusError):
 
 
 class Forbidden(CommandRejected):
-    """Not allowed: read-only component, entity policy, or control held by someone else."""
+    """Not allowed: read-only component, entity policy, or control held by someone else.
+    A server handler or policy raises ``Forbidden("door open")`` to refuse in its words."""
 
     status = "forbidden"
 
 
 class NotFound(CommandRejected):
-    """The entity, component type, request type or query type does not exist."""
+    """The entity, component type, request type or query type does not exist (a server
+    handler raises it for what it does not know: ``NotFound("no program 7")``)."""
 
     status = "not_found"
 
 
 class InvalidValue(CommandRejected, ValueError):
-    """The value failed validation on the server; ``errors`` names the fields."""
+    """The value failed validation on the server; ``errors`` names the fields.
+
+    A server handler or policy raises it to refuse a value in its own words:
+    ``InvalidValue("must stay below 2 m/s", field="speed")``.
+    """
 
     status = "validation_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        field: str | None = None,
+    ) -> None:
+        if errors is None and field is not None:
+            errors = [{"loc": field, "msg": message, "type": "value_error"}]
+        super().__init__(message, errors=errors)
 
 
 class ServerError(CommandRejected):

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ..exceptions import DuplicateRegistration, FrameError
+from ..exceptions import CommandRejected, DuplicateRegistration, FrameError
 from ..protocol import (
     ControlAction,
     EntityControl,
@@ -85,6 +85,37 @@ def _validated(name: str, model: type[BaseModel], payload: Any) -> Any:
             f"{name} failed validation at {errors[0]['loc'] or '<root>'}: {errors[0]['msg']}",
             {"errors": errors},
         ) from exc
+
+
+def _answer_of(exc: BaseException) -> _Reject | None:
+    """The answer a handler or policy chose by raising ``Forbidden``, ``NotFound`` or
+    ``InvalidValue`` (``None`` for any other exception: a failure)."""
+    if not isinstance(exc, CommandRejected) or exc.status not in _CHOSEN:
+        return None
+    status = Status(exc.status)
+    body = None
+    if status is Status.VALIDATION_ERROR:
+        errors = exc.errors or [{"loc": "", "msg": exc.message, "type": "value_error"}]
+        body = {"errors": errors}
+    return _Reject(status, exc.message, body)
+
+
+_CHOSEN = {Status.FORBIDDEN.value, Status.NOT_FOUND.value, Status.VALIDATION_ERROR.value}
+
+
+def _decide(policy: Callable[..., Any], *args: Any) -> Any:
+    """A policy's decision; one that raises ``Forbidden`` / ``NotFound`` / ``InvalidValue``
+    answers with it, one that fails otherwise answers ``internal_error``."""
+    try:
+        return policy(*args)
+    except _Reject:
+        raise
+    except Exception as exc:
+        answer = _answer_of(exc)
+        if answer is not None:
+            raise answer from None
+        logger.error("a policy failed", exc_info=exc)
+        raise _Reject(Status.INTERNAL_ERROR, "a policy failed") from exc
 
 
 def _party(ctx: MutationContext) -> str | None:
@@ -285,7 +316,7 @@ class Commands:
     ) -> None:
         """Return if allowed; raise the ``forbidden`` answer with the reason otherwise."""
         if policy is not None:
-            decision = policy(self.world, ctx, entity)
+            decision = _decide(policy, self.world, ctx, entity)
             if isinstance(decision, Denied):
                 raise _Reject(Status.FORBIDDEN, decision.reason)
             if not isinstance(decision, Authorized):
@@ -293,7 +324,7 @@ class Commands:
                     Status.FORBIDDEN, f"the entity policy returned {decision!r}, not Authorized"
                 )
         if self.authorizer is not None and value is not None:
-            decision = self.authorizer(self.world, ctx, entity, value)
+            decision = _decide(self.authorizer, self.world, ctx, entity, value)
             if isinstance(decision, Denied):
                 raise _Reject(Status.FORBIDDEN, decision.reason)
         self.control.touch(
@@ -317,6 +348,8 @@ class Commands:
             why = (
                 " (control changes only through take/release)" if reg.model is EntityControl else ""
             )
+            if reg.read_only_reason:
+                why = f": {reg.read_only_reason}"
             raise _Reject(Status.FORBIDDEN, f"{reg.name} is read-only for clients{why}")
         value = _validated(reg.name, reg.model, payload)
         entity = self._entity(raw_entity)
@@ -567,13 +600,14 @@ class Commands:
         self._respond(conn, req_id, reg, result)
 
     def _failed(self, conn: int, req_id: int, name: str, exc: Exception) -> None:
+        answer = _answer_of(exc)
+        if answer is not None:
+            logger.info("the handler for %s answered %s: %r", name, answer.status, answer.message)
+            self.reply(conn, req_id, answer.status, answer.message, answer.body)
+            return
         logger.error("handler for %s failed", name, exc_info=exc)
-        self.reply(
-            conn,
-            req_id,
-            Status.INTERNAL_ERROR,
-            f"the handler for {name} failed: {type(exc).__name__}",
-        )
+        # (the client learns that it failed, not how: internals stay in the server's log)
+        self.reply(conn, req_id, Status.INTERNAL_ERROR, f"the handler for {name} failed")
 
     def _respond(
         self,
@@ -612,11 +646,11 @@ class Commands:
             try:
                 result = reg.handler(*args)
             except Exception as exc:
+                answer = _answer_of(exc)
+                if answer is not None:
+                    raise answer from None
                 logger.error("handler for message %s failed", reg.name, exc_info=exc)
-                raise _Reject(
-                    Status.INTERNAL_ERROR,
-                    f"the handler for {reg.name} failed: {type(exc).__name__}",
-                ) from exc
+                raise _Reject(Status.INTERNAL_ERROR, f"the handler for {reg.name} failed") from exc
             if inspect.isawaitable(result) and not self._launch(
                 ctx.connection, result, self._quietly(reg.name, result)
             ):
@@ -644,7 +678,7 @@ class Commands:
     def _query(self, ctx: MutationContext, req_id: int, type_name: Any, params: Any) -> None:
         reg = _registered(self.queries, "query", type_name)
         if reg.policy is not None:
-            decision = reg.policy(self.world, ctx)
+            decision = _decide(reg.policy, self.world, ctx)
             if not isinstance(decision, Authorized):
                 reason = decision.reason if isinstance(decision, Denied) else "not authorized"
                 raise _Reject(Status.FORBIDDEN, f"query {reg.name}: {reason}")

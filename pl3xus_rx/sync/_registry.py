@@ -68,6 +68,7 @@ class ComponentRegistration(Generic[C]):
             the stored values need no serializer (a fast path).
         invalidates: Queries that clients refetch after a successful client mutation.
         visibility: Who may see it (``None``: every client that may connect).
+        read_only_reason: Said to a client whose mutation a read-only type refuses.
     """
 
     model: type[C]
@@ -84,6 +85,7 @@ class ComponentRegistration(Generic[C]):
     json_native: bool = False
     invalidates: tuple[type[BaseModel], ...] = ()
     visibility: Visibility | None = None
+    read_only_reason: str | None = None
 
     @property
     def mutable(self) -> bool:
@@ -113,6 +115,7 @@ class ComponentRegistry:
         field_deltas: bool = False,
         invalidates: tuple[type[BaseModel], ...] = (),
         visibility: Visibility | None = None,
+        read_only_reason: str | None = None,
     ) -> ComponentRegistration[C]:
         """Register ``model``; see :class:`ComponentBuilder` for the options.
 
@@ -146,6 +149,7 @@ class ComponentRegistry:
             json_native=_json_native(model),
             invalidates=invalidates,
             visibility=visibility,
+            read_only_reason=read_only_reason,
         )
         self._regs[model] = reg
         self._by_id[reg.type_id] = reg
@@ -218,15 +222,18 @@ class ComponentBuilder(Generic[C]):
         self._deltas = False
         self._invalidates: tuple[type[BaseModel], ...] = ()
         self._visibility: Visibility | None = None
+        self._read_only_reason: str | None = None
 
     def name(self, name: str) -> ComponentBuilder[C]:
         """Sync under this wire name instead of the class name."""
         self._name = name
         return self
 
-    def read_only(self) -> ComponentBuilder[C]:
-        """Clients may never mutate it (also the default when no policy or handler is set)."""
+    def read_only(self, reason: str | None = None) -> ComponentBuilder[C]:
+        """Clients may never mutate it (also the default when no policy or handler is set);
+        ``reason`` is said to a client whose mutation is refused."""
         self._read_only = True
+        self._read_only_reason = reason
         return self
 
     def targeted(self) -> ComponentBuilder[C]:
@@ -301,6 +308,7 @@ class ComponentBuilder(Generic[C]):
             field_deltas=self._deltas,
             invalidates=self._invalidates,
             visibility=self._visibility,
+            read_only_reason=self._read_only_reason,
         )
         if self._on_build is not None:
             self._on_build(reg)
