@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from .provider import Change, ConnectionStatus, SyncProvider
 from .registry import ClientTypeRegistry
 from .signal import Signal
+from .states import Notification
 
 __all__ = ["BlockingSyncProvider", "connect"]
 
@@ -56,6 +57,11 @@ class BlockingSyncProvider:
     def errors(self) -> reactivex.Observable[Exception]:
         """See :attr:`SyncProvider.errors`."""
         return self._provider.errors
+
+    @property
+    def notifications(self) -> reactivex.Observable[Notification]:
+        """See :attr:`SyncProvider.notifications` (delivered on the provider's thread)."""
+        return self._provider.notifications
 
     def components(self, model: type[T]) -> Signal[Mapping[int, T]]:
         """See :meth:`SyncProvider.components`."""

@@ -67,6 +67,7 @@ from .states import (
     MutationState,
     MutationStatus,
     Notice,
+    Notification,
     QueryState,
     QueryStatus,
     ReconnectPolicy,
@@ -245,6 +246,8 @@ class SyncProvider:
         """Default timeout, in seconds, of mutations, requests, queries and control."""
         self.notices: SafeSubject[Notice] = SafeSubject()
         """Control notices from the server (see :class:`Notice`)."""
+        self.notifications: SafeSubject[Notification] = SafeSubject()
+        """Notifications from the server's code (``server.notify``), in order."""
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._queries: dict[tuple[str, str], _Query] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -379,6 +382,17 @@ class SyncProvider:
             self._dispatcher.post(self._invalidated, event)
 
     def _notice(self, notice: NoticeEvent) -> None:
+        if notice.kind == NoticeKind.NOTIFICATION:
+            detail = notice.detail
+            context = detail.get("context")
+            self.notifications.on_next(
+                Notification(
+                    str(detail.get("level", "info")),
+                    str(detail.get("text", "")),
+                    MappingProxyType(context if isinstance(context, dict) else {}),
+                )
+            )
+            return
         self.notices.on_next(Notice(notice.kind, notice.entity, notice.detail))
         if notice.kind == NoticeKind.MESSAGE_REJECTED:
             detail = notice.detail

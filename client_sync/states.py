@@ -20,6 +20,7 @@ __all__ = [
     "MutationState",
     "MutationStatus",
     "Notice",
+    "Notification",
     "QueryState",
     "QueryStatus",
     "ReconnectPolicy",
@@ -86,6 +87,21 @@ class Change(Generic[T]):
     kind: ReplicaChangeKind
     entity: int
     value: T | None
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A notification from the server's code, for people (a toast).
+
+    Attributes:
+        level: ``"info"``, ``"success"``, ``"warning"`` or ``"error"``.
+        text: What to show.
+        context: Whatever the server attached (an entity, a job id...).
+    """
+
+    level: str
+    text: str
+    context: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)

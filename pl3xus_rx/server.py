@@ -17,7 +17,14 @@ from . import devtools
 from .exceptions import ConnectionNotFound
 from .net import Disconnected, HttpRequest, HttpResponse, Network, NetworkSettings, Transport
 from .net._events import ConnectionId
-from .protocol import CLIENT_COMMAND_KINDS, EntityControl, FrameKind, RegisteredType
+from .protocol import (
+    CLIENT_COMMAND_KINDS,
+    EntityControl,
+    FrameKind,
+    NoticeKind,
+    NotificationLevel,
+    RegisteredType,
+)
 from .security import Authenticator, Identity
 from .sync import (
     Authorized,
@@ -186,6 +193,54 @@ class SyncServer:
     def identity_of(self, connection: int) -> Identity:
         """Who the client on ``connection`` is."""
         return self.net.identity_of(ConnectionId(connection))
+
+    def notify(
+        self,
+        text: str,
+        *,
+        level: str = "info",
+        context: dict[str, Any] | None = None,
+        connection: int | None = None,
+        identity: Identity | str | None = None,
+    ) -> int:
+        """Tell people something (a toast in an HMI): to one ``connection``, to every
+        connection of an ``identity`` (or identity name), or to everyone. ``level`` is
+        ``info``, ``success``, ``warning`` or ``error``; ``context`` is any JSON-able map
+        (the entity, a job id...). Clients receive them in order on
+        ``SyncProvider.notifications``. Returns how many connections it went to.
+
+        Raises:
+            ValueError: an unknown level, or a context that cannot be sent.
+        """
+        try:
+            kind = NotificationLevel(level)
+        except ValueError:
+            known = ", ".join(v.value for v in NotificationLevel)
+            raise ValueError(f"unknown notification level {level!r}; use one of {known}") from None
+        body = {"level": kind.value, "text": text, "context": dict(context or {})}
+        frame = [FrameKind.NOTICE, NoticeKind.NOTIFICATION, body]
+        try:
+            encoded = {True: encode_frame(True, frame), False: encode_frame(False, frame)}
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise ValueError(f"this notification cannot be sent: {exc}") from exc
+        if connection is not None:
+            targets = (
+                [ConnectionId(connection)]
+                if self.net.has_connection(ConnectionId(connection))
+                else []
+            )
+        elif identity is not None:
+            name = identity if isinstance(identity, str) else identity.name
+            targets = [
+                cid
+                for cid in self.net.connections
+                if (who := self.net.identity_of(cid)).name == name and not who.anonymous
+            ]
+        else:
+            targets = list(self.net.connections)
+        for cid in targets:
+            self.net.send_raw(cid, encoded[self.net.is_binary(cid)])
+        return len(targets)
 
     def visibility_changed(
         self, component: type[BaseModel] | None = None, entity: EntityId | None = None

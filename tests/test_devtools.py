@@ -156,6 +156,11 @@ async def test_devtools_with_a_token_shows_who_and_only_what_it_may_see() -> Non
         await expect(
             page.locator(f'tr[data-entity="{south}"] td[data-type="Line"]')
         ).to_contain_text("2.5", timeout=20_000)
+        # server notifications show up
+        server.notify("line north restarted", level="warning")
+        await expect(page.locator("#notifications")).to_contain_text(
+            "warning: line north restarted", timeout=20_000
+        )
         # and when it moves away again, it is gone from the page
         server.world.insert(south, Line(site="south", rate=3.0))
         await expect(page.locator(f'tr[data-entity="{south}"]')).to_have_count(0, timeout=20_000)

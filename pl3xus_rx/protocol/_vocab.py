@@ -152,6 +152,17 @@ class NoticeKind(StrEnum):
     """To the former holder: control expired (``{"entity", "reason"}``)."""
     MESSAGE_REJECTED = "message_rejected"
     """A SEND was refused (``{"type", "entity", "status", "reason", "errors"?}``)."""
+    NOTIFICATION = "notification"
+    """From the server's code, for people: ``{"level", "text", "context"}`` (a toast)."""
+
+
+class NotificationLevel(StrEnum):
+    """How much a server notification matters."""
+
+    INFO = "info"
+    SUCCESS = "success"
+    WARNING = "warning"
+    ERROR = "error"
 
 
 class ErrorCode(StrEnum):
