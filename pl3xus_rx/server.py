@@ -194,6 +194,20 @@ class SyncServer:
         """Who the client on ``connection`` is."""
         return self.net.identity_of(ConnectionId(connection))
 
+    def update_settings(self, **changes: Any) -> SyncSettings:
+        """Change sync settings while serving (``max_update_rate_hz=10`` to calm every
+        flush, ``control_timeout=60``...); the next flush and the next command use them.
+        Returns the new settings.
+
+        Raises:
+            SettingsError: an unknown setting or a bad value (named).
+        """
+        updated = SyncSettings(**{**self.settings.model_dump(), **changes})
+        self.settings = self.engine.settings = self.commands.settings = updated
+        self.commands.control.timeout = updated.control_timeout
+        self._wake()
+        return updated
+
     def notify(
         self,
         text: str,

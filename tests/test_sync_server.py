@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
+from client_sync import ClientTypeRegistry, SyncProvider
 from client_sync.store import Store
 from pl3xus_rx import EntityControl, NetworkSettings, SyncServer, SyncSettings
 from pl3xus_rx.protocol import JSON_SUBPROTOCOL, schema_hash
@@ -256,3 +257,35 @@ async def test_absurd_options_and_ids_are_named_errors_not_server_faults(
             err[1]["code"] == "subscription_error" and "unknown subscription" in err[1]["message"]
         )
     assert not [r for r in caplog.records if r.exc_info]  # no traceback from client input
+
+
+async def test_sync_settings_change_while_serving() -> None:
+    from pl3xus_rx import SettingsError
+
+    server = SyncServer()
+    server.sync_component(Position)
+    e = server.world.spawn(Position(x=0, y=0))
+    async with server.serve("127.0.0.1", 0) as (host, port):
+        registry = ClientTypeRegistry.builder().register(Position).build()
+        async with SyncProvider(f"ws://{host}:{port}/", registry) as sync:
+            seen: list[Any] = []
+            sync.components(Position).subscribe(seen.append)
+            await sync.wait_synced(10)
+            new = server.update_settings(max_update_rate_hz=4, control_timeout=60)
+            assert new.max_update_rate_hz == 4 and server.engine.settings is new
+            assert server.commands.control.timeout == 60
+            before = server.engine.statistics().flushes
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            while loop.time() - start < 1.0:  # 1 s of changes at 4 flushes/s
+                server.world.insert(e, Position(x=loop.time(), y=0))
+                await asyncio.sleep(0.005)
+            elapsed = loop.time() - start
+            flushes = server.engine.statistics().flushes - before
+            # the cap holds (the default would allow 60 a second)
+            assert 1 <= flushes <= elapsed * 4 + 2, (flushes, elapsed)
+        with pytest.raises(SettingsError, match="max_update_rate_hz"):
+            server.update_settings(max_update_rate_hz=0)
+        with pytest.raises(SettingsError, match="no_such_setting"):
+            server.update_settings(no_such_setting=1)
+        assert server.settings.max_update_rate_hz == 4
