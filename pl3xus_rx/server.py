@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from . import devtools
 from .exceptions import ConnectionNotFound
+from .metrics import CONTENT_TYPE, ServerMetrics
 from .net import Disconnected, HttpRequest, HttpResponse, Network, NetworkSettings, Transport
 from .net._events import ConnectionId
 from .protocol import (
@@ -89,6 +90,8 @@ class SyncServer:
             reason ``taken_over``); everyone else is refused while it is held.
         devtools: Serve DevTools at ``/devtools`` and the ``pl3xus.tree`` query. With an
             authenticator, both need an identity with the ``admin`` role.
+        metrics: Serve ``GET /metrics`` (Prometheus text format); with an authenticator it
+            needs an identity with the ``admin`` role, like DevTools.
     """
 
     def __init__(
@@ -101,6 +104,7 @@ class SyncServer:
         control_policy: EntityPolicy | None = None,
         control_takeover_roles: tuple[str, ...] = (),
         devtools: bool = True,
+        metrics: bool = True,
     ) -> None:
         self.world = World()
         """The single source of truth."""
@@ -140,6 +144,10 @@ class SyncServer:
             self.authenticate(authenticate)
         if devtools:
             self._install_devtools()
+        self.metrics: ServerMetrics | None = None
+        """The Prometheus registry behind ``/metrics`` (``None`` when switched off)."""
+        if metrics:
+            self._install_metrics()
         self.net.events.subscribe(self._on_event)
 
     # ------------------------------------------------------------------ registration
@@ -282,6 +290,19 @@ class SyncServer:
         # Without an authenticator the network admitted only loopback (or, deliberately,
         # anonymous) clients; with one, DevTools needs the admin role.
         return not self._authenticated or identity.has_role(ADMIN_ROLE)
+
+    def _install_metrics(self) -> None:
+        self.metrics = metrics = ServerMetrics(self)
+
+        async def serve_metrics(request: HttpRequest) -> HttpResponse:
+            found = await self.net.identify(request)
+            if isinstance(found, HttpResponse):
+                return found
+            if not self._admin(found):
+                return HttpResponse(403, f"/metrics needs the {ADMIN_ROLE!r} role\n")
+            return HttpResponse(200, metrics.render(), CONTENT_TYPE)
+
+        self.net.add_route("/metrics", serve_metrics)
 
     def _install_devtools(self) -> None:
         html = devtools.page()
@@ -440,10 +461,13 @@ class SyncServer:
             except ConnectionNotFound:
                 pass  # closed meanwhile: forgotten on its Disconnected event
 
+        started = time.perf_counter()
         try:
             self.engine.flush_into(self._clock(), send)
         except Exception:
             logger.exception("flush failed")
+        if self.metrics is not None:
+            self.metrics.flush_seconds.observe(time.perf_counter() - started)
         self._wake()  # held or rate-limited changes still waiting
 
     # ------------------------------------------------------------------ serving

@@ -174,6 +174,8 @@ class Connection:
         self.max_queue_depth = 0
         self.frames_sent = 0
         self.frames_received = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
         self.dropped = 0
         self.bad_frames = 0
         self.rate_limited = 0
@@ -198,6 +200,7 @@ class Connection:
                 except ConnectionClosed:
                     return False
                 self.frames_sent += 1
+                self.bytes_sent += len(data)
                 return True
         depth = len(queue)
         size = len(data)
@@ -205,6 +208,7 @@ class Connection:
             return self._channel_full()
         queue.append(data)
         self.queued_bytes += size
+        self.bytes_sent += size
         depth += 1
         if depth > self.max_queue_depth:
             self.max_queue_depth = depth
@@ -322,6 +326,7 @@ class Connection:
         """Transport callback: one whole message arrived. Returns the seconds to wait before
         reading the next one (the connection's debt for costly frames)."""
         self.frames_received += 1
+        self.bytes_received += len(data)
         bucket = self.bucket
         if bucket is None:
             self.net.receive(self, data)

@@ -10,7 +10,7 @@ import logging
 import ssl as _ssl
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from types import TracebackType
 from typing import Any, Literal, TypeVar, cast
@@ -36,6 +36,7 @@ from ..protocol import (
     PROTOCOL_VERSION,
     Codec,
     ErrorFrame,
+    FrameKind,
     MessageFrame,
     RegisteredType,
     TypeTable,
@@ -91,6 +92,10 @@ class NetworkStatistics:
         channel_dropped: Outbound frames dropped because a channel was full (``"drop"``).
         channel_full_closes: Connections closed because their channel was full (``"close"``).
         errors_received: Error frames received from peers.
+        bytes_received: Payload bytes read from peers.
+        bytes_sent: Payload bytes written (or queued) to peers.
+        received_kinds: Frames decoded, by frame kind (``"message"``, ``"mutate"``...;
+            ``"other"`` for anything that is not a known kind).
     """
 
     connections: int
@@ -105,6 +110,17 @@ class NetworkStatistics:
     channel_dropped: int
     channel_full_closes: int
     errors_received: int
+    bytes_received: int = 0
+    bytes_sent: int = 0
+    received_kinds: Mapping[str, int] = field(default_factory=dict)
+
+
+_KIND_NAMES: dict[int | None, str] = {int(k): k.name.lower() for k in FrameKind}
+_KIND_NAMES[None] = "other"
+
+
+def _kind_name(kind: int | None) -> str:
+    return _KIND_NAMES.get(kind, "other")
 
 
 class _Encoded:
@@ -174,8 +190,14 @@ class Network:
         self._next_id = 1
         self._started = time.monotonic()
         self._counters: dict[str, int] = dict.fromkeys(
-            (f.name for f in fields(NetworkStatistics) if f.name != "connections"), 0
+            (
+                f.name
+                for f in fields(NetworkStatistics)
+                if f.name not in ("connections", "received_kinds")
+            ),
+            0,
         )
+        self._kinds: dict[Any, int] = {}  # frames received by kind
         self._closed_event: asyncio.Event | None = None
         self._none_left: asyncio.Event | None = None
         self._welcome_extra = welcome_extra
@@ -612,6 +634,10 @@ class Network:
             logger.debug("Message read: connection %s, %d bytes", conn.id, len(data))
         try:
             obj = conn.codec.decode(data, untrusted=not conn.outgoing)
+            kind = obj[0] if type(obj) is list and obj and type(obj[0]) is int else None
+            if kind not in _KIND_NAMES:
+                kind = None
+            self._kinds[kind] = self._kinds.get(kind, 0) + 1
             handler = self._extension_handler
             if (
                 handler is not None
@@ -689,6 +715,8 @@ class Network:
             self._none_left.set()
         self._counters["frames_received"] += conn.frames_received
         self._counters["frames_sent"] += conn.frames_sent
+        self._counters["bytes_received"] += conn.bytes_received
+        self._counters["bytes_sent"] += conn.bytes_sent
         if conn.welcome is not None and not conn.welcome.done():
             conn.welcome.set_exception(
                 ConnectFailed(f"the server closed the connection before its welcome: {reason}")
@@ -764,7 +792,16 @@ class Network:
         for conn in self._connections.values():
             counters["frames_received"] += conn.frames_received
             counters["frames_sent"] += conn.frames_sent
-        return NetworkStatistics(connections=len(self._connections), **counters)
+            counters["bytes_received"] += conn.bytes_received
+            counters["bytes_sent"] += conn.bytes_sent
+        kinds = {_kind_name(k): n for k, n in self._kinds.items()}
+        return NetworkStatistics(
+            connections=len(self._connections), received_kinds=kinds, **counters
+        )
+
+    def queue_depths(self) -> list[int]:
+        """Frames waiting in each live connection's outbound channel."""
+        return [len(conn.queue) for conn in self._connections.values()]
 
     def connection_statistics(self, connection: ConnectionId) -> ConnectionStatistics:
         """A snapshot of one connection's counters.

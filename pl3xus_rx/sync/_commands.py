@@ -178,6 +178,8 @@ class Commands:
         self._identity_of = identity_of
         self._tables: tuple[tuple[int, int, int], dict[str, Any]] | None = None
         self._in_flight: dict[int, int] = {}  # async handlers running, per connection
+        self.replies: dict[str, int] = {}
+        """Replies sent so far, by status."""
         self._notices_sent: dict[tuple[int, int, EntityId], float] = {}
         self._bound = bound
         self.control_policy = control_policy
@@ -290,6 +292,7 @@ class Commands:
         deferred: bool = False,
     ) -> None:
         """Answer a command: at once, or (``deferred``) after the flush carrying its change."""
+        self.replies[status.value] = self.replies.get(status.value, 0) + 1
         frame = [FrameKind.REPLY, req_id, status.value, message, body or {}]
         if deferred:
             self.engine.defer(connection, frame, component=after, entity=entity)

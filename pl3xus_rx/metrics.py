@@ -1,0 +1,120 @@
+"""``/metrics``: the server's counters in the Prometheus text format, through
+``prometheus-client``.
+
+Nothing is counted twice: at each scrape, a collector reads the counters the network, the
+sync engine and the command layer keep anyway; only the flush duration is observed as it
+happens (a histogram, one observation per flush). Each server has its own registry, so
+several servers in one process do not collide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeHistogramMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from .server import SyncServer
+
+__all__ = ["CONTENT_TYPE", "ServerMetrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""The Prometheus text exposition format."""
+
+_QUEUE_BUCKETS = (0, 1, 10, 50, 100, 250, 500, 1000)
+
+
+class _Counters(Collector):
+    """Reads the server's statistics at scrape time."""
+
+    def __init__(self, server: SyncServer) -> None:
+        self._server = server
+
+    def collect(self) -> Iterator[Metric]:
+        server = self._server
+        net = server.net.statistics()
+        sync = server.engine.statistics()
+        yield GaugeMetricFamily("pl3xus_connections", "Live connections", value=net.connections)
+        counters = {
+            "connections_accepted": ("Connections opened since start", net.accepted),
+            "handshakes_refused": ("Handshakes refused (limits, origin, auth...)", net.refused),
+            "auth_failures": ("Handshakes the authenticator refused", net.auth_failures),
+            "frames_sent": ("Frames written to peers", net.frames_sent),
+            "bytes_received": ("Payload bytes read from peers", net.bytes_received),
+            "bytes_sent": ("Payload bytes written or queued to peers", net.bytes_sent),
+            "bad_frames": ("Incoming frames refused as bad input", net.bad_frames),
+            "rate_limited": ("Incoming frames dropped by the rate limit", net.rate_limited),
+            "channel_dropped": ("Outbound frames dropped: channel full", net.channel_dropped),
+            "channel_full_closes": (
+                "Connections closed: channel full",
+                net.channel_full_closes,
+            ),
+            "flushes": ("Flushes that sent at least one frame", sync.flushes),
+            "sync_frames": ("SYNC frames sent", sync.frames),
+            "item_encodings": ("Items encoded (once per flush and encoding)", sync.item_encodings),
+            "items_sent": ("Items in SYNC frames, each connection counted", sync.items_sent),
+            "deadband_suppressed": ("Updates a deadband held back", sync.deadband_suppressed),
+            "snapshots": ("Snapshots completed (subscriptions, resyncs)", sync.snapshots),
+            "unencodable": ("Items left out: their value could not be encoded", sync.unencodable),
+        }
+        for name, (doc, value) in counters.items():
+            yield CounterMetricFamily(f"pl3xus_{name}", doc, value=value)
+        received = CounterMetricFamily(
+            "pl3xus_frames_received", "Frames received, by kind", labels=["kind"]
+        )
+        for kind, n in sorted(net.received_kinds.items()):
+            received.add_metric([kind], n)
+        yield received
+        replies = CounterMetricFamily(
+            "pl3xus_command_replies", "Command replies sent, by status", labels=["status"]
+        )
+        for status, n in sorted(server.commands.replies.items()):
+            replies.add_metric([status], n)
+        yield replies
+        yield GaugeMetricFamily(
+            "pl3xus_subscriptions", "Live subscriptions", value=sync.subscriptions
+        )
+        yield GaugeMetricFamily(
+            "pl3xus_snapshots_under_way",
+            "Snapshots going out in parts",
+            value=sync.snapshots_under_way,
+        )
+        depths = server.net.queue_depths()
+        buckets = [(str(b), sum(1 for d in depths if d <= b)) for b in _QUEUE_BUCKETS]
+        buckets.append(("+Inf", len(depths)))
+        yield GaugeHistogramMetricFamily(
+            "pl3xus_queue_depth",
+            "Frames waiting in each connection's outbound channel, now",
+            buckets=buckets,
+            gsum_value=sum(depths),
+        )
+
+
+class ServerMetrics:
+    """A server's metrics registry: counters read at scrape time, flush durations observed.
+
+    Args:
+        server: The server to report on.
+    """
+
+    def __init__(self, server: SyncServer) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Counters(server))
+        self.flush_seconds = Histogram(
+            "pl3xus_flush_duration_seconds",
+            "Time one flush took (encoding and queueing every frame)",
+            buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        """The current metrics in the text format."""
+        return generate_latest(self.registry)
