@@ -6,19 +6,59 @@ import argparse
 import asyncio
 import logging
 import sys
+from importlib import metadata
 from typing import Any
+
+from .exceptions import BindError
+
+
+def _version() -> str:
+    try:
+        return metadata.version("pl3xus-rx")
+    except metadata.PackageNotFoundError:  # (run from a source tree, not installed)
+        return "unknown"
+
+
+def _count(text: str) -> int:
+    """An argument that must be a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _count(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a port is at most 65535, got {value}")
+    return value
+
+
+def _positive(text: str) -> float:
+    """An argument that must be a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = argparse.ArgumentParser(prog="pl3xus-rx", description="pl3xus_rx tools")
+    parser.add_argument("--version", action="version", version=f"pl3xus-rx {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="serve a simulated robot cell")
     demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8080, help="0 picks a free port")
-    demo.add_argument("--robots", type=int, default=3)
-    demo.add_argument("--sensors", type=int, default=50)
-    demo.add_argument("--rate", type=float, default=30.0, help="max flushes per second")
+    demo.add_argument("--port", type=_port, default=8080, help="0 picks a free port")
+    demo.add_argument("--robots", type=_count, default=3)
+    demo.add_argument("--sensors", type=_count, default=50)
+    demo.add_argument("--rate", type=_positive, default=30.0, help="max flushes per second")
     demo.add_argument("--debug", action="store_true", help="log at debug level")
     demo.add_argument(
         "--token", default=None, help="require this bearer token; its holder is an operator"
@@ -35,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     insp.add_argument("url", help="ws://host:port/ of a SyncServer")
     insp.add_argument("--seconds", type=float, default=None, help="stop after this long")
     insp.add_argument("--once", action="store_true", help="print one snapshot and exit")
-    insp.add_argument("--rows", type=int, default=40, help="entities shown at most")
+    insp.add_argument("--rows", type=_count, default=40, help="entities shown at most")
     insp.add_argument("--debug", action="store_true", help="log at debug level")
     insp.add_argument("--token", default=None, help="bearer token for the server")
     args = parser.parse_args(argv)
@@ -63,9 +103,18 @@ def main(argv: list[str] | None = None) -> int:
                     allow_anonymous=args.allow_anonymous,
                 )
             )
+        except BindError as exc:
+            print(
+                f"pl3xus-rx demo: {exc.strerror}; is another server running there? "
+                "Pick another port with --port (0 picks a free one).",
+                file=sys.stderr,
+            )
+            return 1
         except ValueError as exc:
             print(f"pl3xus-rx demo: {exc}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:
+            pass
         print("demo stopped", flush=True)
     elif args.command == "inspect":
         from client_sync.inspect import inspect

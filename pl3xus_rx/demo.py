@@ -217,6 +217,23 @@ def build_cell(
     return {"cell": cell, "robots": robot_ids, "conveyor": conveyor, "sensors": sensor_ids}
 
 
+# kind -> (set point, noise per step, lowest, highest): plausible for hours
+_SENSOR_RANGES = {
+    "temperature": (40.0, 0.15, 15.0, 90.0),
+    "pressure": (6.0, 0.03, 0.0, 12.0),
+    "vibration": (2.0, 0.05, 0.0, 15.0),
+    "current": (12.0, 0.1, 0.0, 40.0),
+}
+
+
+def sensor_step(kind: str, value: float, rng: random.Random) -> float:
+    """The next reading of a demo sensor: noise pulled back towards the kind's set point
+    (a mean-reverting walk), kept within what such a sensor can read."""
+    base, noise, low, high = _SENSOR_RANGES.get(kind, (value, 0.0, value, value))
+    nxt = value + 0.05 * (base - value) + rng.gauss(0.0, noise)
+    return round(min(high, max(low, nxt)), 3)
+
+
 async def simulate(
     server: SyncServer,
     cell: dict[str, Any],
@@ -257,10 +274,8 @@ async def simulate(
             sensor = world.get(sensor_id, Sensor)
             if sensor is None or tick % max(1, round(tick_hz / sensor.rate_hz)):
                 continue
-            drift = rng.gauss(0.0, 0.02 * max(1.0, abs(sensor.value)))
-            world.insert(
-                sensor_id, sensor.model_copy(update={"value": round(sensor.value + drift, 3)})
-            )
+            value = sensor_step(sensor.kind, sensor.value, rng)
+            world.insert(sensor_id, sensor.model_copy(update={"value": value}))
         # keep to the tick rate without drifting
         await asyncio.sleep(max(0.0, start + tick * dt - loop.time()))
 

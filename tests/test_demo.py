@@ -143,3 +143,58 @@ def test_demo_refuses_a_viewer_token_without_an_operator_token() -> None:
         timeout=60,
     )
     assert result.returncode == 2 and "--viewer-token needs --token" in result.stderr
+
+
+def test_demo_sensor_values_stay_plausible_for_hours() -> None:
+    import random
+
+    from pl3xus_rx.demo import sensor_step
+
+    rng = random.Random(5)
+    # 100 Hz for two hours: 720,000 steps of each kind
+    for kind, low, high, mean in [
+        ("temperature", 15.0, 90.0, 40.0),
+        ("pressure", 0.0, 12.0, 6.0),
+        ("vibration", 0.0, 15.0, 2.0),
+        ("current", 0.0, 40.0, 12.0),
+    ]:
+        value, total, lowest, highest = mean, 0.0, mean, mean
+        for _ in range(720_000):
+            value = sensor_step(kind, value, rng)
+            total += value
+            lowest, highest = min(lowest, value), max(highest, value)
+        assert low <= lowest and highest <= high, (kind, lowest, highest)
+        assert abs(total / 720_000 - mean) < 0.05 * mean, kind  # it stays around its set point
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pl3xus_rx", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_cli_mistakes_get_one_clear_line_and_a_nonzero_exit() -> None:
+    import socket
+
+    version = _cli("--version")
+    assert version.returncode == 0 and version.stdout.startswith("pl3xus-rx ")
+    for args, expected in [
+        (("demo", "--sensors", "-5"), "argument --sensors: must be 0 or more, got -5"),
+        (("demo", "--rate", "0"), "argument --rate: must be a number above 0"),
+        (("demo", "--port", "70000"), "a port is at most 65535"),
+        (("demo", "--robots", "two"), "expected a whole number, got 'two'"),
+    ]:
+        result = _cli(*args)
+        assert result.returncode == 2 and expected in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _cli("demo", "--port", str(port))
+    assert result.returncode == 1, result.stderr
+    assert "address already in use" in result.stderr and "--port" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    unreachable = _cli("inspect", "ws://127.0.0.1:1/", "--once")
+    assert unreachable.returncode == 1 and "cannot connect" in unreachable.stderr
+    assert "Traceback" not in unreachable.stderr
