@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,16 +55,38 @@ class Snapshot:
     components: Mapping[str, Mapping[int, BaseModel]]
 
 
-def _cell(value: BaseModel | None, width: int) -> str:
+MAX_COLUMN = 28  # characters a column may take before its values are shortened
+
+
+def _text(value: Any) -> str:
+    """One field value, compactly: numbers as numbers, text as itself, the rest as JSON."""
     if value is None:
-        return ""
-    text = json.dumps(value.model_dump(mode="json"), separators=(",", ":"))
-    return text if len(text) <= width else text[: width - 1] + "…"
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, int | str):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"), default=str)
 
 
-def render(snapshot: Snapshot, *, max_rows: int = 40, width: int = 120) -> Group:
+def _wanted(name: str, field: str, fields: Sequence[str] | None) -> bool:
+    return not fields or field in fields or f"{name}.{field}" in fields
+
+
+def render(
+    snapshot: Snapshot,
+    *,
+    max_rows: int = 40,
+    width: int = 120,
+    types: Sequence[str] | None = None,
+    fields: Sequence[str] | None = None,
+) -> Group:
     """The view as a rich renderable: a status line and one row per entity, one column per
-    component type that any shown entity has."""
+    field (``Type.field``) of the component types shown. ``types`` and ``fields`` choose
+    (``field`` or ``Type.field``); columns that do not fit in ``width`` are left out and
+    named in the caption, rather than cut to nothing."""
     state = snapshot.connection.state.value
     status = Text.assemble(
         ("pl3xus-rx inspect ", "bold"),
@@ -73,21 +95,52 @@ def render(snapshot: Snapshot, *, max_rows: int = 40, width: int = 120) -> Group
         (state, "green" if state == "open" else "red"),
         ("  (stale)" if snapshot.stale else ""),
     )
-    entities = sorted({e for m in snapshot.components.values() for e in m})
+    chosen = {
+        name: values
+        for name, values in snapshot.components.items()
+        if (not types or name in types) and values
+    }
+    entities = sorted({e for m in chosen.values() for e in m})
     shown = entities[:max_rows]
-    names = [n for n, m in snapshot.components.items() if any(e in m for e in shown)]
-    cell_width = max(12, (width - 10) // max(1, len(names)) - 3)
+    columns: list[tuple[str, str, int]] = []  # (type, field, width)
+    hidden: list[str] = []
+    used = 8  # the entity column
+    for name, values in chosen.items():
+        rows = [values[e] for e in shown if e in values]
+        if not rows:
+            continue
+        for field in type(rows[0]).model_fields:
+            if not _wanted(name, field, fields):
+                continue
+            header = f"{name}.{field}"
+            natural = max(len(header), *(len(_text(getattr(v, field, None))) for v in rows))
+            need = min(natural, MAX_COLUMN) + 3
+            if used + need > width:
+                hidden.append(header)
+                continue
+            used += need
+            columns.append((name, field, min(natural, MAX_COLUMN)))
     table = Table(title=f"{len(entities)} entities", title_justify="left")
     table.add_column("entity", justify="right", no_wrap=True, min_width=6)
-    for name in names:
-        table.add_column(name, no_wrap=True, max_width=cell_width)
+    for name, field, w in columns:
+        table.add_column(f"{name}.{field}", no_wrap=True, min_width=min(w, 8), max_width=w)
     for entity in shown:
-        table.add_row(
-            str(entity),
-            *(_cell(snapshot.components[name].get(entity), cell_width) for name in names),
-        )
+        cells = []
+        for name, field, w in columns:
+            value = chosen[name].get(entity)
+            text = "" if value is None else _text(getattr(value, field, None))
+            cells.append(text if len(text) <= w else text[: w - 1] + "…")
+        table.add_row(str(entity), *cells)
+    notes = []
     if len(entities) > max_rows:
-        table.caption = f"... {len(entities) - max_rows} more"
+        notes.append(f"... {len(entities) - max_rows} more entities (--rows)")
+    if hidden:
+        notes.append(
+            f"{len(hidden)} more columns ({', '.join(hidden[:4])}"
+            f"{', ...' if len(hidden) > 4 else ''}): choose with --type / --fields"
+        )
+    if notes:
+        table.caption = "; ".join(notes)
     return Group(status, table)
 
 
@@ -99,11 +152,21 @@ async def inspect(
     console: Console | None = None,
     max_rows: int = 40,
     token: str | None = None,
+    types: Sequence[str] | None = None,
+    fields: Sequence[str] | None = None,
 ) -> None:
     """Show the server's state live (until Ctrl-C, or for ``seconds``); ``once`` prints
-    one complete snapshot and returns. ``token`` authenticates to the server."""
+    one complete snapshot and returns. ``token`` authenticates to the server; ``types``
+    and ``fields`` choose what is shown (see :func:`render`)."""
     console = console or Console()
     models = await view_models(url, token)
+    if types:
+        unknown = sorted(set(types) - set(models))
+        if unknown:
+            raise ValueError(
+                f"the server does not sync {', '.join(unknown)}; it syncs {', '.join(models)}"
+            )
+        models = {name: model for name, model in models.items() if name in types}
     builder = ClientTypeRegistry.builder()
     for name, model in models.items():
         builder.register(model, name=name)
@@ -120,18 +183,21 @@ async def inspect(
                 {name: signal.get() for name, signal in signals.items()},
             )
 
+        def view() -> Group:
+            return render(snapshot(), max_rows=max_rows, width=console.width, fields=fields)
+
         with contextlib.suppress(TimeoutError):  # then show what has arrived
             await sync.wait_synced(timeout=10.0)  # every snapshot, even one in parts
         loop = asyncio.get_running_loop()
         if once:
-            console.print(render(snapshot(), max_rows=max_rows, width=console.width))
+            console.print(view())
             return
         end = None if seconds is None else loop.time() + seconds
         with Live(
-            render(snapshot(), max_rows=max_rows, width=console.width),
+            view(),
             console=console,
             refresh_per_second=4,
         ) as live:
             while end is None or loop.time() < end:
                 await asyncio.sleep(0.25)
-                live.update(render(snapshot(), max_rows=max_rows, width=console.width))
+                live.update(view())

@@ -78,6 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     insp.add_argument("--rows", type=_count, default=40, help="entities shown at most")
     insp.add_argument("--debug", action="store_true", help="log at debug level")
     insp.add_argument("--token", default=None, help="bearer token for the server")
+    insp.add_argument(
+        "--type", action="append", dest="types", help="show this component type (repeatable)"
+    )
+    insp.add_argument(
+        "--fields", default=None, help="comma-separated fields to show (field or Type.field)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING,
@@ -127,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
                     once=args.once,
                     max_rows=args.rows,
                     token=args.token,
+                    types=args.types,
+                    fields=args.fields.split(",") if args.fields else None,
                 )
             )
         except KeyboardInterrupt:

@@ -39,9 +39,23 @@ async def test_inspect_shows_every_entity_and_component() -> None:
         text = out.getvalue()
         assert f"ws://{host}:{port}/  connection: open" in text
         assert "2 entities" in text
-        assert "Position" in text and "Label" in text
-        assert '{"x":1.5,"y":2.0}' in text and '{"text":"robot a"}' in text
-        assert '{"text":"lonely label"}' in text
+        for header in ("Position.x", "Position.y", "Label.text"):
+            assert header in text
+        row = next(line for line in text.splitlines() if "robot a" in line)
+        assert "1.5" in row and " 2 " in row
+        assert "lonely label" in text
+
+        # only some types and fields
+        out = io.StringIO()
+        console = Console(file=out, width=140, color_system=None)
+        await inspect(
+            f"ws://{host}:{port}/", once=True, console=console, types=["Position"], fields=["x"]
+        )
+        text = out.getvalue()
+        assert "Position.x" in text and "Position.y" not in text and "Label" not in text
+        assert "1 entities" in text
+        with pytest.raises(ValueError, match="does not sync Nope; it syncs"):
+            await inspect(f"ws://{host}:{port}/", once=True, console=console, types=["Nope"])
 
         # live mode: a change made while it runs shows up in a later frame
         out = io.StringIO()
@@ -54,7 +68,7 @@ async def test_inspect_shows_every_entity_and_component() -> None:
         mover = asyncio.create_task(move())
         await inspect(f"ws://{host}:{port}/", seconds=1.2, console=console)
         await mover
-        assert '{"x":42.0,"y":0.0}' in out.getvalue()
+        assert any("42" in line for line in out.getvalue().splitlines() if "Position" not in line)
 
 
 def test_inspect_command_reports_an_unreachable_server() -> None:
@@ -66,3 +80,32 @@ def test_inspect_command_reports_an_unreachable_server() -> None:
     )
     assert result.returncode == 1
     assert "pl3xus-rx inspect: ConnectFailed" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_narrow_terminals_leave_columns_out_rather_than_cut_values_to_nothing() -> None:
+    from client_sync.inspect import Snapshot, render
+    from client_sync.states import ConnectionState, ConnectionStatus
+
+    class Sensor(BaseModel):
+        kind: str
+        value: float
+        unit: str
+        rate_hz: float
+
+    class Name(BaseModel):
+        text: str
+
+    components = {
+        "Name": {i: Name(text=f"temperature {i}") for i in range(3)},
+        "Sensor": {
+            i: Sensor(kind="temperature", value=40.123, unit="°C", rate_hz=10) for i in range(3)
+        },
+    }
+    snapshot = Snapshot("ws://x/", ConnectionStatus(ConnectionState.OPEN), False, components)
+    out = io.StringIO()
+    Console(file=out, width=80, color_system=None).print(render(snapshot, width=80))
+    text = out.getvalue()
+    assert "temperature 0" in text and "temperature" in text.split("Sensor.kind")[-1]
+    assert "40.123" in text
+    assert "more columns" in text and "--type / --fields" in text  # what did not fit is named
+    assert max(len(line) for line in text.splitlines()) <= 80
