@@ -3,7 +3,8 @@
     python examples/chat_client.py ws://127.0.0.1:8080 --name ann
 
 Non-interactive use (scripts, tests): `--say TEXT` (repeatable) sends lines at start, and
-`--expect N` exits after N messages or notices were received.
+`--expect N` exits after N messages or notices were received (the server's welcome counts).
+Ctrl-C (or end of input) leaves.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import threading
+from urllib.parse import quote
 
 from chat_types import ChatMessage, ServerNotice
 
-from pl3xus_rx import Disconnected, Network, NetworkData
+from pl3xus_rx import ConnectFailed, Disconnected, Network, NetworkData
 
 
 async def main(url: str, name: str, say: list[str], expect: int | None) -> int:
@@ -43,7 +46,7 @@ async def main(url: str, name: str, say: list[str], expect: int | None) -> int:
     net.events.subscribe(lambda e: done.set() if isinstance(e, Disconnected) else None)
 
     async with net:
-        server = await net.connect(url)
+        server = await net.connect(f"{url.rstrip('/')}/?name={quote(name)}")
         print(f"connected to {url} as {name}", flush=True)
         for line in say:
             net.send(server, ChatMessage(user=name, text=line))
@@ -51,9 +54,17 @@ async def main(url: str, name: str, say: list[str], expect: int | None) -> int:
             if expect is not None:
                 await done.wait()
             return 0
+        lines: asyncio.Queue[str] = asyncio.Queue()
         loop = asyncio.get_running_loop()
+
+        def read() -> None:  # a daemon thread: Ctrl-C never waits for a blocked readline
+            for line in sys.stdin:
+                loop.call_soon_threadsafe(lines.put_nowait, line)
+            loop.call_soon_threadsafe(lines.put_nowait, "")
+
+        threading.Thread(target=read, daemon=True).start()
         while not done.is_set():
-            line = await loop.run_in_executor(None, sys.stdin.readline)
+            line = await lines.get()
             if not line:
                 break
             if line.strip():
@@ -68,4 +79,9 @@ if __name__ == "__main__":
     parser.add_argument("--say", action="append", default=[])
     parser.add_argument("--expect", type=int, default=None)
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.url, args.name, args.say, args.expect)))
+    try:
+        sys.exit(asyncio.run(main(args.url, args.name, args.say, args.expect)))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except ConnectFailed as exc:
+        sys.exit(f"chat_client: {exc}")

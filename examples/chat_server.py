@@ -25,15 +25,23 @@ async def main(host: str, port: int) -> None:
     net.register_message(ChatMessage)
     net.register_message(ServerNotice)
 
+    names: dict[int, str] = {}  # connection -> the name it chose (?name= in its URL)
+
     def relay(data: NetworkData[ChatMessage]) -> None:
-        named = ChatMessage(user=data.message.user or f"user{data.source}", text=data.message.text)
-        net.broadcast_except(data.source, named)
+        user = names.get(data.source) or data.message.user or f"user{data.source}"
+        net.broadcast_except(data.source, ChatMessage(user=user, text=data.message.text))
 
     def on_event(event: object) -> None:
         if isinstance(event, Connected):
-            net.broadcast_except(event.id, ServerNotice(text=f"user{event.id} joined"))
+            request = net.request_of(event.id)
+            name = (request.param("name") if request else None) or f"user{event.id}"
+            names[event.id] = name[:32]
+            others = len(names) - 1
+            net.send(event.id, ServerNotice(text=f"welcome, {name}; {others} other(s) here"))
+            net.broadcast_except(event.id, ServerNotice(text=f"{name} joined"))
         elif isinstance(event, Disconnected):
-            net.broadcast(ServerNotice(text=f"user{event.id} left ({event.reason})"))
+            name = names.pop(event.id, f"user{event.id}")
+            net.broadcast(ServerNotice(text=f"{name} left ({event.reason})"))
 
     net.messages(ChatMessage).subscribe(relay)
     net.events.subscribe(on_event)

@@ -20,7 +20,7 @@ from textual.containers import Vertical
 from textual.widgets import Footer, Static
 
 from client_sync import ClientTypeRegistry, SyncProvider
-from pl3xus_rx import CommandRejected, ConnectionLost
+from pl3xus_rx import CommandRejected, ConnectFailed, ConnectionLost
 from pl3xus_rx.demo import (
     Ack,
     Jog,
@@ -78,6 +78,8 @@ class RobotDashboard(App[None]):
         self.url = url
         self.sync = SyncProvider(url, REGISTRY)
         self.selected = 0
+        self.watching: list[Any] = []
+        self.connected = False
 
     def compose(self) -> ComposeResult:
         yield Static("connecting...", id="status")
@@ -86,7 +88,12 @@ class RobotDashboard(App[None]):
         yield Footer()
 
     async def on_mount(self) -> None:
-        await self.sync.__aenter__()
+        try:
+            await self.sync.__aenter__()
+        except ConnectFailed as exc:  # say why, and leave
+            self.exit(return_code=1, message=f"robot_dashboard: {exc}")
+            return
+        self.connected = True
         self.statuses = self.sync.components(RobotStatus)
         self.poses = self.sync.components(Pose)
         self.names = self.sync.components(Name)
@@ -106,7 +113,8 @@ class RobotDashboard(App[None]):
     async def on_unmount(self) -> None:
         for subscription in self.watching:
             subscription.dispose()
-        await self.sync.close()
+        if self.connected:
+            await self.sync.close()
 
     def robots(self) -> list[int]:
         return sorted(self.statuses.get())
@@ -197,4 +205,6 @@ class RobotDashboard(App[None]):
 
 
 if __name__ == "__main__":
-    RobotDashboard(sys.argv[1] if len(sys.argv) > 1 else "ws://127.0.0.1:8080/").run()
+    app = RobotDashboard(sys.argv[1] if len(sys.argv) > 1 else "ws://127.0.0.1:8080/")
+    app.run()
+    sys.exit(app.return_code or 0)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
 from client_sync import ClientTypeRegistry, SyncProvider
-from pl3xus_rx import CommandRejected
+from pl3xus_rx import CommandRejected, ConnectFailed
 from pl3xus_rx.demo import Jog, JogResult, Name, Pose, RobotStatus, Sensor
 
 
@@ -57,4 +58,9 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--jog", action="store_true", help="take control of robot 1 and jog it")
     args = parser.parse_args()
-    asyncio.run(main(args.url, args.seconds, args.jog))
+    try:
+        asyncio.run(main(args.url, args.seconds, args.jog))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except ConnectFailed as exc:
+        sys.exit(f"watch_cell: {exc}")

@@ -35,17 +35,46 @@ def client(url: str, *args: str) -> subprocess.Popen[str]:
     )
 
 
+def until_connected(proc: subprocess.Popen[str]) -> str:
+    """The lines a chat client printed up to and including "connected to"."""
+    assert proc.stdout is not None
+    seen = ""
+    for _ in range(5):
+        line = proc.stdout.readline()
+        seen += line
+        if line.startswith("connected to"):
+            return seen
+    raise AssertionError(f"never connected: {seen!r}")
+
+
 def test_chat_server_and_clients() -> None:
     server, url = start_server()
     try:
-        listener = client(url, "--name", "bob", "--expect", "2")
+        listener = client(url, "--name", "bob", "--expect", "3")
         # wait until bob is connected before ann speaks
-        assert listener.stdout is not None
-        assert listener.stdout.readline().startswith("connected to")
+        early = until_connected(listener)
         talker = client(url, "--name", "ann", "--say", "hello bob")
         out, err = listener.communicate(timeout=30 * UNIT)
+        out = early + out
         assert listener.returncode == 0, err
-        assert "* user2 joined" in out and "<ann> hello bob" in out
+        assert "* welcome, bob; 0 other(s) here" in out
+        assert "* ann joined" in out and "<ann> hello bob" in out
+        # the README's line: bob says hello and leaves after one thing arrives (the welcome)
+        quick = client(url, "--name", "cy", "--say", "hi all", "--expect", "1")
+        out, err = quick.communicate(timeout=30 * UNIT)
+        assert quick.returncode == 0 and "* welcome, cy;" in out, err
+        # an interactive client leaves at once on Ctrl-C, quietly
+        chatty = subprocess.Popen(
+            [sys.executable, str(EXAMPLES / "chat_client.py"), url, "--name", "dee"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        until_connected(chatty)
+        chatty.send_signal(signal.SIGINT)
+        _, err = chatty.communicate(timeout=10 * UNIT)
+        assert chatty.returncode == 130 and "Traceback" not in err, err
         talker.kill()
         talker.communicate(timeout=10 * UNIT)
     finally:
@@ -106,3 +135,18 @@ def test_sensor_wall_shows_conflation_and_rate_limits() -> None:
             numbers[words[0]] = int(words[3].replace(",", ""))
     assert 0 < numbers["capped_2hz"] < numbers["plain"] < numbers["changed"]
     assert 0 < numbers["deadband_1.0"] < numbers["plain"]
+
+
+def test_examples_say_plainly_when_the_server_is_not_there() -> None:
+    for script in ("watch_cell.py", "robot_dashboard.py"):
+        result = subprocess.run(
+            [sys.executable, str(EXAMPLES / script), "ws://127.0.0.1:1/"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+        assert result.returncode == 1, (script, result.stderr[-500:])
+        text = result.stdout + result.stderr
+        assert "cannot connect to ws://127.0.0.1:1/" in text, script
+        assert "Traceback" not in text and "AttributeError" not in text, script
