@@ -317,6 +317,14 @@ class SyncServer:
             return page
 
         self.net.add_route(devtools.DEVTOOLS_PATH, serve_page)
+        icon = HttpResponse(
+            200, devtools.FAVICON, "image/svg+xml", {"Cache-Control": "max-age=86400"}
+        )
+
+        async def serve_icon(request: HttpRequest) -> HttpResponse:
+            return icon
+
+        self.net.add_route(devtools.FAVICON_PATH, serve_icon)
 
         def admins_only(world: World, ctx: MutationContext) -> Authorized | Denied:
             if self._admin(ctx.identity):

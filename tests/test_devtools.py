@@ -107,6 +107,9 @@ async def test_devtools_shows_live_state_and_edits(tmp_path: Path) -> None:
             # the entity tree shows parent links
             await expect(page.locator("#tree")).to_contain_text("cell 1", timeout=20_000)
             await expect(page.locator("#tree li li").first).to_be_visible()
+            # the page's own tree polls stay out of the list of your commands
+            await expect(page.locator("#commands")).to_contain_text("mutate")
+            assert "tree" not in (await page.locator("#commands").text_content() or "")
             await page.screenshot(path=str(tmp_path / "devtools.png"))
             print("screenshot:", tmp_path / "devtools.png")
             await browser.close()

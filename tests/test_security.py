@@ -258,6 +258,8 @@ async def test_devtools_and_the_tree_need_an_admin_with_an_authenticator() -> No
         assert (await http_get(port, "/devtools?token=ann-token"))[0] == 403
         status, _, body = await http_get(port, "/devtools?token=root-token")
         assert status == 200 and b"<html" in body.lower()
+        status, headers, body = await http_get(port, "/favicon.ico")  # (no secret in it)
+        assert status == 200 and headers["content-type"] == "image/svg+xml"
         from pl3xus_rx.devtools import EntityTree, EntityTreeQuery
 
         registry = (

@@ -12,9 +12,15 @@ from importlib import resources
 
 from pydantic import BaseModel
 
-__all__ = ["DEVTOOLS_PATH", "EntityTree", "EntityTreeQuery", "page"]
+__all__ = ["DEVTOOLS_PATH", "FAVICON", "FAVICON_PATH", "EntityTree", "EntityTreeQuery", "page"]
 
 DEVTOOLS_PATH = "/devtools"
+FAVICON_PATH = "/favicon.ico"
+FAVICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+    '<circle cx="8" cy="8" r="7" fill="#1565c0"/><circle cx="8" cy="8" r="3" fill="#fff"/></svg>'
+)
+"""DevTools' icon (an SVG, served at ``/favicon.ico`` so that browsers find it)."""
 
 
 class EntityTreeQuery(BaseModel):
