@@ -145,7 +145,7 @@ def test_demo_refuses_a_viewer_token_without_an_operator_token() -> None:
     assert result.returncode == 2 and "--viewer-token needs --token" in result.stderr
 
 
-def test_demo_sensor_values_stay_plausible_for_hours() -> None:
+def test_demo_sensor_values_stay_plausible_over_long_runs() -> None:
     import random
 
     from pl3xus_rx.demo import sensor_step
