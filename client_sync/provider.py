@@ -95,6 +95,25 @@ T = TypeVar("T", bound=BaseModel)
 EMPTY: Mapping[int, Any] = MappingProxyType({})
 
 
+def _field_difference(model: type[BaseModel] | None, remote: list[str] | None) -> str | None:
+    """Which fields of a component differ between this end's model and the server's."""
+    if model is None or remote is None:
+        return None
+    here = list(model.model_fields)
+    missing = [f for f in remote if f not in here]
+    extra = [f for f in here if f not in remote]
+    parts = []
+    if missing:
+        parts.append(f"only the server has {', '.join(missing)}")
+    if extra:
+        parts.append(f"only this end has {', '.join(extra)}")
+    if not parts and here != remote:
+        parts.append(f"field order differs: {', '.join(here)} here, {', '.join(remote)} there")
+    if not parts:
+        parts.append(f"same fields ({', '.join(here)}): a type, default or constraint differs")
+    return "; ".join(parts)
+
+
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         logger.error("reconnect loop failed", exc_info=task.exception())
@@ -324,9 +343,11 @@ class SyncProvider:
                 remote[row[0]] = f"{row[1]}/{row[2]}"
             for name, (model, response) in table.items():
                 local_all[name] = f"{schema_hash(model)}/{schema_hash(response)}"
+        remote_fields = {row[1]: list(row[3]) for row in components if len(row) > 3}
         for name, local in local_all.items():
             if remote.get(name) != local:
-                mismatch = SchemaMismatch(name, local, remote.get(name))
+                detail = _field_difference(self.registry.model_of(name), remote_fields.get(name))
+                mismatch = SchemaMismatch(name, local, remote.get(name), detail)
                 logger.warning("schema mismatch with %s: %s", self.url, mismatch)
                 self.errors.on_next(mismatch)
 

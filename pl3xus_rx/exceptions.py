@@ -248,9 +248,16 @@ class SchemaMismatch(Pl3xusError):
         type_name: The wire name of the type.
         local_hash: This end's schema hash, or ``None`` if this end lacks the type.
         remote_hash: The peer's schema hash, or ``None`` if the peer lacks the type.
+        detail: What differs, where it can be told (a component's field names).
     """
 
-    def __init__(self, type_name: str, local_hash: str | None, remote_hash: str | None) -> None:
+    def __init__(
+        self,
+        type_name: str,
+        local_hash: str | None,
+        remote_hash: str | None,
+        detail: str | None = None,
+    ) -> None:
         if remote_hash is None:
             text = f"{type_name} is registered here but the peer does not know it"
         elif local_hash is None:
@@ -260,7 +267,10 @@ class SchemaMismatch(Pl3xusError):
                 f"{type_name} has schema hash {local_hash} here but {remote_hash} on the peer; "
                 "both ends must use the same model definition"
             )
+        if detail:
+            text = f"{text} ({detail})"
         super().__init__(text)
+        self.detail = detail
         self.type_name = type_name
         self.local_hash = local_hash
         self.remote_hash = remote_hash

@@ -162,8 +162,12 @@ async def test_schema_mismatch_is_reported_by_name(served: tuple[SyncServer, str
     sync.errors.subscribe(errors.append)
     async with sync:
         await until(lambda: len(errors) >= 2)
-    names = {e.type_name for e in errors if isinstance(e, SchemaMismatch)}
-    assert names == {"Status", "Missing"}
+    by_name = {e.type_name: e for e in errors if isinstance(e, SchemaMismatch)}
+    assert set(by_name) == {"Status", "Missing"}
+    # the server's Status has only `text`: the error says which fields differ
+    assert by_name["Status"].detail == "only this end has level"
+    assert "only this end has level" in str(by_name["Status"])
+    assert by_name["Missing"].detail is None  # the server does not sync it at all
 
 
 async def test_first_connect_failure_raises() -> None:

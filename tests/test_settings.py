@@ -63,3 +63,9 @@ def test_sync_settings_are_checked_the_same_way() -> None:
     assert SyncSettings().max_update_rate_hz == 60
     with pytest.raises(SettingsError, match=r"invalid SyncSettings: max_update_rate_hz.*0"):
         SyncSettings(max_update_rate_hz=0)
+
+
+def test_a_message_limit_alone_is_enough() -> None:
+    settings = NetworkSettings(max_message_size=4096)  # the frame limit follows it
+    assert settings.frame_limit(server=True) == settings.frame_limit(server=False) == 4096
+    assert NetworkSettings(max_frame_size=1024).frame_limit(server=True) == 1024
