@@ -15,7 +15,7 @@ from .store import ReplicaChange, ReplicaChangeKind, SequenceGap, Store
 
 if TYPE_CHECKING:
     from .blocking import BlockingSyncProvider, connect
-    from .provider import MutationHandle, SyncProvider
+    from .provider import MutationHandle, RequestHandle, SyncProvider
     from .states import (
         Change,
         ConnectionState,
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
         QueryState,
         QueryStatus,
         ReconnectPolicy,
+        RequestState,
+        RequestStatus,
     )
 
 # The I/O shells load on first use, so that the replica, the session, the signals and the
@@ -39,6 +41,9 @@ _LAZY = {
     "ConnectionStatus": "states",
     "ReconnectPolicy": "states",
     "MutationHandle": "provider",
+    "RequestHandle": "provider",
+    "RequestState": "states",
+    "RequestStatus": "states",
     "MutationState": "states",
     "MutationStatus": "states",
     "Notice": "states",
@@ -68,6 +73,9 @@ __all__ = [
     "QueryStatus",
     "ReconnectPolicy",
     "ReplicaChange",
+    "RequestHandle",
+    "RequestState",
+    "RequestStatus",
     "ReplicaChangeKind",
     "SequenceGap",
     "Signal",

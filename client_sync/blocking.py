@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import threading
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -12,10 +13,10 @@ from typing import Any, TypeVar
 import reactivex
 from pydantic import BaseModel
 
-from .provider import Change, ConnectionStatus, SyncProvider
+from .provider import Change, ConnectionStatus, RequestHandle, SyncProvider
 from .registry import ClientTypeRegistry
 from .signal import Signal
-from .states import Notification
+from .states import Notification, QueryState
 
 __all__ = ["BlockingSyncProvider", "connect"]
 
@@ -63,6 +64,26 @@ class BlockingSyncProvider:
         """See :attr:`SyncProvider.notifications` (delivered on the provider's thread)."""
         return self._provider.notifications
 
+    def request_handle(self, model: type[BaseModel]) -> RequestHandle[Any]:
+        """See :meth:`SyncProvider.request_handle`; call it with
+        ``sync.call(lambda: handle.call(request))``, watch ``handle.state``."""
+        return self._provider.request_handle(model)
+
+    def query(
+        self, model: type[BaseModel], params: BaseModel, timeout: float = 10.0
+    ) -> Signal[QueryState[Any]]:
+        """See :meth:`SyncProvider.query` (created on the provider's thread)."""
+        signal: Signal[QueryState[Any]] = self.call(
+            lambda: self._provider.query(model, params), timeout
+        )
+        return signal
+
+    def refetch(
+        self, model: type[BaseModel], params: BaseModel | None = None, timeout: float = 10.0
+    ) -> int:
+        """See :meth:`SyncProvider.refetch` (run on the provider's thread)."""
+        return int(self.call(lambda: self._provider.refetch(model, params), timeout))
+
     def components(self, model: type[T]) -> Signal[Mapping[int, T]]:
         """See :meth:`SyncProvider.components`."""
         return self._provider.components(model)
@@ -92,10 +113,14 @@ class BlockingSyncProvider:
         future.result()  # the provider's own timeout bounds it
 
     def call(self, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
-        """Run ``fn()`` on the provider's loop and return its result."""
+        """Run ``fn()`` on the provider's loop and return its result (awaited, if it is a
+        coroutine: ``sync.call(lambda: handle.call(Load(program=3)))``)."""
 
         async def run() -> Any:
-            return fn()
+            result = fn()
+            if inspect.iscoroutine(result):  # (not any awaitable: a Signal is one)
+                result = await result
+            return result
 
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
 

@@ -71,12 +71,15 @@ from .states import (
     QueryState,
     QueryStatus,
     ReconnectPolicy,
+    RequestState,
+    RequestStatus,
 )
 from .store import ReplicaChange
 
 __all__ = [
     "Change",
     "MutationHandle",
+    "RequestHandle",
     "MutationState",
     "MutationStatus",
     "Notice",
@@ -140,6 +143,35 @@ class MutationHandle(Generic[T]):
             self.state.set(MutationState(MutationStatus.ERROR, exc))
             raise
         self.state.set(MutationState(MutationStatus.SUCCESS))
+
+
+class RequestHandle(Generic[T]):
+    """Calls of one request type with a state signal, for UIs (a "Load program" button that
+    shows pending, then the answer or the error). Create with
+    :meth:`SyncProvider.request_handle`."""
+
+    def __init__(self, provider: SyncProvider, model: type[BaseModel]) -> None:
+        self._provider = provider
+        self.model = model
+        self.state: WritableSignal[RequestState[Any]] = WritableSignal(
+            RequestState(RequestStatus.IDLE)
+        )
+        """idle → pending → ok | error; ``value`` keeps the last answer."""
+
+    async def call(
+        self, request: BaseModel, *, entity: int | None = None, timeout: float | None = None
+    ) -> Any:
+        """Like :meth:`SyncProvider.request` (``timeout`` for this call), tracking the
+        state; errors are raised too."""
+        last = self.state.get().value
+        self.state.set(RequestState(RequestStatus.PENDING, last))
+        try:
+            value = await self._provider.request(request, entity=entity, timeout=timeout)
+        except Exception as exc:
+            self.state.set(RequestState(RequestStatus.ERROR, last, exc))
+            raise
+        self.state.set(RequestState(RequestStatus.OK, value))
+        return value
 
 
 class _Query:
@@ -677,6 +709,32 @@ class SyncProvider:
         name = self.registry.name_of(type(value))
         payload = to_wire(value)
         await self._command(lambda: self._session.mutate(name, entity, payload), timeout)
+
+    def request_handle(self, model: type[BaseModel]) -> RequestHandle[Any]:
+        """A handle for calls of request ``model`` with a state signal (idle / pending / ok /
+        error) and the last answer, for UIs.
+
+        Raises:
+            NotRegistered: the request type is not in the registry (``register_request``).
+        """
+        self.registry.request_of(model)
+        return RequestHandle(self, model)
+
+    def refetch(self, model: type[BaseModel], params: BaseModel | None = None) -> int:
+        """Ask the server again for the cached answers of query ``model`` (only the one for
+        ``params`` if given), as an invalidation would; returns how many are refetched.
+
+        Raises:
+            NotRegistered: the query type is not in the registry (``register_query``).
+        """
+        name, _ = self.registry.query_of(model)
+        wanted = None if params is None else json.dumps(to_wire(params), sort_keys=True)
+        count = 0
+        for (query_name, key), query in self._queries.items():
+            if query_name == name and (wanted is None or key == wanted):
+                self._fetch(query)
+                count += 1
+        return count
 
     def mutation(self, model: type[T]) -> MutationHandle[T]:
         """A handle for mutations of ``model`` with a state signal (idle / loading /

@@ -21,6 +21,8 @@ __all__ = [
     "MutationStatus",
     "Notice",
     "Notification",
+    "RequestState",
+    "RequestStatus",
     "QueryState",
     "QueryStatus",
     "ReconnectPolicy",
@@ -118,6 +120,25 @@ class Notice:
     kind: str
     entity: int
     detail: Mapping[str, Any]
+
+
+class RequestStatus(enum.Enum):
+    """Where a :class:`~client_sync.RequestHandle` is."""
+
+    IDLE = "idle"
+    PENDING = "pending"
+    OK = "ok"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestState(Generic[T]):
+    """The value of :attr:`RequestHandle.state`: the status, the last answer (kept while a
+    new call is pending or failed), and the error of the last call if it failed."""
+
+    status: RequestStatus
+    value: T | None = None
+    error: Exception | None = None
 
 
 class MutationStatus(enum.Enum):

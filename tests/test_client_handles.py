@@ -1,0 +1,122 @@
+"""Client handles for commands: a request handle with a state signal and the last answer,
+and refetching cached query answers; from async code and from the blocking client."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from conftest import wait_until
+from pydantic import BaseModel
+
+from client_sync import ClientTypeRegistry, RequestStatus, SyncProvider
+from client_sync.blocking import connect
+from pl3xus_rx import CommandTimeout, NotFound, SyncServer
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("loop_errors")]
+
+
+class Load(BaseModel):
+    program: int
+
+
+class Loaded(BaseModel):
+    name: str
+
+
+class Count(BaseModel):
+    shelf: str
+
+
+class Stock(BaseModel):
+    n: int
+
+
+REGISTRY = (
+    ClientTypeRegistry.builder().register_request(Load, Loaded).register_query(Count, Stock).build()
+)
+
+
+def make_server() -> tuple[SyncServer, dict[str, int]]:
+    server = SyncServer()
+    stock = {"a": 1, "b": 5}
+
+    async def load(world: Any, ctx: Any, request: Load) -> Loaded:
+        if request.program == 7:
+            raise NotFound("no program 7")
+        if request.program == 9:
+            await asyncio.sleep(5)
+        return Loaded(name=f"program {request.program}")
+
+    server.request(Load).register(load)
+    server.query(Count).returns(Stock).register(lambda world, query: Stock(n=stock[query.shelf]))
+    return server, stock
+
+
+async def test_a_request_handle_tracks_its_state_and_last_answer() -> None:
+    server, _ = make_server()
+    async with (
+        server.serve("127.0.0.1", 0) as (host, port),
+        SyncProvider(f"ws://{host}:{port}/", REGISTRY) as sync,
+    ):
+        handle = sync.request_handle(Load)
+        states: list[Any] = []
+        handle.state.subscribe(states.append)
+        assert handle.state.get().status is RequestStatus.IDLE
+        assert await handle.call(Load(program=3)) == Loaded(name="program 3")
+        assert [s.status for s in states] == [
+            RequestStatus.IDLE,
+            RequestStatus.PENDING,
+            RequestStatus.OK,
+        ]
+        with pytest.raises(NotFound):
+            await handle.call(Load(program=7))
+        last = handle.state.get()
+        assert last.status is RequestStatus.ERROR and isinstance(last.error, NotFound)
+        assert last.value == Loaded(name="program 3")  # the last answer is kept
+        with pytest.raises(CommandTimeout):
+            await handle.call(Load(program=9), timeout=0.2)  # a per-call timeout
+        assert handle.state.get().status is RequestStatus.ERROR
+
+
+async def test_refetch_asks_again_for_cached_query_answers() -> None:
+    server, stock = make_server()
+    async with (
+        server.serve("127.0.0.1", 0) as (host, port),
+        SyncProvider(f"ws://{host}:{port}/", REGISTRY) as sync,
+    ):
+        a, b = sync.query(Count, Count(shelf="a")), sync.query(Count, Count(shelf="b"))
+        await wait_until(lambda: a.get().value == Stock(n=1) and b.get().value == Stock(n=5))
+        stock["a"], stock["b"] = 2, 6
+        assert sync.refetch(Count, Count(shelf="a")) == 1  # only that one
+        await wait_until(lambda: a.get().value == Stock(n=2))
+        assert b.get().value == Stock(n=5)
+        assert sync.refetch(Count) == 2  # every cached answer
+        await wait_until(lambda: b.get().value == Stock(n=6))
+
+
+async def test_handles_from_the_blocking_client() -> None:
+    server, stock = make_server()
+    async with server.serve("127.0.0.1", 0) as (host, port):
+
+        def use() -> tuple[Any, Any, int]:
+            with connect(f"ws://{host}:{port}/", REGISTRY) as sync:
+                handle = sync.request_handle(Load)
+                answer = sync.call(lambda: handle.call(Load(program=4)))
+                shelf = sync.query(Count, Count(shelf="a"))
+                for _ in range(200):
+                    if shelf.get().value is not None:
+                        break
+                    __import__("time").sleep(0.02)
+                stock["a"] = 11
+                refetched = sync.refetch(Count)
+                for _ in range(200):
+                    if shelf.get().value == Stock(n=11):
+                        break
+                    __import__("time").sleep(0.02)
+                return answer, handle.state.get().status, refetched
+
+        answer, status, refetched = await asyncio.to_thread(use)
+        assert answer == Loaded(name="program 4") and status is RequestStatus.OK
+        assert refetched == 1
