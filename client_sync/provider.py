@@ -299,6 +299,12 @@ class SyncProvider:
         """Control notices from the server (see :class:`Notice`)."""
         self.notifications: SafeSubject[Notification] = SafeSubject()
         """Notifications from the server's code (``server.notify``), in order."""
+        self.mutations: WritableSignal[Mapping[tuple[int, str], MutationState]] = WritableSignal(
+            MappingProxyType({})
+        )
+        """Mutations by (entity, component name): in flight (``loading``) or failed (``error``,
+        until the next mutation of that field succeeds); a success removes its entry. For
+        "saving..." marks and error marks next to fields."""
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._queries: dict[tuple[str, str], _Query] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -708,7 +714,27 @@ class SyncProvider:
         """
         name = self.registry.name_of(type(value))
         payload = to_wire(value)
-        await self._command(lambda: self._session.mutate(name, entity, payload), timeout)
+        key = (entity, name)
+        self._mutation_state(key, MutationState(MutationStatus.LOADING))
+        try:
+            await self._command(lambda: self._session.mutate(name, entity, payload), timeout)
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                self._mutation_state(key, MutationState(MutationStatus.ERROR, exc))
+            else:  # cancelled: nothing to show
+                self._mutation_state(key, None)
+            raise
+        self._mutation_state(key, None)
+
+    def _mutation_state(self, key: tuple[int, str], state: MutationState | None) -> None:
+        states = dict(self.mutations.get())
+        if state is None:
+            if key not in states:
+                return
+            del states[key]
+        else:
+            states[key] = state
+        self.mutations.set(MappingProxyType(states))
 
     def request_handle(self, model: type[BaseModel]) -> RequestHandle[Any]:
         """A handle for calls of request ``model`` with a state signal (idle / pending / ok /

@@ -120,3 +120,44 @@ async def test_handles_from_the_blocking_client() -> None:
         answer, status, refetched = await asyncio.to_thread(use)
         assert answer == Loaded(name="program 4") and status is RequestStatus.OK
         assert refetched == 1
+
+
+class Speed(BaseModel):
+    value: float
+
+
+async def test_a_signal_of_mutations_in_flight_and_failed_by_field() -> None:
+    from client_sync import MutationStatus
+    from pl3xus_rx import Authorized, InvalidValue
+
+    server = SyncServer()
+    gate = asyncio.Event()
+
+    async def slow(world: Any, ctx: Any, entity: Any, value: Speed) -> None:
+        await gate.wait()
+        if value.value < 0:
+            raise InvalidValue("must not be negative", field="value")
+        world.insert(entity, value)
+
+    server.sync_component_builder(Speed).with_entity_policy(
+        lambda world, ctx, entity: Authorized()
+    ).with_handler(slow).build()
+    robot = server.world.spawn(Speed(value=0))
+    registry = ClientTypeRegistry.builder().register(Speed).build()
+    async with (
+        server.serve("127.0.0.1", 0) as (host, port),
+        SyncProvider(f"ws://{host}:{port}/", registry) as sync,
+    ):
+        key = (robot, "Speed")
+        saving = asyncio.create_task(sync.mutate(robot, Speed(value=1)))
+        await wait_until(lambda: key in sync.mutations.get())
+        assert sync.mutations.get()[key].status is MutationStatus.LOADING
+        gate.set()
+        await saving
+        assert key not in sync.mutations.get()  # saved: no mark left
+        with pytest.raises(InvalidValue):
+            await sync.mutate(robot, Speed(value=-1))
+        failed = sync.mutations.get()[key]
+        assert failed.status is MutationStatus.ERROR and isinstance(failed.error, InvalidValue)
+        await sync.mutate(robot, Speed(value=2))
+        assert sync.mutations.get() == {}
