@@ -23,3 +23,17 @@ def test_ruff_clean() -> None:
 def test_mypy_strict_clean() -> None:
     result = run("mypy")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_readme_example_type_checks_without_the_pydantic_plugin(tmp_path: Path) -> None:
+    """A user's mypy may not load pydantic's plugin: settings must still declare defaults
+    that mypy sees (``Field(default=...)``), so README's example checks clean as it is."""
+    import re
+
+    block = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)[0]
+    example = tmp_path / "readme_example.py"
+    example.write_text(block)
+    config = tmp_path / "mypy.ini"
+    config.write_text("[mypy]\nstrict = True\nfollow_imports = silent\n")
+    result = run("mypy", "--config-file", str(config), str(example))
+    assert result.returncode == 0, result.stdout + result.stderr

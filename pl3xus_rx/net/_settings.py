@@ -75,30 +75,30 @@ class NetworkSettings(CheckedSettings):
             switch per frame; smaller bounds memory per slow client more tightly.
     """
 
-    max_message_size: int | None = Field(None, gt=0)
-    max_frame_size: int | None = Field(None, gt=0)
-    channel_capacity: int = Field(500, ge=1)
-    channel_capacity_bytes: int = Field(32 * MiB, ge=1)
-    channel_warning_threshold: int = Field(80, ge=1, le=100)
+    max_message_size: int | None = Field(default=None, gt=0)
+    max_frame_size: int | None = Field(default=None, gt=0)
+    channel_capacity: int = Field(default=500, ge=1)
+    channel_capacity_bytes: int = Field(default=32 * MiB, ge=1)
+    channel_warning_threshold: int = Field(default=80, ge=1, le=100)
     channel_full_policy: Literal["close", "drop"] = "close"
-    max_connections: int | None = Field(10_000, ge=1)
-    rate_limit_per_second: float | None = Field(1000.0, gt=0)
-    rate_limit_burst: int = Field(1000, ge=1)
-    rate_limit_frame_time: float | None = Field(0.0001, gt=0)
-    rate_limit_max_violations: int = Field(1000, ge=1)
-    rate_limit_window: float = Field(10.0, gt=0)
-    ping_interval: float | None = Field(20.0, gt=0)
-    ping_timeout: float | None = Field(20.0, gt=0)
+    max_connections: int | None = Field(default=10_000, ge=1)
+    rate_limit_per_second: float | None = Field(default=1000.0, gt=0)
+    rate_limit_burst: int = Field(default=1000, ge=1)
+    rate_limit_frame_time: float | None = Field(default=0.0001, gt=0)
+    rate_limit_max_violations: int = Field(default=1000, ge=1)
+    rate_limit_window: float = Field(default=10.0, gt=0)
+    ping_interval: float | None = Field(default=20.0, gt=0)
+    ping_timeout: float | None = Field(default=20.0, gt=0)
     allowed_origins: tuple[str | None, ...] | None = None
     allow_anonymous: bool = False
     compression: bool = False
-    open_timeout: float = Field(10.0, gt=0)
-    close_timeout: float = Field(10.0, gt=0)
-    shutdown_timeout: float = Field(5.0, ge=0)
-    connect_timeout: float = Field(10.0, gt=0)
-    backlog: int = Field(1024, ge=1)
-    warning_interval: float = Field(5.0, ge=0)
-    write_limit: int = Field(1 * MiB, ge=4096)
+    open_timeout: float = Field(default=10.0, gt=0)
+    close_timeout: float = Field(default=10.0, gt=0)
+    shutdown_timeout: float = Field(default=5.0, ge=0)
+    connect_timeout: float = Field(default=10.0, gt=0)
+    backlog: int = Field(default=1024, ge=1)
+    warning_interval: float = Field(default=5.0, ge=0)
+    write_limit: int = Field(default=1 * MiB, ge=4096)
 
     @model_validator(mode="after")
     def _frame_within_message(self) -> NetworkSettings:

@@ -30,9 +30,9 @@ class SyncSettings(CheckedSettings):
             gets a ``message_rejected`` notice). ``None``: no limit.
     """
 
-    max_update_rate_hz: float = Field(60.0, gt=0)
-    max_subscriptions_per_connection: int = Field(100, ge=1)
-    max_snapshot_items: int = Field(20_000, ge=1)
-    control_timeout: float | None = Field(300.0, gt=0)
-    handler_timeout: float | None = Field(30.0, gt=0)
-    max_pending_commands: int | None = Field(100, ge=1)
+    max_update_rate_hz: float = Field(default=60.0, gt=0)
+    max_subscriptions_per_connection: int = Field(default=100, ge=1)
+    max_snapshot_items: int = Field(default=20_000, ge=1)
+    control_timeout: float | None = Field(default=300.0, gt=0)
+    handler_timeout: float | None = Field(default=30.0, gt=0)
+    max_pending_commands: int | None = Field(default=100, ge=1)
