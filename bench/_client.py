@@ -32,6 +32,41 @@ def masked_binary_frame(payload: bytes) -> bytes:
     return head + b"\x00\x00\x00\x00" + payload
 
 
+def strip_handshake(buf: bytearray) -> bool:
+    """Drop the server's HTTP 101 response from ``buf``; False until it has all arrived."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return False
+    del buf[: end + 4]
+    return True
+
+
+def take_frames(buf: bytearray) -> list[tuple[int, int, bytes]]:
+    """The whole (unmasked, server-sent) frames at the start of ``buf``, removed from it:
+    ``(opcode, payload length, payload)`` each; the payload is copied for control frames
+    (ping, pong, close) only, else empty."""
+    frames: list[tuple[int, int, bytes]] = []
+    pos, n = 0, len(buf)
+    while n - pos >= 2:
+        length, head = buf[pos + 1] & 0x7F, 2
+        if length == 126:
+            if n - pos < 4:
+                break
+            length, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
+        elif length == 127:
+            if n - pos < 10:
+                break
+            length, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
+        if n - pos < head + length:
+            break
+        opcode = buf[pos] & 0x0F
+        payload = bytes(buf[pos + head : pos + head + length]) if opcode >= 8 else b""
+        frames.append((opcode, length, payload))
+        pos += head + length
+    del buf[:pos]
+    return frames
+
+
 class Counter(asyncio.Protocol):
     """Counts data frames after the first ``skip``."""
 
@@ -44,38 +79,18 @@ class Counter(asyncio.Protocol):
         self.seen = 0
 
     def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
+        self.buf += data
         if not self.handshaken.done():
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
+            if not strip_handshake(self.buf):
                 return
-            del buf[: end + 4]
             self.handshaken.set_result(None)
-        pos, n = 0, len(buf)
-        while n - pos >= 2:
-            length = buf[pos + 1] & 0x7F
-            head = 2
-            if length == 126:
-                if n - pos < 4:
-                    break
-                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
-                head = 4
-            elif length == 127:
-                if n - pos < 10:
-                    break
-                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
-                head = 10
-            if n - pos < head + length:
-                break
-            if buf[pos] & 0x0F in (1, 2):
+        for opcode, length, _ in take_frames(self.buf):
+            if opcode in (1, 2):
                 self.seen += 1
                 if self.seen > self.skip:
                     if self.stats["first"] is None:
                         self.stats["first"] = time.perf_counter()
                     self.stats["bytes"] += length
-            pos += head + length
-        del buf[:pos]
         if self.seen >= self.expected + self.skip and not self.done.done():
             self.done.set_result(None)
 

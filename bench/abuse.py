@@ -43,8 +43,10 @@ import msgpack
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _client import masked_binary_frame
+from _client import masked_binary_frame, strip_handshake, take_frames
 from _report import publish
+
+from pl3xus_rx.protocol import FrameKind
 
 ATTACKS = [
     "poison",
@@ -82,40 +84,21 @@ class Watcher(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
+        self.buf += data
         if not self.handshaken.done():
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
+            if not strip_handshake(self.buf):
                 return
-            del buf[: end + 4]
             self.handshaken.set_result(None)
-        pos, n = 0, len(buf)
-        while n - pos >= 2:
-            length, head = buf[pos + 1] & 0x7F, 2
-            if length == 126:
-                if n - pos < 4:
-                    break
-                length, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
-            elif length == 127:
-                if n - pos < 10:
-                    break
-                length, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
-            if n - pos < head + length:
-                break
-            opcode = buf[pos] & 0x0F
+        for opcode, length, payload in take_frames(self.buf):
             if opcode == 0x9:  # ping: answer it, or the server's keepalive closes us
-                payload = bytes(buf[pos + head : pos + head + length])
                 self.transport.write(bytes((0x8A, 0x80 | len(payload))) + b"\0\0\0\0" + payload)
             elif opcode in (0x1, 0x2):
                 self.totals[0] += length
-            pos += head + length
-        del buf[:pos]
 
 
 async def start_watchers(port: int, n: int, totals: list[int]) -> list[asyncio.Transport]:
     loop = asyncio.get_running_loop()
-    hello = masked_binary_frame(msgpack.packb([3, 1, "Sensor", None, {}]))
+    hello = masked_binary_frame(msgpack.packb([FrameKind.SUBSCRIBE, 1, "Sensor", None, {}]))
     out = []
     for _ in range(n):
         transport, proto = await loop.create_connection(lambda: Watcher(totals), "127.0.0.1", port)
@@ -151,11 +134,11 @@ class Tally:
                 f = json.loads(data)
         except Exception:
             return
-        if f and f[0] == 2:
+        if f and f[0] == FrameKind.ERROR:
             self.seen[f"error {f[1].get('code')}"] += 1
-        elif f and f[0] == 8:
+        elif f and f[0] == FrameKind.REPLY:
             self.seen[f"reply {f[2]}"] += 1
-        elif f and f[0] == 10:
+        elif f and f[0] == FrameKind.NOTICE:
             self.seen[f"notice {f[1]}"] += 1
 
     def closed(self, exc: BaseException) -> None:
@@ -195,7 +178,6 @@ async def until(deadline: float, body: Any, tally: Tally) -> None:
 
 async def poison(port: int, deadline: float, tally: Tally, info: dict[str, Any]) -> None:
     cell = info["cell"]
-    bad_json = '[7,%d,"Label",' + str(cell) + ',{"text":"\\ud800"}]'
     packer = msgpack.Packer(use_bin_type=True, unicode_errors="surrogatepass")
 
     async def body() -> None:
@@ -203,8 +185,9 @@ async def poison(port: int, deadline: float, tally: Tally, info: dict[str, Any])
         for i in range(10**9):
             if time.monotonic() > deadline:
                 break
-            await j.send(bad_json % i)
-            await m.send(packer.pack([7, i, "Label", cell, {"text": "\ud800"}]))
+            frame = [FrameKind.MUTATE, i, "Label", cell, {"text": "\ud800"}]
+            await j.send(json.dumps(frame))  # (escaped: "\\ud800", a lone surrogate)
+            await m.send(packer.pack(frame))
             if i % 50 == 0:
                 await asyncio.sleep(0.01)
         await j.close()
@@ -216,7 +199,7 @@ async def poison(port: int, deadline: float, tally: Tally, info: dict[str, Any])
 async def command_burst(port: int, deadline: float, tally: Tally, info: dict[str, Any]) -> None:
     async def takes() -> None:
         conn = await ws(port, tally)
-        take = msgpack.packb([9, 0, "take", info["cell"]])
+        take = msgpack.packb([FrameKind.CONTROL, 0, "take", info["cell"]])
         while time.monotonic() < deadline:
             for _ in range(100):
                 await conn.send(take)
@@ -225,7 +208,7 @@ async def command_burst(port: int, deadline: float, tally: Tally, info: dict[str
 
     async def queries() -> None:
         conn = await ws(port, tally)
-        frames = [msgpack.packb([12, i, "pl3xus.tree", {}]) for i in range(2000)]
+        frames = [msgpack.packb([FrameKind.QUERY, i, "pl3xus.tree", {}]) for i in range(2000)]
         while time.monotonic() < deadline:
             for f in frames:
                 await conn.send(f)
@@ -250,8 +233,9 @@ async def decoder_bomb(port: int, deadline: float, tally: Tally, info: dict[str,
 
 async def non_reading(port: int, deadline: float, tally: Tally, info: dict[str, Any]) -> None:
     loop = asyncio.get_running_loop()
+    subscribe = FrameKind.SUBSCRIBE
     subs = b"".join(
-        masked_binary_frame(msgpack.packb([3, i, "Sensor", None, {}])) for i in range(1000)
+        masked_binary_frame(msgpack.packb([subscribe, i, "Sensor", None, {}])) for i in range(1000)
     )
 
     async def one() -> None:
@@ -272,7 +256,7 @@ async def hanging(port: int, deadline: float, tally: Tally, info: dict[str, Any]
     async def body() -> None:
         conn = await ws(port, tally)
         for i in range(1000):
-            await conn.send(msgpack.packb([11, i, "Hang", None, {"n": i}]))
+            await conn.send(msgpack.packb([FrameKind.REQUEST, i, "Hang", None, {"n": i}]))
         await asyncio.sleep(0.5)
         await conn.close()
         tally.seen["left 1000 hanging"] += 1
@@ -282,11 +266,11 @@ async def hanging(port: int, deadline: float, tally: Tally, info: dict[str, Any]
 
 async def notice_flood(port: int, deadline: float, tally: Tally, info: dict[str, Any]) -> None:
     holder = await ws(port, tally)
-    await holder.send(msgpack.packb([9, 0, "take", info["sensor"]]))
+    await holder.send(msgpack.packb([FrameKind.CONTROL, 0, "take", info["sensor"]]))
 
     async def asker() -> None:
         conn = await ws(port, tally)
-        take = msgpack.packb([9, 1, "take", info["sensor"]])
+        take = msgpack.packb([FrameKind.CONTROL, 1, "take", info["sensor"]])
         while time.monotonic() < deadline:
             for _ in range(50):
                 await conn.send(take)
