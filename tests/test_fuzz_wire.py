@@ -135,9 +135,10 @@ def deep(depth: int) -> Any:
 # -- what the server should make of a frame
 
 
-def _walk(value: Any) -> tuple[int, bool]:
-    """(maps and arrays in it, whether it holds something no codec may pass on)."""
-    containers, poison = 0, False
+def _walk(value: Any) -> tuple[int, bool, bool]:
+    """Maps and arrays in it; whether a string holds a lone surrogate (no codec passes it
+    on); whether it holds what JSON refuses too (NaN, infinities, 5,000-digit integers)."""
+    containers, surrogate, not_json = 0, False, False
     stack = [value]
     while stack:
         item = stack.pop()
@@ -149,12 +150,13 @@ def _walk(value: Any) -> tuple[int, bool]:
             containers += 1
             stack.extend(item)
         elif isinstance(item, str):
-            poison |= item == BIG or _surrogate(item)
+            surrogate |= any(0xD800 <= ord(c) <= 0xDFFF for c in item)
+            not_json |= item == BIG
         elif isinstance(item, float):
-            poison |= not math.isfinite(item)
+            not_json |= not math.isfinite(item)
         elif isinstance(item, int) and not isinstance(item, bool):
-            poison |= len(str(abs(item))) > 4000
-    return containers, poison
+            not_json |= len(str(abs(item))) > 4000
+    return containers, surrogate, not_json
 
 
 _packer = msgpack.Packer(use_bin_type=True, unicode_errors="surrogatepass")
@@ -162,32 +164,14 @@ _packer = msgpack.Packer(use_bin_type=True, unicode_errors="surrogatepass")
 
 def encode(frame: Any, binary: bool) -> tuple[bytes | str, bool]:
     """The bytes to send, and whether the server can decode them into ``frame``."""
-    containers, poison = _walk(frame)
-    if binary:
+    containers, surrogate, not_json = _walk(frame)
+    if binary:  # (NaN and infinities are fine in msgpack; invalid UTF-8 is not)
         data: bytes | str = _packer.pack(frame)
-        # NaN and infinities are fine in msgpack; invalid UTF-8 (a surrogate) is not
-        poison = any(_surrogate(x) for x in _strings(frame))
+        poison = surrogate
     else:
         data = json.dumps(frame).replace(json.dumps(BIG), "9" * 5000)
+        poison = surrogate or not_json
     return data, not poison and containers <= container_budget(len(data))
-
-
-def _surrogate(text: str) -> bool:
-    return any(0xD800 <= ord(c) <= 0xDFFF for c in text)
-
-
-def _strings(value: Any) -> list[Any]:
-    out, stack = [], [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
-        elif isinstance(item, str):
-            out.append(item)
-    return out
 
 
 def expects_reply(frame: Any) -> bool:
