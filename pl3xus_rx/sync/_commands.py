@@ -108,8 +108,6 @@ def _decide(policy: Callable[..., Any], *args: Any) -> Any:
     answers with it, one that fails otherwise answers ``internal_error``."""
     try:
         return policy(*args)
-    except _Reject:
-        raise
     except Exception as exc:
         answer = _answer_of(exc)
         if answer is not None:
