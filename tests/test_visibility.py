@@ -15,6 +15,7 @@ from pydantic import BaseModel
 import pl3xus_rx.sync._engine as engine_module
 from client_sync.store import ReplicaChangeKind, Store
 from pl3xus_rx import Identity
+from pl3xus_rx.protocol import FrameKind
 from pl3xus_rx.sync import ComponentBuilder, ComponentRegistry, SyncEngine, SyncSettings
 from pl3xus_rx.world import EntityId, World
 
@@ -85,11 +86,11 @@ class Rig:
         self, cid: int, sub: int, model: type[BaseModel], entity: int | None = None, **opts: Any
     ) -> None:
         self.stores[cid].add_subscription(sub, model.__name__, model, entity)
-        self.engine.handle_frame(cid, cid != 4, [3, sub, model.__name__, entity, opts])
+        self.engine.handle_frame(cid, cid != 4, [FrameKind.SUBSCRIBE, sub, model.__name__, entity, opts])
         self.subs[(cid, sub)] = (model, entity)
 
     def unsubscribe(self, cid: int, sub: int) -> None:
-        self.engine.handle_frame(cid, cid != 4, [4, sub])
+        self.engine.handle_frame(cid, cid != 4, [FrameKind.UNSUBSCRIBE, sub])
         self.stores[cid].remove_subscription(sub)
         del self.subs[(cid, sub)]
 
@@ -271,7 +272,7 @@ def test_no_client_ever_receives_what_it_may_not_see(
         elif kind == "flush":
             rig.flush(dt=op[1])
         elif kind == "resync":
-            rig.engine.handle_frame(op[1], op[1] != 4, [6, None])
+            rig.engine.handle_frame(op[1], op[1] != 4, [FrameKind.RESYNC, None])
     # whatever was told piecemeal, the final grants now hold everywhere
     rig.engine.visibility_changed()
     for _ in range(3 + len(spawned) * 3):
