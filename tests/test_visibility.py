@@ -86,7 +86,8 @@ class Rig:
         self, cid: int, sub: int, model: type[BaseModel], entity: int | None = None, **opts: Any
     ) -> None:
         self.stores[cid].add_subscription(sub, model.__name__, model, entity)
-        self.engine.handle_frame(cid, cid != 4, [FrameKind.SUBSCRIBE, sub, model.__name__, entity, opts])
+        frame = [FrameKind.SUBSCRIBE, sub, model.__name__, entity, opts]
+        self.engine.handle_frame(cid, cid != 4, frame)
         self.subs[(cid, sub)] = (model, entity)
 
     def unsubscribe(self, cid: int, sub: int) -> None:
