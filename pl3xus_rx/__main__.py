@@ -59,6 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--robots", type=_count, default=3)
     demo.add_argument("--sensors", type=_count, default=50)
     demo.add_argument("--rate", type=_positive, default=30.0, help="max flushes per second")
+    demo.add_argument(
+        "--sensor-updates",
+        type=_positive,
+        default=20_000.0,
+        help="sensor readings per second in all, at most (more sensors: each one slower)",
+    )
     demo.add_argument("--debug", action="store_true", help="log at debug level")
     demo.add_argument(
         "--token", default=None, help="require this bearer token; its holder is an operator"
@@ -103,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                     robots=args.robots,
                     sensors=args.sensors,
                     rate_hz=args.rate,
+                    sensor_updates=args.sensor_updates,
                     on_ready=announce,
                     token=args.token,
                     viewer_token=args.viewer_token,

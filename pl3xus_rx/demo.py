@@ -36,6 +36,7 @@ __all__ = [
     "JogResult",
     "Joints",
     "Name",
+    "SENSOR_UPDATES",
     "Pose",
     "RobotStatus",
     "Sensor",
@@ -136,13 +137,28 @@ class Ack(BaseModel):
     state: str
 
 
+SENSOR_UPDATES = 20_000.0
+"""The demo's default budget of sensor readings per second, all sensors together (about a
+third of a core here). Each sensor picks 10, 20, 50 or 100 Hz; when that adds up to more than
+the budget, every rate is scaled down alike (and ``Sensor.rate_hz`` says the real rate)."""
+
+
 def build_cell(
-    server: SyncServer, *, robots: int = 3, sensors: int = 50, seed: int = 1
+    server: SyncServer,
+    *,
+    robots: int = 3,
+    sensors: int = 50,
+    seed: int = 1,
+    sensor_updates: float | None = SENSOR_UPDATES,
 ) -> dict[str, Any]:
     """Register the demo's components and requests on ``server`` and spawn the cell.
 
+    Args:
+        sensor_updates: The most sensor readings per second in all (``None``: no limit).
+
     Returns:
-        ``{"cell": id, "robots": [ids], "conveyor": id, "sensors": [ids]}``.
+        ``{"cell": id, "robots": [ids], "conveyor": id, "sensors": [ids],
+        "sensor_updates": readings per second in all}``.
     """
     components: tuple[type[BaseModel], ...] = (Name, Pose, Joints, Conveyor, Sensor, CellInfo)
     for component in components:
@@ -203,10 +219,14 @@ def build_cell(
         ("vibration", "mm/s", 2.0),
         ("current", "A", 12.0),
     ]
+    rates = [rng.choice([10.0, 20.0, 50.0, 100.0]) for _ in range(sensors)]
+    scale = 1.0
+    if sensor_updates is not None and sum(rates) > sensor_updates:
+        scale = sensor_updates / sum(rates)
     sensor_ids = []
-    for i in range(sensors):
+    for i, chosen in enumerate(rates):
         kind, unit, base = kinds[i % len(kinds)]
-        rate = rng.choice([10.0, 20.0, 50.0, 100.0])
+        rate = round(chosen * scale, 3)
         sensor_ids.append(
             world.spawn(
                 Name(text=f"{kind} {i + 1}"),
@@ -214,7 +234,13 @@ def build_cell(
                 parent=cell,
             )
         )
-    return {"cell": cell, "robots": robot_ids, "conveyor": conveyor, "sensors": sensor_ids}
+    return {
+        "cell": cell,
+        "robots": robot_ids,
+        "conveyor": conveyor,
+        "sensors": sensor_ids,
+        "sensor_updates": round(sum(rates) * scale),
+    }
 
 
 # kind -> (set point, noise per step, lowest, highest): plausible for hours
@@ -246,12 +272,15 @@ async def simulate(
     rng = random.Random(2)
     dt = 1.0 / tick_hz
     tick = 0
-    by_period: dict[int, list[EntityId]] = {}  # ticks between updates -> sensors
-    for sensor_id in cell["sensors"]:
+    # ticks between updates -> the sensors due at each tick phase: spread over the period
+    # so that slow sensors do not all update on the same tick
+    by_period: dict[int, list[list[EntityId]]] = {}
+    for n, sensor_id in enumerate(cell["sensors"]):
         sensor = world.get(sensor_id, Sensor)
-        if sensor is not None:
+        if sensor is not None and sensor.rate_hz > 0:
             period = max(1, round(tick_hz / sensor.rate_hz))
-            by_period.setdefault(period, []).append(sensor_id)
+            phases = by_period.setdefault(period, [[] for _ in range(period)])
+            phases[n % period].append(sensor_id)
     loop = asyncio.get_running_loop()
     start = loop.time()
     while stop is None or not stop.is_set():
@@ -276,10 +305,10 @@ async def simulate(
             world.insert(
                 cell["conveyor"], conveyor.model_copy(update={"parts": conveyor.parts + 1})
             )
-        for period, sensor_ids in by_period.items():
-            if tick % period:
-                continue  # (only the sensors due this tick are read: a thousand of them
-            for sensor_id in sensor_ids:  # at 100 ticks/s would otherwise cost a core)
+        for period, phases in by_period.items():
+            # only the sensors due this tick are read (reading a thousand of them at 100
+            # ticks/s would cost a core)
+            for sensor_id in phases[tick % period]:
                 sensor = world.get(sensor_id, Sensor)
                 if sensor is None:
                     continue
@@ -295,7 +324,8 @@ def describe(address: tuple[str, int], cell: dict[str, Any], token: str | None =
     base = f"{address[0]}:{address[1]}"
     devtools = f"http://{base}/devtools" + (f"?token={quote(token)}" if token else "")
     lines = [
-        f"pl3xus_rx demo: {len(cell['robots'])} robots, a conveyor, {len(cell['sensors'])} sensors",
+        f"pl3xus_rx demo: {len(cell['robots'])} robots, a conveyor, {len(cell['sensors'])} sensors"
+        f" ({cell.get('sensor_updates', 0):,} readings/s)",
         f"  WebSocket: ws://{base}/",
         f"  Health:    http://{base}/healthz",
         f"  DevTools:  {devtools}",
@@ -336,6 +366,7 @@ async def run_demo(
     robots: int = 3,
     sensors: int = 50,
     rate_hz: float = 30.0,
+    sensor_updates: float | None = SENSOR_UPDATES,
     on_ready: Callable[[tuple[str, int], dict[str, Any]], None] | None = None,
     token: str | None = None,
     viewer_token: str | None = None,
@@ -350,6 +381,8 @@ async def run_demo(
         viewer_token: A second token whose holder may watch but not act.
         allow_anonymous: Without a token, admit clients from every address (else only
             loopback clients: protected mode).
+        sensor_updates: The most sensor readings per second in all (see
+            :data:`SENSOR_UPDATES`).
     """
     authenticate, authorizer = demo_security(token, viewer_token)
     server = SyncServer(
@@ -358,7 +391,7 @@ async def run_demo(
         authenticate=authenticate,
     )
     server.authorizer = authorizer
-    cell = build_cell(server, robots=robots, sensors=sensors)
+    cell = build_cell(server, robots=robots, sensors=sensors, sensor_updates=sensor_updates)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import shutil
 import signal
 import subprocess
@@ -165,6 +166,41 @@ def test_demo_sensor_values_stay_plausible_over_long_runs() -> None:
             lowest, highest = min(lowest, value), max(highest, value)
         assert low <= lowest and highest <= high, (kind, lowest, highest)
         assert abs(total / 200_000 - mean) < 0.05 * mean, kind  # it stays around its set point
+
+
+@pytest.mark.asyncio
+async def test_a_big_demo_keeps_to_its_sensor_budget_and_spreads_the_readings() -> None:
+    from pl3xus_rx import SyncServer
+    from pl3xus_rx.demo import build_cell, simulate
+
+    small = SyncServer()
+    few = build_cell(small, sensors=8)
+    rates = [small.world.get(s, Sensor).rate_hz for s in few["sensors"]]  # type: ignore[union-attr]
+    assert set(rates) <= {10.0, 20.0, 50.0, 100.0}  # under the budget: their own rates
+    assert few["sensor_updates"] == round(sum(rates))
+
+    server = SyncServer()
+    cell = build_cell(server, sensors=2000, sensor_updates=4000)
+    total = sum(server.world.get(s, Sensor).rate_hz for s in cell["sensors"])  # type: ignore[union-attr]
+    assert total == pytest.approx(4000, rel=0.01) and cell["sensor_updates"] == round(total)
+
+    per_tick: list[int] = []
+    counted = [0]
+    server.world.changes(Sensor).subscribe(lambda _: counted.__setitem__(0, counted[0] + 1))
+    stop = asyncio.Event()
+
+    async def sample() -> None:
+        for _ in range(40):
+            await asyncio.sleep(0.01)
+            per_tick.append(counted[0])
+
+    sim = asyncio.create_task(simulate(server, cell, stop=stop))
+    await sample()
+    stop.set()
+    await asyncio.wait_for(sim, UNIT)
+    steps = [b - a for a, b in itertools.pairwise(per_tick)]
+    # 4,000 readings/s at 100 ticks/s: about 40 a tick, never all 2,000 sensors at once
+    assert sum(steps) > 0 and max(steps) < 400, steps
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
