@@ -78,6 +78,10 @@ class BlockingSyncProvider:
         )
         return signal
 
+    def fetch(self, params: BaseModel, timeout: float = 10.0) -> Any:
+        """See :meth:`SyncProvider.fetch`: the query's answer, once (or its error)."""
+        return self.call(lambda: self._provider.fetch(params), timeout)
+
     def refetch(
         self, model: type[BaseModel], params: BaseModel | None = None, timeout: float = 10.0
     ) -> int:

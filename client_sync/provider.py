@@ -826,6 +826,21 @@ class SyncProvider:
             self._fetch(query)
         return query.signal
 
+    async def fetch(self, params: BaseModel, *, timeout: float | None = None) -> Any:
+        """Ask the query of type ``type(params)`` once and return the typed answer (not
+        cached, not refetched: :meth:`query` is the live, cached form).
+
+        Raises:
+            NotRegistered: the query type is not in the registry (``register_query``).
+            CommandRejected: the server refused it (``Forbidden``, ``InvalidValue``, ...).
+            ConnectionLost: the link dropped before the answer.
+            CommandTimeout: no answer in time.
+        """
+        name, response = self.registry.query_of(type(params))
+        payload = to_wire(params)
+        body = await self._command(lambda: self._session.query(name, payload), timeout)
+        return from_wire(response, body.get("value"))
+
     def _fetch(self, query: _Query) -> None:
         if query.fetching:
             query.again = True

@@ -355,6 +355,64 @@ class SyncServer:
             devtools.EntityTree
         ).with_policy(admins_only).register(tree)
 
+        def schemas(
+            world: World, query: devtools.ComponentSchemasQuery
+        ) -> devtools.ComponentSchemas:
+            return devtools.ComponentSchemas(
+                schemas={
+                    reg.name: reg.model.model_json_schema(mode="validation")
+                    for reg in self.registry
+                }
+            )
+
+        self.query(devtools.ComponentSchemasQuery).name("pl3xus.schemas").returns(
+            devtools.ComponentSchemas
+        ).with_policy(admins_only).register(schemas)
+
+        def connections(world: World, query: devtools.ConnectionsQuery) -> devtools.Connections:
+            return devtools.Connections(connections=self._connection_rows())
+
+        self.query(devtools.ConnectionsQuery).name("pl3xus.connections").returns(
+            devtools.Connections
+        ).with_policy(admins_only).register(connections)
+
+    def _connection_rows(self) -> list[devtools.ConnectionInfo]:
+        rows = []
+        for cid in self.net.connections:
+            stats = self.net.connection_statistics(cid)
+            identity = self.net.identity_of(cid)
+            subs = [
+                devtools.SubscriptionRow(
+                    id=sub.id,
+                    component=sub.component,
+                    entity=sub.entity,
+                    max_rate_hz=sub.max_rate_hz,
+                    deadband=sub.deadband,
+                    snapshot_under_way=sub.snapshot_under_way,
+                )
+                for sub in self.engine.subscriptions_of(cid)
+            ]
+            rows.append(
+                devtools.ConnectionInfo(
+                    id=int(cid),
+                    name=identity.name,
+                    roles=sorted(identity.roles),
+                    anonymous=identity.anonymous,
+                    remote=stats.remote,
+                    encoding="msgpack" if self.net.is_binary(cid) else "json",
+                    subscriptions=subs,
+                    queue_depth=stats.queue_depth,
+                    queued_bytes=stats.queued_bytes,
+                    max_queue_depth=stats.max_queue_depth,
+                    frames_sent=stats.frames_sent,
+                    frames_received=stats.frames_received,
+                    dropped=stats.dropped,
+                    bad_frames=stats.bad_frames,
+                    rate_limited=stats.rate_limited,
+                )
+            )
+        return rows
+
     def _welcome_extra(self, connection: ConnectionId) -> dict[str, Any]:
         identity = self.net.identity_of(connection)
         return {

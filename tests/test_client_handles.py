@@ -86,6 +86,7 @@ async def test_refetch_asks_again_for_cached_query_answers() -> None:
         server.serve("127.0.0.1", 0) as (host, port),
         SyncProvider(f"ws://{host}:{port}/", REGISTRY) as sync,
     ):
+        assert await sync.fetch(Count(shelf="b"), timeout=10) == Stock(n=5)  # once, not cached
         a, b = sync.query(Count, Count(shelf="a")), sync.query(Count, Count(shelf="b"))
         await wait_until(lambda: a.get().value == Stock(n=1) and b.get().value == Stock(n=5))
         stock["a"], stock["b"] = 2, 6
@@ -109,6 +110,7 @@ async def test_handles_from_the_blocking_client() -> None:
                     if shelf.get().value is not None:
                         break
                     __import__("time").sleep(0.02)
+                assert sync.fetch(Count(shelf="b")) == Stock(n=5)
                 stock["a"] = 11
                 refetched = sync.refetch(Count)
                 for _ in range(200):

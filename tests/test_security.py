@@ -279,6 +279,50 @@ async def test_devtools_and_the_tree_need_an_admin_with_an_authenticator() -> No
         assert (await http_get(port, "/devtools"))[0] == 426  # no page: "upgrade required"
 
 
+async def test_devtools_schemas_and_connections_queries_for_admins_only() -> None:
+    from pl3xus_rx.devtools import (
+        ComponentSchemas,
+        ComponentSchemasQuery,
+        Connections,
+        ConnectionsQuery,
+    )
+
+    server = SyncServer(authenticate=bearer_tokens(TOKENS))
+    server.sync_component(Speed)
+    server.world.spawn(Speed(value=1))
+    registry = (
+        ClientTypeRegistry.builder()
+        .register(Speed)
+        .register_query(ConnectionsQuery, Connections, name="pl3xus.connections")
+        .register_query(ComponentSchemasQuery, ComponentSchemas, name="pl3xus.schemas")
+        .build()
+    )
+    async with server.serve("127.0.0.1", 0) as (host, port):
+        url = f"ws://{host}:{port}/"
+        async with (
+            SyncProvider(url, registry, token="ann-token") as ann,
+            SyncProvider(url, registry, token="root-token", encoding="json") as root,
+        ):
+            ann.components(Speed, max_rate_hz=5).subscribe(lambda _: None)
+            await ann.wait_synced(10)
+            for query in (ConnectionsQuery(), ComponentSchemasQuery()):
+                with pytest.raises(Forbidden, match="needs the 'admin' role"):
+                    await ann.fetch(query, timeout=UNIT)
+            found = await root.fetch(ConnectionsQuery(), timeout=UNIT)
+            rows = {row.name: row for row in found.connections}
+            assert set(rows) == {"ann", "root"}
+            assert rows["ann"].id == ann.connection_id and rows["ann"].roles == ["operator"]
+            assert rows["ann"].encoding == "msgpack" and rows["root"].encoding == "json"
+            assert rows["ann"].remote.startswith("127.0.0.1")
+            [sub] = rows["ann"].subscriptions
+            assert (sub.component, sub.entity, sub.max_rate_hz) == ("Speed", None, 5.0)
+            assert rows["ann"].frames_sent >= 2 and rows["root"].subscriptions == []
+            schemas = await root.fetch(ComponentSchemasQuery(), timeout=UNIT)
+            speed = schemas.schemas["Speed"]
+            assert speed["properties"]["value"]["type"] == "number"
+            assert "EntityControl" in schemas.schemas
+
+
 async def test_tls_round_trip_and_https_health(tmp_path: Any) -> None:
     ca = trustme.CA()
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -10,9 +10,24 @@ from __future__ import annotations
 
 from importlib import resources
 
+from typing import Any
+
 from pydantic import BaseModel
 
-__all__ = ["DEVTOOLS_PATH", "FAVICON", "FAVICON_PATH", "EntityTree", "EntityTreeQuery", "page"]
+__all__ = [
+    "DEVTOOLS_PATH",
+    "FAVICON",
+    "FAVICON_PATH",
+    "ComponentSchemas",
+    "ComponentSchemasQuery",
+    "ConnectionInfo",
+    "Connections",
+    "ConnectionsQuery",
+    "EntityTree",
+    "EntityTreeQuery",
+    "SubscriptionRow",
+    "page",
+]
 
 DEVTOOLS_PATH = "/devtools"
 FAVICON_PATH = "/favicon.ico"
@@ -31,6 +46,58 @@ class EntityTree(BaseModel):
     """Every entity's parent (entities without one are absent)."""
 
     parents: dict[int, int]
+
+
+class ComponentSchemasQuery(BaseModel):
+    """Parameters of the built-in ``pl3xus.schemas`` query (none)."""
+
+
+class ComponentSchemas(BaseModel):
+    """Every synced component type's JSON schema (pydantic's, validation mode), by wire
+    name: what DevTools builds its typed editors from."""
+
+    schemas: dict[str, dict[str, Any]]
+
+
+class ConnectionsQuery(BaseModel):
+    """Parameters of the built-in ``pl3xus.connections`` query (none)."""
+
+
+class SubscriptionRow(BaseModel):
+    """One subscription of a connection."""
+
+    id: int
+    component: str
+    entity: int | None = None
+    max_rate_hz: float | None = None
+    deadband: float | None = None
+    snapshot_under_way: bool = False
+
+
+class ConnectionInfo(BaseModel):
+    """One live connection: who, from where, what it watches and how far behind it is."""
+
+    id: int
+    name: str
+    roles: list[str]
+    anonymous: bool
+    remote: str
+    encoding: str
+    subscriptions: list[SubscriptionRow]
+    queue_depth: int
+    queued_bytes: int
+    max_queue_depth: int
+    frames_sent: int
+    frames_received: int
+    dropped: int
+    bad_frames: int
+    rate_limited: int
+
+
+class Connections(BaseModel):
+    """Every live connection (the built-in ``pl3xus.connections`` query, admins only)."""
+
+    connections: list[ConnectionInfo]
 
 
 def page() -> str:

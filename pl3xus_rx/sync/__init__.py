@@ -15,7 +15,7 @@ from ._builders import (
 )
 from ._commands import Authorizer, Commands
 from ._control import ControlBook, Displaced, Expired, Granted, Moved, Refused
-from ._engine import SyncEngine, SyncStatistics
+from ._engine import SubscriptionInfo, SyncEngine, SyncStatistics
 from ._policy import Authorized, Denied, MutationContext, default_entity_policy
 from ._registry import (
     ComponentBuilder,
@@ -50,6 +50,7 @@ __all__ = [
     "EntityPolicy",
     "MutationContext",
     "SubscriptionError",
+    "SubscriptionInfo",
     "SyncEngine",
     "SyncSettings",
     "SyncStatistics",

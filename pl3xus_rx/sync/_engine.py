@@ -41,7 +41,28 @@ from ._wire import (
     groups_msgpack,
 )
 
-__all__ = ["SyncEngine", "SyncStatistics"]
+__all__ = ["SubscriptionInfo", "SyncEngine", "SyncStatistics"]
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionInfo:
+    """One live subscription, as of the call (what DevTools' connections view lists).
+
+    Attributes:
+        id: The client's subscription id.
+        component: The component type's wire name.
+        entity: The one entity it watches, or ``None`` for the whole type.
+        max_rate_hz: Its own rate cap, if it asked for one.
+        deadband: Its deadband, if it asked for one.
+        snapshot_under_way: A snapshot of it is still going out (in parts).
+    """
+
+    id: int
+    component: str
+    entity: int | None
+    max_rate_hz: float | None
+    deadband: float | None
+    snapshot_under_way: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -936,6 +957,23 @@ class SyncEngine:
         self._wake()
 
     # ------------------------------------------------------------------ introspection
+
+    def subscriptions_of(self, connection: int) -> list[SubscriptionInfo]:
+        """The live subscriptions of ``connection`` (none for an unknown one)."""
+        client = self._clients.get(connection)
+        if client is None:
+            return []
+        return [
+            SubscriptionInfo(
+                id=sub.id,
+                component=sub.reg.name,
+                entity=None if sub.entity is None else int(sub.entity),
+                max_rate_hz=sub.max_rate_hz,
+                deadband=sub.deadband,
+                snapshot_under_way=sub.needs_snapshot or sub.snapshot_rest is not None,
+            )
+            for sub in client.subs.values()
+        ]
 
     def statistics(self) -> SyncStatistics:
         """A snapshot of the counters."""
