@@ -9,7 +9,6 @@ raw message log.
 from __future__ import annotations
 
 from importlib import resources
-
 from typing import Any
 
 from pydantic import BaseModel
