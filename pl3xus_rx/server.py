@@ -358,11 +358,11 @@ class SyncServer:
         def schemas(
             world: World, query: devtools.ComponentSchemasQuery
         ) -> devtools.ComponentSchemas:
+            regs = list(self.registry)
             return devtools.ComponentSchemas(
-                schemas={
-                    reg.name: reg.model.model_json_schema(mode="validation")
-                    for reg in self.registry
-                }
+                schemas={reg.name: reg.model.model_json_schema(mode="validation") for reg in regs},
+                writable=[reg.name for reg in regs if reg.mutable],
+                targeted=[reg.name for reg in regs if reg.mutable and reg.targeted],
             )
 
         self.query(devtools.ComponentSchemasQuery).name("pl3xus.schemas").returns(

@@ -321,6 +321,7 @@ async def test_devtools_schemas_and_connections_queries_for_admins_only() -> Non
             speed = schemas.schemas["Speed"]
             assert speed["properties"]["value"]["type"] == "number"
             assert "EntityControl" in schemas.schemas
+            assert schemas.writable == [] and schemas.targeted == []  # read-only by default
 
 
 async def test_tls_round_trip_and_https_health(tmp_path: Any) -> None:

@@ -53,9 +53,18 @@ class ComponentSchemasQuery(BaseModel):
 
 class ComponentSchemas(BaseModel):
     """Every synced component type's JSON schema (pydantic's, validation mode), by wire
-    name: what DevTools builds its typed editors from."""
+    name, and which types clients may write: what DevTools builds its typed editors from.
+
+    Attributes:
+        schemas: Wire name -> JSON schema.
+        writable: The types clients may mutate (under their policies).
+        targeted: Of those, the ones whose mutations pass an entity policy (by default:
+            the client must hold control of the entity).
+    """
 
     schemas: dict[str, dict[str, Any]]
+    writable: list[str] = []
+    targeted: list[str] = []
 
 
 class ConnectionsQuery(BaseModel):
