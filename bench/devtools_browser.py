@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import publish  # noqa: E402
+from _report import publish
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -55,13 +55,25 @@ TIMED = """async (action) => {
 
 FPS = """async (ms) => {
   let frames = 0; const t0 = performance.now();
-  await new Promise(done => { const tick = () => { frames++; if (performance.now() - t0 < ms) requestAnimationFrame(tick); else done(); }; requestAnimationFrame(tick); });
+  await new Promise(done => {
+    const tick = () => {
+      frames++;
+      if (performance.now() - t0 < ms) requestAnimationFrame(tick); else done();
+    };
+    requestAnimationFrame(tick);
+  });
   return frames * 1000 / (performance.now() - t0);
 }"""
 
 SCROLL_FPS = """async (ms) => {
   const s = document.getElementById('scroller'); let frames = 0; const t0 = performance.now();
-  await new Promise(done => { const tick = () => { frames++; s.scrollTop += 60; if (performance.now() - t0 < ms) requestAnimationFrame(tick); else done(); }; requestAnimationFrame(tick); });
+  await new Promise(done => {
+    const tick = () => {
+      frames++; s.scrollTop += 60;
+      if (performance.now() - t0 < ms) requestAnimationFrame(tick); else done();
+    };
+    requestAnimationFrame(tick);
+  });
   return frames * 1000 / (performance.now() - t0);
 }"""
 

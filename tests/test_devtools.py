@@ -15,6 +15,7 @@ from pl3xus_rx import EntityControl, SyncServer, SyncSettings
 from pl3xus_rx.demo import RobotStatus, build_cell, simulate
 
 CHROMIUM = "/usr/bin/chromium"
+BENCH = Path(__file__).resolve().parent.parent / "bench"
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -237,7 +238,7 @@ async def test_devtools_at_10000_entities_stays_connected_and_responsive(tmp_pat
     import subprocess
     import sys
 
-    script = Path(__file__).resolve().parent.parent / "bench" / "devtools_browser.py"
+    script = BENCH / "devtools_browser.py"
     figures = tmp_path / "devtools.json"
     shots = tmp_path / "screenshots"
     result = await asyncio.to_thread(
