@@ -22,12 +22,26 @@ DOCS = [
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 
 
+FILE = "# file: "  # a block that is a file of a multi-process walk-through (run below)
+
+
 def blocks() -> list[tuple[str, int, str]]:
     found = []
     for doc in DOCS:
         text = (ROOT / doc).read_text()
         for i, match in enumerate(BLOCK.finditer(text)):
-            found.append((doc, i, match.group(1)))
+            if not match.group(1).startswith(FILE):
+                found.append((doc, i, match.group(1)))
+    return found
+
+
+def files_of(doc: str) -> dict[str, str]:
+    """The ``# file: NAME`` blocks of ``doc``, by name."""
+    found = {}
+    for match in BLOCK.finditer((ROOT / doc).read_text()):
+        code = match.group(1)
+        if code.startswith(FILE):
+            found[code.splitlines()[0][len(FILE) :].strip()] = code
     return found
 
 
@@ -42,3 +56,58 @@ def test_doc_block_runs(doc: str, index: int, code: str, tmp_path: Path) -> None
     )
     assert result.returncode == 0, f"{doc} block {index} failed:\n{result.stderr}"
     assert "Traceback" not in result.stderr
+
+
+def test_the_two_process_walk_through_runs_as_it_says(tmp_path: Path) -> None:
+    import signal
+
+    files = files_of("docs/getting-started.md")
+    assert set(files) == {"oven_server.py", "oven_client.py"}
+    for name, code in files.items():
+        (tmp_path / name).write_text(code)
+    # the client alone: one clear line, no traceback
+    alone = subprocess.run(
+        [sys.executable, "oven_client.py", "ws://127.0.0.1:9/"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert alone.returncode == 1 and "Traceback" not in alone.stderr
+    assert alone.stderr.startswith("cannot reach the server:"), alone.stderr
+    assert "is oven_server.py running?" in alone.stderr
+
+    server = subprocess.Popen(
+        [sys.executable, "oven_server.py", "0"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    client = None
+    try:
+        assert server.stdout is not None
+        first = server.stdout.readline()
+        assert first.startswith("serving ws://127.0.0.1:"), first
+        url = first.split()[1]
+        client = subprocess.Popen(
+            [sys.executable, "oven_client.py", url],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert client.stdout is not None
+        assert client.stdout.readline() == "{}\n"  # the signal's first value: nothing yet
+        readings = [client.stdout.readline() for _ in range(5)]
+        values = [float(line.split(":")[1].strip(" }\n")) for line in readings if line]
+        assert len(values) == 5 and len(set(values)) > 1  # live: the temperature moves
+        client.send_signal(signal.SIGINT)
+        out, err = client.communicate(timeout=30)
+        assert "client stopped" in out and "Traceback" not in err, err
+    finally:
+        if client is not None and client.poll() is None:
+            client.kill()
+        server.send_signal(signal.SIGINT)
+        out, err = server.communicate(timeout=30)
+    assert "server stopped" in out and "Traceback" not in err, err
