@@ -54,7 +54,8 @@ logger = logging.getLogger(__name__)
 C = TypeVar("C", bound=BaseModel)
 
 ADMIN_ROLE = "admin"
-"""With an authenticator, DevTools and the ``pl3xus.tree`` query need this role."""
+"""With an authenticator, DevTools and its queries (``pl3xus.tree``, ``pl3xus.schemas``,
+``pl3xus.connections``) need this role."""
 
 
 async def _bound(pending: Awaitable[Any], seconds: float) -> Any:
@@ -88,8 +89,9 @@ class SyncServer:
         control_takeover_roles: Identities with one of these roles take control even when
             another party holds it (the loser gets a ``control_released`` notice with
             reason ``taken_over``); everyone else is refused while it is held.
-        devtools: Serve DevTools at ``/devtools`` and the ``pl3xus.tree`` query. With an
-            authenticator, both need an identity with the ``admin`` role.
+        devtools: Serve DevTools at ``/devtools`` and its queries (``pl3xus.tree``,
+            ``pl3xus.schemas``, ``pl3xus.connections``). With an authenticator, all need an
+            identity with the ``admin`` role.
         metrics: Serve ``GET /metrics`` (Prometheus text format); with an authenticator it
             needs an identity with the ``admin`` role, like DevTools.
     """

@@ -1,9 +1,12 @@
 """The browser DevTools page that every ``SyncServer`` serves at ``/devtools``.
 
 A single static page (no build step, nothing fetched from outside) that speaks the JSON
-subprotocol: live entities and components, edits as mutations with the server's answer,
-take / release control, the entity tree, subscriptions, update rates, recent commands and a
-raw message log.
+subprotocol, made for tens of thousands of entities: a type filter and search, a virtually
+scrolled table (fields as columns), a detail pane with typed editors (from the
+``pl3xus.schemas`` query) and the server's answers, take / release control, a live chart of
+any numeric field, the entity tree, the connections (``pl3xus.connections``), server
+notifications, recent commands and a raw message log. Its subscriptions are capped at
+10 Hz per entity.
 """
 
 from __future__ import annotations
