@@ -40,6 +40,7 @@ from .exceptions import (
     UnknownComponent,
     UnknownMessageType,
     UnsupportedModel,
+    ValueTooLarge,
     WrongFrameType,
 )
 
@@ -127,6 +128,7 @@ __all__ = [
     "ConnectionId",
     "ConnectionNotFound",
     "EntityNotFound",
+    "ValueTooLarge",
     "SequenceGap",
     "SubscriptionError",
     "UnknownComponent",

@@ -11,6 +11,7 @@ also inherit the matching builtin, so ordinary ``except ValueError`` clauses kee
     ├── NetworkStateError (RuntimeError)   a call in the wrong state (names the state)
     ├── ConnectionNotFound (KeyError)      no live connection has this id
     ├── EntityNotFound (KeyError)          no such entity in the World (or despawned)
+    ├── ValueTooLarge (ValueError)         a synced value encodes to more than its limit
     ├── BindError (OSError)                the listen address could not be bound
     ├── ConnectFailed (ConnectionError)    connect() could not reach or greet the peer
     ├── ConnectionClosed                   the peer went away while we used the connection
@@ -80,6 +81,7 @@ __all__ = [
     "UnknownComponent",
     "UnknownMessageType",
     "UnsupportedModel",
+    "ValueTooLarge",
     "WrongFrameType",
 ]
 
@@ -121,6 +123,13 @@ class EntityNotFound(Pl3xusError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "entity not found"
+
+
+class ValueTooLarge(Pl3xusError, ValueError):
+    """A value of a synced component encodes to more bytes than
+    ``SyncSettings.max_value_bytes``: refused where it is stored (``world.insert``,
+    ``spawn``, ``modify``), so that no client ever gets a frame too big for it. The message
+    names the type, the size and the limit."""
 
 
 class SequenceGap(Pl3xusError):

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Final, Generic, NewType, TypeVar, Union, get_args, get_origin
+from typing import Any, Final, Generic, NewType, TypeVar, Union, cast, get_args, get_origin
 
 import reactivex
 from pydantic import BaseModel
@@ -161,13 +161,25 @@ _set_attr = object.__setattr__
 class _Kind:
     """What the World knows about one component type."""
 
-    __slots__ = ("copy", "entries", "fields", "model", "names", "storage", "subject", "trackers")
+    __slots__ = (
+        "check",
+        "copy",
+        "entries",
+        "fields",
+        "model",
+        "names",
+        "storage",
+        "subject",
+        "trackers",
+    )
 
     def __init__(self, model: type[BaseModel]) -> None:
         self.model = model
         self.entries: dict[EntityId, Any] = {}  # entity -> stored entry (see own())
         self.subject: SafeSubject[ComponentChange[Any]] | None = None
         self.trackers: tuple[ChangeTracker, ...] = ()
+        # called with each value about to be stored; raising refuses it (see set_check)
+        self.check: Callable[[BaseModel], None] | None = None
         self.storage = _storage(model)
         self.names = tuple(model.model_fields)
         self.fields = len(self.names)
@@ -348,8 +360,10 @@ class World:
         if parent is not None:
             self._components(parent)
         types = [type(c) for c in components]
-        for model in types:  # before anything changes: no half-made entity
-            self._kind(model)
+        for component in components:  # before anything changes: no half-made entity
+            check = self._kind(type(component)).check
+            if check is not None:
+                check(component)
         if len(set(types)) != len(types):
             raise ValueError("spawn() got two components of the same type")
         entity = EntityId(next(self._ids))
@@ -427,9 +441,13 @@ class World:
         Raises:
             EntityNotFound: the entity does not exist.
             UnsupportedModel: ``component`` is not a pydantic model (a ``TypeError``).
+            Exception: whatever a check set with :meth:`set_check` raised (the value is
+                not stored).
         """
         model = component.__class__
         kind = self._kinds.get(model) or self._kind(model)
+        if kind.check is not None:
+            kind.check(component)
         entries = kind.entries
         old = entries.get(entity)
         entry: Any
@@ -577,6 +595,13 @@ class World:
         yield draft
         if self.contains(entity):
             self.insert(entity, draft)
+
+    def set_check(self, model: type[C], check: Callable[[C], None] | None) -> None:
+        """Call ``check(value)`` with every value of ``model`` about to be stored (by
+        :meth:`insert`, :meth:`spawn`, :meth:`modify`, :meth:`drive`); an exception it raises
+        refuses the value and reaches the caller, and nothing changes. ``None`` removes it.
+        (The sync server checks the encoded size of synced values this way.)"""
+        self._kind(model).check = cast(Callable[[BaseModel], None] | None, check)
 
     def changes(self, model: type[C]) -> reactivex.Observable[ComponentChange[C]]:
         """An Observable of every change of ``model`` components, in order.

@@ -107,7 +107,11 @@ async def test_welcome_lists_components_with_ids_and_hashes(
         [2, "Status", schema_hash(Status), ["text"]],
     ]
     assert client.welcome["requests"] == []
-    assert [q[0] for q in client.welcome["queries"]] == ["pl3xus.tree"]  # for DevTools
+    assert [q[0] for q in client.welcome["queries"]] == [  # for DevTools
+        "pl3xus.tree",
+        "pl3xus.schemas",
+        "pl3xus.connections",
+    ]
     await client.ws.close()
 
 

@@ -24,6 +24,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from ..exceptions import ValueTooLarge
 from ..protocol import to_wire
 from ..world import FINAL, UPSERTED, EntityId, World, entry_fields
 from ._registry import ComponentRegistration
@@ -43,6 +44,8 @@ def _encode_item_json(item: Any) -> str:
 
 
 __all__ = ["ItemEncoder"]
+
+_FRAMING = 16  # an item's entity id and array header, beyond the value itself
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +81,11 @@ class ItemEncoder:
         self.encodings = 0
         """Items encoded so far (each encoding of each item once per flush)."""
         self.unencodable = 0
-        """Items left out because their value could not be encoded."""
+        """Items left out because their value could not be encoded (or was too big)."""
+        self.max_value_bytes = 1 << 20
+        """Items bigger than this (and a little framing) are left out, logged."""
+        self.maybe_big: set[int] = set()
+        """Type ids whose values may outgrow ``max_value_bytes`` (unbounded schemas)."""
         self._logged: set[tuple[int, EntityId]] = set()
         self._kept: dict[tuple[int, bool], _Kept] = {}
         # per flush:
@@ -154,6 +161,11 @@ class ItemEncoder:
             try:
                 fields = entry_fields(entry) if native else self.values_of(reg, entity, entry)
                 data = encode((entity, fields))
+                if len(data) > self.max_value_bytes + _FRAMING:
+                    raise ValueTooLarge(
+                        f"{len(data):,} bytes encoded, over SyncSettings.max_value_bytes "
+                        f"({self.max_value_bytes:,})"
+                    )
             except (ValueError, TypeError, OverflowError) as exc:
                 self._left_out(reg, entity, exc)
                 continue
@@ -182,6 +194,8 @@ class ItemEncoder:
                 _check_text(data)  # type: ignore[arg-type]
         except (ValueError, TypeError, OverflowError):
             return None  # some value cannot be encoded: item by item, to leave out just it
+        if reg.type_id in self.maybe_big and len(data) > self.max_value_bytes:
+            return None  # one of them may be too big: item by item, to leave out just it
         self.encodings += len(rows)
         return data
 

@@ -31,7 +31,8 @@ from ..world import (
 )
 from ._encoding import ItemEncoder
 from ._registry import ComponentRegistration, ComponentRegistry
-from ._settings import SyncSettings
+from ._settings import MIN_VALUE_BYTES, SyncSettings
+from ._size import Limit, max_encoded_size, size_check
 from ._wire import (
     Group,
     assemble_json,
@@ -201,13 +202,14 @@ class SyncEngine:
     ) -> None:
         self.world = world
         self.registry = registry
+        self._encoder = ItemEncoder(world)
+        self._value_limit = Limit(settings.max_value_bytes)
         self.settings = settings
         self._wake = wake or (lambda: None)
         self._clients: dict[int, _Client] = {}
         self._subs_by_type: dict[int, set[_Sub]] = {}
         # types with subscribers -> what changed since their last flush
         self._trackers: dict[int, ChangeTracker] = {}
-        self._encoder = ItemEncoder(world)
         self._type_due: dict[int, float] = {}
         self._held_subs: set[_Sub] = set()
         # restricted types: type id -> visibility class key -> view
@@ -230,6 +232,27 @@ class SyncEngine:
             "deadband_suppressed": 0,
             "snapshots": 0,
         }
+
+        for reg in registry:
+            self._guard(reg)
+        registry.listeners.append(self._guard)
+
+    @property
+    def settings(self) -> SyncSettings:
+        """The settings in force (assignable: the next flush and store use them)."""
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: SyncSettings) -> None:
+        self._settings = settings
+        self._encoder.max_value_bytes = settings.max_value_bytes
+        self._value_limit.bytes = settings.max_value_bytes
+
+    def _guard(self, reg: ComponentRegistration[Any]) -> None:
+        # Values that could outgrow max_value_bytes are measured where they are stored.
+        if max_encoded_size(reg.model) > MIN_VALUE_BYTES:
+            self._encoder.maybe_big.add(reg.type_id)
+            self.world.set_check(reg.model, size_check(reg, self._value_limit))
 
     def _pending(self, type_id: int) -> dict[EntityId, int]:
         tracker = self._trackers.get(type_id)

@@ -101,6 +101,8 @@ class ComponentRegistry:
         self._regs: dict[type[BaseModel], ComponentRegistration[Any]] = {}
         self._by_id: dict[int, ComponentRegistration[Any]] = {}
         self._by_name: dict[str, ComponentRegistration[Any]] = {}
+        self.listeners: list[Callable[[ComponentRegistration[Any]], None]] = []
+        """Called with each new registration (the sync engine installs its checks)."""
 
     def add(
         self,
@@ -154,6 +156,8 @@ class ComponentRegistry:
         self._regs[model] = reg
         self._by_id[reg.type_id] = reg
         self._by_name[reg.name] = reg
+        for listener in self.listeners:
+            listener(reg)
         return reg
 
     def get(self, model: type[C]) -> ComponentRegistration[C]:

@@ -6,7 +6,10 @@ from pydantic import Field
 
 from .._settings import CheckedSettings
 
-__all__ = ["SyncSettings"]
+__all__ = ["MIN_VALUE_BYTES", "SyncSettings"]
+
+MIN_VALUE_BYTES = 64 * 1024
+"""The lowest ``max_value_bytes``: types whose schema bounds them below it go unchecked."""
 
 
 class SyncSettings(CheckedSettings):
@@ -28,6 +31,12 @@ class SyncSettings(CheckedSettings):
         max_pending_commands: Async handlers one connection may have running at once; a
             command beyond them is answered ``forbidden`` naming the limit (a one-way message
             gets a ``message_rejected`` notice). ``None``: no limit.
+        max_value_bytes: The most bytes one synced component value may take encoded
+            (msgpack). A bigger value is refused where it is stored, with
+            :class:`~pl3xus_rx.ValueTooLarge` (types whose schema bounds their size below
+            64 KiB are never checked: they cannot exceed it); one that got past (stored
+            before its type was synced, or the limit lowered since) is left out of the sync
+            and logged. Keep it below the clients' ``max_message_size``. At least 64 KiB.
     """
 
     max_update_rate_hz: float = Field(default=60.0, gt=0)
@@ -36,3 +45,4 @@ class SyncSettings(CheckedSettings):
     control_timeout: float | None = Field(default=300.0, gt=0)
     handler_timeout: float | None = Field(default=30.0, gt=0)
     max_pending_commands: int | None = Field(default=100, ge=1)
+    max_value_bytes: int = Field(default=1 << 20, ge=MIN_VALUE_BYTES)
