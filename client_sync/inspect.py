@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,30 @@ from pl3xus_rx.net import Network
 from .provider import ConnectionStatus, SyncProvider
 from .registry import ClientTypeRegistry
 
-__all__ = ["Snapshot", "inspect", "render", "view_models"]
+__all__ = ["SPARK_WIDTH", "Snapshot", "inspect", "render", "sparkline", "view_models"]
+
+SPARK_WIDTH = 20
+"""Samples a sparkline column shows (the newest at the right)."""
+_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float], width: int = SPARK_WIDTH) -> str:
+    """The last ``width`` values as a line of block characters, scaled from their lowest
+    (▁) to their highest (█); a flat series is a flat line."""
+    shown = list(values)[-width:]
+    if not shown:
+        return ""
+    low, high = min(shown), max(shown)
+    if high - low < 1e-12:
+        return _BLOCKS[3] * len(shown)
+    top = len(_BLOCKS) - 1
+    return "".join(_BLOCKS[round((v - low) / (high - low) * top)] for v in shown)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
 
 
 async def view_models(url: str, token: str | None = None) -> dict[str, type[BaseModel]]:
@@ -82,11 +106,13 @@ def render(
     width: int = 120,
     types: Sequence[str] | None = None,
     fields: Sequence[str] | None = None,
+    history: Mapping[str, Mapping[int, Sequence[float]]] | None = None,
 ) -> Group:
     """The view as a rich renderable: a status line and one row per entity, one column per
     field (``Type.field``) of the component types shown. ``types`` and ``fields`` choose
     (``field`` or ``Type.field``); columns that do not fit in ``width`` are left out and
-    named in the caption, rather than cut to nothing."""
+    named in the caption, rather than cut to nothing. ``history`` adds a sparkline column
+    per ``Type.field`` it names, from each entity's recent values."""
     state = snapshot.connection.state.value
     status = Text.assemble(
         ("pl3xus-rx inspect ", "bold"),
@@ -105,6 +131,8 @@ def render(
     columns: list[tuple[str, str, int]] = []  # (type, field, width)
     hidden: list[str] = []
     used = 8  # the entity column
+    sparks = [h for h in (history or {}) if h.split(".", 1)[0] in chosen]
+    used += sum(len(h) + 5 for h in sparks)
     for name, values in chosen.items():
         rows = [values[e] for e in shown if e in values]
         if not rows:
@@ -124,12 +152,16 @@ def render(
     table.add_column("entity", justify="right", no_wrap=True, min_width=6)
     for name, field, w in columns:
         table.add_column(f"{name}.{field}", no_wrap=True, min_width=min(w, 8), max_width=w)
+    for header in sparks:
+        table.add_column(f"{header} ~", no_wrap=True, min_width=SPARK_WIDTH)
     for entity in shown:
         cells = []
         for name, field, w in columns:
             value = chosen[name].get(entity)
             text = "" if value is None else _text(getattr(value, field, None))
             cells.append(text if len(text) <= w else text[: w - 1] + "…")
+        for header in sparks:
+            cells.append(sparkline((history or {})[header].get(entity, ())))
         table.add_row(str(entity), *cells)
     notes = []
     if len(entities) > max_rows:
@@ -154,12 +186,26 @@ async def inspect(
     token: str | None = None,
     types: Sequence[str] | None = None,
     fields: Sequence[str] | None = None,
+    spark: Sequence[str] = (),
 ) -> None:
     """Show the server's state live (until Ctrl-C, or for ``seconds``); ``once`` prints
     one complete snapshot and returns. ``token`` authenticates to the server; ``types``
-    and ``fields`` choose what is shown (see :func:`render`)."""
+    and ``fields`` choose what is shown (see :func:`render`); each ``Type.field`` of
+    ``spark`` (a numeric field) also gets a sparkline of its recent values, sampled at
+    each refresh (4 a second).
+
+    Raises:
+        ValueError: ``types`` or ``spark`` name a type or field the server does not sync.
+    """
     console = console or Console()
     models = await view_models(url, token)
+    for header in spark:
+        name, _, field = header.partition(".")
+        if name not in models or field not in models[name].model_fields:
+            raise ValueError(
+                f"--spark wants Type.field of a synced type, got {header!r}; the server syncs "
+                + ", ".join(f"{n}({', '.join(m.model_fields)})" for n, m in models.items())
+            )
     if types:
         unknown = sorted(set(types) - set(models))
         if unknown:
@@ -183,8 +229,21 @@ async def inspect(
                 {name: signal.get() for name, signal in signals.items()},
             )
 
+        history: dict[str, dict[int, deque[float]]] = {h: {} for h in spark}
+
+        def sample() -> None:
+            for header, series in history.items():
+                name, _, field = header.partition(".")
+                for entity, value in signals[name].get().items() if name in signals else ():
+                    number = _number(getattr(value, field, None))
+                    if number is not None:
+                        series.setdefault(entity, deque(maxlen=SPARK_WIDTH)).append(number)
+
         def view() -> Group:
-            return render(snapshot(), max_rows=max_rows, width=console.width, fields=fields)
+            sample()
+            return render(
+                snapshot(), max_rows=max_rows, width=console.width, fields=fields, history=history
+            )
 
         with contextlib.suppress(TimeoutError):  # then show what has arrived
             await sync.wait_synced(timeout=10.0)  # every snapshot, even one in parts

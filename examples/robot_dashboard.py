@@ -1,5 +1,6 @@
-"""A terminal HMI for the demo cell: a panel per robot; take control, jog, set speed, start
-and stop through targeted requests. It keeps working across a server restart.
+"""A terminal HMI for the demo cell: a panel per robot with a sparkline of its first joint's
+angle; take control, jog, set speed, start and stop through targeted requests. It keeps
+working across a server restart.
 
     pl3xus-rx demo                                   # in one terminal
     python examples/robot_dashboard.py ws://127.0.0.1:8080/
@@ -12,6 +13,7 @@ Needs `textual` (installed by `pip install -e ".[dev]"`, or `pip install textual
 from __future__ import annotations
 
 import sys
+from collections import deque
 from collections.abc import Awaitable
 from typing import Any, ClassVar
 
@@ -20,11 +22,13 @@ from textual.containers import Vertical
 from textual.widgets import Footer, Static
 
 from client_sync import ClientTypeRegistry, SyncProvider
+from client_sync.inspect import sparkline
 from pl3xus_rx import CommandRejected, ConnectFailed, ConnectionLost
 from pl3xus_rx.demo import (
     Ack,
     Jog,
     JogResult,
+    Joints,
     Name,
     Pose,
     RobotStatus,
@@ -38,6 +42,7 @@ REGISTRY = (
     ClientTypeRegistry.builder()
     .register(Name)
     .register(Pose)
+    .register(Joints)
     .register(RobotStatus)
     .register(EntityControl)
     .register_request(Jog, JogResult)
@@ -80,6 +85,7 @@ class RobotDashboard(App[None]):
         self.selected = 0
         self.watching: list[Any] = []
         self.connected = False
+        self.joint1: dict[int, deque[float]] = {}  # the last 30 samples (3 s) per robot
 
     def compose(self) -> ComposeResult:
         yield Static("connecting...", id="status")
@@ -98,6 +104,9 @@ class RobotDashboard(App[None]):
         self.poses = self.sync.components(Pose)
         self.names = self.sync.components(Name)
         self.controls = self.sync.components(EntityControl)
+        self.joints = self.sync.components(Joints)
+        self.joints.subscribe(lambda _: None)  # sampled ten times a second, below
+        self.set_interval(0.1, self.sample)
         self.watching = [
             signal.subscribe(lambda _: self.redraw())
             for signal in (
@@ -115,6 +124,12 @@ class RobotDashboard(App[None]):
             subscription.dispose()
         if self.connected:
             await self.sync.close()
+
+    def sample(self) -> None:
+        for entity, joints in self.joints.get().items():
+            series = self.joint1.setdefault(entity, deque(maxlen=30))
+            series.append(joints.angles[0])
+        self.redraw()
 
     def robots(self) -> list[int]:
         return sorted(self.statuses.get())
@@ -148,7 +163,11 @@ class RobotDashboard(App[None]):
             )
             where = f"x={pose.x:.0f} y={pose.y:.0f} θ={pose.theta:.2f}" if pose else "?"
             state = f"{status.state} speed {status.speed:.1f}" if status else "?"
-            panel.update(f"{name.text if name else entity}: {state}  at {where}  control: {who}")
+            trend = sparkline(self.joint1.get(entity, ()), width=30)
+            panel.update(
+                f"{name.text if name else entity}: {state}  at {where}  control: {who}\n"
+                f"joint 1 {trend}"
+            )
             panel.set_class(robots.index(entity) == self.selected, "selected")
 
     def current(self) -> int | None:

@@ -90,6 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     insp.add_argument(
         "--fields", default=None, help="comma-separated fields to show (field or Type.field)"
     )
+    insp.add_argument(
+        "--spark",
+        action="append",
+        default=[],
+        metavar="TYPE.FIELD",
+        help="also draw a sparkline of this numeric field's recent values (repeatable)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING,
@@ -142,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                     token=args.token,
                     types=args.types,
                     fields=args.fields.split(",") if args.fields else None,
+                    spark=args.spark,
                 )
             )
         except KeyboardInterrupt:

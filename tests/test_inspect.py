@@ -109,3 +109,39 @@ def test_narrow_terminals_leave_columns_out_rather_than_cut_values_to_nothing() 
     assert "40.123" in text
     assert "more columns" in text and "--type / --fields" in text  # what did not fit is named
     assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_sparkline_scales_from_lowest_to_highest() -> None:
+    from client_sync.inspect import sparkline
+
+    assert sparkline([]) == ""
+    assert sparkline([0, 1, 2, 3, 4, 5, 6, 7]) == "▁▂▃▄▅▆▇█"
+    assert sparkline([5.0, 5.0, 5.0]) == "▄▄▄"  # flat
+    assert sparkline(range(100), width=4) == "▁▃▆█"  # the newest 4, scaled among themselves
+    assert sparkline([10, -10, 10]) == "█▁█"
+
+
+@pytest.mark.asyncio
+async def test_inspect_draws_a_sparkline_of_a_numeric_field() -> None:
+    server = SyncServer()
+    server.sync_component(Position)
+    a = server.world.spawn(Position(x=0, y=0))
+
+    async def climb() -> None:
+        for step in range(1, 12):
+            await asyncio.sleep(0.15)
+            server.world.insert(a, Position(x=step, y=0))
+
+    async with server.serve("127.0.0.1", 0) as (host, port):
+        out = io.StringIO()
+        console = Console(file=out, width=140, color_system=None, force_terminal=True)
+        climber = asyncio.create_task(climb())
+        await inspect(f"ws://{host}:{port}/", seconds=2.0, console=console, spark=["Position.x"])
+        await climber
+        assert "Position.x ~" in out.getvalue()
+        lines = [line for line in out.getvalue().splitlines() if "█" in line]
+        assert lines, out.getvalue()[-2000:]
+        spark = lines[-1].split("│")[-2].strip()  # the last column of the last frame
+        assert spark[0] == "▁" and spark[-1] == "█" and len(set(spark)) >= 4  # rising
+        with pytest.raises(ValueError, match=r"--spark wants Type\.field"):
+            await inspect(f"ws://{host}:{port}/", once=True, console=console, spark=["Position.z"])

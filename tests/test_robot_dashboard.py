@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pl3xus_rx import SyncServer
-from pl3xus_rx.demo import Pose, RobotStatus, build_cell
+from pl3xus_rx.demo import Joints, Pose, RobotStatus, build_cell
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 from robot_dashboard import RobotDashboard
@@ -59,6 +59,17 @@ async def test_dashboard_controls_a_robot() -> None:
             await until(pilot, lambda: server.world.get(first, RobotStatus).speed == 0.6, "faster")
             await pilot.press("x")
             await until(pilot, lambda: "stopped" in text(app, panel), "stopped")
+            # the first joint's angle over the last seconds, as a sparkline
+            for step in range(8):
+                server.world.insert(first, Joints(angles=(10.0 * step, 0, 0, 0, 0, 0)))
+                await pilot.pause(0.15)
+
+            def trend() -> str:
+                line = next(x for x in text(app, panel).splitlines() if x.startswith("joint 1"))
+                return line.removeprefix("joint 1 ")
+
+            await until(pilot, lambda: trend().endswith("█"), "the sparkline's high end")
+            assert "▁" in trend() and len(set(trend())) >= 4, trend()  # rising
             await pilot.press("n")  # the second robot: not ours
             await pilot.press("g")
             await until(
