@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+import reactivex
 from pydantic import BaseModel
 
 from . import devtools
@@ -36,6 +37,7 @@ from .sync import (
     ComponentRegistry,
     Denied,
     EntityPolicy,
+    FlushedChanges,
     MessageBuilder,
     MutationContext,
     QueryBuilder,
@@ -179,6 +181,17 @@ class SyncServer:
     def query(self, model: type[BaseModel]) -> QueryBuilder[Any]:
         """Register a query type: ``server.query(Q).register(handler)``."""
         return QueryBuilder(self.commands, model)
+
+    def flushed(self, model: type[C]) -> reactivex.Observable[FlushedChanges[C]]:
+        """What each flush sends of the synced type ``model``, as an Observable of
+        :class:`~pl3xus_rx.sync.FlushedChanges` (its changes since the type's last flush,
+        conflated): tap, record or forward exactly what its subscribers receive. (The
+        World's ``changes(T)`` is every change as it happens, before conflation.)
+
+        Raises:
+            NotRegistered: ``model`` is not synced.
+        """
+        return self.engine.flushed(model)
 
     def invalidate(self, query: type[BaseModel], keys: list[BaseModel] | None = None) -> None:
         """Tell clients to refetch ``query`` (only these parameter sets, if given)."""

@@ -15,7 +15,7 @@ from ._builders import (
 )
 from ._commands import Authorizer, Commands
 from ._control import ControlBook, Displaced, Expired, Granted, Moved, Refused
-from ._engine import SubscriptionInfo, SyncEngine, SyncStatistics
+from ._engine import FlushedChanges, SubscriptionInfo, SyncEngine, SyncStatistics
 from ._policy import Authorized, Denied, MutationContext, default_entity_policy
 from ._registry import (
     ComponentBuilder,
@@ -31,6 +31,7 @@ __all__ = [
     "Displaced",
     "Moved",
     "Expired",
+    "FlushedChanges",
     "Granted",
     "Refused",
     "Authorized",

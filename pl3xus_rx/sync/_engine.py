@@ -9,12 +9,17 @@ encoding, and the bytes are shared by every connection that sees it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Generic, TypeVar
 
+import reactivex
 from pydantic import BaseModel
+from reactivex import abc as rx_abc
+from reactivex.disposable import Disposable
 
+from .._rx import SafeSubject
 from ..exceptions import FrameError, SubscriptionError, UnknownComponent
 from ..protocol import FrameKind, SyncFlag, shown
 from ..security import ANONYMOUS, Identity
@@ -42,7 +47,31 @@ from ._wire import (
     groups_msgpack,
 )
 
-__all__ = ["SubscriptionInfo", "SyncEngine", "SyncStatistics"]
+__all__ = ["FlushedChanges", "SubscriptionInfo", "SyncEngine", "SyncStatistics"]
+
+
+C = TypeVar("C", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class FlushedChanges(Generic[C]):
+    """What one flush sent of one component type: its changes since the last flush of the
+    type, conflated (an entity changed ten times appears once, with its latest value).
+
+    It is what a subscriber of the whole type that sees every entity (no ``visible_to``
+    rule hiding some, no rate cap or deadband of its own) receives in that flush.
+
+    Attributes:
+        component: The component type.
+        upserts: Entities whose component is now this value (inserted or updated).
+        removed: Entities that lost the component (they live on).
+        despawned: Entities that were despawned.
+    """
+
+    component: type[C]
+    upserts: Mapping[EntityId, C]
+    removed: tuple[EntityId, ...]
+    despawned: tuple[EntityId, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +254,8 @@ class SyncEngine:
         # flush that carries the change they depend on
         self._deferred: list[tuple[int, int | None, EntityId | None, list[Any]]] = []
         self._deferred_new = False  # replies deferred since the last flush
+        # tapped types (flushed()): type id -> the subject and how many observe it
+        self._taps: dict[int, SafeSubject[FlushedChanges[Any]]] = {}
         self._counters = {
             "flushes": 0,
             "frames": 0,
@@ -283,7 +314,11 @@ class SyncEngine:
             subs.discard(sub)
             if not subs:
                 del self._subs_by_type[sub.reg.type_id]
-                tracker = self._trackers.pop(sub.reg.type_id, None)
+                tracker = (
+                    None
+                    if sub.reg.type_id in self._taps
+                    else self._trackers.pop(sub.reg.type_id, None)
+                )
                 if tracker is not None:
                     tracker.close()
                 self._encoder.forget_type(sub.reg.type_id)
@@ -560,6 +595,7 @@ class SyncEngine:
         # forced changes) have their changes (and visibility) brought up to date first, so
         # that nothing goes out that the identity may no longer see.
         urgent = self._urgent_views(now) if self._views else set()
+        flushed: list[tuple[SafeSubject[FlushedChanges[Any]], FlushedChanges[Any]]] = []
 
         # 1. changes of every type whose own interval has elapsed
         for type_id, tracker in list(self._trackers.items()):
@@ -612,6 +648,9 @@ class SyncEngine:
                 )
             if baseline is not None:
                 self._advance_baseline(reg, baseline, pending, cache)
+            tap = self._taps.get(type_id)
+            if tap is not None and pending:
+                flushed.append((tap, self._flushed(reg, pending)))
 
         # 2. rate-limited subscriptions that are due
         for sub in list(self._held_subs):
@@ -671,6 +710,10 @@ class SyncEngine:
         if sent:
             self._counters["flushes"] += 1
             self._counters["frames"] += sent
+        # Taps see each type's batch once its frames are out (their code may change the World:
+        # that goes into the next flush).
+        for tap, batch in flushed:
+            tap.on_next(batch)
         # Replies wait until the changes they caused have been sent (Meteor's "updated").
         self._deferred_new = False
         if self._deferred:
@@ -980,6 +1023,59 @@ class SyncEngine:
         self._wake()
 
     # ------------------------------------------------------------------ introspection
+
+    def flushed(self, model: type[C]) -> reactivex.Observable[FlushedChanges[C]]:
+        """An Observable of what each flush sends of the synced type ``model``
+        (:class:`FlushedChanges`: conflated upserts, removals and despawns), to tap, record
+        or forward exactly what its subscribers receive. Observing it tracks the type's
+        changes even while no client subscribes.
+
+        Raises:
+            NotRegistered: ``model`` is not a synced component.
+        """
+        reg = self.registry.get(model)
+        type_id = reg.type_id
+
+        def subscribe(
+            observer: rx_abc.ObserverBase[FlushedChanges[C]],
+            scheduler: rx_abc.SchedulerBase | None = None,
+        ) -> rx_abc.DisposableBase:
+            tap = self._taps.get(type_id)
+            if tap is None:
+                tap = self._taps[type_id] = SafeSubject()
+                if type_id not in self._trackers:
+                    self._trackers[type_id] = self.world.track(reg.model, self._wake)
+            inner = tap.subscribe(observer)
+
+            def dispose() -> None:
+                inner.dispose()
+                if self._taps.get(type_id) is tap and not tap.observers:
+                    del self._taps[type_id]
+                    if type_id not in self._subs_by_type:
+                        tracker = self._trackers.pop(type_id, None)
+                        if tracker is not None:
+                            tracker.close()
+
+            return Disposable(dispose)
+
+        return reactivex.create(subscribe)
+
+    def _flushed(self, reg: ComponentRegistration[Any], pending: dict[EntityId, int]) -> Any:
+        world, model = self.world, reg.model
+        upserts: dict[EntityId, Any] = {}
+        removed: list[EntityId] = []
+        despawned: list[EntityId] = []
+        for entity, code in pending.items():
+            final = code & _FINAL
+            if final == _UPSERT:
+                value = world.get(entity, model)
+                if value is not None:
+                    upserts[entity] = value
+            elif final == _DESPAWNED:
+                despawned.append(entity)
+            else:
+                removed.append(entity)
+        return FlushedChanges(model, MappingProxyType(upserts), tuple(removed), tuple(despawned))
 
     def subscriptions_of(self, connection: int) -> list[SubscriptionInfo]:
         """The live subscriptions of ``connection`` (none for an unknown one)."""
