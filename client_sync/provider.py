@@ -13,7 +13,7 @@ import logging
 import operator
 import random
 import ssl as _ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any, Generic, Literal, TypeVar, cast
 
@@ -59,7 +59,7 @@ from .session import (
     identity_in,
     is_gap_or_bad_frame,
 )
-from .signal import Signal, WritableSignal
+from .signal import Signal, WritableSignal, combine
 from .states import (
     Change,
     ConnectionState,
@@ -270,7 +270,7 @@ class SyncProvider:
         self._reconnect_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._rng = random.Random()
-        self._derived: dict[tuple[Any, ...], Signal[Any]] = {}
+        self._derived: dict[Hashable, Signal[Any]] = {}
         self.connection: WritableSignal[ConnectionStatus] = WritableSignal(
             ConnectionStatus(ConnectionState.CONNECTING)
         )
@@ -617,6 +617,30 @@ class SyncProvider:
         if deadband is not None:
             options["deadband"] = deadband
         return cast(Signal[Mapping[int, T]], self._sub(model, None, options).signal)
+
+    def entities(self) -> Signal[Mapping[int, Mapping[type[BaseModel], BaseModel]]]:
+        """Every entity with its components of every registered type the server syncs
+        (a wildcard subscription): ``{entity: {Model: value, ...}}``, one emission per
+        batch. Each type's server subscription lives while the signal is observed.
+
+        Types the server does not sync (by the welcome) are left out.
+        """
+        signal = self._derived.get("entities")
+        if signal is None:
+            models = [
+                m for m in self.registry if self._session.store.knows(self.registry.name_of(m))
+            ]
+            parents = [self.components(m) for m in models]
+
+            def merge(values: list[Mapping[int, BaseModel]]) -> Mapping[int, Any]:
+                out: dict[int, dict[type[BaseModel], BaseModel]] = {}
+                for model, mapping in zip(models, values, strict=True):
+                    for entity, value in mapping.items():
+                        out.setdefault(entity, {})[model] = value
+                return MappingProxyType({e: MappingProxyType(c) for e, c in sorted(out.items())})
+
+            signal = self._derived["entities"] = combine(parents, merge)
+        return cast(Signal[Mapping[int, Mapping[type[BaseModel], BaseModel]]], signal)
 
     def components_where(
         self, model: type[T], predicate: Callable[[T], bool]

@@ -11,14 +11,14 @@ import logging
 import operator
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, Generic, TypeVar
 
 import reactivex
 from reactivex import abc
 from reactivex.disposable import Disposable
 
-__all__ = ["Signal", "WritableSignal", "async_iter"]
+__all__ = ["Signal", "WritableSignal", "async_iter", "combine"]
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +161,54 @@ class _Derived(Signal[U]):
         if self._link is not None:
             self._link.dispose()
             self._link = None
+
+
+def combine(
+    parents: Sequence[Signal[Any]],
+    fn: Callable[[list[Any]], U],
+    *,
+    equals: Callable[[Any, Any], bool] = operator.eq,
+) -> Signal[U]:
+    """A signal of ``fn`` of several signals' values (in order), emitting when the result
+    changes. Observing it observes every parent (so their server subscriptions stay live)."""
+    return _Combined(list(parents), fn, equals)
+
+
+class _Combined(Signal[U]):
+    def __init__(
+        self,
+        parents: list[Signal[Any]],
+        fn: Callable[[list[Any]], U],
+        equals: Callable[[Any, Any], bool],
+    ) -> None:
+        self._parents = parents
+        self._fn = fn
+        self._links: list[abc.DisposableBase] = []
+        super().__init__(
+            fn([p.get() for p in parents]),
+            equals=equals,
+            on_first_subscribe=self._attach,
+            on_last_dispose=self._detach,
+        )
+
+    def get(self) -> U:
+        if not self._links:  # not observed: compute from the parents now
+            return self._fn([p.get() for p in self._parents])
+        return self._value
+
+    def _attach(self) -> None:
+        def follow(_: Any) -> None:
+            if len(self._links) == len(self._parents):  # (not while attaching)
+                self._set(self._fn([p.get() for p in self._parents]))
+
+        for parent in self._parents:
+            self._links.append(parent.subscribe(follow))
+        self._value = self._fn([p.get() for p in self._parents])
+
+    def _detach(self) -> None:
+        links, self._links = self._links, []
+        for link in links:
+            link.dispose()
 
 
 class _Feed:
