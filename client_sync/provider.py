@@ -808,6 +808,39 @@ class SyncProvider:
         body = await self._command(lambda: self._session.request(name, entity, payload), timeout)
         return from_wire(response, body.get("value"))
 
+    async def spawn(
+        self, *components: BaseModel, parent: int | None = None, timeout: float | None = None
+    ) -> int:
+        """Ask the server to create an entity with ``components`` (under ``parent``) and
+        return its id; by then this client's subscriptions of those types already hold it.
+        The server must allow it (``SyncServer.allow_spawn``).
+
+        Raises:
+            NotRegistered: a component type is not in the registry.
+            ValueError: two components of one type.
+            Forbidden: not allowed (spawning off, a read-only type, the parent controlled
+                by someone else, the server's policy), with the reason.
+            NotFound: the parent, or a type the server does not sync.
+            InvalidValue: a value the server refused (names the field).
+        """
+        names = [self.registry.name_of(type(c)) for c in components]
+        if len(set(names)) != len(names):
+            raise ValueError("spawn() got two components of the same type")
+        payload = {name: to_wire(c) for name, c in zip(names, components, strict=True)}
+        body = await self._command(lambda: self._session.spawn(parent, payload), timeout)
+        return int(body["entity"])
+
+    async def despawn(self, entity: int, *, timeout: float | None = None) -> None:
+        """Ask the server to despawn ``entity`` (and its children); answered after the
+        server's next flush, which tells subscribers. The server must allow it
+        (``SyncServer.allow_despawn``).
+
+        Raises:
+            Forbidden: not allowed (off, controlled by someone else, the server's policy).
+            NotFound: no such entity.
+        """
+        await self._command(lambda: self._session.despawn(entity), timeout)
+
     async def take_control(self, entity: int, *, timeout: float | None = None) -> None:
         """Take exclusive control of ``entity`` (and its children).
 

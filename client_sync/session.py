@@ -226,6 +226,14 @@ class ClientSession:
         """A QUERY: its request id and frame."""
         return self._command(FrameKind.QUERY, name, params)
 
+    def spawn(self, parent: int | None, components: dict[str, Any]) -> tuple[int, Frame]:
+        """A SPAWN (``components``: wire name -> JSON-form value): its request id and frame."""
+        return self._command(FrameKind.SPAWN, parent, components)
+
+    def despawn(self, entity: int) -> tuple[int, Frame]:
+        """A DESPAWN: its request id and frame."""
+        return self._command(FrameKind.DESPAWN, entity)
+
     @staticmethod
     def one_way(name: str, entity: int | None, payload: Any) -> Frame:
         """A SEND (no answer on success; a rejection comes as a notice)."""

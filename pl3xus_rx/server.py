@@ -36,12 +36,14 @@ from .sync import (
     ComponentRegistration,
     ComponentRegistry,
     Denied,
+    DespawnPolicy,
     EntityPolicy,
     FlushedChanges,
     MessageBuilder,
     MutationContext,
     QueryBuilder,
     RequestBuilder,
+    SpawnPolicy,
     SyncEngine,
     SyncSettings,
 )
@@ -181,6 +183,20 @@ class SyncServer:
     def query(self, model: type[BaseModel]) -> QueryBuilder[Any]:
         """Register a query type: ``server.query(Q).register(handler)``."""
         return QueryBuilder(self.commands, model)
+
+    def allow_spawn(self, policy: SpawnPolicy | None = None) -> None:
+        """Let clients spawn entities (``sync.spawn(...)``; off by default). Each component
+        must be of a synced type clients may write (``read_only=False``) and valid; a
+        parent must exist and not be controlled by someone else; then ``policy(world, ctx,
+        parent, components) -> Authorized | Denied`` decides (``None``: allowed). The
+        reply carries the new entity's id."""
+        self.commands.allow_spawn(policy)
+
+    def allow_despawn(self, policy: DespawnPolicy | None = None) -> None:
+        """Let clients despawn entities (``sync.despawn(entity)``; off by default), never one
+        someone else controls (it, an ancestor or a descendant); then ``policy(world, ctx,
+        entity) -> Authorized | Denied`` decides (``None``: allowed)."""
+        self.commands.allow_despawn(policy)
 
     def flushed(self, model: type[C]) -> reactivex.Observable[FlushedChanges[C]]:
         """What each flush sends of the synced type ``model``, as an Observable of

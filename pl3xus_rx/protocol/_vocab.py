@@ -71,13 +71,25 @@ class FrameKind(IntEnum):
     """``[13, query_name, keys | null]``: refetch cached answers (server to client)."""
     SEND = 14
     """``[14, message_name, entity | null, payload]``: a one-way message (client to server)."""
+    SPAWN = 15
+    """``[15, req_id, parent | null, {component_name: value, ...}]`` (client to server)."""
+    DESPAWN = 16
+    """``[16, req_id, entity]`` (client to server)."""
 
 
 FIRST_EXTENSION_KIND: Final = FrameKind.SUBSCRIBE
 """Kinds from here on belong to the sync and command layers, not the network layer."""
 
 CLIENT_COMMAND_KINDS: Final = frozenset(
-    (FrameKind.MUTATE, FrameKind.CONTROL, FrameKind.REQUEST, FrameKind.QUERY, FrameKind.SEND)
+    (
+        FrameKind.MUTATE,
+        FrameKind.CONTROL,
+        FrameKind.REQUEST,
+        FrameKind.QUERY,
+        FrameKind.SEND,
+        FrameKind.SPAWN,
+        FrameKind.DESPAWN,
+    )
 )
 """Kinds a client sends to the command layer."""
 

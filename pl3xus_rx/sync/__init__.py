@@ -13,7 +13,7 @@ from ._builders import (
     RequestBuilder,
     RequestRegistration,
 )
-from ._commands import Authorizer, Commands
+from ._commands import Authorizer, Commands, DespawnPolicy, SpawnPolicy
 from ._control import ControlBook, Displaced, Expired, Granted, Moved, Refused
 from ._engine import FlushedChanges, SubscriptionInfo, SyncEngine, SyncStatistics
 from ._policy import Authorized, Denied, MutationContext, default_entity_policy
@@ -42,11 +42,13 @@ __all__ = [
     "QueryRegistration",
     "RequestBuilder",
     "RequestRegistration",
+    "SpawnPolicy",
     "Status",
     "ComponentBuilder",
     "ComponentRegistration",
     "ComponentRegistry",
     "Denied",
+    "DespawnPolicy",
     "EntityControl",
     "EntityPolicy",
     "MutationContext",

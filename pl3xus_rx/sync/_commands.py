@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ..exceptions import CommandRejected, DuplicateRegistration, FrameError
+from ..exceptions import CommandRejected, DuplicateRegistration, FrameError, ValueTooLarge
 from ..protocol import (
     ControlAction,
     EntityControl,
@@ -39,7 +39,7 @@ from ._builders import MessageRegistration, QueryRegistration, RequestRegistrati
 from ._control import ControlBook, Granted
 from ._engine import SyncEngine
 from ._policy import Authorized, Denied, MutationContext
-from ._registry import ComponentRegistry, EntityPolicy
+from ._registry import ComponentRegistration, ComponentRegistry, EntityPolicy
 from ._settings import SyncSettings
 
 __all__ = ["Authorizer", "Bound", "Commands", "HandlerTimedOut"]
@@ -58,6 +58,16 @@ it and raise :class:`HandlerTimedOut` (the I/O shell's job: this module does no 
 
 Authorizer = Callable[[World, MutationContext, EntityId, BaseModel], Any]
 """``(world, ctx, entity, value) -> Authorized | Denied``: a server-wide veto."""
+
+
+SpawnPolicy = Callable[[World, MutationContext, "EntityId | None", "list[BaseModel]"], Any]
+"""``(world, ctx, parent, components) -> Authorized | Denied``: may this client spawn an
+entity with these (validated) components under ``parent``?"""
+
+DespawnPolicy = Callable[[World, MutationContext, EntityId], Any]
+"""``(world, ctx, entity) -> Authorized | Denied``: may this client despawn ``entity``?"""
+
+_OFF: Any = object()  # spawning / despawning from clients not allowed
 
 
 class HandlerTimedOut(Exception):
@@ -188,6 +198,10 @@ class Commands:
         """A server-wide veto over every mutation and targeted request."""
         self.control = ControlBook(settings.control_timeout)
         """Who controls which entity (the World's ``EntityControl`` components mirror it)."""
+        self.spawn_policy: SpawnPolicy | None = _OFF
+        """Clients' SPAWN: off (the default) until :meth:`allow_spawn`."""
+        self.despawn_policy: DespawnPolicy | None = _OFF
+        """Clients' DESPAWN: off (the default) until :meth:`allow_despawn`."""
         self.takeover_roles = frozenset(takeover_roles)
         """Identities with one of these roles take control over another party's (who is
         told with a ``control_released`` notice, reason ``taken_over``)."""
@@ -262,6 +276,12 @@ class Commands:
             elif kind == FrameKind.QUERY:
                 self._expect(frame, 4, "[12, req_id, type_name, params]")
                 self._query(ctx, req_id, frame[2], frame[3])
+            elif kind == FrameKind.SPAWN:
+                self._expect(frame, 4, "[15, req_id, parent | null, {type_name: value, ...}]")
+                self._spawn(ctx, req_id, frame[2], frame[3])
+            elif kind == FrameKind.DESPAWN:
+                self._expect(frame, 3, "[16, req_id, entity]")
+                self._despawn(ctx, req_id, frame[2])
             else:
                 raise FrameError(f"frame kind {kind} is not sent by clients")
         except FrameError as exc:
@@ -443,6 +463,113 @@ class Commands:
             f"the handler for {name} did not finish within {limit:g} s "
             "(SyncSettings.handler_timeout); it was cancelled",
         )
+
+    # ------------------------------------------------------------------ spawn, despawn
+
+    def allow_spawn(self, policy: SpawnPolicy | None = None) -> None:
+        """Let clients spawn entities (SPAWN): each component must be of a synced type
+        clients may write, valid, and within ``max_value_bytes``; a parent must exist and
+        not be controlled by someone else; then ``policy(world, ctx, parent, components)``
+        decides (``None``: every client that got this far)."""
+        self.spawn_policy = policy
+
+    def allow_despawn(self, policy: DespawnPolicy | None = None) -> None:
+        """Let clients despawn entities (DESPAWN): never one that someone else controls
+        (the entity, an ancestor or a descendant); then ``policy(world, ctx, entity)``
+        decides (``None``: every client that got this far)."""
+        self.despawn_policy = policy
+
+    def _spawn(self, ctx: MutationContext, req_id: int, raw_parent: Any, raw: Any) -> None:
+        if self.spawn_policy is _OFF:
+            raise _Reject(
+                Status.FORBIDDEN,
+                "clients may not spawn entities on this server (the server enables it with "
+                "allow_spawn)",
+            )
+        if not isinstance(raw, dict) or not raw:
+            raise FrameError("SPAWN needs a non-empty map of component name to value")
+        parent = None if raw_parent is None else self._entity(raw_parent)
+        values: list[BaseModel] = []
+        regs: list[ComponentRegistration[Any]] = []
+        for name, payload in raw.items():
+            reg = self.components.by_name(name) if isinstance(name, str) else None
+            if reg is None:
+                raise _Reject(Status.NOT_FOUND, f"{shown(name)} is not a synced component")
+            if reg.read_only:
+                raise _Reject(
+                    Status.FORBIDDEN, f"{reg.name} is read-only for clients: it cannot be spawned"
+                )
+            values.append(_validated(reg.name, reg.model, payload))
+            regs.append(reg)
+        if parent is not None:
+            self._not_held_by_others(ctx, parent, below=False)
+        if self.spawn_policy is not None:
+            decision = _decide(self.spawn_policy, self.world, ctx, parent, list(values))
+            if not isinstance(decision, Authorized):
+                reason = decision.reason if isinstance(decision, Denied) else "not authorized"
+                raise _Reject(Status.FORBIDDEN, reason)
+        try:
+            entity = self.world.spawn(*values, parent=parent)
+        except ValueTooLarge as exc:
+            raise _Reject(Status.VALIDATION_ERROR, str(exc)) from exc
+        except Exception as exc:
+            self._failed(ctx.connection, req_id, "spawn", exc)
+            return
+        self.reply(
+            ctx.connection,
+            req_id,
+            Status.OK,
+            body={"entity": int(entity)},
+            after=regs[0].model,
+            entity=entity,
+            deferred=True,
+        )
+        self._invalidate_for(regs)
+
+    def _despawn(self, ctx: MutationContext, req_id: int, raw_entity: Any) -> None:
+        if self.despawn_policy is _OFF:
+            raise _Reject(
+                Status.FORBIDDEN,
+                "clients may not despawn entities on this server (the server enables it "
+                "with allow_despawn)",
+            )
+        entity = self._entity(raw_entity)
+        self._not_held_by_others(ctx, entity, below=True)
+        if self.despawn_policy is not None:
+            decision = _decide(self.despawn_policy, self.world, ctx, entity)
+            if not isinstance(decision, Authorized):
+                reason = decision.reason if isinstance(decision, Denied) else "not authorized"
+                raise _Reject(Status.FORBIDDEN, reason)
+        regs = [reg for reg in self.components if self.world.has(entity, reg.model)]
+        try:
+            self.world.despawn(entity)
+        except Exception as exc:
+            self._failed(ctx.connection, req_id, "despawn", exc)
+            return
+        self.reply(ctx.connection, req_id, Status.OK, deferred=True)
+        self._invalidate_for(regs)
+
+    def _invalidate_for(self, regs: Iterable[ComponentRegistration[Any]]) -> None:
+        queries = {query for reg in regs for query in reg.invalidates}
+        for query in queries:
+            self.invalidate(query)
+
+    def _not_held_by_others(self, ctx: MutationContext, entity: EntityId, *, below: bool) -> None:
+        """Refuse (``forbidden``) if someone other than the caller controls ``entity`` or an
+        ancestor (and, if ``below``, a descendant)."""
+        world = self.world
+        party = _party(ctx)
+        around = [entity, *world.ancestors(entity)]
+        if below:
+            around += self._held_below(entity)
+        for candidate in around:
+            control = world.get(candidate, EntityControl) if world.contains(candidate) else None
+            if control is None or control.holder is None:
+                continue
+            if control.holder == ctx.connection or (party is not None and control.by == party):
+                continue
+            who = control.by or f"connection {control.holder}"
+            raise _Reject(Status.FORBIDDEN, f"entity {candidate} is controlled by {who}")
 
     # ------------------------------------------------------------------ control
 
