@@ -161,7 +161,7 @@ async def test_a_client_spawns_and_despawns_under_the_rules() -> None:
 
 
 async def test_a_despawn_policy_decides() -> None:
-    server, cell = make_server()
+    server, _cell = make_server()
     server.allow_spawn()
     server.allow_despawn(lambda world, ctx, entity: Denied("programs are archived, not deleted"))
     async with (
