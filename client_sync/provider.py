@@ -25,6 +25,7 @@ from reactivex.disposable import Disposable
 
 from pl3xus_rx._rx import Dispatcher, SafeSubject
 from pl3xus_rx.exceptions import (
+    CommandRejected,
     CommandTimeout,
     ConnectFailed,
     ConnectionClosed,
@@ -36,6 +37,7 @@ from pl3xus_rx.exceptions import (
 from pl3xus_rx.net import Disconnected, Error, Network, NetworkData, NetworkSettings, Transport
 from pl3xus_rx.net._events import ConnectionId
 from pl3xus_rx.protocol import (
+    LAST_MESSAGE_QUERY,
     ControlAction,
     EntityControl,
     NoticeKind,
@@ -950,6 +952,72 @@ class SyncProvider:
         if self._net.message_types.find_model(type(message)) is None:
             self._net.register_message(type(message))
         self._net.send(cid, message)
+
+    def message_log(self, model: type[T], *, limit: int = 100) -> Signal[tuple[T, ...]]:
+        """The plain messages of type ``model``, oldest first, at most ``limit``: it starts
+        with the last one the server published (``SyncServer.publish``) before this client
+        was watching, then appends each that arrives. Live while observed; shared per
+        (type, limit).
+
+        Raises:
+            ValueError: ``limit`` is below 1.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be 1 or more, got {limit}")
+        key = ("log", model, limit)
+        signal = self._derived.get(key)
+        if signal is None:
+            signal = self._derived[key] = self._message_log(model, limit)
+        return cast(Signal[tuple[T, ...]], signal)
+
+    def last_message(self, model: type[T]) -> Signal[T | None]:
+        """The latest plain message of type ``model`` (the server's last published one
+        until a new one arrives), or ``None``. Live while observed."""
+        key = ("last", model)
+        signal = self._derived.get(key)
+        if signal is None:
+            signal = self._derived[key] = self.message_log(model, limit=1).map(
+                lambda log: log[-1] if log else None
+            )
+        return cast(Signal[T | None], signal)
+
+    def _message_log(self, model: type[T], limit: int) -> Signal[tuple[T, ...]]:
+        live: list[reactivex.abc.DisposableBase] = []
+        seen_live = [False]
+
+        def append(message: T) -> None:
+            seen_live[0] = True
+            log.set((*log.get(), message)[-limit:])
+
+        async def fetch_last(name: str) -> None:
+            try:
+                body = await self._command(
+                    lambda: self._session.query(LAST_MESSAGE_QUERY, {"type": name}), None
+                )
+            except (CommandRejected, ConnectionLost, CommandTimeout) as exc:
+                logger.info("no last %s message from the server: %s", name, exc)
+                return
+            value = (body.get("value") or {}).get("value")
+            if value is not None and not seen_live[0]:  # a live one is newer
+                log.set((*log.get(), from_wire(model, value))[-limit:])
+
+        def start() -> None:
+            stream = self.messages(model)
+            live.append(stream.subscribe(append))
+            name = self._net.message_types.by_model(model).name
+            if self._cid is not None:
+                task = asyncio.get_running_loop().create_task(fetch_last(name))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+        def stop() -> None:
+            while live:
+                live.pop().dispose()
+
+        log: WritableSignal[tuple[T, ...]] = WritableSignal(
+            (), on_first_subscribe=start, on_last_dispose=stop
+        )
+        return log
 
     def messages(self, model: type[T]) -> reactivex.Observable[T]:
         """Plain messages of type ``model`` from the server."""

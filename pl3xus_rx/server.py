@@ -15,17 +15,21 @@ import reactivex
 from pydantic import BaseModel
 
 from . import devtools
-from .exceptions import ConnectionNotFound
+from .exceptions import ConnectionNotFound, NotFound
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .net import Disconnected, HttpRequest, HttpResponse, Network, NetworkSettings, Transport
 from .net._events import ConnectionId
 from .protocol import (
     CLIENT_COMMAND_KINDS,
+    LAST_MESSAGE_QUERY,
     EntityControl,
     FrameKind,
+    LastMessage,
+    LastMessageQuery,
     NoticeKind,
     NotificationLevel,
     RegisteredType,
+    to_wire,
 )
 from .security import Authenticator, Identity
 from .sync import (
@@ -148,6 +152,8 @@ class SyncServer:
         self.registry.add(EntityControl)  # synced like any component, never client-writable
         if authenticate is not None:
             self.authenticate(authenticate)
+        self._last_messages: dict[str, dict[str, Any]] = {}
+        self._install_last_message()
         if devtools:
             self._install_devtools()
         self.metrics: ServerMetrics | None = None
@@ -183,6 +189,18 @@ class SyncServer:
     def query(self, model: type[BaseModel]) -> QueryBuilder[Any]:
         """Register a query type: ``server.query(Q).register(handler)``."""
         return QueryBuilder(self.commands, model)
+
+    def publish(self, message: BaseModel) -> int:
+        """Broadcast ``message`` to every client and keep it as its type's last value: a
+        client that connects later starts from it (``sync.message_log(T)``,
+        ``sync.last_message(T)``). Returns how many connections took it.
+
+        Raises:
+            NotRegistered: the type was not registered (``register_message``).
+        """
+        entry = self.net.message_types.by_model(type(message))
+        self._last_messages[entry.name] = to_wire(message)
+        return self.net.broadcast(message)
 
     def allow_spawn(self, policy: SpawnPolicy | None = None) -> None:
         """Let clients spawn entities (``sync.spawn(...)``; off by default). Each component
@@ -334,6 +352,16 @@ class SyncServer:
             return HttpResponse(200, metrics.render(), CONTENT_TYPE)
 
         self.net.add_route("/metrics", serve_metrics)
+
+    def _install_last_message(self) -> None:
+        def last_message(world: World, query: LastMessageQuery) -> LastMessage:
+            if self.net.message_types.by_name(query.type) is None:
+                raise NotFound(f"{query.type!r} is not a message type of this server")
+            return LastMessage(value=self._last_messages.get(query.type))
+
+        self.query(LastMessageQuery).name(LAST_MESSAGE_QUERY).returns(LastMessage).register(
+            last_message
+        )
 
     def _install_devtools(self) -> None:
         html = devtools.page()

@@ -107,7 +107,8 @@ async def test_welcome_lists_components_with_ids_and_hashes(
         [2, "Status", schema_hash(Status), ["text"]],
     ]
     assert client.welcome["requests"] == []
-    assert [q[0] for q in client.welcome["queries"]] == [  # for DevTools
+    assert [q[0] for q in client.welcome["queries"]] == [
+        "pl3xus.last_message",  # for late joiners of published messages; then DevTools'
         "pl3xus.tree",
         "pl3xus.schemas",
         "pl3xus.connections",

@@ -202,3 +202,19 @@ class EntityControl(BaseModel):
 
     holder: int | None = None
     by: str | None = None
+
+
+LAST_MESSAGE_QUERY: Final = "pl3xus.last_message"
+"""The built-in query a client asks for the last message of a type the server published."""
+
+
+class LastMessageQuery(BaseModel):
+    """Parameters of ``pl3xus.last_message``: the message type's wire name."""
+
+    type: str
+
+
+class LastMessage(BaseModel):
+    """The answer: the last published message of that type (JSON form), or ``None``."""
+
+    value: dict[str, Any] | None = None
