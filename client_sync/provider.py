@@ -177,13 +177,23 @@ class RequestHandle(Generic[T]):
 
 
 class _Query:
-    def __init__(self, name: str, params: BaseModel, response: type[BaseModel]) -> None:
+    """One cached query answer, shared by every caller with equal params; reference
+    counted: dropped from the cache when its last observer leaves (a later ``query()``
+    fetches afresh)."""
+
+    def __init__(
+        self,
+        name: str,
+        params: BaseModel,
+        response: type[BaseModel],
+        on_unobserved: Callable[[_Query], None],
+    ) -> None:
         self.name = name
         self.params = params
         self.wire_params = to_wire(params)
         self.response = response
         self.signal: WritableSignal[QueryState[Any]] = WritableSignal(
-            QueryState(QueryStatus.LOADING)
+            QueryState(QueryStatus.LOADING), on_last_dispose=lambda: on_unobserved(self)
         )
         self.fetching = False
         self.again = False
@@ -872,7 +882,10 @@ class SyncProvider:
 
     def query(self, model: type[BaseModel], params: BaseModel) -> Signal[QueryState[Any]]:
         """The server's answer to query ``model`` with ``params``, as a signal; cached per
-        (type, params) and refetched when the server invalidates it or after a reconnect.
+        (type, params), shared by every caller (keyed by params: ``query(Q, Q(robot=3))``
+        and ``query(Q, Q(robot=4))`` are two answers), refetched when the server
+        invalidates it (all of ``Q``, or just these params) or after a reconnect, and
+        dropped from the cache when its last observer leaves (reference counted).
 
         Raises:
             NotRegistered: the query type is not in the registry (``register_query``).
@@ -881,7 +894,12 @@ class SyncProvider:
         key = (name, json.dumps(to_wire(params), sort_keys=True))
         query = self._queries.get(key)
         if query is None:
-            query = self._queries[key] = _Query(name, params, response)
+
+            def forget(done: _Query) -> None:
+                if self._queries.get(key) is done:
+                    del self._queries[key]
+
+            query = self._queries[key] = _Query(name, params, response, forget)
             self._fetch(query)
         return query.signal
 

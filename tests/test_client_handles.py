@@ -163,3 +163,24 @@ async def test_a_signal_of_mutations_in_flight_and_failed_by_field() -> None:
         assert failed.status is MutationStatus.ERROR and isinstance(failed.error, InvalidValue)
         await sync.mutate(robot, Speed(value=2))
         assert sync.mutations.get() == {}
+
+
+async def test_query_answers_are_shared_and_dropped_with_their_last_observer() -> None:
+    server, stock = make_server()
+    async with (
+        server.serve("127.0.0.1", 0) as (host, port),
+        SyncProvider(f"ws://{host}:{port}/", REGISTRY) as sync,
+    ):
+        first = sync.query(Count, Count(shelf="a"))
+        assert sync.query(Count, Count(shelf="a")) is first  # shared by equal params
+        assert sync.query(Count, Count(shelf="b")) is not first  # keyed by params
+        one = first.subscribe(lambda _: None)
+        two = first.subscribe(lambda _: None)
+        await wait_until(lambda: first.get().value == Stock(n=1))
+        one.dispose()
+        assert sync.query(Count, Count(shelf="a")) is first  # still observed
+        two.dispose()  # the last observer: dropped from the cache
+        stock["a"] = 3
+        again = sync.query(Count, Count(shelf="a"))
+        assert again is not first
+        await wait_until(lambda: again.get().value == Stock(n=3))  # asked afresh

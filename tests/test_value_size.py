@@ -119,3 +119,31 @@ async def test_a_value_that_got_past_is_left_out_and_the_client_stays(
         server.world.insert(big, Note(text="fits now"))
         await wait_until(lambda: big in notes.get())
         assert sync.connection.get().state.value == "open"
+
+
+def test_dates_and_uuids_are_bounded_and_odd_values_are_measured() -> None:
+    import datetime
+    import uuid
+
+    class Stamp(BaseModel):
+        at: datetime.datetime
+        id: uuid.UUID
+        day: datetime.date
+
+    from pathlib import Path
+
+    from pydantic import AnyUrl
+
+    class Link(BaseModel):  # "string" in the schema, objects without a len() in Python
+        url: AnyUrl
+        path: Path
+
+    assert max_encoded_size(Stamp) < 300
+    server = SyncServer(sync=SyncSettings(max_value_bytes=64 * KIB))
+    server.sync_component(Link)
+    link = server.world.spawn(Link(url=AnyUrl("https://example.com/"), path=Path("/tmp")))
+    with pytest.raises(ValueTooLarge, match="Link"):  # measured by encoding instead
+        server.world.insert(
+            link, Link(url=AnyUrl("https://example.com/"), path=Path("/" + "p" * 70_000))
+        )
+    assert server.world.get(link, Link).path == Path("/tmp")  # type: ignore[union-attr]

@@ -17,6 +17,7 @@ from ._wire import encode_item_msgpack
 __all__ = ["max_encoded_size", "size_check"]
 
 _NUMBER = 9  # msgpack: a float64 or a 64-bit integer with its tag
+_SHORT_FORMATS = frozenset(("date-time", "date", "time", "duration", "uuid"))
 _HEADER = 5  # msgpack: the longest str / bin / array / map header
 
 
@@ -51,6 +52,8 @@ def _sizer(schema: dict[str, Any]) -> Callable[[dict[str, Any]], float]:
         if kind in ("boolean", "null"):
             return 1
         if kind == "string":
+            if s.get("format") in _SHORT_FORMATS:
+                return _HEADER + 64  # an ISO date-time, a UUID...: a few dozen ASCII bytes
             longest = s.get("maxLength")
             return math.inf if longest is None else _HEADER + 4 * longest  # UTF-8: 4 a char
         if kind == "array":
@@ -159,10 +162,14 @@ def size_check(reg: ComponentRegistration[Any], limit: Limit) -> Callable[[BaseM
     def check(value: BaseModel) -> None:
         attrs = value.__dict__
         n = 0
-        for name in names:
-            part = attrs[name]
-            if part is not None:
-                n += len(part)
+        try:
+            for name in names:
+                part = attrs[name]
+                if part is not None:
+                    n += len(part)
+        except TypeError:  # a value without a length where the schema said string / array
+            measure(value)
+            return
         if fixed + each * n > limit.bytes:
             measure(value)
 
