@@ -17,11 +17,12 @@ import math
 import random
 import signal
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 
+from .exceptions import Forbidden, InvalidValue, NotFound
 from .net import NetworkSettings
 from .security import Authenticator, Identity, bearer_tokens
 from .server import SyncServer
@@ -32,6 +33,14 @@ __all__ = [
     "Ack",
     "CellInfo",
     "Conveyor",
+    "CreateProgram",
+    "DeleteProgram",
+    "ListPrograms",
+    "Program",
+    "ProgramList",
+    "ProgramRef",
+    "ProgramRow",
+    "RenameProgram",
     "Jog",
     "JogResult",
     "Joints",
@@ -137,6 +146,57 @@ class Ack(BaseModel):
     state: str
 
 
+ProgramName = Annotated[str, Field(min_length=1, max_length=40)]
+
+
+class Program(BaseModel):
+    """A robot program in the cell's library (an entity under the cell)."""
+
+    name: ProgramName
+    steps: int = Field(default=0, ge=0, le=10_000)
+
+
+class CreateProgram(BaseModel):
+    """Add a program to the library (names are unique)."""
+
+    name: ProgramName
+
+
+class RenameProgram(BaseModel):
+    """Rename a program (targeted at the program's entity)."""
+
+    name: ProgramName
+
+
+class DeleteProgram(BaseModel):
+    """Delete a program (targeted at the program's entity)."""
+
+
+class ProgramRef(BaseModel):
+    """The program a request created or changed."""
+
+    program: int
+    name: str
+
+
+class ListPrograms(BaseModel):
+    """A query: every program of the library, by name."""
+
+
+class ProgramRow(BaseModel):
+    """One program of :class:`ProgramList`."""
+
+    program: int
+    name: str
+    steps: int
+
+
+class ProgramList(BaseModel):
+    """The answer to :class:`ListPrograms`, sorted by name."""
+
+    programs: list[ProgramRow]
+
+
 SENSOR_UPDATES = 20_000.0
 """The demo's default budget of sensor readings per second, all sensors together (about a
 third of a core here). Each sensor picks 10, 20, 50 or 100 Hz; when that adds up to more than
@@ -198,6 +258,7 @@ def build_cell(
 
     for model, handler in ((Jog, jog), (SetSpeed, set_speed), (Start, start), (Stop, stop)):
         server.request(model).targeted().with_default_entity_policy().register(handler)
+    _program_library(server)
 
     rng = random.Random(seed)
     world = server.world
@@ -241,6 +302,63 @@ def build_cell(
         "sensors": sensor_ids,
         "sensor_updates": round(sum(rates) * scale),
     }
+
+
+def _program_library(server: SyncServer) -> None:
+    """Programs: created, renamed and deleted through requests, listed by a query that
+    those requests invalidate, each change announced to everyone as a notification."""
+    server.sync_component(Program)  # read-only for clients: changed through the requests
+
+    def who(ctx: Any) -> str:
+        return "anonymous" if ctx.identity.anonymous else str(ctx.identity.name)
+
+    def may_edit(ctx: Any) -> None:
+        identity = ctx.identity
+        if not identity.anonymous and not identity.has_role("operator"):
+            raise Forbidden(f"{identity.name} may watch but not edit programs")
+
+    def unique(world: World, name: str, besides: EntityId | None = None) -> None:
+        for entity, program in world.query(Program):
+            if program.name == name and entity != besides:
+                raise InvalidValue(f"a program named {name!r} exists already", field="name")
+
+    def program_of(world: World, entity: EntityId) -> Program:
+        program = world.get(entity, Program) if world.contains(entity) else None
+        if program is None:
+            raise NotFound(f"entity {entity} is not a program")
+        return program
+
+    def create(world: World, ctx: Any, request: CreateProgram) -> ProgramRef:
+        may_edit(ctx)
+        unique(world, request.name)
+        cells = [e for e, _ in world.query(CellInfo)]
+        entity = world.spawn(Program(name=request.name), parent=cells[0] if cells else None)
+        server.notify(f"program {request.name!r} created by {who(ctx)}", level="success")
+        return ProgramRef(program=entity, name=request.name)
+
+    def rename(world: World, ctx: Any, entity: EntityId, request: RenameProgram) -> ProgramRef:
+        may_edit(ctx)
+        old = program_of(world, entity)
+        unique(world, request.name, besides=entity)
+        world.insert(entity, old.model_copy(update={"name": request.name}))
+        server.notify(f"program {old.name!r} renamed {request.name!r} by {who(ctx)}", level="info")
+        return ProgramRef(program=entity, name=request.name)
+
+    def delete(world: World, ctx: Any, entity: EntityId, request: DeleteProgram) -> ProgramRef:
+        may_edit(ctx)
+        old = program_of(world, entity)
+        world.despawn(entity)
+        server.notify(f"program {old.name!r} deleted by {who(ctx)}", level="warning")
+        return ProgramRef(program=entity, name=old.name)
+
+    def listing(world: World, query: ListPrograms) -> ProgramList:
+        rows = [ProgramRow(program=e, name=p.name, steps=p.steps) for e, p in world.query(Program)]
+        return ProgramList(programs=sorted(rows, key=lambda r: r.name.lower()))
+
+    server.request(CreateProgram).invalidates(ListPrograms).register(create)
+    server.request(RenameProgram).targeted().invalidates(ListPrograms).register(rename)
+    server.request(DeleteProgram).targeted().invalidates(ListPrograms).register(delete)
+    server.query(ListPrograms).register(listing)
 
 
 # kind -> (set point, noise per step, lowest, highest): plausible for hours
