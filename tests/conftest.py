@@ -48,6 +48,15 @@ class Recorder:
         return [i for i in self.items if isinstance(i, kind)]
 
 
+async def pilot_until(pilot: Any, cond: Callable[[], Any], what: str, tries: int = 500) -> None:
+    """Let a textual app run (its pilot pausing 10 ms at a time) until ``cond()`` holds;
+    fail naming ``what`` after ``tries`` pauses."""
+    while not cond() and tries:
+        tries -= 1
+        await pilot.pause(0.01)
+    assert cond(), f"timed out waiting for {what}"
+
+
 def make_network(settings: NetworkSettings | None = None, **kw: Any) -> Network:
     net = Network(settings, **kw)
     net.register_message(Chat)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import pilot_until as until
 
 from pl3xus_rx import SyncServer
 from pl3xus_rx.demo import Pose, Program, build_cell
@@ -17,13 +18,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 from hmi import Hmi
 
 pytestmark = pytest.mark.asyncio
-
-
-async def until(pilot: Any, cond: Any, what: str, tries: int = 500) -> None:
-    while not cond() and tries:
-        tries -= 1
-        await pilot.pause(0.01)
-    assert cond(), f"timed out waiting for {what}"
 
 
 def names_in_world(server: SyncServer) -> list[str]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
+from conftest import pilot_until as until
 
 from pl3xus_rx import SyncServer
 from pl3xus_rx.demo import Joints, Pose, RobotStatus, build_cell
@@ -16,13 +16,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 from robot_dashboard import RobotDashboard
 
 pytestmark = pytest.mark.asyncio
-
-
-async def until(pilot: Any, cond: Any, what: str, tries: int = 500) -> None:
-    while not cond() and tries:
-        tries -= 1
-        await pilot.pause(0.01)
-    assert cond(), f"timed out waiting for {what}"
 
 
 def text(app: RobotDashboard, selector: str) -> str:
