@@ -301,6 +301,7 @@ class World:
 
     def __init__(self) -> None:
         self._ids = itertools.count(1)
+        self._next_free = 1  # (ids below it may be taken by adopt())
         # entity -> its component types, in insertion order (a dict used as an ordered set)
         self._entities: dict[EntityId, dict[type[BaseModel], None]] = {}
         self._parent: dict[EntityId, EntityId] = {}
@@ -367,6 +368,9 @@ class World:
         if len(set(types)) != len(types):
             raise ValueError("spawn() got two components of the same type")
         entity = EntityId(next(self._ids))
+        while entity in self._entities:  # (an adopted id)
+            entity = EntityId(next(self._ids))
+        self._next_free = max(self._next_free, entity + 1)
         self._entities[entity] = {}
         if parent is not None:
             self._parent[entity] = parent
@@ -374,6 +378,35 @@ class World:
         for component in components:
             self.insert(entity, component)
         return entity
+
+    def adopt(self, entity: EntityId, parent: EntityId | None = None) -> bool:
+        """Make sure ``entity`` exists with this id (a replica of another World uses the
+        other's ids), under ``parent`` if given (created too when missing; an existing
+        entity is moved under it). Ids this World hands out later stay above it.
+
+        Returns:
+            True if the entity was created.
+
+        Raises:
+            ValueError: ``parent`` is ``entity`` or one of its descendants.
+        """
+        created = False
+        if entity not in self._entities:
+            self._entities[entity] = {}
+            created = True
+            if entity >= self._next_free:
+                self._next_free = entity + 1
+                self._ids = itertools.count(self._next_free)
+        if parent is not None and self._parent.get(entity) != parent:
+            if parent == entity or entity in self.ancestors(parent):
+                raise ValueError(f"entity {parent} is {entity} or below it: not a parent")
+            self.adopt(parent)
+            old = self._parent.pop(entity, None)
+            if old is not None and old in self._children:
+                self._children[old].remove(entity)
+            self._parent[entity] = parent
+            self._children.setdefault(parent, []).append(entity)
+        return created
 
     def despawn(self, entity: EntityId) -> None:
         """Remove an entity, its components and (recursively) its children.

@@ -374,3 +374,20 @@ def test_a_component_that_is_not_a_model_is_refused_before_anything_changes() ->
     with pytest.raises(TypeError, match="got <class 'dict'>"):
         w.insert(e, {"x": 1})  # type: ignore[arg-type]
     assert w.components_of(e) == []
+
+
+def test_adopt_keeps_another_worlds_ids_and_hierarchy() -> None:
+    from pl3xus_rx.world import EntityId
+
+    world = World()
+    assert world.adopt(EntityId(7), parent=EntityId(3))  # both made
+    assert world.contains(EntityId(3)) and world.parent(EntityId(7)) == 3
+    assert world.children(EntityId(3)) == [7]
+    assert not world.adopt(EntityId(7))  # exists already
+    world.adopt(EntityId(7), parent=EntityId(5))  # moved
+    assert world.parent(EntityId(7)) == 5 and world.children(EntityId(3)) == []
+    with pytest.raises(ValueError, match="not a parent"):
+        world.adopt(EntityId(5), parent=EntityId(7))
+    assert world.spawn() == 8  # later ids stay above the adopted ones
+    world.despawn(EntityId(5))
+    assert not world.contains(EntityId(7))  # children go with their parent
