@@ -7,7 +7,7 @@ import contextlib
 import logging
 import ssl as _ssl
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -15,7 +15,7 @@ import reactivex
 from pydantic import BaseModel
 
 from . import devtools
-from .exceptions import ConnectionNotFound, NotFound
+from .exceptions import ConnectionNotFound, FrameError, NotFound
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .net import Disconnected, HttpRequest, HttpResponse, Network, NetworkSettings, Transport
 from .net._events import ConnectionId
@@ -60,6 +60,9 @@ __all__ = ["SyncServer"]
 logger = logging.getLogger(__name__)
 
 C = TypeVar("C", bound=BaseModel)
+
+RemoteSink = Callable[[int, bytes], None]
+"""``sink(connection, msgpack_frame)``: how a frame reaches a gateway's client."""
 
 ADMIN_ROLE = "admin"
 """With an authenticator, DevTools and its queries (``pl3xus.tree``, ``pl3xus.schemas``,
@@ -153,6 +156,10 @@ class SyncServer:
         if authenticate is not None:
             self.authenticate(authenticate)
         self._last_messages: dict[str, dict[str, Any]] = {}
+        # clients of gateways (scale-out): connection -> (where its frames go, identity)
+        self._remote: dict[int, tuple[RemoteSink, Identity]] = {}
+        self._remote_broadcast: Callable[[bytes], None] | None = None
+        self._forward: Callable[[ConnectionId, list[Any]], None] | None = None
         self._install_last_message()
         if devtools:
             self._install_devtools()
@@ -248,8 +255,71 @@ class SyncServer:
         self._authenticated = True
 
     def identity_of(self, connection: int) -> Identity:
-        """Who the client on ``connection`` is."""
+        """Who the client on ``connection`` is (a gateway's client too)."""
+        remote = self._remote.get(connection)
+        if remote is not None:
+            return remote[1]
         return self.net.identity_of(ConnectionId(connection))
+
+    # ------------------------------------------------------------------ scale-out hooks
+
+    def remote_joined(self, connection: int, identity: Identity, sink: RemoteSink) -> None:
+        """A client of a gateway connected (scale-out): commands from it arrive through
+        :meth:`remote_frame`, and what this server sends it goes to ``sink(connection,
+        msgpack_frame)``. ``connection`` must not collide with this server's own ids."""
+        self._remote[connection] = (sink, identity)
+        self.engine.add_client(connection, binary=True, identity=identity)
+
+    def remote_frame(self, connection: int, frame: list[Any]) -> None:
+        """A command frame (MUTATE, CONTROL, REQUEST, QUERY, SEND, SPAWN, DESPAWN) from a
+        gateway's client, handled as if it came from a direct client: same policies, same
+        identity, answers to its sink. Anything else is refused with an ERROR frame."""
+        remote = self._remote.get(connection)
+        if remote is None:
+            logger.warning("a frame from unknown gateway client %s was dropped", connection)
+            return
+        if not frame or frame[0] not in CLIENT_COMMAND_KINDS:
+            error = [FrameKind.ERROR, {"code": "bad_frame", "message": "not a command frame"}]
+            remote[0](connection, encode_frame(True, error))  # type: ignore[arg-type]
+            return
+        try:
+            self.commands.handle_frame(connection, frame)
+        except FrameError as exc:
+            error = [FrameKind.ERROR, {"code": "bad_frame", "message": exc.message}]
+            remote[0](connection, encode_frame(True, error))  # type: ignore[arg-type]
+        self._schedule_control_check()
+
+    def remote_left(self, connection: int) -> None:
+        """A gateway's client went away: its control is released, its handlers cancelled."""
+        if self._remote.pop(connection, None) is None:
+            return
+        for task in list(self._handler_tasks.get(connection, ())):
+            task.cancel()
+        self.commands.connection_closed(connection)
+        self.engine.remove_client(connection)
+
+    def remote_connections(self) -> list[int]:
+        """The gateway clients this server knows."""
+        return list(self._remote)
+
+    def on_broadcast(self, sink: Callable[[bytes], None] | None) -> None:
+        """Also hand every frame broadcast to all clients (invalidations, notifications
+        to all) to ``sink(msgpack_frame)``: an authority tells its gateways' clients."""
+        self._remote_broadcast = sink
+
+    def forward_commands(self, sink: Callable[[ConnectionId, list[Any]], None] | None) -> None:
+        """Hand client command frames to ``sink(connection, frame)`` instead of handling
+        them here: a gateway forwards them to the authority."""
+        self._forward = sink
+
+    def deliver(self, connection: int, frame: list[Any]) -> None:
+        """Send ``frame`` to a client of this server: a REPLY waits for this server's next
+        flush (so the changes it answers for reach the client first); others go at once.
+        (A gateway relays the authority's frames with it.)"""
+        if frame and frame[0] == FrameKind.REPLY:
+            self.engine.defer(connection, frame)
+        else:
+            self._send_frame(connection, frame)
 
     def update_settings(self, **changes: Any) -> SyncSettings:
         """Change sync settings while serving (``max_update_rate_hz=10`` to calm every
@@ -294,6 +364,7 @@ class SyncServer:
             encoded = {True: encode_frame(True, frame), False: encode_frame(False, frame)}
         except (ValueError, TypeError, OverflowError) as exc:
             raise ValueError(f"this notification cannot be sent: {exc}") from exc
+        remote: list[int] = []
         if connection is not None:
             targets = (
                 [ConnectionId(connection)]
@@ -307,11 +378,21 @@ class SyncServer:
                 for cid in self.net.connections
                 if (who := self.net.identity_of(cid)).name == name and not who.anonymous
             ]
+            remote = [
+                c for c, (_, who) in self._remote.items() if who.name == name and not who.anonymous
+            ]
         else:
             targets = list(self.net.connections)
+        if connection is not None and connection in self._remote:
+            remote = [connection]
         for cid in targets:
             self.net.send_raw(cid, encoded[self.net.is_binary(cid)])
-        return len(targets)
+        if identity is None and connection is None and self._remote_broadcast is not None:
+            self._remote_broadcast(encoded[True])  # type: ignore[arg-type]
+            return len(targets) + len(self._remote)
+        for c in remote:
+            self._remote[c][0](c, encoded[True])  # type: ignore[arg-type]
+        return len(targets) + len(remote)
 
     def visibility_changed(
         self, component: type[BaseModel] | None = None, entity: EntityId | None = None
@@ -486,13 +567,23 @@ class SyncServer:
 
     def _on_frame(self, connection: ConnectionId, binary: bool, frame: list[Any]) -> None:
         self.engine.add_client(connection, binary=binary, identity=self.identity_of(connection))
-        if frame[0] in CLIENT_COMMAND_KINDS:
+        if self._forward is not None and frame[0] in CLIENT_COMMAND_KINDS:
+            self._forward(connection, frame)
+        elif frame[0] in CLIENT_COMMAND_KINDS:
             self.commands.handle_frame(connection, frame)
             self._schedule_control_check()
         else:
             self.engine.handle_frame(connection, binary, frame)
 
     def _send_frame(self, connection: int, frame: list[Any]) -> None:
+        remote = self._remote.get(connection)
+        if remote is not None:
+            try:
+                data = encode_reply(True, frame) if frame[0] == FrameKind.REPLY else None
+                remote[0](connection, data or encode_frame(True, frame))  # type: ignore[arg-type]
+            except (ValueError, TypeError, OverflowError) as exc:
+                logger.error("a %s frame could not be encoded and was dropped: %s", frame[0], exc)
+            return
         cid = ConnectionId(connection)
         if not self.net.has_connection(cid):
             return
@@ -517,6 +608,8 @@ class SyncServer:
             return
         for cid in self.net.connections:
             self.net.send_raw(cid, encoded[self.net.is_binary(cid)])
+        if self._remote_broadcast is not None:
+            self._remote_broadcast(encode_frame(True, frame))  # type: ignore[arg-type]
 
     def _run(self, connection: int, awaitable: Awaitable[None]) -> None:
         async def run() -> None:
@@ -579,12 +672,14 @@ class SyncServer:
     def _flush(self) -> None:
         self._handle = None
         send_raw = self.net.send_raw
+        remote = self._remote
 
         def send(connection: int, data: bytes | str) -> None:
-            try:  # noqa: SIM105  (suppress() costs a context manager per frame)
+            try:
                 send_raw(connection, data)  # type: ignore[arg-type]  # ConnectionId is an int
             except ConnectionNotFound:
-                pass  # closed meanwhile: forgotten on its Disconnected event
+                if connection in remote:  # a gateway's client (replies only: no subscriptions)
+                    remote[connection][0](connection, data)  # type: ignore[arg-type]
 
         started = time.perf_counter()
         try:
@@ -624,8 +719,12 @@ class SyncServer:
         """Before the shutdown closes every connection: one more flush (whatever the rate
         cap), then every reply still waiting, so no command applied goes unanswered."""
         send_raw = self.net.send_raw
+        remote = self._remote
 
         def send(connection: int, data: bytes | str) -> None:
+            if connection in remote:
+                remote[connection][0](connection, data)  # type: ignore[arg-type]
+                return
             with contextlib.suppress(ConnectionNotFound):
                 send_raw(connection, data)  # type: ignore[arg-type]
 

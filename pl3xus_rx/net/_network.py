@@ -743,6 +743,17 @@ class Network:
 
     # ------------------------------------------------------------------ connections
 
+    def number_connections_from(self, first: int) -> None:
+        """Give the next connections the ids ``first``, ``first + 1``, ... (a gateway
+        numbers its clients in a range of its own, unique across the cluster).
+
+        Raises:
+            ValueError: ``first`` is below 1 or beyond 2**53 (ids must stay exact in JSON).
+        """
+        if not 1 <= first < 2**53:
+            raise ValueError(f"connection ids start at 1 and stay below 2**53, got {first}")
+        self._next_id = first
+
     @property
     def connections(self) -> list[ConnectionId]:
         """The ids of the live connections."""
