@@ -48,6 +48,66 @@ def _positive(text: str) -> float:
     return value
 
 
+def _gateway(args: argparse.Namespace) -> int:
+    import importlib
+
+    module, _, name = str(args.app).partition(":")
+    try:
+        setup = getattr(importlib.import_module(module), name or "setup")
+    except (ImportError, AttributeError) as exc:
+        print(f"pl3xus-rx gateway: cannot load --app {args.app!r}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        from .scaleout import Gateway
+    except ImportError as exc:
+        print(f"pl3xus-rx gateway: {exc}; pip install nats-py", file=sys.stderr)
+        return 2
+
+    async def run() -> None:
+        import signal
+
+        from .net import NetworkSettings
+        from .server import SyncServer
+        from .sync import SyncSettings
+
+        server = SyncServer(
+            NetworkSettings(allow_anonymous=args.allow_anonymous),
+            SyncSettings(max_update_rate_hz=args.rate),
+        )
+        setup(server)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with server.serve(args.host, args.port) as (host, port):
+            gateway = Gateway(server, args.nats, args.name)
+            await gateway.start()  # (ConnectionError: NATS does not answer)
+            print(
+                f"pl3xus_rx gateway {gateway.gateway} of cluster {args.name!r} ({args.nats})\n"
+                f"  WebSocket: ws://{host}:{port}/\n"
+                f"  DevTools:  http://{host}:{port}/devtools\n"
+                "Ctrl-C to stop.",
+                flush=True,
+            )
+            try:
+                await stop.wait()
+            finally:
+                await gateway.stop()
+
+    try:
+        asyncio.run(run())
+    except BindError as exc:
+        print(f"pl3xus-rx gateway: {exc.strerror}; pick another --port", file=sys.stderr)
+        return 1
+    except ConnectionError as exc:
+        print(f"pl3xus-rx gateway: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    print("gateway stopped", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = argparse.ArgumentParser(prog="pl3xus-rx", description="pl3xus_rx tools")
@@ -77,6 +137,21 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="without --token, admit clients from other machines too (else loopback only)",
     )
+    demo.add_argument("--nats", default=None, help="also be the authority on this NATS server")
+    demo.add_argument("--name", default="demo", help="the cluster's name on NATS")
+    gw = sub.add_parser("gateway", help="serve clients from an authority's replica over NATS")
+    gw.add_argument("--nats", required=True, help="the NATS server, e.g. nats://127.0.0.1:4222")
+    gw.add_argument("--name", default="demo", help="the cluster's name (the authority's)")
+    gw.add_argument("--host", default="127.0.0.1")
+    gw.add_argument("--port", type=_port, default=8081, help="0 picks a free port")
+    gw.add_argument(
+        "--app",
+        default="pl3xus_rx.demo:register_cell",
+        help="MODULE:FUNCTION registering the authority's types on a server (its setup)",
+    )
+    gw.add_argument("--rate", type=_positive, default=30.0, help="max flushes per second")
+    gw.add_argument("--allow-anonymous", action="store_true", help="admit remote clients too")
+    gw.add_argument("--debug", action="store_true", help="log at debug level")
     insp = sub.add_parser("inspect", help="a live terminal view of a server's entities")
     insp.add_argument("url", help="ws://host:port/ of a SyncServer")
     insp.add_argument("--seconds", type=float, default=None, help="stop after this long")
@@ -121,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
                     token=args.token,
                     viewer_token=args.viewer_token,
                     allow_anonymous=args.allow_anonymous,
+                    nats=args.nats,
+                    cluster=args.name,
                 )
             )
         except BindError as exc:
@@ -136,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             pass
         print("demo stopped", flush=True)
+    elif args.command == "gateway":
+        return _gateway(args)
     elif args.command == "inspect":
         from client_sync.inspect import inspect
 

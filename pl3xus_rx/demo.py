@@ -12,6 +12,7 @@ Run it with ``pl3xus-rx demo`` (or ``python -m pl3xus_rx demo``); connect with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
@@ -54,6 +55,7 @@ __all__ = [
     "Stop",
     "build_cell",
     "describe",
+    "register_cell",
     "run_demo",
     "simulate",
 ]
@@ -211,7 +213,8 @@ def build_cell(
     seed: int = 1,
     sensor_updates: float | None = SENSOR_UPDATES,
 ) -> dict[str, Any]:
-    """Register the demo's components and requests on ``server`` and spawn the cell.
+    """Register the demo's components and requests on ``server`` (:func:`register_cell`)
+    and spawn the cell.
 
     Args:
         sensor_updates: The most sensor readings per second in all (``None``: no limit).
@@ -220,6 +223,14 @@ def build_cell(
         ``{"cell": id, "robots": [ids], "conveyor": id, "sensors": [ids],
         "sensor_updates": readings per second in all}``.
     """
+    register_cell(server)
+    return _spawn_cell(server, robots, sensors, seed, sensor_updates)
+
+
+def register_cell(server: SyncServer) -> None:
+    """Register what the demo syncs and answers (components, requests, the program
+    library), without spawning anything: what a gateway of the demo's authority runs
+    (``pl3xus-rx gateway --app pl3xus_rx.demo:register_cell``)."""
     components: tuple[type[BaseModel], ...] = (Name, Pose, Joints, Conveyor, Sensor, CellInfo)
     for component in components:
         server.sync_component(component)
@@ -260,6 +271,10 @@ def build_cell(
         server.request(model).targeted().with_default_entity_policy().register(handler)
     _program_library(server)
 
+
+def _spawn_cell(
+    server: SyncServer, robots: int, sensors: int, seed: int, sensor_updates: float | None
+) -> dict[str, Any]:
     rng = random.Random(seed)
     world = server.world
     cell = world.spawn(Name(text="cell 1"), CellInfo(robots=robots, sensors=sensors))
@@ -489,6 +504,8 @@ async def run_demo(
     token: str | None = None,
     viewer_token: str | None = None,
     allow_anonymous: bool = False,
+    nats: str | None = None,
+    cluster: str = "demo",
 ) -> None:
     """Serve the demo cell until SIGINT / SIGTERM (then shut down gracefully).
 
@@ -501,6 +518,8 @@ async def run_demo(
             loopback clients: protected mode).
         sensor_updates: The most sensor readings per second in all (see
             :data:`SENSOR_UPDATES`).
+        nats: Also be the authority of cluster ``cluster`` on this NATS server, for
+            ``pl3xus-rx gateway`` processes to serve clients from (docs/scaling.md).
     """
     authenticate, authorizer = demo_security(token, viewer_token)
     server = SyncServer(
@@ -514,7 +533,12 @@ async def run_demo(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with server.serve(host, port) as address:
+    async with server.serve(host, port) as address, contextlib.AsyncExitStack() as stack:
+        if nats is not None:
+            from .scaleout import Authority
+
+            await stack.enter_async_context(Authority(server, nats, cluster))
+            logger.info("demo cell is the authority of cluster %r on %s", cluster, nats)
         logger.info("demo cell serving on ws://%s:%d/", *address)
         if on_ready is not None:
             on_ready(address, cell)

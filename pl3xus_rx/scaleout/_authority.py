@@ -9,12 +9,12 @@ import secrets
 import time
 from typing import Any
 
-import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from ..server import SyncServer
 from ..sync import ComponentRegistration, FlushedChanges
+from ._link import connect
 from ._wire import (
     Subjects,
     batches,
@@ -69,16 +69,7 @@ class Authority:
         if self.nc is not None:
             raise RuntimeError(f"this {type(self).__name__} is started already")
 
-        async def error(exc: Exception) -> None:
-            logger.warning("NATS: %s", exc)
-
-        self.nc = await nats.connect(
-            self.url,
-            name=f"pl3xus-authority-{self.subjects.cluster}",
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-            error_cb=error,
-        )
+        self.nc = await connect(self.url, f"pl3xus-authority-{self.subjects.cluster}", logger)
         await self.nc.subscribe(self.subjects.snap, cb=self._snapshot)
         await self.nc.subscribe(self.subjects.up, cb=self._up)
         for reg in self.server.registry:

@@ -10,7 +10,6 @@ import logging
 import secrets
 from typing import Any
 
-import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
@@ -18,6 +17,7 @@ from ..net import Connected, Disconnected
 from ..net._events import ConnectionId
 from ..server import SyncServer
 from ..world import EntityId
+from ._link import connect
 from ._wire import (
     GATEWAY_SHIFT,
     Batch,
@@ -75,29 +75,28 @@ class Gateway:
         await self.stop()
 
     async def start(self) -> None:
-        """Connect to NATS, take the first snapshot, start forwarding."""
+        """Connect to NATS, take the first snapshot, start forwarding.
+
+        Raises:
+            ConnectionError: no NATS server answered.
+        """
         if self.nc is not None:
             raise RuntimeError(f"this {type(self).__name__} is started already")
-        server = self.server
-        server.net.number_connections_from(self.gateway << GATEWAY_SHIFT)
-        server.forward_commands(self._forward)
-        self._events = server.net.events.subscribe(self._on_event)
-
-        async def error(exc: Exception) -> None:
-            logger.warning("NATS: %s", exc)
 
         async def reconnected() -> None:
             logger.info("NATS reconnected: taking a fresh snapshot")
             self._schedule_resync(hello=True)
 
-        self.nc = await nats.connect(
+        self.nc = await connect(
             self.url,
-            name=f"pl3xus-gateway-{self.subjects.cluster}-{self.gateway}",
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-            error_cb=error,
-            reconnected_cb=reconnected,
+            f"pl3xus-gateway-{self.subjects.cluster}-{self.gateway}",
+            logger,
+            reconnected=reconnected,
         )
+        server = self.server
+        server.net.number_connections_from(self.gateway << GATEWAY_SHIFT)
+        server.forward_commands(self._forward)
+        self._events = server.net.events.subscribe(self._on_event)
         await self.nc.subscribe(self.subjects.sync, cb=self._on_batch)
         await self.nc.subscribe(self.subjects.down(self.gateway), cb=self._on_down)
         await self.nc.subscribe(self.subjects.all, cb=self._on_all)
