@@ -13,7 +13,7 @@ import logging
 import operator
 import random
 import ssl as _ssl
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from types import MappingProxyType, TracebackType
 from typing import Any, Generic, Literal, TypeVar, cast
 
@@ -232,7 +232,9 @@ class SyncProvider:
     and the signals keep their last values.
 
     Args:
-        url: ``ws://host:port/`` of the server.
+        url: ``ws://host:port/`` of the server, or several (the gateways of a cluster,
+            docs/scaling.md): the first that answers is used, and after a lost connection
+            each reconnect attempt tries the next.
         registry: The component types this client uses.
         network: Settings of the underlying :class:`~pl3xus_rx.Network`.
         reconnect: Backoff policy.
@@ -249,7 +251,7 @@ class SyncProvider:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         registry: ClientTypeRegistry,
         *,
         network: NetworkSettings | None = None,
@@ -262,7 +264,11 @@ class SyncProvider:
         headers: Mapping[str, str] | None = None,
         ssl: _ssl.SSLContext | None = None,
     ) -> None:
-        self.url = url
+        self.urls: tuple[str, ...] = (url,) if isinstance(url, str) else tuple(url)
+        """Where the server is: several URLs (gateways of one cluster) are tried in turn."""
+        if not self.urls:
+            raise ValueError("SyncProvider needs at least one URL")
+        self._url_index = 0
         self._check = check_schema
         self._headers = dict(headers or {})
         if token is not None:
@@ -324,15 +330,29 @@ class SyncProvider:
 
     # ------------------------------------------------------------------ life cycle
 
+    @property
+    def url(self) -> str:
+        """The URL in use (or tried next)."""
+        return self.urls[self._url_index]
+
+    def _next_url(self) -> None:
+        self._url_index = (self._url_index + 1) % len(self.urls)
+
     async def __aenter__(self) -> SyncProvider:
         self._loop = asyncio.get_running_loop()
-        try:
-            await self._connect_once()
-        except ConnectFailed:
-            self.connection.set(ConnectionStatus(ConnectionState.CLOSED, reason="connect failed"))
-            await self._net.close()
-            raise
-        return self
+        failures = []
+        for _ in self.urls:
+            try:
+                await self._connect_once()
+                return self
+            except ConnectFailed as exc:
+                failures.append(exc)
+                self._next_url()
+        self.connection.set(ConnectionStatus(ConnectionState.CLOSED, reason="connect failed"))
+        await self._net.close()
+        if len(failures) == 1:
+            raise failures[0]
+        raise ConnectFailed("; ".join(str(f) for f in failures)) from failures[-1]
 
     async def __aexit__(
         self,
@@ -433,6 +453,7 @@ class SyncProvider:
             except (ConnectFailed, ConnectionNotFound, ConnectionClosed) as exc:
                 reason = str(exc)  # refused, or dropped while we were setting up: try again
                 logger.debug("reconnect attempt %d to %s failed: %s", attempt, self.url, exc)
+                self._next_url()  # (another gateway of the cluster, if there are several)
             except NetworkStateError:
                 return  # closed meanwhile
 

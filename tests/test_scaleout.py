@@ -329,3 +329,45 @@ async def test_a_restarted_authority_and_nats_converge(
         await nora.mutate(b, Speed(value=4), timeout=UNIT)
         assert second.world.get(b, Speed) == Speed(value=4)
     await authority.stop()
+
+
+async def test_clients_of_a_dead_gateway_move_to_another_and_its_control_lapses(
+    nats_server: NatsServer,
+) -> None:
+    authority_server = make()
+    robot = authority_server.world.spawn(Speed(value=1))
+    async with Authority(authority_server, nats_server.url, "cell"):
+        gw1, gateway1 = await gateway_on(nats_server.url)
+        gw2, gateway2 = await gateway_on(nats_server.url)
+        async with gw2.serve("127.0.0.1", 0) as (h2, p2), gateway2:
+            serving1 = gw1.serve("127.0.0.1", 0)
+            h1, p1 = await serving1.__aenter__()
+            await gateway1.start()
+            urls = [f"ws://{h1}:{p1}/", f"ws://{h2}:{p2}/"]
+            async with SyncProvider(urls, REGISTRY, token="north-token") as nora:
+                speeds = nora.components(Speed)
+                speeds.subscribe(lambda _: None)
+                assert nora.url == urls[0]
+                await nora.take_control(robot, timeout=UNIT)
+                first_id = nora.connection_id
+                assert first_id >> 32 == gateway1.gateway
+                # gateway 1 dies: no goodbye to the authority, its sockets drop
+                assert gateway1.nc is not None
+                await gateway1.nc.close()
+                for task in list(gateway1._tasks):  # (its heartbeats stop with it)
+                    task.cancel()
+                await serving1.__aexit__(None, None, None)
+                # the client moves to gateway 2 and converges
+                await wait_until(lambda: nora.url == urls[1] and not nora.stale.get(), 20, "moved")
+                assert nora.connection_id >> 32 == gateway2.gateway
+                authority_server.world.insert(robot, Speed(value=7))
+                await wait_until(lambda: speeds.get().get(robot) == Speed(value=7), 10, "live")
+                # the dead gateway's client held control: it lapses with the heartbeats
+                await wait_until(
+                    lambda: authority_server.world.get(robot, EntityControl).holder is None,  # type: ignore[union-attr]
+                    15,
+                    "control released",
+                )
+                await nora.take_control(robot, timeout=UNIT)
+                await nora.mutate(robot, Speed(value=2), timeout=UNIT)
+                assert speeds.get()[robot] == Speed(value=2)
