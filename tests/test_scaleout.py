@@ -371,3 +371,71 @@ async def test_clients_of_a_dead_gateway_move_to_another_and_its_control_lapses(
                 await nora.take_control(robot, timeout=UNIT)
                 await nora.mutate(robot, Speed(value=2), timeout=UNIT)
                 assert speeds.get()[robot] == Speed(value=2)
+
+
+async def _line_with(stream: asyncio.StreamReader, text: str) -> str:
+    while True:
+        line = (await asyncio.wait_for(stream.readline(), 30)).decode()
+        if not line:
+            raise AssertionError(f"the process ended before printing {text!r}")
+        if text in line:
+            return line
+
+
+async def test_the_demo_as_authority_and_a_gateway_from_the_command_line(
+    nats_server: NatsServer,
+) -> None:
+    import signal
+
+    from pl3xus_rx.demo import Name, Pose, RobotStatus
+
+    async def start(*args: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "pl3xus_rx",
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+
+    demo = await start("demo", "--port", "0", "--sensors", "20", "--nats", nats_server.url)
+    gateway = await start("gateway", "--nats", nats_server.url, "--port", "0")
+    procs = [demo, gateway]
+    try:
+        assert demo.stdout is not None and gateway.stdout is not None
+        direct = (await _line_with(demo.stdout, "WebSocket:")).split()[1]
+        via = (await _line_with(gateway.stdout, "WebSocket:")).split()[1]
+        registry = (
+            ClientTypeRegistry.builder().register(Name).register(Pose).register(RobotStatus)
+        ).build()
+        async with (
+            SyncProvider(direct, registry) as a,
+            SyncProvider(via, registry) as b,
+        ):
+            names_a, names_b = a.components(Name), b.components(Name)
+            for signal_ in (names_a, names_b):
+                signal_.subscribe(lambda _: None)
+            await wait_until(lambda: len(names_a.get()) == 25, 20, "the direct view")
+            await same_view(names_a.get, names_b.get, "names through the gateway", 20)
+            robot = next(e for e, n in names_b.get().items() if n.text == "robot 1")
+            await b.take_control(robot, timeout=UNIT)
+            await b.mutate(robot, RobotStatus(state="stopped", speed=0.2), timeout=UNIT)
+            statuses = a.components(RobotStatus)
+            statuses.subscribe(lambda _: None)
+            await wait_until(
+                lambda: statuses.get().get(robot) == RobotStatus(state="stopped", speed=0.2),
+                10,
+                "the edit, seen directly",
+            )
+        for proc in procs:
+            proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            _out, err = await asyncio.wait_for(proc.communicate(), 30)
+            assert proc.returncode == 0, err.decode()[-2000:]
+            assert b"Traceback" not in err
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
