@@ -41,8 +41,13 @@ async def connect(
         else:
             logger.debug("NATS at %s: %s", url, exc)
 
+    made: list[NatsClient] = []
+
     async def disconnected() -> None:
-        logger.warning("NATS at %s: disconnected; reconnecting", url)
+        if made and (made[0].is_draining or made[0].is_closed):
+            logger.debug("NATS at %s: closed", url)  # our own stop()
+        else:
+            logger.warning("NATS at %s: disconnected; reconnecting", url)
 
     options: dict[str, Any] = {
         "name": name,
@@ -54,6 +59,8 @@ async def connect(
     if reconnected is not None:
         options["reconnected_cb"] = reconnected
     try:
-        return await asyncio.wait_for(nats.connect(url, **options), timeout)
+        client = await asyncio.wait_for(nats.connect(url, **options), timeout)
     except (TimeoutError, OSError, nats.errors.Error) as exc:
         raise ConnectionError(f"no NATS server answered at {url} within {timeout:g} s") from exc
+    made.append(client)
+    return client
