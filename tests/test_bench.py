@@ -17,6 +17,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         ("net_fanout.py", ["--clients", "2", "--total", "2000", "--repeat", "1"], "typed"),
         ("sync_fanout.py", ["--clients", "2", "--flushes", "10", "--repeat", "1"], "| 23.0 |"),
         ("client_latency.py", ["--clients", "2", "--seconds", "0.3"], "items/s"),
+        ("scaleout.py", ["--clients", "4", "--seconds", "0.5"], "added by the hop"),
         (
             "abuse.py",
             ["--watchers", "2", "--seconds", "0.5", "--attacks", "poison,decoder bomb"],

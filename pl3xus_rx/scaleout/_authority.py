@@ -16,6 +16,7 @@ from ..server import SyncServer
 from ..sync import ComponentRegistration, FlushedChanges
 from ._link import connect
 from ._wire import (
+    TICK,
     Subjects,
     batches,
     decode,
@@ -35,6 +36,9 @@ control released)."""
 
 MAX_PAGE = 5000
 """Most entities in one snapshot page."""
+
+TICK_INTERVAL = 1.0
+"""Seconds between the authority's ticks (its epoch and last sequence number)."""
 
 
 class Authority:
@@ -164,9 +168,16 @@ class Authority:
     def _to_client(self, connection: int, data: bytes) -> None:
         self._send(self.subjects.down(gateway_of(connection)), encode([connection, data]))
 
+    def _tick(self) -> None:
+        # "I am epoch E and have published up to S": a gateway that missed the last batches
+        # (or never heard of this epoch: a restart with nothing changing) re-snapshots.
+        self._send(self.subjects.sync, encode([self.epoch, self.seq, TICK, [], [], []]))
+
     async def _watch_gateways(self) -> None:
+        self._tick()
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(TICK_INTERVAL)
+            self._tick()
             now = time.monotonic()
             for gateway, seen in list(self._seen.items()):
                 if now - seen > GATEWAY_TIMEOUT:

@@ -20,6 +20,7 @@ from ..world import EntityId
 from ._link import connect
 from ._wire import (
     GATEWAY_SHIFT,
+    TICK,
     Batch,
     Subjects,
     decode,
@@ -131,6 +132,13 @@ class Gateway:
         except Exception:
             logger.exception("a batch could not be decoded; taking a fresh snapshot")
             self._schedule_resync()
+            return
+        if batch.type == TICK:
+            if self._buffer is None and (batch.epoch != self.epoch or batch.seq > self.seq):
+                logger.info(
+                    "behind the authority (tick %s/%d): fresh snapshot", batch.epoch, batch.seq
+                )
+                self._schedule_resync(hello=batch.epoch != self.epoch)
             return
         if self._buffer is not None:
             self._buffer.append(batch)

@@ -6,6 +6,8 @@ Subjects, for a cluster named ``C`` (see docs/scaling.md):
   removed, despawned]`` with ``upserts`` as ``[entity, parent, [field values]]``; ``seq``
   counts every batch of the authority's life (``epoch``, random at its start), so a gateway
   sees a gap or a restart at once.
+  Once a second a *tick* ``[epoch, seq, "", [], [], []]`` repeats the last ``seq`` without
+  being a batch, so a gateway notices a lost last batch or a restart with nothing changing.
 - ``pl3xus.C.snap``: request-reply, ``[type, after, limit]`` → ``[epoch, seq, entries,
   done]``: a page of a type's current values (entities above ``after``), and the ``seq`` of
   the last batch published before it was read.
@@ -35,6 +37,7 @@ from ..world import EntityId, World
 __all__ = [
     "BATCH_ITEMS",
     "GATEWAY_SHIFT",
+    "TICK",
     "Batch",
     "Subjects",
     "batches",
@@ -49,6 +52,10 @@ __all__ = [
 
 GATEWAY_SHIFT = 32
 """A gateway's client connections are numbered from ``gateway << GATEWAY_SHIFT``."""
+
+TICK = ""
+"""The ``type`` of a tick: ``[epoch, seq, "", [], [], []]`` says the last batch published,
+without being one (a gateway that is behind, or on another epoch, re-snapshots)."""
 
 BATCH_ITEMS = 2000
 """Most upserts in one published batch (NATS' default payload limit is 1 MiB)."""
