@@ -149,7 +149,12 @@ def main(argv: list[str] | None = None) -> int:
         default="pl3xus_rx.demo:register_cell",
         help="MODULE:FUNCTION registering the authority's types on a server (its setup)",
     )
-    gw.add_argument("--rate", type=_positive, default=30.0, help="max flushes per second")
+    gw.add_argument(
+        "--rate",
+        type=_positive,
+        default=120.0,
+        help="max flushes per second (above the authority's: batches come at its pace)",
+    )
     gw.add_argument("--allow-anonymous", action="store_true", help="admit remote clients too")
     gw.add_argument("--debug", action="store_true", help="log at debug level")
     insp = sub.add_parser("inspect", help="a live terminal view of a server's entities")
