@@ -4,6 +4,7 @@ gateways; clients of a gateway see what direct clients see and act through it.""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from client_sync import ClientTypeRegistry, SyncProvider
 from pl3xus_rx import (
+    Authorized,
     EntityControl,
     Forbidden,
     Identity,
@@ -439,3 +441,59 @@ async def test_the_demo_as_authority_and_a_gateway_from_the_command_line(
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+
+
+class Gauge(BaseModel):
+    level: float
+    unit: str = "bar"
+
+
+async def test_parts_and_field_deltas_through_a_gateway_and_one_reply_per_command(
+    nats_server: NatsServer,
+) -> None:
+    from websockets.asyncio.client import connect as ws_connect
+
+    from pl3xus_rx.protocol import FrameKind
+
+    def setup_gauges(server: SyncServer) -> None:
+        server.sync_component_builder(Gauge).field_deltas().with_entity_policy(
+            lambda world, ctx, entity: Authorized()
+        ).build()
+
+    authority_server = SyncServer(sync=SyncSettings(max_update_rate_hz=50))
+    setup_gauges(authority_server)
+    gauges = [authority_server.world.spawn(Gauge(level=i)) for i in range(300)]
+    # the gateway sends snapshots in parts of 40 entities
+    gw_server = SyncServer(sync=SyncSettings(max_update_rate_hz=120, max_snapshot_items=40))
+    setup_gauges(gw_server)
+    registry = ClientTypeRegistry.builder().register(Gauge).build()
+    async with (
+        Authority(authority_server, nats_server.url, "cell"),
+        gw_server.serve("127.0.0.1", 0) as (host, port),
+        Gateway(gw_server, nats_server.url, "cell"),
+        SyncProvider(f"ws://{host}:{port}/", registry) as sync,
+    ):
+        levels = sync.components(Gauge)
+        levels.subscribe(lambda _: None)
+        await sync.wait_synced(UNIT)
+        assert len(levels.get()) == 300  # arrived in parts
+        authority_server.world.insert(gauges[5], Gauge(level=99))  # one field changed
+        await wait_until(lambda: levels.get()[gauges[5]] == Gauge(level=99), 10, "delta")
+        assert gw_server.engine.statistics().snapshots >= 1
+        # exactly one REPLY per command through the gateway (a raw client counts them)
+        async with ws_connect(f"ws://{host}:{port}/", subprotocols=["pl3xus.json.v1"]) as ws:  # type: ignore[list-item]
+            await ws.recv()  # welcome
+            for req in range(1, 6):
+                await ws.send(
+                    json.dumps([FrameKind.MUTATE, req, "Gauge", gauges[0], {"level": req}])
+                )
+            replies: list[int] = []
+            try:
+                while True:
+                    frame = json.loads(await asyncio.wait_for(ws.recv(), 1.0))
+                    if frame[0] == FrameKind.REPLY:
+                        replies.append(frame[1])
+            except TimeoutError:
+                pass
+            assert sorted(replies) == [1, 2, 3, 4, 5]
+        assert authority_server.world.get(gauges[0], Gauge) == Gauge(level=5)
