@@ -552,6 +552,27 @@ class SyncServer:
                     rate_limited=stats.rate_limited,
                 )
             )
+        for connection, (_, identity) in self._remote.items():
+            # a gateway's client: its socket, subscriptions and queue are the gateway's
+            rows.append(
+                devtools.ConnectionInfo(
+                    id=connection,
+                    name=identity.name,
+                    roles=sorted(identity.roles),
+                    anonymous=identity.anonymous,
+                    remote=f"via gateway {connection >> 32}",
+                    encoding="msgpack",
+                    subscriptions=[],
+                    queue_depth=0,
+                    queued_bytes=0,
+                    max_queue_depth=0,
+                    frames_sent=0,
+                    frames_received=0,
+                    dropped=0,
+                    bad_frames=0,
+                    rate_limited=0,
+                )
+            )
         return rows
 
     def _welcome_extra(self, connection: ConnectionId) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -497,3 +498,43 @@ async def test_parts_and_field_deltas_through_a_gateway_and_one_reply_per_comman
                 pass
             assert sorted(replies) == [1, 2, 3, 4, 5]
         assert authority_server.world.get(gauges[0], Gauge) == Gauge(level=5)
+
+
+@pytest.mark.skipif(
+    not os.path.exists("/usr/bin/chromium") and not os.environ.get("CI"),
+    reason="Debian's chromium is not installed (.ci/run installs it)",
+)
+async def test_devtools_through_a_gateway(nats_server: NatsServer) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    from pl3xus_rx.demo import build_cell, register_cell
+
+    authority_server = SyncServer()
+    cell = build_cell(authority_server, robots=2, sensors=10)
+    gw_server = SyncServer(sync=SyncSettings(max_update_rate_hz=120))
+    register_cell(gw_server)
+    robot = cell["robots"][0]
+    async with (
+        Authority(authority_server, nats_server.url, "cell"),
+        gw_server.serve("127.0.0.1", 0) as (host, port),
+        Gateway(gw_server, nats_server.url, "cell"),
+        async_playwright() as p,
+    ):
+        browser = await p.chromium.launch(
+            executable_path="/usr/bin/chromium", headless=True, args=["--no-sandbox"]
+        )
+        page = await browser.new_page(viewport={"width": 1400, "height": 900})
+        await page.goto(f"http://{host}:{port}/devtools")
+        await expect(page.locator("#conn")).to_have_text("open", timeout=20_000)
+        await expect(page.locator("#count")).to_have_text("14", timeout=20_000)
+        row = page.locator(f'.row[data-entity="{robot}"]')
+        await expect(row).to_contain_text("robot 1")
+        await row.click()
+        await page.click("#take")  # forwarded to the authority, held there
+        await expect(page.locator("#detail-holder")).to_have_text("you", timeout=20_000)
+        held = authority_server.world.get(robot, EntityControl)
+        assert held is not None and held.holder is not None and held.holder >> 32 > 0
+        # the connections view is the authority's answer: it knows this page
+        await page.locator("#conns-box summary").click()
+        await expect(page.locator("#conns")).to_contain_text("(this page)", timeout=20_000)
+        await browser.close()
