@@ -142,7 +142,7 @@ class RobotDashboard(App[None]):
         )
         box = self.query_one("#robots", Vertical)
         robots = self.robots()
-        panels = {int(w.id[6:]): w for w in box.query(".robot") if w.id}
+        panels = {int(w.id[6:]): w for w in box.query(".robot").results(Static) if w.id}
         for entity in robots:
             if entity not in panels:
                 panels[entity] = Static("", id=f"robot-{entity}", classes="robot")

@@ -38,7 +38,7 @@ async def main(sensors: int, hz: float, seconds: float) -> dict[str, int]:
             SyncProvider(url, registry) as b,
             SyncProvider(url, registry) as c,
         ):
-            clients = (
+            clients: tuple[tuple[str, SyncProvider, dict[str, float]], ...] = (
                 ("plain", a, {}),
                 ("capped_2hz", b, {"max_rate_hz": 2.0}),
                 ("deadband_1.0", c, {"deadband": 1.0}),

@@ -25,6 +25,12 @@ def test_mypy_strict_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_examples_are_mypy_strict_clean() -> None:
+    examples = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "examples").glob("*.py"))
+    result = run("mypy", "--strict", *examples)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_readme_example_type_checks_without_the_pydantic_plugin(tmp_path: Path) -> None:
     """A user's mypy may not load pydantic's plugin: settings must still declare defaults
     that mypy sees (``Field(default=...)``), so README's example checks clean as it is."""
