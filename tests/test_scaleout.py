@@ -24,6 +24,7 @@ from pl3xus_rx import (
     Forbidden,
     Identity,
     InvalidValue,
+    ServerError,
     SyncServer,
     SyncSettings,
     bearer_tokens,
@@ -320,6 +321,10 @@ async def test_a_restarted_authority_and_nats_converge(
         # NATS itself restarts: both reconnect; changes meanwhile are not lost
         nats_server.stop()
         second.world.insert(c, Speed(value=2))  # published into the void
+        assert gateway.nc is not None
+        await wait_until(lambda: not gateway.nc.is_connected, 10, "the gateway sees NATS go")  # type: ignore[union-attr]
+        with pytest.raises(ServerError, match="cannot reach the authority"):
+            await nora.mutate(b, Speed(value=1), timeout=UNIT)  # answered at once, not applied
         await asyncio.sleep(0.3)
         nats_server.start()
         await wait_until(

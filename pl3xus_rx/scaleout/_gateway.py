@@ -15,6 +15,7 @@ from nats.aio.msg import Msg
 
 from ..net import Connected, Disconnected
 from ..net._events import ConnectionId
+from ..protocol import FrameKind, Status
 from ..server import SyncServer
 from ..world import EntityId
 from ._link import connect
@@ -106,8 +107,8 @@ class Gateway:
 
     async def stop(self) -> None:
         """Stop forwarding and close the NATS connection (clients of the server stay until
-        it closes them)."""
-        self.server.forward_commands(None)
+        it closes them; their commands are answered ``internal_error`` from then on, never
+        applied to the replica)."""
         if self._events is not None:
             self._events.dispose()
         for task in list(self._tasks):
@@ -115,8 +116,8 @@ class Gateway:
         if self.nc is not None:
             for cid in self.server.net.connections:
                 await self._publish_up(["bye", int(cid)])
-            await self.nc.drain()
-            self.nc = None
+            nc, self.nc = self.nc, None  # (commands are refused from here on)
+            await nc.drain()
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -243,6 +244,21 @@ class Gateway:
         await self._publish_up(["hello", int(connection), identity_to_wire(identity)])
 
     def _forward(self, connection: ConnectionId, frame: list[Any]) -> None:
+        nc = self.nc
+        if nc is None or not nc.is_connected:
+            # answered at once rather than left to time out in the client
+            if frame[0] != FrameKind.SEND and len(frame) > 1 and type(frame[1]) is int:
+                self.server.deliver(
+                    int(connection),
+                    [
+                        FrameKind.REPLY,
+                        frame[1],
+                        Status.INTERNAL_ERROR.value,
+                        "the gateway cannot reach the authority (NATS is down); not applied",
+                        {},
+                    ],
+                )
+            return
         self._spawn(self._publish_up(["frame", int(connection), frame]))
 
     async def _publish_up(self, message: list[Any]) -> None:
