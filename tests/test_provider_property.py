@@ -41,11 +41,13 @@ operations = st.lists(
 )
 
 
-async def scenario(program: list[Any], chunk: int) -> None:
+async def scenario(program: list[Any], chunk: int, snapshot_bytes: int = 8 << 20) -> None:
     hub = MemoryTransport()
     server = SyncServer(
         NetworkSettings(rate_limit_per_second=None),
-        SyncSettings(max_update_rate_hz=1000, max_snapshot_items=chunk),
+        SyncSettings(
+            max_update_rate_hz=1000, max_snapshot_items=chunk, max_snapshot_bytes=snapshot_bytes
+        ),
         transport=hub,
     )
     server.sync_component(Position)
@@ -111,6 +113,9 @@ async def scenario(program: list[Any], chunk: int) -> None:
 
 
 @settings(max_examples=int(os.environ.get("PL3XUS_PROPERTY_EXAMPLES", "40")), deadline=None)
-@given(operations, st.sampled_from([2, 20_000]))  # snapshots in parts, or whole
-def test_replicas_converge_after_random_disconnects(program: list[Any], chunk: int) -> None:
-    asyncio.run(scenario(program, chunk))
+# snapshots in parts by items, or by bytes (30: a couple of items), or whole
+@given(operations, st.sampled_from([(2, 8 << 20), (20_000, 30), (20_000, 8 << 20)]))
+def test_replicas_converge_after_random_disconnects(
+    program: list[Any], parts: tuple[int, int]
+) -> None:
+    asyncio.run(scenario(program, *parts))

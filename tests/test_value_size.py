@@ -147,3 +147,30 @@ def test_dates_and_uuids_are_bounded_and_odd_values_are_measured() -> None:
             link, Link(url=AnyUrl("https://example.com/"), path=Path("/" + "p" * 70_000))
         )
     assert server.world.get(link, Link).path == Path("/tmp")  # type: ignore[union-attr]
+
+
+@pytest.mark.asyncio
+async def test_snapshot_parts_are_bounded_in_bytes_so_a_small_client_limit_holds() -> None:
+    from pl3xus_rx import NetworkSettings
+
+    server = SyncServer(sync=SyncSettings(max_snapshot_bytes=64 * KIB))
+    server.sync_component(Note)
+    notes = {server.world.spawn(Note(text=f"{i:04d}" + "n" * 10_000)) for i in range(300)}
+    registry = ClientTypeRegistry.builder().register(Note).build()
+    async with (
+        server.serve("127.0.0.1", 0) as (host, port),
+        # 3 MB of notes; this client refuses any message over 128 KiB (close 1009): with
+        # parts bounded by items alone it would reconnect and be refused again, forever
+        SyncProvider(
+            f"ws://{host}:{port}/",
+            registry,
+            network=NetworkSettings(max_message_size=128 * KIB),
+        ) as sync,
+    ):
+        signal = sync.components(Note)
+        signal.subscribe(lambda _: None)
+        await sync.wait_synced(30)
+        assert set(signal.get()) == notes
+        assert sync.connection.get().state.value == "open"
+        assert server.net.statistics().frames_sent >= 40  # ~3 MB in parts of 64 KiB
+        assert server.engine.statistics().snapshots == 1

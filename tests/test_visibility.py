@@ -46,7 +46,11 @@ class Rig:
     """A world whose Docs are visible by site grants, Plans to supervisors only."""
 
     def __init__(
-        self, deltas: bool = False, chunk: int = 20_000, type_rate: float | None = None
+        self,
+        deltas: bool = False,
+        chunk: int = 20_000,
+        type_rate: float | None = None,
+        snapshot_bytes: int = 8 << 20,
     ) -> None:
         self.world = World()
         self.registry = ComponentRegistry()
@@ -59,7 +63,9 @@ class Rig:
         builder.build()
         ComponentBuilder(self.registry, Plan).visible_to("supervisor").build()
         self.registry.add(Open)
-        settings = SyncSettings(max_update_rate_hz=100, max_snapshot_items=chunk)
+        settings = SyncSettings(
+            max_update_rate_hz=100, max_snapshot_items=chunk, max_snapshot_bytes=snapshot_bytes
+        )
         self.engine = SyncEngine(self.world, self.registry, settings)
         self.now = 0.0
         self.stores: dict[int, Store] = {}
@@ -226,13 +232,20 @@ ops = st.lists(
 
 
 @settings(max_examples=int(os.environ.get("PL3XUS_PROPERTY_EXAMPLES", "150")), deadline=None)
-@given(ops, st.booleans(), st.sampled_from([1, 3, 20_000]), st.sampled_from([None, 4.0]))
+@given(
+    ops,
+    st.booleans(),
+    # snapshot parts of 1, 3 or every entity; or parts cut by bytes (40: a few items)
+    st.sampled_from([(1, 8 << 20), (3, 8 << 20), (20_000, 8 << 20), (20_000, 40)]),
+    st.sampled_from([None, 4.0]),
+)
 def test_no_client_ever_receives_what_it_may_not_see(
-    program: list[Any], deltas: bool, chunk: int, type_rate: float | None
+    program: list[Any], deltas: bool, parts: tuple[int, int], type_rate: float | None
 ) -> None:
     """Random identities' grants, entities and subscriptions: every value a client receives
     is one it may see at that moment, and each converges to exactly its visible part."""
-    rig = Rig(deltas=deltas, chunk=chunk, type_rate=type_rate)
+    chunk, snapshot_bytes = parts
+    rig = Rig(deltas=deltas, chunk=chunk, type_rate=type_rate, snapshot_bytes=snapshot_bytes)
     spawned: list[EntityId] = []
 
     def alive(i: int) -> EntityId | None:

@@ -140,9 +140,11 @@ class ItemEncoder:
         reg: ComponentRegistration[Any],
         entries: Iterable[tuple[EntityId, Any]],
         binary: bool,
+        entities: list[EntityId] | None = None,
     ) -> list[Encoded]:
         """The full items of ``(entity, stored entry)`` pairs: kept encodings where the entry
-        is unchanged, else encoded now (and kept)."""
+        is unchanged, else encoded now (and kept). ``entities``, if given, gets the entity
+        of each item returned (those left out have none)."""
         key = (reg.type_id, binary)
         self._used.add(key)
         kept = self._kept.get(key)
@@ -156,6 +158,8 @@ class ItemEncoder:
         for entity, entry in entries:
             if sources.get(entity) is entry:
                 items.append(datas[entity])
+                if entities is not None:
+                    entities.append(entity)
                 continue
             # (a JSON-native entry's fields are already its wire values: no values list)
             try:
@@ -173,6 +177,8 @@ class ItemEncoder:
             datas[entity] = data
             fresh += 1
             items.append(data)
+            if entities is not None:
+                entities.append(entity)
         self.encodings += fresh
         return items
 

@@ -667,13 +667,15 @@ class SyncEngine:
 
         # 3. snapshots: at most max_snapshot_items entities per connection per flush (a big
         # snapshot, or many at once, go out in parts over several flushes)
-        budgets: dict[_Client, int] = {}
+        budgets: dict[_Client, tuple[int, int]] = {}
         for sub in list(self._snapshot_subs):
-            budget = budgets.get(sub.client, self.settings.max_snapshot_items)
-            if budget <= 0:
+            budget, bytes_left = budgets.get(
+                sub.client, (self.settings.max_snapshot_items, self.settings.max_snapshot_bytes)
+            )
+            if budget <= 0 or bytes_left <= 0:
                 continue  # this connection's frame is full: next flush
-            sent, done = self._emit_snapshot(sub, cache, out, budget)
-            budgets[sub.client] = budget - max(sent, 1)
+            sent, done, size = self._emit_snapshot(sub, cache, out, budget, bytes_left)
+            budgets[sub.client] = (budget - max(sent, 1), bytes_left - max(size, 1))
             if done:
                 self._counters["snapshots"] += 1
                 self._snapshot_subs.discard(sub)
@@ -932,10 +934,16 @@ class SyncEngine:
         return len(upserts), joined, removals, despawns
 
     def _emit_snapshot(
-        self, sub: _Sub, cache: ItemEncoder, out: dict[_Client, list[Any]], limit: int
-    ) -> tuple[int, bool]:
+        self,
+        sub: _Sub,
+        cache: ItemEncoder,
+        out: dict[_Client, list[Any]],
+        limit: int,
+        byte_limit: int,
+    ) -> tuple[int, bool, int]:
         """Add the next snapshot group of ``sub`` to ``out``, with at most ``limit``
-        entities; returns how many it holds and whether it completes the snapshot."""
+        entities and (beyond its first item) ``byte_limit`` bytes of items; returns how many
+        items it holds, whether it completes the snapshot, and their bytes."""
         reg = sub.reg
         stored = self.world.peek(reg.model)
         rest = sub.snapshot_rest
@@ -967,18 +975,38 @@ class SyncEngine:
                 for entity in part
                 if entity in stored and (view is None or entity in view.visible)
             ]
+        binary = sub.client.binary
+        # Big snapshots (every client after a restart) are the hot case here: a lookup per
+        # item whose entity has not changed since it was encoded.
+        sent_entities: list[EntityId] = []
+        items = cache.full(reg, entries, binary, sent_entities)
+        size = sum(map(len, items))
+        later: list[EntityId] = []
+        if size > byte_limit and len(items) > 1:
+            # bounded in bytes too: what does not fit goes first in the next part
+            size, cut = 0, len(items)
+            for index, item in enumerate(items):
+                if index and size + len(item) > byte_limit:
+                    cut = index
+                    break
+                size += len(item)
+            later = sent_entities[cut:]
+            del items[cut:]
+            kept = set(sent_entities[:cut])
+            entries = [(e, v) for e, v in entries if e in kept]
+            remaining = [] if rest is None else rest[sub.snapshot_at :]
+            sub.snapshot_rest = rest = [*later, *remaining]
+            sub.snapshot_at = 0
+            sub.snapshot_pending.update(later)
         done = rest is None or sub.snapshot_at >= len(rest)
         if done:
             flags |= _COMPLETE
             sub.snapshot_rest = None
             sub.snapshot_pending = set()
-        binary = sub.client.binary
-        # Big snapshots (every client after a restart) are the hot case here: a lookup per
-        # item whose entity has not changed since it was encoded.
-        items = cache.full(reg, entries, binary)
         joined: bytes | str = b"".join(items) if binary else ",".join(items)  # type: ignore[arg-type]
         if sub.forced:  # what the caller changed itself is in this part (or gone)
-            sub.forced.difference_update(part if flags & _CONTINUED else (e for e, _ in entries))
+            covered = part if flags & _CONTINUED else [e for e, _ in entries]
+            sub.forced.difference_update(e for e in covered if e not in later)
         if sub.deadband is not None:
             sub.last_sent.update((e, cache.values_of(reg, e, v)) for e, v in entries)
         if reg.field_deltas:
@@ -991,7 +1019,7 @@ class SyncEngine:
                     baseline[entity] = cache.values_of(reg, entity, value)
         self._counters["items_sent"] += len(items)
         out.setdefault(sub.client, []).append((sub.id, flags, len(items), joined, [], []))
-        return len(items), done
+        return len(items), done, size
 
     def defer(
         self,

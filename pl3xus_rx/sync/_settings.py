@@ -31,6 +31,9 @@ class SyncSettings(CheckedSettings):
         max_pending_commands: Async handlers one connection may have running at once; a
             command beyond them is answered ``forbidden`` naming the limit (a one-way message
             gets a ``message_rejected`` notice). ``None``: no limit.
+        max_snapshot_bytes: Most bytes of snapshot items one connection gets per flush
+            (beyond a first item): a snapshot of big values goes out in more parts, so a
+            frame stays well below the clients' ``max_message_size`` (64 MiB by default).
         max_value_bytes: The most bytes one synced component value may take encoded
             (msgpack). A bigger value is refused where it is stored, with
             :class:`~pl3xus_rx.ValueTooLarge` (types whose schema bounds their size below
@@ -46,3 +49,4 @@ class SyncSettings(CheckedSettings):
     handler_timeout: float | None = Field(default=30.0, gt=0)
     max_pending_commands: int | None = Field(default=100, ge=1)
     max_value_bytes: int = Field(default=1 << 20, ge=MIN_VALUE_BYTES)
+    max_snapshot_bytes: int = Field(default=8 << 20, ge=1)
