@@ -23,13 +23,13 @@ from .protocol import (
     CLIENT_COMMAND_KINDS,
     LAST_MESSAGE_QUERY,
     EntityControl,
-    ErrorCode,
     FrameKind,
     LastMessage,
     LastMessageQuery,
     NoticeKind,
     NotificationLevel,
     RegisteredType,
+    error_frame,
     to_wire,
 )
 from .security import Authenticator, Identity
@@ -279,15 +279,12 @@ class SyncServer:
         if remote is None:
             logger.warning("a frame from unknown gateway client %s was dropped", connection)
             return
-        if not frame or frame[0] not in CLIENT_COMMAND_KINDS:
-            error = [FrameKind.ERROR, {"code": ErrorCode.BAD_FRAME, "message": "not a command"}]
-            remote[0](connection, encode_frame(True, error))  # type: ignore[arg-type]
-            return
         try:
+            if not frame or frame[0] not in CLIENT_COMMAND_KINDS:
+                raise FrameError("a gateway forwards command frames only")
             self.commands.handle_frame(connection, frame)
         except FrameError as exc:
-            error = [FrameKind.ERROR, {"code": ErrorCode.BAD_FRAME, "message": exc.message}]
-            remote[0](connection, encode_frame(True, error))  # type: ignore[arg-type]
+            self._send_frame(connection, error_frame(exc.to_wire()))
         self._schedule_control_check()
 
     def remote_left(self, connection: int) -> None:
@@ -598,27 +595,23 @@ class SyncServer:
             self.engine.handle_frame(connection, binary, frame)
 
     def _send_frame(self, connection: int, frame: list[Any]) -> None:
-        remote = self._remote.get(connection)
-        if remote is not None:
+        remote = self._remote.get(connection)  # a gateway's client: msgpack to its sink
+        cid = ConnectionId(connection)
+        if remote is None and not self.net.has_connection(cid):
+            return
+        binary = True if remote is not None else self.net.is_binary(cid)
+        if frame[0] == FrameKind.REPLY:
+            data = encode_reply(binary, frame)  # (never fails: an error REPLY instead)
+        else:
             try:
-                data = encode_reply(True, frame) if frame[0] == FrameKind.REPLY else None
-                remote[0](connection, data or encode_frame(True, frame))  # type: ignore[arg-type]
+                data = encode_frame(binary, frame)
             except (ValueError, TypeError, OverflowError) as exc:
                 logger.error("a %s frame could not be encoded and was dropped: %s", frame[0], exc)
-            return
-        cid = ConnectionId(connection)
-        if not self.net.has_connection(cid):
-            return
-        binary = self.net.is_binary(cid)
-        if frame[0] == FrameKind.REPLY:
-            self.net.send_raw(cid, encode_reply(binary, frame))
-            return
-        try:
-            data = encode_frame(binary, frame)
-        except (ValueError, TypeError, OverflowError) as exc:
-            logger.error("a %s frame could not be encoded and was dropped: %s", frame[0], exc)
-            return
-        self.net.send_raw(cid, data)
+                return
+        if remote is not None:
+            remote[0](connection, data)  # type: ignore[arg-type]
+        else:
+            self.net.send_raw(cid, data)
 
     def _broadcast_frame(self, frame: list[Any]) -> None:
         encoded: dict[bool, bytes | str] = {}
