@@ -296,6 +296,9 @@ class SyncServer:
         self.commands.connection_closed(connection)
         self.engine.remove_client(connection)
 
+    def _knows(self, connection: int) -> bool:
+        return connection in self._remote or self.net.has_connection(ConnectionId(connection))
+
     def remote_connections(self) -> list[int]:
         """The gateway clients this server knows."""
         return list(self._remote)
@@ -362,35 +365,28 @@ class SyncServer:
             encoded = {True: encode_frame(True, frame), False: encode_frame(False, frame)}
         except (ValueError, TypeError, OverflowError) as exc:
             raise ValueError(f"this notification cannot be sent: {exc}") from exc
-        remote: list[int] = []
+        reached = 0
         if connection is not None:
-            targets = (
-                [ConnectionId(connection)]
-                if self.net.has_connection(ConnectionId(connection))
-                else []
-            )
+            chosen = [connection] if self._knows(connection) else []
         elif identity is not None:
             name = identity if isinstance(identity, str) else identity.name
-            targets = [
-                cid
-                for cid in self.net.connections
-                if (who := self.net.identity_of(cid)).name == name and not who.anonymous
-            ]
-            remote = [
-                c for c, (_, who) in self._remote.items() if who.name == name and not who.anonymous
+            chosen = [
+                c
+                for c in (*self.net.connections, *self._remote)
+                if (who := self.identity_of(c)).name == name and not who.anonymous
             ]
         else:
-            targets = list(self.net.connections)
-        if connection is not None and connection in self._remote:
-            remote = [connection]
-        for cid in targets:
-            self.net.send_raw(cid, encoded[self.net.is_binary(cid)])
-        if identity is None and connection is None and self._remote_broadcast is not None:
-            self._remote_broadcast(encoded[True])  # type: ignore[arg-type]
-            return len(targets) + len(self._remote)
-        for c in remote:
-            self._remote[c][0](c, encoded[True])  # type: ignore[arg-type]
-        return len(targets) + len(remote)
+            chosen = list(self.net.connections)
+            if self._remote_broadcast is not None:  # gateways' clients: once, for all
+                self._remote_broadcast(encoded[True])  # type: ignore[arg-type]
+                reached = len(self._remote)
+        for c in chosen:
+            remote = self._remote.get(c)
+            if remote is not None:
+                remote[0](c, encoded[True])  # type: ignore[arg-type]
+            else:
+                self.net.send_raw(ConnectionId(c), encoded[self.net.is_binary(ConnectionId(c))])
+        return reached + len(chosen)
 
     def visibility_changed(
         self, component: type[BaseModel] | None = None, entity: EntityId | None = None
