@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import ssl as _ssl
 import time
@@ -513,36 +514,21 @@ class SyncServer:
     def _connection_rows(self) -> list[devtools.ConnectionInfo]:
         rows = []
         for cid in self.net.connections:
-            stats = self.net.connection_statistics(cid)
             identity = self.net.identity_of(cid)
+            counters = dataclasses.asdict(self.net.connection_statistics(cid))
+            del counters["subprotocol"]
             subs = [
-                devtools.SubscriptionRow(
-                    id=sub.id,
-                    component=sub.component,
-                    entity=sub.entity,
-                    max_rate_hz=sub.max_rate_hz,
-                    deadband=sub.deadband,
-                    snapshot_under_way=sub.snapshot_under_way,
-                )
+                devtools.SubscriptionRow(**dataclasses.asdict(sub))
                 for sub in self.engine.subscriptions_of(cid)
             ]
             rows.append(
                 devtools.ConnectionInfo(
-                    id=int(cid),
+                    **counters,
                     name=identity.name,
                     roles=sorted(identity.roles),
                     anonymous=identity.anonymous,
-                    remote=stats.remote,
                     encoding="msgpack" if self.net.is_binary(cid) else "json",
                     subscriptions=subs,
-                    queue_depth=stats.queue_depth,
-                    queued_bytes=stats.queued_bytes,
-                    max_queue_depth=stats.max_queue_depth,
-                    frames_sent=stats.frames_sent,
-                    frames_received=stats.frames_received,
-                    dropped=stats.dropped,
-                    bad_frames=stats.bad_frames,
-                    rate_limited=stats.rate_limited,
                 )
             )
         for connection, (_, identity) in self._remote.items():
@@ -555,15 +541,6 @@ class SyncServer:
                     anonymous=identity.anonymous,
                     remote=f"via gateway {connection >> 32}",
                     encoding="msgpack",
-                    subscriptions=[],
-                    queue_depth=0,
-                    queued_bytes=0,
-                    max_queue_depth=0,
-                    frames_sent=0,
-                    frames_received=0,
-                    dropped=0,
-                    bad_frames=0,
-                    rate_limited=0,
                 )
             )
         return rows

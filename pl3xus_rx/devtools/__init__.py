@@ -94,15 +94,17 @@ class ConnectionInfo(BaseModel):
     anonymous: bool
     remote: str
     encoding: str
-    subscriptions: list[SubscriptionRow]
-    queue_depth: int
-    queued_bytes: int
-    max_queue_depth: int
-    frames_sent: int
-    frames_received: int
-    dropped: int
-    bad_frames: int
-    rate_limited: int
+    subscriptions: list[SubscriptionRow] = []
+    # the counters of its socket (``ConnectionStatistics``); 0 for a gateway's client,
+    # whose socket is the gateway's
+    queue_depth: int = 0
+    queued_bytes: int = 0
+    max_queue_depth: int = 0
+    frames_sent: int = 0
+    frames_received: int = 0
+    dropped: int = 0
+    bad_frames: int = 0
+    rate_limited: int = 0
 
 
 class Connections(BaseModel):
