@@ -980,7 +980,8 @@ class SyncEngine:
         # item whose entity has not changed since it was encoded.
         sent_entities: list[EntityId] = []
         items = cache.full(reg, entries, binary, sent_entities)
-        size = sum(map(len, items))
+        joined: bytes | str = b"".join(items) if binary else ",".join(items)  # type: ignore[arg-type]
+        size = len(joined)
         later: list[EntityId] = []
         if size > byte_limit and len(items) > 1:
             # bounded in bytes too: what does not fit goes first in the next part
@@ -992,6 +993,7 @@ class SyncEngine:
                 size += len(item)
             later = sent_entities[cut:]
             del items[cut:]
+            joined = b"".join(items) if binary else ",".join(items)  # type: ignore[arg-type]
             kept = set(sent_entities[:cut])
             entries = [(e, v) for e, v in entries if e in kept]
             remaining = [] if rest is None else rest[sub.snapshot_at :]
@@ -1003,7 +1005,6 @@ class SyncEngine:
             flags |= _COMPLETE
             sub.snapshot_rest = None
             sub.snapshot_pending = set()
-        joined: bytes | str = b"".join(items) if binary else ",".join(items)  # type: ignore[arg-type]
         if sub.forced:  # what the caller changed itself is in this part (or gone)
             covered = part if flags & _CONTINUED else [e for e, _ in entries]
             sub.forced.difference_update(e for e in covered if e not in later)
