@@ -183,6 +183,7 @@ class Gateway:
         start_seq: int | None = None
         epoch: str | None = None
         seen: dict[str, set[int]] = {}
+        failures = 0
         while True:
             try:
                 for reg in self.server.registry:
@@ -204,7 +205,9 @@ class Gateway:
                         after = rows[-1][0]
                 break
             except Exception as exc:
-                logger.warning("snapshot failed (%s); trying again", exc)
+                failures += 1  # (no authority yet, or it restarted meanwhile)
+                log = logger.warning if failures == 1 or failures % 60 == 0 else logger.debug
+                log("snapshot failed %d times (%s); trying again", failures, exc or type(exc))
                 epoch, start_seq, seen = None, None, {}
                 await asyncio.sleep(0.5)
         assert epoch is not None and start_seq is not None
