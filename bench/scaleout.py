@@ -38,8 +38,10 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 from _report import publish  # noqa: E402
 
+from pl3xus_rx.protocol import FrameKind  # noqa: E402
+
 NATS_SERVER = Path(sys.executable).parent / "nats-server"
-SUBSCRIBE = msgpack.packb([3, 1, "Probe", None, {}]).hex()
+SUBSCRIBE = msgpack.packb([FrameKind.SUBSCRIBE, 1, "Probe", None, {}]).hex()
 
 
 def free_port() -> int:

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from client_sync import ClientTypeRegistry, SyncProvider
 from pl3xus_rx import NotRegistered, SyncServer, SyncSettings
+from pl3xus_rx.protocol import FrameKind
 from pl3xus_rx.sync import FlushedChanges, SyncEngine
 from pl3xus_rx.world import World
 
@@ -64,7 +65,7 @@ def test_a_subscriber_leaving_keeps_the_tap_tracking() -> None:
     seen: list[FlushedChanges[Speed]] = []
     eng.flushed(Speed).subscribe(seen.append)
     eng.add_client(1)
-    eng.handle_frame(1, True, [3, 1, "Speed", None, {}])
+    eng.handle_frame(1, True, [FrameKind.SUBSCRIBE, 1, "Speed", None, {}])
     eng.flush(1.0)
     eng.remove_client(1)
     eng.world.insert(a, Speed(value=5))
