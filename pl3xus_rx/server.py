@@ -16,6 +16,18 @@ import reactivex
 from pydantic import BaseModel
 
 from . import devtools
+from .commands import (
+    Authorizer,
+    Broadcast,
+    Commands,
+    DespawnPolicy,
+    Effect,
+    HandlerTimedOut,
+    Hold,
+    Send,
+    SpawnPolicy,
+    Start,
+)
 from .exceptions import ConnectionNotFound, FrameError, NotFound
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .net import Disconnected, HttpRequest, HttpResponse, Network, NetworkSettings, Transport
@@ -36,24 +48,20 @@ from .protocol import (
 from .security import Authenticator, Identity
 from .sync import (
     Authorized,
-    Authorizer,
-    Commands,
     ComponentBuilder,
     ComponentRegistration,
     ComponentRegistry,
     Denied,
-    DespawnPolicy,
     EntityPolicy,
     FlushedChanges,
     MessageBuilder,
     MutationContext,
     QueryBuilder,
     RequestBuilder,
-    SpawnPolicy,
     SyncEngine,
     SyncSettings,
 )
-from .sync._commands import HandlerTimedOut
+from .sync._access import sees_entity
 from .sync._wire import encode_frame, encode_reply
 from .world import EntityId, World
 
@@ -142,18 +150,12 @@ class SyncServer:
         self.commands = Commands(
             self.world,
             self.registry,
-            self.engine,
             self.settings,
-            send=self._send_frame,
-            broadcast=self._broadcast_frame,
-            run=self._run,
-            clock=self._clock,
-            identity_of=self.identity_of,
-            bound=_bound,
             control_policy=control_policy,
             takeover_roles=control_takeover_roles,
         )
-        """Mutations, control, requests and queries."""
+        """Mutations, control, requests, queries, messages, spawn and despawn (sans-I/O:
+        frames in, effects out; this server carries the effects out)."""
         self.registry.add(EntityControl)  # synced like any component, never client-writable
         if authenticate is not None:
             self.authenticate(authenticate)
@@ -238,7 +240,7 @@ class SyncServer:
 
     def invalidate(self, query: type[BaseModel], keys: list[BaseModel] | None = None) -> None:
         """Tell clients to refetch ``query`` (only these parameter sets, if given)."""
-        self.commands.invalidate(query, keys)
+        self._apply(self.commands.invalidate(query, keys))
 
     @property
     def authorizer(self) -> Authorizer | None:
@@ -283,10 +285,9 @@ class SyncServer:
         try:
             if not frame or frame[0] not in CLIENT_COMMAND_KINDS:
                 raise FrameError("a gateway forwards command frames only")
-            self.commands.handle_frame(connection, frame)
+            self._command(connection, remote[1], frame)
         except FrameError as exc:
             self._send_frame(connection, error_frame(exc.to_wire()))
-        self._schedule_control_check()
 
     def remote_left(self, connection: int) -> None:
         """A gateway's client went away: its control is released, its handlers cancelled."""
@@ -294,7 +295,7 @@ class SyncServer:
             return
         for task in list(self._handler_tasks.get(connection, ())):
             task.cancel()
-        self.commands.connection_closed(connection)
+        self._apply(self.commands.connection_closed(connection))
         self.engine.remove_client(connection)
 
     def _knows(self, connection: int) -> bool:
@@ -333,7 +334,6 @@ class SyncServer:
         """
         updated = SyncSettings(**{**self.settings.model_dump(), **changes})
         self.settings = self.engine.settings = self.commands.settings = updated
-        self.commands.control.timeout = updated.control_timeout
         self._wake()
         return updated
 
@@ -399,15 +399,10 @@ class SyncServer:
         self.engine.visibility_changed(component, entity)
 
     def sees(self, identity: Identity, entity: EntityId) -> bool:
-        """Whether ``identity`` may see at least one synced component of ``entity``."""
-        world = self.world
-        for reg in self.registry:
-            if not world.has(entity, reg.model):
-                continue
-            vis = reg.visibility
-            if vis is None or vis.sees(world, identity, entity):
-                return True
-        return False
+        """Whether ``identity`` may see ``entity``: at least one of its synced components
+        other than ``EntityControl`` (whose visibility follows the entity's). Commands that
+        target an entity decide with this (hidden answers as missing)."""
+        return sees_entity(self.world, self.registry, identity, entity)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -558,12 +553,12 @@ class SyncServer:
         }
 
     def _on_frame(self, connection: ConnectionId, binary: bool, frame: list[Any]) -> None:
-        self.engine.add_client(connection, binary=binary, identity=self.identity_of(connection))
+        identity = self.identity_of(connection)
+        self.engine.add_client(connection, binary=binary, identity=identity)
         if self._forward is not None and frame[0] in CLIENT_COMMAND_KINDS:
             self._forward(connection, frame)
         elif frame[0] in CLIENT_COMMAND_KINDS:
-            self.commands.handle_frame(connection, frame)
-            self._schedule_control_check()
+            self._command(connection, identity, frame)
         else:
             self.engine.handle_frame(connection, binary, frame)
 
@@ -599,9 +594,46 @@ class SyncServer:
         if self._remote_broadcast is not None:
             self._remote_broadcast(encode_frame(True, frame))  # type: ignore[arg-type]
 
-    def _run(self, connection: int, awaitable: Awaitable[None]) -> None:
+    def _command(self, connection: int, identity: Identity, frame: list[Any]) -> None:
+        """A client's command frame: through the command layer, its effects carried out."""
+        effects = self.commands.handle(MutationContext(connection, identity), frame, self._clock())
+        self._apply(effects)
+        self._schedule_control_check()
+
+    def _apply(self, effects: list[Effect]) -> None:
+        """Carry out what the command layer asked for."""
+        for effect in effects:
+            if isinstance(effect, Send):
+                self._send_frame(effect.connection, effect.frame)
+            elif isinstance(effect, Hold):
+                self.engine.defer(
+                    effect.connection,
+                    effect.frame,
+                    component=effect.component,
+                    entity=effect.entity,
+                )
+            elif isinstance(effect, Broadcast):
+                self._broadcast_frame(effect.frame)
+            elif isinstance(effect, Start):
+                self._start(effect)
+
+    def _start(self, start: Start) -> None:
+        """Run an async handler within its timeout; report its end to the command layer."""
+        connection, call = start.connection, start.call
+
         async def run() -> None:
-            await awaitable
+            try:
+                if start.timeout is None:
+                    result = await start.pending
+                else:
+                    result = await _bound(start.pending, start.timeout)
+            except asyncio.CancelledError:
+                self._apply(self.commands.handler_finished(call, cancelled=True))
+                raise
+            except Exception as exc:
+                self._apply(self.commands.handler_finished(call, error=exc))
+            else:
+                self._apply(self.commands.handler_finished(call, result=result))
 
         task = self.net.spawn(run(), f"command handler for connection {connection}")
         tasks = self._handler_tasks.setdefault(connection, set())
@@ -617,7 +649,8 @@ class SyncServer:
     def _schedule_control_check(self) -> None:
         if self._control_timer is not None:
             return
-        due = self.commands.expire_control(self._clock())
+        effects, due = self.commands.tick(self._clock())
+        self._apply(effects)
         if due is None:
             return
         loop = asyncio.get_running_loop()
@@ -632,7 +665,7 @@ class SyncServer:
         if isinstance(event, Disconnected):
             for task in list(self._handler_tasks.get(event.id, ())):
                 task.cancel()  # nobody is left to answer
-            self.commands.connection_closed(event.id)
+            self._apply(self.commands.connection_closed(event.id))
             self.engine.remove_client(event.id)
 
     def _wake(self) -> None:
@@ -674,6 +707,9 @@ class SyncServer:
             self.engine.flush_into(self._clock(), send)
         except Exception:
             logger.exception("flush failed")
+        if len(self.commands.control):  # whoever stopped seeing what it holds loses it
+            effects, _ = self.commands.tick(self._clock())
+            self._apply(effects)
         if self.metrics is not None:
             self.metrics.flush_seconds.observe(time.perf_counter() - started)
         self._wake()  # held or rate-limited changes still waiting

@@ -576,6 +576,12 @@ class World:
         result: C = kind.view(kind.entries[entity])
         return result
 
+    def component_types(self, entity: EntityId) -> Iterable[type[BaseModel]]:
+        """The types of the entity's components (none for a missing entity), as a live view:
+        do not change the entity while iterating."""
+        comps = self._entities.get(entity)
+        return comps.keys() if comps is not None else ()
+
     def has(self, entity: EntityId, model: type[BaseModel]) -> bool:
         """Whether the entity exists and has a ``model`` component."""
         comps = self._entities.get(entity)

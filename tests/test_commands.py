@@ -9,14 +9,15 @@ import msgpack
 import pytest
 from pydantic import BaseModel, Field
 
+from pl3xus_rx.commands import Broadcast, Commands, Hold, Send, Start
 from pl3xus_rx.protocol import FrameKind
 from pl3xus_rx.sync import (
     Authorized,
-    Commands,
     ComponentBuilder,
     ComponentRegistry,
     Denied,
     EntityControl,
+    MutationContext,
     QueryBuilder,
     RequestBuilder,
     SyncEngine,
@@ -54,6 +55,10 @@ class RobotInfo(BaseModel):
 
 
 class Rig:
+    """The command layer and a sync engine, driven by calls: effects are carried out here
+    the way the server's shell does (frames into ``sent``, held replies into the engine,
+    handlers into ``tasks``)."""
+
     def __init__(self, control_timeout: float | None = 300.0) -> None:
         self.world = World()
         self.registry = ComponentRegistry()
@@ -65,23 +70,52 @@ class Rig:
         self.sent: list[tuple[int, list[Any]]] = []
         self.broadcasts: list[list[Any]] = []
         self.now = 0.0
-        self.tasks: list[Any] = []
+        self.tasks: list[Start] = []
         self.commands = Commands(
-            self.world,
-            self.registry,
-            self.engine,
-            SyncSettings(control_timeout=control_timeout),
-            send=lambda c, f: self.sent.append((c, f)),
-            broadcast=self.broadcasts.append,
-            run=lambda conn, awaitable: self.tasks.append(awaitable),
-            clock=lambda: self.now,
+            self.world, self.registry, SyncSettings(control_timeout=control_timeout)
         )
         for conn in (1, 2):
             self.engine.add_client(conn)
 
+    def apply(self, effects: list[Any]) -> None:
+        for effect in effects:
+            if isinstance(effect, Send):
+                self.sent.append((effect.connection, effect.frame))
+            elif isinstance(effect, Hold):
+                self.engine.defer(
+                    effect.connection,
+                    effect.frame,
+                    component=effect.component,
+                    entity=effect.entity,
+                )
+            elif isinstance(effect, Broadcast):
+                self.broadcasts.append(effect.frame)
+            else:
+                self.tasks.append(effect)
+
+    def handle_frame(self, conn: int, frame: list[Any]) -> None:
+        self.apply(self.commands.handle(MutationContext(conn), frame, self.now))
+
+    def tick(self, now: float) -> float | None:
+        effects, due = self.commands.tick(now)
+        self.apply(effects)
+        return due
+
+    def closed(self, conn: int) -> None:
+        self.apply(self.commands.connection_closed(conn))
+
+    def invalidate(self, query: type[BaseModel], keys: Any = None) -> None:
+        self.apply(self.commands.invalidate(query, keys))
+
+    def run_task(self, start: Start) -> None:
+        async def run() -> Any:
+            return await start.pending
+
+        self.apply(self.commands.handler_finished(start.call, result=asyncio.run(run())))
+
     def do(self, conn: int, frame: list[Any]) -> list[Any]:
         """Send a command; flush; return the REPLY frame for it."""
-        self.commands.handle_frame(conn, frame)
+        self.handle_frame(conn, frame)
         self.now += 1
         for c, data in self.engine.flush(self.now):
             self.sent.append((c, msgpack.unpackb(data, strict_map_key=False)))
@@ -123,7 +157,7 @@ def test_ok_reply_comes_after_the_update_frame() -> None:
     rig.engine.flush(0.5)
     rig.do(1, [9, 1, "take", robot])
     rig.sent.clear()
-    rig.commands.handle_frame(1, [7, 2, "Speed", robot, {"value": 3}])
+    rig.handle_frame(1, [7, 2, "Speed", robot, {"value": 3}])
     assert rig.sent == []  # not before the flush
     rig.now += 1
     out = [msgpack.unpackb(d) for c, d in rig.engine.flush(rig.now)]
@@ -148,10 +182,10 @@ def test_control_requested_notices_are_coalesced() -> None:
         return sum(1 for c, f in rig.sent if c == 1 and f[:2] == [10, "control_requested"])
 
     for req in range(2, 12):  # ten takes within the same second: one notice
-        rig.commands.handle_frame(2, [9, req, "take", robot])
+        rig.handle_frame(2, [9, req, "take", robot])
     assert notices() == 1
     rig.now += 1.0
-    rig.commands.handle_frame(2, [9, 20, "take", robot])
+    rig.handle_frame(2, [9, 20, "take", robot])
     assert notices() == 2
     # every refused take is still answered
     assert sum(1 for c, f in rig.sent if c == 2 and f[0] == 8 and f[2] == "forbidden") == 11
@@ -177,7 +211,7 @@ def test_control_take_release_notify_hierarchy_disconnect() -> None:
     assert rig.do(2, [9, 7, "take", robot])[2] == "ok"
     assert rig.do(1, [9, 8, "take", cell])[2] == "forbidden"
     # the holder disconnects: control is free
-    rig.commands.connection_closed(2)
+    rig.closed(2)
     assert rig.commands.holder(robot) is None
     assert rig.do(1, [9, 9, "take", cell])[2] == "ok"
     assert rig.do(1, [9, 10, "jump", cell])[2] == "validation_error"
@@ -189,9 +223,9 @@ def test_control_times_out_without_activity() -> None:
     rig.do(1, [9, 1, "take", robot])  # now = 1
     rig.now = 8
     rig.do(1, [7, 2, "Speed", robot, {"value": 2}])  # authorized activity refreshes (t=8)
-    assert rig.commands.expire_control(15.0) == pytest.approx(18.0)
+    assert rig.tick(15.0) == pytest.approx(18.0)
     assert rig.commands.holder(robot) == 1
-    rig.commands.expire_control(18.5)
+    rig.tick(18.5)
     assert rig.commands.holder(robot) is None
     assert (1, [10, "control_released", {"entity": robot, "reason": "inactivity"}]) in rig.sent
 
@@ -247,9 +281,9 @@ def test_async_request_handler() -> None:
         return RobotInfo(name=f"robot {q.robot}")
 
     RequestBuilder(rig.commands, RobotQuery).register(info)
-    rig.commands.handle_frame(1, [11, 1, "RobotQuery", None, {"robot": 7}])
+    rig.handle_frame(1, [11, 1, "RobotQuery", None, {"robot": 7}])
     assert len(rig.tasks) == 1
-    asyncio.run(rig.tasks[0])
+    rig.run_task(rig.tasks[0])
     rig.now += 1
     out = [msgpack.unpackb(d) for _, d in rig.engine.flush(rig.now)]
     assert out == [[8, 1, "ok", "", {"value": {"name": "robot 7"}}]]
@@ -266,11 +300,11 @@ def test_queries_and_invalidation() -> None:
     QueryBuilder(rig.commands, RobotQuery).register(robot_info)
     r = rig.do(1, [12, 1, "RobotQuery", {"robot": 3}])
     assert r[2] == "ok" and r[4]["value"] == {"name": "r3"} and calls == [3]
-    rig.commands.invalidate(RobotQuery, [RobotQuery(robot=3)])
-    rig.commands.invalidate(RobotQuery)
+    rig.invalidate(RobotQuery, [RobotQuery(robot=3)])
+    rig.invalidate(RobotQuery)
     assert rig.broadcasts == [[13, "RobotQuery", [{"robot": 3}]], [13, "RobotQuery", None]]
     with pytest.raises(KeyError):
-        rig.commands.invalidate(Jog)
+        rig.invalidate(Jog)
     tables = rig.commands.wire_tables()
     assert tables["queries"][0][0] == "RobotQuery"
 
@@ -286,7 +320,7 @@ def test_malformed_command_frames() -> None:
     from pl3xus_rx import FrameError
 
     with pytest.raises(FrameError, match="req_id"):
-        rig.commands.handle_frame(1, [7, "x"])
+        rig.handle_frame(1, [7, "x"])
     r = rig.do(1, [7, 1, "Speed"])
     assert r[2] == "validation_error" and "expected" in r[3]
 
@@ -337,16 +371,16 @@ def test_control_never_has_two_holders_and_mutations_are_authorized(
         acting[0] = conn
         entity = ents[index]
         if action == "take":
-            rig.commands.handle_frame(conn, [9, req, "take", entity])
+            rig.handle_frame(conn, [9, req, "take", entity])
         elif action == "release":
-            rig.commands.handle_frame(conn, [9, req, "release", entity])
+            rig.handle_frame(conn, [9, req, "release", entity])
         elif action == "mutate":
-            rig.commands.handle_frame(conn, [7, req, "Speed", entity, {"value": req % 10}])
+            rig.handle_frame(conn, [7, req, "Speed", entity, {"value": req % 10}])
         elif action == "disconnect":
-            rig.commands.connection_closed(conn)
+            rig.closed(conn)
         else:
             rig.now += 3
-            rig.commands.expire_control(rig.now)
+            rig.tick(rig.now)
         # Invariant: along any path from an entity to the root there is at most one holder.
         for e in ents:
             assert len(holders_of(e)) <= 1, (e, holders_of(e))
@@ -382,18 +416,18 @@ def test_one_way_messages_are_authorized_and_rejections_noticed() -> None:
         .with_default_entity_policy()
         .register(lambda w, ctx, e, m: got.append((e, m.dx)))
     )
-    rig.commands.handle_frame(2, [14, "Jog", robot, {"dx": 1}])
+    rig.handle_frame(2, [14, "Jog", robot, {"dx": 1}])
     assert got == []
     notice = rig.sent[-1]
     assert notice[0] == 2 and notice[1][:2] == [10, "message_rejected"]
     assert notice[1][2]["status"] == "forbidden" and notice[1][2]["type"] == "Jog"
     rig.do(1, [9, 1, "take", robot])
     sent_before = len(rig.sent)
-    rig.commands.handle_frame(1, [14, "Jog", robot, {"dx": 2}])
+    rig.handle_frame(1, [14, "Jog", robot, {"dx": 2}])
     assert got == [(robot, 2.0)] and len(rig.sent) == sent_before  # no answer on success
-    rig.commands.handle_frame(1, [14, "Jog", robot, {"dx": "x"}])
+    rig.handle_frame(1, [14, "Jog", robot, {"dx": "x"}])
     assert rig.sent[-1][1][2]["status"] == "validation_error"
-    rig.commands.handle_frame(1, [14, "Nope", None, {}])
+    rig.handle_frame(1, [14, "Nope", None, {}])
     assert rig.sent[-1][1][2]["status"] == "not_found"
     (row,) = rig.commands.wire_tables()["one_way"]
     assert row[0] == "Jog" and row[2] is True and len(row[1]) == 16

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pl3xus_rx.sync import ControlBook, Displaced, Expired, Granted, Moved, Refused
+from pl3xus_rx.commands import ControlBook, Displaced, Expired, Granted, Moved, Refused
 from pl3xus_rx.world import EntityId
 
 CELL, ROBOT, OTHER = EntityId(1), EntityId(2), EntityId(3)  # ROBOT is CELL's child

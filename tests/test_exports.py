@@ -61,7 +61,7 @@ def test_protocol_layer_imports_no_networking() -> None:
     # check below covers our own imports.
     code = (
         "import sys; import pl3xus_rx.protocol, pl3xus_rx.exceptions, pl3xus_rx.world, "
-        "pl3xus_rx.sync, client_sync.store, client_sync.signal; "
+        "pl3xus_rx.sync, pl3xus_rx.commands, client_sync.store, client_sync.signal; "
         "bad = [m for m in sys.modules if m.startswith('websockets')]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -76,6 +76,7 @@ SANS_IO = [
     "pl3xus_rx/exceptions.py",
     "pl3xus_rx/world.py",
     "pl3xus_rx/sync",
+    "pl3xus_rx/commands",
     "client_sync/store.py",
     "client_sync/registry.py",
 ]

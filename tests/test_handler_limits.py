@@ -133,11 +133,11 @@ async def test_async_handlers_in_flight_per_connection_are_bounded() -> None:
         waiting = [
             asyncio.ensure_future(client.request(Wait(seconds=30), timeout=60)) for _ in range(3)
         ]
-        await wait_until(lambda: server.commands._in_flight.get(client.connection_id) == 3)
+        await wait_until(lambda: server.commands.in_flight(client.connection_id) == 3)
         with pytest.raises(Forbidden, match="max_pending_commands=3"):
             await client.request(Wait(seconds=0.0))
         # another connection is not held back by this one's
         assert await other.request(Wait(seconds=0.0)) == Done(ok=True)
         for task in waiting:
             task.cancel()
-    await wait_until(lambda: not server.commands._in_flight)
+    await wait_until(lambda: not server.commands.in_flight(client.connection_id))

@@ -20,6 +20,18 @@ from ._codec import (
     json_encode,
     msgpack_encode,
 )
+from ._commands import (
+    Command,
+    CommandFrameError,
+    ControlCommand,
+    DespawnCommand,
+    MutateCommand,
+    QueryCommand,
+    RequestCommand,
+    SendCommand,
+    SpawnCommand,
+    parse_command,
+)
 from ._frames import (
     PROTOCOL_VERSION,
     ErrorFrame,
@@ -54,6 +66,16 @@ from ._vocab import (
 )
 
 __all__ = [
+    "Command",
+    "CommandFrameError",
+    "ControlCommand",
+    "DespawnCommand",
+    "MutateCommand",
+    "QueryCommand",
+    "RequestCommand",
+    "SendCommand",
+    "SpawnCommand",
+    "parse_command",
     "BYTES_PER_CONTAINER",
     "CONTAINER_ALLOWANCE",
     "CLIENT_COMMAND_KINDS",

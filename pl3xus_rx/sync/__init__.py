@@ -13,8 +13,6 @@ from ._builders import (
     RequestBuilder,
     RequestRegistration,
 )
-from ._commands import Authorizer, Commands, DespawnPolicy, SpawnPolicy
-from ._control import ControlBook, Displaced, Expired, Granted, Moved, Refused
 from ._engine import FlushedChanges, SubscriptionInfo, SyncEngine, SyncStatistics
 from ._policy import Authorized, Denied, MutationContext, default_entity_policy
 from ._registry import (
@@ -26,29 +24,19 @@ from ._registry import (
 from ._settings import SyncSettings
 
 __all__ = [
-    "Authorizer",
-    "ControlBook",
-    "Displaced",
-    "Moved",
-    "Expired",
     "FlushedChanges",
-    "Granted",
-    "Refused",
     "Authorized",
-    "Commands",
     "MessageBuilder",
     "MessageRegistration",
     "QueryBuilder",
     "QueryRegistration",
     "RequestBuilder",
     "RequestRegistration",
-    "SpawnPolicy",
     "Status",
     "ComponentBuilder",
     "ComponentRegistration",
     "ComponentRegistry",
     "Denied",
-    "DespawnPolicy",
     "EntityControl",
     "EntityPolicy",
     "MutationContext",

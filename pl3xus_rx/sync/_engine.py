@@ -21,7 +21,7 @@ from reactivex.disposable import Disposable
 
 from .._rx import SafeSubject
 from ..exceptions import FrameError, SubscriptionError, UnknownComponent
-from ..protocol import FrameKind, SyncFlag, shown
+from ..protocol import EntityControl, FrameKind, SyncFlag, shown
 from ..security import ANONYMOUS, Identity
 from ..world import (
     DESPAWNED,
@@ -35,6 +35,7 @@ from ..world import (
     merge_change,
 )
 from ._encoding import ItemEncoder
+from ._policy import FAULTS
 from ._registry import ComponentRegistration, ComponentRegistry
 from ._settings import MIN_VALUE_BYTES, SyncSettings
 from ._size import Limit, max_encoded_size, size_check
@@ -247,6 +248,8 @@ class SyncEngine:
         self._recheck: dict[int, set[EntityId] | None] = {}
         self._forced_subs: set[_Sub] = set()
         self._snapshot_subs: set[_Sub] = set()
+        # entities other types changed in this flush (their EntityControl is rechecked)
+        self._moved: set[EntityId] = set()
         # field-delta types: the values every up-to-date subscriber holds, by entity
         self._baseline: dict[int, dict[EntityId, list[Any]]] = {}
         self._last_flush = -math.inf
@@ -342,7 +345,14 @@ class SyncEngine:
         if vis is None or vis.sees_all(identity):
             return None
         nothing = vis.rule is None
-        key = ("nothing",) if nothing else ("rule", vis.key(identity))
+        if not nothing:
+            try:
+                key: Hashable = ("rule", vis.key(identity))
+            except Exception as exc:  # a failing key: this identity sees nothing of it
+                FAULTS.failed(f"the key of {vis.label}", exc)
+                nothing = True
+        if nothing:
+            key = ("nothing",)
         views = self._views.setdefault(reg.type_id, {})
         view = views.get(key)
         if view is None:
@@ -360,6 +370,10 @@ class SyncEngine:
         entities that became visible and removals of those that stopped being visible."""
         if component is not None:
             type_ids: Iterable[int] = (self.registry.get(component).type_id,)
+            control = self.registry.find(EntityControl)
+            if control is not None and control.type_id != type_ids[0]:  # type: ignore[index]
+                # an entity's control is seen by those who see the entity
+                type_ids = (*type_ids, control.type_id)
         else:
             type_ids = list(self._views)
         for type_id in type_ids:
@@ -415,6 +429,21 @@ class SyncEngine:
                     visible.discard(entity)
                     out[entity] = _REMOVED
         return out
+
+    def _recheck_control_of(self, control_id: int) -> None:
+        """Entities whose other components changed in this flush may have become visible or
+        hidden: their ``EntityControl`` is evaluated again (it is re-evaluated anyway when
+        it changes itself, so nothing about a hidden entity's control ever goes out)."""
+        moved, self._moved = self._moved, set()
+        if not moved:
+            return
+        held = self.world.peek(EntityControl)
+        marked = self._recheck.get(control_id, set())
+        if marked is None:
+            return  # every entity is rechecked already
+        marked.update(e for e in moved if e in held)
+        if marked:
+            self._recheck[control_id] = marked
 
     def handle_frame(self, connection: int, binary: bool, frame: list[Any]) -> None:
         """Apply a client's SUBSCRIBE / UNSUBSCRIBE / RESYNC frame.
@@ -597,8 +626,17 @@ class SyncEngine:
         urgent = self._urgent_views(now) if self._views else set()
         flushed: list[tuple[SafeSubject[FlushedChanges[Any]], FlushedChanges[Any]]] = []
 
-        # 1. changes of every type whose own interval has elapsed
-        for type_id, tracker in list(self._trackers.items()):
+        # 1. changes of every type whose own interval has elapsed. EntityControl goes last:
+        # its visibility follows its entity's, which the other types' changes move.
+        control = self.registry.find(EntityControl)
+        control_id = control.type_id if control is not None else -1
+        control_views = control_id in self._views
+        trackers = list(self._trackers.items())
+        if control_views:
+            trackers.sort(key=lambda item: item[0] == control_id)
+        for type_id, tracker in trackers:
+            if control_views and type_id == control_id:
+                self._recheck_control_of(control_id)
             recheck = type_id in self._recheck
             if not tracker.pending and not recheck:
                 continue
@@ -612,6 +650,8 @@ class SyncEngine:
                 continue
             pending = tracker.drain()
             cache.forget_gone(type_id, pending)
+            if control_views and type_id != control_id and pending:
+                self._moved.update(pending)
             self._type_due[type_id] = now + self._type_interval(reg)
             baseline = self._baseline.setdefault(type_id, {}) if reg.field_deltas else None
             by_view: dict[_View, dict[EntityId, int]] = {}

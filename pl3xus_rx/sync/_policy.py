@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..protocol import EntityControl
@@ -11,7 +13,9 @@ from ..security import ANONYMOUS, Identity
 from ..world import EntityId, World
 
 __all__ = [
+    "FAULT_LOG_INTERVAL",
     "Authorized",
+    "FaultLog",
     "Denied",
     "MutationContext",
     "Visibility",
@@ -19,6 +23,53 @@ __all__ = [
     "default_entity_policy",
     "identity_key",
 ]
+
+
+logger = logging.getLogger(__name__)
+
+FAULT_LOG_INTERVAL = 60.0
+"""Seconds between two log lines about the same failing rule or policy."""
+
+
+class FaultLog:
+    """Rules and policies that raised where an answer was expected: counted, and logged at
+    most once per :data:`FAULT_LOG_INTERVAL` seconds per rule and type (a rule that fails on
+    every change must not flood the log). The caller answers as if it had said no.
+
+    Attributes:
+        count: Failures so far, by what failed (``"visibility of Secret"``...).
+    """
+
+    def __init__(self) -> None:
+        self.count: dict[str, int] = {}
+        self._logged: dict[str, float] = {}
+
+    def failed(self, what: str, exc: BaseException) -> None:
+        """``what`` raised ``exc``: count it, and log it unless it was logged lately."""
+        self.count[what] = self.count.get(what, 0) + 1
+        now = time.monotonic()  # (for the log's pace only, never for a decision)
+        last = self._logged.get(what)
+        if last is None or now - last >= FAULT_LOG_INTERVAL:
+            if len(self._logged) > 1000:
+                self._logged.clear()
+            self._logged[what] = now
+            logger.error(
+                "%s raised %s; treated as a refusal (logged once a minute; %d so far)",
+                what,
+                type(exc).__name__,
+                self.count[what],
+                exc_info=exc,
+            )
+
+    @property
+    def total(self) -> int:
+        """Failures of every rule and policy."""
+        return sum(self.count.values())
+
+
+FAULTS = FaultLog()
+"""The process's log of failing visibility rules (a rule is shared by every server that
+registers its type)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +132,19 @@ class Visibility:
     roles: frozenset[str] | None = None
     rule: VisibilityRule | None = None
     key: Callable[[Identity], Hashable] = identity_key
+    label: str = field(default="a visibility rule", compare=False)
 
     def sees_all(self, identity: Identity) -> bool:
         """Whether ``identity`` sees every entity (no rule to evaluate)."""
         return self.rule is None and self.roles is not None and identity.has_role(*self.roles)
 
     def sees(self, world: World, identity: Identity, entity: EntityId) -> bool:
-        """Whether ``identity`` may see this component of ``entity`` now."""
+        """Whether ``identity`` may see this component of ``entity`` now. A rule that raises
+        says no (counted and logged in :data:`FAULTS`)."""
         if self.rule is not None:
-            return bool(self.rule(world, identity, entity))
+            try:
+                return bool(self.rule(world, identity, entity))
+            except Exception as exc:
+                FAULTS.failed(self.label, exc)
+                return False
         return self.roles is not None and identity.has_role(*self.roles)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from types import UnionType
@@ -12,6 +13,7 @@ from pydantic import BaseModel
 from ..exceptions import DuplicateRegistration, NotRegistered
 from ..protocol import EntityControl, TypeTable, check_component
 from ..security import Identity
+from ._access import control_visibility
 from ._policy import Visibility, VisibilityRule, default_entity_policy, identity_key
 
 __all__ = [
@@ -136,6 +138,10 @@ class ComponentRegistry:
         entry = self._table.register(model, name)
         if model is EntityControl:
             read_only = True  # never writable by a client, whatever the builder said
+            # seen by those who see its entity, whatever the builder said
+            visibility = control_visibility(self)
+        elif visibility is not None:
+            visibility = dataclasses.replace(visibility, label=f"visible_to of {entry.name}")
         reg = ComponentRegistration(
             model=model,
             name=entry.name,

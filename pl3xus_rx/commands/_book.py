@@ -142,13 +142,7 @@ class ControlBook:
             if hold is None or self._ours(hold, connection, party):
                 continue
             if not override:
-                who = f"{hold.party!r}" if hold.party is not None else f"connection {hold.holder}"
-                return Refused(
-                    f"entity {other} is controlled by {who}",
-                    hold.holder,
-                    other,
-                    tuple(sorted(hold.sharers)),
-                )
+                return self._refusal(other, hold)
             others.append(other)
         displaced = tuple(
             Displaced(other, tuple(sorted(self._holds.pop(other).sharers))) for other in others
@@ -159,6 +153,33 @@ class ControlBook:
         hold.holder, hold.party, hold.since = connection, party, now
         hold.sharers.add(connection)
         return Granted(entity, connection, party, displaced)
+
+    def blocking(
+        self, connection: int, around: Iterable[EntityId], party: str | None = None
+    ) -> Refused | None:
+        """The first of ``around`` that another party than ``connection``'s holds, as a
+        refusal (``None``: none is)."""
+        for other in around:
+            hold = self._holds.get(other)
+            if hold is not None and not self._ours(hold, connection, party):
+                return self._refusal(other, hold)
+        return None
+
+    @staticmethod
+    def _refusal(entity: EntityId, hold: _Hold) -> Refused:
+        who = f"{hold.party!r}" if hold.party is not None else f"connection {hold.holder}"
+        return Refused(
+            f"entity {entity} is controlled by {who}",
+            hold.holder,
+            entity,
+            tuple(sorted(hold.sharers)),
+        )
+
+    def party_of(self, entity: EntityId) -> str | None:
+        """The party that holds ``entity`` (``None``: nobody, or an anonymous
+        connection)."""
+        hold = self._holds.get(entity)
+        return hold.party if hold is not None else None
 
     def release(
         self, connection: int, entity: EntityId, party: str | None = None
@@ -186,6 +207,20 @@ class ControlBook:
             if hold is not None and self._ours(hold, connection, party):
                 hold.since = now
                 hold.sharers.add(connection)
+
+    def drop_sharers(self, entity: EntityId, connections: Iterable[int]) -> Moved | None:
+        """``connections`` stop sharing control of ``entity``: ``None`` if nobody holds it
+        now, else who does (another sharer of the party)."""
+        hold = self._holds.get(entity)
+        if hold is None:
+            return None
+        hold.sharers.difference_update(connections)
+        if not hold.sharers:
+            del self._holds[entity]
+            return None
+        if hold.holder not in hold.sharers:
+            hold.holder = min(hold.sharers)
+        return Moved(entity, hold.holder, hold.party)
 
     def connection_closed(self, connection: int) -> tuple[list[EntityId], list[Moved]]:
         """``connection`` is gone: what only it held is released (returned first); what its

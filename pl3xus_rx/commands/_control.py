@@ -1,0 +1,158 @@
+"""CONTROL: taking and releasing exclusive control of entities, its expiry, and its end
+when the holder goes or stops seeing the entity. No I/O.
+
+The decisions are the control book's (``_book``) and the gate's; this room mirrors them
+into the World's ``EntityControl`` components and tells the parties concerned.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from ..protocol import (
+    ControlAction,
+    ControlCommand,
+    EntityControl,
+    FrameKind,
+    NoticeKind,
+    Status,
+    shown,
+)
+from ..security import ANONYMOUS
+from ..sync._policy import MutationContext
+from ..world import EntityId
+from ._book import Granted
+from ._core import Core
+from ._effects import Reject
+from ._gate import ControlRefused, party_of
+
+__all__ = ["NOTICE_INTERVAL", "Control"]
+
+logger = logging.getLogger(__name__)
+
+NOTICE_INTERVAL = 1.0
+"""Seconds between two ``control_requested`` notices for the same holder, requester and
+entity."""
+
+
+class Control:
+    """Take, release, expiry and the end of control (connection gone, entity hidden)."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self._notices_sent: dict[tuple[int, int, EntityId], float] = {}
+
+    def command(self, ctx: MutationContext, command: ControlCommand, now: float) -> None:
+        """Handle one CONTROL frame."""
+        core = self.core
+        conn, req_id, action = ctx.connection, command.req_id, command.action
+        party = party_of(ctx)
+        if action == ControlAction.TAKE:
+            try:
+                entity, related, override = core.gate.take(ctx, command.entity)
+            except ControlRefused as refusal:
+                refused = refusal.refused
+                for holder in refused.sharers:
+                    if refused.contested is not None and self._notice_due(
+                        holder, conn, refused.contested, now
+                    ):
+                        body = {"entity": refused.contested, "by": conn}
+                        core.send(holder, [FrameKind.NOTICE, NoticeKind.CONTROL_REQUESTED, body])
+                raise
+            decision = core.control.take(conn, entity, related, now, party=party, override=override)
+        elif action == ControlAction.RELEASE:
+            entity = core.gate.release(ctx, command.entity)
+            decision = core.control.release(conn, entity, party)
+        else:
+            raise Reject(
+                Status.VALIDATION_ERROR,
+                f"control action must be 'take' or 'release', got {shown(action)}",
+            )
+        if not isinstance(decision, Granted):
+            raise Reject(Status.FORBIDDEN, decision.reason)
+        for lost in decision.displaced:
+            self._mirror(lost.entity, None)
+            self._released(lost.sharers, lost.entity, "taken_over", by=ctx.identity.name)
+            logger.info(
+                "%r took control of entity %s over connections %s",
+                ctx.identity.name,
+                lost.entity,
+                lost.sharers,
+            )
+        self._mirror(entity, decision.holder, decision.party)
+        core.reply(conn, req_id, Status.OK, after=EntityControl, entity=entity, held=True)
+
+    def holder(self, entity: EntityId) -> int | None:
+        """The connection that controls ``entity`` itself, if any."""
+        return self.core.control.holder(entity)
+
+    def _mirror(self, entity: EntityId, holder: int | None, party: str | None = None) -> None:
+        world = self.core.world
+        if world.contains(entity):
+            world.insert(entity, EntityControl(holder=holder, by=party))
+
+    def _released(self, to: Iterable[int], entity: EntityId, reason: str, **extra: Any) -> None:
+        for connection in to:
+            body = {"entity": entity, "reason": reason, **extra}
+            self.core.send(connection, [FrameKind.NOTICE, NoticeKind.CONTROL_RELEASED, body])
+
+    def _notice_due(self, holder: int, requester: int, entity: EntityId, now: float) -> bool:
+        """At most one ``control_requested`` per holder, requester and entity per
+        :data:`NOTICE_INTERVAL` seconds: repeated takes must not flood the holder."""
+        sent = self._notices_sent
+        if len(sent) > 10_000:  # bounded: forget what is old
+            for key in [k for k, t in sent.items() if now - t >= NOTICE_INTERVAL]:
+                del sent[key]
+        key = (holder, requester, entity)
+        last = sent.get(key)
+        if last is not None and now - last < NOTICE_INTERVAL:
+            return False
+        sent[key] = now
+        return True
+
+    def connection_closed(self, connection: int) -> None:
+        """Release every entity the connection controlled (and forget its notices)."""
+        self._notices_sent = {
+            k: t for k, t in self._notices_sent.items() if connection not in (k[0], k[1])
+        }
+        released, moved = self.core.control.connection_closed(connection)
+        for entity in released:
+            self._mirror(entity, None)
+        for move in moved:
+            self._mirror(move.entity, move.holder, move.party)
+
+    def tick(self, now: float) -> float | None:
+        """Release control idle for ``control_timeout``, and control of entities a holder no
+        longer sees; returns when to check next."""
+        book = self.core.control
+        if not len(book):
+            return None
+        self._unseen()
+        lapsed, due = book.expire(now, self.core.world.contains)
+        for expired in lapsed:
+            self._mirror(expired.entity, None)
+            self._released(expired.sharers or (expired.holder,), expired.entity, "inactivity")
+        return due
+
+    def _unseen(self) -> None:
+        """Control held by a connection whose identity no longer sees the entity ends
+        (``control_released``, reason ``not_visible``): nobody controls what it cannot see."""
+        book, gate, identities = self.core.control, self.core.gate, self.core.identities
+        for entity in book.held():
+            if not self.core.world.contains(entity):
+                continue
+            blind = [
+                c
+                for c in book.sharers(entity)
+                if not gate.sees(identities.get(c, ANONYMOUS), entity)
+            ]
+            if not blind:
+                continue
+            released = book.drop_sharers(entity, blind)
+            if released is None:
+                self._mirror(entity, None)
+            else:
+                self._mirror(entity, released.holder, released.party)
+            self._released(blind, entity, "not_visible")

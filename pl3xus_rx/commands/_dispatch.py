@@ -1,0 +1,266 @@
+"""The command layer's entry: frames in, effects out. No I/O.
+
+``Commands.handle(ctx, frame, now)`` takes a client's command frame, who sent it and the
+time, and returns what must happen (:mod:`._effects`). The other inputs are
+``handler_finished`` (an async handler the shell ran has ended), ``tick`` (time passes:
+control expires, or ends for a holder that stopped seeing its entity) and
+``connection_closed``. Nothing here sends, sleeps or reads a clock.
+
+Every command gets exactly one REPLY (``[8, req_id, status, message, body]``): ``ok``,
+``forbidden``, ``not_found``, ``validation_error`` (with the field errors), ``timeout`` or
+``internal_error`` (a handler that failed). An ``ok`` that changed the World is held until
+the flush that carries the change, so a client that awaited it already sees its change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import BaseModel
+
+from ..protocol import (
+    CommandFrameError,
+    ControlCommand,
+    DespawnCommand,
+    ErrorCode,
+    MutateCommand,
+    QueryCommand,
+    RequestCommand,
+    SendCommand,
+    SpawnCommand,
+    Status,
+    parse_command,
+)
+from ..sync._builders import MessageRegistration, QueryRegistration, RequestRegistration
+from ..sync._policy import FaultLog, MutationContext
+from ..sync._registry import ComponentRegistry, EntityPolicy
+from ..sync._settings import SyncSettings
+from ..world import EntityId, World
+from ._book import ControlBook
+from ._calls import Calls
+from ._control import Control
+from ._core import Core
+from ._effects import Effect, Reject
+from ._gate import Authorizer, DespawnPolicy, Gate, SpawnPolicy
+from ._mutations import Mutations
+from ._spawn import Spawning
+
+__all__ = ["Commands"]
+
+
+class Commands:
+    """Mutations, control, requests, queries, messages, spawn and despawn for one World.
+
+    Args:
+        world: The World.
+        components: The synced component types (mutations are checked against them).
+        settings: ``control_timeout``, ``handler_timeout`` and ``max_pending_commands``.
+        control_policy: Who may take control of an entity (``None``: anyone who sees it).
+        takeover_roles: Identities with one of these roles take control over another
+            party's (who is told with a ``control_released`` notice, reason
+            ``taken_over``).
+    """
+
+    def __init__(
+        self,
+        world: World,
+        components: ComponentRegistry,
+        settings: SyncSettings,
+        *,
+        control_policy: EntityPolicy | None = None,
+        takeover_roles: Iterable[str] = (),
+    ) -> None:
+        self._core = core = Core(world, components, settings)
+        self.world = world
+        self.components = components
+        self._calls = Calls(core)
+        self._control = Control(core)
+        self._mutations = Mutations(core, self._calls.invalidate)
+        self._spawning = Spawning(core, self._calls.invalidate)
+        core.gate.control_policy = control_policy
+        core.gate.takeover_roles = frozenset(takeover_roles)
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def settings(self) -> SyncSettings:
+        """The settings in force (assignable)."""
+        return self._core.settings
+
+    @settings.setter
+    def settings(self, settings: SyncSettings) -> None:
+        self._core.settings = settings
+        self._core.control.timeout = settings.control_timeout
+
+    @property
+    def gate(self) -> Gate:
+        """The one access decision for every targeted command."""
+        return self._core.gate
+
+    @property
+    def control(self) -> ControlBook:
+        """Who controls which entity (the World's ``EntityControl`` components mirror it)."""
+        return self._core.control
+
+    @property
+    def replies(self) -> dict[str, int]:
+        """Replies sent so far, by status."""
+        return self._core.replies
+
+    @property
+    def faults(self) -> FaultLog:
+        """Policies that failed (counted and logged; each answered as a refusal)."""
+        return self._core.faults
+
+    @property
+    def authorizer(self) -> Authorizer | None:
+        """A server-wide veto over every mutation, targeted request and message."""
+        return self._core.gate.authorizer
+
+    @authorizer.setter
+    def authorizer(self, fn: Authorizer | None) -> None:
+        self._core.gate.authorizer = fn
+
+    @property
+    def requests(self) -> dict[str, RequestRegistration[Any]]:
+        """The registered request types, by name."""
+        return self._calls.requests
+
+    @property
+    def queries(self) -> dict[str, QueryRegistration[Any]]:
+        """The registered query types, by name."""
+        return self._calls.queries
+
+    @property
+    def messages(self) -> dict[str, MessageRegistration]:
+        """The registered one-way message types, by name."""
+        return self._calls.messages
+
+    def in_flight(self, connection: int) -> int:
+        """Async handlers running for ``connection``."""
+        return self._core.in_flight.get(connection, 0)
+
+    def holder(self, entity: EntityId) -> int | None:
+        """The connection that controls ``entity`` itself, if any."""
+        return self._core.control.holder(entity)
+
+    # ------------------------------------------------------------------ registration
+
+    def add_request(self, reg: RequestRegistration[Any]) -> None:
+        """Register a request type (see :class:`~pl3xus_rx.sync.RequestBuilder`)."""
+        self._calls.add_request(reg)
+
+    def add_message(self, reg: MessageRegistration) -> None:
+        """Register a one-way message type (see :class:`~pl3xus_rx.sync.MessageBuilder`)."""
+        self._calls.add_message(reg)
+
+    def add_query(self, reg: QueryRegistration[Any]) -> None:
+        """Register a query type (see :class:`~pl3xus_rx.sync.QueryBuilder`)."""
+        self._calls.add_query(reg)
+
+    def wire_tables(self) -> dict[str, Any]:
+        """The welcome's ``requests``, ``queries`` and ``one_way`` tables."""
+        return self._calls.wire_tables()
+
+    def allow_spawn(self, policy: SpawnPolicy | None = None) -> None:
+        """Let clients spawn entities (SPAWN): each component must be of a synced type
+        clients may write, valid, and within ``max_value_bytes``; a parent must be visible
+        and not controlled by another party; then ``policy(world, ctx, parent,
+        components)`` decides (``None``: every client that got this far)."""
+        self._core.gate.spawn_policy = policy
+
+    def allow_despawn(self, policy: DespawnPolicy | None = None) -> None:
+        """Let clients despawn entities (DESPAWN): never one that is hidden from them, that
+        another party controls (the entity, an ancestor or a descendant), or that has
+        descendants hidden from them; then ``policy(world, ctx, entity)`` decides (``None``:
+        every client that got this far)."""
+        self._core.gate.despawn_policy = policy
+
+    # ------------------------------------------------------------------ inputs
+
+    def handle(self, ctx: MutationContext, frame: list[Any], now: float) -> list[Effect]:
+        """Handle a client's command frame (MUTATE, CONTROL, REQUEST, QUERY, SEND, SPAWN,
+        DESPAWN) from ``ctx`` at time ``now``; returns what must happen.
+
+        Raises:
+            CommandFrameError: the frame is malformed and has no request id to answer to.
+        """
+        core = self._core
+        core.identities[ctx.connection] = ctx.identity
+        try:
+            command = parse_command(frame)
+        except CommandFrameError as exc:
+            if exc.req_id is None:
+                core.take_effects()
+                raise
+            self._bad_frame(ctx.connection, exc.req_id, exc)
+            return core.take_effects()
+        req_id = getattr(command, "req_id", None)
+        try:
+            if isinstance(command, MutateCommand):
+                self._mutations.mutate(ctx, command, now)
+            elif isinstance(command, ControlCommand):
+                self._control.command(ctx, command, now)
+            elif isinstance(command, RequestCommand):
+                self._calls.request(ctx, command, now)
+            elif isinstance(command, QueryCommand):
+                self._calls.query(ctx, command)
+            elif isinstance(command, SendCommand):
+                self._calls.send(ctx, command, now)
+            elif isinstance(command, SpawnCommand):
+                self._spawning.spawn(ctx, command)
+            elif isinstance(command, DespawnCommand):
+                self._spawning.despawn(ctx, command)
+        except CommandFrameError as exc:
+            self._bad_frame(ctx.connection, exc.req_id if exc.req_id is not None else 0, exc)
+        except Reject as rejection:
+            assert req_id is not None  # (a SEND answers its rejections itself)
+            core.reply(ctx.connection, req_id, rejection.status, rejection.message, rejection.body)
+        return core.take_effects()
+
+    def _bad_frame(self, connection: int, req_id: int, exc: CommandFrameError) -> None:
+        error = {"loc": "", "msg": exc.message, "type": ErrorCode.BAD_FRAME.value}
+        self._core.reply(
+            connection, req_id, Status.VALIDATION_ERROR, exc.message, {"errors": [error]}
+        )
+
+    def handler_finished(
+        self,
+        call: int,
+        result: Any = None,
+        error: BaseException | None = None,
+        *,
+        cancelled: bool = False,
+    ) -> list[Effect]:
+        """The async handler the shell started for ``call`` ended, with ``result``, raising
+        ``error`` (``HandlerTimedOut`` when the shell cancelled it for overrunning
+        ``handler_timeout``), or ``cancelled`` (its connection or the server closing: not
+        answered); returns what must happen."""
+        self._core.finished(call, result, error, cancelled=cancelled)
+        return self._core.take_effects()
+
+    def tick(self, now: float) -> tuple[list[Effect], float | None]:
+        """Time passes: control idle for ``control_timeout`` lapses, and control of an
+        entity its holder no longer sees ends (``control_released``, reason
+        ``not_visible``). Returns what must happen and when to tick next (``None``: only
+        after the next command)."""
+        due = self._control.tick(now)
+        return self._core.take_effects(), due
+
+    def connection_closed(self, connection: int) -> list[Effect]:
+        """``connection`` is gone: its control is released, its handlers' ends ignored."""
+        self._control.connection_closed(connection)
+        self._core.forget(connection)
+        return self._core.take_effects()
+
+    def invalidate(
+        self, query: type[BaseModel], keys: Iterable[BaseModel] | None = None
+    ) -> list[Effect]:
+        """Tell every client to refetch ``query`` (only the given parameter sets, if any).
+
+        Raises:
+            KeyError: ``query`` is not a registered query.
+        """
+        self._calls.invalidate(query, keys)
+        return self._core.take_effects()
