@@ -21,6 +21,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from .sync._policy import FAULTS
+
 if TYPE_CHECKING:
     from .server import SyncServer
 
@@ -79,6 +81,12 @@ class _Counters(Collector):
         for status, n in sorted(server.commands.replies.items()):
             replies.add_metric([status], n)
         yield replies
+        failures = server.commands.faults.total + FAULTS.total
+        yield CounterMetricFamily(
+            "pl3xus_policy_failures",
+            "Policies and visibility rules that raised instead of answering (each a refusal)",
+            value=failures,
+        )
         yield GaugeMetricFamily(
             "pl3xus_subscriptions", "Live subscriptions", value=sync.subscriptions
         )

@@ -475,3 +475,27 @@ def test_hidden_is_missing_and_nothing_unseen_is_ever_named(
     for entity in rig.commands.control.held():
         for sharer in rig.commands.control.sharers(entity):
             assert rig.sees(sharer, entity)
+
+
+def test_a_client_never_spawns_what_it_may_not_see() -> None:
+    rig = Rig()
+    reply = rig.command(1, FrameKind.SPAWN, None, {"Secret": {"code": 1}})
+    assert reply[2] == "forbidden" and "Secret" in reply[3]
+    assert rig.world.count(Secret) == 0
+    reply = rig.command(3, FrameKind.SPAWN, None, {"Secret": {"code": 1}})  # the admin may
+    assert reply[2] == "ok" and rig.world.count(Secret) == 1
+
+
+def test_a_takeover_never_displaces_control_it_cannot_see() -> None:
+    rig = Rig()
+    rig.commands.gate.takeover_roles = frozenset({"operator"})
+    parent = rig.world.spawn(Pos())
+    child = rig.world.spawn(Secret(), parent=parent)
+    rig.grants["bob"].add(child)
+    assert rig.command(2, FrameKind.CONTROL, "take", child)[2] == "ok"
+    reply = rig.command(1, FrameKind.CONTROL, "take", parent)  # ann may take over, not this
+    assert reply[2] == "forbidden" and str(child) not in reply[3] and "bob" not in reply[3]
+    assert rig.commands.holder(child) == 2
+    rig.grants["ann"].add(child)  # once she sees it, her role takes it over
+    assert rig.command(1, FrameKind.CONTROL, "take", parent)[2] == "ok"
+    assert rig.commands.holder(child) is None

@@ -226,11 +226,16 @@ class Gate:
         entity = self._target(FrameKind.CONTROL, ctx.identity, raw)
         related = (*self.world.ancestors(entity), *self.held_below(entity))
         override = ctx.identity.has_role(*self.takeover_roles)
-        if not override:
-            refused = self.book.blocking(ctx.connection, (entity, *related), party_of(ctx))
-            if refused is not None:
-                text = self._refusal_text(ctx.identity, entity, refused, "take")
-                raise ControlRefused(text, refused)
+        # a takeover role overrides what it sees, never what it cannot see
+        around = (
+            [e for e in related if not self.sees(ctx.identity, e)]
+            if override
+            else [entity, *related]
+        )
+        refused = self.book.blocking(ctx.connection, around, party_of(ctx))
+        if refused is not None:
+            text = self._refusal_text(ctx.identity, entity, refused, "take")
+            raise ControlRefused(text, refused)
         self._policy("the control policy", self.control_policy, self.world, ctx, entity)
         value = EntityControl(holder=ctx.connection, by=party_of(ctx))
         self._authorizer(ctx, entity, value)
@@ -252,6 +257,17 @@ class Gate:
             self._blocked(ctx, parent, (parent, *self.world.ancestors(parent)), "spawn under")
         self._policy("the spawn policy", self.spawn_policy, self.world, ctx, parent, list(values))
         return parent
+
+    def spawned(self, ctx: MutationContext, entity: EntityId) -> bool:
+        """Whether the identity sees every synced component of the entity it just spawned
+        (a client never creates what it may not read; the caller undoes the spawn)."""
+        world, identity = self.world, ctx.identity
+        for model in tuple(world.component_types(entity)):
+            reg = self.components.find(model)
+            vis = reg.visibility if reg is not None else None
+            if vis is not None and not vis.sees(world, identity, entity):
+                return False
+        return True
 
     def despawn(self, ctx: MutationContext, raw: Any) -> EntityId:
         """DESPAWN of ``raw``: never while another party holds it, an entity above or one

@@ -60,6 +60,13 @@ class Spawning:
         except Exception as exc:
             core.failed(ctx.connection, command.req_id, "spawn", exc)
             return
+        if not core.gate.spawned(ctx, entity):
+            core.world.despawn(entity)
+            raise Reject(
+                Status.FORBIDDEN,
+                "cannot spawn components this identity may not see: "
+                + ", ".join(reg.name for reg in regs if reg.visibility is not None),
+            )
         core.reply(
             ctx.connection,
             command.req_id,

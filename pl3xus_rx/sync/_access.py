@@ -27,7 +27,7 @@ def sees_entity(
     world: World, registry: ComponentRegistry, identity: Identity, entity: EntityId
 ) -> bool:
     """Whether ``identity`` may see ``entity`` now (``False`` for a missing entity)."""
-    for model in world.component_types(entity):
+    for model in tuple(world.component_types(entity)):  # (a rule may change the entity)
         if model is EntityControl:
             continue
         reg = registry.find(model)
