@@ -9,22 +9,30 @@ live ones, evaluated at the call.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from typing import TYPE_CHECKING
+from collections.abc import Hashable, Iterator
+from typing import Any, Protocol
+
+from pydantic import BaseModel
 
 from ..protocol import EntityControl
 from ..security import Identity
 from ..world import EntityId, World
 from ._policy import Visibility
 
-if TYPE_CHECKING:
-    from ._registry import ComponentRegistry
+__all__ = ["Registrations", "control_visibility", "sees_entity"]
 
-__all__ = ["control_visibility", "sees_entity"]
+
+class Registrations(Protocol):
+    """What read access needs of the component registry (its types and their
+    visibility)."""
+
+    def find(self, model: type[BaseModel]) -> Any: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
 
 
 def sees_entity(
-    world: World, registry: ComponentRegistry, identity: Identity, entity: EntityId
+    world: World, registry: Registrations, identity: Identity, entity: EntityId
 ) -> bool:
     """Whether ``identity`` may see ``entity`` now (``False`` for a missing entity)."""
     for model in tuple(world.component_types(entity)):  # (a rule may change the entity)
@@ -39,7 +47,7 @@ def sees_entity(
     return False
 
 
-def control_visibility(registry: ComponentRegistry) -> Visibility:
+def control_visibility(registry: Registrations) -> Visibility:
     """``EntityControl``'s visibility: an entity's control is seen by the identities that
     see the entity. Identities are alike when every restricted type treats them alike."""
 
