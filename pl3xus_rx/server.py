@@ -395,8 +395,19 @@ class SyncServer:
         """Something a ``visible_to`` rule reads changed other than the component itself
         (another component, the identity's rights): evaluate the rules again at the next
         flush, of ``component`` (default: every restricted type) for ``entity`` (default:
-        every entity). Clients get what became visible, and removals of what did not stay."""
+        every entity). Clients get what became visible, and removals of what did not stay;
+        a holder that no longer sees an entity loses its control (``not_visible``)."""
         self.engine.visibility_changed(component, entity)
+        if len(self.commands.control):
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # not serving: the next command or flush checks
+            loop.call_soon(self._release_unseen)
+
+    def _release_unseen(self) -> None:
+        effects, _ = self.commands.tick(self._clock())
+        self._apply(effects)
 
     def sees(self, identity: Identity, entity: EntityId) -> bool:
         """Whether ``identity`` may see ``entity``: at least one of its synced components

@@ -499,3 +499,37 @@ def test_a_takeover_never_displaces_control_it_cannot_see() -> None:
     rig.grants["ann"].add(child)  # once she sees it, her role takes it over
     assert rig.command(1, FrameKind.CONTROL, "take", parent)[2] == "ok"
     assert rig.commands.holder(child) is None
+
+
+def test_the_gate_decides_with_the_live_rule_not_with_what_was_sent() -> None:
+    rig = Rig()
+    robot = rig.world.spawn(Secret())
+    rig.grants["ann"].add(robot)
+    rig.flush()
+    assert robot in rig.stores[1].view(2)  # ann holds its value
+    rig.grants["ann"].discard(robot)  # no visibility_changed, no flush: nothing sent yet
+    reply = rig.command(1, FrameKind.MUTATE, "Secret", robot, {"code": 5})
+    assert reply[2:4] == ["not_found", f"entity {robot} does not exist"]
+    assert rig.world.get(robot, Secret) == Secret()
+    rig.grants["ann"].add(robot)  # and the other way: granted, not yet sent, already usable
+    rig.grants["bob"].add(robot)
+    assert rig.command(2, FrameKind.MUTATE, "Secret", robot, {"code": 6})[2] == "ok"
+
+
+def test_a_one_entity_subscription_of_a_hidden_entity_is_one_of_a_missing_entity() -> None:
+    rig = Rig()
+    hidden = rig.world.spawn(Secret())
+    rig.commands.handle(
+        MutationContext(3, IDENTITIES[3]), [FrameKind.CONTROL, 1, "take", hidden], 0
+    )
+    rig.flush()
+    answers = {}
+    for sub, entity in ((10, hidden), (20, MISSING)):
+        for offset, name in enumerate(("Secret", "EntityControl")):
+            rig.engine.handle_frame(1, True, [FrameKind.SUBSCRIBE, sub + offset, name, entity, {}])
+    rig.now += 1
+    (data,) = [d for c, d in rig.engine.flush(rig.now) if c == 1]
+    for group in msgpack.unpackb(data, strict_map_key=False)[2]:
+        answers[group[0]] = group[1:]
+    assert answers[10] == answers[20] == [3, [], [], []]  # empty and complete, both
+    assert answers[11] == answers[21] == [3, [], [], []]

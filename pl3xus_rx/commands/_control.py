@@ -129,14 +129,14 @@ class Control:
         book = self.core.control
         if not len(book):
             return None
-        self._unseen()
+        self.release_unseen()
         lapsed, due = book.expire(now, self.core.world.contains)
         for expired in lapsed:
             self._mirror(expired.entity, None)
             self._released(expired.sharers or (expired.holder,), expired.entity, "inactivity")
         return due
 
-    def _unseen(self) -> None:
+    def release_unseen(self) -> None:
         """Control held by a connection whose identity no longer sees the entity ends
         (``control_released``, reason ``not_visible``): nobody controls what it cannot see."""
         book, gate, identities = self.core.control, self.core.gate, self.core.identities
