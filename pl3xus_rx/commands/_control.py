@@ -42,6 +42,7 @@ class Control:
 
     def __init__(self, core: Core) -> None:
         self.core = core
+        core.gate.release_unseen = self.release_unseen
         self._notices_sent: dict[tuple[int, int, EntityId], float] = {}
 
     def command(self, ctx: MutationContext, command: ControlCommand, now: float) -> None:
@@ -136,11 +137,12 @@ class Control:
             self._released(expired.sharers or (expired.holder,), expired.entity, "inactivity")
         return due
 
-    def release_unseen(self) -> None:
+    def release_unseen(self, entities: Iterable[EntityId] | None = None) -> None:
         """Control held by a connection whose identity no longer sees the entity ends
-        (``control_released``, reason ``not_visible``): nobody controls what it cannot see."""
+        (``control_released``, reason ``not_visible``): nobody controls what it cannot see.
+        Of ``entities`` (default: every held entity)."""
         book, gate, identities = self.core.control, self.core.gate, self.core.identities
-        for entity in book.held():
+        for entity in book.held() if entities is None else list(entities):
             if not self.core.world.contains(entity):
                 continue
             blind = [

@@ -113,6 +113,10 @@ class Gate:
         """Identities with one of these roles take control over another party's."""
         self.decisions: dict[FrameKind, int] = {}
         """Decisions taken so far, by command kind (every targeted kind comes here)."""
+        self.release_unseen: Callable[[Iterable[EntityId]], None] = lambda entities: None
+        """Ends control of these entities for holders that no longer see them (the
+        control room sets it): run on the target and its ancestors before any policy,
+        so control on an entity the caller cannot see never authorizes it."""
 
     # ------------------------------------------------------------------ visibility
 
@@ -173,6 +177,14 @@ class Gate:
             "the authorizer", self.authorizer, self.world, ctx, entity, value, strict=False
         )
 
+    def _blind(self, entity: EntityId) -> None:
+        """Step 3 for every kind: holds on ``entity`` and above whose holders no longer see
+        them end now, before a policy reads them (cheap: only held entities are judged)."""
+        if len(self.book):
+            chain = [e for e in (entity, *self.world.ancestors(entity)) if self.book.holder(e)]
+            if chain:
+                self.release_unseen(chain)
+
     def _touch(self, ctx: MutationContext, entity: EntityId, now: float) -> None:
         """Authorized activity keeps the caller's control of the entity (and above) alive."""
         self.book.touch(ctx.connection, (entity, *self.world.ancestors(entity)), now, party_of(ctx))
@@ -194,6 +206,7 @@ class Gate:
         vis = reg.visibility
         if vis is not None and not vis.sees(self.world, ctx.identity, entity):
             raise Reject(Status.NOT_FOUND, missing(raw))
+        self._blind(entity)
         self._policy(f"the entity policy of {reg.name}", reg.entity_policy, self.world, ctx, entity)
         self._authorizer(ctx, entity, value)
         self._touch(ctx, entity, now)
@@ -211,6 +224,7 @@ class Gate:
     ) -> EntityId:
         """A targeted REQUEST or SEND (``kind``) of type ``name`` on ``raw``."""
         entity = self._target(kind, ctx.identity, raw)
+        self._blind(entity)
         self._policy(f"the policy of {name}", policy, self.world, ctx, entity)
         self._authorizer(ctx, entity, value)
         self._touch(ctx, entity, now)

@@ -283,6 +283,8 @@ class SyncEngine:
         self._value_limit.bytes = settings.max_value_bytes
 
     def _guard(self, reg: ComponentRegistration[Any]) -> None:
+        if reg.type_id not in self._trackers and self._keeps_tracking(reg.type_id):
+            self._trackers[reg.type_id] = self.world.track(reg.model, self._wake)
         # Values that could outgrow max_value_bytes are measured where they are stored.
         if max_encoded_size(reg.model) > MIN_VALUE_BYTES:
             self._encoder.maybe_big.add(reg.type_id)
@@ -317,13 +319,8 @@ class SyncEngine:
             subs.discard(sub)
             if not subs:
                 del self._subs_by_type[sub.reg.type_id]
-                tracker = (
-                    None
-                    if sub.reg.type_id in self._taps
-                    else self._trackers.pop(sub.reg.type_id, None)
-                )
-                if tracker is not None:
-                    tracker.close()
+                if not self._keeps_tracking(sub.reg.type_id):
+                    self._untrack(sub.reg.type_id)
                 self._encoder.forget_type(sub.reg.type_id)
                 self._baseline.pop(sub.reg.type_id, None)
         self._held_subs.discard(sub)
@@ -338,6 +335,32 @@ class SyncEngine:
                 if not views:
                     del self._views[view.reg.type_id]
                     self._recheck.pop(view.reg.type_id, None)
+                    if view.reg.model is EntityControl:  # nobody watches control through one
+                        self._moved.clear()
+                        for type_id in list(self._trackers):
+                            if not self._keeps_tracking(type_id):
+                                self._untrack(type_id)
+
+    def _keeps_tracking(self, type_id: int) -> bool:
+        """Whether the changes of ``type_id`` are still wanted: it has subscribers, a tap,
+        or control is watched through a view (every type's changes move an entity's
+        visibility, and so its control's)."""
+        if type_id in self._subs_by_type or type_id in self._taps:
+            return True
+        control = self.registry.find(EntityControl)
+        return control is not None and control.type_id in self._views
+
+    def _untrack(self, type_id: int) -> None:
+        tracker = self._trackers.pop(type_id, None)
+        if tracker is not None:
+            tracker.close()
+
+    def _track_for_control(self) -> None:
+        """Control is watched through a view: track every synced type, so that an entity
+        that gains or loses a component has its control rechecked in the same flush."""
+        for reg in self.registry:
+            if reg.type_id not in self._trackers:
+                self._trackers[reg.type_id] = self.world.track(reg.model, self._wake)
 
     def _view_for(self, reg: ComponentRegistration[Any], identity: Identity) -> _View | None:
         """The view of ``reg`` that ``identity`` belongs to (``None``: it sees everything)."""
@@ -356,6 +379,8 @@ class SyncEngine:
         views = self._views.setdefault(reg.type_id, {})
         view = views.get(key)
         if view is None:
+            if reg.model is EntityControl and not views:
+                self._track_for_control()
             view = views[key] = _View(reg, key, identity, nothing)
             if not nothing:
                 world = self.world
@@ -653,7 +678,11 @@ class SyncEngine:
             if control_views and type_id != control_id and pending:
                 self._moved.update(pending)
             self._type_due[type_id] = now + self._type_interval(reg)
-            baseline = self._baseline.setdefault(type_id, {}) if reg.field_deltas else None
+            baseline = (
+                self._baseline.setdefault(type_id, {})
+                if reg.field_deltas and type_id in self._subs_by_type
+                else None
+            )
             by_view: dict[_View, dict[EntityId, int]] = {}
             views = self._views.get(type_id)
             if views:
@@ -1000,6 +1029,8 @@ class SyncEngine:
                 if view is not None and sub.entity not in view.visible:
                     value = None
                 entries = [(sub.entity, value)] if value is not None else []
+            if view is not None and reg.model is EntityControl:
+                entries = self._still_seen(view, entries)
             if len(entries) > limit:
                 sub.snapshot_rest = rest = [entity for entity, _ in entries[limit:]]
                 sub.snapshot_at = 0
@@ -1015,6 +1046,8 @@ class SyncEngine:
                 for entity in part
                 if entity in stored and (view is None or entity in view.visible)
             ]
+            if view is not None and reg.model is EntityControl:
+                entries = self._still_seen(view, entries)
         binary = sub.client.binary
         # Big snapshots (every client after a restart) are the hot case here: a lookup per
         # item whose entity has not changed since it was encoded.
@@ -1061,6 +1094,22 @@ class SyncEngine:
         self._counters["items_sent"] += len(items)
         out.setdefault(sub.client, []).append((sub.id, flags, len(items), joined, [], []))
         return len(items), done, size
+
+    def _still_seen(
+        self, view: _View, entries: list[tuple[EntityId, Any]]
+    ) -> list[tuple[EntityId, Any]]:
+        """``entries`` of a control view that the view's identity still sees, by the live
+        rules: an entity's visibility moves with changes this view may not have been told
+        of yet. Those it no longer sees are rechecked (their holders get removals)."""
+        world = self.world
+        kept = [(e, v) for e, v in entries if view.sees(world, e)]
+        if len(kept) < len(entries):
+            gone = {e for e, _ in entries} - {e for e, _ in kept}
+            marked = self._recheck.get(view.reg.type_id, set())
+            if marked is not None:
+                marked.update(gone)
+                self._recheck[view.reg.type_id] = marked
+        return kept
 
     def defer(
         self,
@@ -1120,10 +1169,8 @@ class SyncEngine:
                 inner.dispose()
                 if self._taps.get(type_id) is tap and not tap.observers:
                     del self._taps[type_id]
-                    if type_id not in self._subs_by_type:
-                        tracker = self._trackers.pop(type_id, None)
-                        if tracker is not None:
-                            tracker.close()
+                    if not self._keeps_tracking(type_id):
+                        self._untrack(type_id)
 
             return Disposable(dispose)
 
