@@ -608,21 +608,23 @@ class SyncServer:
     def _command(self, connection: int, identity: Identity, frame: list[Any]) -> None:
         """A client's command frame: through the command layer, its effects carried out."""
         effects = self.commands.handle(MutationContext(connection, identity), frame, self._clock())
-        self._apply(effects)
-        self._schedule_control_check()
+        if effects:
+            self._apply(effects)
+        if self.commands.control.holds:
+            self._schedule_control_check()
 
     def _apply(self, effects: list[Effect]) -> None:
         """Carry out what the command layer asked for."""
         for effect in effects:
-            if isinstance(effect, Send):
-                self._send_frame(effect.connection, effect.frame)
-            elif isinstance(effect, Hold):
+            if type(effect) is Hold:  # (the hot path: an ok waiting for its flush)
                 self.engine.defer(
                     effect.connection,
                     effect.frame,
                     component=effect.component,
                     entity=effect.entity,
                 )
+            elif isinstance(effect, Send):
+                self._send_frame(effect.connection, effect.frame)
             elif isinstance(effect, Broadcast):
                 self._broadcast_frame(effect.frame)
             elif isinstance(effect, Start):

@@ -143,14 +143,14 @@ class Rig:
         self.req += 1
         self.asked = {a for a in args if type(a) is int}
         frame = [kind, *args] if kind == FrameKind.SEND else [kind, self.req, *args]
-        self.handle(cid, frame)
+        sent = self.handle(cid, frame)
         self.flush()
         for frame in reversed(self.frames[cid]):
             if frame[0] == FrameKind.REPLY and frame[1] == self.req:
                 return frame
-        if kind == FrameKind.SEND:
-            last = self.frames[cid][-1] if self.frames[cid] else None
-            return last if last and last[0] == FrameKind.NOTICE else None  # type: ignore[return-value]
+        if kind == FrameKind.SEND:  # its rejection, if any, went out at once
+            notices = [f for c, f in sent if c == cid and f[0] == FrameKind.NOTICE]
+            return notices[-1] if notices else None  # type: ignore[return-value]
         raise AssertionError(f"no reply to {frame}")
 
     def receive(self, cid: int, frame: list[Any]) -> None:

@@ -13,7 +13,7 @@ connection alone. The connections of the party that took or acted on an entity a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ..world import EntityId
@@ -102,6 +102,8 @@ class ControlBook:
     def __init__(self, timeout: float | None) -> None:
         self.timeout = timeout
         self._holds: dict[EntityId, _Hold] = {}
+        self.holds: Mapping[EntityId, object] = self._holds
+        """The held entities (read-only; a cheap "is anything held?")."""
 
     def holder(self, entity: EntityId) -> int | None:
         """The connection that controls ``entity`` itself, if any."""

@@ -25,6 +25,8 @@ __all__ = ["Core"]
 
 logger = logging.getLogger(__name__)
 
+_REPLY = FrameKind.REPLY
+
 
 @dataclass(slots=True)
 class _Call:
@@ -78,8 +80,9 @@ class Core:
         held: bool = False,
     ) -> None:
         """Answer a command: at once, or (``held``) after the flush carrying its change."""
-        self.replies[status.value] = self.replies.get(status.value, 0) + 1
-        frame = [FrameKind.REPLY, req_id, status.value, message, body or {}]
+        value = status._value_  # (not .value: a property, slow on the hot path)
+        self.replies[value] = self.replies.get(value, 0) + 1
+        frame = [_REPLY, req_id, value, message, body or {}]
         if held:
             self.out.append(Hold(connection, frame, after, entity))
         else:

@@ -10,8 +10,7 @@ out handlers is its job, and it reports each end with ``Commands.handler_finishe
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
 
@@ -34,16 +33,14 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Send:
+class Send(NamedTuple):
     """Send ``frame`` to ``connection`` now."""
 
     connection: int
     frame: list[Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Hold:
+class Hold(NamedTuple):
     """Send the REPLY ``frame`` to ``connection`` after the flush that carries the change
     it answers for (``component`` of ``entity``; ``None``: the next flush)."""
 
@@ -53,15 +50,13 @@ class Hold:
     entity: EntityId | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Broadcast:
+class Broadcast(NamedTuple):
     """Send ``frame`` to every client (a gateway's clients too)."""
 
     frame: list[Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Start:
+class Start(NamedTuple):
     """Run the async handler ``pending`` for ``connection`` within ``handler_timeout``
     (``timeout``; ``None``: unbounded), then report its end with
     ``Commands.handler_finished(call, ...)``. Cancelled with its connection."""

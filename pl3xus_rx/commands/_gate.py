@@ -60,6 +60,13 @@ entity with these (validated) components under ``parent``?"""
 DespawnPolicy = Callable[[World, MutationContext, EntityId], Any]
 """``(world, ctx, entity) -> Authorized | Denied``: may this client despawn ``entity``?"""
 
+_MUTATE, _CONTROL, _SPAWN, _DESPAWN = (
+    int(FrameKind.MUTATE),
+    int(FrameKind.CONTROL),
+    int(FrameKind.SPAWN),
+    int(FrameKind.DESPAWN),
+)
+
 OFF: Any = object()
 """Spawning (or despawning) from clients is not allowed."""
 
@@ -111,12 +118,16 @@ class Gate:
         """Clients' DESPAWN: off (the default) until allowed."""
         self.takeover_roles: frozenset[str] = frozenset()
         """Identities with one of these roles take control over another party's."""
-        self.decisions: dict[FrameKind, int] = {}
-        """Decisions taken so far, by command kind (every targeted kind comes here)."""
+        self._decided: dict[int, int] = {}
         self.release_unseen: Callable[[Iterable[EntityId]], None] = lambda entities: None
         """Ends control of these entities for holders that no longer see them (the
         control room sets it): run on the target and its ancestors before any policy,
         so control on an entity the caller cannot see never authorizes it."""
+
+    @property
+    def decisions(self) -> dict[FrameKind, int]:
+        """Decisions taken so far, by command kind (every targeted kind comes here)."""
+        return {FrameKind(kind): n for kind, n in self._decided.items()}
 
     # ------------------------------------------------------------------ visibility
 
@@ -124,14 +135,13 @@ class Gate:
         """Whether ``identity`` may see ``entity`` now (``False`` if it does not exist)."""
         return sees_entity(self.world, self.components, identity, entity)
 
-    def _target(self, kind: FrameKind, identity: Identity, raw: Any) -> EntityId:
+    def _target(self, kind: int, identity: Identity, raw: Any) -> EntityId:
         """Steps 1 and 2: the entity, if it exists and ``identity`` sees it; the same
         ``not_found`` answer otherwise."""
-        self.decisions[kind] = self.decisions.get(kind, 0) + 1
-        if isinstance(raw, int) and not isinstance(raw, bool):
-            entity = EntityId(raw)
-            if self.sees(identity, entity):
-                return entity
+        decided = self._decided
+        decided[kind] = decided.get(kind, 0) + 1
+        if type(raw) is int and self.sees(identity, EntityId(raw)):  # (a bool is no id)
+            return raw  # type: ignore[return-value]  # (an EntityId is an int)
         raise Reject(Status.NOT_FOUND, missing(raw))
 
     def _blocked(
@@ -180,7 +190,7 @@ class Gate:
     def _blind(self, entity: EntityId) -> None:
         """Step 3 for every kind: holds on ``entity`` and above whose holders no longer see
         them end now, before a policy reads them (cheap: only held entities are judged)."""
-        if len(self.book):
+        if self.book.holds:
             chain = [e for e in (entity, *self.world.ancestors(entity)) if self.book.holder(e)]
             if chain:
                 self.release_unseen(chain)
@@ -202,14 +212,24 @@ class Gate:
         """MUTATE of ``reg`` on ``raw``: the entity visible, and the component type visible
         for it (alike whether the entity holds one: a write never comes without read
         access)."""
-        entity = self._target(FrameKind.MUTATE, ctx.identity, raw)
         vis = reg.visibility
-        if vis is not None and not vis.sees(self.world, ctx.identity, entity):
-            raise Reject(Status.NOT_FOUND, missing(raw))
-        self._blind(entity)
-        self._policy(f"the entity policy of {reg.name}", reg.entity_policy, self.world, ctx, entity)
-        self._authorizer(ctx, entity, value)
-        self._touch(ctx, entity, now)
+        if vis is None and type(raw) is int and self.world.has(raw, reg.model):  # type: ignore[arg-type]
+            # the hot path: a public component the entity holds makes the entity visible
+            self._decided[_MUTATE] = self._decided.get(_MUTATE, 0) + 1
+            entity: EntityId = raw  # type: ignore[assignment]
+        else:
+            entity = self._target(_MUTATE, ctx.identity, raw)
+            if vis is not None and not vis.sees(self.world, ctx.identity, entity):
+                raise Reject(Status.NOT_FOUND, missing(raw))
+        if self.book.holds:
+            self._blind(entity)
+        if reg.entity_policy is not None:
+            what = f"the entity policy of {reg.name}"
+            self._policy(what, reg.entity_policy, self.world, ctx, entity)
+        if self.authorizer is not None:
+            self._authorizer(ctx, entity, value)
+        if self.book.holds:
+            self._touch(ctx, entity, now)
         return entity
 
     def targeted(
@@ -223,7 +243,7 @@ class Gate:
         now: float,
     ) -> EntityId:
         """A targeted REQUEST or SEND (``kind``) of type ``name`` on ``raw``."""
-        entity = self._target(kind, ctx.identity, raw)
+        entity = self._target(int(kind), ctx.identity, raw)
         self._blind(entity)
         self._policy(f"the policy of {name}", policy, self.world, ctx, entity)
         self._authorizer(ctx, entity, value)
@@ -237,7 +257,7 @@ class Gate:
         Raises:
             ControlRefused: another party holds it (or one related), for the notice.
         """
-        entity = self._target(FrameKind.CONTROL, ctx.identity, raw)
+        entity = self._target(_CONTROL, ctx.identity, raw)
         related = (*self.world.ancestors(entity), *self.held_below(entity))
         override = ctx.identity.has_role(*self.takeover_roles)
         # a takeover role overrides what it sees, never what it cannot see
@@ -257,17 +277,17 @@ class Gate:
 
     def release(self, ctx: MutationContext, raw: Any) -> EntityId:
         """CONTROL release of ``raw`` (the book decides whether the caller holds it)."""
-        return self._target(FrameKind.CONTROL, ctx.identity, raw)
+        return self._target(_CONTROL, ctx.identity, raw)
 
     def spawn(
         self, ctx: MutationContext, raw_parent: Any, values: list[BaseModel]
     ) -> EntityId | None:
         """SPAWN of ``values`` under ``raw_parent`` (``None``: a root entity)."""
         if raw_parent is None:
-            self.decisions[FrameKind.SPAWN] = self.decisions.get(FrameKind.SPAWN, 0) + 1
+            self._decided[_SPAWN] = self._decided.get(_SPAWN, 0) + 1
             parent = None
         else:
-            parent = self._target(FrameKind.SPAWN, ctx.identity, raw_parent)
+            parent = self._target(_SPAWN, ctx.identity, raw_parent)
             self._blocked(ctx, parent, (parent, *self.world.ancestors(parent)), "spawn under")
         self._policy("the spawn policy", self.spawn_policy, self.world, ctx, parent, list(values))
         return parent
@@ -287,7 +307,7 @@ class Gate:
         """DESPAWN of ``raw``: never while another party holds it, an entity above or one
         below; never with descendants the identity cannot see (it is refused, saying
         only that)."""
-        entity = self._target(FrameKind.DESPAWN, ctx.identity, raw)
+        entity = self._target(_DESPAWN, ctx.identity, raw)
         self._blocked(
             ctx,
             entity,

@@ -2,14 +2,14 @@
 DESPAWN. No I/O.
 
 :func:`parse_command` checks a frame's shape (its length and request id) and returns a
-small value per kind. What the values mean (does the type exist, may this client touch the
-entity) is the command layer's business; here only the shape is judged.
+small value per kind (a named tuple: cheap on the hot path). What the values mean (does
+the type exist, may this client touch the entity) is the command layer's business; here
+only the shape is judged.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..exceptions import FrameError
 from ._vocab import FrameKind
@@ -37,8 +37,7 @@ class CommandFrameError(FrameError):
         self.req_id = req_id
 
 
-@dataclass(frozen=True, slots=True)
-class MutateCommand:
+class MutateCommand(NamedTuple):
     """``[7, req_id, type_name, entity, value]``: write a component of an entity."""
 
     req_id: int
@@ -47,8 +46,7 @@ class MutateCommand:
     value: Any
 
 
-@dataclass(frozen=True, slots=True)
-class ControlCommand:
+class ControlCommand(NamedTuple):
     """``[9, req_id, "take" | "release", entity]``: take or release control."""
 
     req_id: int
@@ -56,8 +54,7 @@ class ControlCommand:
     entity: Any
 
 
-@dataclass(frozen=True, slots=True)
-class RequestCommand:
+class RequestCommand(NamedTuple):
     """``[11, req_id, type_name, entity | null, payload]``: a request with a response."""
 
     req_id: int
@@ -66,8 +63,7 @@ class RequestCommand:
     payload: Any
 
 
-@dataclass(frozen=True, slots=True)
-class QueryCommand:
+class QueryCommand(NamedTuple):
     """``[12, req_id, type_name, params]``: a read-only query."""
 
     req_id: int
@@ -75,8 +71,7 @@ class QueryCommand:
     params: Any
 
 
-@dataclass(frozen=True, slots=True)
-class SendCommand:
+class SendCommand(NamedTuple):
     """``[14, type_name, entity | null, payload]``: a one-way message (no request id; a
     refusal is a ``message_rejected`` notice)."""
 
@@ -85,8 +80,7 @@ class SendCommand:
     payload: Any
 
 
-@dataclass(frozen=True, slots=True)
-class SpawnCommand:
+class SpawnCommand(NamedTuple):
     """``[15, req_id, parent | null, {type_name: value, ...}]``: create an entity."""
 
     req_id: int
@@ -94,8 +88,7 @@ class SpawnCommand:
     components: Any
 
 
-@dataclass(frozen=True, slots=True)
-class DespawnCommand:
+class DespawnCommand(NamedTuple):
     """``[16, req_id, entity]``: remove an entity (and its descendants)."""
 
     req_id: int
