@@ -145,6 +145,8 @@ class SyncServer:
         """The synced component types."""
         self.engine = SyncEngine(self.world, self.registry, self.settings, wake=self._wake)
         self._handle: asyncio.Handle | asyncio.TimerHandle | None = None
+        # each connection's context (its id and identity), made at its first frame
+        self._contexts: dict[int, MutationContext] = {}
         self._control_timer: asyncio.TimerHandle | None = None
         self._clock = time.monotonic
         self.commands = Commands(
@@ -285,7 +287,7 @@ class SyncServer:
         try:
             if not frame or frame[0] not in CLIENT_COMMAND_KINDS:
                 raise FrameError("a gateway forwards command frames only")
-            self._command(connection, remote[1], frame)
+            self._command(MutationContext(connection, remote[1]), frame)
         except FrameError as exc:
             self._send_frame(connection, error_frame(exc.to_wire()))
 
@@ -564,12 +566,17 @@ class SyncServer:
         }
 
     def _on_frame(self, connection: ConnectionId, binary: bool, frame: list[Any]) -> None:
-        identity = self.identity_of(connection)
-        self.engine.add_client(connection, binary=binary, identity=identity)
-        if self._forward is not None and frame[0] in CLIENT_COMMAND_KINDS:
-            self._forward(connection, frame)
-        elif frame[0] in CLIENT_COMMAND_KINDS:
-            self._command(connection, identity, frame)
+        ctx = self._contexts.get(connection)
+        if ctx is None:  # its first frame: who it is, once
+            ctx = self._contexts[connection] = MutationContext(
+                connection, self.identity_of(connection)
+            )
+            self.engine.add_client(connection, binary=binary, identity=ctx.identity)
+        if frame[0] in CLIENT_COMMAND_KINDS:
+            if self._forward is not None:
+                self._forward(connection, frame)
+            else:
+                self._command(ctx, frame)
         else:
             self.engine.handle_frame(connection, binary, frame)
 
@@ -605,9 +612,9 @@ class SyncServer:
         if self._remote_broadcast is not None:
             self._remote_broadcast(encode_frame(True, frame))  # type: ignore[arg-type]
 
-    def _command(self, connection: int, identity: Identity, frame: list[Any]) -> None:
+    def _command(self, ctx: MutationContext, frame: list[Any]) -> None:
         """A client's command frame: through the command layer, its effects carried out."""
-        effects = self.commands.handle(MutationContext(connection, identity), frame, self._clock())
+        effects = self.commands.handle(ctx, frame, self._clock())
         if effects:
             self._apply(effects)
         if self.commands.control.holds:
@@ -680,6 +687,7 @@ class SyncServer:
                 task.cancel()  # nobody is left to answer
             self._apply(self.commands.connection_closed(event.id))
             self.engine.remove_client(event.id)
+            self._contexts.pop(event.id, None)
 
     def _wake(self) -> None:
         handle = self._handle

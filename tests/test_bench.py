@@ -18,6 +18,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         ("sync_fanout.py", ["--clients", "2", "--flushes", "10", "--repeat", "1"], "| 23.0 |"),
         ("client_latency.py", ["--clients", "2", "--seconds", "0.3"], "items/s"),
         ("scaleout.py", ["--clients", "4", "--seconds", "0.5"], "added by the hop"),
+        ("command_path.py", ["--reps", "2", "--quick", "--only-current"], "| mutate | 100 |"),
         (
             "abuse.py",
             ["--watchers", "2", "--seconds", "0.5", "--attacks", "poison,decoder bomb"],

@@ -200,15 +200,19 @@ class ControlBook:
 
     def touch(
         self, connection: int, chain: Iterable[EntityId], now: float, party: str | None = None
-    ) -> None:
+    ) -> bool:
         """Authorized activity of ``connection`` (of ``party``) on an entity (``chain``: the
         entity and its ancestors) keeps its party's control of them alive, and makes the
-        connection one of the sharers (a tab that acts on it holds it too)."""
+        connection one of the sharers (a tab that acts on it holds it too). Returns whether
+        it shares any of them."""
+        shares = False
         for candidate in chain:
             hold = self._holds.get(candidate)
             if hold is not None and self._ours(hold, connection, party):
                 hold.since = now
                 hold.sharers.add(connection)
+                shares = True
+        return shares
 
     def drop_sharers(self, entity: EntityId, connections: Iterable[int]) -> Moved | None:
         """``connections`` stop sharing control of ``entity``: ``None`` if nobody holds it

@@ -73,6 +73,7 @@ class Control:
             )
         if not isinstance(decision, Granted):
             raise Reject(Status.FORBIDDEN, decision.reason)
+        core.identities[conn] = ctx.identity  # (its sight is checked while it holds)
         for lost in decision.displaced:
             self._mirror(lost.entity, None)
             self._released(lost.sharers, lost.entity, "taken_over", by=ctx.identity.name)

@@ -26,6 +26,7 @@ __all__ = ["Core"]
 logger = logging.getLogger(__name__)
 
 _REPLY = FrameKind.REPLY
+_OK = Status.OK._value_
 
 
 @dataclass(slots=True)
@@ -56,8 +57,8 @@ class Core:
         self._next_call = 0
         self.in_flight: dict[int, int] = {}
         """Async handlers running, per connection."""
-        self.identities: dict[int, Identity] = {}
-        """Who each connection that sent a command is (control ends when it stops seeing
+        self.identities: dict[int, Identity] = self.gate.identities
+        """Who each connection that shares control is (control ends when it stops seeing
         what it holds)."""
 
     def take_effects(self) -> list[Effect]:
@@ -66,6 +67,15 @@ class Core:
         return out
 
     # ------------------------------------------------------------------ answers
+
+    def hold_ok(
+        self, connection: int, req_id: int, model: type[BaseModel], entity: EntityId
+    ) -> None:
+        """``ok``, after the flush that carries the change of ``model`` on ``entity`` (the
+        hot path of :meth:`reply`)."""
+        replies = self.replies
+        replies[_OK] = replies.get(_OK, 0) + 1
+        self.out.append(Hold(connection, [_REPLY, req_id, _OK, "", {}], model, entity))
 
     def reply(
         self,

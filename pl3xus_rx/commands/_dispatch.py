@@ -187,7 +187,6 @@ class Commands:
             CommandFrameError: the frame is malformed and has no request id to answer to.
         """
         core = self._core
-        core.identities[ctx.connection] = ctx.identity
         try:
             command = parse_command(frame)
         except CommandFrameError as exc:

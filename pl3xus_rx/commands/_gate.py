@@ -118,7 +118,10 @@ class Gate:
         """Clients' DESPAWN: off (the default) until allowed."""
         self.takeover_roles: frozenset[str] = frozenset()
         """Identities with one of these roles take control over another party's."""
-        self._decided: dict[int, int] = {}
+        self._decided = [0] * 256  # by frame kind (a list: no enum hashing per command)
+        self.identities: dict[int, Identity] = {}
+        """Who each connection that shares control is (its sight is checked while it
+        holds)."""
         self.release_unseen: Callable[[Iterable[EntityId]], None] = lambda entities: None
         """Ends control of these entities for holders that no longer see them (the
         control room sets it): run on the target and its ancestors before any policy,
@@ -127,7 +130,7 @@ class Gate:
     @property
     def decisions(self) -> dict[FrameKind, int]:
         """Decisions taken so far, by command kind (every targeted kind comes here)."""
-        return {FrameKind(kind): n for kind, n in self._decided.items()}
+        return {FrameKind(kind): n for kind, n in enumerate(self._decided) if n}
 
     # ------------------------------------------------------------------ visibility
 
@@ -138,8 +141,7 @@ class Gate:
     def _target(self, kind: int, identity: Identity, raw: Any) -> EntityId:
         """Steps 1 and 2: the entity, if it exists and ``identity`` sees it; the same
         ``not_found`` answer otherwise."""
-        decided = self._decided
-        decided[kind] = decided.get(kind, 0) + 1
+        self._decided[kind] += 1
         if type(raw) is int and self.sees(identity, EntityId(raw)):  # (a bool is no id)
             return raw  # type: ignore[return-value]  # (an EntityId is an int)
         raise Reject(Status.NOT_FOUND, missing(raw))
@@ -169,17 +171,29 @@ class Gate:
         return refused.reason
 
     def _policy(
-        self, what: str, policy: Callable[..., Any] | None, *args: Any, strict: bool = True
+        self,
+        what: str | tuple[str, str],
+        policy: Callable[..., Any] | None,
+        *args: Any,
+        strict: bool = True,
     ) -> None:
         """Steps 4 and 5: ``policy(*args)`` must authorize (``strict``: anything but
-        ``Authorized`` refuses; else only ``Denied`` does)."""
+        ``Authorized`` refuses; else only ``Denied`` does). ``what`` names it (two parts,
+        joined only when needed: the hot path builds no text)."""
         if policy is None:
             return
-        decision = decide(self.faults, what, policy, *args)
+        if not isinstance(what, str):
+            try:
+                decision = policy(*args)
+            except Exception:
+                decision = decide(self.faults, "".join(what), policy, *args)
+        else:
+            decision = decide(self.faults, what, policy, *args)
         if isinstance(decision, Denied):
             raise Reject(Status.FORBIDDEN, decision.reason)
         if strict and not isinstance(decision, Authorized):
-            raise Reject(Status.FORBIDDEN, f"{what} returned {shown(decision)}, not Authorized")
+            name = what if isinstance(what, str) else "".join(what)
+            raise Reject(Status.FORBIDDEN, f"{name} returned {shown(decision)}, not Authorized")
 
     def _authorizer(self, ctx: MutationContext, entity: EntityId, value: BaseModel) -> None:
         """Step 5, the server-wide veto: only a ``Denied`` refuses."""
@@ -197,7 +211,9 @@ class Gate:
 
     def _touch(self, ctx: MutationContext, entity: EntityId, now: float) -> None:
         """Authorized activity keeps the caller's control of the entity (and above) alive."""
-        self.book.touch(ctx.connection, (entity, *self.world.ancestors(entity)), now, party_of(ctx))
+        chain = (entity, *self.world.ancestors(entity))
+        if self.book.touch(ctx.connection, chain, now, party_of(ctx)):
+            self.identities[ctx.connection] = ctx.identity  # it shares control now
 
     # ------------------------------------------------------------------ per kind
 
@@ -215,7 +231,7 @@ class Gate:
         vis = reg.visibility
         if vis is None and type(raw) is int and self.world.has(raw, reg.model):  # type: ignore[arg-type]
             # the hot path: a public component the entity holds makes the entity visible
-            self._decided[_MUTATE] = self._decided.get(_MUTATE, 0) + 1
+            self._decided[_MUTATE] += 1
             entity: EntityId = raw  # type: ignore[assignment]
         else:
             entity = self._target(_MUTATE, ctx.identity, raw)
@@ -224,8 +240,9 @@ class Gate:
         if self.book.holds:
             self._blind(entity)
         if reg.entity_policy is not None:
-            what = f"the entity policy of {reg.name}"
-            self._policy(what, reg.entity_policy, self.world, ctx, entity)
+            self._policy(
+                ("the entity policy of ", reg.name), reg.entity_policy, self.world, ctx, entity
+            )
         if self.authorizer is not None:
             self._authorizer(ctx, entity, value)
         if self.book.holds:
@@ -245,7 +262,7 @@ class Gate:
         """A targeted REQUEST or SEND (``kind``) of type ``name`` on ``raw``."""
         entity = self._target(int(kind), ctx.identity, raw)
         self._blind(entity)
-        self._policy(f"the policy of {name}", policy, self.world, ctx, entity)
+        self._policy(("the policy of ", name), policy, self.world, ctx, entity)
         self._authorizer(ctx, entity, value)
         self._touch(ctx, entity, now)
         return entity
@@ -284,7 +301,7 @@ class Gate:
     ) -> EntityId | None:
         """SPAWN of ``values`` under ``raw_parent`` (``None``: a root entity)."""
         if raw_parent is None:
-            self._decided[_SPAWN] = self._decided.get(_SPAWN, 0) + 1
+            self._decided[_SPAWN] += 1
             parent = None
         else:
             parent = self._target(_SPAWN, ctx.identity, raw_parent)

@@ -67,7 +67,8 @@ class Mutations:
 
     def _mutated(self, conn: int, req_id: int, model: type[BaseModel], entity: EntityId) -> None:
         core = self.core
-        core.reply(conn, req_id, Status.OK, after=model, entity=entity, held=True)
+        core.hold_ok(conn, req_id, model, entity)
         reg = core.components.find(model)
-        for query in reg.invalidates if reg is not None else ():
-            self._invalidate(query)
+        if reg is not None and reg.invalidates:
+            for query in reg.invalidates:
+                self._invalidate(query)
