@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from .exceptions import AuthenticationFailed
 
 if TYPE_CHECKING:
-    from .net import HttpRequest
+    from ._http import HttpRequest
 
 __all__ = [
     "ANONYMOUS",

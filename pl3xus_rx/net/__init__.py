@@ -3,9 +3,9 @@
 This package does the I/O; framing and validation live in :mod:`pl3xus_rx.protocol`.
 """
 
+from .._http import HEALTH_PATH, AdmissionCheck, HttpRequest, HttpResponse, RouteHandler
 from ._connection import ConnectionStatistics
 from ._events import Connected, ConnectionId, Disconnected, Error, NetworkData, NetworkEvent
-from ._http import HEALTH_PATH, AdmissionCheck, HttpRequest, HttpResponse, RouteHandler
 from ._network import Network, NetworkState, NetworkStatistics
 from ._settings import NetworkSettings
 from ._transport import (

@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar, cast
 import reactivex
 from pydantic import BaseModel
 
+from .._http import HEALTH_PATH, AdmissionCheck, HttpRequest, HttpResponse, RouteHandler
 from .._rx import Dispatcher, SafeSubject
 from ..exceptions import (
     AuthenticationFailed,
@@ -52,7 +53,6 @@ from ..protocol import (
 from ..security import ANONYMOUS, Authenticator, Identity, is_loopback, origin_allowed
 from ._connection import Connection, ConnectionStatistics
 from ._events import Connected, ConnectionId, Disconnected, Error, NetworkData, NetworkEvent
-from ._http import HEALTH_PATH, AdmissionCheck, HttpRequest, HttpResponse, RouteHandler
 from ._settings import NetworkSettings
 from ._transport import Link, Listener, Transport
 

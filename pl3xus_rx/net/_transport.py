@@ -6,7 +6,7 @@ import ssl as _ssl
 from collections.abc import Mapping
 from typing import Protocol
 
-from ._http import HttpRequest, HttpResponse
+from .._http import HttpRequest, HttpResponse
 from ._settings import NetworkSettings
 
 __all__ = [

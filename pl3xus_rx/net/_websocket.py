@@ -18,9 +18,9 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
+from .._http import HEALTH_PATH, HttpRequest, HttpResponse
 from ..exceptions import BindError, ConnectFailed, ConnectionClosed
 from ..protocol import SUBPROTOCOLS
-from ._http import HEALTH_PATH, HttpRequest, HttpResponse
 from ._settings import NetworkSettings
 from ._transport import HandlerFactory, LinkHandler, ListenerHooks
 

@@ -1,4 +1,5 @@
-"""What the HTTP side of a listener sees and answers: a request object and a typed response.
+"""What the HTTP side of a listener sees and answers: a request object and a typed response
+(below both `security` and `net`: authenticators and the transport take them).
 
 Every hook that decides something about an incoming HTTP request (admitting a WebSocket
 handshake, serving a plain page) receives an :class:`HttpRequest` and returns an
