@@ -10,7 +10,6 @@ several servers in one process do not collide.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import (
@@ -21,10 +20,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from .commands import Commands
+from .instruments import Instrument
+from .net import Network
+from .sync import SyncEngine
 from .sync._policy import FAULTS
-
-if TYPE_CHECKING:
-    from .server import SyncServer
 
 __all__ = ["CONTENT_TYPE", "ServerMetrics"]
 
@@ -37,13 +37,14 @@ _QUEUE_BUCKETS = (0, 1, 10, 50, 100, 250, 500, 1000)
 class _Counters(Collector):
     """Reads the server's statistics at scrape time."""
 
-    def __init__(self, server: SyncServer) -> None:
-        self._server = server
+    def __init__(self, network: Network, engine: SyncEngine, commands: Commands) -> None:
+        self._network = network
+        self._engine = engine
+        self._commands = commands
 
     def collect(self) -> Iterator[Metric]:
-        server = self._server
-        net = server.net.statistics()
-        sync = server.engine.statistics()
+        net = self._network.statistics()
+        sync = self._engine.statistics()
         yield GaugeMetricFamily("pl3xus_connections", "Live connections", value=net.connections)
         counters = {
             "connections_accepted": ("Connections opened since start", net.accepted),
@@ -78,10 +79,10 @@ class _Counters(Collector):
         replies = CounterMetricFamily(
             "pl3xus_command_replies", "Command replies sent, by status", labels=["status"]
         )
-        for status, n in sorted(server.commands.replies.items()):
+        for status, n in sorted(self._commands.replies.items()):
             replies.add_metric([status], n)
         yield replies
-        failures = server.commands.faults.total + FAULTS.total
+        failures = self._commands.faults.total + FAULTS.total
         yield CounterMetricFamily(
             "pl3xus_policy_failures",
             "Policies and visibility rules that raised instead of answering (each a refusal)",
@@ -95,7 +96,7 @@ class _Counters(Collector):
             "Snapshots going out in parts",
             value=sync.snapshots_under_way,
         )
-        depths = server.net.queue_depths()
+        depths = self._network.queue_depths()
         buckets = [(str(b), sum(1 for d in depths if d <= b)) for b in _QUEUE_BUCKETS]
         buckets.append(("+Inf", len(depths)))
         yield GaugeHistogramMetricFamily(
@@ -106,22 +107,29 @@ class _Counters(Collector):
         )
 
 
-class ServerMetrics:
-    """A server's metrics registry: counters read at scrape time, flush durations observed.
+class ServerMetrics(Instrument):
+    """A server's metrics registry, an instrument: counters read at scrape time from the
+    layers that keep them anyway, flush durations observed as flushes report them.
 
     Args:
-        server: The server to report on.
+        network: The server's network layer.
+        engine: Its sync engine.
+        commands: Its command layer.
     """
 
-    def __init__(self, server: SyncServer) -> None:
+    def __init__(self, network: Network, engine: SyncEngine, commands: Commands) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_Counters(server))
+        self.registry.register(_Counters(network, engine, commands))
         self.flush_seconds = Histogram(
             "pl3xus_flush_duration_seconds",
             "Time one flush took (encoding and queueing every frame)",
             buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
             registry=self.registry,
         )
+
+    def flushed(self, seconds: float, frames: int, nbytes: int) -> None:
+        """Observe one flush's duration."""
+        self.flush_seconds.observe(seconds)
 
     def render(self) -> bytes:
         """The current metrics in the text format."""

@@ -29,8 +29,17 @@ from .commands import (
     Start,
 )
 from .exceptions import ConnectionNotFound, FrameError, NotFound
+from .instruments import CommandAnswer, Instrument
 from .metrics import CONTENT_TYPE, ServerMetrics
-from .net import Disconnected, HttpRequest, HttpResponse, Network, NetworkSettings, Transport
+from .net import (
+    Connected,
+    Disconnected,
+    HttpRequest,
+    HttpResponse,
+    Network,
+    NetworkSettings,
+    Transport,
+)
 from .net._events import ConnectionId
 from .protocol import (
     CLIENT_COMMAND_KINDS,
@@ -70,6 +79,23 @@ __all__ = ["SyncServer"]
 logger = logging.getLogger(__name__)
 
 C = TypeVar("C", bound=BaseModel)
+
+_TYPED_KINDS = frozenset((FrameKind.MUTATE, FrameKind.REQUEST, FrameKind.QUERY))
+_ENTITY_AT = {
+    FrameKind.MUTATE: 3,
+    FrameKind.CONTROL: 3,
+    FrameKind.REQUEST: 3,
+    FrameKind.SPAWN: 2,
+    FrameKind.DESPAWN: 2,
+}
+
+
+def _kind_name(kind: Any) -> str:
+    try:
+        return FrameKind(kind).name
+    except ValueError:
+        return str(kind)
+
 
 RemoteSink = Callable[[int, bytes], None]
 """``sink(connection, msgpack_frame)``: how a frame reaches a gateway's client."""
@@ -169,6 +195,9 @@ class SyncServer:
         self._install_last_message()
         if devtools:
             self._install_devtools()
+        self._instruments: tuple[Instrument, ...] = ()
+        # commands waiting for their answer, while instruments are installed
+        self._asked: dict[tuple[int, int], tuple[Identity, str, str | None, Any, float]] = {}
         self.metrics: ServerMetrics | None = None
         """The Prometheus registry behind ``/metrics`` (``None`` when switched off)."""
         if metrics:
@@ -424,8 +453,104 @@ class SyncServer:
         # anonymous) clients; with one, DevTools needs the admin role.
         return not self._authenticated or identity.has_role(ADMIN_ROLE)
 
+    # ------------------------------------------------------------------ instruments
+
+    def instrument(self, instrument: Instrument) -> None:
+        """Install ``instrument`` (see :mod:`pl3xus_rx.instruments`): it is told of
+        connections, refused handshakes, frames, command answers, flushes and
+        subscriptions from now on. ``/metrics`` is one; :class:`~pl3xus_rx.instruments.AuditLog`
+        another."""
+        if not self._instruments:
+            self.engine.on_subscription = self._subscription_changed
+            self.net.refusal_listeners.append(self._refused)
+        self._instruments = (*self._instruments, instrument)
+
+    def remove_instrument(self, instrument: Instrument) -> None:
+        """Stop telling ``instrument``; with none left the hot paths report nothing."""
+        self._instruments = tuple(i for i in self._instruments if i is not instrument)
+        if not self._instruments:
+            self.engine.on_subscription = None
+            self.net.refusal_listeners.remove(self._refused)
+            self._asked.clear()
+
+    @property
+    def instruments(self) -> tuple[Instrument, ...]:
+        """The installed instruments."""
+        return self._instruments
+
+    def _report(self, method: str, *args: Any) -> None:
+        for instrument in self._instruments:
+            try:
+                getattr(instrument, method)(*args)
+            except Exception:
+                logger.exception("instrument %r failed in %s", instrument, method)
+
+    def _refused(self, request: HttpRequest, response: HttpResponse) -> None:
+        body = response.body if isinstance(response.body, str) else response.body.decode()
+        self._report("handshake_refused", request.remote, response.status, body.strip())
+
+    def _subscription_changed(
+        self, connection: int, type_name: str, entity: int | None, opened: bool
+    ) -> None:
+        if opened:
+            self._report("subscription_opened", connection, type_name, entity)
+        else:
+            self._report("subscription_closed", connection, type_name)
+
+    def _asked_now(self, ctx: MutationContext, frame: list[Any]) -> None:
+        """Remember a command until its answer (only while instruments are installed)."""
+        kind = frame[0]
+        if kind == FrameKind.SEND or len(frame) < 3 or type(frame[1]) is not int:
+            return
+        type_name = frame[2] if kind in _TYPED_KINDS and isinstance(frame[2], str) else None
+        at = _ENTITY_AT.get(kind)
+        entity = frame[at] if at is not None and len(frame) > at else None
+        if len(self._asked) < 100_000:  # (bounded: answers normally come at once)
+            self._asked[(ctx.connection, frame[1])] = (
+                ctx.identity,
+                _kind_name(kind),
+                type_name,
+                entity,
+                time.perf_counter(),
+            )
+
+    def _answers_in(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Send | Hold) and effect.frame[0] == FrameKind.REPLY:
+                asked = self._asked.pop((effect.connection, effect.frame[1]), None)
+                if asked is not None:
+                    identity, kind, type_name, entity, started = asked
+                    answer = CommandAnswer(
+                        effect.connection,
+                        identity,
+                        kind,
+                        type_name,
+                        entity,
+                        str(effect.frame[2]),
+                        time.perf_counter() - started,
+                    )
+                    self._report("command_answered", answer)
+
+    def _answered_send(self, ctx: MutationContext, frame: list[Any], effects: list[Effect]) -> None:
+        status = "ok"
+        for effect in effects:
+            if (
+                isinstance(effect, Send)
+                and effect.connection == ctx.connection
+                and effect.frame[0] == FrameKind.NOTICE
+                and effect.frame[1] == NoticeKind.MESSAGE_REJECTED
+            ):
+                status = str(effect.frame[2]["status"])
+        type_name = frame[1] if len(frame) > 1 and isinstance(frame[1], str) else None
+        entity = frame[2] if len(frame) > 2 else None
+        self._report(
+            "command_answered",
+            CommandAnswer(ctx.connection, ctx.identity, "SEND", type_name, entity, status, 0.0),
+        )
+
     def _install_metrics(self) -> None:
-        self.metrics = metrics = ServerMetrics(self)
+        self.metrics = metrics = ServerMetrics(self.net, self.engine, self.commands)
+        self.instrument(metrics)
 
         async def serve_metrics(request: HttpRequest) -> HttpResponse:
             found = await self.net.identify(request)
@@ -566,6 +691,8 @@ class SyncServer:
         }
 
     def _on_frame(self, connection: ConnectionId, binary: bool, frame: list[Any]) -> None:
+        if self._instruments:
+            self._report("frame_received", connection, frame[0])
         ctx = self._contexts.get(connection)
         if ctx is None:  # its first frame: who it is, once
             ctx = self._contexts[connection] = MutationContext(
@@ -614,7 +741,11 @@ class SyncServer:
 
     def _command(self, ctx: MutationContext, frame: list[Any]) -> None:
         """A client's command frame: through the command layer, its effects carried out."""
+        if self._instruments:
+            self._asked_now(ctx, frame)
         effects = self.commands.handle(ctx, frame, self._clock())
+        if self._instruments and frame[0] == FrameKind.SEND:
+            self._answered_send(ctx, frame, effects)
         if effects:
             self._apply(effects)
         if self.commands.control.holds:
@@ -622,6 +753,8 @@ class SyncServer:
 
     def _apply(self, effects: list[Effect]) -> None:
         """Carry out what the command layer asked for."""
+        if self._instruments and self._asked:
+            self._answers_in(effects)
         for effect in effects:
             if type(effect) is Hold:  # (the hot path: an ok waiting for its flush)
                 self.engine.defer(
@@ -682,6 +815,12 @@ class SyncServer:
         self._control_timer = loop.call_later(max(0.0, due - self._clock()), check)
 
     def _on_event(self, event: object) -> None:
+        if self._instruments:
+            if isinstance(event, Connected):
+                self._report("connection_opened", event.id, self.identity_of(event.id))
+            elif isinstance(event, Disconnected):
+                self._report("connection_closed", event.id)
+                self._asked = {k: v for k, v in self._asked.items() if k[0] != event.id}
         if isinstance(event, Disconnected):
             for task in list(self._handler_tasks.get(event.id, ())):
                 task.cancel()  # nobody is left to answer
@@ -723,16 +862,26 @@ class SyncServer:
                 if connection in remote:  # a gateway's client (replies only: no subscriptions)
                     remote[connection][0](connection, data)  # type: ignore[arg-type]
 
+        instruments = self._instruments
+        sent = [0, 0]  # frames, bytes
+        if instruments:
+            plain = send
+
+            def send(connection: int, data: bytes | str) -> None:
+                sent[0] += 1
+                sent[1] += len(data)
+                plain(connection, data)
+
         started = time.perf_counter()
         try:
             self.engine.flush_into(self._clock(), send)
         except Exception:
             logger.exception("flush failed")
-        if len(self.commands.control):  # whoever stopped seeing what it holds loses it
+        if self.commands.control.holds:  # whoever stopped seeing what it holds loses it
             effects, _ = self.commands.tick(self._clock())
             self._apply(effects)
-        if self.metrics is not None:
-            self.metrics.flush_seconds.observe(time.perf_counter() - started)
+        if instruments:
+            self._report("flushed", time.perf_counter() - started, sent[0], sent[1])
         self._wake()  # held or rate-limited changes still waiting
 
     # ------------------------------------------------------------------ serving

@@ -204,6 +204,9 @@ class Network:
         self._extension_handler = extension_handler
         self._routes: dict[str, RouteHandler] = {}
         self._admission: list[AdmissionCheck] = []
+        self.refusal_listeners: list[Callable[[HttpRequest, HttpResponse], None]] = []
+        """Told ``(request, response)`` for every refused handshake (a server's
+        instruments)."""
         self._authenticator: Authenticator | None = None
 
     # ------------------------------------------------------------------ HTTP hooks
@@ -440,7 +443,18 @@ class Network:
 
     async def admit(self, request: HttpRequest, pending: int) -> HttpResponse | None:
         """Whether to accept one more handshake (a transport hook): capacity, origin,
-        identity (an authenticator, or protected mode), then the admission checks."""
+        identity (an authenticator, or protected mode), then the admission checks. A
+        refusal is told to :attr:`refusal_listeners`."""
+        refusal = await self._admit(request, pending)
+        if refusal is not None:
+            for listener in self.refusal_listeners:
+                try:
+                    listener(request, refusal)
+                except Exception:
+                    logger.exception("a refusal listener failed")
+        return refusal
+
+    async def _admit(self, request: HttpRequest, pending: int) -> HttpResponse | None:
         if self._state is not NetworkState.RUNNING:
             self.count("refused")
             return HttpResponse(503, "server is shutting down\n")

@@ -250,6 +250,9 @@ class SyncEngine:
         self._snapshot_subs: set[_Sub] = set()
         # entities other types changed in this flush (their EntityControl is rechecked)
         self._moved: set[EntityId] = set()
+        self.on_subscription: Callable[[int, str, int | None, bool], None] | None = None
+        """Told ``(connection, type_name, entity, opened)`` when a subscription opens or
+        closes (the server's instruments; ``None``: nobody listens, nothing is called)."""
         # field-delta types: the values every up-to-date subscriber holds, by entity
         self._baseline: dict[int, dict[EntityId, list[Any]]] = {}
         self._last_flush = -math.inf
@@ -313,7 +316,8 @@ class SyncEngine:
                 self._drop(sub)
 
     def _drop(self, sub: _Sub) -> None:
-        sub.client.subs.pop(sub.id, None)
+        if sub.client.subs.pop(sub.id, None) is not None and self.on_subscription is not None:
+            self.on_subscription(sub.client.id, sub.reg.name, None, False)
         subs = self._subs_by_type.get(sub.reg.type_id)
         if subs is not None:
             subs.discard(sub)
@@ -580,6 +584,8 @@ class SyncEngine:
             sub.view.subs.add(sub)
         client.subs[sub_id] = sub
         self._subs_by_type.setdefault(reg.type_id, set()).add(sub)
+        if self.on_subscription is not None:
+            self.on_subscription(client.id, reg.name, sub.entity, True)
         if reg.type_id not in self._trackers:
             # Unwatched types need no tracking; unsynced ones never leave the server.
             self._trackers[reg.type_id] = self.world.track(reg.model, self._wake)

@@ -1,0 +1,194 @@
+"""Instruments over real sockets: what a server reports, the audit log, and that with none
+installed the hot paths call nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from typing import Any
+
+import pytest
+from conftest import UNIT, wait_until
+from pydantic import BaseModel
+
+import pl3xus_rx.server as server_module
+from client_sync import ClientTypeRegistry, SyncProvider
+from pl3xus_rx import ConnectFailed, Forbidden, Identity, NotFound, SyncServer, bearer_tokens
+from pl3xus_rx.instruments import AUDIT_LOGGER, AuditLog, CommandAnswer, Instrument
+
+T = 5 * UNIT
+
+
+class Speed(BaseModel):
+    value: float
+
+
+class Recorder(Instrument):
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in Instrument.__dict__ and not name.startswith("_"):
+            calls = object.__getattribute__(self, "calls")
+            return lambda *args: calls.append((name, args))
+        return object.__getattribute__(self, name)
+
+    def of(self, name: str) -> list[tuple[Any, ...]]:
+        return [args for called, args in self.calls if called == name]
+
+
+class Broken(Instrument):
+    def command_answered(self, answer: CommandAnswer) -> None:
+        raise RuntimeError("instrument bug")
+
+
+def make_server() -> SyncServer:
+    tokens = {"ann-token": Identity.of("ann", "operator")}
+    server = SyncServer(authenticate=bearer_tokens(tokens), metrics=False, devtools=False)
+    server.sync_component_builder(Speed).with_default_entity_policy().build()
+    return server
+
+
+@pytest.mark.asyncio
+async def test_an_instrument_hears_connections_frames_commands_flushes_and_refusals() -> None:
+    server = make_server()
+    broken, recorder = Broken(), Recorder()
+    server.instrument(broken)  # (raises: logged, the others are still told)
+    server.instrument(recorder)
+    robot = server.world.spawn(Speed(value=1))
+    registry = ClientTypeRegistry.builder().register(Speed).build()
+    async with server.serve("127.0.0.1", 0) as (host, port):
+        url = f"ws://{host}:{port}/"
+        with pytest.raises(ConnectFailed):
+            async with SyncProvider(url, registry, token="wrong"):
+                pass
+        async with SyncProvider(url, registry, token="ann-token") as ann:
+            speeds = ann.components(Speed)
+            speeds.subscribe(lambda _: None)
+            await ann.wait_synced(T)
+            with pytest.raises(Forbidden):
+                await ann.mutate(robot, Speed(value=2), timeout=T)
+            with pytest.raises(NotFound):
+                await ann.mutate(99_999, Speed(value=2), timeout=T)
+            await ann.take_control(robot, timeout=T)
+            await ann.mutate(robot, Speed(value=3), timeout=T)
+            conn = ann.connection_id
+        await wait_until(lambda: recorder.of("connection_closed"), what="the close")
+
+    (refused,) = recorder.of("handshake_refused")
+    assert refused[1] == 403 and "token" in refused[2]  # an unknown token
+    opened = recorder.of("connection_opened")
+    assert [(c, i.name) for c, i in opened] == [(conn, "ann")]
+    assert ("Speed", None) in [(t, e) for c, t, e in recorder.of("subscription_opened")]
+    assert (conn, "Speed") in recorder.of("subscription_closed")
+    assert {k for _, k in recorder.of("frame_received")} >= {3, 7, 9}  # SUBSCRIBE MUTATE CONTROL
+    answers = [a for (a,) in recorder.of("command_answered")]
+    summary = [(a.kind, a.type_name, a.entity, a.status) for a in answers]
+    assert summary == [
+        ("MUTATE", "Speed", robot, "forbidden"),
+        ("MUTATE", "Speed", 99_999, "not_found"),
+        ("CONTROL", None, robot, "ok"),
+        ("MUTATE", "Speed", robot, "ok"),
+    ]
+    assert all(a.identity.name == "ann" and a.connection == conn for a in answers)
+    assert all(0 <= a.seconds < T for a in answers)
+    flushes = recorder.of("flushed")
+    assert flushes and sum(frames for _, frames, _ in flushes) >= 3
+    assert all(nbytes > 0 for _, frames, nbytes in flushes if frames)
+
+
+@pytest.mark.asyncio
+async def test_the_audit_log_writes_one_json_line_per_command(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = make_server()
+    server.instrument(AuditLog())
+    robot = server.world.spawn(Speed(value=1))
+    registry = ClientTypeRegistry.builder().register(Speed).build()
+    caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
+    async with (
+        server.serve("127.0.0.1", 0) as (host, port),
+        SyncProvider(f"ws://{host}:{port}/", registry, token="ann-token") as ann,
+    ):
+        await ann.take_control(robot, timeout=T)
+        await ann.mutate(robot, Speed(value=4), timeout=T)
+        await ann.release_control(robot, timeout=T)
+        with pytest.raises(Forbidden):
+            await ann.mutate(robot, Speed(value=5), timeout=T)
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == AUDIT_LOGGER]
+    assert [(x["kind"], x["type"], x["entity"], x["status"]) for x in lines] == [
+        ("CONTROL", None, robot, "ok"),
+        ("MUTATE", "Speed", robot, "ok"),
+        ("CONTROL", None, robot, "ok"),
+        ("MUTATE", "Speed", robot, "forbidden"),
+    ]
+    assert all(x["identity"] == "ann" and not x["anonymous"] for x in lines)
+    assert all(isinstance(x["time"], float) and x["seconds"] >= 0 for x in lines)
+
+
+def test_the_audit_log_cuts_what_a_client_chose_and_can_skip_refusals(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
+    ann = Identity.of("ann")
+    hostile = CommandAnswer(1, ann, "MUTATE", "X" * 500 + "\n", "e" * 500, "not_found", 0.0)
+    AuditLog().command_answered(hostile)
+    AuditLog(refusals=False).command_answered(hostile)  # (not logged)
+    (record,) = [r for r in caplog.records if r.name == AUDIT_LOGGER]
+    line = record.getMessage()
+    assert "\n" not in line and len(line) < 400
+    assert json.loads(line)["type"] == "X" * 60
+
+
+@pytest.mark.asyncio
+async def test_with_no_instrument_the_hot_paths_call_nothing() -> None:
+    """Counted with a profiler: no call into the instrument machinery while commands are
+    handled and flushes run; the same traffic with one instrument calls it."""
+    reporting = {
+        "_report",
+        "_asked_now",
+        "_answers_in",
+        "_answered_send",
+        "_subscription_changed",
+        "_refused",
+    }
+
+    async def traffic(server: SyncServer) -> int:
+        robot = server.world.spawn(Speed(value=0))
+        registry = ClientTypeRegistry.builder().register(Speed).build()
+        calls = 0
+
+        def profile(frame: Any, event: str, arg: Any) -> None:
+            nonlocal calls
+            if event == "call" and (
+                frame.f_code.co_filename == sys.modules[Instrument.__module__].__file__
+                or (
+                    frame.f_code.co_filename == server_module.__file__
+                    and frame.f_code.co_name in reporting
+                )
+            ):
+                calls += 1
+
+        async with (
+            server.serve("127.0.0.1", 0) as (host, port),
+            SyncProvider(f"ws://{host}:{port}/", registry, token="ann-token") as ann,
+        ):
+            speeds = ann.components(Speed)
+            speeds.subscribe(lambda _: None)
+            await ann.wait_synced(T)
+            await ann.take_control(robot, timeout=T)
+            sys.setprofile(profile)
+            try:
+                for step in range(20):
+                    await ann.mutate(robot, Speed(value=step + 1), timeout=T)
+                await asyncio.sleep(0.05)
+            finally:
+                sys.setprofile(None)
+        return calls
+
+    assert await traffic(make_server()) == 0
+    watched = make_server()
+    watched.instrument(Instrument())
+    assert await traffic(watched) > 40  # (the check can fail: with one, they are called)
