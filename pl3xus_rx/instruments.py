@@ -16,10 +16,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .protocol import shown
+from .commands import Effect, Hold, Send
+from .protocol import FrameKind, NoticeKind, shown
 from .security import Identity
+from .sync import MutationContext
 
-__all__ = ["AUDIT_LOGGER", "AuditLog", "CommandAnswer", "Instrument"]
+__all__ = ["AUDIT_LOGGER", "AuditLog", "CommandAnswer", "Instrument", "Reporter"]
+
+logger = logging.getLogger(__name__)
 
 AUDIT_LOGGER = "pl3xus_rx.audit"
 """The logger :class:`AuditLog` writes to."""
@@ -113,3 +117,112 @@ class AuditLog(Instrument):
             "seconds": round(answer.seconds, 6),
         }
         self._logger.info("%s", json.dumps(record, ensure_ascii=True))
+
+
+_TYPED_KINDS = frozenset((FrameKind.MUTATE, FrameKind.REQUEST, FrameKind.QUERY))
+_ENTITY_AT = {
+    FrameKind.MUTATE: 3,
+    FrameKind.CONTROL: 3,
+    FrameKind.REQUEST: 3,
+    FrameKind.SPAWN: 2,
+    FrameKind.DESPAWN: 2,
+}
+_MAX_WAITING = 100_000
+
+
+def _kind_name(kind: Any) -> str:
+    try:
+        return FrameKind(kind).name
+    except ValueError:
+        return str(kind)
+
+
+class Reporter:
+    """A server's side of its instruments: tells each one (an instrument that raises is
+    logged and the others are still told), and pairs each command with its answer. The
+    server has one only while instruments are installed."""
+
+    def __init__(self) -> None:
+        self.instruments: tuple[Instrument, ...] = ()
+        # commands waiting for their answer: (connection, req_id) -> what and since when
+        self._waiting: dict[tuple[int, int], tuple[Identity, str, str | None, Any, float]] = {}
+
+    def report(self, method: str, *args: Any) -> None:
+        """Call ``method`` of every instrument with ``args``."""
+        for instrument in self.instruments:
+            try:
+                getattr(instrument, method)(*args)
+            except Exception:
+                logger.exception("instrument %r failed in %s", instrument, method)
+
+    def refused(self, remote: str, status: int, body: bytes | str) -> None:
+        """A handshake was refused."""
+        text = body if isinstance(body, str) else body.decode("utf-8", "replace")
+        self.report("handshake_refused", remote, status, text.strip())
+
+    def subscription(
+        self, connection: int, type_name: str, entity: int | None, opened: bool
+    ) -> None:
+        """A subscription opened or closed."""
+        if opened:
+            self.report("subscription_opened", connection, type_name, entity)
+        else:
+            self.report("subscription_closed", connection, type_name)
+
+    def asked(self, ctx: MutationContext, frame: list[Any]) -> None:
+        """A command frame arrived: remember it until its REPLY."""
+        kind = frame[0]
+        if kind == FrameKind.SEND or len(frame) < 3 or type(frame[1]) is not int:
+            return
+        type_name = frame[2] if kind in _TYPED_KINDS and isinstance(frame[2], str) else None
+        at = _ENTITY_AT.get(kind)
+        entity = frame[at] if at is not None and len(frame) > at else None
+        if len(self._waiting) < _MAX_WAITING:  # (bounded: answers normally come at once)
+            self._waiting[(ctx.connection, frame[1])] = (
+                ctx.identity,
+                _kind_name(kind),
+                type_name,
+                entity,
+                time.perf_counter(),
+            )
+
+    def answers_in(self, effects: list[Effect]) -> None:
+        """Report the REPLYs among ``effects`` as answers of the commands they answer."""
+        if not self._waiting:
+            return
+        for effect in effects:
+            if isinstance(effect, Send | Hold) and effect.frame[0] == FrameKind.REPLY:
+                asked = self._waiting.pop((effect.connection, effect.frame[1]), None)
+                if asked is not None:
+                    identity, kind, type_name, entity, started = asked
+                    answer = CommandAnswer(
+                        effect.connection,
+                        identity,
+                        kind,
+                        type_name,
+                        entity,
+                        str(effect.frame[2]),
+                        time.perf_counter() - started,
+                    )
+                    self.report("command_answered", answer)
+
+    def answered_send(self, ctx: MutationContext, frame: list[Any], effects: list[Effect]) -> None:
+        """Report a SEND: ``ok``, or the status of its ``message_rejected`` notice."""
+        status = "ok"
+        for effect in effects:
+            if (
+                isinstance(effect, Send)
+                and effect.connection == ctx.connection
+                and effect.frame[0] == FrameKind.NOTICE
+                and effect.frame[1] == NoticeKind.MESSAGE_REJECTED
+            ):
+                status = str(effect.frame[2]["status"])
+        type_name = frame[1] if len(frame) > 1 and isinstance(frame[1], str) else None
+        entity = frame[2] if len(frame) > 2 else None
+        answer = CommandAnswer(ctx.connection, ctx.identity, "SEND", type_name, entity, status, 0.0)
+        self.report("command_answered", answer)
+
+    def connection_closed(self, connection: int) -> None:
+        """A connection ended: told, and its unanswered commands forgotten."""
+        self.report("connection_closed", connection)
+        self._waiting = {k: v for k, v in self._waiting.items() if k[0] != connection}

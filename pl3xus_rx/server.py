@@ -29,7 +29,7 @@ from .commands import (
     Start,
 )
 from .exceptions import ConnectionNotFound, FrameError, NotFound
-from .instruments import CommandAnswer, Instrument
+from .instruments import Instrument, Reporter
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .net import (
     Connected,
@@ -79,23 +79,6 @@ __all__ = ["SyncServer"]
 logger = logging.getLogger(__name__)
 
 C = TypeVar("C", bound=BaseModel)
-
-_TYPED_KINDS = frozenset((FrameKind.MUTATE, FrameKind.REQUEST, FrameKind.QUERY))
-_ENTITY_AT = {
-    FrameKind.MUTATE: 3,
-    FrameKind.CONTROL: 3,
-    FrameKind.REQUEST: 3,
-    FrameKind.SPAWN: 2,
-    FrameKind.DESPAWN: 2,
-}
-
-
-def _kind_name(kind: Any) -> str:
-    try:
-        return FrameKind(kind).name
-    except ValueError:
-        return str(kind)
-
 
 RemoteSink = Callable[[int, bytes], None]
 """``sink(connection, msgpack_frame)``: how a frame reaches a gateway's client."""
@@ -195,9 +178,8 @@ class SyncServer:
         self._install_last_message()
         if devtools:
             self._install_devtools()
-        self._instruments: tuple[Instrument, ...] = ()
-        # commands waiting for their answer, while instruments are installed
-        self._asked: dict[tuple[int, int], tuple[Identity, str, str | None, Any, float]] = {}
+        # tells the instruments (None while there are none: the hot paths call nothing)
+        self._reporter: Reporter | None = None
         self.metrics: ServerMetrics | None = None
         """The Prometheus registry behind ``/metrics`` (``None`` when switched off)."""
         if metrics:
@@ -458,95 +440,39 @@ class SyncServer:
     def instrument(self, instrument: Instrument) -> None:
         """Install ``instrument`` (see :mod:`pl3xus_rx.instruments`): it is told of
         connections, refused handshakes, frames, command answers, flushes and
-        subscriptions from now on. ``/metrics`` is one; :class:`~pl3xus_rx.instruments.AuditLog`
-        another."""
-        if not self._instruments:
+        subscriptions from now on. ``/metrics`` is one;
+        :class:`~pl3xus_rx.instruments.AuditLog` another."""
+        if self._reporter is None:
+            self._reporter = Reporter()
             self.engine.on_subscription = self._subscription_changed
             self.net.refusal_listeners.append(self._refused)
-        self._instruments = (*self._instruments, instrument)
+        self._reporter.instruments = (*self._reporter.instruments, instrument)
 
     def remove_instrument(self, instrument: Instrument) -> None:
         """Stop telling ``instrument``; with none left the hot paths report nothing."""
-        self._instruments = tuple(i for i in self._instruments if i is not instrument)
-        if not self._instruments:
+        reporter = self._reporter
+        if reporter is None:
+            return
+        reporter.instruments = tuple(i for i in reporter.instruments if i is not instrument)
+        if not reporter.instruments:
+            self._reporter = None
             self.engine.on_subscription = None
             self.net.refusal_listeners.remove(self._refused)
-            self._asked.clear()
 
     @property
     def instruments(self) -> tuple[Instrument, ...]:
         """The installed instruments."""
-        return self._instruments
-
-    def _report(self, method: str, *args: Any) -> None:
-        for instrument in self._instruments:
-            try:
-                getattr(instrument, method)(*args)
-            except Exception:
-                logger.exception("instrument %r failed in %s", instrument, method)
+        return self._reporter.instruments if self._reporter is not None else ()
 
     def _refused(self, request: HttpRequest, response: HttpResponse) -> None:
-        body = response.body if isinstance(response.body, str) else response.body.decode()
-        self._report("handshake_refused", request.remote, response.status, body.strip())
+        if self._reporter is not None:
+            self._reporter.refused(request.remote, response.status, response.body)
 
     def _subscription_changed(
         self, connection: int, type_name: str, entity: int | None, opened: bool
     ) -> None:
-        if opened:
-            self._report("subscription_opened", connection, type_name, entity)
-        else:
-            self._report("subscription_closed", connection, type_name)
-
-    def _asked_now(self, ctx: MutationContext, frame: list[Any]) -> None:
-        """Remember a command until its answer (only while instruments are installed)."""
-        kind = frame[0]
-        if kind == FrameKind.SEND or len(frame) < 3 or type(frame[1]) is not int:
-            return
-        type_name = frame[2] if kind in _TYPED_KINDS and isinstance(frame[2], str) else None
-        at = _ENTITY_AT.get(kind)
-        entity = frame[at] if at is not None and len(frame) > at else None
-        if len(self._asked) < 100_000:  # (bounded: answers normally come at once)
-            self._asked[(ctx.connection, frame[1])] = (
-                ctx.identity,
-                _kind_name(kind),
-                type_name,
-                entity,
-                time.perf_counter(),
-            )
-
-    def _answers_in(self, effects: list[Effect]) -> None:
-        for effect in effects:
-            if isinstance(effect, Send | Hold) and effect.frame[0] == FrameKind.REPLY:
-                asked = self._asked.pop((effect.connection, effect.frame[1]), None)
-                if asked is not None:
-                    identity, kind, type_name, entity, started = asked
-                    answer = CommandAnswer(
-                        effect.connection,
-                        identity,
-                        kind,
-                        type_name,
-                        entity,
-                        str(effect.frame[2]),
-                        time.perf_counter() - started,
-                    )
-                    self._report("command_answered", answer)
-
-    def _answered_send(self, ctx: MutationContext, frame: list[Any], effects: list[Effect]) -> None:
-        status = "ok"
-        for effect in effects:
-            if (
-                isinstance(effect, Send)
-                and effect.connection == ctx.connection
-                and effect.frame[0] == FrameKind.NOTICE
-                and effect.frame[1] == NoticeKind.MESSAGE_REJECTED
-            ):
-                status = str(effect.frame[2]["status"])
-        type_name = frame[1] if len(frame) > 1 and isinstance(frame[1], str) else None
-        entity = frame[2] if len(frame) > 2 else None
-        self._report(
-            "command_answered",
-            CommandAnswer(ctx.connection, ctx.identity, "SEND", type_name, entity, status, 0.0),
-        )
+        if self._reporter is not None:
+            self._reporter.subscription(connection, type_name, entity, opened)
 
     def _install_metrics(self) -> None:
         self.metrics = metrics = ServerMetrics(self.net, self.engine, self.commands)
@@ -691,8 +617,8 @@ class SyncServer:
         }
 
     def _on_frame(self, connection: ConnectionId, binary: bool, frame: list[Any]) -> None:
-        if self._instruments:
-            self._report("frame_received", connection, frame[0])
+        if self._reporter is not None:
+            self._reporter.report("frame_received", connection, frame[0])
         ctx = self._contexts.get(connection)
         if ctx is None:  # its first frame: who it is, once
             ctx = self._contexts[connection] = MutationContext(
@@ -741,11 +667,12 @@ class SyncServer:
 
     def _command(self, ctx: MutationContext, frame: list[Any]) -> None:
         """A client's command frame: through the command layer, its effects carried out."""
-        if self._instruments:
-            self._asked_now(ctx, frame)
+        reporter = self._reporter
+        if reporter is not None:
+            reporter.asked(ctx, frame)
         effects = self.commands.handle(ctx, frame, self._clock())
-        if self._instruments and frame[0] == FrameKind.SEND:
-            self._answered_send(ctx, frame, effects)
+        if reporter is not None and frame[0] == FrameKind.SEND:
+            reporter.answered_send(ctx, frame, effects)
         if effects:
             self._apply(effects)
         if self.commands.control.holds:
@@ -753,8 +680,8 @@ class SyncServer:
 
     def _apply(self, effects: list[Effect]) -> None:
         """Carry out what the command layer asked for."""
-        if self._instruments and self._asked:
-            self._answers_in(effects)
+        if self._reporter is not None:
+            self._reporter.answers_in(effects)
         for effect in effects:
             if type(effect) is Hold:  # (the hot path: an ok waiting for its flush)
                 self.engine.defer(
@@ -815,12 +742,11 @@ class SyncServer:
         self._control_timer = loop.call_later(max(0.0, due - self._clock()), check)
 
     def _on_event(self, event: object) -> None:
-        if self._instruments:
+        if self._reporter is not None:
             if isinstance(event, Connected):
-                self._report("connection_opened", event.id, self.identity_of(event.id))
+                self._reporter.report("connection_opened", event.id, self.identity_of(event.id))
             elif isinstance(event, Disconnected):
-                self._report("connection_closed", event.id)
-                self._asked = {k: v for k, v in self._asked.items() if k[0] != event.id}
+                self._reporter.connection_closed(event.id)
         if isinstance(event, Disconnected):
             for task in list(self._handler_tasks.get(event.id, ())):
                 task.cancel()  # nobody is left to answer
@@ -862,9 +788,9 @@ class SyncServer:
                 if connection in remote:  # a gateway's client (replies only: no subscriptions)
                     remote[connection][0](connection, data)  # type: ignore[arg-type]
 
-        instruments = self._instruments
+        reporter = self._reporter
         sent = [0, 0]  # frames, bytes
-        if instruments:
+        if reporter is not None:
             plain = send
 
             def send(connection: int, data: bytes | str) -> None:
@@ -880,8 +806,8 @@ class SyncServer:
         if self.commands.control.holds:  # whoever stopped seeing what it holds loses it
             effects, _ = self.commands.tick(self._clock())
             self._apply(effects)
-        if instruments:
-            self._report("flushed", time.perf_counter() - started, sent[0], sent[1])
+        if reporter is not None:
+            reporter.report("flushed", time.perf_counter() - started, sent[0], sent[1])
         self._wake()  # held or rate-limited changes still waiting
 
     # ------------------------------------------------------------------ serving
