@@ -78,7 +78,7 @@ class Instrument:
         """A client command was answered (or, for a SEND, handled)."""
 
     def flushed(self, seconds: float, frames: int, nbytes: int) -> None:
-        """A flush took ``seconds`` and queued ``frames`` frames of ``nbytes`` bytes."""
+        """A flush took ``seconds`` and built ``frames`` SYNC frames of ``nbytes`` bytes."""
 
     def subscription_opened(self, connection: int, type_name: str, entity: int | None) -> None:
         """A client subscribed to ``type_name`` (of one ``entity``, or all)."""

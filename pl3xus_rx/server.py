@@ -789,15 +789,8 @@ class SyncServer:
                     remote[connection][0](connection, data)  # type: ignore[arg-type]
 
         reporter = self._reporter
-        sent = [0, 0]  # frames, bytes
         if reporter is not None:
-            plain = send
-
-            def send(connection: int, data: bytes | str) -> None:
-                sent[0] += 1
-                sent[1] += len(data)
-                plain(connection, data)
-
+            frames, nbytes = self.engine.sent()
         started = time.perf_counter()
         try:
             self.engine.flush_into(self._clock(), send)
@@ -807,7 +800,9 @@ class SyncServer:
             effects, _ = self.commands.tick(self._clock())
             self._apply(effects)
         if reporter is not None:
-            reporter.report("flushed", time.perf_counter() - started, sent[0], sent[1])
+            frames_now, bytes_now = self.engine.sent()
+            seconds = time.perf_counter() - started
+            reporter.report("flushed", seconds, frames_now - frames, bytes_now - nbytes)
         self._wake()  # held or rate-limited changes still waiting
 
     # ------------------------------------------------------------------ serving
