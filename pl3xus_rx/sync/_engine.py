@@ -9,7 +9,7 @@ encoding, and the bytes are shared by every connection that sees it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
@@ -35,10 +35,10 @@ from ..world import (
     merge_change,
 )
 from ._encoding import ItemEncoder
-from ._policy import FAULTS
 from ._registry import ComponentRegistration, ComponentRegistry
 from ._settings import MIN_VALUE_BYTES, SyncSettings
 from ._size import Limit, max_encoded_size, size_check
+from ._views import View, Views
 from ._wire import (
     Group,
     assemble_json,
@@ -159,7 +159,7 @@ class _Sub:
     snapshot_pending: set[EntityId] = field(default_factory=set)
     last_sent: dict[EntityId, list[Any]] = field(default_factory=dict)
     full_next: bool = False  # field-delta types: send full values in the next type flush
-    view: _View | None = None  # a type restricted by visible_to: what this identity sees
+    view: View | None = None  # a type restricted by visible_to: what this identity sees
 
 
 @dataclass(eq=False)
@@ -169,25 +169,6 @@ class _Client:
     identity: Identity = ANONYMOUS
     seq: int = 0
     subs: dict[int, _Sub] = field(default_factory=dict)
-
-
-@dataclass(eq=False)
-class _View:
-    """What the identities of one visibility class see of one restricted type: the entities
-    whose value every up-to-date subscription of the class holds. Changes are filtered
-    through it once per flush, and its subscriptions share the groups built from that."""
-
-    reg: ComponentRegistration[Any]
-    key: Hashable
-    identity: Identity  # (any of the class: the rule treats them alike)
-    nothing: bool  # by role, and the identity has none of the roles
-    visible: set[EntityId] = field(default_factory=set)
-    subs: set[_Sub] = field(default_factory=set)
-    fresh: set[EntityId] = field(default_factory=set)  # became visible in this flush
-
-    def sees(self, world: World, entity: EntityId) -> bool:
-        vis = self.reg.visibility
-        return not self.nothing and vis is not None and vis.sees(world, self.identity, entity)
 
 
 def _numeric(v: Any) -> bool:
@@ -245,13 +226,13 @@ class SyncEngine:
         self._type_due: dict[int, float] = {}
         self._held_subs: set[_Sub] = set()
         # restricted types: type id -> visibility class key -> view
-        self._views: dict[int, dict[Hashable, _View]] = {}
         # restricted types whose visibility must be evaluated again (None: every entity)
-        self._recheck: dict[int, set[EntityId] | None] = {}
         self._forced_subs: set[_Sub] = set()
         self._snapshot_subs: set[_Sub] = set()
-        # entities other types changed in this flush (their EntityControl is rechecked)
-        self._moved: set[EntityId] = set()
+        # what each visibility class sees of each restricted type
+        self._vis = Views(world, registry, self._track_for_control, self._wake)
+        self._views = self._vis.by_type  # (the same dicts, for the flush's hot loop)
+        self._recheck = self._vis.recheck
         self.on_subscription: Callable[[int, str, int | None, bool], None] | None = None
         """Told ``(connection, type_name, entity, opened)`` when a subscription opens or
         closes (the server's instruments; ``None``: nobody listens, nothing is called)."""
@@ -334,19 +315,11 @@ class SyncEngine:
         self._forced_subs.discard(sub)
         self._snapshot_subs.discard(sub)
         view = sub.view
-        if view is not None:
-            view.subs.discard(sub)
-            if not view.subs:
-                views = self._views[view.reg.type_id]
-                del views[view.key]
-                if not views:
-                    del self._views[view.reg.type_id]
-                    self._recheck.pop(view.reg.type_id, None)
-                    if view.reg.model is EntityControl:  # nobody watches control through one
-                        self._moved.clear()
-                        for type_id in list(self._trackers):
-                            if not self._keeps_tracking(type_id):
-                                self._untrack(type_id)
+        if view is not None and self._vis.left(view, sub):
+            # nobody watches control through a view: the types kept for it are let go
+            for type_id in list(self._trackers):
+                if not self._keeps_tracking(type_id):
+                    self._untrack(type_id)
 
     def _keeps_tracking(self, type_id: int) -> bool:
         """Whether the changes of ``type_id`` are still wanted: it has subscribers, a tap,
@@ -354,8 +327,7 @@ class SyncEngine:
         visibility, and so its control's)."""
         if type_id in self._subs_by_type or type_id in self._taps:
             return True
-        control = self.registry.find(EntityControl)
-        return control is not None and control.type_id in self._views
+        return self._vis.watching_control()
 
     def _untrack(self, type_id: int) -> None:
         tracker = self._trackers.pop(type_id, None)
@@ -369,113 +341,13 @@ class SyncEngine:
             if reg.type_id not in self._trackers:
                 self._trackers[reg.type_id] = self.world.track(reg.model, self._wake)
 
-    def _view_for(self, reg: ComponentRegistration[Any], identity: Identity) -> _View | None:
-        """The view of ``reg`` that ``identity`` belongs to (``None``: it sees everything)."""
-        vis = reg.visibility
-        if vis is None or vis.sees_all(identity):
-            return None
-        nothing = vis.rule is None
-        if not nothing:
-            try:
-                key: Hashable = ("rule", vis.key(identity))
-            except Exception as exc:  # a failing key: this identity sees nothing of it
-                FAULTS.failed(f"the key of {vis.label}", exc)
-                nothing = True
-        if nothing:
-            key = ("nothing",)
-        views = self._views.setdefault(reg.type_id, {})
-        view = views.get(key)
-        if view is None:
-            if reg.model is EntityControl and not views:
-                self._track_for_control()
-            view = views[key] = _View(reg, key, identity, nothing)
-            if not nothing:
-                world = self.world
-                view.visible = {e for e in world.peek(reg.model) if view.sees(world, e)}
-        return view
-
     def visibility_changed(
         self, component: type[BaseModel] | None = None, entity: EntityId | None = None
     ) -> None:
         """Evaluate visibility rules again at the next flush: of ``component`` (default:
         every restricted type), for ``entity`` (default: every entity). Clients get the
         entities that became visible and removals of those that stopped being visible."""
-        if component is not None:
-            type_ids: Iterable[int] = (self.registry.get(component).type_id,)
-            control = self.registry.find(EntityControl)
-            if control is not None and control.type_id != type_ids[0]:  # type: ignore[index]
-                # an entity's control is seen by those who see the entity
-                type_ids = (*type_ids, control.type_id)
-        else:
-            type_ids = list(self._views)
-        for type_id in type_ids:
-            if type_id not in self._views:
-                continue  # nobody watches it through a rule
-            if entity is None:
-                self._recheck[type_id] = None
-            else:
-                marked = self._recheck.get(type_id, set())
-                if marked is not None:
-                    marked.add(entity)
-                    self._recheck[type_id] = marked
-        if self._recheck:
-            self._wake()
-
-    def _view_changes(
-        self, view: _View, pending: dict[EntityId, int], recheck: Iterable[EntityId] | None
-    ) -> dict[EntityId, int]:
-        """``pending`` as the view's subscriptions see it: changes of entities they may see,
-        removals of those they stop seeing, upserts of those they start seeing (in
-        :attr:`_View.fresh`), and nothing about the rest. Updates the view."""
-        view.fresh = set()
-        if view.nothing:
-            return {}
-        world = self.world
-        stored = world.peek(view.reg.model)
-        visible = view.visible
-        out: dict[EntityId, int] = {}
-        for entity, change in pending.items():
-            had = entity in visible
-            if change & _FINAL == _UPSERT and entity in stored and view.sees(world, entity):
-                if had:
-                    out[entity] = change
-                else:
-                    visible.add(entity)
-                    view.fresh.add(entity)
-                    out[entity] = _UPSERT
-            elif had:
-                visible.discard(entity)
-                final = change & _FINAL
-                out[entity] = _DESPAWNED if final == _DESPAWNED else _REMOVED
-        if recheck is not None:
-            for entity in recheck:
-                if entity in pending:
-                    continue
-                had = entity in visible
-                now = entity in stored and view.sees(world, entity)
-                if now and not had:
-                    visible.add(entity)
-                    view.fresh.add(entity)
-                    out[entity] = _UPSERT
-                elif had and not now:
-                    visible.discard(entity)
-                    out[entity] = _REMOVED
-        return out
-
-    def _recheck_control_of(self, control_id: int) -> None:
-        """Entities whose other components changed in this flush may have become visible or
-        hidden: their ``EntityControl`` is evaluated again (it is re-evaluated anyway when
-        it changes itself, so nothing about a hidden entity's control ever goes out)."""
-        moved, self._moved = self._moved, set()
-        if not moved:
-            return
-        held = self.world.peek(EntityControl)
-        marked = self._recheck.get(control_id, set())
-        if marked is None:
-            return  # every entity is rechecked already
-        marked.update(e for e in moved if e in held)
-        if marked:
-            self._recheck[control_id] = marked
+        self._vis.changed(component, entity)
 
     def handle_frame(self, connection: int, binary: bool, frame: list[Any]) -> None:
         """Apply a client's SUBSCRIBE / UNSUBSCRIBE / RESYNC frame.
@@ -582,7 +454,7 @@ class SyncEngine:
             float(rate) if rate else None,
             float(deadband) if deadband else None,
         )
-        sub.view = self._view_for(reg, client.identity)
+        sub.view = self._vis.view_for(reg, client.identity)
         if sub.view is not None:
             sub.view.subs.add(sub)
         client.subs[sub_id] = sub
@@ -670,7 +542,7 @@ class SyncEngine:
             trackers.sort(key=lambda item: item[0] == control_id)
         for type_id, tracker in trackers:
             if control_views and type_id == control_id:
-                self._recheck_control_of(control_id)
+                self._vis.recheck_control(control_id)
             recheck = type_id in self._recheck
             if not tracker.pending and not recheck:
                 continue
@@ -685,14 +557,14 @@ class SyncEngine:
             pending = tracker.drain()
             cache.forget_gone(type_id, pending)
             if control_views and type_id != control_id and pending:
-                self._moved.update(pending)
+                self._vis.moved.update(pending)
             self._type_due[type_id] = now + self._type_interval(reg)
             baseline = (
                 self._baseline.setdefault(type_id, {})
                 if reg.field_deltas and type_id in self._subs_by_type
                 else None
             )
-            by_view: dict[_View, dict[EntityId, int]] = {}
+            by_view: dict[View, dict[EntityId, int]] = {}
             views = self._views.get(type_id)
             if views:
                 marked = self._recheck.pop(type_id, ()) if recheck else ()
@@ -700,7 +572,7 @@ class SyncEngine:
                     again = marked
                     if marked is None:
                         again = set(self.world.peek(reg.model)) | view.visible
-                    by_view[view] = self._view_changes(view, pending, again)
+                    by_view[view] = self._vis.changes(view, pending, again)
             for sub in self._subs_by_type.get(type_id, ()):
                 if sub.needs_snapshot and sub.snapshot_rest is None:
                     continue  # its snapshot below reflects these changes already
@@ -1041,7 +913,7 @@ class SyncEngine:
                     value = None
                 entries = [(sub.entity, value)] if value is not None else []
             if view is not None and reg.model is EntityControl:
-                entries = self._still_seen(view, entries)
+                entries = self._vis.still_seen(view, entries)
             if len(entries) > limit:
                 sub.snapshot_rest = rest = [entity for entity, _ in entries[limit:]]
                 sub.snapshot_at = 0
@@ -1058,7 +930,7 @@ class SyncEngine:
                 if entity in stored and (view is None or entity in view.visible)
             ]
             if view is not None and reg.model is EntityControl:
-                entries = self._still_seen(view, entries)
+                entries = self._vis.still_seen(view, entries)
         binary = sub.client.binary
         # Big snapshots (every client after a restart) are the hot case here: a lookup per
         # item whose entity has not changed since it was encoded.
@@ -1105,22 +977,6 @@ class SyncEngine:
         self._counters["items_sent"] += len(items)
         out.setdefault(sub.client, []).append((sub.id, flags, len(items), joined, [], []))
         return len(items), done, size
-
-    def _still_seen(
-        self, view: _View, entries: list[tuple[EntityId, Any]]
-    ) -> list[tuple[EntityId, Any]]:
-        """``entries`` of a control view that the view's identity still sees, by the live
-        rules: an entity's visibility moves with changes this view may not have been told
-        of yet. Those it no longer sees are rechecked (their holders get removals)."""
-        world = self.world
-        kept = [(e, v) for e, v in entries if view.sees(world, e)]
-        if len(kept) < len(entries):
-            gone = {e for e, _ in entries} - {e for e, _ in kept}
-            marked = self._recheck.get(view.reg.type_id, set())
-            if marked is not None:
-                marked.update(gone)
-                self._recheck[view.reg.type_id] = marked
-        return kept
 
     def defer(
         self,
