@@ -95,7 +95,7 @@ async def test_an_instrument_hears_connections_frames_commands_flushes_and_refus
     assert all(a.identity.name == "ann" and a.connection == conn for a in answers)
     assert all(0 <= a.seconds < T for a in answers)
     flushes = recorder.of("flushed")
-    assert flushes and sum(frames for _, frames, _ in flushes) >= 3
+    assert flushes and sum(frames for _, frames, _ in flushes) >= 2  # the snapshot, the change
     assert all(nbytes > 0 for _, frames, nbytes in flushes if frames)
 
 

@@ -163,4 +163,4 @@ async def test_a_reply_never_waits_on_a_rate_the_client_chose(
         for value in range(1, 51):
             await sync.mutate(ents[4], Setpoint(value=float(value)))
             assert glacial.get()[ents[4]] == Setpoint(value=float(value))
-        assert srv.engine._deferred == []  # internal: nothing left waiting
+        assert srv.engine._replies.waiting == []  # internal: nothing left waiting

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
@@ -36,14 +36,17 @@ from ..world import (
 )
 from ._encoding import ItemEncoder
 from ._registry import ComponentRegistration, ComponentRegistry
+from ._replies import HeldReplies
 from ._settings import MIN_VALUE_BYTES, SyncSettings
 from ._size import Limit, max_encoded_size, size_check
-from ._views import View, Views
+from ._subs import Client as _Client
+from ._subs import Subscription as _Sub
+from ._subs import View
+from ._views import Views
 from ._wire import (
     Group,
     assemble_json,
     assemble_msgpack,
-    encode_reply,
     groups_json,
     groups_msgpack,
 )
@@ -139,38 +142,6 @@ _SNAPSHOT, _COMPLETE, _CONTINUED = (
 )
 
 
-@dataclass(eq=False)
-class _Sub:
-    id: int
-    client: _Client
-    reg: ComponentRegistration[Any]
-    entity: EntityId | None
-    max_rate_hz: float | None
-    deadband: float | None
-    needs_snapshot: bool = True
-    next_due: float = 0.0
-    held: dict[EntityId, int] = field(default_factory=dict)
-    # entities this connection changed itself: sent past the deadband (read your writes)
-    forced: set[EntityId] = field(default_factory=set)
-    # a snapshot going out in parts: the entities still to send (from snapshot_at on), and
-    # the same as a set; None when no snapshot is under way
-    snapshot_rest: list[EntityId] | None = None
-    snapshot_at: int = 0
-    snapshot_pending: set[EntityId] = field(default_factory=set)
-    last_sent: dict[EntityId, list[Any]] = field(default_factory=dict)
-    full_next: bool = False  # field-delta types: send full values in the next type flush
-    view: View | None = None  # a type restricted by visible_to: what this identity sees
-
-
-@dataclass(eq=False)
-class _Client:
-    id: int
-    binary: bool
-    identity: Identity = ANONYMOUS
-    seq: int = 0
-    subs: dict[int, _Sub] = field(default_factory=dict)
-
-
 def _numeric(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
@@ -241,8 +212,7 @@ class SyncEngine:
         self._last_flush = -math.inf
         # (connection, component type id or None, entity or None, frame) to send after the
         # flush that carries the change they depend on
-        self._deferred: list[tuple[int, int | None, EntityId | None, list[Any]]] = []
-        self._deferred_new = False  # replies deferred since the last flush
+        self._replies = HeldReplies()
         # tapped types (flushed()): type id -> the subject and how many observe it
         self._taps: dict[int, SafeSubject[FlushedChanges[Any]]] = {}
         self._counters = {
@@ -293,7 +263,7 @@ class SyncEngine:
 
     def remove_client(self, connection: int) -> None:
         """Forget a connection, its subscriptions and the replies waiting for it."""
-        self._deferred = [d for d in self._deferred if d[0] != connection]
+        self._replies.forget(connection)
         client = self._clients.pop(connection, None)
         if client is not None:
             for sub in list(client.subs.values()):
@@ -498,7 +468,7 @@ class SyncEngine:
                 due.append(max(global_next, self._type_due.get(type_id, -math.inf)))
         for sub in self._held_subs:
             due.append(max(global_next, sub.next_due))
-        if self._deferred_new or self._recheck:  # (a waiting reply's blocker schedules its
+        if self._replies.new or self._recheck:  # (a waiting reply's blocker schedules its
             due.append(global_next)  # own flush)
         if not due:
             return None
@@ -669,18 +639,7 @@ class SyncEngine:
         for tap, batch in flushed:
             tap.on_next(batch)
         # Replies wait until the changes they caused have been sent (Meteor's "updated").
-        self._deferred_new = False
-        if self._deferred:
-            waiting: list[tuple[int, int | None, EntityId | None, list[Any]]] = []
-            for item in self._deferred:
-                to, on_type, on_entity, reply = item
-                if on_type is not None and not self._visible(to, on_type, on_entity):
-                    waiting.append(item)
-                    continue
-                target = self._clients.get(to)
-                if target is not None:
-                    send(to, encode_reply(target.binary, reply))
-            self._deferred = waiting
+        self._replies.release(send, self._clients, self._pending)
 
     def next_flush_allowed(self) -> float:
         """The earliest time (on the flush clock) the rate cap allows the next flush."""
@@ -689,30 +648,7 @@ class SyncEngine:
     def release_deferred(self, send: Callable[[int, bytes | str], None]) -> None:
         """Send every reply still waiting, whatever it waits for (the server is shutting
         down: an answer that comes early beats none)."""
-        deferred, self._deferred = self._deferred, []
-        for to, _type, _entity, reply in deferred:
-            target = self._clients.get(to)
-            if target is not None:
-                send(to, encode_reply(target.binary, reply))
-
-    def _visible(self, connection: int, type_id: int, entity: EntityId | None) -> bool:
-        """Whether every subscription of ``connection`` that covers ``entity``'s component
-        ``type_id`` has been sent its current state (read your writes)."""
-        if entity is None:
-            return True
-        if entity in self._pending(type_id):
-            return False  # not flushed yet (its type may be waiting for its own rate)
-        client = self._clients.get(connection)
-        if client is None:
-            return True
-        for sub in client.subs.values():
-            if sub.reg.type_id != type_id or (sub.entity is not None and sub.entity != entity):
-                continue
-            if sub.needs_snapshot and (sub.snapshot_rest is None or entity in sub.snapshot_pending):
-                return False  # its snapshot has not reached the entity yet
-            if entity in sub.forced:
-                return False  # still to pass the subscription's rate cap or deadband
-        return True
+        self._replies.release_all(send, self._clients)
 
     def _urgent_views(self, now: float) -> set[int]:
         """Restricted types with a subscription that gets something other than changes in
@@ -993,18 +929,8 @@ class SyncEngine:
         reply never waits on a rate the client chose (an unbounded wait, and an unbounded
         list of waiting replies)."""
         reg = self.registry.find(component) if component is not None else None
-        if reg is not None and entity is not None:
-            client = self._clients.get(connection)
-            for sub in client.subs.values() if client is not None else ():
-                if (
-                    (sub.deadband is not None or sub.max_rate_hz is not None)
-                    and sub.reg is reg
-                    and (sub.entity is None or sub.entity == entity)
-                ):
-                    sub.forced.add(entity)
-                    self._forced_subs.add(sub)
-        self._deferred.append((connection, reg.type_id if reg else None, entity, frame))
-        self._deferred_new = True
+        client = self._clients.get(connection)
+        self._replies.hold(connection, frame, reg, entity, client, self._forced_subs)
         self._wake()
 
     # ------------------------------------------------------------------ introspection

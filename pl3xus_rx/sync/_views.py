@@ -11,8 +11,7 @@ entities they changed, and :meth:`Views.recheck_control` has their control evalu
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -21,33 +20,12 @@ from ..security import Identity
 from ..world import DESPAWNED, FINAL, REMOVED, UPSERTED, EntityId, World
 from ._policy import FAULTS
 from ._registry import ComponentRegistration, ComponentRegistry
+from ._subs import Subscription as _Sub
+from ._subs import View
 
-if TYPE_CHECKING:
-    from ._engine import _Sub
-
-__all__ = ["View", "Views"]
+__all__ = ["Views"]
 
 _UPSERT, _DESPAWNED, _REMOVED, _FINAL = UPSERTED, DESPAWNED, REMOVED, FINAL
-
-
-@dataclass(eq=False)
-class View:
-    """What the identities of one visibility class see of one restricted type: the entities
-    whose value every up-to-date subscription of the class holds. Changes are filtered
-    through it once per flush, and its subscriptions share the groups built from that."""
-
-    reg: ComponentRegistration[Any]
-    key: Hashable
-    identity: Identity  # (any of the class: the rule treats them alike)
-    nothing: bool  # by role, and the identity has none of the roles
-    visible: set[EntityId] = field(default_factory=set)
-    subs: set[_Sub] = field(default_factory=set)
-    fresh: set[EntityId] = field(default_factory=set)  # became visible in this flush
-
-    def sees(self, world: World, entity: EntityId) -> bool:
-        """Whether the class may see this component of ``entity`` now (live rules)."""
-        vis = self.reg.visibility
-        return not self.nothing and vis is not None and vis.sees(world, self.identity, entity)
 
 
 class Views:
