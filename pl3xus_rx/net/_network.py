@@ -21,7 +21,6 @@ from pydantic import BaseModel
 from .._http import HEALTH_PATH, AdmissionCheck, HttpRequest, HttpResponse, RouteHandler
 from .._rx import Dispatcher, SafeSubject
 from ..exceptions import (
-    AuthenticationFailed,
     ConnectFailed,
     ConnectionNotFound,
     DuplicateRegistration,
@@ -50,7 +49,8 @@ from ..protocol import (
     validate_message,
     welcome_frame,
 )
-from ..security import ANONYMOUS, Authenticator, Identity, is_loopback, origin_allowed
+from ..security import ANONYMOUS, Authenticator, Identity, is_loopback
+from ._admission import Admission
 from ._connection import Connection, ConnectionStatistics
 from ._events import Connected, ConnectionId, Disconnected, Error, NetworkData, NetworkEvent
 from ._settings import NetworkSettings
@@ -203,11 +203,14 @@ class Network:
         self._welcome_extra = welcome_extra
         self._extension_handler = extension_handler
         self._routes: dict[str, RouteHandler] = {}
-        self._admission: list[AdmissionCheck] = []
-        self.refusal_listeners: list[Callable[[HttpRequest, HttpResponse], None]] = []
+        self._admission = Admission(
+            lambda: self.settings,
+            self.count,
+            lambda: (self._state is NetworkState.RUNNING, len(self._connections)),
+        )
+        self.refusal_listeners = self._admission.refusal_listeners
         """Told ``(request, response)`` for every refused handshake (a server's
         instruments)."""
-        self._authenticator: Authenticator | None = None
 
     # ------------------------------------------------------------------ HTTP hooks
 
@@ -232,7 +235,7 @@ class Network:
         returns the client's :class:`~pl3xus_rx.Identity`, or raises
         :class:`~pl3xus_rx.AuthenticationFailed` to refuse it with 401 / 403 and the reason.
         It replaces protected mode (loopback clients must authenticate too)."""
-        self._authenticator = authenticator
+        self._admission.authenticator = authenticator
 
     def identity_of(self, connection: ConnectionId) -> Identity:
         """Who the client on ``connection`` is (:data:`~pl3xus_rx.ANONYMOUS` when nobody
@@ -245,7 +248,7 @@ class Network:
         :class:`HttpResponse` to refuse with (401, 403...). Checks run in the order added,
         after the built-in ones (shutting down, ``max_connections``); a check that raises
         refuses the handshake with 500 and is logged."""
-        self._admission.append(check)
+        self._admission.checks.append(check)
 
     # ------------------------------------------------------------------ state
 
@@ -324,7 +327,7 @@ class Network:
         self._set_state(NetworkState.RUNNING)
         scheme = "wss" if ssl is not None else "ws"
         logger.info("Listening on %s://%s:%d/", scheme, *listener.address)
-        if self._authenticator is None:
+        if self._admission.authenticator is None:
             if self.settings.allow_anonymous:
                 logger.warning(
                     "Anonymous access is on: any client that reaches %s:%d may connect",
@@ -442,115 +445,15 @@ class Network:
             return HttpResponse(500, "internal error\n")
 
     async def admit(self, request: HttpRequest, pending: int) -> HttpResponse | None:
-        """Whether to accept one more handshake (a transport hook): capacity, origin,
-        identity (an authenticator, or protected mode), then the admission checks. A
-        refusal is told to :attr:`refusal_listeners`."""
-        refusal = await self._admit(request, pending)
-        if refusal is not None:
-            for listener in self.refusal_listeners:
-                try:
-                    listener(request, refusal)
-                except Exception:
-                    logger.exception("a refusal listener failed")
-        return refusal
-
-    async def _admit(self, request: HttpRequest, pending: int) -> HttpResponse | None:
-        if self._state is not NetworkState.RUNNING:
-            self.count("refused")
-            return HttpResponse(503, "server is shutting down\n")
-        limit = self.settings.max_connections
-        if limit is not None and len(self._connections) + pending >= limit:
-            self.count("refused")
-            return HttpResponse(
-                503, f"server is at its connection limit (max_connections={limit})\n"
-            )
-        refusal = (
-            self._check_subprotocol(request)
-            or self._check_origin(request)
-            or await self._identify(request)
-        )
-        if refusal is not None:
-            self.count("refused")
-            return refusal
-        for check in self._admission:
-            try:
-                refusal = check(request)
-            except Exception:
-                logger.exception("admission check failed for %s", request.remote)
-                refusal = HttpResponse(500, "internal error\n")
-            if refusal is not None:
-                self.count("refused")
-                return refusal
-        return None
-
-    def _check_subprotocol(self, request: HttpRequest) -> HttpResponse | None:
-        offered = request.header("sec-websocket-protocol")
-        if offered is None or request.subprotocol is not None:
-            return None  # none offered (msgpack), or one of ours
-        return HttpResponse(
-            400,
-            f"none of the offered subprotocols ({offered[:100]}) is spoken here; offer "
-            f"{MSGPACK_SUBPROTOCOL} or {JSON_SUBPROTOCOL}\n",
-        )
-
-    def _check_origin(self, request: HttpRequest) -> HttpResponse | None:
-        if origin_allowed(request, self.settings.allowed_origins):
-            return None
-        logger.warning(
-            "Refused a handshake from %s: Origin %r is not this server's and not allowed",
-            request.remote,
-            request.header("origin"),
-        )
-        return HttpResponse(
-            403,
-            "this Origin may not connect: browsers may connect from the server's own origin "
-            "or from NetworkSettings.allowed_origins\n",
-        )
-
-    async def _identify(self, request: HttpRequest) -> HttpResponse | None:
-        found = await self.identify(request)
-        if isinstance(found, HttpResponse):
-            return found
-        request.state["identity"] = found
-        return None
+        """Whether to accept one more handshake (a transport hook; see ``_admission``)."""
+        return await self._admission.admit(request, pending)
 
     async def identify(self, request: HttpRequest) -> Identity | HttpResponse:
         """Who sent ``request``, by the same rules as a handshake: the authenticator's
         identity, or in protected mode :data:`~pl3xus_rx.ANONYMOUS` for a loopback client
         (or anyone with ``allow_anonymous``); else the refusal to answer with (401, 403).
         HTTP routes that must be protected (DevTools, metrics) call it."""
-        authenticator = self._authenticator
-        if authenticator is None:
-            if self.settings.allow_anonymous or is_loopback(request.remote_host):
-                return ANONYMOUS
-            logger.warning(
-                "Refused %s: protected mode (no authenticator) admits loopback clients only",
-                request.remote,
-            )
-            return HttpResponse(
-                403,
-                "this server accepts only local clients: it has no authentication configured. "
-                "Configure an authenticator (server.authenticate(...)), or set "
-                "NetworkSettings(allow_anonymous=True) to let anyone in.\n",
-            )
-        try:
-            result = authenticator(request)
-            identity = await result if inspect.isawaitable(result) else result
-        except AuthenticationFailed as exc:
-            self.count("auth_failures")
-            logger.warning(
-                "Authentication refused %s: %d %r", request.remote, exc.status, exc.reason
-            )
-            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
-            return HttpResponse(exc.status, f"{exc.reason}\n", headers=headers)
-        except Exception:
-            self.count("auth_failures")
-            logger.exception("the authenticator failed for %s", request.remote)
-            return HttpResponse(500, "internal error\n")
-        if not isinstance(identity, Identity):
-            logger.error("the authenticator returned %r, not an Identity", type(identity))
-            return HttpResponse(500, "internal error\n")
-        return identity
+        return await self._admission.identify(request)
 
     def opened(self, link: Link) -> Connection:
         """A client completed its handshake (a transport hook)."""

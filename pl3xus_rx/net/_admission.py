@@ -1,0 +1,157 @@
+"""Admission: whether a WebSocket handshake may become a connection — capacity, the
+subprotocol, the origin (same-origin browsers), who it is (an authenticator, or protected
+mode), then the application's checks. No socket I/O: it judges an :class:`HttpRequest`."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+
+from .._http import AdmissionCheck, HttpRequest, HttpResponse
+from ..exceptions import AuthenticationFailed
+from ..protocol import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL
+from ..security import ANONYMOUS, Authenticator, Identity, is_loopback, origin_allowed
+from ._settings import NetworkSettings
+
+__all__ = ["Admission"]
+
+logger = logging.getLogger(__name__)
+
+
+class Admission:
+    """The handshake decisions of one network.
+
+    Args:
+        settings: The network's settings, as they are now.
+        count: Adds one to a network counter (``"refused"``, ``"auth_failures"``).
+        load: Whether the network is running, and how many connections it has.
+    """
+
+    def __init__(
+        self,
+        settings: Callable[[], NetworkSettings],
+        count: Callable[[str], None],
+        load: Callable[[], tuple[bool, int]],
+    ) -> None:
+        self._settings = settings
+        self.count = count
+        self._load = load
+        self.authenticator: Authenticator | None = None
+        """Who may connect (``None``: protected mode)."""
+        self.checks: list[AdmissionCheck] = []
+        """The application's checks, in order, after the built-in ones."""
+        self.refusal_listeners: list[Callable[[HttpRequest, HttpResponse], None]] = []
+        """Told ``(request, response)`` for every refused handshake."""
+
+    async def admit(self, request: HttpRequest, pending: int) -> HttpResponse | None:
+        """Whether to accept one more handshake (a transport hook): capacity, origin,
+        identity (an authenticator, or protected mode), then the admission checks. A
+        refusal is told to :attr:`refusal_listeners`."""
+        refusal = await self._admit(request, pending)
+        if refusal is not None:
+            for listener in self.refusal_listeners:
+                try:
+                    listener(request, refusal)
+                except Exception:
+                    logger.exception("a refusal listener failed")
+        return refusal
+
+    async def _admit(self, request: HttpRequest, pending: int) -> HttpResponse | None:
+        running, connections = self._load()
+        if not running:
+            self.count("refused")
+            return HttpResponse(503, "server is shutting down\n")
+        limit = self._settings().max_connections
+        if limit is not None and connections + pending >= limit:
+            self.count("refused")
+            return HttpResponse(
+                503, f"server is at its connection limit (max_connections={limit})\n"
+            )
+        refusal = (
+            self._check_subprotocol(request)
+            or self._check_origin(request)
+            or await self._identify(request)
+        )
+        if refusal is not None:
+            self.count("refused")
+            return refusal
+        for check in self.checks:
+            try:
+                refusal = check(request)
+            except Exception:
+                logger.exception("admission check failed for %s", request.remote)
+                refusal = HttpResponse(500, "internal error\n")
+            if refusal is not None:
+                self.count("refused")
+                return refusal
+        return None
+
+    def _check_subprotocol(self, request: HttpRequest) -> HttpResponse | None:
+        offered = request.header("sec-websocket-protocol")
+        if offered is None or request.subprotocol is not None:
+            return None  # none offered (msgpack), or one of ours
+        return HttpResponse(
+            400,
+            f"none of the offered subprotocols ({offered[:100]}) is spoken here; offer "
+            f"{MSGPACK_SUBPROTOCOL} or {JSON_SUBPROTOCOL}\n",
+        )
+
+    def _check_origin(self, request: HttpRequest) -> HttpResponse | None:
+        if origin_allowed(request, self._settings().allowed_origins):
+            return None
+        logger.warning(
+            "Refused a handshake from %s: Origin %r is not this server's and not allowed",
+            request.remote,
+            request.header("origin"),
+        )
+        return HttpResponse(
+            403,
+            "this Origin may not connect: browsers may connect from the server's own origin "
+            "or from NetworkSettings.allowed_origins\n",
+        )
+
+    async def _identify(self, request: HttpRequest) -> HttpResponse | None:
+        found = await self.identify(request)
+        if isinstance(found, HttpResponse):
+            return found
+        request.state["identity"] = found
+        return None
+
+    async def identify(self, request: HttpRequest) -> Identity | HttpResponse:
+        """Who sent ``request``, by the same rules as a handshake: the authenticator's
+        identity, or in protected mode :data:`~pl3xus_rx.ANONYMOUS` for a loopback client
+        (or anyone with ``allow_anonymous``); else the refusal to answer with (401, 403).
+        HTTP routes that must be protected (DevTools, metrics) call it."""
+        authenticator = self.authenticator
+        if authenticator is None:
+            if self._settings().allow_anonymous or is_loopback(request.remote_host):
+                return ANONYMOUS
+            logger.warning(
+                "Refused %s: protected mode (no authenticator) admits loopback clients only",
+                request.remote,
+            )
+            return HttpResponse(
+                403,
+                "this server accepts only local clients: it has no authentication configured. "
+                "Configure an authenticator (server.authenticate(...)), or set "
+                "NetworkSettings(allow_anonymous=True) to let anyone in.\n",
+            )
+        try:
+            result = authenticator(request)
+            identity = await result if inspect.isawaitable(result) else result
+        except AuthenticationFailed as exc:
+            self.count("auth_failures")
+            logger.warning(
+                "Authentication refused %s: %d %r", request.remote, exc.status, exc.reason
+            )
+            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+            return HttpResponse(exc.status, f"{exc.reason}\n", headers=headers)
+        except Exception:
+            self.count("auth_failures")
+            logger.exception("the authenticator failed for %s", request.remote)
+            return HttpResponse(500, "internal error\n")
+        if not isinstance(identity, Identity):
+            logger.error("the authenticator returned %r, not an Identity", type(identity))
+            return HttpResponse(500, "internal error\n")
+        return identity
