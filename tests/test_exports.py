@@ -100,3 +100,49 @@ def test_sans_io_sources_import_no_io_modules() -> None:
                 names = [node.module]
             for name in names:
                 assert name.split(".")[0] not in FORBIDDEN, f"{path} imports {name}"
+
+
+def test_network_public_names_are_the_user_api() -> None:
+    """The transport's and the connections' hooks live on a private object: what
+    ``Network`` shows is what a user calls (a new public name is a decision: add it here
+    and document it)."""
+    from pl3xus_rx.net import Network
+
+    methods = {name for name in dir(Network) if not name.startswith("_")}
+    assert methods == {
+        "add_admission_check",
+        "add_route",
+        "addresses",
+        "authenticate",
+        "broadcast",
+        "broadcast_except",
+        "close",
+        "connect",
+        "connection_statistics",
+        "connections",
+        "disconnect",
+        "events",
+        "has_connection",
+        "identify",
+        "identity_of",
+        "is_binary",
+        "listen",
+        "message_types",
+        "messages",
+        "number_connections_from",
+        "queue_depths",
+        "register_message",
+        "request_of",
+        "routes",
+        "send",
+        "send_frame",
+        "send_raw",
+        "spawn",
+        "state",
+        "statistics",
+        "welcome_of",
+    }
+    attributes = {name for name in vars(Network()) if not name.startswith("_")}
+    assert attributes == {"settings", "refusal_listeners"}
+    for plumbing in ("health", "http", "admit", "opened", "receive", "closed", "count"):
+        assert plumbing not in methods

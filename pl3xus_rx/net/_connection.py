@@ -24,9 +24,13 @@ _T = TypeVar("_T")
 
 
 class ConnectionOwner(Protocol):
-    """What a connection asks of the network that owns it (``Network`` is one)."""
+    """What a connection asks of the network that owns it (``Network``'s private plumbing
+    object answers)."""
 
-    settings: NetworkSettings
+    @property
+    def settings(self) -> NetworkSettings:
+        """The network's settings."""
+        ...
 
     def receive(self, conn: Connection, data: bytes | str) -> None:
         """Decode, check and deliver one incoming message."""

@@ -145,6 +145,33 @@ class _Encoded:
         return data
 
 
+class _Plumbing:
+    """How the transport and the connections reach a :class:`Network` (its listener hooks
+    and what a connection reports): kept apart so that ``Network``'s public methods are
+    the user's API. The methods are the network's own, bound once (no extra call per
+    frame)."""
+
+    def __init__(self, net: Network) -> None:
+        self._net = net
+        # ListenerHooks
+        self.health = net._health
+        self.http = net._http
+        self.admit = net._admit
+        self.opened = net._opened
+        # ConnectionOwner
+        self.receive = net._receive
+        self.closed = net._closed
+        self.count = net._count
+        self.emit_error = net._emit_error
+        self.send_error = net._send_error
+        self.spawn = net.spawn
+
+    @property
+    def settings(self) -> NetworkSettings:
+        """The network's settings, as they are now."""
+        return self._net.settings
+
+
 class Network:
     """Typed messaging over WebSockets: one API to listen, connect, send and receive.
 
@@ -203,9 +230,10 @@ class Network:
         self._welcome_extra = welcome_extra
         self._extension_handler = extension_handler
         self._routes: dict[str, RouteHandler] = {}
+        self._plumbing = _Plumbing(self)
         self._admission = Admission(
             lambda: self.settings,
-            self.count,
+            self._count,
             lambda: (self._state is NetworkState.RUNNING, len(self._connections)),
         )
         self.refusal_listeners = self._admission.refusal_listeners
@@ -320,7 +348,7 @@ class Network:
             NetworkStateError: the network is closing or closed.
         """
         self._require(NetworkState.IDLE, NetworkState.RUNNING, action="listen")
-        listener = await self._transport.listen(host, port, self, ssl=ssl)
+        listener = await self._transport.listen(host, port, self._plumbing, ssl=ssl)
         self._listeners.append(listener)
         if self._state is NetworkState.IDLE:
             self._started = time.monotonic()
@@ -416,11 +444,11 @@ class Network:
             if local.get(name) != remote.get(name):
                 mismatch = SchemaMismatch(name, local.get(name), remote.get(name))
                 logger.warning("Schema mismatch on connection %s: %r", conn.id, str(mismatch))
-                self.emit_error(conn.id, mismatch)
+                self._emit_error(conn.id, mismatch)
 
     # ------------------------------------------------------------------ ListenerHooks
 
-    def health(self, request: HttpRequest) -> HttpResponse:
+    def _health(self, request: HttpRequest) -> HttpResponse:
         """The ``/healthz`` answer (a transport hook)."""
         ok = self._state is NetworkState.RUNNING
         body = json.dumps(
@@ -432,7 +460,7 @@ class Network:
         )
         return HttpResponse(200 if ok else 503, body, "application/json")
 
-    async def http(self, request: HttpRequest) -> HttpResponse | None:
+    async def _http(self, request: HttpRequest) -> HttpResponse | None:
         """The page for a plain HTTP request, if its path is served (a transport hook)."""
         route = self._routes.get(request.path)
         if route is None:
@@ -444,7 +472,7 @@ class Network:
             logger.exception("HTTP route %r failed", request.path)
             return HttpResponse(500, "internal error\n")
 
-    async def admit(self, request: HttpRequest, pending: int) -> HttpResponse | None:
+    async def _admit(self, request: HttpRequest, pending: int) -> HttpResponse | None:
         """Whether to accept one more handshake (a transport hook; see ``_admission``)."""
         return await self._admission.admit(request, pending)
 
@@ -455,7 +483,7 @@ class Network:
         HTTP routes that must be protected (DevTools, metrics) call it."""
         return await self._admission.identify(request)
 
-    def opened(self, link: Link) -> Connection:
+    def _opened(self, link: Link) -> Connection:
         """A client completed its handshake (a transport hook)."""
         conn = self._open(link, outgoing=False)
         request = link.request
@@ -469,9 +497,11 @@ class Network:
     def _open(self, link: Link, *, outgoing: bool) -> Connection:
         cid = ConnectionId(self._next_id)
         self._next_id += 1
-        conn = Connection(self, cid, link, codec_for_subprotocol(link.subprotocol), outgoing)
+        conn = Connection(
+            self._plumbing, cid, link, codec_for_subprotocol(link.subprotocol), outgoing
+        )
         self._connections[cid] = conn
-        self.count("accepted")
+        self._count("accepted")
         return conn
 
     # ------------------------------------------------------------------ sending
@@ -538,13 +568,13 @@ class Network:
         """Whether the connection speaks msgpack (else JSON)."""
         return self._conn(connection).codec.binary
 
-    def send_error(self, conn: Connection, body: dict[str, Any]) -> None:
+    def _send_error(self, conn: Connection, body: dict[str, Any]) -> None:
         """Tell a peer that something it sent was rejected."""
         conn.enqueue(conn.codec.encode(error_frame(body)))
 
     # ------------------------------------------------------------------ receiving
 
-    def receive(self, conn: Connection, data: bytes | str) -> None:
+    def _receive(self, conn: Connection, data: bytes | str) -> None:
         """Decode, check and deliver one incoming message (called by the connection)."""
         debug = logger.isEnabledFor(logging.DEBUG)
         if debug:
@@ -568,7 +598,7 @@ class Network:
             frame = parse_frame(obj)
             if isinstance(frame, MessageFrame):
                 entry, value = validate_message(self._types, frame)
-                self.count("messages_received")
+                self._count("messages_received")
                 self._dispatcher.post(
                     self._subjects[entry.name].on_next, NetworkData(conn.id, value)
                 )
@@ -583,9 +613,9 @@ class Network:
                     raise FrameError("unexpected WELCOME: only a server sends it, once")
                 conn.welcome.set_result(frame)
             elif isinstance(frame, ErrorFrame):
-                self.count("errors_received")
+                self._count("errors_received")
                 logger.warning("connection %s reported an error: %r", conn.id, str(frame.error))
-                self.emit_error(conn.id, frame.error)
+                self._emit_error(conn.id, frame.error)
         except ProtocolError as exc:
             self._bad_input(conn, exc)
         except Exception as exc:  # a bug must not kill the reader
@@ -594,7 +624,7 @@ class Network:
 
     def _bad_input(self, conn: Connection, exc: ProtocolError) -> None:
         conn.bad_frames += 1
-        self.count("bad_frames")
+        self._count("bad_frames")
         # One warning per warning_interval per connection, saying how many were not logged
         # (a client sending garbage must not fill the log).
         now = time.monotonic()
@@ -609,23 +639,23 @@ class Network:
             )
         else:
             conn.bad_frames_unlogged += 1
-        self.emit_error(conn.id, exc)
-        self.send_error(conn, exc.to_wire())
+        self._emit_error(conn.id, exc)
+        self._send_error(conn, exc.to_wire())
 
     # ------------------------------------------------------------------ events
 
     def _post_event(self, event: NetworkEvent) -> None:
         self._dispatcher.post(self._events.on_next, event)
 
-    def emit_error(self, connection: ConnectionId | None, error: Exception) -> None:
+    def _emit_error(self, connection: ConnectionId | None, error: Exception) -> None:
         """Emit an ``Error`` event (for layers built on Network)."""
         self._post_event(Error(connection, error))
 
-    def count(self, counter: str, n: int = 1) -> None:
+    def _count(self, counter: str, n: int = 1) -> None:
         """Add to a :class:`NetworkStatistics` counter."""
         self._counters[counter] += n
 
-    def closed(self, conn: Connection, code: int | None, reason: str) -> None:
+    def _closed(self, conn: Connection, code: int | None, reason: str) -> None:
         """A connection ended (called once by the connection)."""
         self._connections.pop(conn.id, None)
         if not self._connections and self._none_left is not None:

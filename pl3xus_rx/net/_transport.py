@@ -78,9 +78,12 @@ class LinkHandler(Protocol):
 
 
 class ListenerHooks(Protocol):
-    """What a listener asks its ``Network`` (implemented by ``Network``)."""
+    """What a listener asks its ``Network`` (its private plumbing object answers)."""
 
-    settings: NetworkSettings
+    @property
+    def settings(self) -> NetworkSettings:
+        """The network's settings."""
+        ...
 
     def health(self, request: HttpRequest) -> HttpResponse:
         """The answer to ``GET /healthz``."""
