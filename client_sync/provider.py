@@ -2,31 +2,29 @@
 
 The I/O shell around :class:`client_sync.store.Store`: it owns a ``Network`` connection,
 re-establishes it with exponential backoff and jitter, re-subscribes and lets the fresh
-snapshots reconcile the replica, so the signals converge to the server's state.
+snapshots reconcile the replica, so the signals converge to the server's state. This module
+is the connection core and the signals; commands (``_commands``), queries (``_queries``)
+and messages (``_messages``) are rooms of their own that the provider inherits.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import operator
 import random
 import ssl as _ssl
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from types import MappingProxyType, TracebackType
-from typing import Any, Generic, Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 import reactivex
 from pydantic import BaseModel
 from reactivex import abc
-from reactivex import operators as ops
 from reactivex.disposable import Disposable
 
 from pl3xus_rx._rx import Dispatcher, SafeSubject
 from pl3xus_rx.exceptions import (
-    CommandRejected,
-    CommandTimeout,
     ConnectFailed,
     ConnectionClosed,
     ConnectionLost,
@@ -34,20 +32,19 @@ from pl3xus_rx.exceptions import (
     NetworkStateError,
     SchemaMismatch,
 )
-from pl3xus_rx.net import Disconnected, Error, Network, NetworkData, NetworkSettings, Transport
+from pl3xus_rx.net import Disconnected, Error, Network, NetworkSettings, Transport
 from pl3xus_rx.net._events import ConnectionId
 from pl3xus_rx.protocol import (
-    LAST_MESSAGE_QUERY,
-    ControlAction,
     EntityControl,
     NoticeKind,
-    from_wire,
     rejection_for,
     schema_hash,
-    to_wire,
 )
 from pl3xus_rx.security import Identity
 
+from ._commands import MutationHandle, RequestHandle
+from ._messages import Messages
+from ._queries import Queries, _Query
 from .registry import ClientTypeRegistry
 from .session import (
     Applied,
@@ -73,8 +70,6 @@ from .states import (
     QueryState,
     QueryStatus,
     ReconnectPolicy,
-    RequestState,
-    RequestStatus,
 )
 from .store import ReplicaChange
 
@@ -124,81 +119,6 @@ def _log_failure(task: asyncio.Task[None]) -> None:
         logger.error("reconnect loop failed", exc_info=task.exception())
 
 
-class MutationHandle(Generic[T]):
-    """Mutations of one component type with a state signal, for UIs (a button that shows
-    loading, then success or the error). Create with :meth:`SyncProvider.mutation`."""
-
-    def __init__(self, provider: SyncProvider, model: type[T]) -> None:
-        self._provider = provider
-        self.model = model
-        self.state: WritableSignal[MutationState] = WritableSignal(
-            MutationState(MutationStatus.IDLE)
-        )
-        """idle → loading → success | error."""
-
-    async def mutate(self, entity: int, value: T, *, timeout: float | None = None) -> None:
-        """Like :meth:`SyncProvider.mutate`, tracking the state; errors are raised too."""
-        self.state.set(MutationState(MutationStatus.LOADING))
-        try:
-            await self._provider.mutate(entity, value, timeout=timeout)
-        except Exception as exc:
-            self.state.set(MutationState(MutationStatus.ERROR, exc))
-            raise
-        self.state.set(MutationState(MutationStatus.SUCCESS))
-
-
-class RequestHandle(Generic[T]):
-    """Calls of one request type with a state signal, for UIs (a "Load program" button that
-    shows pending, then the answer or the error). Create with
-    :meth:`SyncProvider.request_handle`."""
-
-    def __init__(self, provider: SyncProvider, model: type[BaseModel]) -> None:
-        self._provider = provider
-        self.model = model
-        self.state: WritableSignal[RequestState[Any]] = WritableSignal(
-            RequestState(RequestStatus.IDLE)
-        )
-        """idle → pending → ok | error; ``value`` keeps the last answer."""
-
-    async def call(
-        self, request: BaseModel, *, entity: int | None = None, timeout: float | None = None
-    ) -> Any:
-        """Like :meth:`SyncProvider.request` (``timeout`` for this call), tracking the
-        state; errors are raised too."""
-        last = self.state.get().value
-        self.state.set(RequestState(RequestStatus.PENDING, last))
-        try:
-            value = await self._provider.request(request, entity=entity, timeout=timeout)
-        except Exception as exc:
-            self.state.set(RequestState(RequestStatus.ERROR, last, exc))
-            raise
-        self.state.set(RequestState(RequestStatus.OK, value))
-        return value
-
-
-class _Query:
-    """One cached query answer, shared by every caller with equal params; reference
-    counted: dropped from the cache when its last observer leaves (a later ``query()``
-    fetches afresh)."""
-
-    def __init__(
-        self,
-        name: str,
-        params: BaseModel,
-        response: type[BaseModel],
-        on_unobserved: Callable[[_Query], None],
-    ) -> None:
-        self.name = name
-        self.params = params
-        self.wire_params = to_wire(params)
-        self.response = response
-        self.signal: WritableSignal[QueryState[Any]] = WritableSignal(
-            QueryState(QueryStatus.LOADING), on_last_dispose=lambda: on_unobserved(self)
-        )
-        self.fetching = False
-        self.again = False
-
-
 class _Sub:
     """One server subscription, shared by every local observer of it (ref-counted)."""
 
@@ -222,7 +142,7 @@ class _Sub:
         )
 
 
-class SyncProvider:
+class SyncProvider(Queries, Messages):
     """A client of a :class:`pl3xus_rx.SyncServer`, with typed signals per component.
 
     Use it as an async context manager; entering connects (raising
@@ -496,12 +416,6 @@ class SyncProvider:
                 )
             )
 
-    def _invalidated(self, invalidation: Invalidation) -> None:
-        keys = invalidation.keys
-        for query in self._queries.values():
-            if query.name == invalidation.name and (keys is None or query.wire_params in keys):
-                self._fetch(query)
-
     def _fail_pending(self, lost: list[int], reason: str) -> None:
         pending, self._pending = self._pending, {}
         for req_id in lost:
@@ -721,349 +635,3 @@ class SyncProvider:
     def network(self) -> Network:
         """The underlying network (statistics, events)."""
         return self._net
-
-    # ------------------------------------------------------------------ commands
-
-    async def _command(
-        self, build: Callable[[], tuple[int, list[Any]]], timeout: float | None
-    ) -> dict[str, Any]:
-        cid = self._cid
-        if cid is None or not self._net.has_connection(cid):
-            raise ConnectionLost(f"not connected to {self.url}; the command was not sent")
-        req_id, frame = build()
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._pending[req_id] = future
-        self._net.send_frame(cid, frame)
-        wait = self.command_timeout if timeout is None else timeout
-        try:
-            reply = await asyncio.wait_for(asyncio.shield(future), wait)
-        except TimeoutError:
-            self._forget(req_id)
-            raise CommandTimeout(
-                f"no answer from {self.url} within {wait:g} s; the server may still apply it"
-            ) from None
-        except asyncio.CancelledError:
-            self._forget(req_id)
-            raise
-        error = reply.error()
-        if error is not None:
-            raise error
-        return dict(reply.body)
-
-    def _forget(self, req_id: int) -> None:
-        self._pending.pop(req_id, None)
-        self._session.forget(req_id)
-
-    async def mutate(self, entity: int, value: BaseModel, *, timeout: float | None = None) -> None:
-        """Ask the server to set ``entity``'s component to ``value``.
-
-        Returns once the server applied it; by then this client's signals already show it.
-        Cancelling is safe (the answer is then ignored).
-
-        Raises:
-            NotRegistered: the type is not in the registry.
-            Forbidden: read-only, the entity policy refused, or control is held elsewhere.
-            NotFound: no such entity (or the server does not sync the type).
-            InvalidValue: the value failed the server's validation (``errors`` names fields).
-            ServerError: the server's handler failed.
-            ConnectionLost: the link dropped before the answer (never re-sent).
-            CommandTimeout: no answer in time.
-        """
-        name = self.registry.name_of(type(value))
-        payload = to_wire(value)
-        key = (entity, name)
-        self._mutation_state(key, MutationState(MutationStatus.LOADING))
-        try:
-            await self._command(lambda: self._session.mutate(name, entity, payload), timeout)
-        except BaseException as exc:
-            if isinstance(exc, Exception):
-                self._mutation_state(key, MutationState(MutationStatus.ERROR, exc))
-            else:  # cancelled: nothing to show
-                self._mutation_state(key, None)
-            raise
-        self._mutation_state(key, None)
-
-    def _mutation_state(self, key: tuple[int, str], state: MutationState | None) -> None:
-        states = dict(self.mutations.get())
-        if state is None:
-            if key not in states:
-                return
-            del states[key]
-        else:
-            states[key] = state
-        self.mutations.set(MappingProxyType(states))
-
-    def request_handle(self, model: type[BaseModel]) -> RequestHandle[Any]:
-        """A handle for calls of request ``model`` with a state signal (idle / pending / ok /
-        error) and the last answer, for UIs.
-
-        Raises:
-            NotRegistered: the request type is not in the registry (``register_request``).
-        """
-        self.registry.request_of(model)
-        return RequestHandle(self, model)
-
-    def refetch(self, model: type[BaseModel], params: BaseModel | None = None) -> int:
-        """Ask the server again for the cached answers of query ``model`` (only the one for
-        ``params`` if given), as an invalidation would; returns how many are refetched.
-
-        Raises:
-            NotRegistered: the query type is not in the registry (``register_query``).
-        """
-        name, _ = self.registry.query_of(model)
-        wanted = None if params is None else json.dumps(to_wire(params), sort_keys=True)
-        count = 0
-        for (query_name, key), query in self._queries.items():
-            if query_name == name and (wanted is None or key == wanted):
-                self._fetch(query)
-                count += 1
-        return count
-
-    def mutation(self, model: type[T]) -> MutationHandle[T]:
-        """A handle for mutations of ``model`` with a state signal (idle / loading /
-        success / error), for UIs."""
-        self.registry.name_of(model)
-        return MutationHandle(self, model)
-
-    async def request(
-        self, request: BaseModel, *, entity: int | None = None, timeout: float | None = None
-    ) -> Any:
-        """Send a request (targeted at ``entity`` if given) and return the typed response.
-
-        Raises:
-            NotRegistered: the request type is not in the registry (``register_request``).
-            CommandRejected: the server refused it (see :meth:`mutate` for the subclasses).
-            ConnectionLost: the link dropped before the answer.
-            CommandTimeout: no answer in time.
-        """
-        name, response = self.registry.request_of(type(request))
-        payload = to_wire(request)
-        body = await self._command(lambda: self._session.request(name, entity, payload), timeout)
-        return from_wire(response, body.get("value"))
-
-    async def spawn(
-        self, *components: BaseModel, parent: int | None = None, timeout: float | None = None
-    ) -> int:
-        """Ask the server to create an entity with ``components`` (under ``parent``) and
-        return its id; by then this client's subscriptions of those types already hold it.
-        The server must allow it (``SyncServer.allow_spawn``).
-
-        Raises:
-            NotRegistered: a component type is not in the registry.
-            ValueError: two components of one type.
-            Forbidden: not allowed (spawning off, a read-only type, the parent controlled
-                by someone else, the server's policy), with the reason.
-            NotFound: the parent, or a type the server does not sync.
-            InvalidValue: a value the server refused (names the field).
-        """
-        names = [self.registry.name_of(type(c)) for c in components]
-        if len(set(names)) != len(names):
-            raise ValueError("spawn() got two components of the same type")
-        payload = {name: to_wire(c) for name, c in zip(names, components, strict=True)}
-        body = await self._command(lambda: self._session.spawn(parent, payload), timeout)
-        return int(body["entity"])
-
-    async def despawn(self, entity: int, *, timeout: float | None = None) -> None:
-        """Ask the server to despawn ``entity`` (and its children); answered after the
-        server's next flush, which tells subscribers. The server must allow it
-        (``SyncServer.allow_despawn``).
-
-        Raises:
-            Forbidden: not allowed (off, controlled by someone else, the server's policy).
-            NotFound: no such entity.
-        """
-        await self._command(lambda: self._session.despawn(entity), timeout)
-
-    async def take_control(self, entity: int, *, timeout: float | None = None) -> None:
-        """Take exclusive control of ``entity`` (and its children).
-
-        Raises:
-            Forbidden: someone else holds it (or an ancestor or descendant); they are told.
-            NotFound: no such entity.
-        """
-        await self._command(lambda: self._session.control(ControlAction.TAKE, entity), timeout)
-
-    async def release_control(self, entity: int, *, timeout: float | None = None) -> None:
-        """Give up control of ``entity``.
-
-        Raises:
-            Forbidden: this client does not hold it.
-        """
-        await self._command(lambda: self._session.control(ControlAction.RELEASE, entity), timeout)
-
-    def control(self, entity: int) -> Signal[int | None]:
-        """Who controls ``entity``: the holder's connection id (compare with
-        :attr:`connection_id`) or ``None``."""
-        key = ("control", entity)
-        signal = self._derived.get(key)
-        if signal is None:
-            base = self.entity_component(EntityControl, entity)
-            signal = self._derived[key] = base.map(lambda c: c.holder if c else None)
-        return cast(Signal[int | None], signal)
-
-    def query(self, model: type[BaseModel], params: BaseModel) -> Signal[QueryState[Any]]:
-        """The server's answer to query ``model`` with ``params``, as a signal; cached per
-        (type, params), shared by every caller (keyed by params: ``query(Q, Q(robot=3))``
-        and ``query(Q, Q(robot=4))`` are two answers), refetched when the server
-        invalidates it (all of ``Q``, or just these params) or after a reconnect, and
-        dropped from the cache when its last observer leaves (reference counted).
-
-        Raises:
-            NotRegistered: the query type is not in the registry (``register_query``).
-        """
-        name, response = self.registry.query_of(model)
-        key = (name, json.dumps(to_wire(params), sort_keys=True))
-        query = self._queries.get(key)
-        if query is None:
-
-            def forget(done: _Query) -> None:
-                if self._queries.get(key) is done:
-                    del self._queries[key]
-
-            query = self._queries[key] = _Query(name, params, response, forget)
-            self._fetch(query)
-        return query.signal
-
-    async def fetch(self, params: BaseModel, *, timeout: float | None = None) -> Any:
-        """Ask the query of type ``type(params)`` once and return the typed answer (not
-        cached, not refetched: :meth:`query` is the live, cached form).
-
-        Raises:
-            NotRegistered: the query type is not in the registry (``register_query``).
-            CommandRejected: the server refused it (``Forbidden``, ``InvalidValue``, ...).
-            ConnectionLost: the link dropped before the answer.
-            CommandTimeout: no answer in time.
-        """
-        name, response = self.registry.query_of(type(params))
-        payload = to_wire(params)
-        body = await self._command(lambda: self._session.query(name, payload), timeout)
-        return from_wire(response, body.get("value"))
-
-    def _fetch(self, query: _Query) -> None:
-        if query.fetching:
-            query.again = True
-            return
-        if self._cid is None:
-            return  # fetched again on reconnect
-        query.fetching = True
-        last = query.signal.get()
-        query.signal.set(QueryState(QueryStatus.LOADING, last.value))
-
-        async def run() -> None:
-            try:
-                body = await self._command(
-                    lambda: self._session.query(query.name, query.wire_params), None
-                )
-                value = from_wire(query.response, body.get("value"))
-                query.signal.set(QueryState(QueryStatus.READY, value))
-            except Exception as exc:
-                query.signal.set(QueryState(QueryStatus.ERROR, last.value, exc))
-            finally:
-                query.fetching = False
-                if query.again:
-                    query.again = False
-                    self._fetch(query)
-
-        task = asyncio.get_running_loop().create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    # ------------------------------------------------------------------ plain messages
-
-    def send(self, message: BaseModel, *, entity: int | None = None) -> None:
-        """Send a typed message to the server, without waiting for an answer.
-
-        If the server registered the type with ``server.message(T)`` (an authorized one-way
-        message, optionally targeted at ``entity``), a rejection arrives later as a
-        ``message_rejected`` notice (and on :attr:`errors`); otherwise it goes as a plain
-        message (``server.register_message``).
-
-        Raises:
-            ConnectionLost: not connected.
-        """
-        cid = self._cid
-        if cid is None or not self._net.has_connection(cid):
-            raise ConnectionLost(f"not connected to {self.url}; the message was not sent")
-        name = type(message).__name__
-        if name in self._one_way:
-            self._net.send_frame(cid, self._session.one_way(name, entity, to_wire(message)))
-            return
-        if self._net.message_types.find_model(type(message)) is None:
-            self._net.register_message(type(message))
-        self._net.send(cid, message)
-
-    def message_log(self, model: type[T], *, limit: int = 100) -> Signal[tuple[T, ...]]:
-        """The plain messages of type ``model``, oldest first, at most ``limit``: it starts
-        with the last one the server published (``SyncServer.publish``) before this client
-        was watching, then appends each that arrives. Live while observed; shared per
-        (type, limit).
-
-        Raises:
-            ValueError: ``limit`` is below 1.
-        """
-        if limit < 1:
-            raise ValueError(f"limit must be 1 or more, got {limit}")
-        key = ("log", model, limit)
-        signal = self._derived.get(key)
-        if signal is None:
-            signal = self._derived[key] = self._message_log(model, limit)
-        return cast(Signal[tuple[T, ...]], signal)
-
-    def last_message(self, model: type[T]) -> Signal[T | None]:
-        """The latest plain message of type ``model`` (the server's last published one
-        until a new one arrives), or ``None``. Live while observed."""
-        key = ("last", model)
-        signal = self._derived.get(key)
-        if signal is None:
-            signal = self._derived[key] = self.message_log(model, limit=1).map(
-                lambda log: log[-1] if log else None
-            )
-        return cast(Signal[T | None], signal)
-
-    def _message_log(self, model: type[T], limit: int) -> Signal[tuple[T, ...]]:
-        live: list[reactivex.abc.DisposableBase] = []
-        seen_live = [False]
-
-        def append(message: T) -> None:
-            seen_live[0] = True
-            log.set((*log.get(), message)[-limit:])
-
-        async def fetch_last(name: str) -> None:
-            try:
-                body = await self._command(
-                    lambda: self._session.query(LAST_MESSAGE_QUERY, {"type": name}), None
-                )
-            except (CommandRejected, ConnectionLost, CommandTimeout) as exc:
-                logger.info("no last %s message from the server: %s", name, exc)
-                return
-            value = (body.get("value") or {}).get("value")
-            if value is not None and not seen_live[0]:  # a live one is newer
-                log.set((*log.get(), from_wire(model, value))[-limit:])
-
-        def start() -> None:
-            stream = self.messages(model)
-            live.append(stream.subscribe(append))
-            name = self._net.message_types.by_model(model).name
-            if self._cid is not None:
-                task = asyncio.get_running_loop().create_task(fetch_last(name))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-
-        def stop() -> None:
-            while live:
-                live.pop().dispose()
-
-        log: WritableSignal[tuple[T, ...]] = WritableSignal(
-            (), on_first_subscribe=start, on_last_dispose=stop
-        )
-        return log
-
-    def messages(self, model: type[T]) -> reactivex.Observable[T]:
-        """Plain messages of type ``model`` from the server."""
-        if self._net.message_types.find_model(model) is None:
-            self._net.register_message(model)
-
-        def unwrap(data: NetworkData[T]) -> T:
-            return data.message
-
-        return self._net.messages(model).pipe(ops.map(unwrap))
