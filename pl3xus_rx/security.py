@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ._http import HttpRequest
 
 __all__ = [
+    "ADMIN_ROLE",
     "ANONYMOUS",
     "TOKEN_COOKIE",
     "TOKEN_PARAM",
@@ -75,6 +76,10 @@ class Identity:
     def __str__(self) -> str:
         return self.name
 
+
+ADMIN_ROLE = "admin"
+"""With an authenticator, DevTools, its queries (``pl3xus.tree``, ``pl3xus.schemas``,
+``pl3xus.connections``) and ``/metrics`` need this role."""
 
 ANONYMOUS = Identity("anonymous", anonymous=True)
 """The identity of a client nobody authenticated (protected mode, or anonymous access)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import ssl as _ssl
 import time
@@ -15,7 +14,6 @@ from typing import Any, TypeVar
 import reactivex
 from pydantic import BaseModel
 
-from . import devtools
 from .commands import (
     Authorizer,
     Broadcast,
@@ -28,6 +26,7 @@ from .commands import (
     SpawnPolicy,
     Start,
 )
+from .devtools._install import install as install_devtools
 from .exceptions import ConnectionNotFound, FrameError, NotFound
 from .instruments import Instrument, Reporter
 from .metrics import CONTENT_TYPE, ServerMetrics
@@ -54,13 +53,11 @@ from .protocol import (
     error_frame,
     to_wire,
 )
-from .security import Authenticator, Identity
+from .security import ADMIN_ROLE, Authenticator, Identity
 from .sync import (
-    Authorized,
     ComponentBuilder,
     ComponentRegistration,
     ComponentRegistry,
-    Denied,
     EntityPolicy,
     FlushedChanges,
     MessageBuilder,
@@ -82,10 +79,6 @@ C = TypeVar("C", bound=BaseModel)
 
 RemoteSink = Callable[[int, bytes], None]
 """``sink(connection, msgpack_frame)``: how a frame reaches a gateway's client."""
-
-ADMIN_ROLE = "admin"
-"""With an authenticator, DevTools and its queries (``pl3xus.tree``, ``pl3xus.schemas``,
-``pl3xus.connections``) need this role."""
 
 
 async def _bound(pending: Awaitable[Any], seconds: float) -> Any:
@@ -499,110 +492,15 @@ class SyncServer:
         )
 
     def _install_devtools(self) -> None:
-        html = devtools.page()
-        page = HttpResponse(200, html, "text/html; charset=utf-8", {"Cache-Control": "no-store"})
-
-        async def serve_page(request: HttpRequest) -> HttpResponse:
-            found = await self.net.identify(request)
-            if isinstance(found, HttpResponse):
-                return found
-            if not self._admin(found):
-                return HttpResponse(403, f"DevTools needs the {ADMIN_ROLE!r} role\n")
-            return page
-
-        self.net.add_route(devtools.DEVTOOLS_PATH, serve_page)
-        icon = HttpResponse(
-            200, devtools.FAVICON, "image/svg+xml", {"Cache-Control": "max-age=86400"}
+        install_devtools(
+            net=self.net,
+            engine=self.engine,
+            registry=self.registry,
+            query=self.query,
+            sees=self.sees,
+            admin=self._admin,
+            remote=lambda: [(c, identity) for c, (_, identity) in self._remote.items()],
         )
-
-        async def serve_icon(request: HttpRequest) -> HttpResponse:
-            return icon
-
-        self.net.add_route(devtools.FAVICON_PATH, serve_icon)
-
-        def admins_only(world: World, ctx: MutationContext) -> Authorized | Denied:
-            if self._admin(ctx.identity):
-                return Authorized()
-            return Denied(f"needs the {ADMIN_ROLE!r} role")
-
-        def tree(
-            world: World, ctx: MutationContext, query: devtools.EntityTreeQuery
-        ) -> devtools.EntityTree:
-            # Only entities the identity sees a synced component of; a parent it cannot
-            # see is left out (the child shows as a root).
-            visible: dict[EntityId, bool] = {}
-
-            def seen(entity: EntityId) -> bool:
-                known = visible.get(entity)
-                if known is None:
-                    known = visible[entity] = self.sees(ctx.identity, entity)
-                return known
-
-            parents = {}
-            for entity in world.entities():
-                parent = world.parent(entity)
-                if parent is not None and seen(entity) and seen(parent):
-                    parents[int(entity)] = int(parent)
-            return devtools.EntityTree(parents=parents)
-
-        self.query(devtools.EntityTreeQuery).name("pl3xus.tree").returns(
-            devtools.EntityTree
-        ).with_policy(admins_only).register(tree)
-
-        def schemas(
-            world: World, query: devtools.ComponentSchemasQuery
-        ) -> devtools.ComponentSchemas:
-            regs = list(self.registry)
-            return devtools.ComponentSchemas(
-                schemas={reg.name: reg.model.model_json_schema(mode="validation") for reg in regs},
-                writable=[reg.name for reg in regs if reg.mutable],
-                targeted=[reg.name for reg in regs if reg.mutable and reg.targeted],
-            )
-
-        self.query(devtools.ComponentSchemasQuery).name("pl3xus.schemas").returns(
-            devtools.ComponentSchemas
-        ).with_policy(admins_only).register(schemas)
-
-        def connections(world: World, query: devtools.ConnectionsQuery) -> devtools.Connections:
-            return devtools.Connections(connections=self._connection_rows())
-
-        self.query(devtools.ConnectionsQuery).name("pl3xus.connections").returns(
-            devtools.Connections
-        ).with_policy(admins_only).register(connections)
-
-    def _connection_rows(self) -> list[devtools.ConnectionInfo]:
-        rows = []
-        for cid in self.net.connections:
-            identity = self.net.identity_of(cid)
-            counters = dataclasses.asdict(self.net.connection_statistics(cid))
-            del counters["subprotocol"]
-            subs = [
-                devtools.SubscriptionRow(**dataclasses.asdict(sub))
-                for sub in self.engine.subscriptions_of(cid)
-            ]
-            rows.append(
-                devtools.ConnectionInfo(
-                    **counters,
-                    name=identity.name,
-                    roles=sorted(identity.roles),
-                    anonymous=identity.anonymous,
-                    encoding="msgpack" if self.net.is_binary(cid) else "json",
-                    subscriptions=subs,
-                )
-            )
-        for connection, (_, identity) in self._remote.items():
-            # a gateway's client: its socket, subscriptions and queue are the gateway's
-            rows.append(
-                devtools.ConnectionInfo(
-                    id=connection,
-                    name=identity.name,
-                    roles=sorted(identity.roles),
-                    anonymous=identity.anonymous,
-                    remote=f"via gateway {connection >> 32}",
-                    encoding="msgpack",
-                )
-            )
-        return rows
 
     def _welcome_extra(self, connection: ConnectionId) -> dict[str, Any]:
         identity = self.net.identity_of(connection)
