@@ -1,7 +1,7 @@
 """pl3xus_rx: server-authoritative reactive state sync over WebSockets.
 
-The network layer (typed messages between a server and many clients) is here today; see
-``docs/websocket-patterns.md``.
+The World, the sync engine, the command layer and the network layer, with ``SyncServer``
+tying them together (the client side is ``client_sync``); see ``docs/getting-started.md``.
 """
 
 from typing import TYPE_CHECKING

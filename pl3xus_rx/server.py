@@ -174,7 +174,8 @@ class SyncServer:
         # tells the instruments (None while there are none: the hot paths call nothing)
         self._reporter: Reporter | None = None
         self.metrics: ServerMetrics | None = None
-        """The Prometheus registry behind ``/metrics`` (``None`` when switched off)."""
+        """The ``/metrics`` instrument (its Prometheus registry is ``.registry``; ``None`` when
+        switched off)."""
         if metrics:
             self._install_metrics()
         self.net.events.subscribe(self._on_event)
@@ -251,7 +252,8 @@ class SyncServer:
     @property
     def authorizer(self) -> Authorizer | None:
         """A server-wide veto ``(world, ctx, entity, value) -> Authorized | Denied`` over
-        every mutation and targeted request."""
+        every mutation, targeted request and one-way message, and every take of control
+        (``value`` is then ``EntityControl(holder=..., by=...)``)."""
         return self.commands.authorizer
 
     @authorizer.setter

@@ -1,6 +1,7 @@
 """The write path: every client command, from frame to effects. No I/O.
 
-:class:`Commands` takes a parsed command frame, who sent it and the time, and returns what
+:class:`Commands` takes a client's command frame (it parses it), who sent it and the time,
+and returns what
 must happen (frames to send, replies to hold for a flush, broadcasts, handlers to start).
 Every command that targets an entity passes :class:`Gate`, the one access decision (see
 ``_gate``); the rooms handle mutations, control, requests/queries/messages and

@@ -51,8 +51,8 @@ class Refused:
 
     Attributes:
         reason: Why, for the REPLY.
-        holder: For a refused take, who holds the contested entity (to be told that someone
-            asked), else ``None``.
+        holder: For a refused take, the connection that holds the contested entity, else
+            ``None`` (the notice goes to ``sharers``).
         contested: The entity held by someone else (the entity itself, an ancestor or a
             descendant), for the notice.
         sharers: Every connection of the holding party (all are told).

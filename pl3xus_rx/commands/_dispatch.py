@@ -115,7 +115,8 @@ class Commands:
 
     @property
     def authorizer(self) -> Authorizer | None:
-        """A server-wide veto over every mutation, targeted request and message."""
+        """A server-wide veto over every mutation, targeted request and message, and take
+        of control."""
         return self._core.gate.authorizer
 
     @authorizer.setter

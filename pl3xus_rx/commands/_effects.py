@@ -1,6 +1,7 @@
 """What the command layer asks its shell to do, and the answers it builds. No I/O.
 
-Every entry point of :class:`~pl3xus_rx.commands.Commands` returns a list of effects: frames
+Every input of :class:`~pl3xus_rx.commands.Commands` returns a list of effects (``tick``
+with when to tick next): frames
 to send now (:class:`Send`), replies to hold until the flush that carries their change
 (:class:`Hold`), frames for every client (:class:`Broadcast`) and async handlers to start
 (:class:`Start`). The shell (``SyncServer``) carries them out; starting, bounding and timing

@@ -202,8 +202,9 @@ class Gate:
         )
 
     def _blind(self, entity: EntityId) -> None:
-        """Step 3 for every kind: holds on ``entity`` and above whose holders no longer see
-        them end now, before a policy reads them (cheap: only held entities are judged)."""
+        """For MUTATE and targeted REQUEST/SEND: holds on ``entity`` and above whose holders
+        no longer see them end now, before a policy reads them (cheap: only held entities are
+        judged). CONTROL, SPAWN and DESPAWN get the same from ``Commands.handle`` first."""
         if self.book.holds:
             chain = [e for e in (entity, *self.world.ancestors(entity)) if self.book.holder(e)]
             if chain:

@@ -45,9 +45,9 @@ class Admission:
         """Told ``(request, response)`` for every refused handshake."""
 
     async def admit(self, request: HttpRequest, pending: int) -> HttpResponse | None:
-        """Whether to accept one more handshake (a transport hook): capacity, origin,
-        identity (an authenticator, or protected mode), then the admission checks. A
-        refusal is told to :attr:`refusal_listeners`."""
+        """Whether to accept one more handshake (a transport hook): capacity, the
+        subprotocol, the origin, identity (an authenticator, or protected mode), then the
+        admission checks. A refusal is told to :attr:`refusal_listeners`."""
         refusal = await self._admit(request, pending)
         if refusal is not None:
             for listener in self.refusal_listeners:

@@ -1,5 +1,5 @@
-"""One connection as ``Network`` sees it: a bounded outbound channel, a writer task, a rate
-limiter, and the decoding of incoming frames."""
+"""One connection as ``Network`` sees it: a bounded outbound channel, a writer task, and a
+rate limiter on incoming frames (which it hands to the network to decode)."""
 
 from __future__ import annotations
 

@@ -274,8 +274,9 @@ class Network:
     def add_admission_check(self, check: AdmissionCheck) -> None:
         """Decide WebSocket handshakes: ``check(request)`` returns ``None`` to admit, or the
         :class:`HttpResponse` to refuse with (401, 403...). Checks run in the order added,
-        after the built-in ones (shutting down, ``max_connections``); a check that raises
-        refuses the handshake with 500 and is logged."""
+        after the built-in ones (shutting down, ``max_connections``, the subprotocol, the
+        Origin, the identity: authenticator or protected mode); a check that raises refuses
+        the handshake with 500 and is logged."""
         self._admission.checks.append(check)
 
     # ------------------------------------------------------------------ state

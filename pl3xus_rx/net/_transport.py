@@ -64,7 +64,8 @@ class Link(Protocol):
 
 
 class LinkHandler(Protocol):
-    """What the transport calls for each connection (implemented by ``Network``)."""
+    """What the transport calls for each connection (implemented by ``Network``'s
+    per-connection ``Connection``)."""
 
     def on_message(self, data: bytes | str) -> float:
         """One whole message arrived. Returns how many seconds the transport should wait

@@ -192,12 +192,13 @@ class SyncEngine:
         self._wake = wake or (lambda: None)
         self._clients: dict[int, _Client] = {}
         self._subs_by_type: dict[int, set[_Sub]] = {}
-        # types with subscribers -> what changed since their last flush
+        # types whose changes are wanted (subscribers, a flushed() tap, or every type while
+        # control is watched through a view) -> what changed since their last flush
         self._trackers: dict[int, ChangeTracker] = {}
         self._type_due: dict[int, float] = {}
         self._held_subs: set[_Sub] = set()
-        # restricted types: type id -> visibility class key -> view
-        # restricted types whose visibility must be evaluated again (None: every entity)
+        # subscriptions with the caller's own writes still to send past their rate cap or
+        # deadband (read your writes)
         self._forced_subs: set[_Sub] = set()
         self._snapshot_subs: set[_Sub] = set()
         # what each visibility class sees of each restricted type
@@ -210,10 +211,9 @@ class SyncEngine:
         # field-delta types: the values every up-to-date subscriber holds, by entity
         self._baseline: dict[int, dict[EntityId, list[Any]]] = {}
         self._last_flush = -math.inf
-        # (connection, component type id or None, entity or None, frame) to send after the
-        # flush that carries the change they depend on
+        # replies held until the flush that carries the change they answer for (_replies)
         self._replies = HeldReplies()
-        # tapped types (flushed()): type id -> the subject and how many observe it
+        # tapped types (flushed()): type id -> the subject its observers share
         self._taps: dict[int, SafeSubject[FlushedChanges[Any]]] = {}
         self._counters = {
             "flushes": 0,

@@ -37,7 +37,8 @@ class FaultLog:
     every change must not flood the log). The caller answers as if it had said no.
 
     Attributes:
-        count: Failures so far, by what failed (``"visibility of Secret"``...).
+        count: Failures so far, by what failed (``"visible_to of Secret"``, ``"the control
+            policy"``...).
     """
 
     def __init__(self) -> None:

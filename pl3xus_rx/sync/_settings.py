@@ -1,4 +1,5 @@
-"""SyncSettings: how often the sync engine flushes."""
+"""SyncSettings: the sync engine's flush rate and limits, and the command layer's timeouts
+and bounds."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ class SyncSettings(CheckedSettings):
             snapshot (or many at once) goes out in parts over several flushes, with live
             changes in between, so frames stay bounded.
         control_timeout: Seconds of inactivity after which control of an entity is released
-            (authorized mutations and requests on it count as activity); ``None``: never.
+            (authorized mutations, targeted requests and one-way messages on it count as activity); ``None``: never.
         handler_timeout: Seconds an async handler (mutation, request, query, one-way
             message) may take; then it is cancelled and the command answered ``timeout``.
             ``None``: no limit. (A handler's task is also cancelled when its client leaves.)
