@@ -45,7 +45,8 @@ class Gateway:
 
     ``server`` must register what the authority registers (components, requests, queries,
     one-way messages, visibility rules), so that its welcome and its checks are the
-    authority's: give both the same setup function. Its World becomes the replica (filled and kept in step by the gateway).
+    authority's: give both the same setup function. Its World becomes the replica (filled
+    and kept in step by the gateway).
     """
 
     def __init__(

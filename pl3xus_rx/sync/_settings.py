@@ -25,7 +25,8 @@ class SyncSettings(CheckedSettings):
             snapshot (or many at once) goes out in parts over several flushes, with live
             changes in between, so frames stay bounded.
         control_timeout: Seconds of inactivity after which control of an entity is released
-            (authorized mutations, targeted requests and one-way messages on it count as activity); ``None``: never.
+            (authorized mutations, targeted requests and one-way messages on it count as
+            activity); ``None``: never.
         handler_timeout: Seconds an async handler (mutation, request, query, one-way
             message) may take; then it is cancelled and the command answered ``timeout``.
             ``None``: no limit. (A handler's task is also cancelled when its client leaves.)
