@@ -46,6 +46,13 @@ from ._frames import (
     validate_message,
     welcome_frame,
 )
+from ._subscriptions import (
+    ResyncFrame,
+    SubscribeFrame,
+    SubscriptionFrame,
+    UnsubscribeFrame,
+    parse_subscription,
+)
 from ._types import RegisteredType, TypeTable, check_component, from_wire, schema_hash, to_wire
 from ._vocab import (
     CLIENT_COMMAND_KINDS,
@@ -66,6 +73,11 @@ from ._vocab import (
 )
 
 __all__ = [
+    "ResyncFrame",
+    "SubscribeFrame",
+    "SubscriptionFrame",
+    "UnsubscribeFrame",
+    "parse_subscription",
     "Command",
     "CommandFrameError",
     "ControlCommand",

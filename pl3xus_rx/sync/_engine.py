@@ -20,8 +20,16 @@ from reactivex import abc as rx_abc
 from reactivex.disposable import Disposable
 
 from .._rx import SafeSubject
-from ..exceptions import FrameError, SubscriptionError, UnknownComponent
-from ..protocol import EntityControl, FrameKind, SyncFlag, shown
+from ..exceptions import SubscriptionError, UnknownComponent
+from ..protocol import (
+    EntityControl,
+    SubscribeFrame,
+    SubscriptionFrame,
+    SyncFlag,
+    UnsubscribeFrame,
+    parse_subscription,
+    shown,
+)
 from ..security import ANONYMOUS, Identity
 from ..world import (
     DESPAWNED,
@@ -320,45 +328,42 @@ class SyncEngine:
         self._vis.changed(component, entity)
 
     def handle_frame(self, connection: int, binary: bool, frame: list[Any]) -> None:
-        """Apply a client's SUBSCRIBE / UNSUBSCRIBE / RESYNC frame.
+        """Apply a client's SUBSCRIBE / UNSUBSCRIBE / RESYNC frame (parsed by
+        :func:`~pl3xus_rx.protocol.parse_subscription`, then :meth:`handle`).
 
         Raises:
             ProtocolError: a malformed frame or a subscription that cannot be served (the
                 error names the subscription, the type and what was wrong).
         """
+        self.handle(connection, binary, parse_subscription(frame))
+
+    def handle(self, connection: int, binary: bool, frame: SubscriptionFrame) -> None:
+        """Apply a parsed subscription frame from ``connection``.
+
+        Raises:
+            SubscriptionError: a subscription that cannot be served (named).
+        """
         self.add_client(connection, binary=binary)
         client = self._clients[connection]
-        kind = frame[0]
-        if kind == FrameKind.SUBSCRIBE:
-            if len(frame) != 5 or type(frame[1]) is not int or not isinstance(frame[2], str):
-                raise FrameError(
-                    "a SUBSCRIBE frame must be [3, sub_id: int, type_name: str, "
-                    "entity: int | null, options: map]"
-                )
-            self._subscribe(client, frame[1], frame[2], frame[3], frame[4])
-        elif kind == FrameKind.UNSUBSCRIBE:
-            if len(frame) != 2 or type(frame[1]) is not int:
-                raise FrameError("an UNSUBSCRIBE frame must be [4, sub_id: int]")
-            sub = client.subs.get(frame[1])
+        if isinstance(frame, SubscribeFrame):
+            self._subscribe(client, frame.sub_id, frame.type_name, frame.entity, frame.options)
+        elif isinstance(frame, UnsubscribeFrame):
+            sub = client.subs.get(frame.sub_id)
             if sub is not None:
                 self._drop(sub)
-        elif kind == FrameKind.RESYNC:
-            if len(frame) != 2 or not (frame[1] is None or type(frame[1]) is int):
-                raise FrameError("a RESYNC frame must be [6, sub_id: int | null]")
+        else:
             targets = (
                 list(client.subs.values())
-                if frame[1] is None
-                else [s for s in (client.subs.get(frame[1]),) if s is not None]
+                if frame.sub_id is None
+                else [s for s in (client.subs.get(frame.sub_id),) if s is not None]
             )
-            if frame[1] is not None and not targets:
+            if frame.sub_id is not None and not targets:
                 raise SubscriptionError(
-                    f"RESYNC of unknown subscription {frame[1]}", subscription=frame[1]
+                    f"RESYNC of unknown subscription {frame.sub_id}", subscription=frame.sub_id
                 )
             for sub in targets:
                 self._want_snapshot(sub)
             self._wake()
-        else:
-            raise FrameError(f"frame kind {kind} is not sent by clients")
 
     def _subscribe(
         self, client: _Client, sub_id: int, type_name: str, entity: Any, options: Any
