@@ -130,6 +130,12 @@ _ENTITY_AT = {
 _MAX_WAITING = 100_000
 
 
+def _listens(instruments: tuple[Instrument, ...], method: str) -> bool:
+    """Whether one of ``instruments`` overrides ``method`` (else calling it does nothing)."""
+    default = getattr(Instrument, method)
+    return any(getattr(type(i), method, default) is not default for i in instruments)
+
+
 def _kind_name(kind: Any) -> str:
     try:
         return FrameKind(kind).name
@@ -143,13 +149,29 @@ class Reporter:
     server has one only while instruments are installed."""
 
     def __init__(self) -> None:
-        self.instruments: tuple[Instrument, ...] = ()
+        self._instruments: tuple[Instrument, ...] = ()
+        self.frames = self.commands = False
+        """Whether some instrument listens to frames / to command answers (the hot paths
+        skip what nobody listens to: ``/metrics`` alone listens to flushes only)."""
         # commands waiting for their answer: (connection, req_id) -> what and since when
         self._waiting: dict[tuple[int, int], tuple[Identity, str, str | None, Any, float]] = {}
 
+    @property
+    def instruments(self) -> tuple[Instrument, ...]:
+        """The instruments told."""
+        return self._instruments
+
+    @instruments.setter
+    def instruments(self, instruments: tuple[Instrument, ...]) -> None:
+        self._instruments = instruments
+        self.frames = _listens(instruments, "frame_received")
+        self.commands = _listens(instruments, "command_answered")
+        if not self.commands:
+            self._waiting.clear()
+
     def report(self, method: str, *args: Any) -> None:
         """Call ``method`` of every instrument with ``args``."""
-        for instrument in self.instruments:
+        for instrument in self._instruments:
             try:
                 getattr(instrument, method)(*args)
             except Exception:

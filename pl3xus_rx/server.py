@@ -517,7 +517,7 @@ class SyncServer:
         }
 
     def _on_frame(self, connection: ConnectionId, binary: bool, frame: list[Any]) -> None:
-        if self._reporter is not None:
+        if self._reporter is not None and self._reporter.frames:
             self._reporter.report("frame_received", connection, frame[0])
         ctx = self._contexts.get(connection)
         if ctx is None:  # its first frame: who it is, once
@@ -568,6 +568,8 @@ class SyncServer:
     def _command(self, ctx: MutationContext, frame: list[Any]) -> None:
         """A client's command frame: through the command layer, its effects carried out."""
         reporter = self._reporter
+        if reporter is not None and not reporter.commands:
+            reporter = None  # (nobody listens to answers: /metrics alone)
         if reporter is not None:
             reporter.asked(ctx, frame)
         effects = self.commands.handle(ctx, frame, self._clock())
@@ -580,7 +582,7 @@ class SyncServer:
 
     def _apply(self, effects: list[Effect]) -> None:
         """Carry out what the command layer asked for."""
-        if self._reporter is not None:
+        if self._reporter is not None and self._reporter.commands:
             self._reporter.answers_in(effects)
         for effect in effects:
             if type(effect) is Hold:  # (the hot path: an ok waiting for its flush)

@@ -29,19 +29,51 @@ class Recorder(Instrument):
     def __init__(self) -> None:
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
 
-    def __getattribute__(self, name: str) -> Any:
-        if name in Instrument.__dict__ and not name.startswith("_"):
-            calls = object.__getattribute__(self, "calls")
-            return lambda *args: calls.append((name, args))
-        return object.__getattribute__(self, name)
-
     def of(self, name: str) -> list[tuple[Any, ...]]:
         return [args for called, args in self.calls if called == name]
+
+    def connection_opened(self, *args: Any) -> None:
+        self.calls.append(("connection_opened", args))
+
+    def connection_closed(self, *args: Any) -> None:
+        self.calls.append(("connection_closed", args))
+
+    def handshake_refused(self, *args: Any) -> None:
+        self.calls.append(("handshake_refused", args))
+
+    def frame_received(self, *args: Any) -> None:
+        self.calls.append(("frame_received", args))
+
+    def command_answered(self, *args: Any) -> None:
+        self.calls.append(("command_answered", args))
+
+    def flushed(self, *args: Any) -> None:
+        self.calls.append(("flushed", args))
+
+    def subscription_opened(self, *args: Any) -> None:
+        self.calls.append(("subscription_opened", args))
+
+    def subscription_closed(self, *args: Any) -> None:
+        self.calls.append(("subscription_closed", args))
+
+
+class FlushesOnly(Instrument):
+    def __init__(self) -> None:
+        self.flushes = 0
+
+    def flushed(self, seconds: float, frames: int, nbytes: int) -> None:
+        self.flushes += 1
 
 
 class Broken(Instrument):
     def command_answered(self, answer: CommandAnswer) -> None:
         raise RuntimeError("instrument bug")
+
+
+def make_server_with(instrument: Instrument) -> SyncServer:
+    server = make_server()
+    server.instrument(instrument)
+    return server
 
 
 def make_server() -> SyncServer:
@@ -148,13 +180,17 @@ async def test_with_no_instrument_the_hot_paths_call_nothing() -> None:
     handled and flushes run; the same traffic with one instrument calls it."""
     reporting = {"_subscription_changed", "_refused"}  # (the rest lives in instruments.py)
 
-    async def traffic(server: SyncServer) -> int:
+    async def traffic(server: SyncServer, only: set[str] | None = None) -> int:
         robot = server.world.spawn(Speed(value=0))
         registry = ClientTypeRegistry.builder().register(Speed).build()
         calls = 0
 
         def profile(frame: Any, event: str, arg: Any) -> None:
             nonlocal calls
+            if only is not None:
+                if event == "call" and frame.f_code.co_name in only:
+                    calls += 1
+                return
             if event == "call" and (
                 frame.f_code.co_filename == sys.modules[Instrument.__module__].__file__
                 or (
@@ -183,5 +219,11 @@ async def test_with_no_instrument_the_hot_paths_call_nothing() -> None:
 
     assert await traffic(make_server()) == 0
     watched = make_server()
-    watched.instrument(Instrument())
+    watched.instrument(Recorder())
     assert await traffic(watched) > 40  # (the check can fail: with one, they are called)
+    # an instrument that listens to flushes only (as /metrics) costs commands nothing
+    flushes_only = make_server()
+    flushes_only.instrument(FlushesOnly())
+    commands_side = {"asked", "answers_in", "answered_send", "frame_received"}
+    assert await traffic(flushes_only, only=commands_side) == 0
+    assert await traffic(make_server_with(Recorder()), only=commands_side) > 40
