@@ -177,12 +177,6 @@ class ControlBook:
             tuple(sorted(hold.sharers)),
         )
 
-    def party_of(self, entity: EntityId) -> str | None:
-        """The party that holds ``entity`` (``None``: nobody, or an anonymous
-        connection)."""
-        hold = self._holds.get(entity)
-        return hold.party if hold is not None else None
-
     def release(
         self, connection: int, entity: EntityId, party: str | None = None
     ) -> Granted | Refused:

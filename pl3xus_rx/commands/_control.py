@@ -86,10 +86,6 @@ class Control:
         self._mirror(entity, decision.holder, decision.party)
         core.reply(conn, req_id, Status.OK, after=EntityControl, entity=entity, held=True)
 
-    def holder(self, entity: EntityId) -> int | None:
-        """The connection that controls ``entity`` itself, if any."""
-        return self.core.control.holder(entity)
-
     def _mirror(self, entity: EntityId, holder: int | None, party: str | None = None) -> None:
         world = self.core.world
         if world.contains(entity):
