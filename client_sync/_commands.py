@@ -4,20 +4,20 @@ with a request id, answered by one REPLY. A room of :class:`~client_sync.SyncPro
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
 from pl3xus_rx.exceptions import CommandTimeout, ConnectionLost
 from pl3xus_rx.net import Network
 from pl3xus_rx.net._events import ConnectionId
-from pl3xus_rx.protocol import ControlAction, EntityControl, from_wire, to_wire
+from pl3xus_rx.protocol import ControlAction, from_wire, to_wire
 
 from .registry import ClientTypeRegistry
 from .session import ClientSession, Reply
-from .signal import Signal, WritableSignal
+from .signal import WritableSignal
 from .states import MutationState, MutationStatus, RequestState, RequestStatus
 
 __all__ = ["Commands", "MutationHandle", "RequestHandle"]
@@ -88,16 +88,13 @@ class Commands:
     _session: ClientSession
     _cid: ConnectionId | None
     _pending: dict[int, asyncio.Future[Reply]]
-    _derived: dict[Hashable, Signal[Any]]
+    urls: tuple[str, ...]
+    _url_index: int
 
     @property
     def url(self) -> str:
-        """The URL in use (the connection core's)."""
-        raise NotImplementedError
-
-    def entity_component(self, model: type[T], entity: int) -> Signal[T | None]:
-        """One entity's component, as a signal (the connection core's)."""
-        raise NotImplementedError
+        """The URL in use (or tried next)."""
+        return self.urls[self._url_index]
 
     async def _command(
         self, build: Callable[[], tuple[int, list[Any]]], timeout: float | None
@@ -249,13 +246,3 @@ class Commands:
             Forbidden: this client does not hold it.
         """
         await self._command(lambda: self._session.control(ControlAction.RELEASE, entity), timeout)
-
-    def control(self, entity: int) -> Signal[int | None]:
-        """Who controls ``entity``: the holder's connection id (compare with
-        :attr:`connection_id`) or ``None``."""
-        key = ("control", entity)
-        signal = self._derived.get(key)
-        if signal is None:
-            base = self.entity_component(EntityControl, entity)
-            signal = self._derived[key] = base.map(lambda c: c.holder if c else None)
-        return cast(Signal[int | None], signal)

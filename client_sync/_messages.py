@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Hashable
 from typing import Any, TypeVar, cast
 
 import reactivex
@@ -30,6 +31,7 @@ class Messages(Commands):
 
     _one_way: set[str]
     _tasks: set[asyncio.Task[Any]]
+    _derived: dict[Hashable, Signal[Any]]
 
     def send(self, message: BaseModel, *, entity: int | None = None) -> None:
         """Send a typed message to the server, without waiting for an answer.

@@ -250,11 +250,6 @@ class SyncProvider(Queries, Messages):
 
     # ------------------------------------------------------------------ life cycle
 
-    @property
-    def url(self) -> str:
-        """The URL in use (or tried next)."""
-        return self.urls[self._url_index]
-
     def _next_url(self) -> None:
         self._url_index = (self._url_index + 1) % len(self.urls)
 
@@ -607,6 +602,16 @@ class SyncProvider(Queries, Messages):
             base = cast(Signal[Mapping[int, T]], self._sub(model, entity).signal)
             signal = self._derived[key] = base.map(lambda m: m.get(entity))
         return cast(Signal[T | None], signal)
+
+    def control(self, entity: int) -> Signal[int | None]:
+        """Who controls ``entity``: the holder's connection id (compare with
+        :attr:`connection_id`) or ``None``."""
+        key = ("control", entity)
+        signal = self._derived.get(key)
+        if signal is None:
+            base = self.entity_component(EntityControl, entity)
+            signal = self._derived[key] = base.map(lambda c: c.holder if c else None)
+        return cast(Signal[int | None], signal)
 
     def component_changes(self, model: type[T]) -> reactivex.Observable[Change[T]]:
         """Typed changes (inserted / updated / removed / despawned) of ``model``, for
