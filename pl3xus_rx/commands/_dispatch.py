@@ -197,12 +197,6 @@ class Commands:
             self._bad_frame(ctx.connection, exc.req_id, exc)
             return core.take_effects()
         req_id = getattr(command, "req_id", None)
-        if isinstance(command, ControlCommand | SpawnCommand | DespawnCommand) and len(
-            core.control
-        ):
-            # a holder that stopped seeing its entity must not block these (the flush's
-            # tick may not have run since: nothing else changed)
-            self._control.release_unseen()
         try:
             if isinstance(command, MutateCommand):
                 self._mutations.mutate(ctx, command, now)

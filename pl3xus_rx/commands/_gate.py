@@ -201,14 +201,16 @@ class Gate:
             "the authorizer", self.authorizer, self.world, ctx, entity, value, strict=False
         )
 
-    def _blind(self, entity: EntityId) -> None:
-        """For MUTATE and targeted REQUEST/SEND: holds on ``entity`` and above whose holders
-        no longer see them end now, before a policy reads them (cheap: only held entities are
-        judged). CONTROL, SPAWN and DESPAWN get the same from ``Commands.handle`` first."""
+    def _blind(self, entity: EntityId, also: Iterable[EntityId] = ()) -> None:
+        """Step 3 for every kind: holds on ``entity``, its ancestors (and ``also``) whose
+        holders no longer see them end now, before a built-in rule or a policy reads them.
+        Only the entities the decision reads are judged, and only the held ones: a command
+        costs its own chain, never a scan of every hold."""
         if self.book.holds:
-            chain = [e for e in (entity, *self.world.ancestors(entity)) if self.book.holder(e)]
-            if chain:
-                self.release_unseen(chain)
+            around = (entity, *self.world.ancestors(entity), *also)
+            held = [e for e in around if self.book.holder(e) is not None]
+            if held:
+                self.release_unseen(held)
 
     def _touch(self, ctx: MutationContext, entity: EntityId, now: float) -> None:
         """Authorized activity keeps the caller's control of the entity (and above) alive."""
@@ -276,6 +278,7 @@ class Gate:
             ControlRefused: another party holds it (or one related), for the notice.
         """
         entity = self._target(_CONTROL, ctx.identity, raw)
+        self._blind(entity, self.held_below(entity))
         related = (*self.world.ancestors(entity), *self.held_below(entity))
         override = ctx.identity.has_role(*self.takeover_roles)
         # a takeover role overrides what it sees, never what it cannot see
@@ -306,6 +309,7 @@ class Gate:
             parent = None
         else:
             parent = self._target(_SPAWN, ctx.identity, raw_parent)
+            self._blind(parent)
             self._blocked(ctx, parent, (parent, *self.world.ancestors(parent)), "spawn under")
         self._policy("the spawn policy", self.spawn_policy, self.world, ctx, parent, list(values))
         return parent
@@ -326,6 +330,7 @@ class Gate:
         below; never with descendants the identity cannot see (it is refused, saying
         only that)."""
         entity = self._target(_DESPAWN, ctx.identity, raw)
+        self._blind(entity, self.held_below(entity))
         self._blocked(
             ctx,
             entity,
