@@ -533,3 +533,20 @@ def test_a_one_entity_subscription_of_a_hidden_entity_is_one_of_a_missing_entity
         answers[group[0]] = group[1:]
     assert answers[10] == answers[20] == [3, [], [], []]  # empty and complete, both
     assert answers[11] == answers[21] == [3, [], [], []]
+
+
+def test_a_failing_policy_is_asked_once() -> None:
+    rig = Rig()
+    robot = rig.world.spawn(Pos())
+    calls: list[int] = []
+
+    def broken(*args: Any) -> Any:
+        calls.append(1)
+        raise RuntimeError("policy bug")
+
+    reg = rig.registry.get(Pos)
+    object.__setattr__(reg, "entity_policy", broken)
+    reply = rig.command(1, FrameKind.MUTATE, "Pos", robot, {"x": 1})
+    assert reply[2:4] == ["forbidden", "not authorized"]
+    assert calls == [1]  # (a side-effecting policy must not run twice)
+    assert rig.commands.faults.count == {"the entity policy of Pos": 1}

@@ -121,15 +121,18 @@ NOT_AUTHORIZED = "not authorized"
 answer): a refusal that says nothing of the failure."""
 
 
-def decide(faults: FaultLog, what: str, policy: Callable[..., Any], *args: Any) -> Any:
+def decide(
+    faults: FaultLog, what: str | tuple[str, ...], policy: Callable[..., Any], *args: Any
+) -> Any:
     """A policy's decision. One that raises ``Forbidden`` / ``NotFound`` / ``InvalidValue``
     answers with it; one that fails otherwise is a refusal (``forbidden``), counted and
-    logged in ``faults`` under ``what``."""
+    logged in ``faults`` under ``what`` (parts are joined only then: the hot path builds
+    no text)."""
     try:
         return policy(*args)
     except Exception as exc:
         answer = answer_of(exc)
         if answer is not None:
             raise answer from None
-        faults.failed(what, exc)
+        faults.failed(what if isinstance(what, str) else "".join(what), exc)
         raise Reject(Status.FORBIDDEN, NOT_AUTHORIZED) from None

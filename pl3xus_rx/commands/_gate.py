@@ -178,17 +178,11 @@ class Gate:
         strict: bool = True,
     ) -> None:
         """Steps 4 and 5: ``policy(*args)`` must authorize (``strict``: anything but
-        ``Authorized`` refuses; else only ``Denied`` does). ``what`` names it (two parts,
-        joined only when needed: the hot path builds no text)."""
+        ``Authorized`` refuses; else only ``Denied`` does). ``what`` names it (in parts,
+        joined only when needed)."""
         if policy is None:
             return
-        if not isinstance(what, str):
-            try:
-                decision = policy(*args)
-            except Exception:
-                decision = decide(self.faults, "".join(what), policy, *args)
-        else:
-            decision = decide(self.faults, what, policy, *args)
+        decision = decide(self.faults, what, policy, *args)
         if isinstance(decision, Denied):
             raise Reject(Status.FORBIDDEN, decision.reason)
         if strict and not isinstance(decision, Authorized):
