@@ -114,15 +114,19 @@ class _Bench:
     async def setup(self) -> None:
         import msgpack
 
+        from pl3xus_rx.protocol import FrameKind
+
         server = self.server
         for conn in self.conns:
             server.engine.add_client(conn, binary=True)
-            server._on_frame(conn, True, [3, 1, "Position", None, {}])  # type: ignore[arg-type]
+            server._on_frame(conn, True, [FrameKind.SUBSCRIBE, 1, "Position", None, {}])  # type: ignore[arg-type]
         frames = server.engine.flush(time.monotonic())
         assert sorted(c for c, _ in frames) == self.conns, "no snapshot per client"
         for _, data in frames:
             kind, _seq, groups = msgpack.unpackb(data)
-            assert kind == 5 and sum(len(g[2]) for g in groups) == ENTITIES, "short snapshot"
+            assert kind == FrameKind.SYNC and sum(len(g[2]) for g in groups) == ENTITIES, (
+                "short snapshot"
+            )
         await asyncio.sleep(0)
 
     def _values(self) -> list[tuple[float, float]]:
@@ -148,10 +152,12 @@ class _Bench:
         return seconds
 
     def mutate_round(self) -> float:
+        from pl3xus_rx.protocol import FrameKind
+
         values = self._values()
         first = self.req_id + 1
         commands = [
-            [7, first + i, "Position", int(e), {"x": x, "y": y}]
+            [FrameKind.MUTATE, first + i, "Position", int(e), {"x": x, "y": y}]
             for i, (e, (x, y)) in enumerate(zip(self.entities, values, strict=True))
         ]
         self.req_id += OPS
@@ -174,6 +180,8 @@ class _Bench:
     ) -> None:
         import msgpack
 
+        from pl3xus_rx.protocol import FrameKind
+
         get, model = self.server.world.get, self.Position
         for entity, (x, y) in zip(self.entities, values, strict=True):
             value = get(entity, model)
@@ -183,12 +191,12 @@ class _Bench:
         answered: list[int] = []
         for conn, data in frames:
             frame = msgpack.unpackb(data)
-            if frame[0] == 5:  # SYNC: [5, seq, [[sub_id, flags, upserts, ...], ...]]
+            if frame[0] == FrameKind.SYNC:  # [5, seq, [[sub_id, flags, upserts, ...], ...]]
                 upserts = {e: tuple(v) for g in frame[2] for e, v in g[2]}
                 assert upserts == expected, "the SYNC frame does not carry every write"
                 syncs.append(conn)
             else:
-                assert frame[0] == 8 and frame[2] == "ok", frame  # REPLY
+                assert frame[0] == FrameKind.REPLY and frame[2] == "ok", frame
                 assert conn == self.conns[0]
                 answered.append(frame[1])
         assert sorted(syncs) == self.conns, f"{len(syncs)} SYNC frames for {self.clients}"
