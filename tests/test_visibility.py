@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-import pl3xus_rx.sync._engine as engine_module
+import pl3xus_rx.sync._wire as wire_module
 from client_sync.store import ReplicaChangeKind, Store
 from pl3xus_rx import Identity
 from pl3xus_rx.protocol import FrameKind
@@ -180,13 +180,13 @@ def test_views_share_encodings_and_groups(monkeypatch: pytest.MonkeyPatch) -> No
         rig.subscribe(cid, 1, Doc)
     rig.flush()
     bodies: list[Any] = []
-    real = engine_module.groups_msgpack
+    real = wire_module.groups_msgpack
 
     def counting(groups: Any) -> Any:
         bodies.append(groups)
         return real(groups)
 
-    monkeypatch.setattr(engine_module, "groups_msgpack", counting)
+    monkeypatch.setattr(wire_module, "groups_msgpack", counting)
     before = rig.engine.statistics().item_encodings
     for i, e in enumerate(docs):
         rig.world.insert(e, Doc(site=SITES[i % 3], value=100 + i))

@@ -13,7 +13,7 @@ from ._builders import (
     RequestBuilder,
     RequestRegistration,
 )
-from ._engine import FlushedChanges, SubscriptionInfo, SyncEngine, SyncStatistics
+from ._engine import SyncEngine, SyncStatistics
 from ._policy import Authorized, Denied, MutationContext, default_entity_policy
 from ._registry import (
     ComponentBuilder,
@@ -22,6 +22,8 @@ from ._registry import (
     EntityPolicy,
 )
 from ._settings import SyncSettings
+from ._subs import SubscriptionInfo
+from ._taps import FlushedChanges
 
 __all__ = [
     "FlushedChanges",

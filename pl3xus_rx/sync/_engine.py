@@ -9,102 +9,48 @@ encoding, and the bytes are shared by every connection that sees it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import reactivex
 from pydantic import BaseModel
-from reactivex import abc as rx_abc
-from reactivex.disposable import Disposable
 
 from .._rx import SafeSubject
-from ..exceptions import SubscriptionError, UnknownComponent
+from ..exceptions import SubscriptionError
 from ..protocol import (
     EntityControl,
     SubscribeFrame,
     SubscriptionFrame,
-    SyncFlag,
     UnsubscribeFrame,
     parse_subscription,
-    shown,
 )
 from ..security import ANONYMOUS, Identity
 from ..world import (
-    DESPAWNED,
     FINAL,
-    REMOVED,
     UPSERTED,
-    WAS_REMOVED,
     ChangeTracker,
     EntityId,
     World,
     merge_change,
 )
 from ._encoding import ItemEncoder
+from ._groups import change_group, snapshot_part
 from ._registry import ComponentRegistration, ComponentRegistry
 from ._replies import HeldReplies
 from ._settings import MIN_VALUE_BYTES, SyncSettings
 from ._size import Limit, max_encoded_size, size_check
 from ._subs import Client as _Client
 from ._subs import Subscription as _Sub
-from ._subs import View
+from ._subs import SubscriptionInfo, View, check_subscribe
+from ._taps import FlushedChanges, Taps
 from ._views import Views
-from ._wire import (
-    Group,
-    assemble_json,
-    assemble_msgpack,
-    groups_json,
-    groups_msgpack,
-)
+from ._wire import Group, send_frames
 
-__all__ = ["FlushedChanges", "SubscriptionInfo", "SyncEngine", "SyncStatistics"]
+__all__ = ["SyncEngine", "SyncStatistics"]
 
 
 C = TypeVar("C", bound=BaseModel)
-
-
-@dataclass(frozen=True, slots=True)
-class FlushedChanges(Generic[C]):
-    """What one flush sent of one component type: its changes since the last flush of the
-    type, conflated (an entity changed ten times appears once, with its latest value).
-
-    It is what a subscriber of the whole type that sees every entity (no ``visible_to``
-    rule hiding some, no rate cap or deadband of its own) receives in that flush.
-
-    Attributes:
-        component: The component type.
-        upserts: Entities whose component is now this value (inserted or updated).
-        removed: Entities that lost the component (they live on).
-        despawned: Entities that were despawned.
-    """
-
-    component: type[C]
-    upserts: Mapping[EntityId, C]
-    removed: tuple[EntityId, ...]
-    despawned: tuple[EntityId, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriptionInfo:
-    """One live subscription, as of the call (what DevTools' connections view lists).
-
-    Attributes:
-        id: The client's subscription id.
-        component: The component type's wire name.
-        entity: The one entity it watches, or ``None`` for the whole type.
-        max_rate_hz: Its own rate cap, if it asked for one.
-        deadband: Its deadband, if it asked for one.
-        snapshot_under_way: A snapshot of it is still going out (in parts).
-    """
-
-    id: int
-    component: str
-    entity: int | None
-    max_rate_hz: float | None
-    deadband: float | None
-    snapshot_under_way: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,42 +83,8 @@ class SyncStatistics:
     unencodable: int
 
 
-# A pending change is a small int (the World's ChangeTracker codes): the final state in the
-# low two bits and a flag if a removal happened since the last flush (so it is never lost).
-_UPSERT, _DESPAWNED, _WAS_REMOVED, _FINAL = UPSERTED, DESPAWNED, WAS_REMOVED, FINAL
-_REMOVED = REMOVED
-_merge = merge_change
-# group flags as plain ints (they are or-ed and compared on the hot path)
-_SNAPSHOT, _COMPLETE, _CONTINUED = (
-    int(SyncFlag.SNAPSHOT),
-    int(SyncFlag.COMPLETE),
-    int(SyncFlag.CONTINUED),
-)
-
-
-def _numeric(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def _finite_number(v: Any) -> bool:
-    """An int or float that is finite as a float (a 400-digit int is not)."""
-    if not _numeric(v):
-        return False
-    try:
-        return math.isfinite(v)
-    except OverflowError:
-        return False
-
-
-def _within_deadband(old: list[Any], new: list[Any], deadband: float) -> bool:
-    """True if no numeric field moved by ``deadband`` or more and nothing else changed."""
-    for a, b in zip(old, new, strict=True):
-        if _numeric(a) and _numeric(b):
-            if abs(b - a) >= deadband or math.isnan(b) != math.isnan(a):
-                return False
-        elif a != b:
-            return False
-    return True
+# A pending change is a small int (the World's ChangeTracker codes): see _groups.
+_UPSERT, _FINAL = UPSERTED, FINAL
 
 
 class SyncEngine:
@@ -222,7 +134,8 @@ class SyncEngine:
         # replies held until the flush that carries the change they answer for (_replies)
         self._replies = HeldReplies()
         # tapped types (flushed()): type id -> the subject its observers share
-        self._taps: dict[int, SafeSubject[FlushedChanges[Any]]] = {}
+        self._taps = Taps(world, self._track, self._let_go)
+        self._tapped = self._taps.by_type
         self._counters = {
             "flushes": 0,
             "frames": 0,
@@ -248,8 +161,8 @@ class SyncEngine:
         self._value_limit.bytes = settings.max_value_bytes
 
     def _guard(self, reg: ComponentRegistration[Any]) -> None:
-        if reg.type_id not in self._trackers and self._keeps_tracking(reg.type_id):
-            self._trackers[reg.type_id] = self.world.track(reg.model, self._wake)
+        if self._keeps_tracking(reg.type_id):
+            self._track(reg)
         # Values that could outgrow max_value_bytes are measured where they are stored.
         if max_encoded_size(reg.model) > MIN_VALUE_BYTES:
             self._encoder.maybe_big.add(reg.type_id)
@@ -285,8 +198,7 @@ class SyncEngine:
             subs.discard(sub)
             if not subs:
                 del self._subs_by_type[sub.reg.type_id]
-                if not self._keeps_tracking(sub.reg.type_id):
-                    self._untrack(sub.reg.type_id)
+                self._let_go(sub.reg.type_id)
                 self._encoder.forget_type(sub.reg.type_id)
                 self._baseline.pop(sub.reg.type_id, None)
         self._held_subs.discard(sub)
@@ -296,16 +208,23 @@ class SyncEngine:
         if view is not None and self._vis.left(view, sub):
             # nobody watches control through a view: the types kept for it are let go
             for type_id in list(self._trackers):
-                if not self._keeps_tracking(type_id):
-                    self._untrack(type_id)
+                self._let_go(type_id)
 
     def _keeps_tracking(self, type_id: int) -> bool:
         """Whether the changes of ``type_id`` are still wanted: it has subscribers, a tap,
         or control is watched through a view (every type's changes move an entity's
         visibility, and so its control's)."""
-        if type_id in self._subs_by_type or type_id in self._taps:
+        if type_id in self._subs_by_type or type_id in self._tapped:
             return True
         return self._vis.watching_control()
+
+    def _track(self, reg: ComponentRegistration[Any]) -> None:
+        if reg.type_id not in self._trackers:
+            self._trackers[reg.type_id] = self.world.track(reg.model, self._wake)
+
+    def _let_go(self, type_id: int) -> None:
+        if not self._keeps_tracking(type_id):
+            self._untrack(type_id)
 
     def _untrack(self, type_id: int) -> None:
         tracker = self._trackers.pop(type_id, None)
@@ -316,8 +235,7 @@ class SyncEngine:
         """Control is watched through a view: track every synced type, so that an entity
         that gains or loses a component has its control rechecked in the same flush."""
         for reg in self.registry:
-            if reg.type_id not in self._trackers:
-                self._trackers[reg.type_id] = self.world.track(reg.model, self._wake)
+            self._track(reg)
 
     def visibility_changed(
         self, component: type[BaseModel] | None = None, entity: EntityId | None = None
@@ -368,46 +286,9 @@ class SyncEngine:
     def _subscribe(
         self, client: _Client, sub_id: int, type_name: str, entity: Any, options: Any
     ) -> None:
-        reg = self.registry.by_name(type_name)
-        if reg is None:
-            known = ", ".join(self.registry.names()) or "none"
-            raise UnknownComponent(
-                f"cannot subscribe to {type_name!r}: not a synced component; "
-                f"synced components: {known}",
-                subscription=sub_id,
-                type_name=type_name,
-            )
-        if entity is not None and (not isinstance(entity, int) or isinstance(entity, bool)):
-            raise SubscriptionError(
-                "entity must be an integer or null",
-                subscription=sub_id,
-                type_name=type_name,
-                field="entity",
-            )
-        if not isinstance(options, dict):
-            raise SubscriptionError(
-                "options must be a map", subscription=sub_id, type_name=type_name, field="options"
-            )
-        unknown = sorted(shown(k, 40) for k in set(options) - {"max_rate_hz", "deadband"})
-        if unknown:
-            raise SubscriptionError(
-                f"unknown subscription options: {', '.join(unknown[:5])}; "
-                "known: max_rate_hz, deadband",
-                subscription=sub_id,
-                type_name=type_name,
-                field=unknown[0],
-            )
-        rate, deadband = options.get("max_rate_hz"), options.get("deadband")
-        for key, val in (("max_rate_hz", rate), ("deadband", deadband)):
-            if val is not None and (
-                not _finite_number(val) or val < 0 or (key == "max_rate_hz" and val == 0)
-            ):
-                raise SubscriptionError(
-                    f"{key} must be a positive finite number, got {shown(val, 40)}",
-                    subscription=sub_id,
-                    type_name=type_name,
-                    field=key,
-                )
+        reg, entity_id, rate, deadband = check_subscribe(
+            self.registry, sub_id, type_name, entity, options
+        )
         if sub_id not in client.subs and (
             len(client.subs) >= self.settings.max_subscriptions_per_connection
         ):
@@ -425,9 +306,9 @@ class SyncEngine:
             sub_id,
             client,
             reg,
-            EntityId(entity) if entity is not None else None,
-            float(rate) if rate else None,
-            float(deadband) if deadband else None,
+            entity_id,
+            rate,
+            deadband,
         )
         sub.view = self._vis.view_for(reg, client.identity)
         if sub.view is not None:
@@ -436,9 +317,7 @@ class SyncEngine:
         self._subs_by_type.setdefault(reg.type_id, set()).add(sub)
         if self.on_subscription is not None:
             self.on_subscription(client.id, reg.name, sub.entity, True)
-        if reg.type_id not in self._trackers:
-            # Unwatched types need no tracking; unsynced ones never leave the server.
-            self._trackers[reg.type_id] = self.world.track(reg.model, self._wake)
+        self._track(reg)  # (unwatched types need no tracking)
         self._want_snapshot(sub)
         self._wake()
 
@@ -573,9 +452,9 @@ class SyncEngine:
                 )
             if baseline is not None:
                 self._advance_baseline(reg, baseline, pending, cache)
-            tap = self._taps.get(type_id)
+            tap = self._tapped.get(type_id)
             if tap is not None and pending:
-                flushed.append((tap, self._flushed(reg, pending)))
+                flushed.append((tap, self._taps.batch(reg, pending)))
 
         # 2. rate-limited subscriptions that are due
         for sub in list(self._held_subs):
@@ -609,32 +488,7 @@ class SyncEngine:
                     sub.next_due = now + 1.0 / sub.max_rate_hz
 
         self._last_flush = now
-        sent = nbytes = 0
-        # Clients whose groups are the same objects (plain subscribers with the same sub id)
-        # share one encoding of them; each frame then only adds its own sequence number.
-        bodies: dict[tuple[Any, ...], bytes | str] = {}
-        for client, groups in out.items():
-            if not groups:
-                continue
-            client.seq += 1
-            if len(groups) == 1:
-                g = groups[0]
-                key: tuple[Any, ...] = (client.binary, g[0], g[1], id(g[3]), id(g[4]), id(g[5]))
-            else:
-                key = (client.binary, *((g[0], g[1], id(g[3]), id(g[4]), id(g[5])) for g in groups))
-            body = bodies.get(key)
-            if body is None:
-                body = bodies[key] = (
-                    groups_msgpack(groups) if client.binary else groups_json(groups)
-                )
-            data: bytes | str = (
-                assemble_msgpack(client.seq, body)  # type: ignore[arg-type]
-                if client.binary
-                else assemble_json(client.seq, body)  # type: ignore[arg-type]
-            )
-            send(client.id, data)
-            sent += 1
-            nbytes += len(data)
+        sent, nbytes = send_frames(out, send)
         if sent:
             self._counters["flushes"] += 1
             self._counters["frames"] += sent
@@ -701,7 +555,7 @@ class SyncEngine:
     def _hold(self, sub: _Sub, changes: dict[EntityId, int]) -> None:
         for entity, change in changes.items():
             held = sub.held.get(entity)
-            sub.held[entity] = change if held is None else _merge(held, change)
+            sub.held[entity] = change if held is None else merge_change(held, change)
         self._held_subs.add(sub)
 
     def _advance_baseline(
@@ -730,101 +584,24 @@ class SyncEngine:
         share: bool = False,
     ) -> None:
         binary = sub.client.binary
+        counters = self._counters
         if share:
             # Every plain subscriber of this type (and view) gets the same group: build it
             # once.
             key = (sub.reg.type_id, binary, baseline is not None, id(sub.view))
             group = cache.shared.get(key)
             if group is None:
-                group = cache.shared[key] = self._build_group(sub, changes, cache, baseline, binary)
+                group = cache.shared[key] = change_group(
+                    sub, changes, self.world.peek(sub.reg.model), cache, baseline, binary, counters
+                )
         else:
-            group = self._build_group(sub, changes, cache, baseline, binary)
+            group = change_group(
+                sub, changes, self.world.peek(sub.reg.model), cache, baseline, binary, counters
+            )
         count, joined, removals, despawns = group
         if count or removals or despawns:
             self._counters["items_sent"] += count
             out.setdefault(sub.client, []).append((sub.id, 0, count, joined, removals, despawns))
-
-    def _build_group(
-        self,
-        sub: _Sub,
-        changes: dict[EntityId, int],
-        cache: ItemEncoder,
-        baseline: dict[EntityId, list[Any]] | None,
-        binary: bool,
-    ) -> tuple[int, bytes | str, list[int], list[int]]:
-        reg = sub.reg
-        stored = self.world.peek(reg.model)
-        removals: list[int] = []
-        despawns: list[int] = []
-        deadband = sub.deadband
-        if deadband is None and baseline is None:
-            entries: list[tuple[EntityId, Any]] | None = None
-            if not any(changes.values()):  # every change a plain upsert (_UPSERT is 0)
-                try:
-                    entries = [(entity, stored[entity]) for entity in changes]
-                except KeyError:
-                    entries = None  # removed again since: the loop below copes
-                if entries is not None:
-                    # The hottest path: the whole group in one encoder call.
-                    batch = cache.full_batch(reg, entries, binary)
-                    if batch is not None:
-                        return len(entries), batch, [], []
-            if entries is None:
-                entries = []
-                for entity, change in changes.items():
-                    final = change & _FINAL
-                    if final == _DESPAWNED:
-                        despawns.append(entity)
-                        continue
-                    value = stored.get(entity) if final == _UPSERT else None
-                    if change & _WAS_REMOVED or value is None:
-                        # a removal happened (maybe followed by an upsert), or the entity
-                        # lost the component again after the change was recorded
-                        removals.append(entity)
-                    if value is not None:
-                        entries.append((entity, value))
-            items = cache.full(reg, entries, binary)
-            joined_fast: bytes | str = b"".join(items) if binary else ",".join(items)  # type: ignore[arg-type]
-            return len(items), joined_fast, removals, despawns
-        upserts: list[Any] = []
-        for entity, change in changes.items():
-            forced = entity in sub.forced
-            if forced:
-                sub.forced.discard(entity)  # the caller's own write: past the deadband
-            final = change & _FINAL
-            if final == _DESPAWNED:
-                despawns.append(entity)
-                sub.last_sent.pop(entity, None)
-                continue
-            removed = change & _WAS_REMOVED
-            if removed:
-                removals.append(entity)
-                sub.last_sent.pop(entity, None)
-            if final == _UPSERT:
-                value = stored.get(entity)
-                if value is None:  # removed again after the change was recorded
-                    if not removed:
-                        removals.append(entity)
-                    continue
-                if deadband is not None:
-                    values = cache.values_of(reg, entity, value)
-                    last = sub.last_sent.get(entity)
-                    if last is not None and not removed:
-                        if forced and last == values:
-                            continue  # it has this value already
-                        if not forced and _within_deadband(last, values, deadband):
-                            self._counters["deadband_suppressed"] += 1
-                            continue
-                    sub.last_sent[entity] = values
-                base = baseline.get(entity) if baseline is not None else None
-                if base is not None and not removed and not (sub.view and entity in sub.view.fresh):
-                    delta = cache.delta(reg, entity, value, binary, base)
-                    if delta is not None:  # None: changed and changed back within the flush
-                        upserts.append(delta)
-                    continue
-                upserts.extend(cache.full(reg, ((entity, value),), binary))
-        joined: bytes | str = b"".join(upserts) if binary else ",".join(upserts)
-        return len(upserts), joined, removals, despawns
 
     def _emit_snapshot(
         self,
@@ -834,79 +611,13 @@ class SyncEngine:
         limit: int,
         byte_limit: int,
     ) -> tuple[int, bool, int]:
-        """Add the next snapshot group of ``sub`` to ``out``, with at most ``limit``
-        entities and (beyond its first item) ``byte_limit`` bytes of items; returns how many
-        items it holds, whether it completes the snapshot, and their bytes."""
+        """Add the next snapshot group of ``sub`` to ``out`` (:func:`snapshot_part`);
+        returns how many items it holds, whether it completes the snapshot, and their
+        bytes."""
         reg = sub.reg
-        stored = self.world.peek(reg.model)
-        rest = sub.snapshot_rest
-        part: list[EntityId] = []
-        view = sub.view
-        if rest is None:  # the snapshot begins
-            flags = _SNAPSHOT
-            if view is not None and sub.entity is None:
-                entries = [(e, v) for e, v in stored.items() if e in view.visible]
-            elif sub.entity is None:
-                entries = list(stored.items())
-            else:
-                value = stored.get(sub.entity)
-                if view is not None and sub.entity not in view.visible:
-                    value = None
-                entries = [(sub.entity, value)] if value is not None else []
-            if view is not None and reg.model is EntityControl:
-                entries = self._vis.still_seen(view, entries)
-            if len(entries) > limit:
-                sub.snapshot_rest = rest = [entity for entity, _ in entries[limit:]]
-                sub.snapshot_at = 0
-                sub.snapshot_pending = set(rest)
-                del entries[limit:]
-        else:  # the next part: entities removed meanwhile are skipped (never mentioned)
-            flags = _SNAPSHOT | _CONTINUED
-            part = rest[sub.snapshot_at : sub.snapshot_at + limit]
-            sub.snapshot_at += len(part)
-            sub.snapshot_pending.difference_update(part)
-            entries = [
-                (entity, stored[entity])
-                for entity in part
-                if entity in stored and (view is None or entity in view.visible)
-            ]
-            if view is not None and reg.model is EntityControl:
-                entries = self._vis.still_seen(view, entries)
-        binary = sub.client.binary
-        # Big snapshots (every client after a restart) are the hot case here: a lookup per
-        # item whose entity has not changed since it was encoded.
-        sent_entities: list[EntityId] = []
-        items = cache.full(reg, entries, binary, sent_entities)
-        joined: bytes | str = b"".join(items) if binary else ",".join(items)  # type: ignore[arg-type]
-        size = len(joined)
-        later: list[EntityId] = []
-        if size > byte_limit and len(items) > 1:
-            # bounded in bytes too: what does not fit goes first in the next part
-            size, cut = 0, len(items)
-            for index, item in enumerate(items):
-                if index and size + len(item) > byte_limit:
-                    cut = index
-                    break
-                size += len(item)
-            later = sent_entities[cut:]
-            del items[cut:]
-            joined = b"".join(items) if binary else ",".join(items)  # type: ignore[arg-type]
-            kept = set(sent_entities[:cut])
-            entries = [(e, v) for e, v in entries if e in kept]
-            remaining = [] if rest is None else rest[sub.snapshot_at :]
-            sub.snapshot_rest = rest = [*later, *remaining]
-            sub.snapshot_at = 0
-            sub.snapshot_pending.update(later)
-        done = rest is None or sub.snapshot_at >= len(rest)
-        if done:
-            flags |= _COMPLETE
-            sub.snapshot_rest = None
-            sub.snapshot_pending = set()
-        if sub.forced:  # what the caller changed itself is in this part (or gone)
-            covered = part if flags & _CONTINUED else [e for e, _ in entries]
-            sub.forced.difference_update(e for e in covered if e not in later)
-        if sub.deadband is not None:
-            sub.last_sent.update((e, cache.values_of(reg, e, v)) for e, v in entries)
+        flags, count, joined, size, entries, done = snapshot_part(
+            sub, self.world.peek(reg.model), cache, limit, byte_limit, self._vis.still_seen
+        )
         if reg.field_deltas:
             baseline = self._baseline.setdefault(reg.type_id, {})
             pending = self._pending(reg.type_id)
@@ -915,9 +626,9 @@ class SyncEngine:
                     sub.full_next = True  # the others still hold an older value of it
                 else:
                     baseline[entity] = cache.values_of(reg, entity, value)
-        self._counters["items_sent"] += len(items)
-        out.setdefault(sub.client, []).append((sub.id, flags, len(items), joined, [], []))
-        return len(items), done, size
+        self._counters["items_sent"] += count
+        out.setdefault(sub.client, []).append((sub.id, flags, count, joined, [], []))
+        return count, done, size
 
     def defer(
         self,
@@ -949,64 +660,14 @@ class SyncEngine:
         Raises:
             NotRegistered: ``model`` is not a synced component.
         """
-        reg = self.registry.get(model)
-        type_id = reg.type_id
-
-        def subscribe(
-            observer: rx_abc.ObserverBase[FlushedChanges[C]],
-            scheduler: rx_abc.SchedulerBase | None = None,
-        ) -> rx_abc.DisposableBase:
-            tap = self._taps.get(type_id)
-            if tap is None:
-                tap = self._taps[type_id] = SafeSubject()
-                if type_id not in self._trackers:
-                    self._trackers[type_id] = self.world.track(reg.model, self._wake)
-            inner = tap.subscribe(observer)
-
-            def dispose() -> None:
-                inner.dispose()
-                if self._taps.get(type_id) is tap and not tap.observers:
-                    del self._taps[type_id]
-                    if not self._keeps_tracking(type_id):
-                        self._untrack(type_id)
-
-            return Disposable(dispose)
-
-        return reactivex.create(subscribe)
-
-    def _flushed(self, reg: ComponentRegistration[Any], pending: dict[EntityId, int]) -> Any:
-        world, model = self.world, reg.model
-        upserts: dict[EntityId, Any] = {}
-        removed: list[EntityId] = []
-        despawned: list[EntityId] = []
-        for entity, code in pending.items():
-            final = code & _FINAL
-            if final == _UPSERT:
-                value = world.get(entity, model)
-                if value is not None:
-                    upserts[entity] = value
-            elif final == _DESPAWNED:
-                despawned.append(entity)
-            else:
-                removed.append(entity)
-        return FlushedChanges(model, MappingProxyType(upserts), tuple(removed), tuple(despawned))
+        return self._taps.observable(self.registry.get(model))
 
     def subscriptions_of(self, connection: int) -> list[SubscriptionInfo]:
         """The live subscriptions of ``connection`` (none for an unknown one)."""
         client = self._clients.get(connection)
         if client is None:
             return []
-        return [
-            SubscriptionInfo(
-                id=sub.id,
-                component=sub.reg.name,
-                entity=None if sub.entity is None else int(sub.entity),
-                max_rate_hz=sub.max_rate_hz,
-                deadband=sub.deadband,
-                snapshot_under_way=sub.needs_snapshot or sub.snapshot_rest is not None,
-            )
-            for sub in client.subs.values()
-        ]
+        return [sub.info() for sub in client.subs.values()]
 
     def sent(self) -> tuple[int, int]:
         """SYNC frames and their bytes produced so far (cheaper than :meth:`statistics`)."""

@@ -1,17 +1,111 @@
-"""What the sync engine keeps per connection, per subscription and per visibility class.
-No I/O: plain records, shared by the engine and its rooms (views, held replies)."""
+"""What the sync engine keeps per connection, per subscription and per visibility class,
+and the checks a SUBSCRIBE passes before it becomes a subscription. No I/O: plain records,
+shared by the engine and its rooms (views, groups, held replies)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..exceptions import SubscriptionError, UnknownComponent
+from ..protocol import shown
 from ..security import ANONYMOUS, Identity
 from ..world import EntityId, World
-from ._registry import ComponentRegistration
+from ._registry import ComponentRegistration, ComponentRegistry
 
-__all__ = ["Client", "Subscription", "View"]
+__all__ = ["Client", "Subscription", "SubscriptionInfo", "View", "check_subscribe"]
+
+_OPTIONS = ("max_rate_hz", "deadband")
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionInfo:
+    """One live subscription, as of the call (what DevTools' connections view lists).
+
+    Attributes:
+        id: The client's subscription id.
+        component: The component type's wire name.
+        entity: The one entity it watches, or ``None`` for the whole type.
+        max_rate_hz: Its own rate cap, if it asked for one.
+        deadband: Its deadband, if it asked for one.
+        snapshot_under_way: A snapshot of it is still going out (in parts).
+    """
+
+    id: int
+    component: str
+    entity: int | None
+    max_rate_hz: float | None
+    deadband: float | None
+    snapshot_under_way: bool
+
+
+def finite_number(v: Any) -> bool:
+    """An int or float (not a bool) that is finite as a float (a 400-digit int is not)."""
+    if not isinstance(v, int | float) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
+def check_subscribe(
+    registry: ComponentRegistry, sub_id: int, type_name: str, entity: Any, options: Any
+) -> tuple[ComponentRegistration[Any], EntityId | None, float | None, float | None]:
+    """What a SUBSCRIBE asks for, checked: ``(registration, entity or None, max_rate_hz,
+    deadband)``.
+
+    Raises:
+        UnknownComponent: ``type_name`` is not a synced component (the known ones named).
+        SubscriptionError: a bad entity or option (the field named).
+    """
+    reg = registry.by_name(type_name)
+    if reg is None:
+        known = ", ".join(registry.names()) or "none"
+        raise UnknownComponent(
+            f"cannot subscribe to {type_name!r}: not a synced component; "
+            f"synced components: {known}",
+            subscription=sub_id,
+            type_name=type_name,
+        )
+    if entity is not None and (not isinstance(entity, int) or isinstance(entity, bool)):
+        raise SubscriptionError(
+            "entity must be an integer or null",
+            subscription=sub_id,
+            type_name=type_name,
+            field="entity",
+        )
+    if not isinstance(options, dict):
+        raise SubscriptionError(
+            "options must be a map", subscription=sub_id, type_name=type_name, field="options"
+        )
+    unknown = sorted(shown(k, 40) for k in set(options) - set(_OPTIONS))
+    if unknown:
+        raise SubscriptionError(
+            f"unknown subscription options: {', '.join(unknown[:5])}; known: {', '.join(_OPTIONS)}",
+            subscription=sub_id,
+            type_name=type_name,
+            field=unknown[0],
+        )
+    rate, deadband = options.get("max_rate_hz"), options.get("deadband")
+    for key, val in (("max_rate_hz", rate), ("deadband", deadband)):
+        if val is not None and (
+            not finite_number(val) or val < 0 or (key == "max_rate_hz" and val == 0)
+        ):
+            raise SubscriptionError(
+                f"{key} must be a positive finite number, got {shown(val, 40)}",
+                subscription=sub_id,
+                type_name=type_name,
+                field=key,
+            )
+    return (
+        reg,
+        EntityId(entity) if entity is not None else None,
+        float(rate) if rate else None,
+        float(deadband) if deadband else None,
+    )
 
 
 @dataclass(eq=False)
@@ -37,6 +131,17 @@ class Subscription:
     last_sent: dict[EntityId, list[Any]] = field(default_factory=dict)
     full_next: bool = False  # field-delta types: send full values in the next type flush
     view: View | None = None  # a type restricted by visible_to: what this identity sees
+
+    def info(self) -> SubscriptionInfo:
+        """What DevTools' connections view shows of it, as of the call."""
+        return SubscriptionInfo(
+            id=self.id,
+            component=self.reg.name,
+            entity=None if self.entity is None else int(self.entity),
+            max_rate_hz=self.max_rate_hz,
+            deadband=self.deadband,
+            snapshot_under_way=self.needs_snapshot or self.snapshot_rest is not None,
+        )
 
 
 @dataclass(eq=False)

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ..protocol import FrameKind, Status, json_encode, msgpack_encode
+
+if TYPE_CHECKING:
+    from ._subs import Client
 
 __all__ = [
     "Group",
@@ -20,6 +24,7 @@ __all__ = [
     "assemble_msgpack",
     "groups_json",
     "groups_msgpack",
+    "send_frames",
     "encode_frame",
     "encode_reply",
     "encode_items",
@@ -82,6 +87,38 @@ def assemble_json(seq: int, groups: list[Group] | str) -> str:
     """A SYNC frame in JSON, from groups (or their already-encoded array)."""
     body = groups if isinstance(groups, str) else groups_json(groups)
     return f"[{int(FrameKind.SYNC)},{seq},{body}]"
+
+
+def send_frames(
+    out: dict[Client, list[Group]], send: Callable[[int, bytes | str], None]
+) -> tuple[int, int]:
+    """Hand each client of ``out`` its SYNC frame of groups (``send(connection, frame)``,
+    one frame alive at a time), advancing its sequence number; returns the frames and
+    bytes sent. Clients whose groups are the same objects (plain subscribers with the same
+    sub id) share one encoding of them: each frame only adds its own sequence number."""
+    sent = nbytes = 0
+    bodies: dict[tuple[Any, ...], bytes | str] = {}
+    for client, groups in out.items():
+        if not groups:
+            continue
+        client.seq += 1
+        if len(groups) == 1:
+            g = groups[0]
+            key: tuple[Any, ...] = (client.binary, g[0], g[1], id(g[3]), id(g[4]), id(g[5]))
+        else:
+            key = (client.binary, *((g[0], g[1], id(g[3]), id(g[4]), id(g[5])) for g in groups))
+        body = bodies.get(key)
+        if body is None:
+            body = bodies[key] = groups_msgpack(groups) if client.binary else groups_json(groups)
+        data: bytes | str = (
+            assemble_msgpack(client.seq, body)  # type: ignore[arg-type]
+            if client.binary
+            else assemble_json(client.seq, body)  # type: ignore[arg-type]
+        )
+        send(client.id, data)
+        sent += 1
+        nbytes += len(data)
+    return sent, nbytes
 
 
 def encode_frame(binary: bool, frame: list[Any]) -> bytes | str:
