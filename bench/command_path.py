@@ -42,6 +42,7 @@ import hashlib
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -74,16 +75,25 @@ async def _measure(clients: list[int], warmup: int, rounds: int) -> dict[str, fl
         bench = _Bench(c)
         await bench.setup()
         times: dict[str, list[float]] = {case: [] for case in CASES}
+        faults: dict[str, list[int]] = {case: [] for case in CASES}
         for i in range(warmup + rounds):
             for case in CASES:
-                seconds = bench.insert_round() if case == "insert" else bench.mutate_round()
+                seconds, n = bench.insert_round() if case == "insert" else bench.mutate_round()
                 if i >= warmup:
                     times[case].append(seconds)
+                    faults[case].append(n)
                 await asyncio.sleep(0)  # the server's own scheduled flush runs (untimed)
         for case in CASES:
             out[f"{case}/{c}"] = statistics.median(times[case])
             out[f"{case}/{c}/best"] = min(times[case])
+            out[f"{case}/{c}/faults"] = statistics.median(faults[case])
     return out
+
+
+def _faults() -> int:
+    """Minor page faults of this process so far (memory the allocator got from the
+    kernel again: touched for the first time, or after it was given back)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 class _Bench:
@@ -133,7 +143,7 @@ class _Bench:
         u = self.rng.uniform
         return [(round(u(-100, 100), 3), round(u(-100, 100), 3)) for _ in range(OPS)]
 
-    def insert_round(self) -> float:
+    def insert_round(self) -> tuple[float, int]:
         values = self._values()
         pairs = zip(self.entities, values, strict=True)
         typed = [(e, self.Position(x=x, y=y)) for e, (x, y) in pairs]
@@ -141,17 +151,19 @@ class _Bench:
         gc.collect()
         gc.disable()
         try:
+            faults = _faults()
             t0 = time.perf_counter()
             for entity, value in typed:
                 insert(entity, value)
             frames = flush(time.monotonic())
             seconds = time.perf_counter() - t0
+            faults = _faults() - faults
         finally:
             gc.enable()
         self._check(values, frames, replies=0)
-        return seconds
+        return seconds, faults
 
-    def mutate_round(self) -> float:
+    def mutate_round(self) -> tuple[float, int]:
         from pl3xus_rx.protocol import FrameKind
 
         values = self._values()
@@ -165,15 +177,17 @@ class _Bench:
         gc.collect()
         gc.disable()
         try:
+            faults = _faults()
             t0 = time.perf_counter()
             for frame in commands:
                 on_frame(conn, True, frame)  # type: ignore[arg-type]
             frames = flush(time.monotonic())
             seconds = time.perf_counter() - t0
+            faults = _faults() - faults
         finally:
             gc.enable()
         self._check(values, frames, replies=OPS, first=first)
-        return seconds
+        return seconds, faults
 
     def _check(
         self, values: list[tuple[float, float]], frames: list[Any], replies: int, first: int = 0
@@ -236,6 +250,8 @@ def spawn(tree: Path, args: argparse.Namespace) -> dict[str, float]:
     if args.cpu is not None:
         command += ["--cpu", str(args.cpu)]
     env = {**os.environ, "PYTHONPATH": str(tree)}
+    if args.malloc == "kept":
+        env.update(KEPT_MALLOC)
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"the run against {tree} failed:\n{done.stderr[-3000:]}")
@@ -276,6 +292,13 @@ def snapshot(tree: Path, into: Path) -> tuple[Path, str]:
 
 STATS = (("", "median"), ("/best", "best"))
 
+# glibc's malloc gives the top of its heap back to the kernel once 128 KiB of it are free
+# (and faults it in again at the next allocation). Whether that happens between two rounds
+# depends on where the last live object lies, not on the code measured: the same
+# instructions then cost 100-300 page faults more per round (a flush at C = 100 allocates
+# 100 frames of ~20 kB). ``--malloc kept`` keeps that memory in both versions.
+KEPT_MALLOC = {"MALLOC_TRIM_THRESHOLD_": str(1 << 31), "MALLOC_TOP_PAD_": str(64 << 20)}
+
 
 def table(runs: dict[str, list[dict[str, float]]], clients: list[int], note: str) -> str:
     """Per case and per statistic of a process's rounds (their median, their best): each
@@ -299,7 +322,8 @@ def table(runs: dict[str, list[dict[str, float]]], clients: list[int], note: str
                     xs = sorted(r[key] * 1e3 for r in runs[label])
                     q = statistics.quantiles(xs, n=4) if len(xs) > 1 else [xs[0]] * 3
                     medians.append(statistics.median(xs))
-                    row += f" {medians[-1]:.2f} [{q[0]:.2f}-{q[2]:.2f}] |"
+                    faults = statistics.median(r[f"{case}/{c}/faults"] for r in runs[label])
+                    row += f" {medians[-1]:.2f} [{q[0]:.2f}-{q[2]:.2f}] ({faults:.0f}) |"
                 if pair:
                     ratio = medians[1] / medians[0]
                     paired = statistics.median(
@@ -312,7 +336,8 @@ def table(runs: dict[str, list[dict[str, float]]], clients: list[int], note: str
         "",
         "Times in ms for the 1,000 ops and the flush (= µs per op). One repetition is one "
         "process; its value is the median (or the best) of its timed rounds. Garbage "
-        "collection is off while timed.",
+        "collection is off while timed. In parentheses: minor page faults in the timed "
+        "region (median of the processes' medians).",
     ]
     return "\n".join(lines)
 
@@ -329,6 +354,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int)
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--cpu", type=int, help="pin each run to this CPU")
+    parser.add_argument(
+        "--malloc",
+        choices=("default", "kept"),
+        default="default",
+        help="kept: glibc keeps freed heap memory (both versions; see KEPT_MALLOC)",
+    )
     parser.add_argument("--no-docs", action="store_true", help="(accepted; never writes docs)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--expect", help=argparse.SUPPRESS)
@@ -368,7 +399,7 @@ def main() -> None:
         note = (
             f"before = {what}, after = `{args.after}` as copied at the start ({which}); "
             f"{args.reps} "
-            f"interleaved reps each (separate processes); {sizes}."
+            f"interleaved reps each (separate processes); {sizes}; malloc {args.malloc}."
         )
         command = "python bench/command_path.py"
     text = table(runs, args.clients, note)
@@ -376,6 +407,8 @@ def main() -> None:
     from _report import publish
 
     name = "command_path" + ("_quick" if args.quick else "_current" if args.only_current else "")
+    if args.malloc == "kept" and not args.quick and not args.only_current:
+        name += "_malloc_kept"
     publish(name, command, text, docs=False)
 
 

@@ -108,7 +108,7 @@ def check_subscribe(
     )
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Subscription:
     """One client subscription: its options and what is under way for it."""
 
@@ -144,7 +144,7 @@ class Subscription:
         )
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Client:
     """One connection as the engine sees it: its encoding, identity, sequence and
     subscriptions."""
@@ -156,7 +156,7 @@ class Client:
     subs: dict[int, Subscription] = field(default_factory=dict)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class View:
     """What the identities of one visibility class see of one restricted type: the entities
     whose value every up-to-date subscription of the class holds. Changes are filtered
