@@ -3,31 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl as _ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import reactivex
 from pydantic import BaseModel
 
+from ._delivery import Delivery, RemoteSink
+from ._handlers import Handlers
 from .commands import (
     Authorizer,
     Broadcast,
     Commands,
     DespawnPolicy,
     Effect,
-    HandlerTimedOut,
     Hold,
     Send,
     SpawnPolicy,
     Start,
 )
 from .devtools._install import install as install_devtools
-from .exceptions import ConnectionNotFound, FrameError, NotFound
+from .exceptions import FrameError, NotFound
 from .instruments import Instrument, Reporter
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .net import (
@@ -68,7 +68,7 @@ from .sync import (
     SyncSettings,
 )
 from .sync._access import sees_entity
-from .sync._wire import encode_frame, encode_reply
+from .sync._wire import encode_frame
 from .world import EntityId, World
 
 __all__ = ["SyncServer"]
@@ -76,20 +76,6 @@ __all__ = ["SyncServer"]
 logger = logging.getLogger(__name__)
 
 C = TypeVar("C", bound=BaseModel)
-
-RemoteSink = Callable[[int, bytes], None]
-"""``sink(connection, msgpack_frame)``: how a frame reaches a gateway's client."""
-
-
-async def _bound(pending: Awaitable[Any], seconds: float) -> Any:
-    """Await a handler for at most ``seconds``; past that it is cancelled."""
-    try:
-        async with asyncio.timeout(seconds) as scope:
-            return await pending
-    except TimeoutError as exc:
-        if scope.expired():
-            raise HandlerTimedOut from exc
-        raise  # the handler's own TimeoutError: a failure like any other
 
 
 class SyncServer:
@@ -134,7 +120,6 @@ class SyncServer:
         self.world = World()
         """The single source of truth."""
         self._authenticated = False
-        self._handler_tasks: dict[int, set[asyncio.Task[None]]] = {}
         self.net = Network(
             network,
             transport=transport,
@@ -142,6 +127,7 @@ class SyncServer:
             extension_handler=self._on_frame,
         )
         """The network layer (plain typed messages work on it too)."""
+        self._to = Delivery(self.net)
         self.settings = sync if sync is not None else SyncSettings()
         self.registry = ComponentRegistry()
         """The synced component types."""
@@ -163,10 +149,11 @@ class SyncServer:
         self.registry.add(EntityControl)  # synced like any component, never client-writable
         if authenticate is not None:
             self.authenticate(authenticate)
+        self._handlers = Handlers(
+            self.net.spawn,
+            lambda call, **end: self._apply(self.commands.handler_finished(call, **end)),
+        )
         self._last_messages: dict[str, dict[str, Any]] = {}
-        # clients of gateways (scale-out): connection -> (where its frames go, identity)
-        self._remote: dict[int, tuple[RemoteSink, Identity]] = {}
-        self._remote_broadcast: Callable[[bytes], None] | None = None
         self._forward: Callable[[ConnectionId, list[Any]], None] | None = None
         self._install_last_message()
         if devtools:
@@ -268,10 +255,7 @@ class SyncServer:
 
     def identity_of(self, connection: int) -> Identity:
         """Who the client on ``connection`` is (a gateway's client too)."""
-        remote = self._remote.get(connection)
-        if remote is not None:
-            return remote[1]
-        return self.net.identity_of(ConnectionId(connection))
+        return self._to.identity_of(connection)
 
     # ------------------------------------------------------------------ scale-out hooks
 
@@ -279,14 +263,14 @@ class SyncServer:
         """A client of a gateway connected (scale-out): commands from it arrive through
         :meth:`remote_frame`, and what this server sends it goes to ``sink(connection,
         msgpack_frame)``. ``connection`` must not collide with this server's own ids."""
-        self._remote[connection] = (sink, identity)
+        self._to.remote[connection] = (sink, identity)
         self.engine.add_client(connection, binary=True, identity=identity)
 
     def remote_frame(self, connection: int, frame: list[Any]) -> None:
         """A command frame (MUTATE, CONTROL, REQUEST, QUERY, SEND, SPAWN, DESPAWN) from a
         gateway's client, handled as if it came from a direct client: same policies, same
         identity, answers to its sink. Anything else is refused with an ERROR frame."""
-        remote = self._remote.get(connection)
+        remote = self._to.remote.get(connection)
         if remote is None:
             logger.warning("a frame from unknown gateway client %s was dropped", connection)
             return
@@ -295,28 +279,24 @@ class SyncServer:
                 raise FrameError("a gateway forwards command frames only")
             self._command(MutationContext(connection, remote[1]), frame)
         except FrameError as exc:
-            self._send_frame(connection, error_frame(exc.to_wire()))
+            self._to.send_frame(connection, error_frame(exc.to_wire()))
 
     def remote_left(self, connection: int) -> None:
         """A gateway's client went away: its control is released, its handlers cancelled."""
-        if self._remote.pop(connection, None) is None:
+        if self._to.remote.pop(connection, None) is None:
             return
-        for task in list(self._handler_tasks.get(connection, ())):
-            task.cancel()
+        self._handlers.cancel(connection)
         self._apply(self.commands.connection_closed(connection))
         self.engine.remove_client(connection)
 
-    def _knows(self, connection: int) -> bool:
-        return connection in self._remote or self.net.has_connection(ConnectionId(connection))
-
     def remote_connections(self) -> list[int]:
         """The gateway clients this server knows."""
-        return list(self._remote)
+        return list(self._to.remote)
 
     def on_broadcast(self, sink: Callable[[bytes], None] | None) -> None:
         """Also hand every frame broadcast to all clients (invalidations, notifications
         to all) to ``sink(msgpack_frame)``: an authority tells its gateways' clients."""
-        self._remote_broadcast = sink
+        self._to.broadcast_sink = sink
 
     def forward_commands(self, sink: Callable[[ConnectionId, list[Any]], None] | None) -> None:
         """Hand client command frames to ``sink(connection, frame)`` instead of handling
@@ -330,7 +310,7 @@ class SyncServer:
         if frame and frame[0] == FrameKind.REPLY:
             self.engine.defer(connection, frame)
         else:
-            self._send_frame(connection, frame)
+            self._to.send_frame(connection, frame)
 
     def update_settings(self, **changes: Any) -> SyncSettings:
         """Change sync settings while serving (``max_update_rate_hz=10`` to calm every
@@ -374,28 +354,8 @@ class SyncServer:
             encoded = {True: encode_frame(True, frame), False: encode_frame(False, frame)}
         except (ValueError, TypeError, OverflowError) as exc:
             raise ValueError(f"this notification cannot be sent: {exc}") from exc
-        reached = 0
-        if connection is not None:
-            chosen = [connection] if self._knows(connection) else []
-        elif identity is not None:
-            name = identity if isinstance(identity, str) else identity.name
-            chosen = [
-                c
-                for c in (*self.net.connections, *self._remote)
-                if (who := self.identity_of(c)).name == name and not who.anonymous
-            ]
-        else:
-            chosen = list(self.net.connections)
-            if self._remote_broadcast is not None:  # gateways' clients: once, for all
-                self._remote_broadcast(encoded[True])  # type: ignore[arg-type]
-                reached = len(self._remote)
-        for c in chosen:
-            remote = self._remote.get(c)
-            if remote is not None:
-                remote[0](c, encoded[True])  # type: ignore[arg-type]
-            else:
-                self.net.send_raw(ConnectionId(c), encoded[self.net.is_binary(ConnectionId(c))])
-        return reached + len(chosen)
+        name = identity.name if isinstance(identity, Identity) else identity
+        return self._to.send_encoded(encoded, connection=connection, identity=name)
 
     def visibility_changed(
         self, component: type[BaseModel] | None = None, entity: EntityId | None = None
@@ -501,7 +461,7 @@ class SyncServer:
             query=self.query,
             sees=self.sees,
             admin=self._admin,
-            remote=lambda: [(c, identity) for c, (_, identity) in self._remote.items()],
+            remote=lambda: [(c, identity) for c, (_, identity) in self._to.remote.items()],
         )
 
     def _welcome_extra(self, connection: ConnectionId) -> dict[str, Any]:
@@ -533,38 +493,6 @@ class SyncServer:
         else:
             self.engine.handle_frame(connection, binary, frame)
 
-    def _send_frame(self, connection: int, frame: list[Any]) -> None:
-        remote = self._remote.get(connection)  # a gateway's client: msgpack to its sink
-        cid = ConnectionId(connection)
-        if remote is None and not self.net.has_connection(cid):
-            return
-        binary = True if remote is not None else self.net.is_binary(cid)
-        if frame[0] == FrameKind.REPLY:
-            data = encode_reply(binary, frame)  # (never fails: an error REPLY instead)
-        else:
-            try:
-                data = encode_frame(binary, frame)
-            except (ValueError, TypeError, OverflowError) as exc:
-                logger.error("a %s frame could not be encoded and was dropped: %s", frame[0], exc)
-                return
-        if remote is not None:
-            remote[0](connection, data)  # type: ignore[arg-type]
-        else:
-            self.net.send_raw(cid, data)
-
-    def _broadcast_frame(self, frame: list[Any]) -> None:
-        encoded: dict[bool, bytes | str] = {}
-        try:
-            for binary in {self.net.is_binary(cid) for cid in self.net.connections}:
-                encoded[binary] = encode_frame(binary, frame)
-        except (ValueError, TypeError, OverflowError) as exc:
-            logger.error("a %s frame could not be encoded and was dropped: %s", frame[0], exc)
-            return
-        for cid in self.net.connections:
-            self.net.send_raw(cid, encoded[self.net.is_binary(cid)])
-        if self._remote_broadcast is not None:
-            self._remote_broadcast(encode_frame(True, frame))  # type: ignore[arg-type]
-
     def _command(self, ctx: MutationContext, frame: list[Any]) -> None:
         """A client's command frame: through the command layer, its effects carried out."""
         reporter = self._reporter
@@ -593,40 +521,11 @@ class SyncServer:
                     entity=effect.entity,
                 )
             elif isinstance(effect, Send):
-                self._send_frame(effect.connection, effect.frame)
+                self._to.send_frame(effect.connection, effect.frame)
             elif isinstance(effect, Broadcast):
-                self._broadcast_frame(effect.frame)
+                self._to.broadcast_frame(effect.frame)
             elif isinstance(effect, Start):
-                self._start(effect)
-
-    def _start(self, start: Start) -> None:
-        """Run an async handler within its timeout; report its end to the command layer."""
-        connection, call = start.connection, start.call
-
-        async def run() -> None:
-            try:
-                if start.timeout is None:
-                    result = await start.pending
-                else:
-                    result = await _bound(start.pending, start.timeout)
-            except asyncio.CancelledError:
-                self._apply(self.commands.handler_finished(call, cancelled=True))
-                raise
-            except Exception as exc:
-                self._apply(self.commands.handler_finished(call, error=exc))
-            else:
-                self._apply(self.commands.handler_finished(call, result=result))
-
-        task = self.net.spawn(run(), f"command handler for connection {connection}")
-        tasks = self._handler_tasks.setdefault(connection, set())
-        tasks.add(task)
-
-        def done(task: asyncio.Task[None]) -> None:
-            tasks.discard(task)
-            if not tasks and self._handler_tasks.get(connection) is tasks:
-                del self._handler_tasks[connection]
-
-        task.add_done_callback(done)
+                self._handlers.start(effect)
 
     def _schedule_control_check(self) -> None:
         if self._control_timer is not None:
@@ -650,8 +549,7 @@ class SyncServer:
             elif isinstance(event, Disconnected):
                 self._reporter.connection_closed(event.id)
         if isinstance(event, Disconnected):
-            for task in list(self._handler_tasks.get(event.id, ())):
-                task.cancel()  # nobody is left to answer
+            self._handlers.cancel(event.id)  # nobody is left to answer
             self._apply(self.commands.connection_closed(event.id))
             self.engine.remove_client(event.id)
             self._contexts.pop(event.id, None)
@@ -680,22 +578,12 @@ class SyncServer:
 
     def _flush(self) -> None:
         self._handle = None
-        send_raw = self.net.send_raw
-        remote = self._remote
-
-        def send(connection: int, data: bytes | str) -> None:
-            try:
-                send_raw(connection, data)  # type: ignore[arg-type]  # ConnectionId is an int
-            except ConnectionNotFound:
-                if connection in remote:  # a gateway's client (replies only: no subscriptions)
-                    remote[connection][0](connection, data)  # type: ignore[arg-type]
-
         reporter = self._reporter
         if reporter is not None:
             frames, nbytes = self.engine.sent()
         started = time.perf_counter()
         try:
-            self.engine.flush_into(self._clock(), send)
+            self.engine.flush_into(self._clock(), self._to.send_data)
         except Exception:
             logger.exception("flush failed")
         if self.commands.control.holds:  # whoever stopped seeing what it holds loses it
@@ -735,16 +623,7 @@ class SyncServer:
     def _last_flush(self) -> None:
         """Before the shutdown closes every connection: one more flush (whatever the rate
         cap), then every reply still waiting, so no command applied goes unanswered."""
-        send_raw = self.net.send_raw
-        remote = self._remote
-
-        def send(connection: int, data: bytes | str) -> None:
-            if connection in remote:
-                remote[connection][0](connection, data)  # type: ignore[arg-type]
-                return
-            with contextlib.suppress(ConnectionNotFound):
-                send_raw(connection, data)  # type: ignore[arg-type]
-
+        send = self._to.send_last
         try:
             self.engine.flush_into(max(self._clock(), self.engine.next_flush_allowed()), send)
             self.engine.release_deferred(send)

@@ -83,12 +83,12 @@ async def test_a_handler_task_goes_when_its_client_goes() -> None:
         sync = SyncProvider(f"ws://{host}:{port}/", REGISTRY)
         await sync.__aenter__()
         pending = asyncio.ensure_future(sync.request(Wait(seconds=3600)))
-        await wait_until(lambda: bool(server._handler_tasks), what="the handler to start")
+        await wait_until(lambda: bool(server._handlers.tasks), what="the handler to start")
         await sync.close()
         with pytest.raises(Exception):  # noqa: B017  (ConnectionLost: the link went)
             await pending
         await wait_until(lambda: events == ["cancelled"], what="the handler to be cancelled")
-        await wait_until(lambda: not server._handler_tasks, what="no task left")
+        await wait_until(lambda: not server._handlers.tasks, what="no task left")
 
 
 async def test_a_blocking_handler_off_the_loop_freezes_nobody() -> None:
