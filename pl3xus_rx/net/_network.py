@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
-import json
 import logging
 import ssl as _ssl
 import time
@@ -18,41 +16,34 @@ from typing import Any, Literal, TypeVar, cast
 import reactivex
 from pydantic import BaseModel
 
-from .._http import HEALTH_PATH, AdmissionCheck, HttpRequest, HttpResponse, RouteHandler
+from .._http import AdmissionCheck, HttpRequest, HttpResponse, RouteHandler
 from .._rx import Dispatcher, SafeSubject
 from ..exceptions import (
     ConnectFailed,
     ConnectionNotFound,
-    DuplicateRegistration,
-    FrameError,
     NetworkStateError,
-    ProtocolError,
     SchemaMismatch,
 )
 from ..protocol import (
-    FIRST_EXTENSION_KIND,
     JSON_SUBPROTOCOL,
     MSGPACK_SUBPROTOCOL,
     PROTOCOL_VERSION,
     Codec,
-    ErrorFrame,
-    FrameKind,
-    MessageFrame,
     RegisteredType,
     TypeTable,
     WelcomeFrame,
     codec_for_subprotocol,
     error_frame,
     message_frame,
-    parse_frame,
     to_wire,
-    validate_message,
     welcome_frame,
 )
 from ..security import ANONYMOUS, Authenticator, Identity, is_loopback
 from ._admission import Admission
 from ._connection import Connection, ConnectionStatistics
 from ._events import Connected, ConnectionId, Disconnected, Error, NetworkData, NetworkEvent
+from ._intake import Intake, kind_name
+from ._routes import Routes
 from ._settings import NetworkSettings
 from ._transport import Link, Listener, Transport
 
@@ -115,14 +106,6 @@ class NetworkStatistics:
     received_kinds: Mapping[str, int] = field(default_factory=dict)
 
 
-_KIND_NAMES: dict[int | None, str] = {int(k): k.name.lower() for k in FrameKind}
-_KIND_NAMES[None] = "other"
-
-
-def _kind_name(kind: int | None) -> str:
-    return _KIND_NAMES.get(kind, "other")
-
-
 class _Encoded:
     """One frame, encoded lazily at most once per codec and reused for every connection."""
 
@@ -154,12 +137,12 @@ class _Plumbing:
     def __init__(self, net: Network) -> None:
         self._net = net
         # ListenerHooks
-        self.health = net._health
-        self.http = net._http
+        self.health = net._routes.health
+        self.http = net._routes.page
         self.admit = net._admit
         self.opened = net._opened
         # ConnectionOwner
-        self.receive = net._receive
+        self.receive = net._intake.receive
         self.closed = net._closed
         self.count = net._count
         self.emit_error = net._emit_error
@@ -224,12 +207,26 @@ class Network:
             ),
             0,
         )
-        self._kinds: dict[Any, int] = {}  # frames received by kind
         self._closed_event: asyncio.Event | None = None
         self._none_left: asyncio.Event | None = None
         self._welcome_extra = welcome_extra
-        self._extension_handler = extension_handler
-        self._routes: dict[str, RouteHandler] = {}
+        self._routes = Routes(
+            lambda: (
+                self._state is NetworkState.RUNNING,
+                len(self._connections),
+                time.monotonic() - self._started,
+            )
+        )
+        self._intake = Intake(
+            self._types,
+            self._subjects,
+            self._dispatcher,
+            lambda: self.settings,
+            self._count,
+            self._emit_error,
+            self._send_error,
+            extension_handler,
+        )
         self._plumbing = _Plumbing(self)
         self._admission = Admission(
             lambda: self.settings,
@@ -249,14 +246,12 @@ class Network:
         Raises:
             DuplicateRegistration: ``path`` is already served.
         """
-        if path in self._routes or path == HEALTH_PATH:
-            raise DuplicateRegistration(f"HTTP path {path!r} is already served")
-        self._routes[path] = handler
+        self._routes.add(path, handler)
 
     @property
     def routes(self) -> list[str]:
         """The plain HTTP paths served besides ``/healthz``."""
-        return list(self._routes)
+        return list(self._routes.handlers)
 
     def authenticate(self, authenticator: Authenticator) -> None:
         """Authenticate every WebSocket handshake: ``authenticator(request)`` (sync or async)
@@ -449,30 +444,6 @@ class Network:
 
     # ------------------------------------------------------------------ ListenerHooks
 
-    def _health(self, request: HttpRequest) -> HttpResponse:
-        """The ``/healthz`` answer (a transport hook)."""
-        ok = self._state is NetworkState.RUNNING
-        body = json.dumps(
-            {
-                "status": "ok" if ok else "shutting_down",
-                "connections": len(self._connections),
-                "uptime_seconds": round(time.monotonic() - self._started, 3),
-            }
-        )
-        return HttpResponse(200 if ok else 503, body, "application/json")
-
-    async def _http(self, request: HttpRequest) -> HttpResponse | None:
-        """The page for a plain HTTP request, if its path is served (a transport hook)."""
-        route = self._routes.get(request.path)
-        if route is None:
-            return None
-        try:
-            answer = route(request)
-            return await answer if inspect.isawaitable(answer) else answer
-        except Exception:
-            logger.exception("HTTP route %r failed", request.path)
-            return HttpResponse(500, "internal error\n")
-
     async def _admit(self, request: HttpRequest, pending: int) -> HttpResponse | None:
         """Whether to accept one more handshake (a transport hook; see ``_admission``)."""
         return await self._admission.admit(request, pending)
@@ -572,76 +543,6 @@ class Network:
     def _send_error(self, conn: Connection, body: dict[str, Any]) -> None:
         """Tell a peer that something it sent was rejected."""
         conn.enqueue(conn.codec.encode(error_frame(body)))
-
-    # ------------------------------------------------------------------ receiving
-
-    def _receive(self, conn: Connection, data: bytes | str) -> None:
-        """Decode, check and deliver one incoming message (called by the connection)."""
-        debug = logger.isEnabledFor(logging.DEBUG)
-        if debug:
-            logger.debug("Message read: connection %s, %d bytes", conn.id, len(data))
-        try:
-            obj = conn.codec.decode(data, untrusted=not conn.outgoing)
-            kind = obj[0] if type(obj) is list and obj and type(obj[0]) is int else None
-            if kind not in _KIND_NAMES:
-                kind = None
-            self._kinds[kind] = self._kinds.get(kind, 0) + 1
-            handler = self._extension_handler
-            if (
-                handler is not None
-                and type(obj) is list
-                and obj
-                and type(obj[0]) is int
-                and obj[0] >= FIRST_EXTENSION_KIND
-            ):
-                handler(conn.id, conn.codec.binary, obj)
-                return
-            frame = parse_frame(obj)
-            if isinstance(frame, MessageFrame):
-                entry, value = validate_message(self._types, frame)
-                self._count("messages_received")
-                self._dispatcher.post(
-                    self._subjects[entry.name].on_next, NetworkData(conn.id, value)
-                )
-                if debug:
-                    logger.debug(
-                        "Message deserialized and sent to pl3xus_rx: connection %s, %s",
-                        conn.id,
-                        entry.name,
-                    )
-            elif isinstance(frame, WelcomeFrame):
-                if conn.welcome is None or conn.welcome.done():
-                    raise FrameError("unexpected WELCOME: only a server sends it, once")
-                conn.welcome.set_result(frame)
-            elif isinstance(frame, ErrorFrame):
-                self._count("errors_received")
-                logger.warning("connection %s reported an error: %r", conn.id, str(frame.error))
-                self._emit_error(conn.id, frame.error)
-        except ProtocolError as exc:
-            self._bad_input(conn, exc)
-        except Exception as exc:  # a bug must not kill the reader
-            logger.exception("connection %s: internal error handling a frame", conn.id)
-            self._bad_input(conn, ProtocolError(f"internal error: {type(exc).__name__}"))
-
-    def _bad_input(self, conn: Connection, exc: ProtocolError) -> None:
-        conn.bad_frames += 1
-        self._count("bad_frames")
-        # One warning per warning_interval per connection, saying how many were not logged
-        # (a client sending garbage must not fill the log).
-        now = time.monotonic()
-        if now - conn.last_bad_frame_log >= self.settings.warning_interval:
-            quiet, conn.bad_frames_unlogged = conn.bad_frames_unlogged, 0
-            conn.last_bad_frame_log = now
-            logger.warning(
-                "Bad frame from connection %s: %r%s",
-                conn.id,
-                exc.message[:500],
-                f" ({quiet} more bad frames not logged since the last warning)" if quiet else "",
-            )
-        else:
-            conn.bad_frames_unlogged += 1
-        self._emit_error(conn.id, exc)
-        self._send_error(conn, exc.to_wire())
 
     # ------------------------------------------------------------------ events
 
@@ -753,7 +654,7 @@ class Network:
             counters["frames_sent"] += conn.frames_sent
             counters["bytes_received"] += conn.bytes_received
             counters["bytes_sent"] += conn.bytes_sent
-        kinds = {_kind_name(k): n for k, n in self._kinds.items()}
+        kinds = {kind_name(k): n for k, n in self._intake.kinds.items()}
         return NetworkStatistics(
             connections=len(self._connections), received_kinds=kinds, **counters
         )
