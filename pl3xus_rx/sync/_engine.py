@@ -1,9 +1,12 @@
-"""The sync engine: subscriptions, pending changes, flushes. No I/O.
+"""The sync engine: which subscription gets what in each flush. No I/O.
 
 The engine listens to the World, keeps what changed since the last flush (only the latest
 value per entity and component, but never losing a removal), and on :meth:`SyncEngine.flush`
 returns at most one frame per connection. Each changed item is encoded once per flush and
-encoding, and the bytes are shared by every connection that sees it.
+encoding, and the bytes are shared by every connection that sees it. Its rooms: the checks
+of a SUBSCRIBE and the records (``_subs``), visibility views (``_views``), group building
+(``_groups``), frames (``_wire``), replies held for their flush (``_replies``) and the
+``flushed()`` taps (``_taps``).
 """
 
 from __future__ import annotations
