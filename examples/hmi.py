@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Awaitable
-from typing import Any, ClassVar, Literal
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, Literal, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Footer, Input, Static
@@ -53,6 +54,8 @@ REGISTRY = (
     .register_query(ListPrograms, ProgramList)
     .build()
 )
+
+N = TypeVar("N", bound=BaseModel)
 
 Severity = Literal["information", "warning", "error"]
 SEVERITY: dict[str, Severity] = {
@@ -117,6 +120,7 @@ class Hmi(App[None]):
 
     async def on_mount(self) -> None:
         self.query_one("#programs", DataTable).add_columns("id", "name", "steps")
+        self.query_one("#name", Input).focus()  # type a name, Enter creates
         try:
             await self.sync.__aenter__()
         except ConnectFailed as exc:  # say why, and leave
@@ -215,7 +219,9 @@ class Hmi(App[None]):
 
     # ------------------------------------------------------------------ commands
 
-    def run_command(self, label: str, command: Awaitable[Any]) -> None:
+    def run_command(
+        self, label: str, command: Awaitable[Any], then: Callable[[], None] | None = None
+    ) -> None:
         async def go() -> None:
             try:
                 result = await command
@@ -223,17 +229,35 @@ class Hmi(App[None]):
                 self.say(f"{label}: {exc}")
                 return
             self.say(f"{label}: ok" + (f" ({result})" if result is not None else ""))
+            if then is not None:
+                then()
 
         self.run_worker(go(), exclusive=False)
 
     def name_typed(self) -> str:
         return self.query_one("#name", Input).value.strip()
 
+    def named(self, label: str, model: type[N]) -> N | None:
+        """``model`` with the name typed, or ``None`` (and why, in the message line) if the
+        name is not one a program can have."""
+        try:
+            return model(name=self.name_typed())
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            self.say(f"{label}: the program name {problem['msg'].lower()}")
+            return None
+
     async def on_input_submitted(self, event: Input.Submitted) -> None:
         self.create()
 
     def create(self) -> None:
-        self.run_command("create", self.sync.request(CreateProgram(name=self.name_typed())))
+        request = self.named("create", CreateProgram)
+        if request is not None:
+            self.run_command("create", self.sync.request(request), then=self.clear_name)
+
+    def clear_name(self) -> None:
+        """Empty the name field (a program was created: ready for the next one)."""
+        self.query_one("#name", Input).value = ""
 
     async def on_button_pressed(self, event: Button.Pressed) -> None:
         button = event.button.id or ""
@@ -242,8 +266,9 @@ class Hmi(App[None]):
         if button == "create":
             self.create()
         elif button == "rename" and program is not None:
-            request = RenameProgram(name=self.name_typed())
-            self.run_command("rename", self.sync.request(request, entity=program))
+            rename = self.named("rename", RenameProgram)
+            if rename is not None:
+                self.run_command("rename", self.sync.request(rename, entity=program))
         elif button == "delete" and program is not None:
             self.run_command("delete", self.sync.request(DeleteProgram(), entity=program))
         elif button in ("rename", "delete"):

@@ -116,3 +116,40 @@ async def test_the_hmi_says_when_the_server_is_not_there() -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause(0.5)
     assert app.return_code == 1
+
+
+async def test_an_empty_or_long_program_name_is_refused_on_screen() -> None:
+    """Enter, Create and Rename with a name no program can have: a line saying why, the
+    HMI still running, nothing sent; a created program's name leaves the field."""
+    from textual.widgets import Input
+
+    server = SyncServer()
+    build_cell(server, robots=1, sensors=0)
+    async with server.serve("127.0.0.1", 0) as (host, port):
+        app = Hmi(f"ws://{host}:{port}/")
+        async with app.run_test(size=(130, 36)) as pilot:
+            await until(pilot, lambda: app.programs.get().value is not None, "the list")
+            assert app.focused is app.query_one("#name")  # type a name, Enter creates
+            await type_name(pilot, app, "   ")
+            await pilot.press("enter")
+            await until(pilot, lambda: "create: the program name" in text(app, "#msg"), "why")
+            assert "at least 1 character" in text(app, "#msg")
+            await type_name(pilot, app, "x" * 41)
+            await pilot.click("#create")
+            await until(pilot, lambda: "at most 40 characters" in text(app, "#msg"), "too long")
+
+            await type_name(pilot, app, "weld")
+            app.query_one("#name").focus()
+            await pilot.press("enter")
+            await until(
+                pilot,
+                lambda: table_names(app) == ["weld"],
+                f"created {table_names(app)} {text(app, chr(35) + 'msg')}",
+            )
+            await until(pilot, lambda: app.query_one("#name", Input).value == "", "cleared")
+
+            await type_name(pilot, app, "")
+            await pilot.click("#rename")  # the one row is selected
+            await until(pilot, lambda: "rename: the program name" in text(app, "#msg"), "why")
+            assert app.is_running
+            assert names_in_world(server) == ["weld"]
