@@ -260,21 +260,23 @@ def spawn(tree: Path, args: argparse.Namespace) -> dict[str, float]:
 
 
 def export(rev: str, into: Path) -> Path:
-    """The tree of ``rev`` in ``into`` (``git archive``: the repository is not touched)."""
+    """The tree of ``rev`` in ``into`` (``git archive``: the repository is not touched);
+    returns the folder to import ``pl3xus_rx`` from (``src`` once the layout has one)."""
     archive = subprocess.run(
         ["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True
     )
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
-    return into
+    return into / "src" if (into / "src" / "pl3xus_rx").is_dir() else into
 
 
 def snapshot(tree: Path, into: Path) -> tuple[Path, str]:
     """A copy of ``tree``'s ``pl3xus_rx`` in ``into`` (others may edit the working tree
     while the benchmark runs: every repetition measures the same code), and what it is:
     the commit, plus a hash of the uncommitted changes to the package, if any."""
-    shutil.copytree(
-        tree / "pl3xus_rx", into / "pl3xus_rx", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    package = tree / "src" / "pl3xus_rx"
+    if not package.is_dir():
+        package = tree / "pl3xus_rx"  # (the layout before src/)
+    shutil.copytree(package, into / "pl3xus_rx", ignore=shutil.ignore_patterns("__pycache__"))
 
     def git(*argv: str) -> str:
         return subprocess.run(
@@ -282,8 +284,9 @@ def snapshot(tree: Path, into: Path) -> tuple[Path, str]:
         ).stdout
 
     head = git("rev-parse", "--short", "HEAD").strip()
-    diff = git("diff", "HEAD", "--", "pl3xus_rx") + git(
-        "ls-files", "--others", "--exclude-standard", "--", "pl3xus_rx"
+    where = str(package.relative_to(tree))
+    diff = git("diff", "HEAD", "--", where) + git(
+        "ls-files", "--others", "--exclude-standard", "--", where
     )
     if diff:
         head += f" + uncommitted changes (sha1 {hashlib.sha1(diff.encode()).hexdigest()[:10]})"
@@ -388,7 +391,11 @@ def main() -> None:
     else:
         with tempfile.TemporaryDirectory(prefix="command_path_") as tmp:
             (Path(tmp) / "before").mkdir()
-            before = args.before or export(args.before_rev, Path(tmp) / "before")
+            if args.before is not None:
+                src = args.before / "src"
+                before = src if (src / "pl3xus_rx").is_dir() else args.before
+            else:
+                before = export(args.before_rev, Path(tmp) / "before")
             after, which = snapshot(args.after.resolve(), Path(tmp) / "after")
             runs = {"before": [], "after": []}
             for rep in range(args.reps):

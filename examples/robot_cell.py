@@ -2,7 +2,7 @@
 
     python examples/robot_cell.py --port 8080 --robots 3 --sensors 50
 
-The cell itself (components, requests, simulation) is in `pl3xus_rx/demo.py`; read it
+The cell itself (components, requests, simulation) is in `src/pl3xus_rx/demo.py`; read it
 alongside `docs/sync.md` and `docs/commands.md`. Watch it with `examples/watch_cell.py`.
 """
 

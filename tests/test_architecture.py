@@ -16,8 +16,8 @@ from pl3xus_rx.exceptions import Pl3xusError, ProtocolError
 from pl3xus_rx.protocol import ControlAction, ErrorCode, FrameKind, NoticeKind, Status
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = (ROOT / "pl3xus_rx", ROOT / "client_sync")
-VOCABULARY = ROOT / "pl3xus_rx" / "protocol"
+PACKAGES = (ROOT / "src" / "pl3xus_rx", ROOT / "src" / "client_sync")
+VOCABULARY = ROOT / "src" / "pl3xus_rx" / "protocol"
 
 KIND_NUMBERS = {int(k) for k in FrameKind}
 WORDS = {str(s) for s in (*Status, *NoticeKind, *ControlAction)}

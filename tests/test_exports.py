@@ -84,7 +84,7 @@ FORBIDDEN = {"asyncio", "websockets", "socket", "selectors", "ssl"}
 
 
 def test_sans_io_sources_import_no_io_modules() -> None:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parent.parent / "src"
     files = [
         p
         for entry in SANS_IO

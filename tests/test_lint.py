@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -42,4 +43,41 @@ def test_readme_example_type_checks_without_the_pydantic_plugin(tmp_path: Path) 
     config = tmp_path / "mypy.ini"
     config.write_text("[mypy]\nstrict = True\nfollow_imports = silent\n")
     result = run("mypy", "--config-file", str(config), str(example))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+USER_PROGRAM = """
+from pydantic import BaseModel
+
+from client_sync import ClientTypeRegistry, SyncProvider
+from pl3xus_rx import SyncServer
+
+
+class Pose(BaseModel):
+    x: float = 0.0
+
+
+server = SyncServer()
+server.sync_component(Pose)
+registry = ClientTypeRegistry.builder().register(Pose).build()
+sync = SyncProvider("ws://127.0.0.1:8080/", registry)
+poses = sync.components(Pose)
+"""
+
+
+def test_a_users_program_type_checks_where_the_package_was_installed(tmp_path: Path) -> None:
+    """After the README's ``pip install -e``, a program outside the repository finds both
+    packages with ``mypy --strict`` (the editable install is a plain path, not an import
+    hook a type checker cannot follow), and nothing inside them is reported."""
+    program = tmp_path / "user_program.py"
+    program.write_text(USER_PROGRAM)
+    env = {k: v for k, v in os.environ.items() if k not in ("MYPYPATH", "PYTHONPATH")}
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(program)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert result.returncode == 0, result.stdout + result.stderr

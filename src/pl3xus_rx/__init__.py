@@ -58,6 +58,7 @@ if TYPE_CHECKING:
         NetworkState,
         NetworkStatistics,
     )
+    from .protocol import Query, Request
     from .security import ANONYMOUS, Identity, bearer_tokens, jwt_verifier
     from .server import SyncServer
     from .sync import Authorized, Denied, EntityControl, MutationContext, SyncSettings
@@ -83,6 +84,8 @@ _LAZY: dict[str, str] = {
         "net",
     ),
     "SyncServer": "server",
+    "Query": "protocol",
+    "Request": "protocol",
     "SyncSettings": "sync",
     "EntityControl": "sync",
     "Authorized": "sync",
@@ -120,6 +123,8 @@ __all__ = [
     "EntityId",
     "SyncServer",
     "SyncSettings",
+    "Query",
+    "Request",
     "World",
     "ChannelFull",
     "ConnectFailed",

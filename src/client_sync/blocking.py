@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import inspect
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import reactivex
 from pydantic import BaseModel
+
+from pl3xus_rx.protocol import Query, Request
 
 from .provider import Change, ConnectionStatus, RequestHandle, SyncProvider
 from .registry import ClientTypeRegistry
@@ -21,6 +23,8 @@ from .states import Notification, QueryState
 __all__ = ["BlockingSyncProvider", "connect"]
 
 T = TypeVar("T", bound=BaseModel)
+R = TypeVar("R", bound=BaseModel)
+V = TypeVar("V")
 
 
 class BlockingSyncProvider:
@@ -64,11 +68,23 @@ class BlockingSyncProvider:
         """See :attr:`SyncProvider.notifications` (delivered on the provider's thread)."""
         return self._provider.notifications
 
+    @overload
+    def request_handle(self, model: type[Request[R]]) -> RequestHandle[R]: ...
+    @overload
+    def request_handle(self, model: type[BaseModel]) -> RequestHandle[Any]: ...
     def request_handle(self, model: type[BaseModel]) -> RequestHandle[Any]:
         """See :meth:`SyncProvider.request_handle`; call it with
         ``sync.call(lambda: handle.call(request))``, watch ``handle.state``."""
         return self._provider.request_handle(model)
 
+    @overload
+    def query(
+        self, model: type[Query[R]], params: Query[R], timeout: float = 10.0
+    ) -> Signal[QueryState[R]]: ...
+    @overload
+    def query(
+        self, model: type[BaseModel], params: BaseModel, timeout: float = 10.0
+    ) -> Signal[QueryState[Any]]: ...
     def query(
         self, model: type[BaseModel], params: BaseModel, timeout: float = 10.0
     ) -> Signal[QueryState[Any]]:
@@ -78,6 +94,10 @@ class BlockingSyncProvider:
         )
         return signal
 
+    @overload
+    def fetch(self, params: Query[R], timeout: float = 10.0) -> R: ...
+    @overload
+    def fetch(self, params: BaseModel, timeout: float = 10.0) -> Any: ...
     def fetch(self, params: BaseModel, timeout: float = 10.0) -> Any:
         """See :meth:`SyncProvider.fetch`: the query's answer, once (or its error)."""
         return self.call(lambda: self._provider.fetch(params), timeout)
@@ -116,6 +136,10 @@ class BlockingSyncProvider:
         future = asyncio.run_coroutine_threadsafe(self._provider.wait_synced(timeout), self._loop)
         future.result()  # the provider's own timeout bounds it
 
+    @overload
+    def call(self, fn: Callable[[], Coroutine[Any, Any, V]], timeout: float = 10.0) -> V: ...
+    @overload
+    def call(self, fn: Callable[[], V], timeout: float = 10.0) -> V: ...
     def call(self, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
         """Run ``fn()`` on the provider's loop and return its result (awaited, if it is a
         coroutine: ``sync.call(lambda: handle.call(Load(program=3)))``)."""

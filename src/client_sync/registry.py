@@ -8,7 +8,7 @@ from types import MappingProxyType
 from pydantic import BaseModel
 
 from pl3xus_rx.exceptions import DuplicateRegistration, NotRegistered
-from pl3xus_rx.protocol import check_component, schema_hash
+from pl3xus_rx.protocol import check_component, declared_response, schema_hash
 
 __all__ = ["ClientTypeRegistry", "ClientTypeRegistryBuilder"]
 
@@ -22,16 +22,33 @@ class ClientTypeRegistryBuilder:
         self._queries: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {}
 
     def register_request(
-        self, model: type[BaseModel], response: type[BaseModel], name: str | None = None
+        self,
+        model: type[BaseModel],
+        response: type[BaseModel] | None = None,
+        name: str | None = None,
     ) -> ClientTypeRegistryBuilder:
-        """Add a request type with its response type (for ``sync.request``)."""
+        """Add a request type with its response type (for ``sync.request``); a
+        :class:`~pl3xus_rx.protocol.Request` model names its own.
+
+        Raises:
+            TypeError: no response type (neither given nor named by the model), or one that
+                differs from the model's.
+        """
         self._add_command(self._requests, "request", model, response, name)
         return self
 
     def register_query(
-        self, model: type[BaseModel], response: type[BaseModel], name: str | None = None
+        self,
+        model: type[BaseModel],
+        response: type[BaseModel] | None = None,
+        name: str | None = None,
     ) -> ClientTypeRegistryBuilder:
-        """Add a query (parameter) type with its response type (for ``sync.query``)."""
+        """Add a query (parameter) type with its response type (for ``sync.query``); a
+        :class:`~pl3xus_rx.protocol.Query` model names its own.
+
+        Raises:
+            TypeError: as for :meth:`register_request`.
+        """
         self._add_command(self._queries, "query", model, response, name)
         return self
 
@@ -40,9 +57,10 @@ class ClientTypeRegistryBuilder:
         table: dict[str, tuple[type[BaseModel], type[BaseModel]]],
         what: str,
         model: type[BaseModel],
-        response: type[BaseModel],
+        response: type[BaseModel] | None,
         name: str | None,
     ) -> None:
+        response = declared_response(model, response, what)
         for t in (model, response):
             if not (isinstance(t, type) and issubclass(t, BaseModel)):
                 raise TypeError(f"{t!r} is not a pydantic BaseModel subclass")

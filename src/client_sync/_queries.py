@@ -6,16 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel
 
-from pl3xus_rx.protocol import from_wire, to_wire
+from pl3xus_rx.protocol import Query, from_wire, to_wire
 
 from ._commands import Commands
 from .session import Invalidation
 from .signal import Signal, WritableSignal
 from .states import QueryState, QueryStatus
+
+R = TypeVar("R", bound=BaseModel)
 
 __all__ = ["Queries"]
 
@@ -65,6 +67,10 @@ class Queries(Commands):
                 count += 1
         return count
 
+    @overload
+    def query(self, model: type[Query[R]], params: Query[R]) -> Signal[QueryState[R]]: ...
+    @overload
+    def query(self, model: type[BaseModel], params: BaseModel) -> Signal[QueryState[Any]]: ...
     def query(self, model: type[BaseModel], params: BaseModel) -> Signal[QueryState[Any]]:
         """The server's answer to query ``model`` with ``params``, as a signal; cached per
         (type, params), shared by every caller (keyed by params: ``query(Q, Q(robot=3))``
@@ -88,6 +94,10 @@ class Queries(Commands):
             self._fetch(query)
         return query.signal
 
+    @overload
+    async def fetch(self, params: Query[R], *, timeout: float | None = None) -> R: ...
+    @overload
+    async def fetch(self, params: BaseModel, *, timeout: float | None = None) -> Any: ...
     async def fetch(self, params: BaseModel, *, timeout: float | None = None) -> Any:
         """Ask the query of type ``type(params)`` once and return the typed answer (not
         cached, not refetched: :meth:`query` is the live, cached form).

@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast, overload
 
 from pydantic import BaseModel
 
 from pl3xus_rx.exceptions import CommandTimeout, ConnectionLost
 from pl3xus_rx.net import Network
 from pl3xus_rx.net._events import ConnectionId
-from pl3xus_rx.protocol import ControlAction, from_wire, to_wire
+from pl3xus_rx.protocol import ControlAction, Request, from_wire, to_wire
 
 from .registry import ClientTypeRegistry
 from .session import ClientSession, Reply
@@ -23,6 +23,7 @@ from .states import MutationState, MutationStatus, RequestState, RequestStatus
 __all__ = ["Commands", "MutationHandle", "RequestHandle"]
 
 T = TypeVar("T", bound=BaseModel)
+R = TypeVar("R", bound=BaseModel)
 
 
 class MutationHandle(Generic[T]):
@@ -48,22 +49,22 @@ class MutationHandle(Generic[T]):
         self.state.set(MutationState(MutationStatus.SUCCESS))
 
 
-class RequestHandle(Generic[T]):
-    """Calls of one request type with a state signal, for UIs (a "Load program" button that
-    shows pending, then the answer or the error). Create with
+class RequestHandle(Generic[R]):
+    """Calls of one request type, answered with an ``R``, with a state signal, for UIs (a
+    "Load program" button that shows pending, then the answer or the error). Create with
     :meth:`SyncProvider.request_handle`."""
 
     def __init__(self, provider: Commands, model: type[BaseModel]) -> None:
         self._provider = provider
         self.model = model
-        self.state: WritableSignal[RequestState[Any]] = WritableSignal(
+        self.state: WritableSignal[RequestState[R]] = WritableSignal(
             RequestState(RequestStatus.IDLE)
         )
         """idle → pending → ok | error; ``value`` keeps the last answer."""
 
     async def call(
         self, request: BaseModel, *, entity: int | None = None, timeout: float | None = None
-    ) -> Any:
+    ) -> R:
         """Like :meth:`SyncProvider.request` (``timeout`` for this call), tracking the
         state; errors are raised too."""
         last = self.state.get().value
@@ -74,7 +75,7 @@ class RequestHandle(Generic[T]):
             self.state.set(RequestState(RequestStatus.ERROR, last, exc))
             raise
         self.state.set(RequestState(RequestStatus.OK, value))
-        return value
+        return cast(R, value)
 
 
 class Commands:
@@ -165,9 +166,14 @@ class Commands:
             states[key] = state
         self.mutations.set(MappingProxyType(states))
 
+    @overload
+    def request_handle(self, model: type[Request[R]]) -> RequestHandle[R]: ...
+    @overload
+    def request_handle(self, model: type[BaseModel]) -> RequestHandle[Any]: ...
     def request_handle(self, model: type[BaseModel]) -> RequestHandle[Any]:
         """A handle for calls of request ``model`` with a state signal (idle / pending / ok /
-        error) and the last answer, for UIs.
+        error) and the last answer, for UIs (typed by the response a
+        :class:`~pl3xus_rx.protocol.Request` model names).
 
         Raises:
             NotRegistered: the request type is not in the registry (``register_request``).
@@ -181,10 +187,21 @@ class Commands:
         self.registry.name_of(model)
         return MutationHandle(self, model)
 
+    @overload
+    async def request(
+        self, request: Request[R], *, entity: int | None = None, timeout: float | None = None
+    ) -> R: ...
+    @overload
+    async def request(
+        self, request: BaseModel, *, entity: int | None = None, timeout: float | None = None
+    ) -> Any: ...
     async def request(
         self, request: BaseModel, *, entity: int | None = None, timeout: float | None = None
     ) -> Any:
-        """Send a request (targeted at ``entity`` if given) and return the typed response.
+        """Send a request (targeted at ``entity`` if given) and return the typed response
+        (typed for mypy too when the model is a :class:`~pl3xus_rx.protocol.Request`:
+        ``class Boost(Request[Boosted])`` makes ``await sync.request(Boost(...))`` a
+        ``Boosted``).
 
         Raises:
             NotRegistered: the request type is not in the registry (``register_request``).

@@ -8,7 +8,7 @@ import ssl as _ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import reactivex
 from pydantic import BaseModel
@@ -49,7 +49,9 @@ from .protocol import (
     LastMessageQuery,
     NoticeKind,
     NotificationLevel,
+    Query,
     RegisteredType,
+    Request,
     error_frame,
     to_wire,
 )
@@ -76,6 +78,7 @@ __all__ = ["SyncServer"]
 logger = logging.getLogger(__name__)
 
 C = TypeVar("C", bound=BaseModel)
+R = TypeVar("R", bound=BaseModel)
 
 
 class SyncServer:
@@ -181,8 +184,13 @@ class SyncServer:
         """Register a plain message type on the network layer."""
         return self.net.register_message(model, name)
 
+    @overload
+    def request(self, model: type[Request[R]]) -> RequestBuilder[R]: ...
+    @overload
+    def request(self, model: type[BaseModel]) -> RequestBuilder[Any]: ...
     def request(self, model: type[BaseModel]) -> RequestBuilder[Any]:
-        """Register a request type: ``server.request(T).targeted()...register(handler)``."""
+        """Register a request type: ``server.request(T).targeted()...register(handler)``
+        (typed by the response a :class:`~pl3xus_rx.protocol.Request` model names)."""
         return RequestBuilder(self.commands, model)
 
     def message(self, model: type[BaseModel]) -> MessageBuilder:
@@ -191,8 +199,13 @@ class SyncServer:
         A rejected message is answered with a ``message_rejected`` notice."""
         return MessageBuilder(self.commands, model)
 
+    @overload
+    def query(self, model: type[Query[R]]) -> QueryBuilder[R]: ...
+    @overload
+    def query(self, model: type[BaseModel]) -> QueryBuilder[Any]: ...
     def query(self, model: type[BaseModel]) -> QueryBuilder[Any]:
-        """Register a query type: ``server.query(Q).register(handler)``."""
+        """Register a query type: ``server.query(Q).register(handler)`` (typed by the
+        response a :class:`~pl3xus_rx.protocol.Query` model names)."""
         return QueryBuilder(self.commands, model)
 
     def publish(self, message: BaseModel) -> int:

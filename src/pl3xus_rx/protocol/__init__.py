@@ -53,6 +53,7 @@ from ._subscriptions import (
     UnsubscribeFrame,
     parse_subscription,
 )
+from ._typed import Query, Request, declared_response, response_of
 from ._types import RegisteredType, TypeTable, check_component, from_wire, schema_hash, to_wire
 from ._vocab import (
     CLIENT_COMMAND_KINDS,
@@ -133,4 +134,8 @@ __all__ = [
     "to_wire",
     "validate_message",
     "welcome_frame",
+    "Query",
+    "Request",
+    "declared_response",
+    "response_of",
 ]

@@ -7,12 +7,13 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, Self, TypeVar, get_type_hints
 
 from pydantic import BaseModel
 
+from ..protocol import response_of
 from ._policy import default_entity_policy
 from ._registry import EntityPolicy
 
@@ -102,10 +103,23 @@ class CommandRegistrar(Protocol):
 
 
 def _response_type(
-    handler: Callable[..., Any], explicit: type[BaseModel] | None, what: str
+    handler: Callable[..., Any],
+    explicit: type[BaseModel] | None,
+    model: type[BaseModel],
+    what: str,
 ) -> type[BaseModel]:
+    """The response: ``.returns(...)``, the one the model names (``Request[R]``,
+    ``Query[R]``; the two must agree), or the handler's return annotation."""
+    named = response_of(model)
     if explicit is not None:
+        if named is not None and explicit is not named:
+            raise TypeError(
+                f"{what} names {named.__name__} as its response; .returns() says "
+                f"{explicit.__name__}"
+            )
         return explicit
+    if named is not None:
+        return named
     try:
         ret = get_type_hints(handler).get("return")
     except Exception:  # another annotation does not resolve (a local class): try the return
@@ -169,11 +183,12 @@ class RequestBuilder(_TargetedBuilder, Generic[R]):
         self._invalidates = queries
         return self
 
-    def register(self, handler: Callable[..., Any]) -> RequestRegistration[R]:
+    def register(self, handler: Callable[..., R | Awaitable[R]]) -> RequestRegistration[R]:
         """Register ``handler(world, ctx, request)`` (or ``(world, ctx, entity, request)``
-        when targeted), sync or async, returning the response model."""
+        when targeted), sync or async, returning the response model (the one a
+        ``Request[R]`` model names, ``.returns()``, or the handler's annotation)."""
         name = self._name or self._model.__name__
-        response = _response_type(handler, self._response, f"request {name}")
+        response = _response_type(handler, self._response, self._model, f"request {name}")
         reg: RequestRegistration[Any] = RequestRegistration(
             name,
             self._model,
@@ -226,12 +241,12 @@ class QueryBuilder(Generic[R]):
         self._policy = policy
         return self
 
-    def register(self, handler: Callable[..., Any]) -> QueryRegistration[R]:
+    def register(self, handler: Callable[..., R | Awaitable[R]]) -> QueryRegistration[R]:
         """Register ``handler(world, params)`` (sync or async) returning the response; a
         handler with three parameters is called ``handler(world, ctx, params)``, to answer
         according to who asks (``ctx.identity``)."""
         name = self._name or self._model.__name__
-        response = _response_type(handler, self._response, f"query {name}")
+        response = _response_type(handler, self._response, self._model, f"query {name}")
         reg: QueryRegistration[Any] = QueryRegistration(
             name, self._model, response, handler, self._policy, _positional(handler) >= 3
         )
