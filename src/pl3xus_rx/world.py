@@ -24,7 +24,17 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Final, Generic, NewType, TypeVar, Union, cast, get_args, get_origin
+from typing import (
+    Any,
+    Final,
+    Generic,
+    TypeAlias,
+    TypeVar,
+    Union,
+    cast,
+    get_args,
+    get_origin,
+)
 
 import reactivex
 from pydantic import BaseModel
@@ -50,8 +60,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-EntityId = NewType("EntityId", int)
-"""An entity's id: opaque, starting at 1, never reused during a World's life."""
+EntityId: TypeAlias = int
+"""An entity's id: an ``int`` starting at 1, never reused during a World's life (the same
+type on the server and in clients, so that an id a client sent can be passed as it is;
+``EntityId(x)`` is ``int(x)``)."""
 
 C = TypeVar("C", bound=BaseModel)
 

@@ -143,7 +143,7 @@ class Gate:
         ``not_found`` answer otherwise."""
         self._decided[kind] += 1
         if type(raw) is int and self.sees(identity, EntityId(raw)):  # (a bool is no id)
-            return raw  # type: ignore[return-value]  # (an EntityId is an int)
+            return raw
         raise Reject(Status.NOT_FOUND, missing(raw))
 
     def _blocked(
@@ -226,10 +226,10 @@ class Gate:
         for it (alike whether the entity holds one: a write never comes without read
         access)."""
         vis = reg.visibility
-        if vis is None and type(raw) is int and self.world.has(raw, reg.model):  # type: ignore[arg-type]
+        if vis is None and type(raw) is int and self.world.has(raw, reg.model):
             # the hot path: a public component the entity holds makes the entity visible
             self._decided[_MUTATE] += 1
-            entity: EntityId = raw  # type: ignore[assignment]
+            entity: EntityId = raw
         else:
             entity = self._target(_MUTATE, ctx.identity, raw)
             if vis is not None and not vis.sees(self.world, ctx.identity, entity):
