@@ -240,3 +240,37 @@ def test_mypy_types_every_call_site_with_the_response(
     assert found == errors, result.stdout + result.stderr
     if errors:
         assert "register" in result.stdout and "Other" in result.stdout, result.stdout
+
+
+class Beep(BaseModel):
+    loud: bool = False
+
+
+@pytest.mark.asyncio
+async def test_a_one_way_message_under_its_own_wire_name_is_sent_and_handled() -> None:
+    server = SyncServer()
+    heard: list[tuple[int, Beep]] = []
+    server.message(Beep).name("cell.beep").register(
+        lambda world, ctx, beep: heard.append((ctx.connection, beep))
+    )
+    registry = ClientTypeRegistry.builder().register_message(Beep, "cell.beep").build()
+    assert registry.message_name(Beep) == "cell.beep"
+    async with (
+        server.serve("127.0.0.1", 0) as (host, port),
+        SyncProvider(f"ws://{host}:{port}/", registry) as sync,
+    ):
+        sync.send(Beep(loud=True))
+        for _ in range(200):
+            if heard:
+                break
+            await asyncio.sleep(0.01)
+        assert heard == [(sync.connection_id, Beep(loud=True))]
+
+
+def test_an_entity_policy_on_an_untargeted_request_or_message_is_refused() -> None:
+    server = SyncServer()
+    with pytest.raises(TypeError, match=r"add \.targeted\(\)"):
+        server.request(Boost).with_default_entity_policy().register(boost)
+    with pytest.raises(TypeError, match=r"message 'Beep' has an entity policy"):
+        server.message(Beep).with_default_entity_policy().register(lambda w, c, b: None)
+    server.message(Beep).targeted().with_default_entity_policy().register(lambda w, c, e, b: None)

@@ -47,7 +47,7 @@ class Messages(Commands):
         cid = self._cid
         if cid is None or not self._net.has_connection(cid):
             raise ConnectionLost(f"not connected to {self.url}; the message was not sent")
-        name = type(message).__name__
+        name = self.registry.message_name(type(message))
         if name in self._one_way:
             self._net.send_frame(cid, self._session.one_way(name, entity, to_wire(message)))
             return

@@ -20,6 +20,26 @@ class ClientTypeRegistryBuilder:
         self._entries: list[tuple[str, type[BaseModel]]] = []
         self._requests: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {}
         self._queries: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {}
+        self._messages: dict[str, type[BaseModel]] = {}
+
+    def register_message(
+        self, model: type[BaseModel], name: str | None = None
+    ) -> ClientTypeRegistryBuilder:
+        """Add a one-way message type (for ``sync.send``) under ``name``: needed when the
+        server registered it under a wire name of its own (``server.message(T).name(...)``);
+        by default a message goes under its class name.
+
+        Raises:
+            TypeError: ``model`` is not a pydantic model.
+            DuplicateRegistration: another type already has that name.
+        """
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise TypeError(f"{model!r} is not a pydantic BaseModel subclass")
+        wire = name if name is not None else model.__name__
+        if self._messages.get(wire, model) is not model:
+            raise DuplicateRegistration(f"two message types are registered as {wire!r}")
+        self._messages[wire] = model
+        return self
 
     def register_request(
         self,
@@ -103,7 +123,7 @@ class ClientTypeRegistryBuilder:
                 )
             by_name[name] = model
             by_model[model] = name
-        return ClientTypeRegistry(by_name, self._requests, self._queries)
+        return ClientTypeRegistry(by_name, self._requests, self._queries, self._messages)
 
 
 class ClientTypeRegistry:
@@ -117,6 +137,7 @@ class ClientTypeRegistry:
         types: Mapping[str, type[BaseModel]],
         requests: Mapping[str, tuple[type[BaseModel], type[BaseModel]]] | None = None,
         queries: Mapping[str, tuple[type[BaseModel], type[BaseModel]]] | None = None,
+        messages: Mapping[str, type[BaseModel]] | None = None,
     ) -> None:
         self.requests: Mapping[str, tuple[type[BaseModel], type[BaseModel]]] = MappingProxyType(
             dict(requests or {})
@@ -126,6 +147,9 @@ class ClientTypeRegistry:
             dict(queries or {})
         )
         """Query name -> (parameter model, response model)."""
+        self.messages: Mapping[str, type[BaseModel]] = MappingProxyType(dict(messages or {}))
+        """One-way message name -> model (those registered with ``register_message``)."""
+        self._message_names = {model: name for name, model in self.messages.items()}
         self._by_name: Mapping[str, type[BaseModel]] = MappingProxyType(dict(types))
         self._by_model = {model: name for name, model in types.items()}
         self._hashes = MappingProxyType({n: schema_hash(m) for n, m in types.items()})
@@ -149,6 +173,11 @@ class ClientTypeRegistry:
                 f"`.register({label})` to the builder"
             )
         return name
+
+    def message_name(self, model: type[BaseModel]) -> str:
+        """The wire name ``sync.send`` uses for a message of type ``model``: the one given
+        to ``register_message``, else its class name."""
+        return self._message_names.get(model, model.__name__)
 
     def request_of(self, model: type[BaseModel]) -> tuple[str, type[BaseModel]]:
         """``(wire name, response model)`` of a request type.
@@ -176,9 +205,11 @@ class ClientTypeRegistry:
             if m is model:
                 return name, response
         label = getattr(model, "__name__", repr(model))
+        base = "Request" if method == "register_request" else "Query"
         raise NotRegistered(
             f"{label} is not registered with this ClientTypeRegistry; add "
-            f"`.{method}({label}, ResponseModel)` to the builder"
+            f"`.{method}({label})` to the builder (for a {base}[Response] model; else "
+            f"`.{method}({label}, ResponseModel)`)"
         )
 
     def model_of(self, name: str) -> type[BaseModel] | None:

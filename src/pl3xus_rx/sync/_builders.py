@@ -160,9 +160,19 @@ class _TargetedBuilder:
         return self
 
     def with_entity_policy(self, policy: EntityPolicy) -> Self:
-        """Authorize with ``policy(world, ctx, entity)``."""
+        """Authorize with ``policy(world, ctx, entity)`` (targeted ones only)."""
         self._policy = policy
         return self
+
+    def _check_policy(self, what: str) -> None:
+        """An entity policy needs an entity: on an untargeted type it would never be asked."""
+        if self._policy is not None and not self._targeted:
+            raise TypeError(
+                f"{what} {self._name or self._model.__name__!r} has an entity policy but names "
+                "no entity, so the policy would never be consulted: add .targeted() (the "
+                "client then sends it with entity=...), or drop the policy (the server's "
+                "authorizer still applies)"
+            )
 
 
 class RequestBuilder(_TargetedBuilder, Generic[R]):
@@ -187,6 +197,7 @@ class RequestBuilder(_TargetedBuilder, Generic[R]):
         """Register ``handler(world, ctx, request)`` (or ``(world, ctx, entity, request)``
         when targeted), sync or async, returning the response model (the one a
         ``Request[R]`` model names, ``.returns()``, or the handler's annotation)."""
+        self._check_policy("request")
         name = self._name or self._model.__name__
         response = _response_type(handler, self._response, self._model, f"request {name}")
         reg: RequestRegistration[Any] = RequestRegistration(
@@ -208,6 +219,7 @@ class MessageBuilder(_TargetedBuilder):
     def register(self, handler: Callable[..., Any]) -> MessageRegistration:
         """Register ``handler(world, ctx, message)`` (``(world, ctx, entity, message)`` when
         targeted), sync or async; its return value is ignored."""
+        self._check_policy("message")
         reg = MessageRegistration(
             self._name or self._model.__name__, self._model, self._targeted, self._policy, handler
         )
