@@ -117,3 +117,20 @@ async def test_the_memory_transport_runs_the_same_checks() -> None:
         request = server.net.request_of(server.net.connections[0])
         assert request is not None and request.param("who") == "alice"
         await client.close()
+
+
+async def test_the_landing_page_links_what_a_server_serves_and_unknown_paths_are_404() -> None:
+    server = SyncServer()
+    async with server.serve("127.0.0.1", 0) as (_, port):
+        status, headers, body = await http_get(port, "/")
+        assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
+        page = body.decode()
+        for path in ("/devtools", "/metrics", "/healthz"):
+            assert f'<a href="{path}">' in page
+        assert "pl3xus.msgpack" in page
+        status, _, body = await http_get(port, "/nothing-here")
+        assert status == 404 and b"/devtools" in body
+    plain = SyncServer(devtools=False, metrics=False)
+    async with plain.serve("127.0.0.1", 0) as (_, port):
+        page = (await http_get(port, "/"))[2].decode()
+        assert "/devtools" not in page and "/metrics" not in page and "/healthz" in page

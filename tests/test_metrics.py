@@ -75,5 +75,5 @@ async def test_metrics_need_an_admin_with_an_authenticator_and_can_be_off() -> N
         assert ("pl3xus_auth_failures_total", ()) in samples
     off = SyncServer(metrics=False)
     async with off.serve("127.0.0.1", 0) as (_, port):
-        assert (await http_get(port, "/metrics"))[0] == 426  # no such page
+        assert (await http_get(port, "/metrics"))[0] == 404  # no such page
         assert off.metrics is None

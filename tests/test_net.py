@@ -209,9 +209,13 @@ async def test_health_endpoint(server: Network) -> None:
 
 async def test_failed_handshakes_never_stop_the_listener(server: Network) -> None:
     port = server.addresses[0][1]
-    # 1. A plain HTTP request.
-    status, _, _ = await http_get(port, "/")
-    assert status == 426
+    # 1. Plain HTTP requests: the landing page, and 404 for a path nobody serves (the path is
+    # not echoed back).
+    status, headers, body = await http_get(port, "/")
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    assert b'<a href="/healthz">' in body and b"ws://" in body
+    status, _, body = await http_get(port, "/%3Cscript%3Ealert(1)%3C/script%3E")
+    assert status == 404 and b"script" not in body and b"/healthz" in body
     # 2. A bad upgrade (missing key).
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")

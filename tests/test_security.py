@@ -276,7 +276,7 @@ async def test_devtools_and_the_tree_need_an_admin_with_an_authenticator() -> No
             await wait_until(lambda: state.get().status.value == "ready")
     off = SyncServer(devtools=False)
     async with off.serve("127.0.0.1", 0) as (host, port):
-        assert (await http_get(port, "/devtools"))[0] == 426  # no page: "upgrade required"
+        assert (await http_get(port, "/devtools"))[0] == 404  # no such page
 
 
 async def test_devtools_schemas_and_connections_queries_for_admins_only() -> None:

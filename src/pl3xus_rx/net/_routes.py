@@ -1,8 +1,9 @@
-"""The plain HTTP side of a listener's port: ``/healthz`` and the routes the layers above
-add (DevTools, ``/metrics``)."""
+"""The plain HTTP side of a listener's port: ``/healthz``, the routes the layers above add
+(DevTools, ``/metrics``), a landing page at ``/`` that links them, and 404 for the rest."""
 
 from __future__ import annotations
 
+import html
 import inspect
 import json
 import logging
@@ -10,10 +11,18 @@ from collections.abc import Callable
 
 from .._http import HEALTH_PATH, HttpRequest, HttpResponse, RouteHandler
 from ..exceptions import DuplicateRegistration
+from ..protocol import SUBPROTOCOLS
 
 __all__ = ["Routes"]
 
 logger = logging.getLogger("pl3xus_rx.net")
+
+# what the landing page says of the paths it knows (others are listed by path alone)
+_KNOWN = {
+    "/devtools": "DevTools: entities, components, connections, live (admin)",
+    "/metrics": "Prometheus metrics (admin)",
+    HEALTH_PATH: "health, as JSON (200 while running, 503 while shutting down)",
+}
 
 
 class Routes:
@@ -49,15 +58,41 @@ class Routes:
         )
         return HttpResponse(200 if ok else 503, body, "application/json")
 
-    async def page(self, request: HttpRequest) -> HttpResponse | None:
-        """The answer to a plain HTTP request, if its path is served (a handler that
-        raises answers 500 and is logged)."""
+    async def page(self, request: HttpRequest) -> HttpResponse:
+        """The answer to a plain HTTP request: its route's (a handler that raises answers
+        500 and is logged), the landing page at ``/``, else 404 naming what is served."""
         route = self.handlers.get(request.path)
         if route is None:
-            return None
+            if request.path == "/":
+                return self.landing()
+            served = ", ".join(["/", HEALTH_PATH, *self.handlers])
+            return HttpResponse(404, f"not found; this server serves {served}\n")
         try:
             answer = route(request)
             return await answer if inspect.isawaitable(answer) else answer
         except Exception:
             logger.exception("HTTP route %r failed", request.path)
             return HttpResponse(500, "internal error\n")
+
+    def landing(self) -> HttpResponse:
+        """The page at ``/``: what this port is and links to what it serves (nothing from
+        the request is echoed)."""
+        items = "".join(
+            f'<li><a href="{html.escape(path)}">{html.escape(path)}</a>'
+            f"{' — ' + html.escape(_KNOWN[path]) if path in _KNOWN else ''}</li>"
+            for path in sorted([HEALTH_PATH, *self.handlers])
+        )
+        protocols = ", ".join(html.escape(p) for p in SUBPROTOCOLS)
+        body = (
+            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            "<title>pl3xus_rx</title></head><body>"
+            "<h1>pl3xus_rx</h1>"
+            "<p>This port speaks WebSocket: connect a <code>SyncProvider</code> (or any client "
+            f"of the subprotocols {protocols}) to <code>ws://</code> (or <code>wss://</code>) "
+            "and this address.</p>"
+            f"<ul>{items}</ul>"
+            "<p>Documentation: <code>docs/</code> in the pl3xus_rx repository "
+            "(getting-started.md, then protocol.md for other clients).</p>"
+            "</body></html>"
+        )
+        return HttpResponse(200, body, "text/html; charset=utf-8", {"Cache-Control": "no-store"})
