@@ -88,6 +88,14 @@ class _Counters(Collector):
             "Policies and visibility rules that raised instead of answering (each a refusal)",
             value=failures,
         )
+        slow = CounterMetricFamily(
+            "pl3xus_slow_handlers",
+            "Synchronous handler calls that held the event loop past slow_handler_seconds",
+            labels=["command"],
+        )
+        for command, n in sorted(self._commands.slow.count.items()):
+            slow.add_metric([command], n)
+        yield slow
         yield GaugeMetricFamily(
             "pl3xus_subscriptions", "Live subscriptions", value=sync.subscriptions
         )

@@ -20,6 +20,7 @@ from ..world import EntityId, World
 from ._book import ControlBook
 from ._effects import Broadcast, Effect, HandlerTimedOut, Hold, Reject, Send, Start, answer_of
 from ._gate import Gate
+from ._slow import SlowHandlers
 
 __all__ = ["Core"]
 
@@ -45,6 +46,7 @@ class Core:
         self.components = components
         self.settings = settings
         self.faults = FaultLog()
+        self.slow = SlowHandlers()
         """Policies that failed (raised something else than a documented answer)."""
         self.control = ControlBook(settings.control_timeout)
         """Who controls which entity (the World's ``EntityControl`` components mirror it)."""

@@ -44,6 +44,7 @@ from ._core import Core
 from ._effects import Effect, Reject
 from ._gate import Authorizer, DespawnPolicy, Gate, SpawnPolicy
 from ._mutations import Mutations
+from ._slow import SlowHandlers
 from ._spawn import Spawning
 
 __all__ = ["Commands"]
@@ -112,6 +113,11 @@ class Commands:
     def faults(self) -> FaultLog:
         """Policies that failed (counted and logged; each answered as a refusal)."""
         return self._core.faults
+
+    @property
+    def slow(self) -> SlowHandlers:
+        """Synchronous handler calls that held the event loop (counted and logged)."""
+        return self._core.slow
 
     @property
     def authorizer(self) -> Authorizer | None:

@@ -47,7 +47,15 @@ class Mutations:
         conn, req_id = ctx.connection, command.req_id
         try:
             if reg.handler is not None:
-                result = reg.handler(core.world, ctx, entity, value)
+                result = core.slow.call(
+                    core.settings.slow_handler_seconds,
+                    f"mutation {reg.name}",
+                    reg.handler,
+                    core.world,
+                    ctx,
+                    entity,
+                    value,
+                )
                 if inspect.isawaitable(result):
                     model = reg.model
 

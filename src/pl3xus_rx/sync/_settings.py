@@ -30,6 +30,10 @@ class SyncSettings(CheckedSettings):
         handler_timeout: Seconds an async handler (mutation, request, query, one-way
             message) may take; then it is cancelled and the command answered ``timeout``.
             ``None``: no limit. (A handler's task is also cancelled when its client leaves.)
+        slow_handler_seconds: A synchronous handler (a plain function) runs on the event
+            loop and every client waits for it: a call that takes this long or longer is
+            logged with the handler's name, and counted (``pl3xus_slow_handlers``).
+            ``None``: handlers are not timed.
         max_pending_commands: Async handlers one connection may have running at once; a
             command beyond them is answered ``forbidden`` naming the limit (a one-way message
             gets a ``message_rejected`` notice). ``None``: no limit.
@@ -50,5 +54,6 @@ class SyncSettings(CheckedSettings):
     control_timeout: float | None = Field(default=300.0, gt=0)
     handler_timeout: float | None = Field(default=30.0, gt=0)
     max_pending_commands: int | None = Field(default=100, ge=1)
+    slow_handler_seconds: float | None = Field(default=0.1, gt=0)
     max_value_bytes: int = Field(default=1 << 20, ge=MIN_VALUE_BYTES)
     max_snapshot_bytes: int = Field(default=8 << 20, ge=1)
