@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections import Counter
 from typing import Any
 
@@ -55,6 +56,7 @@ class Note(BaseModel):
     text: str
 
 
+PYTHON_REPR = re.compile(r"(entity|got|type|parent|action) (None|True|False)\b|\bnan\b|\binf\b")
 REPLY_KINDS = {int(k) for k in CLIENT_COMMAND_KINDS} - {int(FrameKind.SEND)}
 NAMES = ["Speed", "EntityControl", "Nudge", "Count", "Note", "pl3xus.tree", "", "speed"]
 
@@ -163,14 +165,15 @@ _packer = msgpack.Packer(use_bin_type=True, unicode_errors="surrogatepass")
 
 
 def encode(frame: Any, binary: bool) -> tuple[bytes | str, bool]:
-    """The bytes to send, and whether the server can decode them into ``frame``."""
+    """The bytes to send, and whether the server can decode them into ``frame`` (in JSON a
+    lone surrogate decodes: the command is answered, naming the field)."""
     containers, surrogate, not_json = _walk(frame)
     if binary:  # (NaN and infinities are fine in msgpack; invalid UTF-8 is not)
         data: bytes | str = _packer.pack(frame)
         poison = surrogate
     else:
         data = json.dumps(frame).replace(json.dumps(BIG), "9" * 5000)
-        poison = surrogate or not_json
+        poison = not_json
     return data, not poison and containers <= container_budget(len(data))
 
 
@@ -181,6 +184,7 @@ def expects_reply(frame: Any) -> bool:
         and type(frame[0]) is int
         and frame[0] in REPLY_KINDS
         and type(frame[1]) is int
+        and -(2**63) <= frame[1] < 2**64  # (what a REPLY can carry back in either encoding)
     )
 
 
@@ -245,6 +249,11 @@ async def run(frames: list[Any], binary: bool) -> None:
                     assert frame[1] in wanted, f"a REPLY to nothing asked: {frame!r:.200}"
                     assert frame[2] in {s.value for s in Status} and frame[2] != "internal_error"
                     assert isinstance(frame[3], str) and isinstance(frame[4], dict)
+                    if frame[2] == Status.VALIDATION_ERROR:  # what was wrong, itemized
+                        items = frame[4].get("errors")
+                        assert items and all({"loc", "msg", "type"} <= set(i) for i in items)
+                    # values the client sent are shown in the wire's words, never repr()
+                    assert not PYTHON_REPR.search(frame[3]), frame[3]
                     got[frame[1]] += 1
                 elif frame[0] == FrameKind.ERROR:
                     errors += 1
@@ -309,3 +318,45 @@ def test_fuzzed_frames_are_answered_and_hurt_nobody(
         and (r.exc_info is not None or r.levelno >= logging.ERROR)
     ]
     assert not bad, [r.getMessage() for r in bad]
+
+
+CASES: list[tuple[str, str, str | None]] = [
+    # (JSON frame, status, loc of the error item; None: an ERROR frame, no REPLY)
+    ('[9, 1, "grab", 1]', "validation_error", "action"),
+    ('[15, 2, true, {"Speed": {"value": 1}}]', "validation_error", "parent"),
+    ('[15, 3, "cell", {"Speed": {"value": 1}}]', "validation_error", "parent"),
+    ("[16, 4, true]", "validation_error", "entity"),
+    ("[16, 5, null]", "validation_error", "entity"),
+    ('[7, 6, true, 1, {"value": 1}]', "validation_error", "component_name"),
+    ('[7, 7, "Speed", 1, {"value": "\\ud800"}]', "validation_error", "value.value"),
+    ('[12, 8, "Count", {"n": "\\udfff"}]', "validation_error", "params.n"),
+    ('[11, 9, "Nudge", "robot", {"by": 1}]', "validation_error", "entity"),
+    ('[7, 10, "Speed", 1, {"value": "x"}]', "validation_error", "value"),
+    ("[16, 100000000000000000000000, 1]", None, None),
+    ('[14, "Note", null, {"text": "\\ud800"}]', None, None),
+]
+
+
+@pytest.mark.asyncio
+async def test_each_malformed_command_is_answered_in_the_wire_s_words() -> None:
+    """The cases a client written from docs/protocol.md met: every command with a request
+    id gets a ``validation_error`` REPLY whose ``errors`` item names the field; no Python
+    repr reaches the wire; a request id no REPLY could carry, and a SEND, get ERROR frames."""
+    server, _robots = make_server()
+    async with (
+        server.serve("127.0.0.1", 0) as (host, port),
+        ws_connect(f"ws://{host}:{port}/", subprotocols=[JSON_SUBPROTOCOL]) as ws,
+    ):
+        await asyncio.wait_for(ws.recv(), WAIT)  # welcome
+        for text, status, loc in CASES:
+            await ws.send(text)
+            answer = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
+            if status is None:
+                assert answer[0] == FrameKind.ERROR, (text, answer)
+                continue
+            assert answer[0] == FrameKind.REPLY and answer[1] == json.loads(text)[1], answer
+            assert answer[2] == status, (text, answer)
+            items = answer[4]["errors"]
+            assert [item["loc"] for item in items][:1] == [loc], (text, answer)
+            assert not PYTHON_REPR.search(answer[3]), answer
+            assert loc.split(".")[0] in answer[3] or loc == "value", answer  # names it

@@ -56,10 +56,18 @@ async def test_a_json_client_cannot_send_a_lone_surrogate_or_a_bare_nan() -> Non
         ws_connect(f"ws://{host}:{port}/", subprotocols=[JSON_SUBPROTOCOL]) as ws,  # type: ignore[list-item]
     ):
         await next_frame(ws)  # welcome
+        # a command: decoded, and answered naming the field; nothing is applied
         await ws.send(f'[7, 1, "Label", {e}, {{"text": "\\ud800"}}]')
+        reply = await next_frame(ws)
+        assert reply[:3] == [8, 1, "validation_error"]
+        assert "lone UTF-16 surrogate" in reply[3]
+        assert reply[4]["errors"][0]["loc"] == "value.text"
+        assert reply[4]["errors"][0]["type"] == "invalid_text"
+        # anything else with one is refused whole
+        await ws.send('[3, 1, "Label\\udfff", null, {}]')
         error = await next_frame(ws)
         assert error[0] == 2 and error[1]["code"] == "decode_error"
-        assert "lone UTF-16 surrogate" in error[1]["message"] and "4.text" in error[1]["message"]
+        assert "lone UTF-16 surrogate" in error[1]["message"] and "at 2" in error[1]["message"]
         await ws.send("[0, NaN]")
         error = await next_frame(ws)
         assert error[1]["code"] == "decode_error" and "NaN" in error[1]["message"]
@@ -70,7 +78,7 @@ async def test_a_json_client_cannot_send_a_lone_surrogate_or_a_bare_nan() -> Non
             reply = await next_frame(ws)
         assert reply[:3] == [8, 2, "ok"]
     assert server.world.get(e, Label) == Label(text="\U0001f600")
-    assert server.net.statistics().bad_frames == 2
+    assert server.net.statistics().bad_frames == 3
 
 
 async def test_an_unencodable_server_value_is_left_out_for_its_entity_alone(

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 _REPLY = FrameKind.REPLY
 _OK = Status.OK._value_
+_VALIDATION_ERROR = Status.VALIDATION_ERROR._value_
 
 
 @dataclass(slots=True)
@@ -94,6 +95,10 @@ class Core:
         """Answer a command: at once, or (``held``) after the flush carrying its change."""
         value = status._value_  # (not .value: a property, slow on the hot path)
         self.replies[value] = self.replies.get(value, 0) + 1
+        if value == _VALIDATION_ERROR and (body is None or not body.get("errors")):
+            # every validation_error names what was wrong in its errors list (the protocol)
+            item = {"loc": "", "msg": message, "type": "value_error"}
+            body = {**(body or {}), "errors": [item]}
         frame = [_REPLY, req_id, value, message, body or {}]
         if held:
             self.out.append(Hold(connection, frame, after, entity))

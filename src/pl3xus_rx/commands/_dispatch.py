@@ -226,7 +226,7 @@ class Commands:
         return core.take_effects()
 
     def _bad_frame(self, connection: int, req_id: int, exc: CommandFrameError) -> None:
-        error = {"loc": "", "msg": exc.message, "type": ErrorCode.BAD_FRAME.value}
+        error = {"loc": exc.loc, "msg": exc.message, "type": ErrorCode.BAD_FRAME.value}
         self._core.reply(
             connection, req_id, Status.VALIDATION_ERROR, exc.message, {"errors": [error]}
         )

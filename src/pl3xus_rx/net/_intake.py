@@ -20,10 +20,12 @@ from ..protocol import (
     FIRST_EXTENSION_KIND,
     ErrorFrame,
     FrameKind,
+    LoneSurrogate,
     MessageFrame,
     TypeTable,
     WelcomeFrame,
     parse_frame,
+    undecodable_text_reply,
     validate_message,
 )
 from ._connection import Connection
@@ -121,14 +123,22 @@ class Intake:
                 self._count("errors_received")
                 logger.warning("connection %s reported an error: %r", conn.id, str(frame.error))
                 self._emit_error(conn.id, frame.error)
+        except LoneSurrogate as exc:
+            # Decoded, but with text no codec can carry on: a command is answered, naming
+            # the field; anything else is refused whole.
+            reply = undecodable_text_reply(exc.frame, exc.where)
+            self.bad_input(conn, exc, answer=reply is None)
+            if reply is not None:
+                conn.enqueue(conn.codec.encode(reply))
         except ProtocolError as exc:
             self.bad_input(conn, exc)
         except Exception as exc:  # a bug must not kill the reader
             logger.exception("connection %s: internal error handling a frame", conn.id)
             self.bad_input(conn, ProtocolError(f"internal error: {type(exc).__name__}"))
 
-    def bad_input(self, conn: Connection, exc: ProtocolError) -> None:
-        """Count, log (rate-limited), report and answer one bad frame from ``conn``."""
+    def bad_input(self, conn: Connection, exc: ProtocolError, *, answer: bool = True) -> None:
+        """Count, log (rate-limited), report and (``answer``) answer one bad frame from
+        ``conn`` with an ERROR frame."""
         conn.bad_frames += 1
         self._count("bad_frames")
         # One warning per warning_interval per connection, saying how many were not logged
@@ -146,4 +156,5 @@ class Intake:
         else:
             conn.bad_frames_unlogged += 1
         self._emit_error(conn.id, exc)
-        self._send_error(conn, exc.to_wire())
+        if answer:
+            self._send_error(conn, exc.to_wire())

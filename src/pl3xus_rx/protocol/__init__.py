@@ -14,6 +14,7 @@ from ._codec import (
     SUBPROTOCOLS,
     Codec,
     JsonCodec,
+    LoneSurrogate,
     MsgpackCodec,
     codec_for_subprotocol,
     container_budget,
@@ -31,6 +32,7 @@ from ._commands import (
     SendCommand,
     SpawnCommand,
     parse_command,
+    undecodable_text_reply,
 )
 from ._frames import (
     PROTOCOL_VERSION,
@@ -74,6 +76,8 @@ from ._vocab import (
 )
 
 __all__ = [
+    "LoneSurrogate",
+    "undecodable_text_reply",
     "ResyncFrame",
     "SubscribeFrame",
     "SubscriptionFrame",

@@ -21,6 +21,7 @@ __all__ = [
     "SUBPROTOCOLS",
     "Codec",
     "JsonCodec",
+    "LoneSurrogate",
     "MsgpackCodec",
     "codec_for_subprotocol",
     "container_budget",
@@ -229,12 +230,25 @@ class JsonCodec:
         if "\\u" in data:  # only \u escapes can produce a lone surrogate
             where = lone_surrogate(obj)
             if where is not None:
-                raise DecodeError(
+                raise LoneSurrogate(
                     f"JSON frame holds a lone UTF-16 surrogate (a \\uD800-\\uDFFF escape "
                     f"without its pair) at {where or '<root>'}: that is not Unicode text, and "
-                    "no encoding could carry it on"
+                    "no encoding could carry it on",
+                    obj,
+                    where,
                 )
         return obj
+
+
+class LoneSurrogate(DecodeError):
+    """A JSON frame that decoded, but holds a string with a lone UTF-16 surrogate (at the
+    dotted path ``where`` of ``frame``): a command among them is answered, naming the
+    field (:func:`~pl3xus_rx.protocol.undecodable_text_reply`); anything else is refused."""
+
+    def __init__(self, message: str, frame: Any, where: str) -> None:
+        super().__init__(message)
+        self.frame = frame
+        self.where = where
 
 
 def _no_constants(name: str) -> Any:

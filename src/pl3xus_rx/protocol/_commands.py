@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from ..exceptions import FrameError
+from ._frames import shown, wire_type
 from ._vocab import FrameKind
 
 __all__ = [
@@ -25,16 +26,23 @@ __all__ = [
     "SendCommand",
     "SpawnCommand",
     "parse_command",
+    "undecodable_text_reply",
 ]
 
 
 class CommandFrameError(FrameError):
     """A command frame with a bad shape. ``req_id`` is its request id when the frame had a
-    usable one (then the answer is a ``validation_error`` REPLY, else an ERROR frame)."""
+    usable one (then the answer is a ``validation_error`` REPLY whose error item is at
+    ``loc``, the field at fault; else an ERROR frame)."""
 
-    def __init__(self, message: str, req_id: int | None = None) -> None:
+    def __init__(self, message: str, req_id: int | None = None, loc: str = "") -> None:
         super().__init__(message)
         self.req_id = req_id
+        self.loc = loc
+
+
+REQ_ID_MIN, REQ_ID_MAX = -(2**63), 2**64 - 1
+"""The request ids a REPLY can carry back in either encoding (msgpack's integer range)."""
 
 
 class MutateCommand(NamedTuple):
@@ -130,19 +138,95 @@ def parse_command(frame: list[Any]) -> Command:
     shape = _SHAPES.get(kind) if isinstance(kind, int) and not isinstance(kind, bool) else None
     if shape is None:
         raise CommandFrameError(f"frame kind {kind!r} is not a client command")
-    if len(frame) < 2 or type(frame[1]) is not int:  # (a boolean is not an id)
-        raise CommandFrameError(f"a frame of kind {kind} must start [{kind}, req_id: int, ...]")
-    req_id: int = frame[1]
+    req_id = frame[1] if len(frame) >= 2 else None
+    if type(req_id) is not int or not REQ_ID_MIN <= req_id <= REQ_ID_MAX:  # (no boolean)
+        raise CommandFrameError(
+            f"a frame of kind {kind} must start [{kind}, req_id: int, ...] "
+            f"(req_id within [-2**63, 2**64 - 1])"
+        )
     if len(frame) != shape[0]:
         raise CommandFrameError(f"bad frame shape; expected {shape[1]}", req_id)
     if kind == FrameKind.MUTATE:
+        _name(frame[2], req_id, "MUTATE", "component_name")
+        _entity(frame[3], req_id, "MUTATE", "entity")
         return MutateCommand(req_id, frame[2], frame[3], frame[4])
     if kind == FrameKind.CONTROL:
+        if frame[2] not in ("take", "release") or type(frame[2]) is not str:
+            raise CommandFrameError(
+                f'CONTROL action must be "take" or "release", got {shown(frame[2], 40)}',
+                req_id,
+                "action",
+            )
+        _entity(frame[3], req_id, "CONTROL", "entity")
         return ControlCommand(req_id, frame[2], frame[3])
     if kind == FrameKind.REQUEST:
+        _name(frame[2], req_id, "REQUEST", "request_name")
+        if frame[3] is not None:
+            _entity(frame[3], req_id, "REQUEST", "entity", "an integer or null")
         return RequestCommand(req_id, frame[2], frame[3], frame[4])
     if kind == FrameKind.QUERY:
+        _name(frame[2], req_id, "QUERY", "query_name")
         return QueryCommand(req_id, frame[2], frame[3])
     if kind == FrameKind.SPAWN:
+        if frame[2] is not None:
+            _entity(frame[2], req_id, "SPAWN", "parent", "an integer or null")
+        if not isinstance(frame[3], dict):
+            raise CommandFrameError(
+                f"SPAWN components must be a map {{component_name: value}}, got "
+                f"{wire_type(frame[3])}",
+                req_id,
+                "components",
+            )
         return SpawnCommand(req_id, frame[2], frame[3])
+    _entity(frame[2], req_id, "DESPAWN", "entity")
     return DespawnCommand(req_id, frame[2])
+
+
+_FIELDS: dict[int, tuple[str, ...]] = {
+    FrameKind.MUTATE: ("kind", "req_id", "component_name", "entity", "value"),
+    FrameKind.CONTROL: ("kind", "req_id", "action", "entity"),
+    FrameKind.REQUEST: ("kind", "req_id", "request_name", "entity", "payload"),
+    FrameKind.QUERY: ("kind", "req_id", "query_name", "params"),
+    FrameKind.SPAWN: ("kind", "req_id", "parent", "components"),
+    FrameKind.DESPAWN: ("kind", "req_id", "entity"),
+}
+
+
+def undecodable_text_reply(frame: Any, where: str) -> list[Any] | None:
+    """The ``validation_error`` REPLY to a command frame that decoded but holds text no
+    encoding can carry (a lone UTF-16 surrogate at the dotted path ``where``, e.g.
+    ``"4.name"``), naming the field; ``None`` if the frame is not a command with a usable
+    request id (then the whole frame is refused with an ERROR)."""
+    if not (isinstance(frame, list) and len(frame) >= 2 and type(frame[0]) is int):
+        return None
+    fields = _FIELDS.get(frame[0])
+    req_id = frame[1]
+    if fields is None or type(req_id) is not int or not REQ_ID_MIN <= req_id <= REQ_ID_MAX:
+        return None
+    head, _, rest = where.partition(".")
+    index = int(head) if head.isdigit() else -1
+    loc = fields[index] if 0 <= index < len(fields) else where
+    if rest:
+        loc = f"{loc}.{rest}"
+    message = (
+        f"{loc} holds a lone UTF-16 surrogate (a \\uD800-\\uDFFF escape without its pair): "
+        "that is not Unicode text, and no encoding could carry it on"
+    )
+    error = {"loc": loc, "msg": message, "type": "invalid_text"}
+    return [FrameKind.REPLY, req_id, "validation_error", message, {"errors": [error]}]
+
+
+def _name(value: Any, req_id: int, kind: str, field: str) -> None:
+    if not isinstance(value, str):
+        raise CommandFrameError(
+            f"{kind} {field} must be a string, got {wire_type(value)}", req_id, field
+        )
+
+
+def _entity(value: Any, req_id: int, kind: str, field: str, expected: str = "an integer") -> None:
+    if type(value) is not int:  # (a boolean is no entity)
+        raise CommandFrameError(
+            f"{kind} {field} must be {expected} (an entity id), got {wire_type(value)}",
+            req_id,
+            field,
+        )

@@ -6,6 +6,8 @@ Every frame is an array whose first element is the frame kind (a small integer).
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -142,10 +144,53 @@ _PARSERS: dict[int, Callable[[list[Any]], Frame]] = {
 
 
 def shown(value: Any, limit: int = 60) -> str:
-    """A value a peer sent, for an error text or a log line: its repr, cut to ``limit``
-    characters (a peer's 400-digit number or megabyte string must not be echoed whole)."""
-    text = repr(value)
+    """A value a peer sent, for an error text or a log line, in the wire's notation (``null``,
+    ``true``, ``"text"``, ``[1, 2]``, ``{"a": 1}``; never a Python repr), cut to ``limit``
+    characters (a peer's 400-digit number or megabyte string is never rendered whole)."""
+    text = _wire_text(value, limit + 1)
     return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _wire_text(value: Any, budget: int) -> str:
+    """``value`` in JSON-like text, at most about ``budget`` characters of it rendered."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return json.dumps(value[:budget])  # (ASCII escapes: safe for any log or frame)
+    if isinstance(value, int):
+        if value.bit_length() > 4 * budget:
+            return f"{'-' if value < 0 else ''}an integer of {value.bit_length()} bits"
+        return str(value)
+    if isinstance(value, float):
+        if value != value:
+            return "NaN"
+        if value in (math.inf, -math.inf):
+            return "Infinity" if value > 0 else "-Infinity"
+        return repr(value)
+    if isinstance(value, bytes | bytearray):
+        return f"binary data ({len(value)} bytes)"
+    if isinstance(value, list | tuple | dict):
+        opening, closing = ("{", "}") if isinstance(value, dict) else ("[", "]")
+        parts: list[str] = []
+        used = 1
+        items = value.items() if isinstance(value, dict) else value
+        for item in items:
+            if used >= budget:
+                parts.append("...")
+                break
+            if isinstance(value, dict):
+                key, inner = item
+                text = f"{_wire_text(key, budget - used)}: {_wire_text(inner, budget - used)}"
+            else:
+                text = _wire_text(item, budget - used)
+            parts.append(text)
+            used += len(text) + 2
+        return opening + ", ".join(parts) + closing
+    return type(value).__name__
 
 
 def wire_type(value: Any) -> str:
