@@ -5,8 +5,17 @@ This package does the I/O; framing and validation live in :mod:`pl3xus_rx.protoc
 
 from .._http import HEALTH_PATH, AdmissionCheck, HttpRequest, HttpResponse, RouteHandler
 from ._connection import ConnectionStatistics
-from ._events import Connected, ConnectionId, Disconnected, Error, NetworkData, NetworkEvent
-from ._network import Network, NetworkState, NetworkStatistics
+from ._events import (
+    Connected,
+    ConnectionId,
+    Disconnected,
+    Error,
+    NetworkData,
+    NetworkEvent,
+    NetworkState,
+    NetworkStatistics,
+)
+from ._network import Network
 from ._settings import NetworkSettings
 from ._transport import (
     HandlerFactory,

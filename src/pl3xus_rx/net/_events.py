@@ -1,8 +1,11 @@
-"""Network events and received-message wrappers."""
+"""What a :class:`~pl3xus_rx.net.Network` reports: its events, the messages it received,
+its life-cycle state and its counters."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
 from typing import Generic, NewType, TypeVar
 
 from pydantic import BaseModel
@@ -14,6 +17,8 @@ __all__ = [
     "Error",
     "NetworkData",
     "NetworkEvent",
+    "NetworkState",
+    "NetworkStatistics",
 ]
 
 ConnectionId = NewType("ConnectionId", int)
@@ -71,3 +76,53 @@ class NetworkData(Generic[M]):
 
     source: ConnectionId
     message: M
+
+
+class NetworkState(Enum):
+    """The life cycle of a :class:`Network`."""
+
+    IDLE = "idle"
+    RUNNING = "running"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkStatistics:
+    """Counters of a :class:`Network`, as of the call.
+
+    Attributes:
+        connections: Live connections.
+        accepted: Connections opened since start (both directions).
+        refused: Handshakes refused (over ``max_connections``, shutting down, a foreign
+            origin, protected mode, authentication, an admission check).
+        auth_failures: Handshakes the authenticator refused (or failed on).
+        frames_received: Frames read from peers.
+        frames_sent: Frames written to peers.
+        messages_received: Typed messages validated and delivered to subscribers.
+        bad_frames: Incoming frames rejected as bad input (each answered with an error frame).
+        rate_limited: Incoming frames dropped by the rate limiter.
+        channel_dropped: Outbound frames dropped because a channel was full (``"drop"``).
+        channel_full_closes: Connections closed because their channel was full (``"close"``).
+        errors_received: Error frames received from peers.
+        bytes_received: Payload bytes read from peers.
+        bytes_sent: Payload bytes written (or queued) to peers.
+        received_kinds: Frames decoded, by frame kind (``"message"``, ``"mutate"``...;
+            ``"other"`` for anything that is not a known kind).
+    """
+
+    connections: int
+    accepted: int
+    refused: int
+    auth_failures: int
+    frames_received: int
+    frames_sent: int
+    messages_received: int
+    bad_frames: int
+    rate_limited: int
+    channel_dropped: int
+    channel_full_closes: int
+    errors_received: int
+    bytes_received: int = 0
+    bytes_sent: int = 0
+    received_kinds: Mapping[str, int] = field(default_factory=dict)

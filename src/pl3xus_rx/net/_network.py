@@ -8,8 +8,7 @@ import logging
 import ssl as _ssl
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, field, fields
-from enum import Enum
+from dataclasses import fields
 from types import TracebackType
 from typing import Any, Literal, TypeVar, cast
 
@@ -22,11 +21,8 @@ from ..exceptions import (
     ConnectFailed,
     ConnectionNotFound,
     NetworkStateError,
-    SchemaMismatch,
 )
 from ..protocol import (
-    JSON_SUBPROTOCOL,
-    MSGPACK_SUBPROTOCOL,
     PROTOCOL_VERSION,
     Codec,
     RegisteredType,
@@ -41,69 +37,29 @@ from ..protocol import (
 from ..security import ANONYMOUS, Authenticator, Identity, is_loopback
 from ._admission import Admission
 from ._connection import Connection, ConnectionStatistics
-from ._events import Connected, ConnectionId, Disconnected, Error, NetworkData, NetworkEvent
+from ._dial import dial, welcome_mismatches
+from ._events import (
+    Connected,
+    ConnectionId,
+    Disconnected,
+    Error,
+    NetworkData,
+    NetworkEvent,
+    NetworkState,
+    NetworkStatistics,
+)
 from ._intake import Intake, kind_name
 from ._routes import Routes
 from ._settings import NetworkSettings
 from ._transport import Link, Listener, Transport
 
-__all__ = ["Network", "NetworkStatistics"]
+__all__ = ["Network"]
 
 logger = logging.getLogger("pl3xus_rx.net")
 
 M = TypeVar("M", bound=BaseModel)
 
 _T = TypeVar("_T")
-
-
-class NetworkState(Enum):
-    """The life cycle of a :class:`Network`."""
-
-    IDLE = "idle"
-    RUNNING = "running"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True)
-class NetworkStatistics:
-    """Counters of a :class:`Network`, as of the call.
-
-    Attributes:
-        connections: Live connections.
-        accepted: Connections opened since start (both directions).
-        refused: Handshakes refused (over ``max_connections``, shutting down, a foreign
-            origin, protected mode, authentication, an admission check).
-        auth_failures: Handshakes the authenticator refused (or failed on).
-        frames_received: Frames read from peers.
-        frames_sent: Frames written to peers.
-        messages_received: Typed messages validated and delivered to subscribers.
-        bad_frames: Incoming frames rejected as bad input (each answered with an error frame).
-        rate_limited: Incoming frames dropped by the rate limiter.
-        channel_dropped: Outbound frames dropped because a channel was full (``"drop"``).
-        channel_full_closes: Connections closed because their channel was full (``"close"``).
-        errors_received: Error frames received from peers.
-        bytes_received: Payload bytes read from peers.
-        bytes_sent: Payload bytes written (or queued) to peers.
-        received_kinds: Frames decoded, by frame kind (``"message"``, ``"mutate"``...;
-            ``"other"`` for anything that is not a known kind).
-    """
-
-    connections: int
-    accepted: int
-    refused: int
-    auth_failures: int
-    frames_received: int
-    frames_sent: int
-    messages_received: int
-    bad_frames: int
-    rate_limited: int
-    channel_dropped: int
-    channel_full_closes: int
-    errors_received: int
-    bytes_received: int = 0
-    bytes_sent: int = 0
-    received_kinds: Mapping[str, int] = field(default_factory=dict)
 
 
 class _Encoded:
@@ -397,50 +353,26 @@ class Network:
                 Cancelling is safe.
         """
         self._require(NetworkState.IDLE, NetworkState.RUNNING, action="connect")
-        subprotocol = MSGPACK_SUBPROTOCOL if encoding == "msgpack" else JSON_SUBPROTOCOL
-        holder: list[Connection] = []
-
-        def make_handler(link: Link) -> Connection:
-            conn = self._open(link, outgoing=True)
-            holder.append(conn)
-            return conn
-
-        await self._transport.connect(
-            url, self.settings, subprotocol, make_handler, headers=headers, ssl=ssl
+        conn, welcome = await dial(
+            self._transport,
+            self.settings,
+            url,
+            encoding,
+            lambda link: self._open(link, outgoing=True),
+            headers=headers,
+            ssl=ssl,
+            linked=lambda: self._set_state(NetworkState.RUNNING),
         )
-        self._set_state(NetworkState.RUNNING)
-        conn = holder[0]
-        assert conn.welcome is not None
-        try:
-            welcome = await asyncio.wait_for(
-                asyncio.shield(conn.welcome), self.settings.connect_timeout
-            )
-        except TimeoutError as exc:
-            await conn.close(1002, "no welcome from the server", drain_timeout=0)
-            raise ConnectFailed(
-                f"{url} sent no welcome within {self.settings.connect_timeout:g} s; "
-                "is it a pl3xus_rx server?"
-            ) from exc
-        except ConnectFailed:
-            raise
-        conn.peer_welcome = welcome
-        self._check_welcome(conn, welcome)
-        self._post_event(Connected(conn.id))
-        await asyncio.sleep(0)  # the dispatcher runs first: Connected is out when we return
-        return conn.id
-
-    def _check_welcome(self, conn: Connection, welcome: WelcomeFrame) -> None:
         if welcome.version != PROTOCOL_VERSION:
             logger.warning(
                 "server speaks protocol version %d, this end %d", welcome.version, PROTOCOL_VERSION
             )
-        remote = welcome.messages
-        local = self._types.hashes()
-        for name in sorted(set(local) | set(remote)):
-            if local.get(name) != remote.get(name):
-                mismatch = SchemaMismatch(name, local.get(name), remote.get(name))
-                logger.warning("Schema mismatch on connection %s: %r", conn.id, str(mismatch))
-                self._emit_error(conn.id, mismatch)
+        for mismatch in welcome_mismatches(self._types.hashes(), welcome):
+            logger.warning("Schema mismatch on connection %s: %r", conn.id, str(mismatch))
+            self._emit_error(conn.id, mismatch)
+        self._post_event(Connected(conn.id))
+        await asyncio.sleep(0)  # the dispatcher runs first: Connected is out when we return
+        return conn.id
 
     # ------------------------------------------------------------------ ListenerHooks
 
