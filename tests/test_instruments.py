@@ -16,7 +16,14 @@ from pydantic import BaseModel
 import pl3xus_rx.server as server_module
 from client_sync import ClientTypeRegistry, SyncProvider
 from pl3xus_rx import ConnectFailed, Forbidden, Identity, NotFound, SyncServer, bearer_tokens
-from pl3xus_rx.instruments import AUDIT_LOGGER, AuditLog, CommandAnswer, Instrument
+from pl3xus_rx.instruments import (
+    ACTIVITY_LOGGER,
+    AUDIT_LOGGER,
+    ActivityLog,
+    AuditLog,
+    CommandAnswer,
+    Instrument,
+)
 
 T = 5 * UNIT
 
@@ -158,6 +165,40 @@ async def test_the_audit_log_writes_one_json_line_per_command(
     ]
     assert all(x["identity"] == "ann" and not x["anonymous"] for x in lines)
     assert all(isinstance(x["time"], float) and x["seconds"] >= 0 for x in lines)
+
+
+@pytest.mark.asyncio
+async def test_the_activity_log_says_who_came_what_they_did_and_who_left_without_flooding(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = make_server()
+    server.instrument(ActivityLog(address_of=server.address_of, per_second=5))
+    robot = server.world.spawn(Speed(value=1))
+    registry = ClientTypeRegistry.builder().register(Speed).build()
+    caplog.set_level(logging.INFO, logger=ACTIVITY_LOGGER)
+    async with (
+        server.serve("127.0.0.1", 0) as (host, port),
+        SyncProvider(f"ws://{host}:{port}/", registry, token="ann-token") as ann,
+    ):
+        speeds = ann.components(Speed)
+        speeds.subscribe(lambda _: None)
+        await ann.wait_synced(T)
+        await ann.take_control(robot, timeout=T)
+        for i in range(30):  # a busy client: at most 5 lines a second from it
+            await ann.mutate(robot, Speed(value=i), timeout=T)
+        conn = ann.connection_id
+    await wait_until(
+        lambda: any("left" in r.getMessage() for r in caplog.records), what="the close"
+    )
+    lines = [r.getMessage() for r in caplog.records if r.name == ACTIVITY_LOGGER]
+    who = f"client #{conn} (identity 'ann')"
+    assert lines[0].startswith(f"{who} connected from 127.0.0.1:")
+    assert f"{who} subscribed to 'Speed'" in lines
+    assert any(line.startswith(f"{who}: CONTROL on {robot} -> ok (") for line in lines)
+    assert any(line.startswith(f"{who}: MUTATE 'Speed' on {robot} -> ok (") for line in lines)
+    assert len(lines) < 20  # 33 things happened; the rest were counted
+    assert lines[-1].startswith(f"{who} left") or any("more lines not shown" in x for x in lines)
+    assert any("more lines not shown" in line for line in lines)
 
 
 def test_the_audit_log_cuts_what_a_client_chose_and_can_skip_refusals(

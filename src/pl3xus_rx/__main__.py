@@ -75,6 +75,10 @@ def _gateway(args: argparse.Namespace) -> int:
             SyncSettings(max_update_rate_hz=args.rate),
         )
         setup(server)
+        if args.activity:
+            from .instruments import ActivityLog
+
+            server.instrument(ActivityLog(address_of=server.address_of))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -108,16 +112,40 @@ def _gateway(args: argparse.Namespace) -> int:
     return 0
 
 
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+
+
+def _log_options(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--log-level",
+        choices=list(_LEVELS),
+        default=default,
+        help=f"info: who connects, what each client does, who leaves (default {default}); "
+        "warning: problems only; debug: everything pl3xus_rx logs",
+    )
+    parser.add_argument("--debug", action="store_true", help="the same as --log-level debug")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = argparse.ArgumentParser(prog="pl3xus-rx", description="pl3xus_rx tools")
     parser.add_argument("--version", action="version", version=f"pl3xus-rx {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="serve a simulated robot cell")
-    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every "
+        "interface, with --token or --allow-anonymous)",
+    )
     demo.add_argument("--port", type=_port, default=8080, help="0 picks a free port")
-    demo.add_argument("--robots", type=_count, default=3)
-    demo.add_argument("--sensors", type=_count, default=50)
+    demo.add_argument("--robots", type=_count, default=3, help="robots in the cell (default 3)")
+    demo.add_argument(
+        "--sensors",
+        type=_count,
+        default=50,
+        help="simulated sensors, each with a live reading (default 50)",
+    )
     demo.add_argument("--rate", type=_positive, default=30.0, help="max flushes per second")
     demo.add_argument(
         "--sensor-updates",
@@ -125,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         default=20_000.0,
         help="sensor readings per second in all, at most (more sensors: each one slower)",
     )
-    demo.add_argument("--debug", action="store_true", help="log at debug level")
+    _log_options(demo, "info")
     demo.add_argument(
         "--token", default=None, help="require this bearer token; its holder is an operator"
     )
@@ -142,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     gw = sub.add_parser("gateway", help="serve clients from an authority's replica over NATS")
     gw.add_argument("--nats", required=True, help="the NATS server, e.g. nats://127.0.0.1:4222")
     gw.add_argument("--name", default="demo", help="the cluster's name (the authority's)")
-    gw.add_argument("--host", default="127.0.0.1")
+    gw.add_argument("--host", default="127.0.0.1", help="address to listen on")
     gw.add_argument("--port", type=_port, default=8081, help="0 picks a free port")
     gw.add_argument(
         "--app",
@@ -156,13 +184,13 @@ def main(argv: list[str] | None = None) -> int:
         help="max flushes per second (above the authority's: batches come at its pace)",
     )
     gw.add_argument("--allow-anonymous", action="store_true", help="admit remote clients too")
-    gw.add_argument("--debug", action="store_true", help="log at debug level")
+    _log_options(gw, "info")
     insp = sub.add_parser("inspect", help="a live terminal view of a server's entities")
     insp.add_argument("url", help="ws://host:port/ of a SyncServer")
     insp.add_argument("--seconds", type=float, default=None, help="stop after this long")
     insp.add_argument("--once", action="store_true", help="print one snapshot and exit")
     insp.add_argument("--rows", type=_count, default=40, help="entities shown at most")
-    insp.add_argument("--debug", action="store_true", help="log at debug level")
+    _log_options(insp, "warning")
     insp.add_argument("--token", default=None, help="bearer token for the server")
     insp.add_argument(
         "--type", action="append", dest="types", help="show this component type (repeatable)"
@@ -178,10 +206,12 @@ def main(argv: list[str] | None = None) -> int:
         help="also draw a sparkline of this numeric field's recent values (repeatable)",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
+    level = logging.DEBUG if args.debug else _LEVELS[args.log_level]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # websockets' own log says what ours says, louder (every HTTP header at debug level)
+    for noisy in ("websockets", "pl3xus_rx.net.websockets"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    args.activity = level <= logging.INFO
     if args.command == "demo":
         from .demo import describe, run_demo
 
@@ -203,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                     allow_anonymous=args.allow_anonymous,
                     nats=args.nats,
                     cluster=args.name,
+                    activity=args.activity,
                 )
             )
         except BindError as exc:

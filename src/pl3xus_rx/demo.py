@@ -24,6 +24,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, Field
 
 from .exceptions import Forbidden, InvalidValue, NotFound
+from .instruments import ActivityLog
 from .net import NetworkSettings
 from .security import Authenticator, Identity, bearer_tokens
 from .server import SyncServer
@@ -506,6 +507,7 @@ async def run_demo(
     allow_anonymous: bool = False,
     nats: str | None = None,
     cluster: str = "demo",
+    activity: bool = False,
 ) -> None:
     """Serve the demo cell until SIGINT / SIGTERM (then shut down gracefully).
 
@@ -520,6 +522,8 @@ async def run_demo(
             :data:`SENSOR_UPDATES`).
         nats: Also be the authority of cluster ``cluster`` on this NATS server, for
             ``pl3xus-rx gateway`` processes to serve clients from (docs/scaling.md).
+        activity: Log who connects, what each client does and who leaves
+            (:class:`~pl3xus_rx.instruments.ActivityLog`, at INFO).
     """
     authenticate, authorizer = demo_security(token, viewer_token)
     server = SyncServer(
@@ -528,6 +532,8 @@ async def run_demo(
         authenticate=authenticate,
     )
     server.authorizer = authorizer
+    if activity:
+        server.instrument(ActivityLog(address_of=server.address_of))
     cell = build_cell(server, robots=robots, sensors=sensors, sensor_updates=sensor_updates)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,15 @@ from .protocol import FrameKind, NoticeKind, shown
 from .security import Identity
 from .sync import MutationContext
 
-__all__ = ["AUDIT_LOGGER", "AuditLog", "CommandAnswer", "Instrument", "Reporter"]
+__all__ = [
+    "ACTIVITY_LOGGER",
+    "AUDIT_LOGGER",
+    "ActivityLog",
+    "AuditLog",
+    "CommandAnswer",
+    "Instrument",
+    "Reporter",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +126,87 @@ class AuditLog(Instrument):
             "seconds": round(answer.seconds, 6),
         }
         self._logger.info("%s", json.dumps(record, ensure_ascii=True))
+
+
+ACTIVITY_LOGGER = "pl3xus_rx.activity"
+"""The logger :class:`ActivityLog` writes to."""
+
+
+class ActivityLog(Instrument):
+    """Who came, what they did, who left — one readable line each at INFO on the
+    ``pl3xus_rx.activity`` logger (``pl3xus-rx demo`` and ``gateway`` install it at their
+    default log level): connections with their identity, subscriptions, every command with
+    its answer and time, refused handshakes.
+
+    A busy client cannot flood the log: at most ``per_second`` lines per connection per
+    second; the rest are counted and said in one line when the next second begins. Values a
+    client chose are cut to 60 characters.
+
+    Args:
+        per_second: Lines per connection per second, at most.
+        address_of: Where a connection comes from (``"host:port"``), for its first line
+            (``ActivityLog(address_of=server.address_of)``).
+    """
+
+    def __init__(
+        self, *, per_second: int = 5, address_of: Callable[[int], str | None] | None = None
+    ) -> None:
+        self.per_second = per_second
+        self._address_of = address_of
+        self._logger = logging.getLogger(ACTIVITY_LOGGER)
+        self._who: dict[int, str] = {}
+        # connection -> (the second it is in, lines in it, lines held back)
+        self._pace: dict[int, tuple[int, int, int]] = {}
+
+    def _say(self, connection: int, text: str, *args: Any) -> None:
+        second = int(time.monotonic())
+        start, lines, held = self._pace.get(connection, (second, 0, 0))
+        if start != second:
+            if held:
+                self._logger.info("%s: %d more lines not shown", self._name(connection), held)
+            start, lines, held = second, 0, 0
+        if lines >= self.per_second:
+            self._pace[connection] = (start, lines, held + 1)
+            return
+        self._pace[connection] = (start, lines + 1, held)
+        self._logger.info(text, *args)
+
+    def _name(self, connection: int) -> str:
+        return self._who.get(connection, f"client #{connection}")
+
+    def connection_opened(self, connection: int, identity: Identity) -> None:
+        who = "anonymous" if identity.anonymous else f"identity {identity.name!r}"
+        self._who[connection] = f"client #{connection} ({who})"
+        where = self._address_of(connection) if self._address_of is not None else None
+        self._say(
+            connection, "%s connected%s", self._who[connection], f" from {where}" if where else ""
+        )
+
+    def connection_closed(self, connection: int) -> None:
+        held = self._pace.pop(connection, (0, 0, 0))[2]
+        name = self._who.pop(connection, f"client #{connection}")
+        more = f" ({held} more lines not shown)" if held else ""
+        self._logger.info("%s left%s", name, more)
+
+    def handshake_refused(self, remote: str, status: int, reason: str) -> None:
+        self._logger.info("refused a connection from %s: %d %r", remote, status, reason[:120])
+
+    def subscription_opened(self, connection: int, type_name: str, entity: int | None) -> None:
+        where = "" if entity is None else f" of entity {entity}"
+        self._say(connection, "%s subscribed to %r%s", self._name(connection), type_name, where)
+
+    def command_answered(self, answer: CommandAnswer) -> None:
+        target = "" if answer.entity is None else f" on {shown(answer.entity)}"
+        what = answer.kind if answer.type_name is None else f"{answer.kind} {answer.type_name!r}"
+        self._say(
+            answer.connection,
+            "%s: %s%s -> %s (%.1f ms)",
+            self._name(answer.connection),
+            what[:80],
+            target,
+            answer.status,
+            answer.seconds * 1000,
+        )
 
 
 _TYPED_KINDS = frozenset((FrameKind.MUTATE, FrameKind.REQUEST, FrameKind.QUERY))

@@ -270,6 +270,15 @@ class SyncServer:
         """Who the client on ``connection`` is (a gateway's client too)."""
         return self._to.identity_of(connection)
 
+    def address_of(self, connection: int) -> str | None:
+        """Where the client on ``connection`` connected from (``"host:port"``; ``None`` for a
+        gateway's client or a connection that is gone)."""
+        cid = ConnectionId(connection)
+        if not self.net.has_connection(cid):
+            return None
+        request = self.net.request_of(cid)
+        return request.remote if request is not None else None
+
     # ------------------------------------------------------------------ scale-out hooks
 
     def remote_joined(self, connection: int, identity: Identity, sink: RemoteSink) -> None:
@@ -475,6 +484,7 @@ class SyncServer:
             sees=self.sees,
             admin=self._admin,
             remote=lambda: [(c, identity) for c, (_, identity) in self._to.remote.items()],
+            commands=self.commands,
         )
 
     def _welcome_extra(self, connection: ConnectionId) -> dict[str, Any]:

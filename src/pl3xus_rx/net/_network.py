@@ -394,7 +394,7 @@ class Network:
         conn.identity = request.state.get("identity", ANONYMOUS) if request else ANONYMOUS
         extra = self._welcome_extra(conn.id) if self._welcome_extra is not None else None
         conn.enqueue(conn.codec.encode(welcome_frame(conn.id, self._types, extra)))
-        logger.info("Client %s connected from %s", conn.id, link.remote)
+        logger.debug("Client %s connected from %s", conn.id, link.remote)
         self._post_event(Connected(conn.id))
         return conn
 
@@ -505,7 +505,7 @@ class Network:
             conn.welcome.exception()  # retrieved here; connect() re-raises it
             return
         text = f"{code} {reason}".strip() if code is not None else reason
-        logger.info("Connection %s closed: %s", conn.id, text or "no reason")
+        logger.debug("Connection %s closed: %s", conn.id, text or "no reason")
         self._post_event(Disconnected(conn.id, text, code))
 
     # ------------------------------------------------------------------ tasks
