@@ -4,9 +4,10 @@ A single static page (no build step, nothing fetched from outside) that speaks t
 subprotocol, made for tens of thousands of entities: a type filter and search, a virtually
 scrolled table (fields as columns), a detail pane with typed editors (from the
 ``pl3xus.schemas`` query) and the server's answers, take / release control, a live chart of
-any numeric field, the entity tree, the connections (``pl3xus.connections``), server
-notifications, recent commands and a raw message log. Its subscriptions are capped at
-10 Hz per entity.
+any numeric field, a form for each of the server's requests and queries (typed the same
+way; a targeted request goes to the selected entity) and its answer, the entity tree, the
+connections (``pl3xus.connections``), server notifications, recent commands and a raw
+message log. Its subscriptions are capped at 10 Hz per entity.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from pydantic import BaseModel
 
 __all__ = [
     "DEVTOOLS_PATH",
+    "DEVTOOLS_QUERIES",
     "FAVICON",
     "FAVICON_PATH",
+    "CallSchema",
     "ComponentSchemas",
     "ComponentSchemasQuery",
     "ConnectionInfo",
@@ -38,6 +41,8 @@ FAVICON = (
     '<circle cx="8" cy="8" r="7" fill="#1565c0"/><circle cx="8" cy="8" r="3" fill="#fff"/></svg>'
 )
 """DevTools' icon (an SVG, served at ``/favicon.ico`` so that browsers find it)."""
+DEVTOOLS_QUERIES = ("pl3xus.tree", "pl3xus.schemas", "pl3xus.connections")
+"""DevTools' own queries (left out of the requests and queries its panel offers)."""
 
 
 class EntityTreeQuery(BaseModel):
@@ -54,20 +59,40 @@ class ComponentSchemasQuery(BaseModel):
     """Parameters of the built-in ``pl3xus.schemas`` query (none)."""
 
 
+class CallSchema(BaseModel):
+    """A request or query type of the server, for DevTools' forms.
+
+    Attributes:
+        name: Its wire name.
+        params: The JSON schema (pydantic's, validation mode) of its payload (a request's)
+            or parameters (a query's).
+        targeted: A request sent on an entity (a query never is).
+    """
+
+    name: str
+    params: dict[str, Any]
+    targeted: bool = False
+
+
 class ComponentSchemas(BaseModel):
     """Every synced component type's JSON schema (pydantic's, validation mode), by wire
-    name, and which types clients may write: what DevTools builds its typed editors from.
+    name, and which types clients may write: what DevTools builds its typed editors from;
+    and the server's request and query types, for its request panel.
 
     Attributes:
         schemas: Wire name -> JSON schema.
         writable: The types clients may mutate (under their policies).
         targeted: Of those, the ones whose mutations pass an entity policy (by default:
             the client must hold control of the entity).
+        requests: Every registered request type, in registration order.
+        queries: Every registered query type but DevTools' own (:data:`DEVTOOLS_QUERIES`).
     """
 
     schemas: dict[str, dict[str, Any]]
     writable: list[str] = []
     targeted: list[str] = []
+    requests: list[CallSchema] = []
+    queries: list[CallSchema] = []
 
 
 class ConnectionsQuery(BaseModel):

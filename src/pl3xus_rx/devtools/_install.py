@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._http import HttpRequest, HttpResponse
 from ..net import Network
@@ -15,8 +15,10 @@ from ..sync import Authorized, ComponentRegistry, Denied, MutationContext, SyncE
 from ..world import EntityId, World
 from . import (
     DEVTOOLS_PATH,
+    DEVTOOLS_QUERIES,
     FAVICON,
     FAVICON_PATH,
+    CallSchema,
     ComponentSchemas,
     ComponentSchemasQuery,
     ConnectionInfo,
@@ -27,6 +29,9 @@ from . import (
     SubscriptionRow,
     page,
 )
+
+if TYPE_CHECKING:
+    from ..commands import Commands
 
 __all__ = ["install"]
 
@@ -40,10 +45,12 @@ def install(
     sees: Callable[[Identity, EntityId], bool],
     admin: Callable[[Identity], bool],
     remote: Callable[[], Iterable[tuple[int, Identity]]],
+    commands: Commands,
 ) -> None:
     """Serve DevTools on ``net`` and register its queries with ``query`` (a server's
     ``query`` builder). ``admin(identity)`` says who may use it, ``sees`` what an identity
-    sees, ``remote()`` the gateways' clients (for the connections view)."""
+    sees, ``remote()`` the gateways' clients (for the connections view), ``commands`` the
+    request and query types its panel offers (read when asked: registered ones show)."""
     html = page()
     answer = HttpResponse(200, html, "text/html; charset=utf-8", {"Cache-Control": "no-store"})
 
@@ -96,6 +103,19 @@ def install(
             schemas={reg.name: reg.model.model_json_schema(mode="validation") for reg in regs},
             writable=[reg.name for reg in regs if reg.mutable],
             targeted=[reg.name for reg in regs if reg.mutable and reg.targeted],
+            requests=[
+                CallSchema(
+                    name=r.name,
+                    params=r.model.model_json_schema(mode="validation"),
+                    targeted=r.targeted,
+                )
+                for r in commands.requests.values()
+            ],
+            queries=[
+                CallSchema(name=q.name, params=q.model.model_json_schema(mode="validation"))
+                for q in commands.queries.values()
+                if q.name not in DEVTOOLS_QUERIES
+            ],
         )
 
     query(ComponentSchemasQuery).name("pl3xus.schemas").returns(ComponentSchemas).with_policy(
