@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import subprocess
 import sys
 
@@ -53,7 +54,7 @@ async def test_inspect_shows_every_entity_and_component() -> None:
         )
         text = out.getvalue()
         assert "Position.x" in text and "Position.y" not in text and "Label" not in text
-        assert "1 entities" in text
+        assert "1 entity" in text and "1 entities" not in text
         with pytest.raises(ValueError, match="does not sync Nope; it syncs"):
             await inspect(f"ws://{host}:{port}/", once=True, console=console, types=["Nope"])
 
@@ -145,3 +146,56 @@ async def test_inspect_draws_a_sparkline_of_a_numeric_field() -> None:
         assert spark[0] == "▁" and spark[-1] == "█" and len(set(spark)) >= 4  # rising
         with pytest.raises(ValueError, match=r"--spark wants Type\.field"):
             await inspect(f"ws://{host}:{port}/", once=True, console=console, spark=["Position.z"])
+
+
+@pytest.mark.asyncio
+async def test_q_quits_the_live_view_in_a_terminal() -> None:
+    """``pl3xus-rx inspect URL`` in a real terminal (a pseudo-terminal here): the hint says
+    how to quit, and pressing q ends it at once, leaving the terminal as it was."""
+    import os
+    import pty
+    import termios
+
+    server = SyncServer()
+    server.sync_component(Label)
+    server.world.spawn(Label(text="robot a"))
+    async with server.serve("127.0.0.1", 0) as (host, port):
+        leader, follower = pty.openpty()
+        before = termios.tcgetattr(follower)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "pl3xus_rx",
+            "inspect",
+            f"ws://{host}:{port}/",
+            stdin=follower,
+            stdout=follower,
+            stderr=follower,
+            env={**os.environ, "COLUMNS": "100", "LINES": "30", "TERM": "xterm"},
+        )
+        seen = b""
+        loop = asyncio.get_running_loop()
+        try:
+            for _ in range(200):  # (up to 20 s: the interpreter starts, connects, draws)
+                chunk = await loop.run_in_executor(None, _read_some, leader)
+                seen += chunk
+                if b"q quits" in seen and b"robot a" in seen:
+                    break
+            assert b"q quits" in seen and b"robot a" in seen, seen[-500:]
+            os.write(leader, b"q")
+            code = await asyncio.wait_for(proc.wait(), 10)
+            assert code == 0
+            assert termios.tcgetattr(follower)[3] == before[3]  # echo and line mode are back
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            os.close(leader)
+            os.close(follower)
+
+
+def _read_some(fd: int) -> bytes:
+    import select
+
+    ready, _, _ = select.select([fd], [], [], 0.1)
+    return os.read(fd, 4096) if ready else b""

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import sys
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,12 +109,14 @@ def render(
     types: Sequence[str] | None = None,
     fields: Sequence[str] | None = None,
     history: Mapping[str, Mapping[int, Sequence[float]]] | None = None,
+    live: bool = False,
 ) -> Group:
     """The view as a rich renderable: a status line and one row per entity, one column per
     field (``Type.field``) of the component types shown. ``types`` and ``fields`` choose
     (``field`` or ``Type.field``); columns that do not fit in ``width`` are left out and
     named in the caption, rather than cut to nothing. ``history`` adds a sparkline column
-    per ``Type.field`` it names, from each entity's recent values."""
+    per ``Type.field`` it names, from each entity's recent values. What is left out, and
+    (``live``) how to quit, is said above the table."""
     state = snapshot.connection.state.value
     status = Text.assemble(
         ("pl3xus-rx inspect ", "bold"),
@@ -148,7 +152,8 @@ def render(
                 continue
             used += need
             columns.append((name, field, min(natural, MAX_COLUMN)))
-    table = Table(title=f"{len(entities)} entities", title_justify="left")
+    count = f"{len(entities)} {'entity' if len(entities) == 1 else 'entities'}"
+    table = Table(title=count, title_justify="left")
     table.add_column("entity", justify="right", no_wrap=True, min_width=6)
     for name, field, w in columns:
         table.add_column(f"{name}.{field}", no_wrap=True, min_width=min(w, 8), max_width=w)
@@ -165,15 +170,17 @@ def render(
         table.add_row(str(entity), *cells)
     notes = []
     if len(entities) > max_rows:
-        notes.append(f"... {len(entities) - max_rows} more entities (--rows)")
+        notes.append(f"{len(entities) - max_rows} more entities (--rows)")
     if hidden:
         notes.append(
             f"{len(hidden)} more columns ({', '.join(hidden[:4])}"
             f"{', ...' if len(hidden) > 4 else ''}): choose with --type / --fields"
         )
-    if notes:
-        table.caption = "; ".join(notes)
-    return Group(status, table)
+    if live:
+        notes.append("q quits")
+    # (above the table: a live view taller than the terminal loses its bottom lines)
+    hints = Text("; ".join(notes), style="dim")
+    return Group(status, hints, table) if notes else Group(status, table)
 
 
 async def inspect(
@@ -239,10 +246,17 @@ async def inspect(
                     if number is not None:
                         series.setdefault(entity, deque(maxlen=SPARK_WIDTH)).append(number)
 
-        def view() -> Group:
+        def view(live: bool = False) -> Group:
             sample()
+            # a live view fits the terminal (the rest is counted above the table)
+            rows = min(max_rows, max(1, console.height - 8)) if live else max_rows
             return render(
-                snapshot(), max_rows=max_rows, width=console.width, fields=fields, history=history
+                snapshot(),
+                max_rows=rows,
+                width=console.width,
+                fields=fields,
+                history=history,
+                live=live,
             )
 
         with contextlib.suppress(TimeoutError):  # then show what has arrived
@@ -252,11 +266,41 @@ async def inspect(
             console.print(view())
             return
         end = None if seconds is None else loop.time() + seconds
-        with Live(
-            view(),
-            console=console,
-            refresh_per_second=4,
-        ) as live:
-            while end is None or loop.time() < end:
-                await asyncio.sleep(0.25)
-                live.update(view())
+        quit_ = asyncio.Event()
+        with (
+            _keys(loop, lambda key: quit_.set() if key in "qQ" else None),
+            Live(view(live=True), console=console, refresh_per_second=4) as screen,
+        ):
+            while (end is None or loop.time() < end) and not quit_.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(quit_.wait(), 0.25)
+                screen.update(view(live=True))
+
+
+@contextlib.contextmanager
+def _keys(loop: asyncio.AbstractEventLoop, on_key: Callable[[str], None]) -> Iterator[None]:
+    """Hand each key pressed to ``on_key`` while inside (stdin a terminal: unbuffered, no
+    echo; restored on the way out). Elsewhere (a pipe, Windows) nothing is read."""
+    try:
+        import termios
+        import tty
+    except ImportError:  # (not a POSIX system)
+        yield
+        return
+    if not sys.stdin.isatty():
+        yield
+        return
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    try:
+        tty.setcbreak(fd)
+
+        def read() -> None:
+            for key in os.read(fd, 64).decode(errors="ignore"):
+                on_key(key)
+
+        loop.add_reader(fd, read)
+        yield
+    finally:
+        loop.remove_reader(fd)
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
