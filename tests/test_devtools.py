@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import pytest
 from conftest import wait_until
+from pydantic import BaseModel, Field
 
 from client_sync import ClientTypeRegistry, SyncProvider
-from pl3xus_rx import EntityControl, SyncServer, SyncSettings
+from pl3xus_rx import EntityControl, NotFound, SyncServer, SyncSettings, World
 from pl3xus_rx.demo import RobotStatus, build_cell, simulate
+from pl3xus_rx.devtools import ComponentSchemas, ComponentSchemasQuery
 
 CHROMIUM = "/usr/bin/chromium"
 BENCH = Path(__file__).resolve().parent.parent / "bench"
@@ -46,6 +49,41 @@ async def loopback_only(route: object) -> None:
 
 def row(page: object, entity: int) -> object:
     return page.locator(f'.row[data-entity="{entity}"]')  # type: ignore[attr-defined]
+
+
+# what the request panel's test serves: a targeted request answered with the new pose, and a
+# query whose answers carry markup (shown as text, never run)
+XSS = '<img src=x onerror="window.__xss=1"><b>bold</b>'
+
+
+class Place(BaseModel):
+    x: float
+    y: float
+
+
+class Label(BaseModel):
+    text: str
+
+
+class Move(BaseModel):
+    """Move a robot by (dx, dy)."""
+
+    dx: float = Field(ge=-100, le=100)
+    dy: float = Field(0.0, ge=-100, le=100)
+    mode: Literal["relative", "absolute"] = "relative"
+    dry_run: bool = False
+    tags: list[str] = []
+
+
+class Find(BaseModel):
+    """Find a robot by its label."""
+
+    text: str
+
+
+class Found(BaseModel):
+    entity: int
+    note: str
 
 
 async def test_devtools_shows_live_state_and_edits(tmp_path: Path) -> None:
@@ -268,3 +306,158 @@ async def test_devtools_at_10000_entities_stays_connected_and_responsive(tmp_pat
     assert found["search_matches"] == 28  # "temperature 77": 77, 770s, 7700s (by number)
     assert len(list(shots.glob("*.png"))) == 4
     print(result.stdout)
+
+
+def serve_moves(server: SyncServer) -> None:
+    server.sync_component(Place)
+    server.sync_component(Label)
+
+    def move(world: World, ctx: Any, entity: int, request: Move) -> Place:
+        place = world.get(entity, Place)
+        assert place is not None
+        if request.mode == "absolute":
+            new = Place(x=request.dx, y=request.dy)
+        else:
+            new = Place(x=place.x + request.dx, y=place.y + request.dy)
+        if not request.dry_run:
+            world.insert(entity, new)
+        return new
+
+    def find(world: World, query: Find) -> Found:
+        for entity, label in world.query(Label):
+            if label.text == query.text:
+                return Found(entity=entity, note=XSS)
+        raise NotFound(f"no robot is labelled {query.text!r} {XSS}")
+
+    server.request(Move).targeted().with_default_entity_policy().returns(Place).register(move)
+    server.query(Find).returns(Found).register(find)
+
+
+async def test_schemas_query_lists_requests_and_queries_but_not_devtools_own() -> None:
+    server = SyncServer()
+    serve_moves(server)
+    registry = (
+        ClientTypeRegistry.builder()
+        .register_query(ComponentSchemasQuery, ComponentSchemas, name="pl3xus.schemas")
+        .build()
+    )
+    async with (
+        server.serve("127.0.0.1", 0) as (host, port),
+        SyncProvider(f"ws://{host}:{port}/", registry) as sync,
+    ):
+        found = await sync.fetch(ComponentSchemasQuery(), timeout=20)
+    [move] = found.requests
+    assert (move.name, move.targeted) == ("Move", True)
+    assert move.params == Move.model_json_schema(mode="validation")
+    queries = {q.name: q for q in found.queries}
+    assert set(queries) == {"pl3xus.last_message", "Find"}  # not DevTools' own
+    assert queries["Find"].params["required"] == ["text"] and not queries["Find"].targeted
+
+
+async def test_devtools_sends_requests_and_queries(tmp_path: Path) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    server = SyncServer()
+    serve_moves(server)
+    robot = server.world.spawn(Place(x=1, y=0), Label(text="r1"))
+    async with server.serve("127.0.0.1", 0) as (host, port), async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        context = await browser.new_context(viewport={"width": 1400, "height": 900})
+        await context.route("**/*", loopback_only)
+        page = await context.new_page()
+        await page.goto(f"http://{host}:{port}/devtools")
+        await expect(page.locator("#conn")).to_have_text("open", timeout=20_000)
+        if await page.locator("#calls-box").get_attribute("open") is None:
+            await page.locator("#calls-box summary").click()
+        calls = page.locator("#call-type")
+
+        # the server's requests and queries, from the schemas query; not DevTools' own
+        await expect(calls.locator('option[value="request:Move"]')).to_have_text(
+            "Move (targeted)", timeout=20_000
+        )
+        await expect(calls.locator('option[value="query:Find"]')).to_have_count(1)
+        for own in ("tree", "schemas", "connections"):
+            assert await calls.locator(f'option[value="query:pl3xus.{own}"]').count() == 0
+
+        # a typed form from the request's JSON schema
+        await calls.select_option("request:Move")
+        form = page.locator("#call-form")
+        assert await form.locator('[data-param="dx"]').get_attribute("type") == "number"
+        await expect(form.locator('select[data-param="mode"] option')).to_have_count(2)
+        assert await form.locator('[data-param="dry_run"]').get_attribute("type") == "checkbox"
+        assert await form.locator('[data-param="tags"]').get_attribute("data-kind") == "json"
+        await expect(page.locator("#call-doc")).to_have_text("Move a robot by (dx, dy).")
+        # targeted: nothing selected, nothing to send it on, and the panel says so
+        target = page.locator("#call-target")
+        await expect(target).to_have_attribute("data-state", "needs-entity")
+        await expect(target).to_contain_text("select an entity")
+        await expect(page.locator("#call-send")).to_be_disabled()
+
+        # on the selected entity; refused without control, with the server's reason
+        await row(page, robot).click()
+        await expect(target).to_have_attribute("data-state", "entity")
+        await expect(target).to_have_attribute("data-entity", str(robot))
+        await expect(page.locator("#call-send")).to_be_enabled()
+        await form.locator('[data-param="dx"]').fill("5")
+        await form.locator('[data-param="dy"]').fill("-2")
+        await page.click("#call-send")
+        answer = page.locator("#call-answer")
+        await expect(answer).to_have_attribute("data-status", "forbidden", timeout=20_000)
+        await expect(page.locator("#call-status")).to_have_text("forbidden")
+        await expect(page.locator("#call-message")).to_contain_text("does not control")
+        assert server.world.get(robot, Place) == Place(x=1, y=0)
+
+        # with control: carried out on the server, the answer (the new place) shown
+        await page.click("#take")
+        await expect(page.locator("#detail-holder")).to_have_text("you", timeout=20_000)
+        await page.click("#call-send")
+        await expect(answer).to_have_attribute("data-status", "ok", timeout=20_000)
+        await wait_until(lambda: server.world.get(robot, Place) == Place(x=6, y=-2))
+        await expect(page.locator("#call-value")).to_contain_text('"x": 6')
+        await expect(page.locator("#call-value")).to_contain_text('"y": -2')
+        await expect(page.locator("#call-errors li")).to_have_count(0)
+        await expect(page.locator("#commands")).to_contain_text(f"request Move on {robot}")
+
+        # a value out of range: validation_error, each error's loc and msg, under its field
+        await form.locator('[data-param="dx"]').fill("500")
+        await page.click("#call-send")
+        await expect(answer).to_have_attribute("data-status", "validation_error", timeout=20_000)
+        await expect(page.locator("#call-status")).to_have_text("validation_error")
+        error = page.locator('#call-errors li[data-loc="dx"]')
+        await expect(error).to_contain_text("dx: Input should be less than or equal to 100")
+        await expect(form.locator('tr[data-field="dx"] .answer')).to_contain_text(
+            "less than or equal to 100"
+        )
+        await expect(page.locator("#call-value")).to_have_text("")
+        assert server.world.get(robot, Place) == Place(x=6, y=-2)
+
+        # a field the form cannot read is not sent
+        await form.locator('[data-param="dx"]').fill("1")
+        await form.locator('[data-param="tags"]').fill("[oops")
+        await page.click("#call-send")
+        await expect(answer).to_have_attribute("data-status", "not sent")
+        await expect(form.locator('tr[data-field="tags"] .answer')).to_contain_text("not JSON")
+
+        # control is an id, not a measurement: no plot for EntityControl's fields
+        holder = page.locator('#detail fieldset[data-type="EntityControl"] tr[data-field="holder"]')
+        await expect(holder.locator("td.v")).not_to_have_text("null")
+        assert await page.locator('button.chartbtn[data-series^="EntityControl."]').count() == 0
+        await expect(page.locator('button.chartbtn[data-series="Place.x"]')).to_have_count(1)
+
+        # a query: no entity; its answer, and a refusal, shown as text (markup never runs)
+        await calls.select_option("query:Find")
+        await expect(target).to_have_attribute("data-state", "untargeted")
+        await expect(answer).to_have_attribute("data-status", "")  # a new form, no answer
+        await form.locator('[data-param="text"]').fill("r1")
+        await page.keyboard.press("Enter")
+        await expect(answer).to_have_attribute("data-status", "ok", timeout=20_000)
+        await expect(page.locator("#call-value")).to_contain_text(f'"entity": {robot}')
+        await expect(page.locator("#call-value")).to_contain_text("<img src=x")
+        await form.locator('[data-param="text"]').fill("nobody")
+        await page.click("#call-send")
+        await expect(answer).to_have_attribute("data-status", "not_found", timeout=20_000)
+        await expect(page.locator("#call-message")).to_contain_text("<b>bold</b>")
+        assert await page.locator("#calls img, #calls b").count() == 0
+        assert await page.evaluate("window.__xss") is None
+        await page.screenshot(path=str(tmp_path / "devtools-calls.png"))
+        await browser.close()
