@@ -4,13 +4,42 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import pytest
 import pytest_asyncio
 from pydantic import BaseModel, Field
 
 from pl3xus_rx import Network, NetworkSettings
+
+# A test run in the background of a script inherits SIGINT ignored, and so would every
+# process it starts: the tests that stop servers and clients with Ctrl-C would then wait for
+# nothing. Processes started from here get the default again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+# Modules whose every test starts real processes, a browser, NATS or a type checker (the
+# "slow" marker: `pytest -m "not slow"` runs the rest in well under a minute).
+SLOW_MODULES = {
+    "test_bench",
+    "test_demo",
+    "test_devtools",
+    "test_docs",
+    "test_examples",
+    "test_lint",
+    "test_protected_mode_netns",
+    "test_scaleout",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests of :data:`SLOW_MODULES` slow (others carry the marker themselves)."""
+    for item in items:
+        if item.module is not None and item.module.__name__ in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
 
 # Every wait is a multiple of one unit; a slow CI machine can scale it.
 UNIT = float(os.environ.get("PL3XUS_TEST_UNIT", "1.0"))

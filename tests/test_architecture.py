@@ -103,6 +103,7 @@ def test_no_frame_kind_or_status_literal_outside_the_protocol_package() -> None:
     assert offenders == {}
 
 
+@pytest.mark.slow
 def test_client_core_imports_no_server_and_no_socket_library() -> None:
     code = (
         "import sys\n"

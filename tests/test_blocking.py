@@ -95,6 +95,7 @@ def test_close_leaves_nothing_running_on_the_loop_thread() -> None:
         thread.join(10)
 
 
+@pytest.mark.slow
 def test_the_blocking_docs_example_never_races_interpreter_shutdown(tmp_path: Path) -> None:
     import re
     import subprocess

@@ -109,7 +109,12 @@ def test_the_two_process_walk_through_runs_as_it_says(tmp_path: Path) -> None:
         if client is not None and client.poll() is None:
             client.kill()
         server.send_signal(signal.SIGINT)
-        out, err = server.communicate(timeout=30)
+        try:
+            out, err = server.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # never leave it behind for the next tests
+            server.kill()
+            out, err = server.communicate()
+            raise
     assert "server stopped" in out and "Traceback" not in err, err
 
 

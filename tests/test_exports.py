@@ -56,6 +56,7 @@ def test_every_exception_is_in_the_family() -> None:
         assert issubclass(getattr(exceptions, attr), exceptions.Pl3xusError)
 
 
+@pytest.mark.slow
 def test_protocol_layer_imports_no_networking() -> None:
     # pydantic itself imports asyncio, so the runtime check is about websockets; the source
     # check below covers our own imports.

@@ -303,6 +303,7 @@ frame_lists = st.booleans().flatmap(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+@pytest.mark.slow
 @given(case=frame_lists)
 def test_fuzzed_frames_are_answered_and_hurt_nobody(
     case: tuple[bool, list[Any]], caplog: pytest.LogCaptureFixture

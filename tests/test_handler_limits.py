@@ -151,17 +151,17 @@ def sleepy_wait(world: Any, ctx: Any, request: Wait) -> Done:
 async def test_a_synchronous_handler_that_blocks_the_loop_is_named_in_the_log_and_counted(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    server = SyncServer(sync=SyncSettings(slow_handler_seconds=0.2))
+    server = SyncServer(sync=SyncSettings(slow_handler_seconds=0.05))
     server.request(Wait).register(sleepy_wait)
     async with (
         server.serve("127.0.0.1", 0) as (host, port),
         SyncProvider(f"ws://{host}:{port}/", REGISTRY, command_timeout=10) as sync,
     ):
         with caplog.at_level("WARNING", logger="pl3xus_rx.commands"):
-            assert await sync.request(Wait(seconds=0.01)) == Done(ok=True)  # fast: quiet
+            assert await sync.request(Wait(seconds=0)) == Done(ok=True)  # fast: quiet
             assert not [r for r in caplog.records if "held the event loop" in r.message]
-            await sync.request(Wait(seconds=0.3))
-            await sync.request(Wait(seconds=0.25))  # counted, not logged again
+            await sync.request(Wait(seconds=0.08))
+            await sync.request(Wait(seconds=0.06))  # counted, not logged again
         lines = [r.getMessage() for r in caplog.records if "held the event loop" in r.message]
         assert len(lines) == 1, lines
         assert "request Wait" in lines[0] and "sleepy_wait" in lines[0]

@@ -42,6 +42,7 @@ async def type_name(pilot: Any, app: Hmi, name: str) -> None:
     await pilot.pause()
 
 
+@pytest.mark.slow
 async def test_the_hmi_edits_programs_and_jogs_a_robot() -> None:
     server = SyncServer()
     cell = build_cell(server, robots=2, sensors=0)

@@ -72,6 +72,7 @@ async def test_inspect_shows_every_entity_and_component() -> None:
         assert any("42" in line for line in out.getvalue().splitlines() if "Position" not in line)
 
 
+@pytest.mark.slow
 def test_inspect_command_reports_an_unreachable_server() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "pl3xus_rx", "inspect", "ws://127.0.0.1:9/", "--once"],
@@ -122,6 +123,7 @@ def test_sparkline_scales_from_lowest_to_highest() -> None:
     assert sparkline([10, -10, 10]) == "█▁█"
 
 
+@pytest.mark.slow
 @pytest.mark.asyncio
 async def test_inspect_draws_a_sparkline_of_a_numeric_field() -> None:
     server = SyncServer()
@@ -148,6 +150,7 @@ async def test_inspect_draws_a_sparkline_of_a_numeric_field() -> None:
             await inspect(f"ws://{host}:{port}/", once=True, console=console, spark=["Position.z"])
 
 
+@pytest.mark.slow
 @pytest.mark.asyncio
 async def test_q_quits_the_live_view_in_a_terminal() -> None:
     """``pl3xus-rx inspect URL`` in a real terminal (a pseudo-terminal here): the hint says

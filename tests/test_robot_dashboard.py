@@ -28,6 +28,7 @@ def text(app: RobotDashboard, selector: str) -> str:
         return ""
 
 
+@pytest.mark.slow
 async def test_dashboard_controls_a_robot() -> None:
     server = SyncServer()
     cell = build_cell(server, robots=2, sensors=0)

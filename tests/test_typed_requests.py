@@ -221,6 +221,7 @@ SyncServer().request(Boost).register(wrong)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("program", "errors"), [(TYPED_PROGRAM, 0), (WRONG_PROGRAM, 1)])
 def test_mypy_types_every_call_site_with_the_response(
     program: str, errors: int, tmp_path: Path
