@@ -111,8 +111,11 @@ class Notice:
     """Something the server tells this client unasked.
 
     Attributes:
-        kind: ``"control_requested"`` (someone asked for control you hold; ``detail["by"]``)
-            or ``"control_released"`` (yours expired; ``detail["reason"]``).
+        kind: ``"control_requested"`` (someone asked for control you hold; ``detail["by"]``
+            is the asker's connection id), ``"control_released"`` (you lost it;
+            ``detail["reason"]``: ``inactivity``, ``not_visible``, or ``taken_over`` with
+            ``detail["by"]`` the taker's identity name) or ``"message_rejected"`` (a
+            ``send`` the server refused; ``detail``: type, status, reason, errors).
         entity: The entity concerned.
         detail: The rest of the notice.
     """

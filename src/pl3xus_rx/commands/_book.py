@@ -55,7 +55,8 @@ class Refused:
             ``None`` (the notice goes to ``sharers``).
         contested: The entity held by someone else (the entity itself, an ancestor or a
             descendant), for the notice.
-        sharers: Every connection of the holding party (all are told).
+        sharers: The holding party's connections that took the entity or acted on it
+            (these are told; its other connections are not).
     """
 
     reason: str

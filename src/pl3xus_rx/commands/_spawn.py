@@ -38,7 +38,9 @@ class Spawning:
         raw = command.components
         if not isinstance(raw, dict) or not raw:
             raise CommandFrameError(
-                "SPAWN needs a non-empty map of component name to value", command.req_id
+                "SPAWN needs a non-empty map of component name to value",
+                command.req_id,
+                "components",
             )
         values: list[BaseModel] = []
         regs: list[ComponentRegistration[Any]] = []
