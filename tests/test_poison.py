@@ -144,3 +144,29 @@ async def test_the_json_codec_rejects_what_it_could_not_send_on() -> None:
     for token in ("NaN", "Infinity", "-Infinity"):
         with pytest.raises(DecodeError, match="bare token"):
             codec.decode(f"[{token}]")
+
+
+async def test_finding_a_lone_surrogate_costs_no_copy_of_a_long_key_per_element() -> None:
+    """Where the surrogate is, is told as a path; the path is built only for what is found
+    (a wide array under a 100 kB key once cost a copy of the key per element: a gigabyte
+    here) and its keys are cut."""
+    import tracemalloc
+
+    from pl3xus_rx.protocol import JsonCodec, LoneSurrogate
+
+    frame = [7, 1, "Label", 1, {"text": "SURROGATE", "k" * 100_000: [0] * 10_000}]
+    data = json.dumps(frame).replace('"SURROGATE"', '"\\ud800"')
+    tracemalloc.start()
+    try:
+        with pytest.raises(LoneSurrogate) as caught:
+            JsonCodec().decode(data, untrusted=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert caught.value.where == "4.text"
+    assert peak < 30 * 2**20, peak  # the decoded frame itself is ~1 MB
+    frame = [7, 1, "Label", 1, {"k" * 100_000: {"t": "SURROGATE"}}]
+    with pytest.raises(LoneSurrogate) as caught:
+        JsonCodec().decode(json.dumps(frame).replace('"SURROGATE"', '"\\ud800"'))
+    assert caught.value.where == "4." + "k" * 37 + "....t"
+    assert len(caught.value.message) < 400

@@ -131,12 +131,14 @@ class AuditLog(Instrument):
 ACTIVITY_LOGGER = "pl3xus_rx.activity"
 """The logger :class:`ActivityLog` writes to."""
 
+_MAX_PACED = 100_000  # connections an ActivityLog keeps a pace for, at most
+
 
 class ActivityLog(Instrument):
     """Who came, what they did, who left — one readable line each at INFO on the
     ``pl3xus_rx.activity`` logger (``pl3xus-rx demo`` and ``gateway`` install it at their
     default log level): connections with their identity, subscriptions, every command with
-    its answer and time, refused handshakes.
+    its answer and time. (Refused handshakes are logged by the network, as warnings.)
 
     A busy client cannot flood the log: at most ``per_second`` lines per connection per
     second; the rest are counted and said in one line when the next second begins. Values a
@@ -160,6 +162,8 @@ class ActivityLog(Instrument):
 
     def _say(self, connection: int, text: str, *args: Any) -> None:
         second = int(time.monotonic())
+        if len(self._pace) > _MAX_PACED and connection not in self._pace:
+            self._pace.clear()  # (a gateway's clients are never told closed here: bounded)
         start, lines, held = self._pace.get(connection, (second, 0, 0))
         if start != second:
             if held:
@@ -175,6 +179,8 @@ class ActivityLog(Instrument):
         return self._who.get(connection, f"client #{connection}")
 
     def connection_opened(self, connection: int, identity: Identity) -> None:
+        if len(self._who) > _MAX_PACED:
+            self._who.clear()
         who = "anonymous" if identity.anonymous else f"identity {identity.name!r}"
         self._who[connection] = f"client #{connection} ({who})"
         where = self._address_of(connection) if self._address_of is not None else None
@@ -187,9 +193,6 @@ class ActivityLog(Instrument):
         name = self._who.pop(connection, f"client #{connection}")
         more = f" ({held} more lines not shown)" if held else ""
         self._logger.info("%s left%s", name, more)
-
-    def handshake_refused(self, remote: str, status: int, reason: str) -> None:
-        self._logger.info("refused a connection from %s: %d %r", remote, status, reason[:120])
 
     def subscription_opened(self, connection: int, type_name: str, entity: int | None) -> None:
         where = "" if entity is None else f" of entity {entity}"

@@ -260,21 +260,33 @@ def _no_constants(name: str) -> Any:
 
 def lone_surrogate(obj: Any) -> str | None:
     """The dotted path of the first string (or map key) in ``obj`` that holds a lone UTF-16
-    surrogate (``""`` for the root itself), or ``None`` if there is none."""
-    stack: list[tuple[str, Any]] = [("", obj)]
+    surrogate (``""`` for the root itself), or ``None`` if there is none. The path is made
+    only for what is found (each step a link to its parent: a wide frame under a long key
+    costs no copies of it), and each of its keys is cut to 40 characters."""
+    Trail = tuple[Any, Any] | None  # (parent trail, key or index)
+    stack: list[tuple[Trail, Any]] = [(None, obj)]
     while stack:
-        path, value = stack.pop()
+        trail, value = stack.pop()
         if isinstance(value, str):
             if _SURROGATE.search(value):
-                return path
+                return _path(trail)
         elif isinstance(value, dict):
             for key, item in value.items():
                 if isinstance(key, str) and _SURROGATE.search(key):
-                    return path or "<key>"
-                stack.append((f"{path}.{key}" if path else str(key), item))
+                    return _path(trail) or "<key>"
+                stack.append(((trail, key), item))
         elif isinstance(value, list):
-            stack.extend((f"{path}.{i}" if path else str(i), item) for i, item in enumerate(value))
+            stack.extend(((trail, i), item) for i, item in enumerate(value))
     return None
+
+
+def _path(trail: tuple[Any, Any] | None) -> str:
+    steps: list[str] = []
+    while trail is not None:
+        trail, key = trail
+        text = str(key) if not isinstance(key, str) else key.encode("ascii", "replace").decode()
+        steps.append(text if len(text) <= 40 else f"{text[:37]}...")
+    return ".".join(reversed(steps))
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
