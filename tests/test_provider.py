@@ -343,3 +343,41 @@ async def test_reconnecting_survives_connections_dropped_right_after_the_handsha
         await until(lambda: drops["left"] == 0, "three dropped attempts")
         await until(lambda: positions.get().get(a) == Position(x=2, y=2), "reconnected")
         await until(lambda: not sync.stale.get(), "fresh")
+
+
+class NotSynced(BaseModel):
+    level: int = 0
+
+
+async def test_a_type_the_server_does_not_sync_and_a_refused_subscription_never_hang_wait_synced(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The signal of a type the server does not sync stays empty (no KeyError, nothing sent);
+    a subscription the server refuses is not waited for: wait_synced returns, stale clears,
+    and the refusal is on ``errors``."""
+    from pl3xus_rx import RemoteError
+
+    server = SyncServer()
+    server.sync_component(Position)
+    server.world.spawn(Position(x=1, y=2))
+    registry = ClientTypeRegistry.builder().register(Position).register(NotSynced).build()
+    async with (
+        server.serve("127.0.0.1", 0) as (host, port),
+        SyncProvider(f"ws://{host}:{port}/", registry) as sync,
+    ):
+        errors: list[Exception] = []
+        sync.errors.subscribe(errors.append)
+        missing = sync.components(NotSynced)
+        missing.subscribe(lambda _: None)
+        positions = sync.components(Position, max_rate_hz=0)  # refused by the server
+        positions.subscribe(lambda _: None)
+        await sync.wait_synced(5)
+        assert not sync.stale.get()
+        assert dict(missing.get()) == {}
+        await wait_until(lambda: errors, what="the refusal")
+        assert isinstance(errors[0], RemoteError) and errors[0].field == "max_rate_hz"
+        good = sync.components(Position)
+        good.subscribe(lambda _: None)
+        await sync.wait_synced(5)
+        assert list(good.get().values()) == [Position(x=1, y=2)]
+    assert "refused subscription" in caplog.text

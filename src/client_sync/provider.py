@@ -30,6 +30,7 @@ from pl3xus_rx.exceptions import (
     ConnectionLost,
     ConnectionNotFound,
     NetworkStateError,
+    RemoteError,
     SchemaMismatch,
 )
 from pl3xus_rx.net import Disconnected, Error, Network, NetworkSettings, Transport
@@ -351,6 +352,11 @@ class SyncProvider(Queries, Messages):
             err = event.error
             if isinstance(err, SchemaMismatch) and err.local_hash is None:
                 return  # a message type the server has and we do not use: not our concern
+            refused = err.body.get("subscription") if isinstance(err, RemoteError) else None
+            if type(refused) is int and refused in self._by_id:
+                logger.warning("the server refused subscription %d: %s", refused, err)
+                self._session.refused(refused)  # (its snapshot will never come)
+                self._update_stale()
             self.errors.on_next(err)
 
     async def _reconnect_loop(self, reason: str) -> None:
@@ -503,8 +509,9 @@ class SyncProvider(Queries, Messages):
             if sub.refs == 1:
                 sub.sub_id, frame = self._session.subscribe(sub.spec)
                 self._by_id[sub.sub_id] = sub
-                self._send(frame)
-                self._synced.clear()  # (not stale for it: it is new, not old)
+                if frame is not None:  # (None: this server does not sync the type)
+                    self._send(frame)
+                    self._synced.clear()  # (not stale for it: it is new, not old)
 
         self._call_on_loop(go)
 

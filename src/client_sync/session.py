@@ -143,8 +143,11 @@ class ClientSession:
         every live subscription (their fresh snapshots reconcile the views)."""
         self.store.rebind(components)
         self.connected = True
-        self._awaiting = set(self._subs)
-        return [self._subscribe_frame(sub_id, spec) for sub_id, spec in self._subs.items()]
+        known = {s: spec for s, spec in self._subs.items() if self.store.knows(spec.name)}
+        for sub_id in self._subs.keys() - known.keys():
+            self.store.give_up(sub_id)  # this server does not sync it: nothing to wait for
+        self._awaiting = set(known)
+        return [self._subscribe_frame(sub_id, spec) for sub_id, spec in known.items()]
 
     def disconnected(self) -> list[int]:
         """The link dropped: the request ids that were waiting for an answer (they get none:
@@ -165,18 +168,25 @@ class ClientSession:
 
     # ------------------------------------------------------------------ subscriptions
 
-    def subscribe(self, spec: SubscriptionSpec) -> tuple[int, Frame]:
-        """Open a subscription: its new id and the SUBSCRIBE frame.
-
-        Raises:
-            KeyError: the last welcome did not list the component (see :meth:`knows`).
-        """
+    def subscribe(self, spec: SubscriptionSpec) -> tuple[int, Frame | None]:
+        """Open a subscription: its new id and the SUBSCRIBE frame (``None`` when the last
+        welcome did not list the component: nothing is asked, nothing is awaited, and a
+        later welcome that lists it renews it)."""
         sub_id = self._next_sub
         self._next_sub += 1
         self.store.add_subscription(sub_id, spec.name, spec.model, spec.entity)
         self._subs[sub_id] = spec
+        if self.connected and not self.store.knows(spec.name):
+            return sub_id, None
         self._awaiting.add(sub_id)
         return sub_id, self._subscribe_frame(sub_id, spec)
+
+    def refused(self, sub_id: int) -> None:
+        """The server refused subscription ``sub_id`` (an ERROR naming it): it is not
+        awaited any more (nothing will come for it)."""
+        self._awaiting.discard(sub_id)
+        if sub_id in self._subs:
+            self.store.give_up(sub_id)
 
     def unsubscribe(self, sub_id: int) -> Frame:
         """Close a subscription: the UNSUBSCRIBE frame."""

@@ -76,15 +76,24 @@ class Store:
     def add_subscription(
         self, sub_id: int, name: str, model: type[BaseModel], entity: int | None = None
     ) -> None:
-        """Start a view for subscription ``sub_id`` of component ``name``.
-
-        Raises:
-            KeyError: the server does not sync ``name``.
-        """
+        """Start a view for subscription ``sub_id`` of component ``name``. If the server
+        does not sync ``name``, the view stays empty and counts as complete (nothing will
+        come) until a welcome that lists it."""
         adapter = self._adapters.get(model)
         if adapter is None:
             adapter = self._adapters[model] = TypeAdapter(list[model])  # type: ignore[valid-type]
-        self._views[sub_id] = _View(model, self._fields[name], entity, {}, name, adapter=adapter)
+        fields = self._fields.get(name)
+        self._views[sub_id] = _View(
+            model, fields or (), entity, {}, name, complete=fields is None, adapter=adapter
+        )
+
+    def give_up(self, sub_id: int) -> None:
+        """The server refused subscription ``sub_id``: nothing will come for it (its view
+        counts as complete, and keeps what it held)."""
+        view = self._views.get(sub_id)
+        if view is not None:
+            view.complete = True
+            view.unseen = None
 
     def remove_subscription(self, sub_id: int) -> None:
         """Drop a view."""
