@@ -268,3 +268,24 @@ async def test_with_no_instrument_the_hot_paths_call_nothing() -> None:
     commands_side = {"asked", "answers_in", "answered_send", "frame_received"}
     assert await traffic(flushes_only, only=commands_side) == 0
     assert await traffic(make_server_with(Recorder()), only=commands_side) > 40
+
+
+def test_commands_that_get_no_reply_are_not_kept_waiting_for_one() -> None:
+    """A request id no REPLY can carry is answered with an ERROR: the reporter keeps nothing
+    for it (a client sending such frames once filled its table and blinded the audit log);
+    what a client chose as an entity is kept small; a closed connection leaves nothing."""
+    from pl3xus_rx.instruments import Reporter
+    from pl3xus_rx.security import ANONYMOUS
+    from pl3xus_rx.sync import MutationContext
+
+    reporter = Reporter()
+    reporter.instruments = (AuditLog(),)
+    ctx = MutationContext(1, ANONYMOUS)
+    for i in range(1000):
+        reporter.asked(ctx, [9, 2**64 + i, "take", 0])
+    assert reporter._waiting == {}
+    reporter.asked(ctx, [7, 5, "Speed", "x" * 1_000_000, {}])
+    ((entry,),) = [list(w.values()) for w in reporter._waiting.values()]
+    assert len(entry[3]) <= 60
+    reporter.connection_closed(1)
+    assert reporter._waiting == {} and reporter._count == 0

@@ -170,3 +170,21 @@ async def test_finding_a_lone_surrogate_costs_no_copy_of_a_long_key_per_element(
         JsonCodec().decode(json.dumps(frame).replace('"SURROGATE"', '"\\ud800"'))
     assert caught.value.where == "4." + "k" * 37 + "....t"
     assert len(caught.value.message) < 400
+
+
+async def test_frames_with_harmless_escapes_are_not_searched_for_surrogates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only an escape of a surrogate code point can make a lone one: a frame with only
+    ``\\u0041``-style escapes is not walked (a big one made the walk cost more than the
+    decoding), and a walk skips numbers and nulls."""
+    import pl3xus_rx.protocol._codec as codec
+
+    walks: list[object] = []
+    real = codec.lone_surrogate
+    monkeypatch.setattr(codec, "lone_surrogate", lambda obj: walks.append(obj) or real(obj))
+    data = json.dumps([11, 1, "Jog", 1, {"y": "A", "x": [0] * 1000}]).replace('"A"', '"\\u0041"')
+    assert codec.JsonCodec().decode(data)[4]["y"] == "A"
+    assert walks == []
+    pair = json.dumps(["\U0001f600"])  # an escaped pair: walked, and fine
+    assert codec.JsonCodec().decode(pair) == ["\U0001f600"] and len(walks) == 1

@@ -111,3 +111,27 @@ def test_notices_invalidations_and_bad_frames() -> None:
     with pytest.raises(FrameError, match="not sent by servers"):
         session.receive([FrameKind.MUTATE, 1, "Position", 1, {}])
     assert session.one_way("Hello", None, {}) == [FrameKind.SEND, "Hello", None, {}]
+
+
+def test_an_error_naming_a_subscription_with_data_cuts_no_snapshot_short() -> None:
+    """A server ERROR naming a subscription is a refusal only before any data for it on this
+    connection: one naming a live subscription mid-snapshot changes nothing, and the
+    snapshot still reconciles (what it lacks is removed)."""
+    session = connected()
+    sub, _ = session.subscribe(SubscriptionSpec("Position", Position, None))
+    rows = [[e, [float(e), 0.0]] for e in (1, 2, 3)]
+    session.apply(SyncArrived([FrameKind.SYNC, 1, [[sub, SNAPSHOT_DONE, rows, [], []]]]))
+    assert set(session.store.view(sub)) == {1, 2, 3}
+    session.resync()
+    session.store.expect_snapshots()
+    part = [[sub, int(SyncFlag.SNAPSHOT), [[1, [1.0, 0.0]]], [], []]]
+    session.apply(SyncArrived([FrameKind.SYNC, 2, part]))
+    assert session.refused(sub) is False  # it had data: not a refusal of it
+    done = [[sub, SNAPSHOT_DONE | int(SyncFlag.CONTINUED), [], [], []]]
+    session.apply(SyncArrived([FrameKind.SYNC, 3, done]))
+    assert set(session.store.view(sub)) == {1}  # 2 and 3 were not in the new snapshot
+    # before any data, an ERROR naming it is its refusal: nothing is awaited any more
+    other, _ = session.subscribe(SubscriptionSpec("Position", Position, 9))
+    assert not session.synced
+    assert session.refused(other) is True and session.synced
+    assert session.refused(12345) is False  # not ours

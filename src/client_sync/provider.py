@@ -353,10 +353,9 @@ class SyncProvider(Queries, Messages):
             if isinstance(err, SchemaMismatch) and err.local_hash is None:
                 return  # a message type the server has and we do not use: not our concern
             refused = err.body.get("subscription") if isinstance(err, RemoteError) else None
-            if type(refused) is int and refused in self._by_id:
+            if type(refused) is int and self._session.refused(refused):
                 logger.warning("the server refused subscription %d: %s", refused, err)
-                self._session.refused(refused)  # (its snapshot will never come)
-                self._update_stale()
+                self._update_stale()  # (its snapshot will never come)
             self.errors.on_next(err)
 
     async def _reconnect_loop(self, reason: str) -> None:

@@ -135,6 +135,7 @@ class ClientSession:
         self._next_req = 1
         self._in_flight: set[int] = set()
         self._awaiting: set[int] = set()  # subscriptions whose snapshot must complete
+        self._heard: set[int] = set()  # subscriptions that had data on this connection
 
     # ------------------------------------------------------------------ the link
 
@@ -143,6 +144,7 @@ class ClientSession:
         every live subscription (their fresh snapshots reconcile the views)."""
         self.store.rebind(components)
         self.connected = True
+        self._heard.clear()
         known = {s: spec for s, spec in self._subs.items() if self.store.knows(spec.name)}
         for sub_id in self._subs.keys() - known.keys():
             self.store.give_up(sub_id)  # this server does not sync it: nothing to wait for
@@ -181,12 +183,16 @@ class ClientSession:
         self._awaiting.add(sub_id)
         return sub_id, self._subscribe_frame(sub_id, spec)
 
-    def refused(self, sub_id: int) -> None:
+    def refused(self, sub_id: int) -> bool:
         """The server refused subscription ``sub_id`` (an ERROR naming it): it is not
-        awaited any more (nothing will come for it)."""
+        awaited any more (nothing will come for it). An ERROR naming a subscription that
+        has had data on this connection is no refusal of it, and changes nothing (returns
+        ``False``): a snapshot under way is never cut short."""
+        if sub_id not in self._subs or sub_id in self._heard:
+            return False
         self._awaiting.discard(sub_id)
-        if sub_id in self._subs:
-            self.store.give_up(sub_id)
+        self.store.give_up(sub_id)
+        return True
 
     def unsubscribe(self, sub_id: int) -> Frame:
         """Close a subscription: the UNSUBSCRIBE frame."""
@@ -295,6 +301,7 @@ class ClientSession:
         fresh snapshots rather than drifting silently."""
         try:
             changes = self.store.apply(arrived.frame)
+            self._heard.update(group[0] for group in arrived.frame[2])
         except Exception as exc:
             self.store.expect_snapshots()
             self._awaiting = set(self._subs)  # out of date until the snapshots are in

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .commands import Effect, Hold, Send
-from .protocol import FrameKind, NoticeKind, shown
+from .protocol import REQ_ID_MAX, REQ_ID_MIN, FrameKind, NoticeKind, shown
 from .security import Identity
 from .sync import MutationContext
 
@@ -246,8 +246,9 @@ class Reporter:
         self.frames = self.commands = False
         """Whether some instrument listens to frames / to command answers (the hot paths
         skip what nobody listens to: ``/metrics`` alone listens to flushes only)."""
-        # commands waiting for their answer: (connection, req_id) -> what and since when
-        self._waiting: dict[tuple[int, int], tuple[Identity, str, str | None, Any, float]] = {}
+        # commands waiting for their answer: connection -> req_id -> what and since when
+        self._waiting: dict[int, dict[int, tuple[Identity, str, str | None, Any, float]]] = {}
+        self._count = 0  # entries in _waiting
 
     @property
     def instruments(self) -> tuple[Instrument, ...]:
@@ -261,6 +262,7 @@ class Reporter:
         self.commands = _listens(instruments, "command_answered")
         if not self.commands:
             self._waiting.clear()
+            self._count = 0
 
     def report(self, method: str, *args: Any) -> None:
         """Call ``method`` of every instrument with ``args``."""
@@ -287,16 +289,24 @@ class Reporter:
     def asked(self, ctx: MutationContext, frame: list[Any]) -> None:
         """A command frame arrived: remember it until its REPLY."""
         kind = frame[0]
-        if kind == FrameKind.SEND or len(frame) < 3 or type(frame[1]) is not int:
+        if kind == FrameKind.SEND or len(frame) < 3:
             return
+        req_id = frame[1]
+        if type(req_id) is not int or not REQ_ID_MIN <= req_id <= REQ_ID_MAX:
+            return  # (answered with an ERROR, never a REPLY: nothing to pair)
         type_name = frame[2] if kind in _TYPED_KINDS and isinstance(frame[2], str) else None
         at = _ENTITY_AT.get(kind)
         entity = frame[at] if at is not None and len(frame) > at else None
-        if len(self._waiting) < _MAX_WAITING:  # (bounded: answers normally come at once)
-            self._waiting[(ctx.connection, frame[1])] = (
+        if entity is not None and type(entity) is not int:
+            entity = shown(entity)  # (what a client chose: kept small)
+        if self._count < _MAX_WAITING:  # (bounded: answers normally come at once)
+            waiting = self._waiting.setdefault(ctx.connection, {})
+            if req_id not in waiting:
+                self._count += 1
+            waiting[req_id] = (
                 ctx.identity,
                 _kind_name(kind),
-                type_name,
+                type_name[:80] if type_name is not None else None,
                 entity,
                 time.perf_counter(),
             )
@@ -307,8 +317,12 @@ class Reporter:
             return
         for effect in effects:
             if isinstance(effect, Send | Hold) and effect.frame[0] == FrameKind.REPLY:
-                asked = self._waiting.pop((effect.connection, effect.frame[1]), None)
+                waiting = self._waiting.get(effect.connection)
+                asked = waiting.pop(effect.frame[1], None) if waiting is not None else None
                 if asked is not None:
+                    self._count -= 1
+                    if not waiting:
+                        del self._waiting[effect.connection]
                     identity, kind, type_name, entity, started = asked
                     answer = CommandAnswer(
                         effect.connection,
@@ -340,4 +354,4 @@ class Reporter:
     def connection_closed(self, connection: int) -> None:
         """A connection ended: told, and its unanswered commands forgotten."""
         self.report("connection_closed", connection)
-        self._waiting = {k: v for k, v in self._waiting.items() if k[0] != connection}
+        self._count -= len(self._waiting.pop(connection, {}))

@@ -287,6 +287,8 @@ class SyncServer:
         msgpack_frame)``. ``connection`` must not collide with this server's own ids."""
         self._to.remote[connection] = (sink, identity)
         self.engine.add_client(connection, binary=True, identity=identity)
+        if self._reporter is not None:  # (instruments hear of a gateway's clients too)
+            self._reporter.report("connection_opened", connection, identity)
 
     def remote_frame(self, connection: int, frame: list[Any]) -> None:
         """A command frame (MUTATE, CONTROL, REQUEST, QUERY, SEND, SPAWN, DESPAWN) from a
@@ -307,6 +309,8 @@ class SyncServer:
         """A gateway's client went away: its control is released, its handlers cancelled."""
         if self._to.remote.pop(connection, None) is None:
             return
+        if self._reporter is not None:
+            self._reporter.connection_closed(connection)
         self._handlers.cancel(connection)
         self._apply(self.commands.connection_closed(connection))
         self.engine.remove_client(connection)

@@ -22,6 +22,8 @@ from ._codec import (
     msgpack_encode,
 )
 from ._commands import (
+    REQ_ID_MAX,
+    REQ_ID_MIN,
     Command,
     CommandFrameError,
     ControlCommand,
@@ -76,6 +78,8 @@ from ._vocab import (
 )
 
 __all__ = [
+    "REQ_ID_MAX",
+    "REQ_ID_MIN",
     "LoneSurrogate",
     "undecodable_text_reply",
     "ResyncFrame",

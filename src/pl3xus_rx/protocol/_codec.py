@@ -227,7 +227,7 @@ class JsonCodec:
             raise DecodeError("JSON frame nests too deeply") from exc
         except ValueError as exc:  # e.g. an integer longer than Python converts (4,300 digits)
             raise DecodeError(f"undecodable JSON frame ({len(data)} characters): {exc}") from exc
-        if "\\u" in data:  # only \u escapes can produce a lone surrogate
+        if "\\u" in data and _SURROGATE_ESCAPE.search(data):  # (only these make one)
             where = lone_surrogate(obj)
             if where is not None:
                 raise LoneSurrogate(
@@ -276,8 +276,15 @@ def lone_surrogate(obj: Any) -> str | None:
                     return _path(trail) or "<key>"
                 stack.append(((trail, key), item))
         elif isinstance(value, list):
-            stack.extend(((trail, i), item) for i, item in enumerate(value))
+            stack.extend(
+                ((trail, i), item)
+                for i, item in enumerate(value)
+                if type(item) in _WALKED  # (numbers and nulls hold no text: not visited)
+            )
     return None
+
+
+_WALKED = (str, list, dict)
 
 
 def _path(trail: tuple[Any, Any] | None) -> str:
@@ -290,6 +297,8 @@ def _path(trail: tuple[Any, Any] | None) -> str:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# a \\u escape of a surrogate code point in JSON text (a valid pair matches too)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 
 
 def codec_for_subprotocol(subprotocol: str | None) -> Codec:

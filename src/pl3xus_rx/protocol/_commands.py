@@ -16,6 +16,8 @@ from ._frames import shown, wire_type
 from ._vocab import FrameKind
 
 __all__ = [
+    "REQ_ID_MAX",
+    "REQ_ID_MIN",
     "Command",
     "CommandFrameError",
     "ControlCommand",
