@@ -361,3 +361,30 @@ async def test_each_malformed_command_is_answered_in_the_wire_s_words() -> None:
             assert [item["loc"] for item in items][:1] == [loc], (text, answer)
             assert not PYTHON_REPR.search(answer[3]), answer
             assert loc.split(".")[0] in answer[3] or loc == "value", answer  # names it
+
+
+@pytest.mark.asyncio
+async def test_names_a_client_sent_are_echoed_cut_short() -> None:
+    """An unknown name is named in the answer, but never echoed whole: a 1 MB name once
+    came back as a 5 MB ERROR (SUBSCRIBE), REPLY (the last message query) or notice (SEND),
+    parked in the sender's queue."""
+    server, _robots = make_server()
+    server.register_message(Count)
+    name = "N" * 1_000_000
+    frames = [
+        [3, 1, name, None, {}],
+        [0, name, {}],
+        [12, 2, "pl3xus.last_message", {"type": name}],
+        [14, name, None, {}],
+        [3, 3, "Speed", None, {f"k{i}": 1 for i in range(50_000)}],
+    ]
+    async with (
+        server.serve("127.0.0.1", 0) as (host, port),
+        ws_connect(f"ws://{host}:{port}/", max_size=None) as ws,
+    ):
+        await asyncio.wait_for(ws.recv(), WAIT)  # welcome
+        for frame in frames:
+            await ws.send(_packer.pack(frame))
+            answer = await asyncio.wait_for(ws.recv(), WAIT)
+            assert len(answer) < 2_000, (frame[0], len(answer))
+            assert b"NNNNNNNNNN" in answer or frame[0] == 3  # still says which

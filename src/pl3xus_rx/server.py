@@ -53,6 +53,7 @@ from .protocol import (
     RegisteredType,
     Request,
     error_frame,
+    shown,
     to_wire,
 )
 from .security import ADMIN_ROLE, Authenticator, Identity
@@ -472,7 +473,7 @@ class SyncServer:
     def _install_last_message(self) -> None:
         def last_message(world: World, query: LastMessageQuery) -> LastMessage:
             if self.net.message_types.by_name(query.type) is None:
-                raise NotFound(f"{query.type!r} is not a message type of this server")
+                raise NotFound(f"{shown(query.type)} is not a message type of this server")
             return LastMessage(value=self._last_messages.get(query.type))
 
         self.query(LastMessageQuery).name(LAST_MESSAGE_QUERY).returns(LastMessage).register(

@@ -201,8 +201,13 @@ class Calls:
                 core.launch(ctx.connection, None, reg.name, result, lambda _: None)
         except Reject as rejection:
             body = {
-                "type": command.type_name,
-                "entity": command.entity,
+                # (what the client sent, as it sent it if it is a name or an id; else shown)
+                "type": command.type_name
+                if isinstance(command.type_name, str) and len(command.type_name) <= 200
+                else shown(command.type_name),
+                "entity": command.entity
+                if command.entity is None or type(command.entity) is int
+                else shown(command.entity),
                 "status": rejection.status.value,
                 "reason": rejection.message,
                 **rejection.body,

@@ -254,8 +254,8 @@ def validate_message(
     if entry is None:
         known = ", ".join(table.names()) or "none"
         raise UnknownMessageType(
-            f"unknown message type {frame.type_name!r}; registered types: {known}",
-            type_name=frame.type_name,
+            f"unknown message type {shown(frame.type_name)}; registered types: {known}",
+            type_name=shown(frame.type_name),
         )
     try:
         value = from_wire(entry.model, frame.payload)

@@ -4,6 +4,7 @@ shared by the engine and its rooms (views, groups, held replies)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -65,10 +66,10 @@ def check_subscribe(
     if reg is None:
         known = ", ".join(registry.names()) or "none"
         raise UnknownComponent(
-            f"cannot subscribe to {type_name!r}: not a synced component; "
+            f"cannot subscribe to {shown(type_name)}: not a synced component; "
             f"synced components: {known}",
             subscription=sub_id,
-            type_name=type_name,
+            type_name=shown(type_name),
         )
     if entity is not None and (not isinstance(entity, int) or isinstance(entity, bool)):
         raise SubscriptionError(
@@ -81,7 +82,9 @@ def check_subscribe(
         raise SubscriptionError(
             "options must be a map", subscription=sub_id, type_name=type_name, field="options"
         )
-    unknown = sorted(shown(k, 40) for k in set(options) - set(_OPTIONS))
+    unknown = sorted(
+        shown(k, 40) for k in itertools.islice((k for k in options if k not in _OPTIONS), 5)
+    )
     if unknown:
         raise SubscriptionError(
             f"unknown subscription options: {', '.join(unknown[:5])}; known: {', '.join(_OPTIONS)}",
