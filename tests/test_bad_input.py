@@ -52,7 +52,7 @@ def chat(user: str = "ann", text: str = "hi") -> bytes:
 CASES = [
     (b"\xc1\xc1", "decode_error", DecodeError, "undecodable msgpack", None, None),
     (chat()[:-2], "decode_error", DecodeError, "truncated msgpack", None, None),
-    (msgpack.packb([0, "Nope", {}]), "unknown_type", UnknownMessageType, "'Nope'", "Nope", None),
+    (msgpack.packb([0, "Nope", {}]), "unknown_type", UnknownMessageType, '"Nope"', "Nope", None),
     (
         msgpack.packb([0, "Chat", {"user": "ann", "text": "x" * 201}]),
         "validation_error",

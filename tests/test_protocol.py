@@ -114,7 +114,7 @@ def test_registration_rules() -> None:
 def test_unknown_type_lists_the_registered_ones() -> None:
     with pytest.raises(UnknownMessageType) as info:
         validate_message(table(), MessageFrame("Nope", {}))
-    assert "'Nope'" in str(info.value) and "Chat, stamp.v1" in str(info.value)
+    assert '"Nope"' in str(info.value) and "Chat, stamp.v1" in str(info.value)
     assert info.value.to_wire()["code"] == "unknown_type"
     assert info.value.type_name == "Nope"
 

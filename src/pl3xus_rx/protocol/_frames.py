@@ -255,7 +255,7 @@ def validate_message(
         known = ", ".join(table.names()) or "none"
         raise UnknownMessageType(
             f"unknown message type {shown(frame.type_name)}; registered types: {known}",
-            type_name=shown(frame.type_name),
+            type_name=frame.type_name if len(frame.type_name) <= 200 else shown(frame.type_name),
         )
     try:
         value = from_wire(entry.model, frame.payload)

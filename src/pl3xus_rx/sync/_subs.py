@@ -69,7 +69,7 @@ def check_subscribe(
             f"cannot subscribe to {shown(type_name)}: not a synced component; "
             f"synced components: {known}",
             subscription=sub_id,
-            type_name=shown(type_name),
+            type_name=type_name if len(type_name) <= 200 else shown(type_name),
         )
     if entity is not None and (not isinstance(entity, int) or isinstance(entity, bool)):
         raise SubscriptionError(
