@@ -16,6 +16,7 @@ from pydantic import BaseModel
 import pl3xus_rx.server as server_module
 from client_sync import ClientTypeRegistry, SyncProvider
 from pl3xus_rx import ConnectFailed, Forbidden, Identity, NotFound, SyncServer, bearer_tokens
+from pl3xus_rx.commands import Send
 from pl3xus_rx.instruments import (
     ACTIVITY_LOGGER,
     AUDIT_LOGGER,
@@ -289,3 +290,23 @@ def test_commands_that_get_no_reply_are_not_kept_waiting_for_one() -> None:
     assert len(entry[3]) <= 60
     reporter.connection_closed(1)
     assert reporter._waiting == {} and reporter._count == 0
+
+
+def test_the_logs_show_an_entity_a_client_sent_once_in_the_wire_s_words(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from pl3xus_rx.instruments import Reporter
+    from pl3xus_rx.security import ANONYMOUS
+    from pl3xus_rx.sync import MutationContext
+
+    caplog.set_level(logging.INFO)
+    reporter = Reporter()
+    reporter.instruments = (ActivityLog(), AuditLog())
+    ctx = MutationContext(1, ANONYMOUS)
+    reporter.asked(ctx, [16, 7, "cell"])
+    reporter.answers_in([Send(1, [8, 7, "validation_error", "no", {}])])
+    activity = [r.getMessage() for r in caplog.records if r.name == ACTIVITY_LOGGER]
+    assert len(activity) == 1
+    assert activity[0].startswith('client #1: DESPAWN on "cell" -> validation_error (')
+    (audit,) = [json.loads(r.getMessage()) for r in caplog.records if r.name == AUDIT_LOGGER]
+    assert audit["entity"] == '"cell"'

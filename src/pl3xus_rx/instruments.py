@@ -48,7 +48,8 @@ class CommandAnswer:
         kind: The command kind's name (``"MUTATE"``, ``"CONTROL"``...).
         type_name: The component, request, query or message type it named (``None``:
             CONTROL, DESPAWN; or not a string).
-        entity: The entity it named, as sent (``None``: none).
+        entity: The entity it named: an integer as sent, anything else as the text of
+            :func:`~pl3xus_rx.protocol.shown` (cut short; ``None``: none).
         status: The answer (``"ok"``, ``"forbidden"``, ``"not_found"``...).
         seconds: From the frame's arrival to its answer (an async handler's time
             included; a reply held for the flush that carries its change counts until it
@@ -121,7 +122,7 @@ class AuditLog(Instrument):
             "anonymous": answer.identity.anonymous,
             "kind": answer.kind,
             "type": None if answer.type_name is None else answer.type_name[:60],
-            "entity": entity if entity is None or type(entity) is int else shown(entity),
+            "entity": _entity_text(entity),
             "status": answer.status,
             "seconds": round(answer.seconds, 6),
         }
@@ -199,7 +200,7 @@ class ActivityLog(Instrument):
         self._say(connection, "%s subscribed to %r%s", self._name(connection), type_name, where)
 
     def command_answered(self, answer: CommandAnswer) -> None:
-        target = "" if answer.entity is None else f" on {shown(answer.entity)}"
+        target = "" if answer.entity is None else f" on {_entity_text(answer.entity)}"
         what = answer.kind if answer.type_name is None else f"{answer.kind} {answer.type_name!r}"
         self._say(
             answer.connection,
@@ -210,6 +211,15 @@ class ActivityLog(Instrument):
             answer.status,
             answer.seconds * 1000,
         )
+
+
+def _entity_text(entity: Any) -> Any:
+    """A command's entity for a log: an integer (or null) as it is, text (already
+    :func:`~pl3xus_rx.protocol.shown` by the reporter) cut to 60 characters, anything else
+    shown."""
+    if entity is None or type(entity) is int:
+        return entity
+    return entity[:60] if type(entity) is str else shown(entity)
 
 
 _TYPED_KINDS = frozenset((FrameKind.MUTATE, FrameKind.REQUEST, FrameKind.QUERY))

@@ -81,6 +81,7 @@ class Routes:
             f'<li><a href="{html.escape(path)}">{html.escape(path)}</a>'
             f"{' — ' + html.escape(_KNOWN[path]) if path in _KNOWN else ''}</li>"
             for path in sorted([HEALTH_PATH, *self.handlers])
+            if not path.endswith(".ico")  # (a browser's tab icon: no page)
         )
         protocols = ", ".join(html.escape(p) for p in SUBPROTOCOLS)
         body = (
