@@ -381,3 +381,39 @@ async def test_a_type_the_server_does_not_sync_and_a_refused_subscription_never_
         await sync.wait_synced(5)
         assert list(good.get().values()) == [Position(x=1, y=2)]
     assert "refused subscription" in caplog.text
+
+
+async def test_an_unreadable_welcome_is_refused_whole_and_the_client_keeps_trying() -> None:
+    """A server (a broken or older gateway) whose WELCOME tables this client cannot read:
+    the first connect fails with ConnectFailed naming it (not a TypeError), and a client
+    that meets one while reconnecting tries again, and recovers when a good one comes."""
+    import msgpack
+    from websockets.asyncio.server import serve
+
+    from client_sync import ReconnectPolicy
+    from pl3xus_rx.protocol import MSGPACK_SUBPROTOCOL, TypeTable, schema_hash, welcome_frame
+
+    good = {"components": [[1, "Position", schema_hash(Position), ["x", "y"]]]}
+    bad = {**good, "one_way": 5}
+    welcomes = [bad, good, bad, bad, good]
+    served: list[dict[str, Any]] = []
+
+    async def handler(ws: Any) -> None:
+        body = welcomes.pop(0) if welcomes else good
+        served.append(body)
+        await ws.send(msgpack.packb(welcome_frame(len(served), TypeTable("message"), body)))
+        if body is good and len(served) == 2:
+            await asyncio.sleep(0.2)
+            return  # the first good link drops: the client reconnects into two bad ones
+        await asyncio.wait_for(ws.wait_closed(), 30)
+
+    registry = ClientTypeRegistry.builder().register(Position).build()
+    policy = ReconnectPolicy(initial_delay=0.05, max_delay=0.1)
+    async with serve(handler, "127.0.0.1", 0, subprotocols=[MSGPACK_SUBPROTOCOL]) as srv:  # type: ignore[list-item]
+        url = f"ws://127.0.0.1:{srv.sockets[0].getsockname()[1]}/"
+        with pytest.raises(ConnectFailed, match="one_way table"):
+            async with SyncProvider(url, registry, reconnect=policy):
+                pass
+        async with SyncProvider(url, registry, reconnect=policy) as sync:
+            await wait_until(lambda: len(served) >= 5, 10, "two bad welcomes, then a good one")
+            await wait_until(lambda: sync.connection.get().state.value == "open", 10, "open again")

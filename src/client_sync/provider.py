@@ -10,6 +10,7 @@ and messages (``_messages``) are rooms of their own that the provider inherits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import operator
 import random
@@ -58,6 +59,7 @@ from .session import (
     SyncArrived,
     identity_in,
     is_gap_or_bad_frame,
+    welcome_problem,
 )
 from .signal import Signal, WritableSignal, combine
 from .states import (
@@ -296,9 +298,12 @@ class SyncProvider(Queries, Messages):
         if not self._net.has_connection(cid):  # dropped by the server right away
             raise ConnectFailed(f"{self.url} closed the connection right after the handshake")
         welcome = self._net.welcome_of(cid)
+        problem = welcome_problem(welcome.body)
+        if problem is not None:
+            with contextlib.suppress(Exception):
+                await self._net.disconnect(cid, code=1002, reason="unreadable welcome")
+            raise ConnectFailed(f"{self.url} sent a WELCOME this client cannot read: {problem}")
         components = welcome.body.get("components", [])
-        if not isinstance(components, list):
-            raise ConnectFailed(f"{self.url} sent no component table; is it a SyncServer?")
         renew = self._session.connected_with(components)
         if self._check:
             self._check_schema(components, welcome.body)

@@ -33,6 +33,7 @@ __all__ = [
     "SyncArrived",
     "identity_in",
     "is_gap_or_bad_frame",
+    "welcome_problem",
 ]
 
 Frame = list[Any]
@@ -310,6 +311,32 @@ class ClientSession:
         if self.store.rejected:  # a fresh snapshot would carry them again: report only
             rejected, self.store.rejected = self.store.rejected, []
         return Applied(changes, rejected)
+
+
+def welcome_problem(welcome: Mapping[str, Any]) -> str | None:
+    """What is wrong with a WELCOME body's tables, for this client (``None``: nothing). A
+    client must refuse such a welcome whole rather than trip over it half-way (a broken or
+    older gateway must not stop its clients for good)."""
+    components = welcome.get("components", [])
+    if not isinstance(components, list):
+        return "its component table is not a list (is it a SyncServer?)"
+    for row in components:
+        if not (
+            isinstance(row, list)
+            and len(row) >= 4
+            and isinstance(row[1], str)
+            and isinstance(row[3], list)
+            and all(isinstance(field, str) for field in row[3])
+        ):
+            return "a component row is not [type_id, name, schema_hash, [field, ...]]"
+    for key, length in (("requests", 3), ("queries", 3), ("one_way", 1)):
+        table = welcome.get(key) or []
+        if not isinstance(table, list) or not all(
+            isinstance(row, list) and len(row) >= length and isinstance(row[0], str)
+            for row in table
+        ):
+            return f"its {key} table is not a list of [name, ...] rows"
+    return None
 
 
 def identity_in(welcome: Mapping[str, Any]) -> Identity | None:
