@@ -139,9 +139,7 @@ class Calls:
         core = self.core
         kind = "request" if isinstance(reg, RequestRegistration) else "query"
         try:
-            result = core.slow.call(
-                core.settings.slow_handler_seconds, f"{kind} {reg.name}", reg.handler, *args
-            )
+            result = core.slow.call(kind, reg.name, reg.handler, *args)
         except Exception as exc:
             core.failed(conn, req_id, reg.name, exc)
             return
@@ -188,9 +186,7 @@ class Calls:
                 )
                 args = (core.world, ctx, entity, message)
             try:
-                result = core.slow.call(
-                    core.settings.slow_handler_seconds, f"message {reg.name}", reg.handler, *args
-                )
+                result = core.slow.call("message", reg.name, reg.handler, *args)
             except Exception as exc:
                 answer = answer_of(exc)
                 if answer is not None:

@@ -47,7 +47,7 @@ class Core:
         self.components = components
         self.settings = settings
         self.faults = FaultLog()
-        self.slow = SlowHandlers()
+        self.slow = SlowHandlers(lambda: self.settings.slow_handler_seconds)
         """Policies that failed (raised something else than a documented answer)."""
         self.control = ControlBook(settings.control_timeout)
         """Who controls which entity (the World's ``EntityControl`` components mirror it)."""

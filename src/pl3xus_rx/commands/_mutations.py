@@ -48,13 +48,7 @@ class Mutations:
         try:
             if reg.handler is not None:
                 result = core.slow.call(
-                    core.settings.slow_handler_seconds,
-                    f"mutation {reg.name}",
-                    reg.handler,
-                    core.world,
-                    ctx,
-                    entity,
-                    value,
+                    "mutation", reg.name, reg.handler, core.world, ctx, entity, value
                 )
                 if inspect.isawaitable(result):
                     model = reg.model

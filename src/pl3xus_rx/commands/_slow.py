@@ -34,21 +34,22 @@ class SlowHandlers:
     Attributes:
         count: Calls that held the loop past the limit, by command (``"request Jog"``).
         seconds: The longest such call, by command.
+
+    Args:
+        limit: The time a call may hold the loop, as it is now (``None``: not timed).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limit: Callable[[], float | None]) -> None:
+        self._limit = limit
         self.count: dict[str, int] = {}
         self.seconds: dict[str, float] = {}
         self._logged: dict[str, float] = {}
         self._clock = time.perf_counter
 
-    @property
-    def total(self) -> int:
-        """Slow calls so far, of every handler."""
-        return sum(self.count.values())
-
-    def call(self, limit: float | None, what: str, handler: Callable[..., Any], *args: Any) -> Any:
-        """``handler(*args)``, timed; ``what`` names the command (``"request Jog"``)."""
+    def call(self, kind: str, name: str, handler: Callable[..., Any], *args: Any) -> Any:
+        """``handler(*args)``, timed; ``kind`` and ``name`` say which command's handler it
+        is (``"request"``, ``"Jog"``: joined only for a slow one)."""
+        limit = self._limit()
         if limit is None:
             return handler(*args)
         clock = self._clock
@@ -58,7 +59,7 @@ class SlowHandlers:
         finally:
             held = clock() - started
             if held >= limit:
-                self._slow(what, handler, held, limit)
+                self._slow(f"{kind} {name}", handler, held, limit)
 
     def _slow(self, what: str, handler: Callable[..., Any], held: float, limit: float) -> None:
         self.count[what] = self.count.get(what, 0) + 1
