@@ -18,7 +18,6 @@ from ..protocol import (
     FrameKind,
     NoticeKind,
     Status,
-    shown,
 )
 from ..security import ANONYMOUS
 from ..sync._policy import MutationContext
@@ -63,14 +62,9 @@ class Control:
                         core.send(holder, [FrameKind.NOTICE, NoticeKind.CONTROL_REQUESTED, body])
                 raise
             decision = core.control.take(conn, entity, related, now, party=party, override=override)
-        elif action == ControlAction.RELEASE:
+        else:  # RELEASE (parse_command let no other action through)
             entity = core.gate.release(ctx, command.entity)
             decision = core.control.release(conn, entity, party)
-        else:
-            raise Reject(
-                Status.VALIDATION_ERROR,
-                f"control action must be 'take' or 'release', got {shown(action)}",
-            )
         if not isinstance(decision, Granted):
             raise Reject(Status.FORBIDDEN, decision.reason)
         core.identities[conn] = ctx.identity  # (its sight is checked while it holds)

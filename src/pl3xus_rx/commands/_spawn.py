@@ -36,7 +36,7 @@ class Spawning:
                 "allow_spawn)",
             )
         raw = command.components
-        if not isinstance(raw, dict) or not raw:
+        if not raw:  # (a map: parse_command saw to that)
             raise CommandFrameError(
                 "SPAWN needs a non-empty map of component name to value",
                 command.req_id,

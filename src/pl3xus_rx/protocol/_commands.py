@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from ..exceptions import FrameError
 from ._frames import shown, wire_type
-from ._vocab import FrameKind
+from ._vocab import FrameKind, Status
 
 __all__ = [
     "REQ_ID_MAX",
@@ -215,7 +215,7 @@ def undecodable_text_reply(frame: Any, where: str) -> list[Any] | None:
         "that is not Unicode text, and no encoding could carry it on"
     )
     error = {"loc": loc, "msg": message, "type": "invalid_text"}
-    return [FrameKind.REPLY, req_id, "validation_error", message, {"errors": [error]}]
+    return [FrameKind.REPLY, req_id, Status.VALIDATION_ERROR.value, message, {"errors": [error]}]
 
 
 def _name(value: Any, req_id: int, kind: str, field: str) -> None:
