@@ -25,6 +25,7 @@ from ..protocol import (
     SendCommand,
     Status,
     schema_hash,
+    sent_name,
     shown,
     to_wire,
 )
@@ -197,10 +198,7 @@ class Calls:
                 core.launch(ctx.connection, None, reg.name, result, lambda _: None)
         except Reject as rejection:
             body = {
-                # (what the client sent, as it sent it if it is a name or an id; else shown)
-                "type": command.type_name
-                if isinstance(command.type_name, str) and len(command.type_name) <= 200
-                else shown(command.type_name),
+                "type": sent_name(command.type_name),
                 "entity": command.entity
                 if command.entity is None or type(command.entity) is int
                 else shown(command.entity),

@@ -46,6 +46,7 @@ from ._frames import (
     field_errors,
     message_frame,
     parse_frame,
+    sent_name,
     shown,
     validate_message,
     welcome_frame,
@@ -78,6 +79,7 @@ from ._vocab import (
 )
 
 __all__ = [
+    "sent_name",
     "REQ_ID_MAX",
     "REQ_ID_MIN",
     "LoneSurrogate",

@@ -28,6 +28,7 @@ __all__ = [
     "field_errors",
     "message_frame",
     "parse_frame",
+    "sent_name",
     "shown",
     "validate_message",
     "welcome_frame",
@@ -151,6 +152,12 @@ def shown(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
+def sent_name(value: Any) -> Any:
+    """A name a peer sent, to hand back in an error's fields: as it is if it is a string of
+    at most 200 characters, else :func:`shown` of it (a megabyte name is never echoed)."""
+    return value if isinstance(value, str) and len(value) <= 200 else shown(value)
+
+
 def _wire_text(value: Any, budget: int) -> str:
     """``value`` in JSON-like text, at most about ``budget`` characters of it rendered."""
     if value is None:
@@ -255,7 +262,7 @@ def validate_message(
         known = ", ".join(table.names()) or "none"
         raise UnknownMessageType(
             f"unknown message type {shown(frame.type_name)}; registered types: {known}",
-            type_name=frame.type_name if len(frame.type_name) <= 200 else shown(frame.type_name),
+            type_name=sent_name(frame.type_name),
         )
     try:
         value = from_wire(entry.model, frame.payload)

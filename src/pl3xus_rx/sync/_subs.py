@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..exceptions import SubscriptionError, UnknownComponent
-from ..protocol import shown
+from ..protocol import sent_name, shown
 from ..security import ANONYMOUS, Identity
 from ..world import EntityId, World
 from ._registry import ComponentRegistration, ComponentRegistry
@@ -69,7 +69,7 @@ def check_subscribe(
             f"cannot subscribe to {shown(type_name)}: not a synced component; "
             f"synced components: {known}",
             subscription=sub_id,
-            type_name=type_name if len(type_name) <= 200 else shown(type_name),
+            type_name=sent_name(type_name),
         )
     if entity is not None and (not isinstance(entity, int) or isinstance(entity, bool)):
         raise SubscriptionError(
