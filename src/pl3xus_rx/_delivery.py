@@ -8,7 +8,6 @@ never ask which kind a client is.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -139,12 +138,3 @@ class Delivery:
             else:
                 net.send_raw(ConnectionId(c), encoded[net.is_binary(ConnectionId(c))])
         return reached + len(chosen)
-
-    def send_last(self, connection: int, data: bytes | str) -> None:
-        """:attr:`send_data` at shutdown (the last flush, the replies still waiting)."""
-        remote = self.remote.get(connection)
-        if remote is not None:
-            remote[0](connection, data)  # type: ignore[arg-type]
-            return
-        with contextlib.suppress(ConnectionNotFound):
-            self.net.send_raw(ConnectionId(connection), data)

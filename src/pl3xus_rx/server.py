@@ -651,7 +651,7 @@ class SyncServer:
     def _last_flush(self) -> None:
         """Before the shutdown closes every connection: one more flush (whatever the rate
         cap), then every reply still waiting, so no command applied goes unanswered."""
-        send = self._to.send_last
+        send = self._to.send_data
         try:
             self.engine.flush_into(max(self._clock(), self.engine.next_flush_allowed()), send)
             self.engine.release_deferred(send)
