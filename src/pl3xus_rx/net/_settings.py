@@ -62,6 +62,17 @@ class NetworkSettings(CheckedSettings):
         allow_anonymous: Without an authenticator, accept clients from every address as
             anonymous. Off by default (protected mode): only loopback clients are accepted
             until an authenticator is configured.
+        allowed_hosts: ``Host`` header values (names or addresses, without the port) this
+            server answers to besides the ones that name it (``localhost``, loopback
+            addresses, the bound address; for a wildcard bind, the machine's addresses and
+            host name); ``("*",)`` accepts any. Without an authenticator (and with
+            ``allow_anonymous``) every request but ``/healthz`` must name an allowed host
+            (DNS rebinding: a foreign page whose name resolves to this machine is refused
+            with 403); with an authenticator the check applies only when this is set.
+            Browser ``Origin`` hosts must be allowed hosts in the same cases.
+        behind_tls_proxy: The server is reached over TLS through a proxy that terminates it: a
+            browser page on it has an ``https://`` origin. Without it (and without TLS of
+            its own) an ``https://`` Origin is refused where the scheme is checked.
         compression: Enable permessage-deflate. Off by default: it costs 2.5-10x CPU.
         open_timeout: Seconds allowed for the opening handshake.
         close_timeout: Seconds allowed for the closing handshake.
@@ -91,6 +102,8 @@ class NetworkSettings(CheckedSettings):
     ping_timeout: float | None = Field(default=20.0, gt=0)
     allowed_origins: tuple[str | None, ...] | None = None
     allow_anonymous: bool = False
+    allowed_hosts: tuple[str, ...] | None = None
+    behind_tls_proxy: bool = False
     compression: bool = False
     open_timeout: float = Field(default=10.0, gt=0)
     close_timeout: float = Field(default=10.0, gt=0)
