@@ -8,18 +8,77 @@ handshake, serving a plain page) receives an :class:`HttpRequest` and returns an
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
-__all__ = ["HEALTH_PATH", "AdmissionCheck", "HttpRequest", "HttpResponse", "RouteHandler"]
+__all__ = [
+    "DEFAULT_CSP",
+    "HEALTH_PATH",
+    "PAGE_HEADERS",
+    "AdmissionCheck",
+    "HttpRequest",
+    "HttpResponse",
+    "RouteHandler",
+    "page_csp",
+]
 
 HEALTH_PATH = "/healthz"
 """The health endpoint every listener serves."""
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
+
+# what every policy says: load nothing, be framed by nobody, no <base>, no form posts
+_CSP_TAIL = "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+DEFAULT_CSP = f"default-src 'none'; {_CSP_TAIL}"
+"""The ``Content-Security-Policy`` of an answer whose route sets none (JSON, plain text,
+refusals): nothing may load, and no page may frame it."""
+
+PAGE_HEADERS: Mapping[str, str] = MappingProxyType(
+    {
+        "Content-Security-Policy": DEFAULT_CSP,
+        "X-Frame-Options": "DENY",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        # DevTools and /metrics take ?token=: keep no answer in any cache
+        "Cache-Control": "no-store",
+    }
+)
+"""The headers every plain HTTP answer of a listener carries (pages, ``/healthz``,
+``/metrics``, 404s and refused handshakes alike); a header the answer sets itself wins."""
+
+_INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.DOTALL | re.IGNORECASE)
+
+
+def page_csp(html: str, *, connect: bool = False) -> str:
+    """The ``Content-Security-Policy`` for a page served as ``html``: only its own inline
+    ``<script>`` and ``<style>`` blocks run (by sha256 hash), images (the tab icon) from
+    this origin, and nothing may frame it.
+
+    Args:
+        html: The page exactly as served (a change of one byte changes the hashes).
+        connect: Allow WebSockets back to this origin (``connect-src 'self'``).
+
+    Returns:
+        The header's value.
+    """
+    hashes: dict[str, list[str]] = {"script": [], "style": []}
+    for tag, text in _INLINE.findall(html):
+        digest = base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+        hashes[tag.lower()].append(f"'sha256-{digest}'")
+    parts = ["default-src 'none'"]
+    parts += [f"{tag}-src {' '.join(found)}" for tag, found in hashes.items() if found]
+    parts.append("img-src 'self'")
+    if connect:
+        parts.append("connect-src 'self'")
+    parts.append(_CSP_TAIL)
+    return "; ".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,18 +119,22 @@ class HttpRequest:
         upgrade: bool = False,
         remote_host: str = "",
     ) -> HttpRequest:
-        """Make a request from a request target (``/path?query``) and raw header pairs."""
-        parts = urlsplit(target)
+        """Make a request from a request target and raw header pairs.
+
+        The target is read as a path and a query (origin-form, ``/path?query``) and nothing
+        else: ``//x/devtools`` is the path ``//x/devtools``, not host ``x`` and ``/devtools``.
+        """
+        path, _, raw_query = target.partition("?")
         query = {
             name: tuple(values)
-            for name, values in parse_qs(parts.query, keep_blank_values=True).items()
+            for name, values in parse_qs(raw_query, keep_blank_values=True).items()
         }
         joined: dict[str, str] = {}
         for name, value in headers:
             key = name.lower()
             joined[key] = f"{joined[key]}, {value}" if key in joined else value
         return cls(
-            parts.path or "/",
+            path or "/",
             MappingProxyType(query),
             MappingProxyType(joined),
             remote,
@@ -98,7 +161,8 @@ class HttpResponse:
         status: The status code.
         body: The body (text is sent as UTF-8).
         content_type: The ``Content-Type``.
-        headers: More headers (``WWW-Authenticate``, ``Cache-Control``...).
+        headers: More headers (``WWW-Authenticate``, a page's ``Content-Security-Policy``...);
+            the listener adds each of :data:`PAGE_HEADERS` this does not set.
     """
 
     status: int

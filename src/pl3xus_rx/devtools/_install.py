@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from .._http import HttpRequest, HttpResponse
+from .._http import HttpRequest, HttpResponse, page_csp
 from ..net import Network
 from ..security import ADMIN_ROLE, Identity
 from ..sync import Authorized, ComponentRegistry, Denied, MutationContext, SyncEngine
@@ -35,6 +35,16 @@ if TYPE_CHECKING:
 
 __all__ = ["install"]
 
+_HTML = page()
+# the page's own inline script and style run (by hash), its WebSocket goes back to this
+# origin, nothing else loads, and nobody may frame it (no clickjacking "take control")
+_PAGE = HttpResponse(
+    200,
+    _HTML,
+    "text/html; charset=utf-8",
+    {"Content-Security-Policy": page_csp(_HTML, connect=True), "Cache-Control": "no-store"},
+)
+
 
 def install(
     *,
@@ -51,8 +61,6 @@ def install(
     ``query`` builder). ``admin(identity)`` says who may use it, ``sees`` what an identity
     sees, ``remote()`` the gateways' clients (for the connections view), ``commands`` the
     request and query types its panel offers (read when asked: registered ones show)."""
-    html = page()
-    answer = HttpResponse(200, html, "text/html; charset=utf-8", {"Cache-Control": "no-store"})
 
     async def serve_page(request: HttpRequest) -> HttpResponse:
         found = await net.identify(request)
@@ -60,7 +68,7 @@ def install(
             return found
         if not admin(found):
             return HttpResponse(403, f"DevTools needs the {ADMIN_ROLE!r} role\n")
-        return answer
+        return _PAGE
 
     net.add_route(DEVTOOLS_PATH, serve_page)
     icon = HttpResponse(200, FAVICON, "image/svg+xml", {"Cache-Control": "max-age=86400"})

@@ -9,7 +9,7 @@ import json
 import logging
 from collections.abc import Callable
 
-from .._http import HEALTH_PATH, HttpRequest, HttpResponse, RouteHandler
+from .._http import HEALTH_PATH, HttpRequest, HttpResponse, RouteHandler, page_csp
 from ..exceptions import DuplicateRegistration
 from ..protocol import SUBPROTOCOLS
 
@@ -96,4 +96,6 @@ class Routes:
             "(getting-started.md, then protocol.md for other clients).</p>"
             "</body></html>"
         )
-        return HttpResponse(200, body, "text/html; charset=utf-8", {"Cache-Control": "no-store"})
+        # no script, no style: the strictest page policy (the tab icon may load)
+        headers = {"Content-Security-Policy": page_csp(body), "Cache-Control": "no-store"}
+        return HttpResponse(200, body, "text/html; charset=utf-8", headers)

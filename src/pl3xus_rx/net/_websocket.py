@@ -18,7 +18,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from .._http import HEALTH_PATH, HttpRequest, HttpResponse
+from .._http import HEALTH_PATH, PAGE_HEADERS, HttpRequest, HttpResponse
 from ..exceptions import BindError, ConnectFailed, ConnectionClosed
 from ..protocol import SUBPROTOCOLS
 from ._settings import NetworkSettings
@@ -133,6 +133,17 @@ def _response(connection: ServerConnection, answer: HttpResponse) -> Response:
     return response
 
 
+def _page_headers(connection: ServerConnection, request: Request, response: Response) -> None:
+    """Every answer but the switch to WebSocket gets :data:`PAGE_HEADERS` (the ones it does
+    not set itself): ours and websockets' own refusals (426, 400) alike."""
+    if response.status_code == HTTPStatus.SWITCHING_PROTOCOLS:
+        return
+    headers = response.headers
+    for name, value in PAGE_HEADERS.items():
+        if name not in headers:
+            headers[name] = value
+
+
 def _request(connection: ServerConnection, request: Request) -> HttpRequest:
     upgrade = "upgrade" in request.headers.get("Connection", "").lower()
     offered = [
@@ -232,6 +243,7 @@ class WebSocketTransport:
                 subprotocols=list(SUBPROTOCOLS),  # type: ignore[arg-type]
                 select_subprotocol=_select_subprotocol,
                 process_request=process_request,
+                process_response=_page_headers,
                 backlog=settings.backlog,
                 ssl=ssl,
                 **_common_kwargs(settings, server=True),
