@@ -6,10 +6,16 @@ import argparse
 import asyncio
 import logging
 import sys
+from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .exceptions import BindError
+
+if TYPE_CHECKING:
+    from .scaleout import NatsOptions
+    from .security import Authenticator
 
 
 def _version() -> str:
@@ -48,6 +54,196 @@ def _positive(text: str) -> float:
     return value
 
 
+def _security_options(parser: argparse.ArgumentParser) -> None:
+    """Who may connect: the same options for ``demo`` and ``gateway``."""
+    group = parser.add_argument_group(
+        "client authentication",
+        "Secrets are best read from files: a command line is visible to every user of the "
+        "machine (ps). A gateway needs the same options as its authority.",
+    )
+    token = group.add_mutually_exclusive_group()
+    token.add_argument(
+        "--token",
+        default=None,
+        help="require this bearer token; its holder is an operator (and admin: DevTools)",
+    )
+    token.add_argument("--token-file", default=None, metavar="FILE", help="--token, read from FILE")
+    viewer = group.add_mutually_exclusive_group()
+    viewer.add_argument(
+        "--viewer-token", default=None, help="a second token whose holder may only watch"
+    )
+    viewer.add_argument(
+        "--viewer-token-file", default=None, metavar="FILE", help="--viewer-token, from FILE"
+    )
+    group.add_argument(
+        "--jwt-key-file",
+        default=None,
+        metavar="FILE",
+        help="accept JSON Web Tokens verified with the key in FILE (an HMAC secret, or a "
+        "PEM public key); their roles claim counts: operator may act, admin opens "
+        "DevTools, anything else may only watch",
+    )
+    group.add_argument(
+        "--jwt-algorithm",
+        default="HS256",
+        help="the JWTs' signing algorithm (default HS256; RS256, ES256... with a public key)",
+    )
+    group.add_argument("--jwt-audience", default=None, help="JWTs must name this audience")
+    group.add_argument("--jwt-issuer", default=None, help="JWTs must come from this issuer")
+    group.add_argument(
+        "--allowed-host",
+        action="append",
+        default=None,
+        dest="allowed_hosts",
+        metavar="NAME",
+        help="also answer to this Host name (NetworkSettings.allowed_hosts; repeatable)",
+    )
+
+
+def _nats_options(parser: argparse.ArgumentParser) -> None:
+    """NATS credentials and TLS: the same options for ``demo`` and ``gateway``."""
+    group = parser.add_argument_group(
+        "NATS credentials and TLS",
+        "Credentials may also be put in the --nats URL (nats://user:password@host:4222): "
+        "they are never printed or logged, but the URL is in the process list.",
+    )
+    group.add_argument("--nats-user", default=None, metavar="USER", help="NATS user name")
+    group.add_argument(
+        "--nats-password-file", default=None, metavar="FILE", help="its password, from FILE"
+    )
+    group.add_argument(
+        "--nats-token-file", default=None, metavar="FILE", help="a NATS token, from FILE"
+    )
+    group.add_argument(
+        "--nats-creds", default=None, metavar="FILE", help="a NATS .creds file (needs nkeys)"
+    )
+    group.add_argument(
+        "--nats-nkey-seed", default=None, metavar="FILE", help="an nkey seed file (needs nkeys)"
+    )
+    group.add_argument(
+        "--nats-ca", default=None, metavar="FILE", help="TLS: trust this CA (PEM) for NATS"
+    )
+    group.add_argument(
+        "--nats-cert", default=None, metavar="FILE", help="TLS: client certificate (PEM)"
+    )
+    group.add_argument("--nats-key", default=None, metavar="FILE", help="TLS: its private key")
+    group.add_argument(
+        "--nats-tls",
+        action="store_true",
+        help="use TLS with the system's CAs (implied by --nats-ca/--nats-cert or tls://)",
+    )
+
+
+def _secret(path: str, what: str) -> str:
+    """A secret read from a file: its text without the trailing newline.
+
+    Raises:
+        OSError: the file cannot be read (the message names the file, never its content).
+        ValueError: the file is empty.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise OSError(f"cannot read {what} from {path!r}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{what} file {path!r} is not UTF-8 text") from None
+    if not text:
+        raise ValueError(f"{what} file {path!r} is empty")
+    return text
+
+
+@dataclass(frozen=True)
+class _Security:
+    """What the security options of ``demo`` and ``gateway`` asked for, secrets read."""
+
+    token: str | None
+    viewer_token: str | None
+    jwt: Authenticator | None
+    allowed_hosts: tuple[str, ...] | None
+    nats: NatsOptions | None
+
+    def __repr__(self) -> str:  # (never shows a secret)
+        return f"_Security(token={self.token is not None}, jwt={self.jwt is not None})"
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> _Security:
+        """Read the files the options name and build the authenticators and NATS options.
+
+        Raises:
+            OSError: a file cannot be read.
+            ValueError: the options do not fit together.
+        """
+        token = args.token
+        if args.token_file is not None:
+            token = _secret(args.token_file, "--token-file")
+        viewer = args.viewer_token
+        if args.viewer_token_file is not None:
+            viewer = _secret(args.viewer_token_file, "--viewer-token-file")
+        jwt: Authenticator | None = None
+        if args.jwt_key_file is not None:
+            from .security import jwt_verifier
+
+            try:
+                jwt = jwt_verifier(
+                    _secret(args.jwt_key_file, "--jwt-key-file"),
+                    algorithms=(args.jwt_algorithm,),
+                    audience=args.jwt_audience,
+                    issuer=args.jwt_issuer,
+                )
+            except ImportError as exc:
+                raise ValueError(str(exc)) from None
+        elif args.jwt_audience is not None or args.jwt_issuer is not None:
+            raise ValueError("--jwt-audience and --jwt-issuer need --jwt-key-file")
+        hosts = tuple(args.allowed_hosts) if args.allowed_hosts else None
+        return cls(token, viewer, jwt, hosts, _nats_of(args))
+
+
+def _nats_of(args: argparse.Namespace) -> NatsOptions | None:
+    """The NATS options the command line asked for (``None``: none)."""
+    names = (
+        "nats_user",
+        "nats_password_file",
+        "nats_token_file",
+        "nats_creds",
+        "nats_nkey_seed",
+        "nats_ca",
+        "nats_cert",
+        "nats_key",
+    )
+    if not args.nats_tls and all(getattr(args, name) is None for name in names):
+        return None
+    if args.nats is None:
+        raise ValueError("the --nats-... options need --nats")
+    if args.nats_password_file is not None and args.nats_user is None:
+        raise ValueError("--nats-password-file needs --nats-user")
+    try:
+        from .scaleout import NatsOptions
+    except ImportError as exc:
+        raise ValueError(f"{exc}; pip install nats-py") from None
+    tls = None
+    if args.nats_tls or args.nats_ca or args.nats_cert or args.nats_key:
+        try:
+            tls = NatsOptions.tls_context(args.nats_ca, args.nats_cert, args.nats_key)
+        except OSError as exc:
+            raise OSError(f"cannot load the NATS TLS files: {exc.strerror or exc}") from None
+    return NatsOptions(
+        user=args.nats_user,
+        password=(
+            _secret(args.nats_password_file, "--nats-password-file")
+            if args.nats_password_file is not None
+            else None
+        ),
+        token=(
+            _secret(args.nats_token_file, "--nats-token-file")
+            if args.nats_token_file is not None
+            else None
+        ),
+        creds_file=args.nats_creds,
+        nkey_seed_file=args.nats_nkey_seed,
+        tls=tls,
+    )
+
+
 def _gateway(args: argparse.Namespace) -> int:
     import importlib
 
@@ -57,10 +253,20 @@ def _gateway(args: argparse.Namespace) -> int:
     except (ImportError, AttributeError) as exc:
         print(f"pl3xus-rx gateway: cannot load --app {args.app!r}: {exc}", file=sys.stderr)
         return 2
+    from .demo import demo_security
+
     try:
-        from .scaleout import Gateway
+        from .scaleout import Gateway, redact_url
     except ImportError as exc:
         print(f"pl3xus-rx gateway: {exc}; pip install nats-py", file=sys.stderr)
+        return 2
+    try:
+        security = _Security.of(args)
+        authenticate, authorizer = demo_security(
+            security.token, security.viewer_token, jwt=security.jwt
+        )
+    except (OSError, ValueError) as exc:
+        print(f"pl3xus-rx gateway: {exc}", file=sys.stderr)
         return 2
 
     async def run() -> None:
@@ -71,10 +277,15 @@ def _gateway(args: argparse.Namespace) -> int:
         from .sync import SyncSettings
 
         server = SyncServer(
-            NetworkSettings(allow_anonymous=args.allow_anonymous),
+            NetworkSettings(
+                allow_anonymous=args.allow_anonymous, allowed_hosts=security.allowed_hosts
+            ),
             SyncSettings(max_update_rate_hz=args.rate),
         )
         setup(server)
+        if authenticate is not None:  # (else the app's own, if its setup configured one)
+            server.authenticate(authenticate)
+            server.authorizer = authorizer
         if args.activity:
             from .instruments import ActivityLog
 
@@ -84,13 +295,19 @@ def _gateway(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         async with server.serve(args.host, args.port) as (host, port):
-            gateway = Gateway(server, args.nats, args.name)
+            gateway = Gateway(server, args.nats, args.name, nats_options=security.nats)
             await gateway.start()  # (ConnectionError: NATS does not answer)
             print(
-                f"pl3xus_rx gateway {gateway.gateway} of cluster {args.name!r} ({args.nats})\n"
+                f"pl3xus_rx gateway {gateway.gateway} of cluster {args.name!r} "
+                f"({redact_url(args.nats)})\n"
                 f"  WebSocket: ws://{host}:{port}/\n"
                 f"  DevTools:  http://{host}:{port}/devtools\n"
-                "Ctrl-C to stop.",
+                + (
+                    "  Clients authenticate with Authorization: Bearer <token> (or ?token=).\n"
+                    if authenticate is not None
+                    else ""
+                )
+                + "Ctrl-C to stop.",
                 flush=True,
             )
             try:
@@ -154,12 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         help="sensor readings per second in all, at most (more sensors: each one slower)",
     )
     _log_options(demo, "info")
-    demo.add_argument(
-        "--token", default=None, help="require this bearer token; its holder is an operator"
-    )
-    demo.add_argument(
-        "--viewer-token", default=None, help="a second token whose holder may only watch"
-    )
+    _security_options(demo)
     demo.add_argument(
         "--allow-anonymous",
         action="store_true",
@@ -167,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo.add_argument("--nats", default=None, help="also be the authority on this NATS server")
     demo.add_argument("--name", default="demo", help="the cluster's name on NATS")
+    _nats_options(demo)
     gw = sub.add_parser("gateway", help="serve clients from an authority's replica over NATS")
     gw.add_argument("--nats", required=True, help="the NATS server, e.g. nats://127.0.0.1:4222")
     gw.add_argument("--name", default="demo", help="the cluster's name (the authority's)")
@@ -183,7 +396,13 @@ def main(argv: list[str] | None = None) -> int:
         default=120.0,
         help="max flushes per second (above the authority's: batches come at its pace)",
     )
-    gw.add_argument("--allow-anonymous", action="store_true", help="admit remote clients too")
+    gw.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="without --token or --jwt-key-file, admit remote clients too (else loopback only)",
+    )
+    _security_options(gw)
+    _nats_options(gw)
     _log_options(gw, "info")
     insp = sub.add_parser("inspect", help="a live terminal view of a server's entities")
     insp.add_argument("url", help="ws://host:port/ of a SyncServer")
@@ -215,8 +434,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from .demo import describe, run_demo
 
+        try:
+            security = _Security.of(args)
+        except (OSError, ValueError) as exc:
+            print(f"pl3xus-rx demo: {exc}", file=sys.stderr)
+            return 2
+
         def announce(address: tuple[str, int], cell: dict[str, Any]) -> None:
-            print("\n".join(describe(address, cell, args.token)), flush=True)
+            # a token given on the command line is shown in the DevTools link (it is in the
+            # process list anyway); one read from a file is never printed
+            secured = security.token is not None or security.jwt is not None
+            lines = describe(address, cell, args.token, authenticated=secured)
+            print("\n".join(lines), flush=True)
 
         try:
             asyncio.run(
@@ -228,12 +457,15 @@ def main(argv: list[str] | None = None) -> int:
                     rate_hz=args.rate,
                     sensor_updates=args.sensor_updates,
                     on_ready=announce,
-                    token=args.token,
-                    viewer_token=args.viewer_token,
+                    token=security.token,
+                    viewer_token=security.viewer_token,
                     allow_anonymous=args.allow_anonymous,
                     nats=args.nats,
                     cluster=args.name,
                     activity=args.activity,
+                    jwt=security.jwt,
+                    allowed_hosts=security.allowed_hosts,
+                    nats_options=security.nats,
                 )
             )
         except BindError as exc:
@@ -246,6 +478,9 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"pl3xus-rx demo: {exc}", file=sys.stderr)
             return 2
+        except ConnectionError as exc:
+            print(f"pl3xus-rx demo: {exc}", file=sys.stderr)
+            return 1
         except KeyboardInterrupt:
             pass
         print("demo stopped", flush=True)

@@ -18,7 +18,7 @@ import math
 import random
 import signal
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import quote
 
 from pydantic import BaseModel, Field
@@ -26,10 +26,14 @@ from pydantic import BaseModel, Field
 from .exceptions import Forbidden, InvalidValue, NotFound
 from .instruments import ActivityLog
 from .net import NetworkSettings
-from .security import Authenticator, Identity, bearer_tokens
+from .security import AuthenticationFailed, Authenticator, Identity, bearer_tokens
 from .server import SyncServer
 from .sync import Authorized, Denied, MutationContext, SyncSettings
 from .world import EntityId, World
+
+if TYPE_CHECKING:
+    from ._http import HttpRequest
+    from .scaleout import NatsOptions
 
 __all__ = [
     "Ack",
@@ -55,6 +59,7 @@ __all__ = [
     "Start",
     "Stop",
     "build_cell",
+    "demo_security",
     "describe",
     "register_cell",
     "run_demo",
@@ -452,9 +457,16 @@ async def simulate(
         await asyncio.sleep(max(0.0, start + tick * dt - loop.time()))
 
 
-def describe(address: tuple[str, int], cell: dict[str, Any], token: str | None = None) -> list[str]:
+def describe(
+    address: tuple[str, int],
+    cell: dict[str, Any],
+    token: str | None = None,
+    *,
+    authenticated: bool = False,
+) -> list[str]:
     """The lines a command line shows once the demo is up (``token``: the operator's, for
-    the DevTools link)."""
+    the DevTools link; ``authenticated``: clients must authenticate although no token is
+    shown, e.g. one read from a file, or JWTs)."""
     base = f"{address[0]}:{address[1]}"
     devtools = f"http://{base}/devtools" + (f"?token={quote(token)}" if token else "")
     lines = [
@@ -464,22 +476,38 @@ def describe(address: tuple[str, int], cell: dict[str, Any], token: str | None =
         f"  Health:    http://{base}/healthz",
         f"  DevTools:  {devtools}",
     ]
-    if token:
+    if token or authenticated:
         lines.append("  Clients authenticate with Authorization: Bearer <token> (or ?token=).")
     lines.append("Ctrl-C to stop.")
     return lines
 
 
 def demo_security(
-    token: str | None, viewer_token: str | None
+    token: str | None,
+    viewer_token: str | None,
+    *,
+    jwt: Authenticator | None = None,
 ) -> tuple[Authenticator | None, Callable[..., Any] | None]:
-    """The demo's authenticator and authorizer: with ``token``, its holder is an operator
-    (and admin: DevTools), ``viewer_token``'s holder may only watch."""
+    """The demo's authenticator and authorizer (``pl3xus-rx demo`` and ``pl3xus-rx
+    gateway`` both use it).
+
+    With ``token``, its holder is an operator (and admin: DevTools); ``viewer_token``'s
+    holder may only watch. With ``jwt`` (a :func:`~pl3xus_rx.jwt_verifier`), a JSON Web
+    Token is accepted too: its identity's roles come from its ``roles`` claim, and the same
+    authorizer applies (``operator``: may act; ``admin``: DevTools; anything else: watch).
+    A static token is checked first; any other token goes to ``jwt``.
+
+    Raises:
+        ValueError: ``viewer_token`` without ``token`` or equal to it.
+    """
     if token is None:
         if viewer_token is not None:
             raise ValueError("--viewer-token needs --token (the operator's) too")
-        return None, None
-    tokens = {token: Identity.of("operator", "operator", "admin")}
+        if jwt is None:
+            return None, None
+    tokens: dict[str, Identity] = {}
+    if token is not None:
+        tokens[token] = Identity.of("operator", "operator", "admin")
     if viewer_token is not None:
         if viewer_token == token:
             raise ValueError("the viewer token must differ from the operator token")
@@ -490,7 +518,22 @@ def demo_security(
             return Authorized()
         return Denied(f"{ctx.identity.name} may watch but not act (needs the 'operator' role)")
 
-    return bearer_tokens(tokens), operators_only
+    if not tokens:
+        return jwt, operators_only
+    static = bearer_tokens(tokens)
+    if jwt is None:
+        return static, operators_only
+    verify = jwt
+
+    def static_or_jwt(request: HttpRequest) -> Any:
+        try:
+            return static(request)
+        except AuthenticationFailed as exc:
+            if exc.status == 401:  # no token at all
+                raise
+        return verify(request)
+
+    return static_or_jwt, operators_only
 
 
 async def run_demo(
@@ -508,6 +551,9 @@ async def run_demo(
     nats: str | None = None,
     cluster: str = "demo",
     activity: bool = False,
+    jwt: Authenticator | None = None,
+    allowed_hosts: tuple[str, ...] | None = None,
+    nats_options: NatsOptions | None = None,
 ) -> None:
     """Serve the demo cell until SIGINT / SIGTERM (then shut down gracefully).
 
@@ -524,10 +570,19 @@ async def run_demo(
             ``pl3xus-rx gateway`` processes to serve clients from (docs/scaling.md).
         activity: Log who connects, what each client does and who leaves
             (:class:`~pl3xus_rx.instruments.ActivityLog`, at INFO).
+        jwt: Also accept JSON Web Tokens (a :func:`~pl3xus_rx.jwt_verifier`; see
+            :func:`demo_security` for how their roles count).
+        allowed_hosts: ``NetworkSettings.allowed_hosts``: more ``Host`` names this server
+            answers to.
+        nats_options: Credentials and TLS for ``nats``
+            (:class:`~pl3xus_rx.scaleout.NatsOptions`).
+
+    Raises:
+        ValueError: the tokens do not fit together (see :func:`demo_security`).
     """
-    authenticate, authorizer = demo_security(token, viewer_token)
+    authenticate, authorizer = demo_security(token, viewer_token, jwt=jwt)
     server = SyncServer(
-        NetworkSettings(allow_anonymous=allow_anonymous),
+        NetworkSettings(allow_anonymous=allow_anonymous, allowed_hosts=allowed_hosts),
         SyncSettings(max_update_rate_hz=rate_hz),
         authenticate=authenticate,
     )
@@ -541,10 +596,11 @@ async def run_demo(
         loop.add_signal_handler(sig, stop.set)
     async with server.serve(host, port) as address, contextlib.AsyncExitStack() as stack:
         if nats is not None:
-            from .scaleout import Authority
+            from .scaleout import Authority, redact_url
 
-            await stack.enter_async_context(Authority(server, nats, cluster))
-            logger.info("demo cell is the authority of cluster %r on %s", cluster, nats)
+            authority = Authority(server, nats, cluster, nats_options=nats_options)
+            await stack.enter_async_context(authority)
+            logger.info("demo cell is the authority of cluster %r on %s", cluster, redact_url(nats))
         logger.info("demo cell serving on ws://%s:%d/", *address)
         if on_ready is not None:
             on_ready(address, cell)

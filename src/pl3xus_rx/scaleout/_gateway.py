@@ -18,7 +18,7 @@ from ..net._events import ConnectionId
 from ..protocol import FrameKind, Status
 from ..server import SyncServer
 from ..world import EntityId
-from ._link import connect
+from ._link import NatsOptions, connect
 from ._wire import (
     GATEWAY_SHIFT,
     TICK,
@@ -44,16 +44,32 @@ class Gateway:
     """Serve ``server``'s clients from a replica of the authority of ``cluster``.
 
     ``server`` must register what the authority registers (components, requests, queries,
-    one-way messages, visibility rules), so that its welcome and its checks are the
-    authority's: give both the same setup function. Its World becomes the replica (filled
-    and kept in step by the gateway).
+    one-way messages, visibility rules, and the authenticator: clients authenticate here),
+    so that its welcome and its checks are the authority's: give both the same setup
+    function. Its World becomes the replica (filled and kept in step by the gateway).
+
+    Args:
+        server: The server that holds the clients.
+        url: The NATS server; credentials in it are used but never logged.
+        cluster: The authority's cluster name.
+        gateway: This gateway's number (default: random, 1 to 2**20).
+        nats_options: Credentials and TLS for NATS (:class:`NatsOptions`).
     """
 
     def __init__(
-        self, server: SyncServer, url: str, cluster: str, gateway: int | None = None
+        self,
+        server: SyncServer,
+        url: str,
+        cluster: str,
+        gateway: int | None = None,
+        *,
+        nats_options: NatsOptions | None = None,
     ) -> None:
         self.server = server
         self.url = url
+        """The NATS server (may hold credentials: show it through ``redact_url``)."""
+        self.nats_options = nats_options
+        """Credentials and TLS for the NATS connection."""
         self.subjects = Subjects(cluster)
         self.gateway = gateway if gateway is not None else secrets.randbelow(2**20) + 1
         """This gateway's number: its clients' connection ids start at ``gateway << 32``."""
@@ -94,6 +110,7 @@ class Gateway:
             self.url,
             f"pl3xus-gateway-{self.subjects.cluster}-{self.gateway}",
             logger,
+            options=self.nats_options,
             reconnected=reconnected,
         )
         server = self.server
