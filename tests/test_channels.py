@@ -32,7 +32,7 @@ async def stalled_client(host: str, port: int) -> socket.socket:
     await loop.sock_connect(sock, (host, port))
     await loop.sock_sendall(
         sock,
-        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
     )
     head = b""

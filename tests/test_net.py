@@ -218,7 +218,7 @@ async def test_failed_handshakes_never_stop_the_listener(server: Network) -> Non
     assert status == 404 and b"script" not in body and b"/healthz" in body
     # 2. A bad upgrade (missing key).
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+    writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
     line = await asyncio.wait_for(reader.readline(), 5 * UNIT)
     assert b" 400 " in line
     writer.close()
@@ -228,7 +228,7 @@ async def test_failed_handshakes_never_stop_the_listener(server: Network) -> Non
     await asyncio.wait_for(reader.read(), 5 * UNIT)
     writer.close()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nUpgr")
+    writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgr")
     writer.close()
     await asyncio.sleep(0.05)
     # The listener still works.
@@ -323,7 +323,7 @@ async def test_ping_timeout_closes_a_silent_peer() -> None:
     # A raw TCP peer that completes the handshake, then never reads or answers pings.
     reader, writer = await asyncio.open_connection(*net.addresses[0])
     writer.write(
-        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
     assert b"101" in await asyncio.wait_for(reader.readline(), 5 * UNIT)

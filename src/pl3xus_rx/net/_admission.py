@@ -1,6 +1,7 @@
 """Admission: whether a WebSocket handshake may become a connection — capacity, the
-subprotocol, the origin (same-origin browsers), who it is (an authenticator, or protected
-mode), then the application's checks. No socket I/O: it judges an :class:`HttpRequest`."""
+subprotocol, the host and origin (DNS rebinding, cross-site pages), who it is (an
+authenticator, or protected mode), then the application's checks. No socket I/O: it judges
+an :class:`HttpRequest`."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import inspect
 import logging
 from collections.abc import Callable
 
-from .._http import AdmissionCheck, HttpRequest, HttpResponse
+from .._http import HEALTH_PATH, AdmissionCheck, HttpRequest, HttpResponse
 from ..exceptions import AuthenticationFailed
 from ..protocol import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL
 from ..security import ANONYMOUS, Authenticator, Identity, is_loopback, origin_allowed
+from ._hosts import HostNames, host_of
 from ._settings import NetworkSettings
 
 __all__ = ["Admission"]
@@ -43,6 +45,8 @@ class Admission:
         """The application's checks, in order, after the built-in ones."""
         self.refusal_listeners: list[Callable[[HttpRequest, HttpResponse], None]] = []
         """Told ``(request, response)`` for every refused handshake."""
+        self.hosts = HostNames()
+        """The names this network answers to (the listeners fill it in)."""
 
     async def admit(self, request: HttpRequest, pending: int) -> HttpResponse | None:
         """Whether to accept one more handshake (a transport hook): capacity, the
@@ -70,6 +74,7 @@ class Admission:
             )
         refusal = (
             self._check_subprotocol(request)
+            or self.check_host(request)
             or self._check_origin(request)
             or await self._identify(request)
         )
@@ -97,19 +102,83 @@ class Admission:
             f"{MSGPACK_SUBPROTOCOL} or {JSON_SUBPROTOCOL}\n",
         )
 
-    def _check_origin(self, request: HttpRequest) -> HttpResponse | None:
-        if origin_allowed(request, self._settings().allowed_origins):
+    @property
+    def names_checked(self) -> bool:
+        """Whether ``Host`` and ``Origin`` must name this server: without an authenticator
+        (a rebinding page needs no credential there), or when ``allowed_hosts`` is set."""
+        return self.authenticator is None or self._settings().allowed_hosts is not None
+
+    def check_host(self, request: HttpRequest) -> HttpResponse | None:
+        """The refusal of a request whose ``Host`` does not name this server (where names
+        are checked; ``/healthz`` never: probes send pod addresses), else ``None``."""
+        if request.path == HEALTH_PATH or not self.names_checked:
             return None
+        given = request.header("host")
+        if given is None:
+            return None  # (no browser leaves it out)
+        name = host_of(given)
+        if name is not None and self.hosts.allowed(name, self._settings().allowed_hosts):
+            return None
+        self.count("refused")
         logger.warning(
-            "Refused a handshake from %s: Origin %r is not this server's and not allowed",
+            "Refused a request from %s: Host %r is not a name of this server",
             request.remote,
-            request.header("origin"),
+            given[:200],
         )
         return HttpResponse(
             403,
-            "this Origin may not connect: browsers may connect from the server's own origin "
-            "or from NetworkSettings.allowed_origins\n",
+            f"the Host header ({given[:100]!r}) does not name this server; name it by "
+            "address or add the name to NetworkSettings.allowed_hosts\n",
         )
+
+    def _check_origin(self, request: HttpRequest) -> HttpResponse | None:
+        origin = request.header("origin")
+        if origin is None:
+            return None  # not a browser
+        settings = self._settings()
+        extra = settings.allowed_origins or ()
+        if "*" in extra or origin in extra:
+            return None
+        problem = self._origin_problem(request, origin, settings)
+        if problem is None:
+            return None
+        logger.warning(
+            "Refused a handshake from %s: Origin %r %s", request.remote, origin[:200], problem
+        )
+        return HttpResponse(
+            403,
+            f"this Origin may not connect ({problem}): browsers may connect from the "
+            "server's own origin or from NetworkSettings.allowed_origins\n",
+        )
+
+    def _origin_problem(
+        self, request: HttpRequest, origin: str, settings: NetworkSettings
+    ) -> str | None:
+        """What is wrong with a browser's ``Origin``, or ``None``."""
+        scheme, _, rest = origin.partition("://")
+        scheme = scheme.lower()
+        if scheme not in ("http", "https") or not rest:
+            return "not an http(s) origin"
+        tls = self.hosts.tls
+        expected = (
+            {"http", "https"}
+            if len(tls) > 1
+            else {"https"}
+            if True in tls or settings.behind_tls_proxy
+            else {"http"}
+        )
+        if scheme not in expected:
+            return (
+                f"an {scheme} page may not connect to this "
+                f"{'TLS' if 'https' in expected else 'plain'} server (behind a TLS proxy? "
+                "set NetworkSettings.behind_tls_proxy)"
+            )
+        if self.names_checked:
+            name = host_of(rest)
+            if name is not None and self.hosts.allowed(name, settings.allowed_hosts):
+                return None
+            return "its host is not a name of this server"
+        return None if origin_allowed(request, None) else "not this server's origin"
 
     async def _identify(self, request: HttpRequest) -> HttpResponse | None:
         found = await self.identify(request)

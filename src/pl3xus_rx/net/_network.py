@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl as _ssl
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -84,6 +85,11 @@ class _Encoded:
         return data
 
 
+def _machine_names() -> tuple[str, ...]:
+    """This machine's host name and fully qualified name."""
+    return (socket.gethostname(), socket.getfqdn())
+
+
 class _Plumbing:
     """How the transport and the connections reach a :class:`Network` (its listener hooks
     and what a connection reports): kept apart so that ``Network``'s public methods are
@@ -94,7 +100,7 @@ class _Plumbing:
         self._net = net
         # ListenerHooks
         self.health = net._routes.health
-        self.http = net._routes.page
+        self.http = net._page
         self.admit = net._admit
         self.opened = net._opened
         # ConnectionOwner
@@ -302,6 +308,10 @@ class Network:
         self._require(NetworkState.IDLE, NetworkState.RUNNING, action="listen")
         listener = await self._transport.listen(host, port, self._plumbing, ssl=ssl)
         self._listeners.append(listener)
+        machine: tuple[str, ...] = ()
+        if host in ("", "0.0.0.0", "::"):  # (a DNS lookup: off the loop)
+            machine = await asyncio.get_running_loop().run_in_executor(None, _machine_names)
+        self._admission.hosts.listening(listener.address[0], ssl is not None, machine)
         if self._state is NetworkState.IDLE:
             self._started = time.monotonic()
         self._set_state(NetworkState.RUNNING)
@@ -375,6 +385,12 @@ class Network:
         return conn.id
 
     # ------------------------------------------------------------------ ListenerHooks
+
+    async def _page(self, request: HttpRequest) -> HttpResponse:
+        """A plain HTTP request (a transport hook): refused unless its ``Host`` names this
+        server (where names are checked), else its route's answer."""
+        refusal = self._admission.check_host(request)
+        return refusal if refusal is not None else await self._routes.page(request)
 
     async def _admit(self, request: HttpRequest, pending: int) -> HttpResponse | None:
         """Whether to accept one more handshake (a transport hook; see ``_admission``)."""
