@@ -85,7 +85,7 @@ class Rig:
         self.engine = SyncEngine(self.world, self.registry, SyncSettings(max_update_rate_hz=1000))
         self.commands = Commands(self.world, self.registry, SyncSettings(control_timeout=30))
         self.commands.allow_spawn()
-        self.commands.allow_despawn()
+        self.commands.allow_despawn(allow)  # not the ownership default: server entities too
         RequestBuilder(self.commands, Ping).targeted().returns(Pong).register(
             lambda world, ctx, entity, ping: Pong(n=ping.n)
         )

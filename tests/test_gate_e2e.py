@@ -343,7 +343,8 @@ async def test_taking_a_hidden_entity_answers_like_a_missing_one() -> None:
 
 async def test_despawning_a_hidden_entity_answers_like_a_missing_one() -> None:
     rig = make_rig()
-    rig.server.allow_despawn()
+    # any visible entity (not only one the client spawned): the gate's rules are tested
+    rig.server.allow_despawn(lambda world, ctx, entity: Authorized())
     world = rig.server.world
     async with (
         serving(rig) as url,

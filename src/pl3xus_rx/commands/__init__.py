@@ -5,13 +5,15 @@ and returns what
 must happen (frames to send, replies to hold for a flush, broadcasts, handlers to start).
 Every command that targets an entity passes :class:`Gate`, the one access decision (see
 ``_gate``); the rooms handle mutations, control, requests/queries/messages and
-spawn/despawn. The server (``SyncServer``) is the I/O shell around it.
+spawn/despawn (client-spawned entities remember their :class:`Owner`, whose quotas bound
+them). The server (``SyncServer``) is the I/O shell around it.
 """
 
 from ._book import ControlBook, Displaced, Expired, Granted, Moved, Refused
 from ._dispatch import Commands
 from ._effects import Broadcast, Effect, HandlerTimedOut, Hold, Send, Start
 from ._gate import Authorizer, DespawnPolicy, Gate, SpawnPolicy
+from ._quota import Holdings, Owner
 
 __all__ = [
     "Authorizer",
@@ -26,7 +28,9 @@ __all__ = [
     "Granted",
     "HandlerTimedOut",
     "Hold",
+    "Holdings",
     "Moved",
+    "Owner",
     "Refused",
     "Send",
     "SpawnPolicy",

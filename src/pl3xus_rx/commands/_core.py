@@ -20,6 +20,7 @@ from ..world import EntityId, World
 from ._book import ControlBook
 from ._effects import Broadcast, Effect, HandlerTimedOut, Hold, Reject, Send, Start, answer_of
 from ._gate import Gate
+from ._quota import SpawnLedger
 from ._slow import SlowHandlers
 
 __all__ = ["Core"]
@@ -53,6 +54,8 @@ class Core:
         """Who controls which entity (the World's ``EntityControl`` components mirror it)."""
         self.gate = Gate(world, components, self.control, self.faults)
         """The one access decision for every targeted command."""
+        self.ledger = SpawnLedger(world)
+        """Who spawned which entity, and what each owner holds (the spawn quotas)."""
         self.replies: dict[str, int] = {}
         """Replies sent so far, by status."""
         self.out: list[Effect] = []

@@ -44,6 +44,7 @@ from ._core import Core
 from ._effects import Effect, Reject
 from ._gate import Authorizer, DespawnPolicy, Gate, SpawnPolicy
 from ._mutations import Mutations
+from ._quota import Holdings, Owner
 from ._slow import SlowHandlers
 from ._spawn import Spawning
 
@@ -172,17 +173,55 @@ class Commands:
 
     def allow_spawn(self, policy: SpawnPolicy | None = None) -> None:
         """Let clients spawn entities (SPAWN): each component must be of a synced type
-        clients may write, valid, and within ``max_value_bytes``; a parent must be visible
-        and not controlled by another party; then ``policy(world, ctx, parent,
-        components)`` decides (``None``: every client that got this far)."""
+        clients may write, valid, and within ``max_value_bytes``; the owner's and the
+        server's quotas must allow it (``max_spawned_entities_per_owner``,
+        ``max_spawned_bytes_per_owner``, ``max_spawned_entities``, ``max_spawned_bytes``);
+        a parent must be visible, not controlled by another party, and the new entity no
+        deeper than ``max_spawn_depth``; then ``policy(world, ctx, parent, components)``
+        decides (``None``: every client that got this far). The new entity remembers its
+        :class:`Owner` (:meth:`owner_of`)."""
         self._core.gate.spawn_policy = policy
 
     def allow_despawn(self, policy: DespawnPolicy | None = None) -> None:
         """Let clients despawn entities (DESPAWN): never one that is hidden from them, that
         another party controls (the entity, an ancestor or a descendant), or that has
-        descendants hidden from them; then ``policy(world, ctx, entity)`` decides (``None``:
-        every client that got this far)."""
-        self._core.gate.despawn_policy = policy
+        descendants hidden from them; then the policy decides.
+
+        Without a ``policy`` the ownership rule (:meth:`owners_only`) decides: a client
+        may despawn what it spawned (with everything below it, all its own too), never
+        an entity of the server's or of another owner. A ``policy`` replaces that rule
+        entirely: ``policy(world, ctx, entity)`` alone decides after the built-in rules;
+        call ``owners_only`` from it to keep ownership."""
+        self._core.gate.despawn_policy = self._core.ledger.owners_only if policy is None else policy
+
+    def owners_only(self, world: World, ctx: MutationContext, entity: EntityId) -> Any:
+        """The default despawn policy: ``Authorized`` when ``ctx``'s owner (its identity,
+        or its connection when anonymous) spawned ``entity`` and every entity below it,
+        else ``Denied`` with the reason."""
+        return self._core.ledger.owners_only(world, ctx, entity)
+
+    def owner_of(self, entity: EntityId) -> Owner | None:
+        """Who spawned ``entity``: an :class:`Owner` for an entity a client spawned,
+        ``None`` for the server's own (or a missing one). Compare with ``Owner.of(ctx)``
+        in a policy; :meth:`owns` does."""
+        return self._core.ledger.owner_of(entity)
+
+    def owns(self, ctx: MutationContext, entity: EntityId) -> bool:
+        """Whether the client of ``ctx`` (its identity, or its connection when
+        anonymous) spawned ``entity``."""
+        owner = self._core.ledger.owner_of(entity)
+        return owner is not None and owner == Owner.of(ctx)
+
+    def owned_by(self, owner: Owner) -> list[EntityId]:
+        """The live entities ``owner`` spawned (e.g. to despawn what an anonymous
+        connection left behind: ``Owner(connection=id)``)."""
+        return self._core.ledger.owned_by(owner)
+
+    def holdings(self, owner: Owner | None = None) -> Holdings:
+        """What ``owner`` holds spawned, entities and encoded bytes, against the
+        ``max_spawned_*_per_owner`` limits (``None``: every client together, against the
+        server-wide ones)."""
+        return self._core.ledger.holdings(owner)
 
     # ------------------------------------------------------------------ inputs
 
@@ -255,7 +294,9 @@ class Commands:
         return self._core.take_effects(), due
 
     def connection_closed(self, connection: int) -> list[Effect]:
-        """``connection`` is gone: its control is released, its handlers' ends ignored."""
+        """``connection`` is gone: its control is released, its handlers' ends ignored.
+        What it spawned stays, and (anonymous) stays counted as its owner's: against the
+        server-wide limits until the server despawns it (see :meth:`owned_by`)."""
         self._control.connection_closed(connection)
         self._core.forget(connection)
         return self._core.take_effects()

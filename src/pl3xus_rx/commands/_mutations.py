@@ -12,13 +12,16 @@ from ..sync._policy import MutationContext
 from ..world import EntityId
 from ._core import Core
 from ._effects import Reject, validated
+from ._quota import encoded_size
 
 __all__ = ["Mutations"]
 
 
 class Mutations:
     """Validates a MUTATE, passes it through the gate, and writes the World (or calls the
-    type's handler); the ``ok`` is held until the flush that carries the change."""
+    type's handler); the ``ok`` is held until the flush that carries the change. A write to
+    a client-spawned entity is charged to its owner's byte quota (what a handler stores is
+    the application's business)."""
 
     def __init__(self, core: Core, invalidate: Any) -> None:
         self.core = core
@@ -58,6 +61,11 @@ class Mutations:
 
                     core.launch(conn, req_id, reg.name, result, done)
                     return
+            elif entity in core.ledger.records:  # a spawned entity: its owner pays the growth
+                size = encoded_size(reg, value)
+                core.ledger.check_growth(entity, reg.model, size, core.settings)
+                core.world.insert(entity, value)
+                core.ledger.resize(entity, reg.model, size)
             else:
                 core.world.insert(entity, value)
         except Reject:

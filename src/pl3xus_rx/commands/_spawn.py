@@ -14,6 +14,7 @@ from ..sync._registry import ComponentRegistration
 from ._core import Core
 from ._effects import Reject, validated
 from ._gate import OFF
+from ._quota import Owner, encoded_size
 
 __all__ = ["Spawning"]
 
@@ -27,7 +28,8 @@ class Spawning:
 
     def spawn(self, ctx: MutationContext, command: SpawnCommand) -> None:
         """Handle one SPAWN: every component of a synced, client-writable type and valid;
-        the parent (if any) through the gate."""
+        the owner's and the server's spawn quotas (before the gate: a flood costs a
+        counter check); the parent (if any) through the gate, then the depth limit."""
         core = self.core
         if core.gate.spawn_policy is OFF:
             raise Reject(
@@ -54,7 +56,14 @@ class Spawning:
                 )
             values.append(validated(reg.name, reg.model, payload))
             regs.append(reg)
+        ledger, settings = core.ledger, core.settings
+        owner = Owner.of(ctx)
+        sizes = {
+            reg.model: encoded_size(reg, value) for reg, value in zip(regs, values, strict=True)
+        }
+        ledger.check_spawn(owner, sum(sizes.values()), settings)
         parent = core.gate.spawn(ctx, command.parent, values)
+        ledger.check_depth(parent, settings)
         try:
             entity = core.world.spawn(*values, parent=parent)
         except ValueTooLarge as exc:
@@ -69,6 +78,7 @@ class Spawning:
                 "cannot spawn components this identity may not see: "
                 + ", ".join(reg.name for reg in regs if reg.visibility is not None),
             )
+        ledger.record(entity, owner, sizes)
         core.reply(
             ctx.connection,
             command.req_id,
@@ -97,6 +107,7 @@ class Spawning:
         except Exception as exc:
             core.failed(ctx.connection, command.req_id, "despawn", exc)
             return
+        core.ledger.catch_up()  # the entity and those below leave their owners' accounts
         core.reply(ctx.connection, command.req_id, Status.OK, held=True)
         self._invalidate_for(regs)
 

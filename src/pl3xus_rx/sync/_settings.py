@@ -46,6 +46,24 @@ class SyncSettings(CheckedSettings):
             64 KiB are never checked: they cannot exceed it); one that got past (stored
             before its type was synced, or the limit lowered since) is left out of the sync
             and logged. Keep it below the clients' ``max_message_size``. At least 64 KiB.
+        max_spawned_entities_per_owner: Entities one owner may hold spawned at once (an owner
+            is an authenticated identity, all its connections together, or one anonymous
+            connection); a SPAWN beyond them is answered ``forbidden`` naming this setting.
+            Despawned entities (by anyone, or with their parent) no longer count.
+            ``None``: no limit.
+        max_spawned_bytes_per_owner: Bytes (msgpack-encoded, measured as for
+            ``max_value_bytes``) the components of one owner's spawned entities may hold; a
+            SPAWN, or a MUTATE that grows a component of a spawned entity (charged to the
+            entity's owner), beyond it is answered ``forbidden``. ``None``: no limit.
+        max_spawned_entities: Entities all clients together may hold spawned (the server's
+            own never count): the bound on memory whatever the number of owners.
+            ``None``: no limit.
+        max_spawned_bytes: Bytes all spawned entities' components may hold together.
+            ``None``: no limit.
+        max_spawn_depth: The deepest a client may spawn: a root entity is at depth 1, its
+            child at 2, and so on (the server's own entities above count), so chains stay
+            short enough that walking an entity's ancestors (done for every command on it)
+            stays cheap. ``None``: no limit.
     """
 
     max_update_rate_hz: float = Field(default=60.0, gt=0)
@@ -57,3 +75,8 @@ class SyncSettings(CheckedSettings):
     slow_handler_seconds: float | None = Field(default=0.1, gt=0)
     max_value_bytes: int = Field(default=1 << 20, ge=MIN_VALUE_BYTES)
     max_snapshot_bytes: int = Field(default=8 << 20, ge=1)
+    max_spawned_entities_per_owner: int | None = Field(default=1_000, ge=1)
+    max_spawned_bytes_per_owner: int | None = Field(default=16 << 20, ge=1)
+    max_spawned_entities: int | None = Field(default=100_000, ge=1)
+    max_spawned_bytes: int | None = Field(default=256 << 20, ge=1)
+    max_spawn_depth: int | None = Field(default=32, ge=1)
