@@ -186,9 +186,15 @@ async def test_devtools_shows_live_state_and_edits(tmp_path: Path) -> None:
             await row(page, cell["sensors"][0]).click()
             await page.locator('button.chartbtn[data-series="Sensor.value"]').click()
             await expect(page.locator("#chart-box")).to_have_class("on")
-            await page.wait_for_function("(window.devtools.chartPoints || 0) >= 3", timeout=20_000)
+            # predicates as functions: an expression string is eval'd in the page, which
+            # its CSP refuses (no 'unsafe-eval')
+            await page.wait_for_function(
+                "() => (window.devtools.chartPoints || 0) >= 3", timeout=20_000
+            )
             first = await page.evaluate("window.devtools.chartPoints")
-            await page.wait_for_function(f"window.devtools.chartPoints > {first}", timeout=20_000)
+            await page.wait_for_function(
+                f"() => window.devtools.chartPoints > {first}", timeout=20_000
+            )
 
             # the entity tree shows parent links
             await page.locator("#tree-box summary").click()
