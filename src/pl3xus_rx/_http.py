@@ -58,8 +58,9 @@ _INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.DOTALL | re.IGNORECASE)
 
 def page_csp(html: str, *, connect: bool = False) -> str:
     """The ``Content-Security-Policy`` for a page served as ``html``: only its own inline
-    ``<script>`` and ``<style>`` blocks run (by sha256 hash), images (the tab icon) from
-    this origin, and nothing may frame it.
+    ``<script>`` and ``<style>`` blocks run (by sha256 hash; written without attributes,
+    else they are not hashed and so blocked), images (the tab icon) from this origin, and
+    nothing may frame it.
 
     Args:
         html: The page exactly as served (a change of one byte changes the hashes).
