@@ -579,3 +579,53 @@ async def test_cli_demo_with_jwt_options(tmp_path: Path) -> None:
         ((out, err),) = await _stop([demo])
     assert demo.returncode == 0 and "Traceback" not in err, err[-2000:]
     assert key not in "".join(printed) + out + err
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_cli_gateway_with_a_nats_client_certificate(tmp_path: Path) -> None:
+    _needs_nats()
+    ca = trustme.CA()
+    files = {name: str(tmp_path / f"{name}.pem") for name in ("ca", "cert", "key", "gw", "gwkey")}
+    ca.cert_pem.write_to_path(files["ca"])
+    server_cert = ca.issue_cert("127.0.0.1", "localhost")
+    server_cert.cert_chain_pems[0].write_to_path(files["cert"])
+    server_cert.private_key_pem.write_to_path(files["key"])
+    client_cert = ca.issue_cert("pl3xus-gateway")
+    client_cert.cert_chain_pems[0].write_to_path(files["gw"])
+    client_cert.private_key_pem.write_to_path(files["gwkey"])
+    verify = ["--tlsverify", "--tlscacert", files["ca"]]
+    nats_tls = AuthNats(
+        tmp_path, [*verify, "--tlscert", files["cert"], "--tlskey", files["key"]], scheme="tls"
+    )
+    nats_tls.start()
+    try:
+        mutual = NatsOptions(tls=NatsOptions.tls_context(files["ca"], files["gw"], files["gwkey"]))
+        with pytest.raises(ConnectionError):  # no client certificate: refused
+            await connect(
+                nats_tls.url,
+                "probe",
+                logging.getLogger("pl3xus_rx.test"),
+                options=NatsOptions(tls=NatsOptions.tls_context(files["ca"])),
+                timeout=2,
+            )
+        from pl3xus_rx.demo import register_cell
+
+        authority_server = SyncServer()
+        register_cell(authority_server)  # (the gateway's default --app)
+        async with Authority(authority_server, nats_tls.url, "demo", nats_options=mutual):
+            gateway = await _start(
+                "gateway", "--port", "0",
+                "--nats", nats_tls.url, "--nats-ca", files["ca"],
+                "--nats-cert", files["gw"], "--nats-key", files["gwkey"],
+            )  # fmt: skip
+            printed: list[str] = []
+            try:
+                assert gateway.stdout is not None
+                await _lines_until(gateway.stdout, "Ctrl-C", printed)
+            finally:
+                ((_out, err),) = await _stop([gateway])
+            assert printed and "tls://127.0.0.1" in printed[0], err[-2000:]
+            assert gateway.returncode == 0 and "Traceback" not in err, err[-2000:]
+    finally:
+        nats_tls.stop()
