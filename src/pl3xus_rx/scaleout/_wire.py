@@ -13,6 +13,9 @@ Subjects, for a cluster named ``C`` (see docs/scaling.md):
   the last batch published before it was read.
 - ``pl3xus.C.up``: gateway to authority: ``["hello", connection, identity]``,
   ``["frame", connection, frame]``, ``["bye", connection]``, ``["alive", gateway, [connections]]``.
+  An authority with an authenticator refuses the ``hello`` of an anonymous identity (unless
+  its authenticator admits anonymous clients): that client's frames are answered
+  ``forbidden`` on ``down.G``, never handled.
 - ``pl3xus.C.down.G``: authority to gateway ``G``: ``[connection, msgpack frame]``.
 - ``pl3xus.C.all``: authority to every gateway: a msgpack frame for every client.
 
