@@ -112,6 +112,7 @@ def test_network_public_names_are_the_user_api() -> None:
     methods = {name for name in dir(Network) if not name.startswith("_")}
     assert methods == {
         "add_admission_check",
+        "disconnect_identity",
         "add_route",
         "addresses",
         "authenticate",

@@ -218,7 +218,9 @@ async def test_failed_handshakes_never_stop_the_listener(server: Network) -> Non
     assert status == 404 and b"script" not in body and b"/healthz" in body
     # 2. A bad upgrade (missing key).
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+    writer.write(
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    )
     line = await asyncio.wait_for(reader.readline(), 5 * UNIT)
     assert b" 400 " in line
     writer.close()

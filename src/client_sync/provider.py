@@ -15,6 +15,7 @@ import logging
 import operator
 import random
 import ssl as _ssl
+import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from types import MappingProxyType, TracebackType
 from typing import Any, Literal, TypeVar, cast
@@ -26,6 +27,8 @@ from reactivex.disposable import Disposable
 
 from pl3xus_rx._rx import Dispatcher, SafeSubject
 from pl3xus_rx.exceptions import (
+    CommandRejected,
+    CommandTimeout,
     ConnectFailed,
     ConnectionClosed,
     ConnectionLost,
@@ -45,6 +48,7 @@ from pl3xus_rx.protocol import (
 from pl3xus_rx.security import Identity
 
 from ._commands import MutationHandle, RequestHandle
+from ._credential import Credential, TokenSource, refresh_delay
 from ._messages import Messages
 from ._queries import Queries, _Query
 from .registry import ClientTypeRegistry
@@ -167,7 +171,10 @@ class SyncProvider(Queries, Messages):
         check_schema: Compare the registry with the server's welcome (tools that build their
             models from the welcome itself turn it off).
         token: A credential for the server's authenticator, sent as
-            ``Authorization: Bearer <token>`` with every (re)connection.
+            ``Authorization: Bearer <token>`` with every (re)connection; or a callable
+            (sync or async) returning one, asked at every connection and, when the server
+            says the credential expires, again shortly before it does to refresh it in
+            band (no reconnect; see :meth:`refresh_credential`).
         headers: More handshake headers.
         ssl: The TLS context for ``wss://`` URLs (default: the system's trust store).
     """
@@ -183,7 +190,7 @@ class SyncProvider(Queries, Messages):
         transport: Transport | None = None,
         command_timeout: float = 10.0,
         check_schema: bool = True,
-        token: str | None = None,
+        token: TokenSource | None = None,
         headers: Mapping[str, str] | None = None,
         ssl: _ssl.SSLContext | None = None,
     ) -> None:
@@ -194,8 +201,8 @@ class SyncProvider(Queries, Messages):
         self._url_index = 0
         self._check = check_schema
         self._headers = dict(headers or {})
-        if token is not None:
-            self._headers["Authorization"] = f"Bearer {token}"
+        self._credential = Credential(token)
+        self._refresh_task: asyncio.Task[None] | None = None
         self._ssl = ssl
         self.registry = registry
         self.policy = reconnect if reconnect is not None else ReconnectPolicy()
@@ -283,6 +290,7 @@ class SyncProvider(Queries, Messages):
     async def close(self) -> None:
         """Stop reconnecting and close the connection. Safe to call twice."""
         self._closing = True
+        self._plan_refresh(None)
         if self._reconnect_task is not None:
             self._reconnect_task.cancel()
             await asyncio.gather(self._reconnect_task, return_exceptions=True)
@@ -292,8 +300,15 @@ class SyncProvider(Queries, Messages):
         self.connection.set(ConnectionStatus(ConnectionState.CLOSED, reason="closed"))
 
     async def _connect_once(self) -> None:
+        headers = dict(self._headers)
+        try:
+            token = await self._credential.token()
+        except Exception as exc:
+            raise ConnectFailed(f"the token callable failed: {type(exc).__name__}: {exc}") from exc
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
         cid = await self._net.connect(
-            self.url, encoding=self._encoding, headers=self._headers, ssl=self._ssl
+            self.url, encoding=self._encoding, headers=headers, ssl=self._ssl
         )
         if not self._net.has_connection(cid):  # dropped by the server right away
             raise ConnectFailed(f"{self.url} closed the connection right after the handshake")
@@ -311,6 +326,7 @@ class SyncProvider(Queries, Messages):
         self._cid = cid
         self.connection_id = welcome.connection_id
         self.identity = identity_in(welcome.body)
+        self._plan_refresh(welcome.body.get("expires_in") if welcome.body.get("refresh") else None)
         for frame in renew:
             self._send(frame)
         for query in self._queries.values():
@@ -345,6 +361,7 @@ class SyncProvider(Queries, Messages):
     def _on_event(self, event: object) -> None:
         if isinstance(event, Disconnected) and event.id == self._cid:
             self._cid = None
+            self._plan_refresh(None)
             self.stale.set(True)
             self._synced.clear()
             self._fail_pending(self._session.disconnected(), event.reason)
@@ -381,6 +398,57 @@ class SyncProvider(Queries, Messages):
                 self._next_url()  # (another gateway of the cluster, if there are several)
             except NetworkStateError:
                 return  # closed meanwhile
+
+    # ------------------------------------------------------------------ credential
+
+    async def refresh_credential(
+        self, token: str | None = None, *, timeout: float | None = None
+    ) -> float | None:
+        """Send the server a new credential for this connection (``token``, else one from
+        the token callable), without reconnecting: it must name the same identity. The
+        server's welcome says whether it takes them (``refresh``). Returns the seconds
+        until the new credential expires (``None``: never).
+
+        Raises:
+            Forbidden: the server refused it (no authenticator, not valid, another
+                identity); the connection is closed when the old one expires.
+            ConnectionLost: not connected.
+            CommandTimeout: no answer in time.
+        """
+        if token is None:
+            token = await self._credential.token()
+            if token is None:
+                raise ValueError("this provider has no token to refresh with")
+        body = await self._command(lambda: self._session.refresh(token), timeout)
+        expires_in = body.get("expires_in")
+        return float(expires_in) if isinstance(expires_in, int | float) else None
+
+    def _plan_refresh(self, expires_in: Any) -> None:
+        """Refresh ahead of ``expires_in`` seconds from now (``None``: stop planning)."""
+        task, self._refresh_task = self._refresh_task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        if not isinstance(expires_in, int | float) or not self._credential.renewable:
+            return
+        task = asyncio.get_running_loop().create_task(self._refresh_later(float(expires_in)))
+        task.add_done_callback(_log_failure)
+        self._refresh_task = task
+
+    async def _refresh_later(self, expires_in: float) -> None:
+        deadline = time.monotonic() + expires_in
+        await asyncio.sleep(refresh_delay(expires_in))
+        while not self._closing:
+            try:
+                self._plan_refresh(await self.refresh_credential())
+                logger.debug("credential refreshed on %s", self.url)
+                return
+            except (CommandRejected, CommandTimeout, ConnectionLost, TypeError) as exc:
+                left = deadline - time.monotonic()
+                logger.warning("could not refresh the credential on %s: %s", self.url, exc)
+                self.errors.on_next(exc)
+                if left < 2.0:
+                    return  # the server closes at expiry; reconnecting asks for a new token
+                await asyncio.sleep(min(left / 2, 10.0))
 
     # ------------------------------------------------------------------ frames
 

@@ -251,6 +251,10 @@ class ClientSession:
         """A DESPAWN: its request id and frame."""
         return self._command(FrameKind.DESPAWN, entity)
 
+    def refresh(self, credential: str) -> tuple[int, Frame]:
+        """A REFRESH (a new credential for this connection): its request id and frame."""
+        return self._command(FrameKind.REFRESH, credential)
+
     @staticmethod
     def one_way(name: str, entity: int | None, payload: Any) -> Frame:
         """A SEND (no answer on success; a rejection comes as a notice)."""

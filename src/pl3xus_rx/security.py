@@ -57,12 +57,17 @@ class Identity:
             (``"operator"``, ``"viewer"``, ``"admin"``...).
         claims: Anything else the authenticator learned (a JWT's claims).
         anonymous: No credentials were checked.
+        expires_at: When the credential stops being valid, in seconds since the epoch (a
+            JWT's ``exp``; ``None``: never). A connection not refreshed by then (plus
+            ``NetworkSettings.credential_grace``) is closed with
+            :attr:`~pl3xus_rx.protocol.CloseCode.CREDENTIAL_EXPIRED`.
     """
 
     name: str
     roles: frozenset[str] = frozenset()
     claims: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     anonymous: bool = False
+    expires_at: float | None = None
 
     @classmethod
     def of(cls, name: str, *roles: str, **claims: Any) -> Identity:
@@ -182,17 +187,36 @@ def jwt_verifier(
         except jwt.InvalidTokenError as exc:
             raise AuthenticationFailed(f"the token is not valid ({exc})", status=403) from exc
         name = claims.get(name_claim)
-        roles = claims.get(roles_claim, ())
-        if isinstance(roles, str):
-            roles = (roles,)
-        if not isinstance(name, str) or not all(isinstance(r, str) for r in roles):
+        if not isinstance(name, str):
             raise AuthenticationFailed(
-                f"the token's {name_claim!r} must be a string and {roles_claim!r} strings",
+                f"the token's {name_claim!r} claim must be a string", status=403
+            )
+        roles = claims.get(roles_claim, [])
+        if isinstance(roles, str):
+            roles = [roles]
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise AuthenticationFailed(
+                f"the token's {roles_claim!r} claim must be a list of strings or one string, "
+                f"not {_kind(roles)}",
                 status=403,
             )
-        return Identity(name, frozenset(roles), MappingProxyType(dict(claims)))
+        expires = claims.get("exp")  # (required and checked by PyJWT: a number)
+        return Identity(
+            name,
+            frozenset(roles),
+            MappingProxyType(dict(claims)),
+            expires_at=float(expires) if isinstance(expires, int | float) else None,
+        )
 
     return authenticate
+
+
+def _kind(value: Any) -> str:
+    """How a claim's value reads in a refusal (its JSON kind, never its content)."""
+    if isinstance(value, list):
+        return "a list with other things than strings"
+    names = {dict: "a map", bool: "a boolean", int: "a number", float: "a number"}
+    return names.get(type(value), "null" if value is None else type(value).__name__)
 
 
 def is_loopback(host: str) -> bool:

@@ -267,6 +267,15 @@ class SyncServer:
         self.net.authenticate(authenticator)
         self._authenticated = True
 
+    def disconnect(self, *, identity: Identity | str, reason: str) -> int:
+        """Close every connection of ``identity`` (an :class:`Identity`, or its name) on
+        this server, with close code 4003 (``CloseCode.DISCONNECTED``) and ``reason`` (a
+        revoked user, say); returns how many. Control they held is released as on any
+        close. A scaled-out cluster: call it on each gateway too (a gateway's clients are
+        its own connections). Refusing the identity's next handshake is the
+        authenticator's business."""
+        return self.net.disconnect_identity(identity, reason)
+
     def identity_of(self, connection: int) -> Identity:
         """Who the client on ``connection`` is (a gateway's client too)."""
         return self._to.identity_of(connection)

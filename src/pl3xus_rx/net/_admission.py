@@ -206,6 +206,13 @@ class Admission:
                 "Configure an authenticator (server.authenticate(...)), or set "
                 "NetworkSettings(allow_anonymous=True) to let anyone in.\n",
             )
+        return await self.authenticate(request)
+
+    async def authenticate(self, request: HttpRequest) -> Identity | HttpResponse:
+        """The authenticator's identity for ``request``, or the refusal to answer with (a
+        refusal is counted in ``auth_failures`` and logged). There must be one."""
+        authenticator = self.authenticator
+        assert authenticator is not None
         try:
             result = authenticator(request)
             identity = await result if inspect.isawaitable(result) else result

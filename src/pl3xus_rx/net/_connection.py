@@ -147,6 +147,8 @@ class Connection:
         self.link = link
         self.last_bad_frame_log = -float("inf")
         self.bad_frames_unlogged = 0
+        self.last_error_log = -float("inf")
+        self.errors_unlogged = 0
         self.identity: Identity = ANONYMOUS
         self.codec = codec
         self.outgoing = outgoing

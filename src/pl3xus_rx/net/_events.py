@@ -107,6 +107,8 @@ class NetworkStatistics:
         errors_received: Error frames received from peers.
         bytes_received: Payload bytes read from peers.
         bytes_sent: Payload bytes written (or queued) to peers.
+        refreshes: Credentials refreshed in band (REFRESH frames accepted).
+        expired: Connections closed because their credential expired unrefreshed.
         received_kinds: Frames decoded, by frame kind (``"message"``, ``"mutate"``...;
             ``"other"`` for anything that is not a known kind).
     """
@@ -125,4 +127,6 @@ class NetworkStatistics:
     errors_received: int
     bytes_received: int = 0
     bytes_sent: int = 0
+    refreshes: int = 0
+    expired: int = 0
     received_kinds: Mapping[str, int] = field(default_factory=dict)

@@ -18,12 +18,16 @@ from .._rx import Dispatcher, SafeSubject
 from ..exceptions import FrameError, ProtocolError
 from ..protocol import (
     FIRST_EXTENSION_KIND,
+    CommandFrameError,
     ErrorFrame,
     FrameKind,
     LoneSurrogate,
     MessageFrame,
+    RefreshCommand,
+    Status,
     TypeTable,
     WelcomeFrame,
+    parse_command,
     parse_frame,
     undecodable_text_reply,
     validate_message,
@@ -57,6 +61,7 @@ class Intake:
         emit_error: Emits an ``Error`` event.
         send_error: Sends an ERROR frame to a connection.
         extension: Takes the frames of the layer above as ``(connection, binary, frame)``.
+        refresh: Takes a parsed REFRESH (a new credential for the connection).
     """
 
     def __init__(
@@ -69,6 +74,7 @@ class Intake:
         emit_error: Callable[[ConnectionId | None, Exception], None],
         send_error: Callable[[Connection, dict[str, Any]], None],
         extension: Callable[[ConnectionId, bool, list[Any]], None] | None,
+        refresh: Callable[[Connection, RefreshCommand], None],
     ) -> None:
         self.kinds: dict[Any, int] = {}
         """Frames decoded, by kind (``None``: not a known kind)."""
@@ -80,6 +86,7 @@ class Intake:
         self._emit_error = emit_error
         self._send_error = send_error
         self._extension = extension
+        self._refresh = refresh
 
     def receive(self, conn: Connection, data: bytes | str) -> None:
         """Decode, check and deliver one incoming frame (called by the connection)."""
@@ -100,7 +107,10 @@ class Intake:
                 and type(obj[0]) is int
                 and obj[0] >= FIRST_EXTENSION_KIND
             ):
-                handler(conn.id, conn.codec.binary, obj)
+                if obj[0] == FrameKind.REFRESH and not conn.outgoing:
+                    self._take_refresh(conn, obj)
+                else:
+                    handler(conn.id, conn.codec.binary, obj)
                 return
             frame = parse_frame(obj)
             if isinstance(frame, MessageFrame):
@@ -121,7 +131,7 @@ class Intake:
                 conn.welcome.set_result(frame)
             elif isinstance(frame, ErrorFrame):
                 self._count("errors_received")
-                logger.warning("connection %s reported an error: %r", conn.id, str(frame.error))
+                self._peer_error(conn, str(frame.error))
                 self._emit_error(conn.id, frame.error)
         except LoneSurrogate as exc:
             # Decoded, but with text no codec can carry on: a command is answered, naming
@@ -135,6 +145,37 @@ class Intake:
         except Exception as exc:  # a bug must not kill the reader
             logger.exception("connection %s: internal error handling a frame", conn.id)
             self.bad_input(conn, ProtocolError(f"internal error: {type(exc).__name__}"))
+
+    def _take_refresh(self, conn: Connection, frame: list[Any]) -> None:
+        """A REFRESH: its shape checked here (a bad one is answered like a bad command)."""
+        try:
+            command = parse_command(frame)
+        except CommandFrameError as exc:
+            if exc.req_id is None:
+                raise
+            self.bad_input(conn, exc, answer=False)
+            error = {"loc": exc.loc, "msg": exc.message, "type": "bad_frame"}
+            reply = [FrameKind.REPLY, exc.req_id, Status.VALIDATION_ERROR.value, exc.message]
+            conn.enqueue(conn.codec.encode([*reply, {"errors": [error]}]))
+            return
+        assert isinstance(command, RefreshCommand)
+        self._refresh(conn, command)
+
+    def _peer_error(self, conn: Connection, text: str) -> None:
+        """Log an ERROR a peer sent: cut short, and at most once per ``warning_interval``
+        per connection (a peer's error reports must not fill the log)."""
+        now = time.monotonic()
+        if now - conn.last_error_log < self._settings().warning_interval:
+            conn.errors_unlogged += 1
+            return
+        quiet, conn.errors_unlogged = conn.errors_unlogged, 0
+        conn.last_error_log = now
+        logger.warning(
+            "connection %s reported an error: %r%s",
+            conn.id,
+            text[:500],
+            f" ({quiet} more error reports not logged since the last one)" if quiet else "",
+        )
 
     def bad_input(self, conn: Connection, exc: ProtocolError, *, answer: bool = True) -> None:
         """Count, log (rate-limited), report and (``answer``) answer one bad frame from

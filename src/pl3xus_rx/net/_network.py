@@ -38,6 +38,7 @@ from ..protocol import (
 from ..security import ANONYMOUS, Authenticator, Identity, is_loopback
 from ._admission import Admission
 from ._connection import Connection, ConnectionStatistics
+from ._credentials import Credentials
 from ._dial import dial, welcome_mismatches
 from ._events import (
     Connected,
@@ -188,13 +189,15 @@ class Network:
             self._emit_error,
             self._send_error,
             extension_handler,
+            lambda conn, command: self._credentials.refresh(conn, command),
         )
         self._plumbing = _Plumbing(self)
-        self._admission = Admission(
+        self._admission = admission = Admission(
             lambda: self.settings,
             self._count,
             lambda: (self._state is NetworkState.RUNNING, len(self._connections)),
         )
+        self._credentials = Credentials(admission, lambda: self.settings, self._count, self.spawn)
         self.refusal_listeners = self._admission.refusal_listeners
         """Told ``(request, response)`` for every refused handshake (a server's
         instruments)."""
@@ -408,8 +411,10 @@ class Network:
         conn = self._open(link, outgoing=False)
         request = link.request
         conn.identity = request.state.get("identity", ANONYMOUS) if request else ANONYMOUS
-        extra = self._welcome_extra(conn.id) if self._welcome_extra is not None else None
-        conn.enqueue(conn.codec.encode(welcome_frame(conn.id, self._types, extra)))
+        extra = self._welcome_extra(conn.id) if self._welcome_extra is not None else {}
+        extra.update(self._credentials.welcome(conn))
+        conn.enqueue(conn.codec.encode(welcome_frame(conn.id, self._types, extra or None)))
+        self._credentials.opened(conn)
         logger.debug("Client %s connected from %s", conn.id, link.remote)
         self._post_event(Connected(conn.id))
         return conn
@@ -508,6 +513,7 @@ class Network:
     def _closed(self, conn: Connection, code: int | None, reason: str) -> None:
         """A connection ended (called once by the connection)."""
         self._connections.pop(conn.id, None)
+        self._credentials.closed(conn)
         if not self._connections and self._none_left is not None:
             self._none_left.set()
         self._counters["frames_received"] += conn.frames_received
@@ -580,6 +586,14 @@ class Network:
     def has_connection(self, connection: ConnectionId) -> bool:
         """Whether ``connection`` is live."""
         return connection in self._connections
+
+    def disconnect_identity(self, identity: Identity | str, reason: str) -> int:
+        """Close every connection of ``identity`` (or of the identity of that name) with
+        close code 4003 (``CloseCode.DISCONNECTED``) and ``reason``, dropping what their
+        channels hold; returns how many. For a revoked user, say: its credential is refused
+        at the next handshake only if the authenticator knows."""
+        name = identity if isinstance(identity, str) else identity.name
+        return self._credentials.disconnect(list(self._connections.values()), name, reason)
 
     async def disconnect(
         self, connection: ConnectionId, *, code: int = 1000, reason: str = "disconnected"

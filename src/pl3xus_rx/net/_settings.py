@@ -73,6 +73,9 @@ class NetworkSettings(CheckedSettings):
         behind_tls_proxy: The server is reached over TLS through a proxy that terminates it: a
             browser page on it has an ``https://`` origin. Without it (and without TLS of
             its own) an ``https://`` Origin is refused where the scheme is checked.
+        credential_grace: Seconds a connection lives on past its credential's expiry
+            (``Identity.expires_at``) for a refresh under way; then it is closed with close
+            code 4001 (``CloseCode.CREDENTIAL_EXPIRED``).
         compression: Enable permessage-deflate. Off by default: it costs 2.5-10x CPU.
         open_timeout: Seconds allowed for the opening handshake.
         close_timeout: Seconds allowed for the closing handshake.
@@ -104,6 +107,7 @@ class NetworkSettings(CheckedSettings):
     allow_anonymous: bool = False
     allowed_hosts: tuple[str, ...] | None = None
     behind_tls_proxy: bool = False
+    credential_grace: float = Field(default=5.0, ge=0)
     compression: bool = False
     open_timeout: float = Field(default=10.0, gt=0)
     close_timeout: float = Field(default=10.0, gt=0)

@@ -1,5 +1,5 @@
 """The client command frames, parsed: MUTATE, CONTROL, REQUEST, QUERY, SEND, SPAWN,
-DESPAWN. No I/O.
+DESPAWN, REFRESH. No I/O.
 
 :func:`parse_command` checks a frame's shape (its length and request id) and returns a
 small value per kind (a named tuple: cheap on the hot path). What the values mean (does
@@ -24,6 +24,7 @@ __all__ = [
     "DespawnCommand",
     "MutateCommand",
     "QueryCommand",
+    "RefreshCommand",
     "RequestCommand",
     "SendCommand",
     "SpawnCommand",
@@ -105,6 +106,16 @@ class DespawnCommand(NamedTuple):
     entity: Any
 
 
+class RefreshCommand(NamedTuple):
+    """``[17, req_id, credential]``: a new credential for the connection (a token)."""
+
+    req_id: int
+    credential: str
+
+
+CREDENTIAL_MAX = 16 * 1024
+"""The longest credential a REFRESH may carry, in characters."""
+
 Command = (
     MutateCommand
     | ControlCommand
@@ -113,6 +124,7 @@ Command = (
     | SendCommand
     | SpawnCommand
     | DespawnCommand
+    | RefreshCommand
 )
 
 _SHAPES: dict[int, tuple[int, str]] = {
@@ -122,6 +134,7 @@ _SHAPES: dict[int, tuple[int, str]] = {
     FrameKind.QUERY: (4, "[12, req_id, type_name, params]"),
     FrameKind.SPAWN: (4, "[15, req_id, parent | null, {type_name: value, ...}]"),
     FrameKind.DESPAWN: (3, "[16, req_id, entity]"),
+    FrameKind.REFRESH: (3, "[17, req_id, credential]"),
 }
 
 
@@ -180,6 +193,17 @@ def parse_command(frame: list[Any]) -> Command:
                 "components",
             )
         return SpawnCommand(req_id, frame[2], frame[3])
+    if kind == FrameKind.REFRESH:
+        credential = frame[2]
+        if not isinstance(credential, str) or not 0 < len(credential) <= CREDENTIAL_MAX:
+            raise CommandFrameError(
+                f"REFRESH credential must be a non-empty string of at most {CREDENTIAL_MAX} "
+                f"characters, got {wire_type(credential)}"
+                + (f" of {len(credential)}" if isinstance(credential, str) else ""),
+                req_id,
+                "credential",
+            )
+        return RefreshCommand(req_id, credential)
     _entity(frame[2], req_id, "DESPAWN", "entity")
     return DespawnCommand(req_id, frame[2])
 
@@ -191,6 +215,7 @@ _FIELDS: dict[int, tuple[str, ...]] = {
     FrameKind.QUERY: ("kind", "req_id", "query_name", "params"),
     FrameKind.SPAWN: ("kind", "req_id", "parent", "components"),
     FrameKind.DESPAWN: ("kind", "req_id", "entity"),
+    FrameKind.REFRESH: ("kind", "req_id", "credential"),
 }
 
 

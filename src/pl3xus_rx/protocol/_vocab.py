@@ -75,6 +75,9 @@ class FrameKind(IntEnum):
     """``[15, req_id, parent | null, {component_name: value, ...}]`` (client to server)."""
     DESPAWN = 16
     """``[16, req_id, entity]`` (client to server)."""
+    REFRESH = 17
+    """``[17, req_id, credential]``: a new credential for this connection, answered with a
+    REPLY (client to server; the network layer takes it)."""
 
 
 FIRST_EXTENSION_KIND: Final = FrameKind.SUBSCRIBE
@@ -92,6 +95,17 @@ CLIENT_COMMAND_KINDS: Final = frozenset(
     )
 )
 """Kinds a client sends to the command layer."""
+
+
+class CloseCode(IntEnum):
+    """The project's own WebSocket close codes (the 4000 range is the application's)."""
+
+    CREDENTIAL_EXPIRED = 4001
+    """The connection's credential expired (plus ``NetworkSettings.credential_grace``) and
+    was not refreshed: reconnect with a new one."""
+    DISCONNECTED = 4003
+    """The server closed every connection of an identity (``SyncServer.disconnect``: a
+    revoked user, for instance); the reason says why. Reconnecting may be refused."""
 
 
 class SyncFlag(IntFlag):
