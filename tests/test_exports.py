@@ -114,6 +114,7 @@ def test_network_public_names_are_the_user_api() -> None:
         "add_admission_check",
         "disconnect_identity",
         "add_route",
+        "authenticator",
         "addresses",
         "authenticate",
         "broadcast",

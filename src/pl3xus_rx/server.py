@@ -267,6 +267,11 @@ class SyncServer:
         self.net.authenticate(authenticator)
         self._authenticated = True
 
+    @property
+    def authenticator(self) -> Authenticator | None:
+        """The authenticator every handshake passes (``None``: protected mode)."""
+        return self.net.authenticator
+
     def disconnect(self, *, identity: Identity | str, reason: str) -> int:
         """Close every connection of ``identity`` (an :class:`Identity`, or its name) on
         this server, with close code 4003 (``CloseCode.DISCONNECTED``) and ``reason`` (a

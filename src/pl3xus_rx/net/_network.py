@@ -225,6 +225,11 @@ class Network:
         It replaces protected mode (loopback clients must authenticate too)."""
         self._admission.authenticator = authenticator
 
+    @property
+    def authenticator(self) -> Authenticator | None:
+        """The authenticator (``None``: protected mode)."""
+        return self._admission.authenticator
+
     def identity_of(self, connection: ConnectionId) -> Identity:
         """Who the client on ``connection`` is (:data:`~pl3xus_rx.ANONYMOUS` when nobody
         authenticated it, and for unknown or closed connections)."""

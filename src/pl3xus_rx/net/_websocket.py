@@ -244,6 +244,7 @@ class WebSocketTransport:
                 select_subprotocol=_select_subprotocol,
                 process_request=process_request,
                 process_response=_page_headers,
+                server_header=None,  # (no versions to fingerprint)
                 backlog=settings.backlog,
                 ssl=ssl,
                 **_common_kwargs(settings, server=True),

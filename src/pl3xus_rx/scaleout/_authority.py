@@ -81,10 +81,8 @@ async def admits_anonymous(authenticator: Authenticator) -> bool:
 
 
 def _authenticator_of(server: SyncServer) -> Authenticator | None:
-    # The server's own authenticator (None: protected mode). Read from the network's
-    # admission; a public SyncServer.authenticator would be the better door.
-    found: Authenticator | None = server.net._admission.authenticator
-    return found
+    # The server's own authenticator (None: protected mode).
+    return server.authenticator
 
 
 class Authority:
