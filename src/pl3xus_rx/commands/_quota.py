@@ -10,10 +10,12 @@ Each owner's account holds its entities and the bytes their components take enco
 ``max_value_bytes`` measures a value). An entity leaves its account however it goes — a
 client's DESPAWN, the server's ``world.despawn``, its parent's despawn — because the ledger
 reads the World's own change trackers for the types it holds: the cost is a few dict
-operations per change of those types, and catching up costs the changes since the last
-time (never a walk of the World). An anonymous connection that leaves keeps its account
-while its entities live (they count against the server-wide limits until the server
-despawns them; nobody can despawn them as their owner).
+operations per change of those types, and catching up (at every SPAWN and DESPAWN) costs
+the changes since the last time, never a walk of the World.
+
+An anonymous connection that leaves keeps its account while its entities live: they count
+against the server-wide limits until the server despawns them (``owned_by`` finds them),
+and nobody can despawn them as their owner (connection ids are never reused).
 """
 
 from __future__ import annotations
@@ -157,11 +159,8 @@ class SpawnLedger:
     # ------------------------------------------------------------------ limits
 
     def check_spawn(self, owner: Owner, nbytes: int, settings: SyncSettings) -> None:
-        """Refuse (``forbidden``, naming the setting) a spawn of ``nbytes`` by ``owner``
-        that would pass a limit. Counts can only be too high before a catch-up, so the
-        ledger catches up only when one seems passed."""
-        if self._spawn_refusal(owner, nbytes, settings) is None:
-            return
+        """Catch up, then refuse (``forbidden``, naming the setting) a spawn of ``nbytes``
+        by ``owner`` that would pass a limit."""
         self.catch_up()
         refusal = self._spawn_refusal(owner, nbytes, settings)
         if refusal is not None:
@@ -218,7 +217,8 @@ class SpawnLedger:
         self, entity: EntityId, model: type[BaseModel], size: int, settings: SyncSettings
     ) -> None:
         """Refuse a write of ``size`` bytes to ``model`` of the spawned ``entity`` that
-        would take its owner (or all clients) past a byte limit."""
+        would take its owner (or all clients) past a byte limit. Counts can only be too
+        high before a catch-up, so the ledger catches up only when one seems passed."""
         refusal = self._growth_refusal(entity, model, size, settings)
         if refusal is None:
             return

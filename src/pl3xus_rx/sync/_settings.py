@@ -58,8 +58,11 @@ class SyncSettings(CheckedSettings):
         max_spawned_entities: Entities all clients together may hold spawned (the server's
             own never count): the bound on memory whatever the number of owners.
             ``None``: no limit.
-        max_spawned_bytes: Bytes all spawned entities' components may hold together.
-            ``None``: no limit.
+        max_spawned_bytes: Bytes all spawned entities' components may hold together,
+            encoded: the bound on their memory. Python holds a value in about as much
+            memory as its encoding for text, up to about 8 times more for long lists of
+            small numbers; so the default, 64 MiB, stays under half a GiB in the worst
+            case. ``None``: no limit.
         max_spawn_depth: The deepest a client may spawn: a root entity is at depth 1, its
             child at 2, and so on (the server's own entities above count), so chains stay
             short enough that walking an entity's ancestors (done for every command on it)
@@ -78,5 +81,5 @@ class SyncSettings(CheckedSettings):
     max_spawned_entities_per_owner: int | None = Field(default=1_000, ge=1)
     max_spawned_bytes_per_owner: int | None = Field(default=16 << 20, ge=1)
     max_spawned_entities: int | None = Field(default=100_000, ge=1)
-    max_spawned_bytes: int | None = Field(default=256 << 20, ge=1)
+    max_spawned_bytes: int | None = Field(default=64 << 20, ge=1)
     max_spawn_depth: int | None = Field(default=32, ge=1)
