@@ -16,7 +16,8 @@ parent of a SPAWN, DESPAWN — passes :class:`Gate` for it, in one fixed order:
 4. **the registration's rules**: its entity policy (``with_default_entity_policy`` is how a
    MUTATE, REQUEST or SEND asks for control);
 5. **the application's policy**: the server-wide authorizer, the control, spawn and despawn
-   policies.
+   policies (the despawn policy is ownership unless the application gives its own: see
+   ``_quota``).
 
 A policy that raises anything but the documented answers (``Forbidden``, ``NotFound``,
 ``InvalidValue``) refuses (``forbidden``, ``not authorized``); the failure is counted and

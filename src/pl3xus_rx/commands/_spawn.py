@@ -28,8 +28,8 @@ class Spawning:
 
     def spawn(self, ctx: MutationContext, command: SpawnCommand) -> None:
         """Handle one SPAWN: every component of a synced, client-writable type and valid;
-        the owner's and the server's spawn quotas (before the gate: a flood costs a
-        counter check); the parent (if any) through the gate, then the depth limit."""
+        the owner's and the server's spawn quotas (before the parent and the policy are
+        asked); the parent (if any) through the gate, then the depth limit."""
         core = self.core
         if core.gate.spawn_policy is OFF:
             raise Reject(
