@@ -223,16 +223,21 @@ class SyncServer:
 
     def allow_spawn(self, policy: SpawnPolicy | None = None) -> None:
         """Let clients spawn entities (``sync.spawn(...)``; off by default). Each component
-        must be of a synced type clients may write (``read_only=False``) and valid; a
-        parent must exist and not be controlled by someone else; then ``policy(world, ctx,
-        parent, components) -> Authorized | Denied`` decides (``None``: allowed). The
-        reply carries the new entity's id."""
+        must be of a synced type clients may write (``read_only=False``) and valid; the
+        spawn quotas must allow it (``SyncSettings.max_spawned_*``); a parent must exist, not
+        be controlled by someone else, and the new entity be no deeper than
+        ``max_spawn_depth``; then ``policy(world, ctx, parent, components) -> Authorized |
+        Denied`` decides (``None``: allowed). The reply carries the new entity's id; the
+        entity remembers who spawned it (``server.commands.owner_of``)."""
         self.commands.allow_spawn(policy)
 
     def allow_despawn(self, policy: DespawnPolicy | None = None) -> None:
         """Let clients despawn entities (``sync.despawn(entity)``; off by default), never one
-        someone else controls (it, an ancestor or a descendant); then ``policy(world, ctx,
-        entity) -> Authorized | Denied`` decides (``None``: allowed)."""
+        someone else controls (it, an ancestor or a descendant). Without a ``policy`` a client
+        may despawn only what it spawned (and only if everything below is its own too), never
+        the server's entities; a ``policy(world, ctx, entity) -> Authorized | Denied``
+        replaces that rule entirely (call ``server.commands.owners_only`` from it to keep
+        ownership)."""
         self.commands.allow_despawn(policy)
 
     def flushed(self, model: type[C]) -> reactivex.Observable[FlushedChanges[C]]:
