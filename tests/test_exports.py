@@ -113,6 +113,8 @@ def test_network_public_names_are_the_user_api() -> None:
     assert methods == {
         "add_admission_check",
         "disconnect_identity",
+        "protocol_version",
+        "abort",
         "add_route",
         "authenticator",
         "addresses",

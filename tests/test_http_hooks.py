@@ -9,7 +9,7 @@ from websockets.exceptions import InvalidStatus
 
 from pl3xus_rx import ConnectFailed, DuplicateRegistration, SyncServer
 from pl3xus_rx.net import HttpRequest, HttpResponse
-from pl3xus_rx.protocol import JSON_SUBPROTOCOL
+from pl3xus_rx.protocol import JSON_SUBPROTOCOL_V2
 from pl3xus_rx.testing import MemoryTransport
 
 pytestmark = pytest.mark.asyncio
@@ -80,7 +80,7 @@ async def test_admission_checks_see_the_handshake_and_may_refuse() -> None:
     (server_cid,) = net.connections
     request = net.request_of(server_cid)
     assert request is not None and request.param("token") == "good"
-    assert request.subprotocol == JSON_SUBPROTOCOL and request.upgrade
+    assert request.subprotocol == JSON_SUBPROTOCOL_V2 and request.upgrade
     assert client.request_of(cid) is None  # the side that connected has no handshake request
     assert [r.param("token") for r in seen] == ["bad", "bad", "good"]
     assert net.statistics().refused == 2

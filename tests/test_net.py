@@ -27,7 +27,12 @@ from pl3xus_rx import (
     SchemaMismatch,
 )
 from pl3xus_rx import Error as ErrorEvent
-from pl3xus_rx.protocol import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL, schema_hash
+from pl3xus_rx.protocol import (
+    JSON_SUBPROTOCOL,
+    JSON_SUBPROTOCOL_V2,
+    MSGPACK_SUBPROTOCOL,
+    schema_hash,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -179,7 +184,7 @@ async def test_json_client_network(server: Network) -> None:
     client = make_network()
     client.messages(Ping).subscribe(got)
     cid = await client.connect(url_of(server), encoding="json")
-    assert client.connection_statistics(cid).subprotocol == JSON_SUBPROTOCOL
+    assert client.connection_statistics(cid).subprotocol == JSON_SUBPROTOCOL_V2
     await wait_until(lambda: server.connections)
     server.broadcast(Ping(n=3))
     await wait_until(lambda: got.items)

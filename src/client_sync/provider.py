@@ -49,11 +49,13 @@ from pl3xus_rx.security import Identity
 
 from ._commands import MutationHandle, RequestHandle
 from ._credential import Credential, TokenSource, refresh_delay
+from ._freshness import Freshness
 from ._messages import Messages
 from ._queries import Queries, _Query
 from .registry import ClientTypeRegistry
 from .session import (
     Applied,
+    Beacon,
     ClientSession,
     Invalidation,
     NoticeEvent,
@@ -177,6 +179,11 @@ class SyncProvider(Queries, Messages):
             band (no reconnect; see :meth:`refresh_credential`).
         headers: More handshake headers.
         ssl: The TLS context for ``wss://`` URLs (default: the system's trust store).
+        acknowledge: On a protocol-v2 link, acknowledge the SYNC frames applied, so that
+            the server merges what changes while this client is behind and sends it the
+            latest values instead of a backlog (docs/protocol.md, "Protocol v2").
+        stale_after: Seconds of age (see :meth:`age`) past which :attr:`stale` turns True
+            on a v2 link; ``None``: age alone never makes the data stale.
     """
 
     def __init__(
@@ -193,6 +200,8 @@ class SyncProvider(Queries, Messages):
         token: TokenSource | None = None,
         headers: Mapping[str, str] | None = None,
         ssl: _ssl.SSLContext | None = None,
+        acknowledge: bool = True,
+        stale_after: float | None = 2.0,
     ) -> None:
         self.urls: tuple[str, ...] = (url,) if isinstance(url, str) else tuple(url)
         """Where the server is: several URLs (gateways of one cluster) are tried in turn."""
@@ -202,6 +211,11 @@ class SyncProvider(Queries, Messages):
         self._check = check_schema
         self._headers = dict(headers or {})
         self._credential = Credential(token)
+        self._acknowledge = acknowledge
+        self._freshness = Freshness(stale_after)
+        self._arrived: list[tuple[SyncArrived, float]] = []  # waiting to be applied
+        self._too_old = False
+        self._watchdog: asyncio.Task[None] | None = None
         self._refresh_task: asyncio.Task[None] | None = None
         self._ssl = ssl
         self.registry = registry
@@ -290,6 +304,7 @@ class SyncProvider(Queries, Messages):
     async def close(self) -> None:
         """Stop reconnecting and close the connection. Safe to call twice."""
         self._closing = True
+        self._stop_watchdog()
         self._plan_refresh(None)
         if self._reconnect_task is not None:
             self._reconnect_task.cancel()
@@ -326,6 +341,17 @@ class SyncProvider(Queries, Messages):
         self._cid = cid
         self.connection_id = welcome.connection_id
         self.identity = identity_in(welcome.body)
+        interval = welcome.body.get("as_of_interval")
+        beacons = (
+            float(interval)
+            if welcome.body.get("version") == 2
+            and isinstance(interval, int | float)
+            and interval > 0
+            else None
+        )
+        self._freshness.connected(beacons, time.monotonic())
+        if beacons is not None:
+            self._start_watchdog(beacons)
         self._plan_refresh(welcome.body.get("expires_in") if welcome.body.get("refresh") else None)
         for frame in renew:
             self._send(frame)
@@ -361,6 +387,7 @@ class SyncProvider(Queries, Messages):
     def _on_event(self, event: object) -> None:
         if isinstance(event, Disconnected) and event.id == self._cid:
             self._cid = None
+            self._stop_watchdog()
             self._plan_refresh(None)
             self.stale.set(True)
             self._synced.clear()
@@ -454,9 +481,16 @@ class SyncProvider(Queries, Messages):
 
     def _on_frame(self, connection: ConnectionId, binary: bool, frame: list[Any]) -> None:
         # On the socket reader: only hand over; the work and every callback run later.
+        now = time.monotonic()
+        self._freshness.heard(now)
         event = self._session.receive(frame)
         if isinstance(event, SyncArrived):
-            self._dispatcher.post(self._apply, event)
+            # frames that arrive while earlier ones wait are applied with them, in one pass
+            self._arrived.append((event, now))
+            if len(self._arrived) == 1:
+                self._dispatcher.post(self._apply_arrived, None)
+        elif isinstance(event, Beacon):
+            self._dispatcher.post(self._beacon, (event, now))
         elif isinstance(event, Reply):
             future = self._pending.pop(event.req_id, None)
             if future is not None and not future.done():
@@ -502,7 +536,38 @@ class SyncProvider(Queries, Messages):
                 )
                 future.exception()  # retrieved here; the awaiter re-raises it
 
-    def _apply(self, arrived: SyncArrived) -> None:
+    def _apply_arrived(self, _: object) -> None:
+        """Apply every SYNC frame that has arrived, each signal updated once for them all
+        (a client that fell behind catches up instead of replaying each state)."""
+        arrived, self._arrived = self._arrived, []
+        applied: list[Applied] = []
+        for event, received in arrived:
+            result = self._apply(event)
+            if result is not None:
+                applied.append(result)
+                frame = event.frame
+                if len(frame) == 5 and isinstance(frame[4], int | float):
+                    self._freshness.shown(float(frame[4]), received, float(frame[3]))
+        if applied:
+            self._deliver(
+                applied[0]
+                if len(applied) == 1
+                else Applied(
+                    [c for a in applied for c in a.changes],
+                    [r for a in applied for r in a.rejected],
+                )
+            )
+        if arrived and self._acknowledge and self._freshness.interval is not None:
+            self._send(self._session.acknowledge())
+        self._check_age()
+
+    def _beacon(self, item: tuple[Beacon, float]) -> None:
+        beacon, received = item
+        if not self._arrived and beacon.seq == self._session.store.seq:
+            self._freshness.shown(beacon.age, received, beacon.as_of)
+            self._check_age()
+
+    def _apply(self, arrived: SyncArrived) -> Applied | None:
         result = self._session.apply(arrived)
         if isinstance(result, ResyncNeeded):
             exc = result.error
@@ -517,8 +582,8 @@ class SyncProvider(Queries, Messages):
             self._send(result.frame)
             self._synced.clear()
             self.stale.set(True)
-            return
-        self._deliver(result)
+            return None
+        return result
 
     def _deliver(self, applied: Applied) -> None:
         if applied.rejected:
@@ -557,10 +622,67 @@ class SyncProvider(Queries, Messages):
         await asyncio.wait_for(self._synced.wait(), timeout)
 
     def _update_stale(self) -> None:
-        """Not stale once connected and every awaited snapshot is complete."""
+        """Not stale once connected and every awaited snapshot is complete (and, on a v2
+        link, the data no older than ``stale_after``)."""
         if self._session.synced and self._cid is not None:
             self._synced.set()
-            self.stale.set(False)
+            if not self._too_old:
+                self.stale.set(False)
+
+    # ------------------------------------------------------------------ freshness (v2)
+
+    def age(self) -> float | None:
+        """How old, in seconds, the data the signals show is: how old the server said it
+        was when it sent it, plus the time since (no clock agreement needed). ``None`` on
+        a protocol-v1 link, or before any data."""
+        return self._freshness.age(time.monotonic())
+
+    @property
+    def as_of(self) -> float | None:
+        """The server's wall-clock time (seconds since the epoch) the data the signals show
+        is current as of (protocol v2; through a gateway, the authority's as the gateway
+        knows it); ``None`` before any, or on a v1 link."""
+        return self._freshness.as_of
+
+    def _check_age(self) -> None:
+        too_old = self._freshness.too_old(time.monotonic())
+        if too_old != self._too_old:
+            self._too_old = too_old
+            if too_old:
+                logger.info("the data from %s is older than %g s", self.url, self.age() or 0)
+                self.stale.set(True)
+            else:
+                self._update_stale()
+
+    def _start_watchdog(self, interval: float) -> None:
+        self._stop_watchdog()
+        task = asyncio.get_running_loop().create_task(self._watch(interval))
+        task.add_done_callback(_log_failure)
+        self._watchdog = task
+
+    def _stop_watchdog(self) -> None:
+        task, self._watchdog = self._watchdog, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def _watch(self, interval: float) -> None:
+        """While a v2 link lives: mark the data stale past ``stale_after``, and take the
+        link as dead when it brings nothing for three beacon intervals."""
+        while self._cid is not None and not self._closing:
+            await asyncio.sleep(interval / 2)
+            now = time.monotonic()
+            self._check_age()
+            cid = self._cid
+            if cid is not None and self._freshness.dead(now):
+                logger.warning(
+                    "%s sent nothing for %.1f s (3 beacon intervals): the link is dead; "
+                    "reconnecting",
+                    self.url,
+                    3 * interval,
+                )
+                self._watchdog = None
+                self._net.abort(cid, "no frame for three beacon intervals")
+                return
 
     # ------------------------------------------------------------------ subscriptions
 

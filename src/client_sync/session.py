@@ -65,6 +65,16 @@ class SyncArrived:
 
 
 @dataclass(frozen=True, slots=True)
+class Beacon:
+    """A BEACON (protocol v2): nothing new since SYNC ``seq``; the data is current as of
+    ``as_of`` (server wall clock) and was ``age`` seconds old when sent."""
+
+    seq: int
+    as_of: float
+    age: float
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """The answer to a command this session sent and still waits for."""
 
@@ -116,7 +126,7 @@ class ResyncNeeded:
     frame: Frame
 
 
-Event = SyncArrived | Reply | NoticeEvent | Invalidation | None
+Event = SyncArrived | Beacon | Reply | NoticeEvent | Invalidation | None
 
 
 class ClientSession:
@@ -299,7 +309,19 @@ class ClientSession:
                 raise FrameError("an INVALIDATE frame must be [13, query_name, keys | null]")
             keys = frame[2] if len(frame) > 2 else None
             return Invalidation(frame[1], keys if isinstance(keys, list) else None)
+        if kind == FrameKind.BEACON:
+            if (
+                len(frame) != 4
+                or type(frame[1]) is not int
+                or not all(isinstance(v, int | float) for v in frame[2:])
+            ):
+                raise FrameError("a BEACON frame must be [18, seq, as_of, age]")
+            return Beacon(frame[1], float(frame[2]), float(frame[3]))
         raise FrameError(f"frame kind {kind} is not sent by servers")
+
+    def acknowledge(self) -> Frame:
+        """The ACK of every SYNC applied so far (protocol v2)."""
+        return [FrameKind.ACK, self.store.seq]
 
     def apply(self, arrived: SyncArrived) -> Applied | ResyncNeeded:
         """Apply a SYNC frame to the store. Any failure (a gap, a bad frame, a bug) asks for

@@ -107,6 +107,12 @@ class Store:
         """Whether the subscription's snapshot has fully arrived."""
         return self._views[sub_id].complete
 
+    @property
+    def seq(self) -> int:
+        """The sequence number of the last SYNC frame taken in (0: none on this
+        connection)."""
+        return self._seq
+
     def reset_sequence(self) -> None:
         """Forget the last sequence number (a new connection starts again at 1)."""
         self._seq = 0
@@ -143,8 +149,8 @@ class Store:
             SequenceGap: a frame is missing (the caller should ask for fresh snapshots).
             FrameError: the frame is malformed.
         """
-        if len(frame) != 3 or frame[0] != FrameKind.SYNC or not isinstance(frame[2], list):
-            raise FrameError("a SYNC frame must be [5, seq, groups]")
+        if len(frame) not in (3, 5) or frame[0] != FrameKind.SYNC or not isinstance(frame[2], list):
+            raise FrameError("a SYNC frame must be [5, seq, groups] (v2: [..., as_of, age])")
         for group in frame[2]:
             _check_group(group)
         seq = frame[1]

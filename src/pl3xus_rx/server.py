@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl as _ssl
 import time
@@ -27,7 +28,7 @@ from .commands import (
     Start,
 )
 from .devtools._install import install as install_devtools
-from .exceptions import FrameError, NotFound
+from .exceptions import ConnectionNotFound, FrameError, NotFound
 from .instruments import Instrument, Reporter
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .net import (
@@ -140,7 +141,12 @@ class SyncServer:
         # each connection's context (its id and identity), made at its first frame
         self._contexts: dict[int, MutationContext] = {}
         self._control_timer: asyncio.TimerHandle | None = None
+        self._beacon_timer: asyncio.TimerHandle | None = None
         self._clock = time.monotonic
+        self.as_of_source: Callable[[], float] | None = None
+        """Where the World's data comes from, when not from this server: ``fn() -> wall
+        time`` the data is current as of (a gateway: when it last heard the authority);
+        protocol-v2 frames say it. ``None``: this server's own flush time."""
         self.commands = Commands(
             self.world,
             self.registry,
@@ -513,7 +519,17 @@ class SyncServer:
 
     def _welcome_extra(self, connection: ConnectionId) -> dict[str, Any]:
         identity = self.net.identity_of(connection)
+        v2: dict[str, Any] = {}
+        if self.net.protocol_version(connection) >= 2:
+            settings = self.settings
+            v2["as_of_interval"] = settings.as_of_interval
+            v2["window"] = {
+                "seconds": settings.ack_window_seconds,
+                "bytes": settings.ack_window_bytes,
+                "frames": settings.ack_window_frames,
+            }
         return {
+            **v2,
             "components": self.registry.wire_table(),
             **self.commands.wire_tables(),
             "identity": {
@@ -531,7 +547,12 @@ class SyncServer:
             ctx = self._contexts[connection] = MutationContext(
                 connection, self.identity_of(connection)
             )
-            self.engine.add_client(connection, binary=binary, identity=ctx.identity)
+            version = self.net.protocol_version(ConnectionId(connection))
+            self.engine.add_client(
+                connection, binary=binary, identity=ctx.identity, version=version
+            )
+            if version >= 2 and self._beacon_timer is None:
+                self._schedule_beacons()
         if frame[0] in CLIENT_COMMAND_KINDS:
             if self._forward is not None:
                 self._forward(connection, frame)
@@ -630,7 +651,7 @@ class SyncServer:
             frames, nbytes = self.engine.sent()
         started = time.perf_counter()
         try:
-            self.engine.flush_into(self._clock(), self._to.send_data)
+            self.engine.flush_into(self._clock(), self._to.send_data, self._stamp())
         except Exception:
             logger.exception("flush failed")
         if self.commands.control.holds:  # whoever stopped seeing what it holds loses it
@@ -641,6 +662,50 @@ class SyncServer:
             seconds = time.perf_counter() - started
             reporter.report("flushed", seconds, frames_now - frames, bytes_now - nbytes)
         self._wake()  # held or rate-limited changes still waiting
+
+    def _stamp(self) -> tuple[float, float]:
+        """``(as_of, age)`` of the World's data now (protocol v2)."""
+        wall = time.time()
+        source = self.as_of_source
+        if source is None:
+            return wall, 0.0
+        try:
+            as_of = float(source())
+        except Exception:
+            logger.exception("as_of_source failed")
+            return wall, 0.0
+        return as_of, max(0.0, wall - as_of)
+
+    async def _close_behind(self, connection: ConnectionId, limit: float) -> None:
+        with contextlib.suppress(ConnectionNotFound):
+            await self.net.disconnect(
+                connection, code=1013, reason=f"behind: no acknowledgement for {limit:g} s"
+            )
+
+    def _schedule_beacons(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._beacon_timer = loop.call_later(self.settings.as_of_interval / 4, self._beacon)
+
+    def _beacon(self) -> None:
+        """Every quarter ``as_of_interval`` while v2 connections exist: BEACONs for the idle
+        ones, and a close for those behind their window too long."""
+        self._beacon_timer = None
+        now = self._clock()
+        try:
+            for connection, frame in self.engine.beacons(now, self._stamp()):
+                self._to.send_data(connection, frame)
+            for connection in self.engine.overdue(now):
+                limit = self.settings.max_behind_seconds
+                logger.warning(
+                    "Connection %s acknowledged nothing for %g s: closing it", connection, limit
+                )
+                self.net.spawn(
+                    self._close_behind(ConnectionId(connection), limit), f"close {connection}"
+                )
+        except Exception:
+            logger.exception("beacons failed")
+        if self.engine.speaks_v2:
+            self._schedule_beacons()
 
     # ------------------------------------------------------------------ serving
 
@@ -664,6 +729,9 @@ class SyncServer:
             if self._control_timer is not None:
                 self._control_timer.cancel()
                 self._control_timer = None
+            if self._beacon_timer is not None:
+                self._beacon_timer.cancel()
+                self._beacon_timer = None
             self._last_flush()
             await self.net.close()
 

@@ -23,11 +23,12 @@ import errno
 import itertools
 import ssl as _ssl
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
 from .exceptions import BindError, ConnectFailed, ConnectionClosed
 from .net import HandlerFactory, HttpRequest, LinkHandler, ListenerHooks, NetworkSettings
+from .protocol import SUBPROTOCOLS
 
 __all__ = ["MemoryLink", "MemoryTransport"]
 
@@ -109,6 +110,14 @@ class MemoryLink:
             self._finish(1006, "connection aborted: peer did not complete the close")
             if peer is not None:
                 peer._finish(1006, "connection aborted")
+
+    def abort(self) -> None:
+        """Drop both ends at once (1006), as a dead network would."""
+        peer = self.peer
+        if not self._closed:
+            self._finish(1006, "connection aborted")
+        if peer is not None and not peer._closed:
+            peer._finish(1006, "connection aborted")
 
     # -- slow-consumer simulation
 
@@ -217,7 +226,7 @@ class MemoryTransport:
         self,
         url: str,
         settings: NetworkSettings,
-        subprotocol: str,
+        subprotocol: str | Sequence[str],
         handler_factory: HandlerFactory,
         *,
         headers: Mapping[str, str] | None = None,
@@ -230,13 +239,15 @@ class MemoryTransport:
         hooks = self._listeners.get(key)
         if hooks is None:
             raise ConnectFailed(f"cannot connect to {url}: connection refused (no listener)")
+        offered = [subprotocol] if isinstance(subprotocol, str) else list(subprotocol)
+        subprotocol = next((sp for sp in offered if sp in SUBPROTOCOLS), offered[0])
         client_name = f"memory-client-{next(self._clients)}"
         target = parts.path or "/"
         request = HttpRequest.build(
             f"{target}?{parts.query}" if parts.query else target,
             [
                 ("Host", parts.netloc),
-                ("Sec-WebSocket-Protocol", subprotocol),
+                ("Sec-WebSocket-Protocol", ", ".join(offered)),
                 *(headers or {}).items(),
             ],
             remote=f"{self.client_host}:{next(self._ports_used)}",

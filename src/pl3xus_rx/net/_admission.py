@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from .._http import HEALTH_PATH, AdmissionCheck, HttpRequest, HttpResponse
 from ..exceptions import AuthenticationFailed
-from ..protocol import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL
+from ..protocol import SUBPROTOCOLS
 from ..security import ANONYMOUS, Authenticator, Identity, is_loopback, origin_allowed
 from ._hosts import HostNames, host_of
 from ._settings import NetworkSettings
@@ -98,8 +98,8 @@ class Admission:
             return None  # none offered (msgpack), or one of ours
         return HttpResponse(
             400,
-            f"none of the offered subprotocols ({offered[:100]}) is spoken here; offer "
-            f"{MSGPACK_SUBPROTOCOL} or {JSON_SUBPROTOCOL}\n",
+            f"none of the offered subprotocols ({offered[:100]}) is spoken here; offer one "
+            f"of {', '.join(SUBPROTOCOLS)}\n",
         )
 
     @property

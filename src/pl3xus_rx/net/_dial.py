@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Literal
 
 from ..exceptions import ConnectFailed, SchemaMismatch
-from ..protocol import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL, WelcomeFrame
+from ..protocol import WelcomeFrame, offered_subprotocols
 from ._connection import Connection
 from ._settings import NetworkSettings
 from ._transport import Link, Transport
@@ -35,7 +35,7 @@ async def dial(
         ConnectFailed: unreachable, refused, or no welcome within ``connect_timeout`` (the
             connection is then closed).
     """
-    subprotocol = MSGPACK_SUBPROTOCOL if encoding == "msgpack" else JSON_SUBPROTOCOL
+    subprotocol = offered_subprotocols(encoding == "msgpack")
     holder: list[Connection] = []
 
     def make_handler(link: Link) -> Connection:

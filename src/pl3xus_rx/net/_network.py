@@ -24,7 +24,6 @@ from ..exceptions import (
     NetworkStateError,
 )
 from ..protocol import (
-    PROTOCOL_VERSION,
     Codec,
     RegisteredType,
     TypeTable,
@@ -381,9 +380,12 @@ class Network:
             ssl=ssl,
             linked=lambda: self._set_state(NetworkState.RUNNING),
         )
-        if welcome.version != PROTOCOL_VERSION:
+        version = self._conn(conn.id).codec.version
+        if welcome.version != version:
             logger.warning(
-                "server speaks protocol version %d, this end %d", welcome.version, PROTOCOL_VERSION
+                "server says protocol version %d on a version %d subprotocol",
+                welcome.version,
+                version,
             )
         for mismatch in welcome_mismatches(self._types.hashes(), welcome):
             logger.warning("Schema mismatch on connection %s: %r", conn.id, str(mismatch))
@@ -418,7 +420,8 @@ class Network:
         conn.identity = request.state.get("identity", ANONYMOUS) if request else ANONYMOUS
         extra = self._welcome_extra(conn.id) if self._welcome_extra is not None else {}
         extra.update(self._credentials.welcome(conn))
-        conn.enqueue(conn.codec.encode(welcome_frame(conn.id, self._types, extra or None)))
+        welcome = welcome_frame(conn.id, self._types, extra or None, conn.codec.version)
+        conn.enqueue(conn.codec.encode(welcome))
         self._credentials.opened(conn)
         logger.debug("Client %s connected from %s", conn.id, link.remote)
         self._post_event(Connected(conn.id))
@@ -629,6 +632,24 @@ class Network:
     def queue_depths(self) -> list[int]:
         """Frames waiting in each live connection's outbound channel."""
         return [len(conn.queue) for conn in self._connections.values()]
+
+    def abort(self, connection: ConnectionId, reason: str) -> None:
+        """Drop ``connection`` at once, without a closing handshake (its peer is taken as
+        gone: a dead link would never answer one); ``Disconnected`` follows (1006).
+
+        Raises:
+            ConnectionNotFound: no live connection has that id.
+        """
+        conn = self._conn(connection)
+        logger.info("Aborting connection %s: %s", connection, reason)
+        conn.closing = True
+        conn.link.abort()
+
+    def protocol_version(self, connection: ConnectionId) -> int:
+        """The protocol version ``connection`` speaks (1 or 2, from its subprotocol; 1 for
+        an unknown connection)."""
+        conn = self._connections.get(connection)
+        return conn.codec.version if conn is not None else 1
 
     def connection_statistics(self, connection: ConnectionId) -> ConnectionStatistics:
         """A snapshot of one connection's counters.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ssl as _ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from .._http import HttpRequest, HttpResponse
@@ -60,6 +60,11 @@ class Link(Protocol):
 
     async def close(self, code: int, reason: str) -> None:
         """Start the closing handshake and wait for it (bounded by the close timeout)."""
+        ...
+
+    def abort(self) -> None:
+        """Drop the link at once, without a closing handshake (a peer that is gone would
+        never answer one); the handler is told it closed (1006)."""
         ...
 
 
@@ -138,14 +143,15 @@ class Transport(Protocol):
         self,
         url: str,
         settings: NetworkSettings,
-        subprotocol: str,
+        subprotocol: str | Sequence[str],
         handler_factory: HandlerFactory,
         *,
         headers: Mapping[str, str] | None = None,
         ssl: _ssl.SSLContext | None = None,
     ) -> Link:
-        """Open a link to ``url`` (sending ``headers`` with the handshake; ``ssl`` for
-        ``wss://``); its events go to ``handler_factory(link)``.
+        """Open a link to ``url`` offering ``subprotocol`` (or several, preferred first;
+        the link's ``subprotocol`` is the one the server chose), sending ``headers`` with
+        the handshake (``ssl`` for ``wss://``); its events go to ``handler_factory(link)``.
 
         Raises:
             ConnectFailed: the peer could not be reached or refused the handshake.

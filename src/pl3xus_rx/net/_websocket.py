@@ -6,7 +6,7 @@ import asyncio
 import logging
 import ssl as _ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -73,6 +73,9 @@ class _WsLink:
         except TimeoutError:
             logger.info("peer %s did not complete the close in time; aborting", self.remote)
             ws.transport.abort()
+
+    def abort(self) -> None:
+        self._transport.abort()
 
 
 def _closed(exc: wsx.ConnectionClosed) -> ConnectionClosed:
@@ -259,20 +262,22 @@ class WebSocketTransport:
         self,
         url: str,
         settings: NetworkSettings,
-        subprotocol: str,
+        subprotocol: str | Sequence[str],
         handler_factory: HandlerFactory,
         *,
         headers: Mapping[str, str] | None = None,
         ssl: _ssl.SSLContext | None = None,
     ) -> _WsLink:
-        """Open a WebSocket to ``url`` offering ``subprotocol``."""
+        """Open a WebSocket to ``url`` offering ``subprotocol`` (or several, preferred
+        first)."""
+        offered = [subprotocol] if isinstance(subprotocol, str) else list(subprotocol)
         extra: dict[str, Any] = {}
         if ssl is not None:
             extra["ssl"] = ssl
         try:
             ws: ClientConnection = await ws_connect(
                 url,
-                subprotocols=[subprotocol],  # type: ignore[list-item]
+                subprotocols=offered,  # type: ignore[arg-type]
                 additional_headers=dict(headers or {}),
                 **extra,
                 **_common_kwargs(settings, server=False),

@@ -10,7 +10,9 @@ from ._codec import (
     BYTES_PER_CONTAINER,
     CONTAINER_ALLOWANCE,
     JSON_SUBPROTOCOL,
+    JSON_SUBPROTOCOL_V2,
     MSGPACK_SUBPROTOCOL,
+    MSGPACK_SUBPROTOCOL_V2,
     SUBPROTOCOLS,
     Codec,
     JsonCodec,
@@ -20,6 +22,7 @@ from ._codec import (
     container_budget,
     json_encode,
     msgpack_encode,
+    offered_subprotocols,
 )
 from ._commands import (
     REQ_ID_MAX,
@@ -53,6 +56,7 @@ from ._frames import (
     welcome_frame,
 )
 from ._subscriptions import (
+    AckFrame,
     ResyncFrame,
     SubscribeFrame,
     SubscriptionFrame,
@@ -86,6 +90,7 @@ __all__ = [
     "REQ_ID_MIN",
     "LoneSurrogate",
     "undecodable_text_reply",
+    "AckFrame",
     "ResyncFrame",
     "SubscribeFrame",
     "SubscriptionFrame",
@@ -134,6 +139,9 @@ __all__ = [
     "WelcomeFrame",
     "check_component",
     "codec_for_subprotocol",
+    "offered_subprotocols",
+    "JSON_SUBPROTOCOL_V2",
+    "MSGPACK_SUBPROTOCOL_V2",
     "container_budget",
     "error_frame",
     "field_errors",

@@ -23,7 +23,10 @@ __all__ = [
     "JsonCodec",
     "LoneSurrogate",
     "MsgpackCodec",
+    "JSON_SUBPROTOCOL_V2",
+    "MSGPACK_SUBPROTOCOL_V2",
     "codec_for_subprotocol",
+    "offered_subprotocols",
     "container_budget",
     "json_encode",
     "msgpack_encode",
@@ -31,7 +34,29 @@ __all__ = [
 
 MSGPACK_SUBPROTOCOL: Final = "pl3xus.msgpack.v1"
 JSON_SUBPROTOCOL: Final = "pl3xus.json.v1"
-SUBPROTOCOLS: Final = (MSGPACK_SUBPROTOCOL, JSON_SUBPROTOCOL)
+MSGPACK_SUBPROTOCOL_V2: Final = "pl3xus.msgpack.v2"
+"""msgpack, protocol version 2: SYNC frames say how old their data is, idle connections
+get BEACONs, clients may acknowledge (docs/protocol.md, "Versioning")."""
+JSON_SUBPROTOCOL_V2: Final = "pl3xus.json.v2"
+"""JSON, protocol version 2."""
+SUBPROTOCOLS: Final = (
+    MSGPACK_SUBPROTOCOL_V2,
+    JSON_SUBPROTOCOL_V2,
+    MSGPACK_SUBPROTOCOL,
+    JSON_SUBPROTOCOL,
+)
+"""Every subprotocol a server speaks, newest first."""
+_VERSIONS: Final = {
+    MSGPACK_SUBPROTOCOL: (True, 1),
+    JSON_SUBPROTOCOL: (False, 1),
+    MSGPACK_SUBPROTOCOL_V2: (True, 2),
+    JSON_SUBPROTOCOL_V2: (False, 2),
+}
+
+
+def offered_subprotocols(binary: bool) -> tuple[str, ...]:
+    """What a client offers for an encoding, newest first (a v1 server picks v1)."""
+    return tuple(sp for sp in SUBPROTOCOLS if _VERSIONS[sp][0] is binary)
 
 
 class Codec(Protocol):
@@ -39,6 +64,8 @@ class Codec(Protocol):
 
     subprotocol: str
     binary: bool
+    version: int
+    """The protocol version the subprotocol names (1 or 2)."""
 
     def encode(self, frame: list[Any]) -> bytes | str:
         """Encode one frame."""
@@ -135,6 +162,11 @@ class MsgpackCodec:
 
     subprotocol = MSGPACK_SUBPROTOCOL
     binary = True
+    version = 1
+
+    def __init__(self, version: int = 1) -> None:
+        self.version = version
+        self.subprotocol = MSGPACK_SUBPROTOCOL_V2 if version == 2 else MSGPACK_SUBPROTOCOL
 
     def encode(self, frame: list[Any]) -> bytes:
         """Encode one frame as msgpack (see :func:`msgpack_encode`)."""
@@ -201,6 +233,11 @@ class JsonCodec:
 
     subprotocol = JSON_SUBPROTOCOL
     binary = False
+    version = 1
+
+    def __init__(self, version: int = 1) -> None:
+        self.version = version
+        self.subprotocol = JSON_SUBPROTOCOL_V2 if version == 2 else JSON_SUBPROTOCOL
 
     def encode(self, frame: list[Any]) -> str:
         """Encode one frame as compact JSON text (see :func:`json_encode`)."""
@@ -307,8 +344,10 @@ def codec_for_subprotocol(subprotocol: str | None) -> Codec:
     Raises:
         ValueError: the subprotocol is not one of :data:`SUBPROTOCOLS`.
     """
-    if subprotocol is None or subprotocol == MSGPACK_SUBPROTOCOL:
+    if subprotocol is None:
         return MsgpackCodec()
-    if subprotocol == JSON_SUBPROTOCOL:
-        return JsonCodec()
+    found = _VERSIONS.get(subprotocol)
+    if found is not None:
+        binary, version = found
+        return MsgpackCodec(version) if binary else JsonCodec(version)
     raise ValueError(f"unknown subprotocol {subprotocol!r}; expected one of {SUBPROTOCOLS}")

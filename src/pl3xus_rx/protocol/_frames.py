@@ -71,7 +71,10 @@ def message_frame(type_name: str, payload: Any) -> list[Any]:
 
 
 def welcome_frame(
-    connection_id: int, messages: TypeTable, extra: dict[str, Any] | None = None
+    connection_id: int,
+    messages: TypeTable,
+    extra: dict[str, Any] | None = None,
+    version: int = PROTOCOL_VERSION,
 ) -> list[Any]:
     """Build the WELCOME frame a server sends first on every connection.
 
@@ -79,9 +82,10 @@ def welcome_frame(
         connection_id: The id the server gave this connection.
         messages: The server's registered message types.
         extra: More keys for the body (the sync layer adds its type tables).
+        version: The protocol version the connection's subprotocol names.
     """
     body: dict[str, Any] = {
-        "version": PROTOCOL_VERSION,
+        "version": version,
         "connection_id": connection_id,
         "messages": [[e.type_id, e.name, e.schema_hash] for e in messages],
     }

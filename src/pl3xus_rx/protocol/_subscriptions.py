@@ -1,4 +1,4 @@
-"""The client's subscription frames, parsed: SUBSCRIBE, UNSUBSCRIBE, RESYNC. No I/O.
+"""The client's subscription frames, parsed: SUBSCRIBE, UNSUBSCRIBE, RESYNC, ACK. No I/O.
 
 :func:`parse_subscription` checks a frame's shape and returns a small value per kind; what
 the values mean (does the type exist, are the options valid) is the sync engine's
@@ -13,6 +13,7 @@ from ..exceptions import FrameError
 from ._vocab import FrameKind
 
 __all__ = [
+    "AckFrame",
     "ResyncFrame",
     "SubscribeFrame",
     "SubscriptionFrame",
@@ -42,7 +43,13 @@ class ResyncFrame(NamedTuple):
     sub_id: int | None
 
 
-SubscriptionFrame = SubscribeFrame | UnsubscribeFrame | ResyncFrame
+class AckFrame(NamedTuple):
+    """``[19, seq]``: every SYNC up to ``seq`` was applied (protocol v2)."""
+
+    seq: int
+
+
+SubscriptionFrame = SubscribeFrame | UnsubscribeFrame | ResyncFrame | AckFrame
 
 
 def parse_subscription(frame: list[Any]) -> SubscriptionFrame:
@@ -67,4 +74,8 @@ def parse_subscription(frame: list[Any]) -> SubscriptionFrame:
         if len(frame) != 2 or not (frame[1] is None or type(frame[1]) is int):
             raise FrameError("a RESYNC frame must be [6, sub_id: int | null]")
         return ResyncFrame(frame[1])
+    if kind == FrameKind.ACK:
+        if len(frame) != 2 or type(frame[1]) is not int or frame[1] < 0:
+            raise FrameError("an ACK frame must be [19, seq: int >= 0]")
+        return AckFrame(frame[1])
     raise FrameError(f"frame kind {kind} is not sent by clients")

@@ -78,6 +78,12 @@ class FrameKind(IntEnum):
     REFRESH = 17
     """``[17, req_id, credential]``: a new credential for this connection, answered with a
     REPLY (client to server; the network layer takes it)."""
+    BEACON = 18
+    """``[18, seq, as_of, age]``: nothing new since SYNC ``seq``; what this connection was
+    sent is current as of ``as_of`` (protocol v2, server to client, on idle connections)."""
+    ACK = 19
+    """``[19, seq]``: the client has applied every SYNC up to ``seq`` (protocol v2, client
+    to server; opt-in)."""
 
 
 FIRST_EXTENSION_KIND: Final = FrameKind.SUBSCRIBE

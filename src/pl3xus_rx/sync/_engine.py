@@ -20,9 +20,11 @@ import reactivex
 from pydantic import BaseModel
 
 from .._rx import SafeSubject
-from ..exceptions import SubscriptionError
+from ..exceptions import FrameError, SubscriptionError
 from ..protocol import (
+    AckFrame,
     EntityControl,
+    FrameKind,
     SubscribeFrame,
     SubscriptionFrame,
     UnsubscribeFrame,
@@ -48,7 +50,8 @@ from ._subs import Subscription as _Sub
 from ._subs import SubscriptionInfo, View, check_subscribe
 from ._taps import FlushedChanges, Taps
 from ._views import Views
-from ._wire import Group, send_frames
+from ._window import Window
+from ._wire import Group, encode_frame, send_frames
 
 __all__ = ["SyncEngine", "SyncStatistics"]
 
@@ -124,6 +127,9 @@ class SyncEngine:
         # deadband (read your writes)
         self._forced_subs: set[_Sub] = set()
         self._snapshot_subs: set[_Sub] = set()
+        # v2 connections, and those of them that acknowledge (their window applies)
+        self._v2: dict[int, _Client] = {}
+        self._acking: set[_Client] = set()
         # what each visibility class sees of each restricted type
         self._vis = Views(world, registry, self._track_for_control, self._wake)
         self._views = self._vis.by_type  # (the same dicts, for the flush's hot loop)
@@ -178,18 +184,30 @@ class SyncEngine:
     # ------------------------------------------------------------------ clients
 
     def add_client(
-        self, connection: int, *, binary: bool = True, identity: Identity = ANONYMOUS
+        self,
+        connection: int,
+        *,
+        binary: bool = True,
+        identity: Identity = ANONYMOUS,
+        version: int = 1,
     ) -> None:
         """Start tracking a connection (msgpack if ``binary``, else JSON), whose client is
-        ``identity`` (what it may see of restricted types)."""
+        ``identity`` (what it may see of restricted types), speaking protocol ``version``
+        (2: SYNC frames say how old their data is; BEACONs; acknowledgements)."""
         if connection not in self._clients:
-            self._clients[connection] = _Client(connection, binary, identity)
+            client = _Client(connection, binary, identity)
+            if version >= 2:
+                client.window = Window()
+                self._v2[connection] = client
+            self._clients[connection] = client
 
     def remove_client(self, connection: int) -> None:
         """Forget a connection, its subscriptions and the replies waiting for it."""
         self._replies.forget(connection)
         client = self._clients.pop(connection, None)
+        self._v2.pop(connection, None)
         if client is not None:
+            self._acking.discard(client)
             for sub in list(client.subs.values()):
                 self._drop(sub)
 
@@ -266,7 +284,9 @@ class SyncEngine:
         """
         self.add_client(connection, binary=binary)
         client = self._clients[connection]
-        if isinstance(frame, SubscribeFrame):
+        if isinstance(frame, AckFrame):
+            self._ack(client, frame.seq)
+        elif isinstance(frame, SubscribeFrame):
             self._subscribe(client, frame.sub_id, frame.type_name, frame.entity, frame.options)
         elif isinstance(frame, UnsubscribeFrame):
             sub = client.subs.get(frame.sub_id)
@@ -348,13 +368,14 @@ class SyncEngine:
         pending."""
         due: list[float] = []
         global_next = self._last_flush + 1.0 / self.settings.max_update_rate_hz
-        if self._snapshot_subs:
+        if any(not sub.client.behind for sub in self._snapshot_subs):
             due.append(global_next)
         for type_id, tracker in self._trackers.items():
             if tracker.pending:
                 due.append(max(global_next, self._type_due.get(type_id, -math.inf)))
         for sub in self._held_subs:
-            due.append(max(global_next, sub.next_due))
+            if not sub.client.behind:
+                due.append(max(global_next, sub.next_due))
         if self._replies.new or self._recheck:  # (a waiting reply's blocker schedules its
             due.append(global_next)  # own flush)
         if not due:
@@ -372,12 +393,21 @@ class SyncEngine:
         self.flush_into(now, lambda connection, data: frames.append((connection, data)))
         return frames
 
-    def flush_into(self, now: float, send: Callable[[int, bytes | str], None]) -> None:
+    def flush_into(
+        self,
+        now: float,
+        send: Callable[[int, bytes | str], None],
+        stamp: tuple[float, float] | None = None,
+    ) -> None:
         """:meth:`flush`, handing each frame to ``send(connection, frame)`` as soon as it is
         assembled, so that only one per-connection frame is alive at a time (a hundred big
-        frames alive at once cost the allocator more than building them)."""
+        frames alive at once cost the allocator more than building them). ``stamp`` is
+        ``(as_of, age)`` for protocol-v2 frames: the wall-clock time the World's data is
+        current as of, and how old it already is (default: ``now``, 0)."""
         if now < self._last_flush + 1.0 / self.settings.max_update_rate_hz - 1e-9:
             return
+        if self._acking:
+            self._judge_windows(now)
         cache = self._encoder
         cache.begin_flush()
         # client -> groups being built
@@ -444,7 +474,7 @@ class SyncEngine:
                     changes = {e: c for e, c in changes.items() if e not in later}
                 if not changes:
                     continue
-                if sub.max_rate_hz is not None:
+                if sub.max_rate_hz is not None or sub.client.behind:
                     self._hold(sub, changes)
                     continue
                 deltas = baseline is not None and sub.deadband is None and not sub.full_next
@@ -461,7 +491,7 @@ class SyncEngine:
 
         # 2. rate-limited subscriptions that are due
         for sub in list(self._held_subs):
-            if now >= sub.next_due - 1e-9 and not sub.needs_snapshot:
+            if now >= sub.next_due - 1e-9 and not sub.needs_snapshot and not sub.client.behind:
                 held, sub.held = sub.held, {}
                 self._held_subs.discard(sub)
                 self._emit_changes(sub, held, cache, out)
@@ -476,6 +506,8 @@ class SyncEngine:
         # snapshot, or many at once, go out in parts over several flushes)
         budgets: dict[_Client, tuple[int, int]] = {}
         for sub in list(self._snapshot_subs):
+            if sub.client.behind:
+                continue  # it goes on once the client has caught up
             budget, bytes_left = budgets.get(
                 sub.client, (self.settings.max_snapshot_items, self.settings.max_snapshot_bytes)
             )
@@ -491,7 +523,7 @@ class SyncEngine:
                     sub.next_due = now + 1.0 / sub.max_rate_hz
 
         self._last_flush = now
-        sent, nbytes = send_frames(out, send)
+        sent, nbytes = send_frames(out, send, now, stamp or (now, 0.0))
         if sent:
             self._counters["flushes"] += 1
             self._counters["frames"] += sent
@@ -502,6 +534,60 @@ class SyncEngine:
             tap.on_next(batch)
         # Replies wait until the changes they caused have been sent (Meteor's "updated").
         self._replies.release(send, self._clients, self._pending)
+
+    # ------------------------------------------------------------------ protocol v2
+
+    def _ack(self, client: _Client, seq: int) -> None:
+        window = client.window
+        if window is None:
+            raise FrameError("ACK is protocol v2: this connection speaks v1")
+        if window.ack(seq, client.seq):
+            self._acking.add(client)
+        if client.behind:
+            self._wake()  # (the next flush judges whether it has caught up)
+
+    def _judge_windows(self, now: float) -> None:
+        settings = self.settings
+        seconds, nbytes = settings.ack_window_seconds, settings.ack_window_bytes
+        frames = settings.ack_window_frames
+        for client in self._acking:
+            window = client.window
+            assert window is not None
+            client.behind = window.judge(now, seconds, nbytes, frames)
+
+    def beacons(self, now: float, stamp: tuple[float, float]) -> list[tuple[int, bytes | str]]:
+        """BEACON frames for the v2 connections sent nothing for ``as_of_interval``:
+        ``(connection, frame)``. ``stamp`` is ``(as_of, age)`` as for a flush. A connection
+        behind its window gets none: it has frames to read, and they say how old they
+        are."""
+        interval = self.settings.as_of_interval
+        as_of, age = stamp
+        beacons: list[tuple[int, bytes | str]] = []
+        for client in self._v2.values():
+            window = client.window
+            assert window is not None
+            if client.behind or now - window.last_sent < interval - 1e-3:
+                continue  # (behind: it has frames to read; they say how old they are)
+            window.last_sent = now
+            said, old = as_of, age
+            frame = [int(FrameKind.BEACON), client.seq, said, round(old, 6)]
+            beacons.append((client.id, encode_frame(client.binary, frame)))
+        return beacons
+
+    def overdue(self, now: float) -> list[int]:
+        """Connections behind their window for more than ``max_behind_seconds``."""
+        limit = self.settings.max_behind_seconds
+        found = []
+        for client in self._acking:
+            since = client.window.behind_since if client.window is not None else None
+            if since is not None and now - since > limit:
+                found.append(client.id)
+        return found
+
+    @property
+    def speaks_v2(self) -> bool:
+        """Whether any connection speaks protocol v2 (BEACONs are due)."""
+        return bool(self._v2)
 
     def next_flush_allowed(self) -> float:
         """The earliest time (on the flush clock) the rate cap allows the next flush."""

@@ -67,6 +67,18 @@ class SyncSettings(CheckedSettings):
             child at 2, and so on (the server's own entities above count), so chains stay
             short enough that walking an entity's ancestors (done for every command on it)
             stays cheap. ``None``: no limit.
+        as_of_interval: The longest a protocol-v2 connection goes without a SYNC or a
+            BEACON saying how old its data is (seconds); below any staleness threshold a
+            client uses, so that age is always known to within this.
+        ack_window_seconds: A v2 connection that acknowledges SYNC frames (ACK) is sent no
+            more while its oldest unacknowledged one is older than this: its changes merge
+            (latest wins) and go out in one catch-up frame once it acknowledges again.
+        ack_window_bytes: ... or while its unacknowledged SYNC frames hold more bytes.
+        ack_window_frames: ... or while this many SYNC frames are unacknowledged: what is in
+            flight is what a slow reader must still read before it sees the latest, so a
+            few frames bound how old that is (a client that acknowledges as it applies, on
+            a round trip shorter than a few flush intervals, never meets it).
+        max_behind_seconds: A connection behind its window this long is closed with 1013.
     """
 
     max_update_rate_hz: float = Field(default=60.0, gt=0)
@@ -83,3 +95,8 @@ class SyncSettings(CheckedSettings):
     max_spawned_entities: int | None = Field(default=100_000, ge=1)
     max_spawned_bytes: int | None = Field(default=64 << 20, ge=1)
     max_spawn_depth: int | None = Field(default=32, ge=1)
+    as_of_interval: float = Field(default=0.25, gt=0, le=5.0)
+    ack_window_seconds: float = Field(default=0.5, gt=0)
+    ack_window_bytes: int = Field(default=1 << 20, ge=1024)
+    ack_window_frames: int = Field(default=4, ge=1)
+    max_behind_seconds: float = Field(default=60.0, gt=0)

@@ -15,6 +15,7 @@ from ..protocol import sent_name, shown
 from ..security import ANONYMOUS, Identity
 from ..world import EntityId, World
 from ._registry import ComponentRegistration, ComponentRegistry
+from ._window import Window
 
 __all__ = ["Client", "Subscription", "SubscriptionInfo", "View", "check_subscribe"]
 
@@ -157,6 +158,8 @@ class Client:
     identity: Identity = ANONYMOUS
     seq: int = 0
     subs: dict[int, Subscription] = field(default_factory=dict)
+    window: Window | None = None  # protocol v2: frames in flight, how current its data is
+    behind: bool = False  # past its acknowledgement window: sent nothing, merged
 
 
 @dataclass(eq=False, slots=True)

@@ -77,25 +77,42 @@ def groups_json(groups: list[Group]) -> str:
     return f"[{body}]"
 
 
-def assemble_msgpack(seq: int, groups: list[Group] | bytes) -> bytes:
-    """A SYNC frame in msgpack, from groups (or their already-encoded array)."""
+def assemble_msgpack(
+    seq: int, groups: list[Group] | bytes, stamp: tuple[float, float] | None = None
+) -> bytes:
+    """A SYNC frame in msgpack, from groups (or their already-encoded array); with
+    ``stamp`` (``(as_of, age)``), the protocol-v2 frame."""
     body = groups if isinstance(groups, bytes) else groups_msgpack(groups)
-    return b"".join((_HEADER3, _KIND, _pack(seq), body))
+    if stamp is None:
+        return b"".join((_HEADER3, _KIND, _pack(seq), body))
+    return b"".join(
+        (_HEADER5, _KIND, _pack(seq), body, _pack(float(stamp[0])), _pack(float(stamp[1])))
+    )
 
 
-def assemble_json(seq: int, groups: list[Group] | str) -> str:
-    """A SYNC frame in JSON, from groups (or their already-encoded array)."""
+def assemble_json(
+    seq: int, groups: list[Group] | str, stamp: tuple[float, float] | None = None
+) -> str:
+    """A SYNC frame in JSON, from groups (or their already-encoded array); with ``stamp``,
+    the protocol-v2 frame."""
     body = groups if isinstance(groups, str) else groups_json(groups)
-    return f"[{int(FrameKind.SYNC)},{seq},{body}]"
+    if stamp is None:
+        return f"[{int(FrameKind.SYNC)},{seq},{body}]"
+    return f"[{int(FrameKind.SYNC)},{seq},{body},{float(stamp[0])!r},{float(stamp[1])!r}]"
 
 
 def send_frames(
-    out: dict[Client, list[Group]], send: Callable[[int, bytes | str], None]
+    out: dict[Client, list[Group]],
+    send: Callable[[int, bytes | str], None],
+    now: float = 0.0,
+    stamp: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[int, int]:
     """Hand each client of ``out`` its SYNC frame of groups (``send(connection, frame)``,
     one frame alive at a time), advancing its sequence number; returns the frames and
     bytes sent. Clients whose groups are the same objects (plain subscribers with the same
-    sub id) share one encoding of them: each frame only adds its own sequence number."""
+    sub id) share one encoding of them: each frame only adds its own sequence number (and
+    for protocol v2, ``stamp``: the data's ``(as_of, age)``; the frame is noted in the
+    client's window as sent at ``now``)."""
     sent = nbytes = 0
     bodies: dict[tuple[Any, ...], bytes | str] = {}
     for client, groups in out.items():
@@ -110,11 +127,15 @@ def send_frames(
         body = bodies.get(key)
         if body is None:
             body = bodies[key] = groups_msgpack(groups) if client.binary else groups_json(groups)
+        window = client.window
+        v2 = stamp if window is not None else None
         data: bytes | str = (
-            assemble_msgpack(client.seq, body)  # type: ignore[arg-type]
+            assemble_msgpack(client.seq, body, v2)  # type: ignore[arg-type]
             if client.binary
-            else assemble_json(client.seq, body)  # type: ignore[arg-type]
+            else assemble_json(client.seq, body, v2)  # type: ignore[arg-type]
         )
+        if window is not None:
+            window.sent(client.seq, now, len(data), stamp[0])
         send(client.id, data)
         sent += 1
         nbytes += len(data)
