@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
@@ -85,6 +86,11 @@ class Gateway:
         self._resync: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._events: Any = None
+        self.heard = time.time()
+        """When (wall clock) the replica was last known current: a batch applied in order,
+        or a tick that found nothing missing. Protocol-v2 clients are told their data is
+        as of then (``SyncServer.as_of_source``): while the authority is silent, their
+        age grows."""
 
     async def __aenter__(self) -> Gateway:
         await self.start()
@@ -116,6 +122,7 @@ class Gateway:
         server = self.server
         server.net.number_connections_from(self.gateway << GATEWAY_SHIFT)
         server.forward_commands(self._forward)
+        server.as_of_source = lambda: self.heard
         self._events = server.net.events.subscribe(self._on_event)
         await self.nc.subscribe(self.subjects.sync, cb=self._on_batch)
         await self.nc.subscribe(self.subjects.down(self.gateway), cb=self._on_down)
@@ -153,6 +160,8 @@ class Gateway:
             self._schedule_resync()
             return
         if batch.type == TICK:
+            if self._buffer is None and batch.epoch == self.epoch and batch.seq == self.seq:
+                self.heard = time.time()  # nothing missing
             if self._buffer is None and (batch.epoch != self.epoch or batch.seq > self.seq):
                 logger.info(
                     "behind the authority (tick %s/%d): fresh snapshot", batch.epoch, batch.seq
@@ -175,6 +184,7 @@ class Gateway:
             self._buffer = [batch]
             return
         self._apply(batch)
+        self.heard = time.time()
 
     def _apply(self, batch: Batch) -> None:
         reg = self.server.registry.by_name(batch.type)
@@ -244,6 +254,7 @@ class Gateway:
                     self._buffer = [b for b in buffered if b.seq > self.seq]
                     return
                 self._apply(batch)
+        self.heard = time.time()  # (the snapshot is as of about now)
         self.snapshots += 1
         if hello:  # a new authority (or a new NATS link): introduce every client again
             for cid in self.server.net.connections:
