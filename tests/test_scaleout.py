@@ -558,18 +558,21 @@ async def test_a_gateway_client_sees_its_data_age_while_the_authority_is_silent(
         authority = Authority(authority_server, nats_server.url, "cell")
         await authority.start()
         gw_server, gateway = await gateway_on(nats_server.url)
-        async with gw_server.serve("127.0.0.1", 0) as (ghost, gport), gateway:
-            async with SyncProvider(
+        async with (
+            gw_server.serve("127.0.0.1", 0) as (ghost, gport),
+            gateway,
+            SyncProvider(
                 f"ws://{ghost}:{gport}/", REGISTRY, token="north-token", stale_after=2.5
-            ) as sync:
-                speeds = sync.components(Speed)
-                speeds.subscribe(lambda _: None)
-                await sync.wait_synced(5 * UNIT)
-                await asyncio.sleep(1.5)  # (ticks come once a second)
-                age = sync.age()
-                assert age is not None and age < 1.5
-                assert not sync.stale.get()
-                await authority.stop()  # the authority falls silent
-                await wait_until(lambda: sync.stale.get(), 8, "stale")
-                assert (sync.age() or 0) > 2.5
-                assert sync.connection.get().state.value == "open"  # the gateway is up
+            ) as sync,
+        ):
+            speeds = sync.components(Speed)
+            speeds.subscribe(lambda _: None)
+            await sync.wait_synced(5 * UNIT)
+            await asyncio.sleep(1.5)  # (ticks come once a second)
+            age = sync.age()
+            assert age is not None and age < 1.5
+            assert not sync.stale.get()
+            await authority.stop()  # the authority falls silent
+            await wait_until(lambda: sync.stale.get(), 8, "stale")
+            assert (sync.age() or 0) > 2.5
+            assert sync.connection.get().state.value == "open"  # the gateway is up

@@ -34,7 +34,7 @@ from pl3xus_rx import (
     SyncSettings,
 )
 from pl3xus_rx.commands import Commands, Hold, Holdings, Owner, Send
-from pl3xus_rx.commands._quota import encoded_size
+from pl3xus_rx.commands._quota import OBJECT_COST, encoded_size
 from pl3xus_rx.protocol import FrameKind
 from pl3xus_rx.sync import ComponentBuilder, ComponentRegistry, EntityControl, MutationContext
 from pl3xus_rx.world import EntityId, World
@@ -206,25 +206,25 @@ def test_the_per_owner_entity_limit() -> None:
 
 
 def test_the_per_owner_byte_limit_counts_spawns_and_growing_mutations() -> None:
-    rig = Rig(max_spawned_bytes_per_owner=1_000)
+    rig = Rig(max_spawned_bytes_per_owner=1_100)
     note = Note(text="x" * 400)
     size = rig.size(Note, note)
-    assert 400 < size < 420
+    assert 400 + 2 * OBJECT_COST < size < 420 + 2 * OBJECT_COST  # (the fields, the text)
     first = rig.spawn(ctx(5), Note=note.model_dump())
     second = rig.spawn(ctx(5), Note=note.model_dump())
     assert rig.commands.holdings(Owner(connection=5)) == Holdings(2, 2 * size)
     message = rig.refused(ctx(5), FrameKind.SPAWN, None, {"Note": note.model_dump()})
-    assert "max_spawned_bytes_per_owner=1000" in message
+    assert "max_spawned_bytes_per_owner=1100" in message
     assert len(rig.world.entities()) == 2
 
     # a MUTATE that grows a spawned entity's component is charged to its owner...
     big = {"text": "y" * 700}
     message = rig.refused(ctx(5), FrameKind.MUTATE, "Note", first, big)
-    assert "max_spawned_bytes_per_owner=1000" in message
+    assert "max_spawned_bytes_per_owner=1100" in message
     assert rig.world.get(first, Note) == note
     # ...whoever sends it (the entity's owner pays: the limit bounds what it holds)
     message = rig.refused(ctx(6), FrameKind.MUTATE, "Note", first, big)
-    assert "max_spawned_bytes_per_owner=1000" in message
+    assert "max_spawned_bytes_per_owner=1100" in message
     # a new component on it counts too; shrinking gives bytes back
     assert rig.ask(ctx(5), FrameKind.MUTATE, "Note", second, {"text": ""})[0] == "ok"
     small = rig.size(Note, Note())
@@ -248,16 +248,18 @@ def test_the_server_wide_limits() -> None:
     message = rig.refused(ctx(9), FrameKind.SPAWN, None, {"Tag": {}})
     assert "max_spawned_entities=4" in message
     rig.world.spawn(Tag())  # the server's own never count
-    rig.commands.settings = SyncSettings(max_spawned_bytes=1_000)
     note = {"text": "x" * 400}
+    tags, notes = 4 * rig.size(Tag, Tag()), 2 * rig.size(Note, Note(**note))
+    limit = tags + notes + rig.size(Tag, Tag())  # room for two notes and one more tag
+    rig.commands.settings = SyncSettings(max_spawned_bytes=limit)
     rig.spawn(ctx(10), Note=note)
     rig.spawn(ctx(11), Note=note)
     message = rig.refused(ctx(12), FrameKind.SPAWN, None, {"Note": note})
-    assert "max_spawned_bytes=1000" in message
+    assert f"max_spawned_bytes={limit}" in message
     # growth counts server-wide too
     entity = rig.spawn(ctx(12))
     message = rig.refused(ctx(12), FrameKind.MUTATE, "Note", entity, note)
-    assert "max_spawned_bytes=1000" in message
+    assert f"max_spawned_bytes={limit}" in message
 
 
 def test_the_parent_depth_limit() -> None:

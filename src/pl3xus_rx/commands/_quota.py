@@ -6,12 +6,13 @@ An entity a client spawned remembers its :class:`Owner`: the identity when authe
 client is the same identity, so keying by it would make all of them one owner). The
 server's own entities have no owner.
 
-Each owner's account holds its entities and the bytes their components take encoded (as
-``max_value_bytes`` measures a value). An entity leaves its account however it goes — a
-client's DESPAWN, the server's ``world.despawn``, its parent's despawn — because the ledger
-reads the World's own change trackers for the types it holds: the cost is a few dict
-operations per change of those types, and catching up (at every SPAWN and DESPAWN) costs
-the changes since the last time, never a walk of the World.
+Each owner's account holds its entities and the bytes their components are charged: their
+encoding (as ``max_value_bytes`` measures a value) plus :data:`OBJECT_COST` per value object
+inside, so that the charge follows the memory they take. An entity leaves its account
+however it goes — a client's DESPAWN, the server's ``world.despawn``, its parent's despawn —
+because the ledger reads the World's own change trackers for the types it holds: the cost is
+a few dict operations per change of those types, and catching up (at every SPAWN and
+DESPAWN) costs the changes since the last time, never a walk of the World.
 
 An anonymous connection that leaves keeps its account while its entities live: they count
 against the server-wide limits until the server despawns them (``owned_by`` finds them),
@@ -69,25 +70,50 @@ class Holdings:
 
     Attributes:
         entities: Spawned entities alive.
-        bytes: Their components' encoded bytes, as last written by clients.
+        bytes: The bytes their components are charged (encoded, plus ``OBJECT_COST``
+            per value object inside), as last written by clients.
     """
 
     entities: int
     bytes: int
 
 
+OBJECT_COST = 56
+"""Bytes charged per value object inside a spawned component (a string, a number, a list,
+a map: what Python spends on each, whatever its encoding), on top of its encoded bytes: a
+list of 300,000 two-letter strings is 1 MB encoded but some 18 MB in memory."""
+
+
 def encoded_size(reg: ComponentRegistration[Any], value: BaseModel) -> int:
-    """The bytes ``value`` takes as one msgpack sync item (what ``max_value_bytes`` is
-    compared with); 0 if it cannot be encoded (the flush leaves such a value out)."""
+    """The bytes ``value`` is charged as held: its size as one msgpack sync item (what
+    ``max_value_bytes`` is compared with) plus :data:`OBJECT_COST` per value object in it,
+    so that the charge follows the memory it takes; 0 if it cannot be encoded (the flush
+    leaves such a value out)."""
     if reg.json_native:
         fields: Any = tuple(value.__dict__.values())
     else:
         dumped = to_wire(value)
         fields = [dumped[name] for name in reg.fields]
     try:
-        return len(encode_item_msgpack((0, fields)))
+        encoded = len(encode_item_msgpack((0, fields)))
     except (ValueError, TypeError, OverflowError):
         return 0
+    return encoded + OBJECT_COST * _objects(fields)
+
+
+def _objects(fields: Any) -> int:
+    """How many values ``fields`` holds, nested lists and maps (and their keys) included."""
+    count = 0
+    stack = [fields]
+    while stack:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+    return count
 
 
 class _Record:
@@ -179,7 +205,7 @@ class SpawnLedger:
         if limit is not None and held_bytes + nbytes > limit:
             return (
                 f"this client's spawned entities would hold {held_bytes + nbytes:,} bytes "
-                f"encoded {_limit('max_spawned_bytes_per_owner', limit)}"
+                f"{_limit('max_spawned_bytes_per_owner', limit)}"
             )
         limit = settings.max_spawned_entities
         if limit is not None and self.entities + 1 > limit:
@@ -190,7 +216,7 @@ class SpawnLedger:
         limit = settings.max_spawned_bytes
         if limit is not None and self.bytes + nbytes > limit:
             return (
-                f"clients' spawned entities would hold {self.bytes + nbytes:,} bytes encoded, "
+                f"clients' spawned entities would hold {self.bytes + nbytes:,} bytes, "
                 f"over the server's limit {_limit('max_spawned_bytes', limit)}"
             )
         return None

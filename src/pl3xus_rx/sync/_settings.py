@@ -51,18 +51,19 @@ class SyncSettings(CheckedSettings):
             connection); a SPAWN beyond them is answered ``forbidden`` naming this setting.
             Despawned entities (by anyone, or with their parent) no longer count.
             ``None``: no limit.
-        max_spawned_bytes_per_owner: Bytes (msgpack-encoded, measured as for
-            ``max_value_bytes``) the components of one owner's spawned entities may hold; a
+        max_spawned_bytes_per_owner: Bytes the components of one owner's spawned entities
+            may hold, counted as their msgpack encoding (as for ``max_value_bytes``) plus 56
+            bytes per value object inside (a string, a number, a list, a map: about what
+            Python spends on each), so the count follows memory, not just wire size; a
             SPAWN, or a MUTATE that grows a component of a spawned entity (charged to the
             entity's owner), beyond it is answered ``forbidden``. ``None``: no limit.
         max_spawned_entities: Entities all clients together may hold spawned (the server's
             own never count): the bound on memory whatever the number of owners.
             ``None``: no limit.
         max_spawned_bytes: Bytes all spawned entities' components may hold together,
-            encoded: the bound on their memory. Python holds a value in about as much
-            memory as its encoding for text, up to about 8 times more for long lists of
-            small numbers; so the default, 64 MiB, stays under half a GiB in the worst
-            case. ``None``: no limit.
+            counted as above: the bound on their memory (the default, 64 MiB, holds them
+            in about 65 to 85 MiB of process memory, whatever their shape).
+            ``None``: no limit.
         max_spawn_depth: The deepest a client may spawn: a root entity is at depth 1, its
             child at 2, and so on (the server's own entities above count), so chains stay
             short enough that walking an entity's ancestors (done for every command on it)
