@@ -7,6 +7,7 @@ import asyncio
 import datetime
 import logging
 import time
+from types import MappingProxyType
 from typing import Any
 
 import jwt
@@ -40,7 +41,8 @@ def token(name: str = "ann", seconds: float = 60.0, **claims: Any) -> str:
 
 
 def lifetimes() -> tuple[Any, dict[str, float]]:
-    """An authenticator whose tokens are ``name:seconds`` (an identity with that life)."""
+    """An authenticator whose tokens are ``name:seconds`` or ``name@site:seconds`` (an
+    identity with that life, and a ``site`` claim)."""
     issued: dict[str, float] = {}
 
     def authenticate(request: Any) -> Identity:
@@ -48,11 +50,13 @@ def lifetimes() -> tuple[Any, dict[str, float]]:
         if given is None or ":" not in given:
             raise AuthenticationFailed("a token is required", status=401)
         name, _, life = given.partition(":")
+        name, _, site = name.partition("@")
         if name == "revoked":
             raise AuthenticationFailed("this token was revoked", status=403)
         expires = time.time() + float(life)
         issued[given] = expires
-        return Identity(name, frozenset({"operator"}), expires_at=expires)
+        claims = MappingProxyType({"site": site or "north", "exp": expires})
+        return Identity(name, frozenset({"operator"}), claims, expires_at=expires)
 
     return authenticate, issued
 
@@ -156,19 +160,34 @@ async def test_refresh_in_band_keeps_the_connection_and_its_data() -> None:
         await wait_until(lambda: speeds.get().get(robot) == Speed(value=2))
 
 
-async def test_a_refresh_must_name_the_same_identity_and_be_valid() -> None:
+async def test_a_refresh_must_name_the_same_identity_and_be_valid(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="pl3xus_rx")
     authenticate, _ = lifetimes()
     server = SyncServer(authenticate=authenticate)
     async with (
         server.serve("127.0.0.1", 0) as (host, port),
         SyncProvider(f"ws://{host}:{port}/", REGISTRY, token="ann:60") as sync,
     ):
-        with pytest.raises(Forbidden, match="another identity"):
+        with pytest.raises(Forbidden, match=r"another identity \(its name differ"):
             await sync.refresh_credential("bob:60")
+        # a refused refresh pauses the next ones: no authenticator calls in a loop
+        with pytest.raises(Forbidden, match="less than 1 s ago"):
+            await sync.refresh_credential("ann:60")
+        await asyncio.sleep(1.05)
         with pytest.raises(Forbidden, match="revoked"):
             await sync.refresh_credential("revoked:60")
+        await asyncio.sleep(1.05)
+        # narrower rights in the claims are not carried over: reconnect for them
+        with pytest.raises(Forbidden, match="its claims differ"):
+            await sync.refresh_credential("ann@south:60")
+        await asyncio.sleep(1.05)
         assert await sync.refresh_credential("ann:120") == pytest.approx(120, abs=2)
         assert server.net.statistics().refreshes == 1
+        logged = [r for r in caplog.records if "refresh of its credential" in r.getMessage()]
+        assert len(logged) == 1  # three refusals within warning_interval: one line
+        assert not any("Authentication refused" in r.getMessage() for r in caplog.records)
 
 
 async def test_refresh_without_an_authenticator_and_a_bad_refresh_frame() -> None:

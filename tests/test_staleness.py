@@ -349,3 +349,23 @@ async def test_a_stopped_server_is_seen_stale_then_dead_and_the_provider_comes_b
         os.kill(proc.pid, signal.SIGCONT)
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 10)
+
+
+@pytest.mark.asyncio
+async def test_a_v2_client_that_asks_for_nothing_still_hears_beacons() -> None:
+    """A client that subscribes to nothing (commands only) is beaconed from its welcome on:
+    its link is never taken as dead for being quiet, and a stalled client loop does not
+    count as a dead link either."""
+    server = SyncServer(sync=SyncSettings(as_of_interval=0.1))
+    server.sync_component(Clock)
+    async with (
+        server.serve("127.0.0.1", 0) as (host, port),
+        SyncProvider(f"ws://{host}:{port}/", REGISTRY) as sync,
+    ):
+        first = sync.connection_id
+        await asyncio.sleep(0.6)  # six intervals, twice the dead-link bound
+        time.sleep(0.5)  # noqa: ASYNC251 (the client's own loop stalls: a slow redraw)
+        await asyncio.sleep(0.3)
+        assert sync.connection_id == first
+        assert sync.connection.get().state.value == "open"
+        assert (sync.age() or 1.0) < 0.3

@@ -669,10 +669,13 @@ class SyncProvider(Queries, Messages):
         """While a v2 link lives: mark the data stale past ``stale_after``, and take the
         link as dead when it brings nothing for three beacon intervals."""
         while self._cid is not None and not self._closing:
+            asked = time.monotonic()
             await asyncio.sleep(interval / 2)
             now = time.monotonic()
             self._check_age()
             cid = self._cid
+            if now - asked > interval:
+                continue  # this loop itself was stalled: what it did not read is not lost
             if cid is not None and self._freshness.dead(now):
                 logger.warning(
                     "%s sent nothing for %.1f s (3 beacon intervals): the link is dead; "

@@ -544,15 +544,7 @@ class SyncServer:
             self._reporter.report("frame_received", connection, frame[0])
         ctx = self._contexts.get(connection)
         if ctx is None:  # its first frame: who it is, once
-            ctx = self._contexts[connection] = MutationContext(
-                connection, self.identity_of(connection)
-            )
-            version = self.net.protocol_version(ConnectionId(connection))
-            self.engine.add_client(
-                connection, binary=binary, identity=ctx.identity, version=version
-            )
-            if version >= 2 and self._beacon_timer is None:
-                self._schedule_beacons()
+            ctx = self._context(connection, binary)
         if frame[0] in CLIENT_COMMAND_KINDS:
             if self._forward is not None:
                 self._forward(connection, frame)
@@ -610,7 +602,25 @@ class SyncServer:
 
         self._control_timer = loop.call_later(max(0.0, due - self._clock()), check)
 
+    def _context(self, connection: ConnectionId, binary: bool) -> MutationContext:
+        """A new client's context, and its record in the engine (a v2 one is beaconed)."""
+        ctx = self._contexts[connection] = MutationContext(connection, self.identity_of(connection))
+        version = self.net.protocol_version(connection)
+        self.engine.add_client(connection, binary=binary, identity=ctx.identity, version=version)
+        if version >= 2 and self._beacon_timer is None:
+            self._schedule_beacons()
+        return ctx
+
     def _on_event(self, event: object) -> None:
+        if (
+            isinstance(event, Connected)
+            and event.id not in self._contexts
+            and self.net.protocol_version(event.id) >= 2
+        ):
+            # a v2 client hears from the server even before it asks for anything (a
+            # silent link is a dead one to it)
+            subprotocol = self.net.connection_statistics(event.id).subprotocol
+            self._context(event.id, not (subprotocol or "").startswith("pl3xus.json"))
         if self._reporter is not None:
             if isinstance(event, Connected):
                 self._reporter.report("connection_opened", event.id, self.identity_of(event.id))

@@ -208,9 +208,12 @@ class Admission:
             )
         return await self.authenticate(request)
 
-    async def authenticate(self, request: HttpRequest) -> Identity | HttpResponse:
+    async def authenticate(
+        self, request: HttpRequest, *, log: bool = True
+    ) -> Identity | HttpResponse:
         """The authenticator's identity for ``request``, or the refusal to answer with (a
-        refusal is counted in ``auth_failures`` and logged). There must be one."""
+        refusal is counted in ``auth_failures`` and, with ``log``, logged). There must be
+        one."""
         authenticator = self.authenticator
         assert authenticator is not None
         try:
@@ -218,9 +221,10 @@ class Admission:
             identity = await result if inspect.isawaitable(result) else result
         except AuthenticationFailed as exc:
             self.count("auth_failures")
-            logger.warning(
-                "Authentication refused %s: %d %r", request.remote, exc.status, exc.reason
-            )
+            if log:
+                logger.warning(
+                    "Authentication refused %s: %d %r", request.remote, exc.status, exc.reason
+                )
             headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
             return HttpResponse(exc.status, f"{exc.reason}\n", headers=headers)
         except Exception:

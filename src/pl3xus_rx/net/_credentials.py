@@ -30,6 +30,16 @@ __all__ = ["Credentials"]
 
 logger = logging.getLogger("pl3xus_rx.net")
 
+REFUSED_PAUSE = 1.0
+"""Seconds after a refused refresh during which a connection's next one is refused without
+asking the authenticator (a client cannot make the server judge credentials in a loop)."""
+_PER_TOKEN = frozenset({"exp", "iat", "nbf", "jti", "auth_time"})  # (differ by token)
+
+
+def _lasting(claims: Any) -> dict[str, Any]:
+    """The claims that say who someone is, not which token they hold."""
+    return {k: v for k, v in dict(claims).items() if k not in _PER_TOKEN}
+
 
 def _renewed(request: HttpRequest, credential: str) -> HttpRequest:
     """The handshake's request as it would look with ``credential`` as its bearer token
@@ -67,6 +77,8 @@ class Credentials:
         self._spawn = spawn
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._refreshing: set[int] = set()
+        self._refused: dict[int, float] = {}  # connection -> when its refresh was refused
+        self._logged: dict[int, float] = {}  # connection -> when a refusal was last logged
         self.clock: Callable[[], float] = time.time
         """The wall clock expiries are read against (seconds since the epoch)."""
 
@@ -91,6 +103,8 @@ class Credentials:
         if timer is not None:
             timer.cancel()
         self._refreshing.discard(conn.id)
+        self._refused.pop(conn.id, None)
+        self._logged.pop(conn.id, None)
 
     def _schedule(self, conn: Connection) -> None:
         timer = self._timers.pop(conn.id, None)
@@ -135,41 +149,51 @@ class Credentials:
                 "a refresh is already under way on this connection: wait for its answer",
             )
             return
+        refused = self._refused.get(conn.id)
+        if refused is not None and time.monotonic() - refused < REFUSED_PAUSE:
+            self._answer(
+                conn,
+                command.req_id,
+                Status.FORBIDDEN,
+                f"a refresh was refused less than {REFUSED_PAUSE:g} s ago: wait before the "
+                "next one",
+            )
+            return
         self._refreshing.add(conn.id)
         self._spawn(self._judge(conn, command), f"refresh {conn.id}")
 
     async def _judge(self, conn: Connection, command: RefreshCommand) -> None:
         try:
             request = conn.link.request or HttpRequest("/", remote=conn.link.remote)
-            found = await self._admission.authenticate(_renewed(request, command.credential))
+            found = await self._admission.authenticate(
+                _renewed(request, command.credential), log=False
+            )
         finally:
             self._refreshing.discard(conn.id)
         if conn.closing or conn.closed:
             return
         if isinstance(found, HttpResponse):
             text = found.body if isinstance(found.body, str) else "refused"
-            self._answer(
-                conn,
-                command.req_id,
-                Status.FORBIDDEN,
-                f"the new credential was refused ({found.status}): {text.strip()}",
-            )
+            self._refuse(conn, command.req_id, f"was refused ({found.status}): {text.strip()}")
             return
         old = conn.identity
-        if (found.name, found.roles, found.anonymous) != (old.name, old.roles, old.anonymous):
-            self._count("auth_failures")
-            logger.warning(
-                "Connection %s (%r): a refresh named another identity (%r); refused",
-                conn.id,
-                old.name,
-                found.name,
+        differ = [
+            what
+            for what, a, b in (
+                ("name", old.name, found.name),
+                ("roles", old.roles, found.roles),
+                ("anonymity", old.anonymous, found.anonymous),
+                ("claims", _lasting(old.claims), _lasting(found.claims)),
             )
-            self._answer(
+            if a != b
+        ]
+        if differ:
+            self._count("auth_failures")
+            self._refuse(
                 conn,
                 command.req_id,
-                Status.FORBIDDEN,
-                "the new credential is for another identity (its name or roles differ): "
-                "reconnect with it instead",
+                f"is for another identity (its {' and '.join(differ)} differ): reconnect "
+                "with it instead",
             )
             return
         conn.identity = dataclasses.replace(old, expires_at=found.expires_at)
@@ -180,6 +204,21 @@ class Credentials:
             body["expires_in"] = round(max(0.0, found.expires_at - self.clock()), 3)
         logger.debug("Connection %s (%r): credential refreshed", conn.id, old.name)
         self._answer(conn, command.req_id, Status.OK, "refreshed", body)
+
+    def _refuse(self, conn: Connection, req_id: int, why: str) -> None:
+        """Answer a refused refresh, pause the connection's refreshes, log (paced)."""
+        now = time.monotonic()
+        self._refused[conn.id] = now
+        last = self._logged.get(conn.id)
+        if last is None or now - last >= self._settings().warning_interval:
+            self._logged[conn.id] = now
+            logger.warning(
+                "Connection %s (%r): a refresh of its credential %s",
+                conn.id,
+                conn.identity.name,
+                why[:300],
+            )
+        self._answer(conn, req_id, Status.FORBIDDEN, f"the new credential {why}")
 
     def _answer(
         self,
