@@ -360,6 +360,9 @@ def test_nats_urls_are_shown_without_their_user_info() -> None:
     assert redact_url(f"tls://{NATS_TOKEN}@nats.plant:4222/") == "tls://nats.plant:4222/"
     assert redact_url("nats://a:b@h1:4222,nats://h2:4222") == "nats://h1:4222,nats://h2:4222"
     assert redact_url("nats://127.0.0.1:4222") == "nats://127.0.0.1:4222"
+    # nats-py also takes a URL without a scheme: its user info goes too
+    assert redact_url(f"cell:{PASSWORD}@127.0.0.1:4222") == "127.0.0.1:4222"
+    assert redact_url(f"cell:{PASSWORD}@h1:4222, nats://h2:4222") == "h1:4222,nats://h2:4222"
     options = NatsOptions(user="cell", password=PASSWORD)
     assert PASSWORD not in repr(options) and "cell" in repr(options)
     assert PASSWORD not in repr(NatsOptions(token=PASSWORD))

@@ -135,7 +135,7 @@ async def test_a_rebinding_page_is_refused_in_protected_mode() -> None:
             assert status == 101, own
         status, _ = await ask(port, f"localhost:{port}", path="/devtools", upgrade=False)
         assert status == 200
-        assert server.net.statistics().refused >= 5
+        assert server.net.statistics().refused == 1  # handshakes: plain pages are not
 
 
 @pytest.mark.asyncio
@@ -273,3 +273,24 @@ async def test_chromium_on_a_rebound_name_is_refused() -> None:
             assert await page.evaluate(opened, f"ws://127.0.0.1:{port}/") == "open"
         finally:
             await browser.close()
+
+
+@pytest.mark.asyncio
+async def test_refusals_are_counted_once_and_logged_at_a_pace(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="pl3xus_rx")
+    server = SyncServer()
+    async with server.serve("127.0.0.1", 0) as (_, port):
+        for _ in range(20):
+            assert (await ask(port, f"rebind.example:{port}"))[0] == 403
+            assert (await ask(port, f"rebind.example:{port}", upgrade=False))[0] == 403
+            status, _ = await ask(port, f"127.0.0.1:{port}", origin="http://evil.example")
+            assert status == 403
+        assert server.net.statistics().refused == 40  # the handshakes, each once
+    lines = [r.getMessage() for r in caplog.records]
+    assert len([m for m in lines if ": Host '" in m]) == 1
+    assert len([m for m in lines if "Origin" in m and "Refused a handshake" in m]) == 1
+    assert len([m for m in lines if "Refused connection from" in m]) == 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import Callable
 
 from .._http import HEALTH_PATH, AdmissionCheck, HttpRequest, HttpResponse
@@ -47,6 +48,7 @@ class Admission:
         """Told ``(request, response)`` for every refused handshake."""
         self.hosts = HostNames()
         """The names this network answers to (the listeners fill it in)."""
+        self._logged: dict[str, tuple[float, int]] = {}  # kind -> (last logged, since)
 
     async def admit(self, request: HttpRequest, pending: int) -> HttpResponse | None:
         """Whether to accept one more handshake (a transport hook): capacity, the
@@ -102,6 +104,19 @@ class Admission:
             f"of {', '.join(SUBPROTOCOLS)}\n",
         )
 
+    def _warn(self, kind: str, message: str, *args: object) -> None:
+        """Log a refusal: at most one line of each ``kind`` per ``warning_interval``
+        (anyone who reaches the port can make handshakes fail), saying how many were not."""
+        now = time.monotonic()
+        last, quiet = self._logged.get(kind, (-float("inf"), 0))
+        if now - last < self._settings().warning_interval:
+            self._logged[kind] = (last, quiet + 1)
+            return
+        self._logged[kind] = (now, 0)
+        if quiet:
+            message += f" ({quiet} more not logged since the last one)"
+        logger.warning(message, *args)
+
     @property
     def names_checked(self) -> bool:
         """Whether ``Host`` and ``Origin`` must name this server: without an authenticator
@@ -119,8 +134,9 @@ class Admission:
         name = host_of(given)
         if name is not None and self.hosts.allowed(name, self._settings().allowed_hosts):
             return None
-        self.count("refused")
-        logger.warning(
+        # (counted as a refused handshake by the caller, if it is one)
+        self._warn(
+            "host",
             "Refused a request from %s: Host %r is not a name of this server",
             request.remote,
             given[:200],
@@ -142,8 +158,12 @@ class Admission:
         problem = self._origin_problem(request, origin, settings)
         if problem is None:
             return None
-        logger.warning(
-            "Refused a handshake from %s: Origin %r %s", request.remote, origin[:200], problem
+        self._warn(
+            "origin",
+            "Refused a handshake from %s: Origin %r %s",
+            request.remote,
+            origin[:200],
+            problem,
         )
         return HttpResponse(
             403,
@@ -196,7 +216,8 @@ class Admission:
         if authenticator is None:
             if self._settings().allow_anonymous or is_loopback(request.remote_host):
                 return ANONYMOUS
-            logger.warning(
+            self._warn(
+                "protected",
                 "Refused %s: protected mode (no authenticator) admits loopback clients only",
                 request.remote,
             )
@@ -222,8 +243,12 @@ class Admission:
         except AuthenticationFailed as exc:
             self.count("auth_failures")
             if log:
-                logger.warning(
-                    "Authentication refused %s: %d %r", request.remote, exc.status, exc.reason
+                self._warn(
+                    "auth",
+                    "Authentication refused %s: %d %r",
+                    request.remote,
+                    exc.status,
+                    exc.reason,
                 )
             headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
             return HttpResponse(exc.status, f"{exc.reason}\n", headers=headers)

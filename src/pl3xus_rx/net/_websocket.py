@@ -206,6 +206,7 @@ class WebSocketTransport:
         settings = hooks.settings
         # handshakes admitted and not yet completed, with their requests
         handshaking: dict[ServerConnection, HttpRequest] = {}
+        paced = [-float("inf"), 0]  # when a refusal was last logged; how many since
 
         async def process_request(
             connection: ServerConnection, request: Request
@@ -222,12 +223,20 @@ class WebSocketTransport:
                 del handshaking[c]
             refusal = await hooks.admit(http_request, len(handshaking))
             if refusal is not None:
-                logger.warning(
-                    "Refused connection from %s: HTTP %d %r",
-                    http_request.remote,
-                    refusal.status,
-                    refusal.body[:200],
-                )
+                # at most one line per warning_interval: anyone can make handshakes fail
+                now = time.monotonic()
+                if now - paced[0] >= hooks.settings.warning_interval:
+                    quiet, paced[1] = paced[1], 0
+                    paced[0] = now
+                    logger.warning(
+                        "Refused connection from %s: HTTP %d %r%s",
+                        http_request.remote,
+                        refusal.status,
+                        refusal.body[:200],
+                        f" ({quiet} more refusals not logged since the last one)" if quiet else "",
+                    )
+                else:
+                    paced[1] += 1
                 return _response(connection, refusal)
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("Beginning connection from %s", http_request.remote)

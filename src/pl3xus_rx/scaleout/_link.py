@@ -43,12 +43,15 @@ def redact_url(url: str) -> str:
 
 
 def _redact_one(url: str) -> str:
+    url = url.strip()
+    if "://" not in url:  # (nats-py takes "user:pass@host:4222" too)
+        return url.rpartition("@")[2]
     try:
-        parts = urlsplit(url.strip())
+        parts = urlsplit(url)
     except ValueError:
         return "<an unreadable URL>"
     if "@" not in parts.netloc:
-        return url.strip()
+        return url
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
