@@ -144,7 +144,12 @@ def test_by_default_a_client_despawns_only_what_it_spawned() -> None:
     # another identity's, another anonymous connection's
     assert "was not spawned" in rig.refused(ctx(1, ANN), FrameKind.DESPAWN, theirs)
     assert "was not spawned" in rig.refused(ctx(6), FrameKind.DESPAWN, anon)
-    # something of bob's below ann's entity: the cascade would take it, so no
+    # by default nobody spawns under another client's entity (it would pin it)...
+    message = rig.refused(ctx(3, BOB), FrameKind.SPAWN, below, {"Tag": {}})
+    assert "was spawned by another client" in message
+    # ...but a spawn policy may allow it: then bob's child below ann's entity is not ann's
+    # to take with it, so her despawn is refused
+    rig.commands.allow_spawn(lambda world, who, parent, values: Authorized())
     bobs_child = rig.spawn(ctx(3, BOB), below)
     message = rig.refused(ctx(1, ANN), FrameKind.DESPAWN, mine)
     assert "entities below it that this client did not spawn" in message
