@@ -233,7 +233,8 @@ class SyncServer:
         spawn quotas must allow it (``SyncSettings.max_spawned_*``); a parent must exist, not
         be controlled by someone else, and the new entity be no deeper than
         ``max_spawn_depth``; then ``policy(world, ctx, parent, components) -> Authorized |
-        Denied`` decides (``None``: allowed). The reply carries the new entity's id; the
+        Denied`` decides (``None``: allowed, except under another client's entity). The
+        reply carries the new entity's id; the
         entity remembers who spawned it (``server.commands.owner_of``)."""
         self.commands.allow_spawn(policy)
 
