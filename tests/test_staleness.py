@@ -126,10 +126,14 @@ def test_a_connection_behind_its_window_gets_one_catch_up_frame_with_the_latest(
     world.insert(entity, Clock(t=101.0))
     eng.flush_into(later + 0.1, lambda c, d: sent.append((c, d)))
     assert sent == [] and eng.next_flush_delay(later + 0.1) is None  # (no busy flushing)
+    stats = eng.statistics()
+    assert (stats.behind, stats.acknowledging, stats.merged) == (1, 1, 2)
+    assert eng.window_lag(later + 0.1) > 1.0
     last = frames[-1][1]
     eng.handle_frame(1, True, [FrameKind.ACK, last])
     eng.flush_into(later + 0.2, lambda c, d: sent.append((c, d)))
     (catch_up,) = frames_of(sent)
+    assert (eng.statistics().behind, eng.statistics().catch_ups) == (0, 1)
     assert catch_up[1] == last + 1  # gapless
     assert catch_up[2][0][2] == [[int(entity), [101.0]]]  # only the latest
 
@@ -234,6 +238,11 @@ async def test_a_provider_knows_how_old_its_data_is_and_beacons_keep_it_fresh() 
             assert age is not None and age < 0.2 + 0.15 * UNIT
             assert sync.as_of is not None and abs(time.time() - sync.as_of - age) < 0.05
         assert not sync.stale.get()
+        assert server.engine.statistics().beacons >= 4
+        assert server.metrics is not None
+        text = server.metrics.render().decode()
+        for name in ("pl3xus_connections_behind", "pl3xus_ack_lag_seconds", "pl3xus_beacons"):
+            assert name in text
 
 
 @pytest.mark.asyncio

@@ -9,6 +9,7 @@ several servers in one process do not collide.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -67,6 +68,12 @@ class _Counters(Collector):
             "deadband_suppressed": ("Updates a deadband held back", sync.deadband_suppressed),
             "snapshots": ("Snapshots completed (subscriptions, resyncs)", sync.snapshots),
             "unencodable": ("Items left out: their value could not be encoded", sync.unencodable),
+            "merged_changes": (
+                "Changes held and merged for connections behind their acknowledgement window",
+                sync.merged,
+            ),
+            "catch_ups": ("Times a connection came back within its window", sync.catch_ups),
+            "beacons": ("BEACON frames sent to idle protocol-v2 connections", sync.beacons),
         }
         for name, (doc, value) in counters.items():
             yield CounterMetricFamily(f"pl3xus_{name}", doc, value=value)
@@ -98,6 +105,21 @@ class _Counters(Collector):
         yield slow
         yield GaugeMetricFamily(
             "pl3xus_subscriptions", "Live subscriptions", value=sync.subscriptions
+        )
+        yield GaugeMetricFamily(
+            "pl3xus_connections_behind",
+            "Connections behind their acknowledgement window (sent nothing, merged)",
+            value=sync.behind,
+        )
+        yield GaugeMetricFamily(
+            "pl3xus_connections_acknowledging",
+            "Protocol-v2 connections that acknowledge (their window applies)",
+            value=sync.acknowledging,
+        )
+        yield GaugeMetricFamily(
+            "pl3xus_ack_lag_seconds",
+            "Age of the oldest unacknowledged SYNC frame over all acknowledging connections",
+            value=self._engine.window_lag(time.monotonic()),
         )
         yield GaugeMetricFamily(
             "pl3xus_snapshots_under_way",

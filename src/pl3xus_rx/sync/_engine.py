@@ -75,6 +75,13 @@ class SyncStatistics:
         snapshots_under_way: Snapshots started and not complete (big ones go in parts).
         unencodable: Items left out because their value could not be encoded (each logged
             once per entity and type).
+        merged: Changes held for connections behind their acknowledgement window (each
+            entity and subscription once per flush; later ones merge into it).
+        catch_ups: Times a connection came back within its window (its held changes then
+            go out in one frame).
+        beacons: BEACON frames sent to idle protocol-v2 connections.
+        behind: Connections behind their acknowledgement window now.
+        acknowledging: Protocol-v2 connections that acknowledge (their window applies).
     """
 
     flushes: int
@@ -87,6 +94,11 @@ class SyncStatistics:
     snapshots: int
     snapshots_under_way: int
     unencodable: int
+    merged: int = 0
+    catch_ups: int = 0
+    beacons: int = 0
+    behind: int = 0
+    acknowledging: int = 0
 
 
 # A pending change is a small int (the World's ChangeTracker codes): see _groups.
@@ -152,6 +164,9 @@ class SyncEngine:
             "items_sent": 0,
             "deadband_suppressed": 0,
             "snapshots": 0,
+            "merged": 0,
+            "catch_ups": 0,
+            "beacons": 0,
         }
 
         for reg in registry:
@@ -475,6 +490,8 @@ class SyncEngine:
                 if not changes:
                     continue
                 if sub.max_rate_hz is not None or sub.client.behind:
+                    if sub.client.behind:
+                        self._counters["merged"] += len(changes)
                     self._hold(sub, changes)
                     continue
                 deltas = baseline is not None and sub.deadband is None and not sub.full_next
@@ -553,7 +570,10 @@ class SyncEngine:
         for client in self._acking:
             window = client.window
             assert window is not None
+            was = client.behind
             client.behind = window.judge(now, seconds, nbytes, frames)
+            if was and not client.behind:
+                self._counters["catch_ups"] += 1
 
     def beacons(self, now: float, stamp: tuple[float, float]) -> list[tuple[int, bytes | str]]:
         """BEACON frames for the v2 connections sent nothing for ``as_of_interval``:
@@ -572,6 +592,7 @@ class SyncEngine:
             said, old = as_of, age
             frame = [int(FrameKind.BEACON), client.seq, said, round(old, 6)]
             beacons.append((client.id, encode_frame(client.binary, frame)))
+        self._counters["beacons"] += len(beacons)
         return beacons
 
     def overdue(self, now: float) -> list[int]:
@@ -770,5 +791,16 @@ class SyncEngine:
             snapshots_under_way=sum(s.snapshot_rest is not None for s in self._snapshot_subs),
             item_encodings=self._encoder.encodings,
             unencodable=self._encoder.unencodable,
+            behind=sum(1 for client in self._acking if client.behind),
+            acknowledging=len(self._acking),
             **self._counters,
         )
+
+    def window_lag(self, now: float) -> float:
+        """The age of the oldest unacknowledged SYNC frame over every connection that
+        acknowledges (0 if none is in flight): how far the slowest of them lags."""
+        oldest = min(
+            (c.window.unacked[0][1] for c in self._acking if c.window and c.window.unacked),
+            default=now,
+        )
+        return max(0.0, now - oldest)
