@@ -77,6 +77,7 @@ class Hmi(App[None]):
     #robot-pane { width: 2fr; padding: 0 1; border-left: solid $secondary; }
     #programs { height: 1fr; }
     #robot { height: auto; padding: 1 0; }
+    #robot.stale { color: $text-muted; }
     .row { height: auto; }
     .row Button { margin: 0 1 0 0; min-width: 8; }
     #msg { padding: 0 1; color: $warning; height: auto; }
@@ -138,6 +139,7 @@ class Hmi(App[None]):
             self.names,
             self.controls,
             self.sync.connection,
+            self.sync.stale,
         ]
         self.watching = [signal.subscribe(lambda _: self.redraw()) for signal in redraw]
         self.watching.append(self.programs.subscribe(lambda _: self.show_programs()))
@@ -182,9 +184,15 @@ class Hmi(App[None]):
 
     def redraw(self) -> None:
         conn = self.sync.connection.get()
+        stale = self.sync.stale.get()
+        age = self.sync.age()
         self.query_one("#status", Static).update(
-            f"{self.url}  connection: {conn.state.value}  you are #{self.sync.connection_id}"
+            f"{self.url}  connection: {conn.state.value}"
+            + ("  (stale)" if stale else "")
+            + ("" if age is None else f"  data {age:.1f} s old")
+            + f"  you are #{self.sync.connection_id}"
         )
+        self.query_one("#robot", Static).set_class(stale, "stale")
         robot = self.robot()
         if robot is None:
             self.query_one("#robot", Static).update("no robots")

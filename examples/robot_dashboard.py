@@ -59,6 +59,7 @@ class RobotDashboard(App[None]):
     CSS = """
     .robot { border: round $secondary; padding: 0 1; margin: 0 1; }
     .robot.selected { border: heavy $accent; }
+    .robot.stale { color: $text-muted; }
     #status { background: $boost; padding: 0 1; }
     #msg { padding: 0 1; color: $warning; }
     """
@@ -136,9 +137,13 @@ class RobotDashboard(App[None]):
 
     def redraw(self) -> None:
         conn = self.sync.connection.get()
-        stale = " (stale)" if self.sync.stale.get() else ""
+        is_stale = self.sync.stale.get()
+        stale = " (stale)" if is_stale else ""
+        age = self.sync.age()
+        old = "" if age is None else f"  data {age:.1f} s old"
         self.query_one("#status", Static).update(
-            f"{self.url}  connection: {conn.state.value}{stale}  you are #{self.sync.connection_id}"
+            f"{self.url}  connection: {conn.state.value}{stale}{old}  "
+            f"you are #{self.sync.connection_id}"
         )
         box = self.query_one("#robots", Vertical)
         robots = self.robots()
@@ -169,6 +174,7 @@ class RobotDashboard(App[None]):
                 f"joint 1 {trend}"
             )
             panel.set_class(robots.index(entity) == self.selected, "selected")
+            panel.set_class(is_stale, "stale")  # what it shows may no longer be true
 
     def current(self) -> int | None:
         robots = self.robots()

@@ -112,6 +112,21 @@ def test_narrow_terminals_leave_columns_out_rather_than_cut_values_to_nothing() 
     assert "more columns" in text and "--type / --fields" in text  # what did not fit is named
     assert max(len(line) for line in text.splitlines()) <= 80
 
+    # stale data is said so, with its age, and dimmed
+    def colored(stale: bool) -> str:
+        snap = Snapshot(
+            "ws://x/", ConnectionStatus(ConnectionState.OPEN), stale, components, age=3.24
+        )
+        out = io.StringIO()
+        Console(file=out, width=80, color_system="standard", force_terminal=True).print(
+            render(snap, width=80)
+        )
+        return out.getvalue()
+
+    text = colored(True)
+    assert "data 3.2 s old" in text and "(stale)" in text
+    assert text.count("\x1b[2m") > colored(False).count("\x1b[2m") + 2  # its rows dimmed
+
 
 def test_sparkline_scales_from_lowest_to_highest() -> None:
     from client_sync.inspect import sparkline

@@ -79,6 +79,8 @@ class Snapshot:
     connection: ConnectionStatus
     stale: bool
     components: Mapping[str, Mapping[int, BaseModel]]
+    age: float | None = None
+    """How old the data is, in seconds (protocol v2; ``None``: unknown)."""
 
 
 MAX_COLUMN = 28  # characters a column may take before its values are shortened
@@ -123,7 +125,8 @@ def render(
         snapshot.url,
         "  connection: ",
         (state, "green" if state == "open" else "red"),
-        ("  (stale)" if snapshot.stale else ""),
+        ("" if snapshot.age is None else f"  data {snapshot.age:.1f} s old"),
+        ("  (stale)" if snapshot.stale else "", "bold yellow"),
     )
     chosen = {
         name: values
@@ -153,7 +156,8 @@ def render(
             used += need
             columns.append((name, field, min(natural, MAX_COLUMN)))
     count = f"{len(entities)} {'entity' if len(entities) == 1 else 'entities'}"
-    table = Table(title=count, title_justify="left")
+    # stale values are shown dimmed: what the operator sees may no longer be true
+    table = Table(title=count, title_justify="left", style="dim" if snapshot.stale else "")
     table.add_column("entity", justify="right", no_wrap=True, min_width=6)
     for name, field, w in columns:
         table.add_column(f"{name}.{field}", no_wrap=True, min_width=min(w, 8), max_width=w)
@@ -167,7 +171,7 @@ def render(
             cells.append(text if len(text) <= w else text[: w - 1] + "…")
         for header in sparks:
             cells.append(sparkline((history or {})[header].get(entity, ())))
-        table.add_row(str(entity), *cells)
+        table.add_row(str(entity), *cells, style="dim" if snapshot.stale else None)
     notes = []
     if len(entities) > max_rows:
         notes.append(f"{len(entities) - max_rows} more entities (--rows)")
@@ -234,6 +238,7 @@ async def inspect(
                 sync.connection.get(),
                 sync.stale.get(),
                 {name: signal.get() for name, signal in signals.items()},
+                sync.age(),
             )
 
         history: dict[str, dict[int, deque[float]]] = {h: {} for h in spark}
