@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl as _ssl
 import time
@@ -14,6 +13,7 @@ from typing import Any, TypeVar, overload
 import reactivex
 from pydantic import BaseModel
 
+from ._beacons import Beacons
 from ._delivery import Delivery, RemoteSink
 from ._handlers import Handlers
 from .commands import (
@@ -28,7 +28,7 @@ from .commands import (
     Start,
 )
 from .devtools._install import install as install_devtools
-from .exceptions import ConnectionNotFound, FrameError, NotFound
+from .exceptions import FrameError, NotFound
 from .instruments import Instrument, Reporter
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .net import (
@@ -141,12 +141,14 @@ class SyncServer:
         # each connection's context (its id and identity), made at its first frame
         self._contexts: dict[int, MutationContext] = {}
         self._control_timer: asyncio.TimerHandle | None = None
-        self._beacon_timer: asyncio.TimerHandle | None = None
         self._clock = time.monotonic
         self.as_of_source: Callable[[], float] | None = None
         """Where the World's data comes from, when not from this server: ``fn() -> wall
         time`` the data is current as of (a gateway: when it last heard the authority);
         protocol-v2 frames say it. ``None``: this server's own flush time."""
+        self._beacons = Beacons(
+            self.engine, self.net, self._to.send_data, lambda: self._clock(), self._stamp
+        )
         self.commands = Commands(
             self.world,
             self.registry,
@@ -608,8 +610,8 @@ class SyncServer:
         ctx = self._contexts[connection] = MutationContext(connection, self.identity_of(connection))
         version = self.net.protocol_version(connection)
         self.engine.add_client(connection, binary=binary, identity=ctx.identity, version=version)
-        if version >= 2 and self._beacon_timer is None:
-            self._schedule_beacons()
+        if version >= 2:
+            self._beacons.start()
         return ctx
 
     def _on_event(self, event: object) -> None:
@@ -687,37 +689,6 @@ class SyncServer:
             return wall, 0.0
         return as_of, max(0.0, wall - as_of)
 
-    async def _close_behind(self, connection: ConnectionId, limit: float) -> None:
-        with contextlib.suppress(ConnectionNotFound):
-            await self.net.disconnect(
-                connection, code=1013, reason=f"behind: no acknowledgement for {limit:g} s"
-            )
-
-    def _schedule_beacons(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._beacon_timer = loop.call_later(self.settings.as_of_interval / 4, self._beacon)
-
-    def _beacon(self) -> None:
-        """Every quarter ``as_of_interval`` while v2 connections exist: BEACONs for the idle
-        ones, and a close for those behind their window too long."""
-        self._beacon_timer = None
-        now = self._clock()
-        try:
-            for connection, frame in self.engine.beacons(now, self._stamp()):
-                self._to.send_data(connection, frame)
-            for connection in self.engine.overdue(now):
-                limit = self.settings.max_behind_seconds
-                logger.warning(
-                    "Connection %s acknowledged nothing for %g s: closing it", connection, limit
-                )
-                self.net.spawn(
-                    self._close_behind(ConnectionId(connection), limit), f"close {connection}"
-                )
-        except Exception:
-            logger.exception("beacons failed")
-        if self.engine.speaks_v2:
-            self._schedule_beacons()
-
     # ------------------------------------------------------------------ serving
 
     @asynccontextmanager
@@ -740,9 +711,7 @@ class SyncServer:
             if self._control_timer is not None:
                 self._control_timer.cancel()
                 self._control_timer = None
-            if self._beacon_timer is not None:
-                self._beacon_timer.cancel()
-                self._beacon_timer = None
+            self._beacons.stop()
             self._last_flush()
             await self.net.close()
 

@@ -20,11 +20,10 @@ import reactivex
 from pydantic import BaseModel
 
 from .._rx import SafeSubject
-from ..exceptions import FrameError, SubscriptionError
+from ..exceptions import SubscriptionError
 from ..protocol import (
     AckFrame,
     EntityControl,
-    FrameKind,
     SubscribeFrame,
     SubscriptionFrame,
     UnsubscribeFrame,
@@ -49,9 +48,9 @@ from ._subs import Client as _Client
 from ._subs import Subscription as _Sub
 from ._subs import SubscriptionInfo, View, check_subscribe
 from ._taps import FlushedChanges, Taps
+from ._v2 import Windows
 from ._views import Views
-from ._window import Window
-from ._wire import Group, encode_frame, send_frames
+from ._wire import Group, send_frames
 
 __all__ = ["SyncEngine", "SyncStatistics"]
 
@@ -139,9 +138,6 @@ class SyncEngine:
         # deadband (read your writes)
         self._forced_subs: set[_Sub] = set()
         self._snapshot_subs: set[_Sub] = set()
-        # v2 connections, and those of them that acknowledge (their window applies)
-        self._v2: dict[int, _Client] = {}
-        self._acking: set[_Client] = set()
         # what each visibility class sees of each restricted type
         self._vis = Views(world, registry, self._track_for_control, self._wake)
         self._views = self._vis.by_type  # (the same dicts, for the flush's hot loop)
@@ -168,6 +164,8 @@ class SyncEngine:
             "catch_ups": 0,
             "beacons": 0,
         }
+        # protocol-v2 connections: acknowledgement windows, beacons
+        self._windows = Windows(self._counters)
 
         for reg in registry:
             self._guard(reg)
@@ -212,17 +210,15 @@ class SyncEngine:
         if connection not in self._clients:
             client = _Client(connection, binary, identity)
             if version >= 2:
-                client.window = Window()
-                self._v2[connection] = client
+                self._windows.add(client)
             self._clients[connection] = client
 
     def remove_client(self, connection: int) -> None:
         """Forget a connection, its subscriptions and the replies waiting for it."""
         self._replies.forget(connection)
         client = self._clients.pop(connection, None)
-        self._v2.pop(connection, None)
         if client is not None:
-            self._acking.discard(client)
+            self._windows.remove(client)
             for sub in list(client.subs.values()):
                 self._drop(sub)
 
@@ -300,7 +296,9 @@ class SyncEngine:
         self.add_client(connection, binary=binary)
         client = self._clients[connection]
         if isinstance(frame, AckFrame):
-            self._ack(client, frame.seq)
+            self._windows.ack(client, frame.seq)
+            if client.behind:
+                self._wake()  # (the next flush judges whether it has caught up)
         elif isinstance(frame, SubscribeFrame):
             self._subscribe(client, frame.sub_id, frame.type_name, frame.entity, frame.options)
         elif isinstance(frame, UnsubscribeFrame):
@@ -421,8 +419,8 @@ class SyncEngine:
         current as of, and how old it already is (default: ``now``, 0)."""
         if now < self._last_flush + 1.0 / self.settings.max_update_rate_hz - 1e-9:
             return
-        if self._acking:
-            self._judge_windows(now)
+        if self._windows.acking:
+            self._windows.judge(now, self.settings)
         cache = self._encoder
         cache.begin_flush()
         # client -> groups being built
@@ -554,61 +552,20 @@ class SyncEngine:
 
     # ------------------------------------------------------------------ protocol v2
 
-    def _ack(self, client: _Client, seq: int) -> None:
-        window = client.window
-        if window is None:
-            raise FrameError("ACK is protocol v2: this connection speaks v1")
-        if window.ack(seq, client.seq):
-            self._acking.add(client)
-        if client.behind:
-            self._wake()  # (the next flush judges whether it has caught up)
-
-    def _judge_windows(self, now: float) -> None:
-        settings = self.settings
-        seconds, nbytes = settings.ack_window_seconds, settings.ack_window_bytes
-        frames = settings.ack_window_frames
-        for client in self._acking:
-            window = client.window
-            assert window is not None
-            was = client.behind
-            client.behind = window.judge(now, seconds, nbytes, frames)
-            if was and not client.behind:
-                self._counters["catch_ups"] += 1
-
     def beacons(self, now: float, stamp: tuple[float, float]) -> list[tuple[int, bytes | str]]:
-        """BEACON frames for the v2 connections sent nothing for ``as_of_interval``:
-        ``(connection, frame)``. ``stamp`` is ``(as_of, age)`` as for a flush. A connection
-        behind its window gets none: it has frames to read, and they say how old they
-        are."""
-        interval = self.settings.as_of_interval
-        as_of, age = stamp
-        beacons: list[tuple[int, bytes | str]] = []
-        for client in self._v2.values():
-            window = client.window
-            assert window is not None
-            if client.behind or now - window.last_sent < interval - 1e-3:
-                continue  # (behind: it has frames to read; they say how old they are)
-            window.last_sent = now
-            said, old = as_of, age
-            frame = [int(FrameKind.BEACON), client.seq, said, round(old, 6)]
-            beacons.append((client.id, encode_frame(client.binary, frame)))
-        self._counters["beacons"] += len(beacons)
-        return beacons
+        """BEACON frames for the idle v2 connections, ``(connection, frame)``; call it at
+        least every quarter ``as_of_interval`` (``stamp``: ``(as_of, age)`` as for a
+        flush)."""
+        return self._windows.beacons(now, stamp, self.settings.as_of_interval)
 
     def overdue(self, now: float) -> list[int]:
         """Connections behind their window for more than ``max_behind_seconds``."""
-        limit = self.settings.max_behind_seconds
-        found = []
-        for client in self._acking:
-            since = client.window.behind_since if client.window is not None else None
-            if since is not None and now - since > limit:
-                found.append(client.id)
-        return found
+        return self._windows.overdue(now, self.settings.max_behind_seconds)
 
     @property
     def speaks_v2(self) -> bool:
         """Whether any connection speaks protocol v2 (BEACONs are due)."""
-        return bool(self._v2)
+        return bool(self._windows.v2)
 
     def next_flush_allowed(self) -> float:
         """The earliest time (on the flush clock) the rate cap allows the next flush."""
@@ -791,16 +748,12 @@ class SyncEngine:
             snapshots_under_way=sum(s.snapshot_rest is not None for s in self._snapshot_subs),
             item_encodings=self._encoder.encodings,
             unencodable=self._encoder.unencodable,
-            behind=sum(1 for client in self._acking if client.behind),
-            acknowledging=len(self._acking),
+            behind=self._windows.behind,
+            acknowledging=len(self._windows.acking),
             **self._counters,
         )
 
     def window_lag(self, now: float) -> float:
         """The age of the oldest unacknowledged SYNC frame over every connection that
         acknowledges (0 if none is in flight): how far the slowest of them lags."""
-        oldest = min(
-            (c.window.unacked[0][1] for c in self._acking if c.window and c.window.unacked),
-            default=now,
-        )
-        return max(0.0, now - oldest)
+        return self._windows.lag(now)
