@@ -467,3 +467,126 @@ async def test_devtools_sends_requests_and_queries(tmp_path: Path) -> None:
         assert await page.evaluate("window.__xss") is None
         await page.screenshot(path=str(tmp_path / "devtools-calls.png"))
         await browser.close()
+
+
+async def test_devtools_shows_how_old_the_data_is_and_greys_it_when_stale() -> None:
+    """Protocol v2: the header shows the data's age (the frames' age plus the time since
+    they came); data older than the threshold (2 s) is greyed and called stale, and fresh
+    frames bring it back. Nothing the page does breaks its CSP."""
+    import re
+    import time
+
+    from playwright.async_api import async_playwright, expect
+
+    server = SyncServer()
+    server.sync_component(Place)
+    robot = server.world.spawn(Place(x=1, y=0))
+    async with server.serve("127.0.0.1", 0) as (host, port), async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        context = await browser.new_context(viewport={"width": 1400, "height": 900})
+        await context.route("**/*", loopback_only)
+        violations: list[str] = []
+        await context.expose_function("__cspReport", lambda text: violations.append(text))
+        await context.add_init_script(
+            "document.addEventListener('securitypolicyviolation',"
+            " e => window.__cspReport(e.violatedDirective + ' ' + e.blockedURI));"
+        )
+        page = await context.new_page()
+        console: list[str] = []
+        page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await page.goto(f"http://{host}:{port}/devtools")
+        await expect(page.locator("#conn")).to_have_text("open", timeout=20_000)
+        assert await page.evaluate("window.devtools.version") == 2
+        await expect(row(page, robot)).to_contain_text("Place", timeout=20_000)
+        await expect(page.locator("body")).not_to_have_class("stale", timeout=20_000)
+
+        age = page.locator("#age")
+        main = page.locator("main")
+        grey = "rgb(156, 163, 175)"
+        # live: a small age (beacons every 0.25 s on an idle server), values not greyed
+        await expect(age).to_have_text(re.compile(r"^data \d+\.\d s old$"), timeout=20_000)
+        await page.wait_for_function(
+            "() => window.devtools.dataAge !== null && window.devtools.dataAge < 1",
+            timeout=20_000,
+        )
+        assert "as of " in (await age.get_attribute("title") or "")
+        assert "data-stale" not in (await main.get_attribute("class") or "")
+        color = "e => getComputedStyle(e).color"
+        assert await row(page, robot).locator("span").first.evaluate(color) != grey
+
+        # the server's data is 5 s old (as through a gateway that stopped hearing its
+        # authority), the connection open: greyed and stale within a couple of seconds
+        server.as_of_source = lambda: time.time() - 5
+        await expect(age).to_contain_text("stale", timeout=3_000)
+        await expect(age).to_have_text(re.compile(r"^data [5-9]\.\d s old · stale$"))
+        await expect(main).to_have_class(re.compile(r"\bdata-stale\b"))
+        await expect(age).to_have_class("stale")
+        assert await row(page, robot).locator("span").first.evaluate(color) == grey
+        await expect(page.locator("#conn")).to_have_text("open")  # stale is not closed
+
+        # fresh data again: back to normal
+        server.as_of_source = None
+        await expect(age).not_to_contain_text("stale", timeout=3_000)
+        await expect(main).not_to_have_class(re.compile(r"\bdata-stale\b"))
+        assert await row(page, robot).locator("span").first.evaluate(color) != grey
+        # a change still arrives; the page never reconnected, nor took the link as dead
+        server.world.insert(robot, Place(x=42, y=0))
+        await page.locator('#types button[data-type="Place"]').click()
+        await expect(row(page, robot)).to_contain_text("42", timeout=20_000)
+        assert await page.evaluate("window.devtools.closes || 0") == 0
+        assert await page.evaluate("window.devtools.deadLinks || 0") == 0
+
+        # a link that brings nothing (no beacons) for 3 x as_of_interval is taken as dead:
+        # the page lets it go and reconnects, as after a close
+        beacons = server.engine.beacons
+        server.engine.beacons = lambda now, stamp: []  # type: ignore[method-assign]
+        await page.wait_for_function("() => (window.devtools.deadLinks || 0) >= 1", timeout=5_000)
+        await expect(page.locator("body")).to_have_class("stale")
+        server.engine.beacons = beacons  # type: ignore[method-assign]
+        await expect(page.locator("#conn")).to_have_text("open", timeout=20_000)
+        await expect(page.locator("body")).not_to_have_class("stale", timeout=20_000)
+        dead = await page.evaluate("window.devtools.deadLinks")
+        await asyncio.sleep(1.0)  # beacons again: the new link lives
+        assert await page.evaluate("window.devtools.deadLinks") == dead
+        await expect(age).to_have_text(re.compile(r"^data \d+\.\d s old$"))
+
+        assert violations == []
+        refused = [line for line in console if "Refused" in line or "Content Security" in line]
+        assert refused == [] and errors == []
+        await browser.close()
+
+
+async def test_devtools_against_a_v1_server_works_and_says_no_age(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An older server (v1 only) picks v1 from the page's offer: the page works as before
+    and shows no age."""
+    from playwright.async_api import async_playwright, expect
+
+    from pl3xus_rx.net import _websocket
+    from pl3xus_rx.protocol import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL
+
+    monkeypatch.setattr(_websocket, "SUBPROTOCOLS", (MSGPACK_SUBPROTOCOL, JSON_SUBPROTOCOL))
+    server = SyncServer()
+    server.sync_component(Place)
+    robot = server.world.spawn(Place(x=1, y=0))
+    async with server.serve("127.0.0.1", 0) as (host, port), async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        context = await browser.new_context(viewport={"width": 1400, "height": 900})
+        await context.route("**/*", loopback_only)
+        page = await context.new_page()
+        await page.goto(f"http://{host}:{port}/devtools")
+        await expect(page.locator("#conn")).to_have_text("open", timeout=20_000)
+        await expect(row(page, robot)).to_contain_text("Place", timeout=20_000)
+        await expect(page.locator("body")).not_to_have_class("stale", timeout=20_000)
+        assert await page.evaluate("window.devtools.version") == 1
+        await expect(page.locator("#age")).to_have_text("data age: not said (protocol v1)")
+        # no beacons on v1, and none expected: an idle v1 link is not taken as dead
+        await asyncio.sleep(1.5)
+        server.world.insert(robot, Place(x=42, y=0))
+        await page.locator('#types button[data-type="Place"]').click()
+        await expect(row(page, robot)).to_contain_text("42", timeout=20_000)
+        assert await page.evaluate("window.devtools.closes || 0") == 0
+        await browser.close()
