@@ -378,3 +378,61 @@ async def test_a_v2_client_that_asks_for_nothing_still_hears_beacons() -> None:
         assert sync.connection_id == first
         assert sync.connection.get().state.value == "open"
         assert (sync.age() or 1.0) < 0.3
+
+
+class Setpoint(BaseModel):
+    value: float = 0.0
+
+
+@pytest.mark.asyncio
+async def test_a_behind_client_still_reads_its_own_writes_at_once() -> None:
+    """A v2 client past its window (it stopped acknowledging) writes a value: the value
+    comes past the window, then the REPLY, without waiting for it to catch up."""
+    from pl3xus_rx import Authorized
+
+    server = SyncServer(sync=SyncSettings(max_update_rate_hz=60))
+    server.sync_component(Clock)
+    server.sync_component_builder(Setpoint).with_entity_policy(
+        lambda world, ctx, entity: Authorized()
+    ).build()
+    clock = server.world.spawn(Clock())
+    knob = server.world.spawn(Setpoint())
+
+    async def tick() -> None:
+        while True:
+            server.world.insert(clock, Clock(t=time.time()))
+            await asyncio.sleep(0.005)
+
+    async with server.serve("127.0.0.1", 0) as (host, port):
+        ticking = asyncio.create_task(tick())
+        try:
+            async with ws_connect(
+                f"ws://{host}:{port}/",
+                subprotocols=[MSGPACK_SUBPROTOCOL_V2],  # type: ignore[list-item]
+            ) as ws:
+                await asyncio.wait_for(ws.recv(), 5 * UNIT)  # the welcome
+                for sub, name in ((1, "Clock"), (2, "Setpoint")):
+                    await ws.send(msgpack.packb([FrameKind.SUBSCRIBE, sub, name, None, {}]))
+                first = msgpack.unpackb(await asyncio.wait_for(ws.recv(), 5 * UNIT))
+                await ws.send(msgpack.packb([FrameKind.ACK, first[1]]))
+                # no more acknowledgements: behind within a few frames
+                await wait_until(lambda: server.engine.statistics().behind == 1, 5, "behind")
+                await ws.send(
+                    msgpack.packb([FrameKind.MUTATE, 7, "Setpoint", int(knob), {"value": 3.5}])
+                )
+                saw_value = False
+                started = time.monotonic()
+                while True:
+                    frame = msgpack.unpackb(await asyncio.wait_for(ws.recv(), 5 * UNIT))
+                    if frame[0] == FrameKind.SYNC:
+                        for group in frame[2]:
+                            if group[0] == 2 and [int(knob), [3.5]] in group[2]:
+                                saw_value = True
+                    elif frame[0] == FrameKind.REPLY and frame[1] == 7:
+                        assert frame[2] == "ok", frame
+                        break
+                assert saw_value  # read your writes, past the window
+                assert time.monotonic() - started < 2.0 * UNIT
+                assert server.engine.statistics().behind == 1  # still behind otherwise
+        finally:
+            ticking.cancel()

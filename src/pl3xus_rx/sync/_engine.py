@@ -487,9 +487,10 @@ class SyncEngine:
                     changes = {e: c for e, c in changes.items() if e not in later}
                 if not changes:
                     continue
-                if sub.max_rate_hz is not None or sub.client.behind:
-                    if sub.client.behind:
-                        self._counters["merged"] += len(changes)
+                if sub.client.behind:
+                    self._hold_behind(sub, changes, cache, out)
+                    continue
+                if sub.max_rate_hz is not None:
                     self._hold(sub, changes)
                     continue
                 deltas = baseline is not None and sub.deadband is None and not sub.full_next
@@ -618,6 +619,29 @@ class SyncEngine:
         sub.forced.difference_update(due)
         if not sub.forced:
             self._forced_subs.discard(sub)
+
+    def _hold_behind(
+        self,
+        sub: _Sub,
+        changes: dict[EntityId, int],
+        cache: ItemEncoder,
+        out: dict[_Client, list[Any]],
+    ) -> None:
+        """A subscription of a connection behind its window: its changes merge, except
+        the ones its own commands' replies wait for (read your writes, past the window)."""
+        awaited = self._replies.awaited(sub.client.id, sub.reg.type_id)
+        if awaited:
+            due = {}
+            for entity in awaited.intersection(changes):
+                change = changes[entity]
+                held = sub.held.pop(entity, None)
+                due[entity] = change if held is None else merge_change(held, change)
+            if due:
+                self._emit_changes(sub, due, cache, out)
+                changes = {e: c for e, c in changes.items() if e not in due}
+        if changes:
+            self._counters["merged"] += len(changes)
+            self._hold(sub, changes)
 
     def _hold(self, sub: _Sub, changes: dict[EntityId, int]) -> None:
         for entity, change in changes.items():

@@ -58,6 +58,15 @@ class HeldReplies:
         self.waiting.append((connection, reg.type_id if reg else None, entity, frame))
         self.new = True
 
+    def awaited(self, connection: int, type_id: int) -> set[EntityId]:
+        """The entities of component ``type_id`` whose change a reply to ``connection``
+        waits for (a connection behind its window is sent these at once)."""
+        return {
+            entity
+            for to, on_type, entity, _ in self.waiting
+            if to == connection and on_type == type_id and entity is not None
+        }
+
     def forget(self, connection: int) -> None:
         """``connection`` is gone: its replies with it."""
         self.waiting = [held for held in self.waiting if held[0] != connection]
