@@ -312,7 +312,8 @@ async def test_a_slow_reader_that_acknowledges_gets_the_latest_not_a_backlog() -
 @pytest.mark.timeout(120)
 async def test_a_stopped_server_is_seen_stale_then_dead_and_the_provider_comes_back() -> None:
     """A real server process is stopped (SIGSTOP): the provider marks its data stale past
-    ``stale_after``, takes the link as dead after three beacon intervals, and once the
+    ``stale_after``, takes the link as dead after three beacon intervals (at least 2 s),
+    and once the
     server runs again it reconnects and is fresh."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -348,7 +349,7 @@ async def test_a_stopped_server_is_seen_stale_then_dead_and_the_provider_comes_b
             await wait_until(lambda: sync.stale.get(), 3, "stale")
             assert time.monotonic() - stopped < 1.5 * UNIT
             await wait_until(lambda: sync.connection.get().state.value != "open", 5, "dead")
-            assert time.monotonic() - stopped < 2.5 * UNIT  # 3 beacons (0.75 s) + a check
+            assert time.monotonic() - stopped < 3.5 * UNIT  # 2 s (> 3 beacons) + a check
             os.kill(proc.pid, signal.SIGCONT)
             await wait_until(
                 lambda: not sync.stale.get() and sync.connection_id != first, 15, "back"

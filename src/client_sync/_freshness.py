@@ -9,7 +9,11 @@ from __future__ import annotations
 __all__ = ["Freshness"]
 
 DEAD_AFTER_BEACONS = 3
-"""A v2 link that brings nothing for this many ``as_of_interval``\\ s is taken as dead."""
+"""A v2 link that brings nothing for this many ``as_of_interval``\\ s is taken as dead..."""
+DEAD_AFTER_MIN = 2.0
+"""... and for at least this many seconds: a server busy for a moment (a big snapshot, a
+slow handler) is not a dead one, and all its clients reconnecting at once would make it
+busier."""
 
 
 class Freshness:
@@ -35,6 +39,11 @@ class Freshness:
         self.interval = interval
         self._heard = now
 
+    @property
+    def heard_at(self) -> float:
+        """When the link last brought a frame (monotonic)."""
+        return self._heard
+
     def heard(self, now: float) -> None:
         """A frame arrived."""
         self._heard = now
@@ -57,4 +66,6 @@ class Freshness:
     def dead(self, now: float) -> bool:
         """Whether a v2 link brought nothing for :data:`DEAD_AFTER_BEACONS` intervals."""
         interval = self.interval
-        return interval is not None and now - self._heard > DEAD_AFTER_BEACONS * interval
+        return interval is not None and now - self._heard > max(
+            DEAD_AFTER_BEACONS * interval, DEAD_AFTER_MIN
+        )

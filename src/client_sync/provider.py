@@ -667,7 +667,7 @@ class SyncProvider(Queries, Messages):
 
     async def _watch(self, interval: float) -> None:
         """While a v2 link lives: mark the data stale past ``stale_after``, and take the
-        link as dead when it brings nothing for three beacon intervals."""
+        link as dead when it brings nothing for three beacon intervals (and 2 s)."""
         while self._cid is not None and not self._closing:
             asked = time.monotonic()
             await asyncio.sleep(interval / 2)
@@ -678,13 +678,14 @@ class SyncProvider(Queries, Messages):
                 continue  # this loop itself was stalled: what it did not read is not lost
             if cid is not None and self._freshness.dead(now):
                 logger.warning(
-                    "%s sent nothing for %.1f s (3 beacon intervals): the link is dead; "
+                    "%s sent nothing for %.1f s (3 beacon intervals, at least 2 s): the link is "
+                    "dead; "
                     "reconnecting",
                     self.url,
-                    3 * interval,
+                    now - self._freshness.heard_at,
                 )
                 self._watchdog = None
-                self._net.abort(cid, "no frame for three beacon intervals")
+                self._net.abort(cid, "no frame for three beacon intervals (and 2 s)")
                 return
 
     # ------------------------------------------------------------------ subscriptions
