@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl as _ssl
 import time
 from collections.abc import AsyncIterator, Callable
@@ -686,6 +687,9 @@ class SyncServer:
             as_of = float(source())
         except Exception:
             logger.exception("as_of_source failed")
+            return wall, 0.0
+        if not math.isfinite(as_of):  # (JSON has no inf or NaN)
+            logger.error("as_of_source gave %r, not a time; the flush time stands in", as_of)
             return wall, 0.0
         return as_of, max(0.0, wall - as_of)
 
