@@ -147,6 +147,7 @@ class SyncServer:
         """Where the World's data comes from, when not from this server: ``fn() -> wall
         time`` the data is current as of (a gateway: when it last heard the authority);
         protocol-v2 frames say it. ``None``: this server's own flush time."""
+        self._stamp_failed = False
         self._beacons = Beacons(
             self.engine, self.net, self._to.send_data, lambda: self._clock(), self._stamp
         )
@@ -685,11 +686,12 @@ class SyncServer:
             return wall, 0.0
         try:
             as_of = float(source())
+            if not math.isfinite(as_of):  # (JSON has no inf or NaN)
+                raise ValueError(f"{as_of!r} is not a time")
         except Exception:
-            logger.exception("as_of_source failed")
-            return wall, 0.0
-        if not math.isfinite(as_of):  # (JSON has no inf or NaN)
-            logger.error("as_of_source gave %r, not a time; the flush time stands in", as_of)
+            if not self._stamp_failed:  # (once: it would fail at every flush)
+                self._stamp_failed = True
+                logger.exception("as_of_source failed; the flush time stands in")
             return wall, 0.0
         return as_of, max(0.0, wall - as_of)
 
