@@ -20,6 +20,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         ("scaleout.py", ["--clients", "4", "--seconds", "0.5"], "added by the hop"),
         ("command_path.py", ["--reps", "2", "--quick", "--only-current"], "| mutate | 100 |"),
         ("instrument_cost.py", ["--rounds", "3", "--clients", "2"], "| on / off |"),
+        ("staleness.py", ["--quick"], "| v1 + stall |"),
         (
             "abuse.py",
             ["--watchers", "2", "--seconds", "0.5", "--attacks", "poison,decoder bomb"],
