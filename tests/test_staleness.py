@@ -437,3 +437,24 @@ async def test_a_behind_client_still_reads_its_own_writes_at_once() -> None:
                 assert server.engine.statistics().behind == 1  # still behind otherwise
         finally:
             ticking.cancel()
+
+
+def test_the_age_counts_the_time_a_frame_waited_in_a_stalled_client() -> None:
+    """The clocks' offset is the smallest gap seen: a frame that waited in a stalled loop
+    does not look new (it showed as 0 s old before), and no clock has to be right."""
+    from client_sync._freshness import Freshness
+
+    fresh = Freshness(stale_after=1.0)
+    fresh.connected(0.5, now=100.0)
+    fresh.observe(100.0, as_of=5000.0, age=0.0)  # this client's clock is 4,900 s "behind"
+    fresh.shown(5000.0)
+    assert fresh.age(100.3) == pytest.approx(0.3)
+    # the loop stalls 2 s; a frame sent at 5001.0 is only taken in at 103.0
+    fresh.observe(103.0, as_of=5001.0, age=0.0)
+    fresh.shown(5001.0)
+    assert fresh.age(103.0) == pytest.approx(2.0) and fresh.too_old(103.0)
+    # frames through a gateway arrive with their own age: the server's clock at sending
+    fresh.observe(104.0, as_of=5002.5, age=1.5)
+    fresh.shown(5002.5)
+    assert fresh.age(104.0) == pytest.approx(1.5)
+    assert Freshness(None).age(1.0) is None  # nothing observed: unknown

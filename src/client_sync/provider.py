@@ -99,6 +99,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+ACK_DELAY = 0.1
+"""Seconds a single applied SYNC frame waits to be acknowledged (two or more: at once)."""
+
 T = TypeVar("T", bound=BaseModel)
 
 EMPTY: Mapping[int, Any] = MappingProxyType({})
@@ -214,6 +217,8 @@ class SyncProvider(Queries, Messages):
         self._acknowledge = acknowledge
         self._freshness = Freshness(stale_after)
         self._arrived: list[tuple[SyncArrived, float]] = []  # waiting to be applied
+        self._unacked = 0  # frames applied and not acknowledged yet
+        self._ack_timer: asyncio.TimerHandle | None = None
         self._too_old = False
         self._watchdog: asyncio.Task[None] | None = None
         self._refresh_task: asyncio.Task[None] | None = None
@@ -388,6 +393,10 @@ class SyncProvider(Queries, Messages):
         if isinstance(event, Disconnected) and event.id == self._cid:
             self._cid = None
             self._stop_watchdog()
+            if self._ack_timer is not None:
+                self._ack_timer.cancel()
+                self._ack_timer = None
+            self._unacked = 0  # (a new connection counts its own frames)
             self._plan_refresh(None)
             self.stale.set(True)
             self._synced.clear()
@@ -485,12 +494,16 @@ class SyncProvider(Queries, Messages):
         self._freshness.heard(now)
         event = self._session.receive(frame)
         if isinstance(event, SyncArrived):
+            stamp = frame[3:]  # (v2: as_of, age)
+            if len(stamp) == 2 and all(isinstance(v, int | float) for v in stamp):
+                self._freshness.observe(now, float(stamp[0]), float(stamp[1]))
             # frames that arrive while earlier ones wait are applied with them, in one pass
             self._arrived.append((event, now))
             if len(self._arrived) == 1:
                 self._dispatcher.post(self._apply_arrived, None)
         elif isinstance(event, Beacon):
-            self._dispatcher.post(self._beacon, (event, now))
+            self._freshness.observe(now, event.as_of, event.age)
+            self._dispatcher.post(self._beacon, event)
         elif isinstance(event, Reply):
             future = self._pending.pop(event.req_id, None)
             if future is not None and not future.done():
@@ -541,13 +554,18 @@ class SyncProvider(Queries, Messages):
         (a client that fell behind catches up instead of replaying each state)."""
         arrived, self._arrived = self._arrived, []
         applied: list[Applied] = []
-        for event, received in arrived:
+        for event, _received in arrived:
             result = self._apply(event)
             if result is not None:
                 applied.append(result)
                 frame = event.frame
-                if len(frame) == 5 and isinstance(frame[4], int | float):
-                    self._freshness.shown(float(frame[4]), received, float(frame[3]))
+                if len(frame) == 5 and isinstance(frame[3], int | float):
+                    self._freshness.shown(float(frame[3]))
+        # the flag first: observers see whether what they are given is stale
+        self._check_age()
+        if arrived and self._acknowledge and self._freshness.interval is not None:
+            self._unacked += len(arrived)
+            self._acknowledge_soon()  # (before the observers: a slow redraw must not hold it)
         if applied:
             self._deliver(
                 applied[0]
@@ -557,14 +575,27 @@ class SyncProvider(Queries, Messages):
                     [r for a in applied for r in a.rejected],
                 )
             )
-        if arrived and self._acknowledge and self._freshness.interval is not None:
-            self._send(self._session.acknowledge())
-        self._check_age()
 
-    def _beacon(self, item: tuple[Beacon, float]) -> None:
-        beacon, received = item
+    def _acknowledge_soon(self) -> None:
+        """Acknowledge what was applied: at once when two frames or more wait for it, else
+        within ``ACK_DELAY`` (about 15 acknowledgements a second at 30 flushes a second,
+        well inside the server's window of frames in flight)."""
+        if self._unacked >= 2:
+            self._acknowledge_now()
+        elif self._ack_timer is None and self._loop is not None:
+            self._ack_timer = self._loop.call_later(ACK_DELAY, self._acknowledge_now)
+
+    def _acknowledge_now(self) -> None:
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
+        if self._unacked:
+            self._unacked = 0
+            self._send(self._session.acknowledge())
+
+    def _beacon(self, beacon: Beacon) -> None:
         if not self._arrived and beacon.seq == self._session.store.seq:
-            self._freshness.shown(beacon.age, received, beacon.as_of)
+            self._freshness.shown(beacon.as_of)
             self._check_age()
 
     def _apply(self, arrived: SyncArrived) -> Applied | None:

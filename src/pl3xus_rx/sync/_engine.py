@@ -24,6 +24,7 @@ from ..exceptions import SubscriptionError
 from ..protocol import (
     AckFrame,
     EntityControl,
+    FrameKind,
     SubscribeFrame,
     SubscriptionFrame,
     UnsubscribeFrame,
@@ -53,6 +54,8 @@ from ._views import Views
 from ._wire import Group, send_frames
 
 __all__ = ["SyncEngine", "SyncStatistics"]
+
+_ACK = int(FrameKind.ACK)
 
 
 C = TypeVar("C", bound=BaseModel)
@@ -285,6 +288,14 @@ class SyncEngine:
             ProtocolError: a malformed frame or a subscription that cannot be served (the
                 error names the subscription, the type and what was wrong).
         """
+        if frame[0] == _ACK:  # (the most frequent of them: a v2 client's, per frame batch)
+            client = self._clients.get(connection)
+            seq = frame[1] if len(frame) == 2 else None
+            if client is not None and type(seq) is int and seq >= 0:
+                self._windows.ack(client, seq)
+                if client.behind:
+                    self._wake()  # (the next flush judges whether it has caught up)
+                return
         self.handle(connection, binary, parse_subscription(frame))
 
     def handle(self, connection: int, binary: bool, frame: SubscriptionFrame) -> None:

@@ -47,6 +47,7 @@ _pack = msgpack_encode
 _HEADER3 = msgpack_array_header(3)
 _HEADER5 = msgpack_array_header(5)
 _KIND = _pack(int(FrameKind.SYNC))
+_SYNC = int(FrameKind.SYNC)
 
 
 Group = tuple[int, int, int, Any, list[int], list[int]]
@@ -115,6 +116,7 @@ def send_frames(
     client's window as sent at ``now``)."""
     sent = nbytes = 0
     bodies: dict[tuple[Any, ...], bytes | str] = {}
+    tails: tuple[bytes, str] | None = None  # the v2 stamp, encoded once per flush
     for client, groups in out.items():
         if not groups:
             continue
@@ -128,18 +130,32 @@ def send_frames(
         if body is None:
             body = bodies[key] = groups_msgpack(groups) if client.binary else groups_json(groups)
         window = client.window
-        v2 = stamp if window is not None else None
-        data: bytes | str = (
-            assemble_msgpack(client.seq, body, v2)  # type: ignore[arg-type]
-            if client.binary
-            else assemble_json(client.seq, body, v2)  # type: ignore[arg-type]
-        )
+        data: bytes | str
+        if isinstance(body, bytes):
+            if window is None:
+                data = b"".join((_HEADER3, _KIND, _pack(client.seq), body))
+            else:
+                if tails is None:
+                    tails = _tails(stamp)
+                data = b"".join((_HEADER5, _KIND, _pack(client.seq), body, tails[0]))
+        elif window is None:
+            data = f"[{_SYNC},{client.seq},{body}]"
+        else:
+            if tails is None:
+                tails = _tails(stamp)
+            data = f"[{_SYNC},{client.seq},{body}{tails[1]}"
         if window is not None:
             window.sent(client.seq, now, len(data), stamp[0])
         send(client.id, data)
         sent += 1
         nbytes += len(data)
     return sent, nbytes
+
+
+def _tails(stamp: tuple[float, float]) -> tuple[bytes, str]:
+    """A v2 SYNC frame's last two elements, ``as_of`` and ``age``: msgpack and JSON."""
+    as_of, age = float(stamp[0]), float(stamp[1])
+    return _pack(as_of) + _pack(age), f",{as_of!r},{age!r}]"
 
 
 def encode_frame(binary: bool, frame: list[Any]) -> bytes | str:
