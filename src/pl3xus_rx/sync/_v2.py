@@ -52,13 +52,21 @@ class Windows:
         """Before a flush: which acknowledging connections are behind."""
         seconds, nbytes = settings.ack_window_seconds, settings.ack_window_bytes
         frames = settings.ack_window_frames
-        for client in self.acking:
+        oldest = now - seconds
+        for client in self.acking:  # (every flush: Window.judge's rule, inlined)
             window = client.window
             assert window is not None
-            was = client.behind
-            client.behind = window.judge(now, seconds, nbytes, frames)
-            if was and not client.behind:
+            unacked = window.unacked
+            behind = bool(unacked) and (
+                len(unacked) >= frames or unacked[0][1] < oldest or window.unacked_bytes > nbytes
+            )
+            if behind:
+                if window.behind_since is None:
+                    window.behind_since = now
+            elif client.behind or window.behind_since is not None:
+                window.behind_since = None
                 self._counters["catch_ups"] += 1
+            client.behind = behind
 
     def beacons(
         self, now: float, stamp: tuple[float, float], interval: float

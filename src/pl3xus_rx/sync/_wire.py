@@ -144,8 +144,12 @@ def send_frames(
             if tails is None:
                 tails = _tails(stamp)
             data = f"[{_SYNC},{client.seq},{body}{tails[1]}"
-        if window is not None:
-            window.sent(client.seq, now, len(data), stamp[0])
+        if window is not None:  # (Window.sent, inlined: once per v2 frame)
+            window.last_sent = now
+            window.last_as_of = stamp[0]
+            if window.acked >= 0:
+                window.unacked.append((client.seq, now, len(data)))
+                window.unacked_bytes += len(data)
         send(client.id, data)
         sent += 1
         nbytes += len(data)
