@@ -21,7 +21,7 @@ from typing import Any
 
 from .._http import HttpRequest, HttpResponse
 from ..protocol import CloseCode, FrameKind, RefreshCommand, Status
-from ..security import TOKEN_PARAM, Identity
+from ..security import TOKEN_PARAM
 from ._admission import Admission
 from ._connection import Connection
 from ._settings import NetworkSettings
@@ -243,8 +243,3 @@ class Credentials:
         if closed:
             logger.info("Closed %d connections of %r: %r", closed, identity, reason)
         return closed
-
-    @staticmethod
-    def identity_name(identity: Identity | str) -> str:
-        """The name an identity (or a name) stands for."""
-        return identity if isinstance(identity, str) else identity.name

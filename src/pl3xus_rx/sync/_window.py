@@ -2,8 +2,8 @@
 sent before the engine stops sending and merges instead. No I/O.
 
 A v2 client acknowledges the SYNC frames it applied (``[19, seq]``). From its first ACK on,
-its window holds the frames sent and not yet acknowledged; past the window (in time or in
-bytes) the connection is *behind*: the engine sends it no SYNC, its subscriptions keep only
+its window holds the frames sent and not yet acknowledged; past the window (in time, bytes
+or frames) the connection is *behind*: the engine sends it no SYNC, its subscriptions keep only
 the latest of what changed, and once acknowledgements bring it back it gets one catch-up
 frame. See docs/protocol.md, "Protocol v2".
 """
@@ -29,7 +29,9 @@ class Window:
         unacked_bytes: Their bytes.
         behind_since: When the connection fell behind (``None``: it is not).
         last_sent: When it was last sent a SYNC or a BEACON (engine clock).
-        last_as_of: The ``as_of`` of the last SYNC it was sent (wall clock).
+
+    What is sent is noted by ``send_frames`` and who is behind judged by ``Windows.judge``,
+    in their own loops: they run for every frame and every flush.
     """
 
     acked: int = -1
@@ -37,15 +39,6 @@ class Window:
     unacked_bytes: int = 0
     behind_since: float | None = None
     last_sent: float = float("-inf")
-    last_as_of: float = 0.0
-
-    def sent(self, seq: int, now: float, nbytes: int, as_of: float) -> None:
-        """SYNC ``seq`` of ``nbytes`` went out at ``now``, its data current as of ``as_of``."""
-        self.last_sent = now
-        self.last_as_of = as_of
-        if self.acked >= 0:
-            self.unacked.append((seq, now, nbytes))
-            self.unacked_bytes += nbytes
 
     def ack(self, seq: int, sent: int) -> bool:
         """The client applied every SYNC up to ``seq`` (``sent``: the last one sent);
@@ -64,17 +57,3 @@ class Window:
         while unacked and unacked[0][0] <= seq:
             self.unacked_bytes -= unacked.popleft()[2]
         return first
-
-    def judge(self, now: float, seconds: float, nbytes: int, frames: int) -> bool:
-        """Whether the connection is behind at ``now`` (and note since when): its oldest
-        frame in flight older than ``seconds``, or more than ``nbytes`` or ``frames`` in
-        flight."""
-        unacked = self.unacked
-        behind = bool(unacked) and (
-            len(unacked) >= frames or now - unacked[0][1] > seconds or self.unacked_bytes > nbytes
-        )
-        if not behind:
-            self.behind_since = None
-        elif self.behind_since is None:
-            self.behind_since = now
-        return behind

@@ -20,8 +20,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Group",
-    "assemble_json",
-    "assemble_msgpack",
     "groups_json",
     "groups_msgpack",
     "send_frames",
@@ -78,30 +76,6 @@ def groups_json(groups: list[Group]) -> str:
     return f"[{body}]"
 
 
-def assemble_msgpack(
-    seq: int, groups: list[Group] | bytes, stamp: tuple[float, float] | None = None
-) -> bytes:
-    """A SYNC frame in msgpack, from groups (or their already-encoded array); with
-    ``stamp`` (``(as_of, age)``), the protocol-v2 frame."""
-    body = groups if isinstance(groups, bytes) else groups_msgpack(groups)
-    if stamp is None:
-        return b"".join((_HEADER3, _KIND, _pack(seq), body))
-    return b"".join(
-        (_HEADER5, _KIND, _pack(seq), body, _pack(float(stamp[0])), _pack(float(stamp[1])))
-    )
-
-
-def assemble_json(
-    seq: int, groups: list[Group] | str, stamp: tuple[float, float] | None = None
-) -> str:
-    """A SYNC frame in JSON, from groups (or their already-encoded array); with ``stamp``,
-    the protocol-v2 frame."""
-    body = groups if isinstance(groups, str) else groups_json(groups)
-    if stamp is None:
-        return f"[{int(FrameKind.SYNC)},{seq},{body}]"
-    return f"[{int(FrameKind.SYNC)},{seq},{body},{float(stamp[0])!r},{float(stamp[1])!r}]"
-
-
 def send_frames(
     out: dict[Client, list[Group]],
     send: Callable[[int, bytes | str], None],
@@ -146,7 +120,6 @@ def send_frames(
             data = f"[{_SYNC},{client.seq},{body}{tails[1]}"
         if window is not None:  # (Window.sent, inlined: once per v2 frame)
             window.last_sent = now
-            window.last_as_of = stamp[0]
             if window.acked >= 0:
                 window.unacked.append((client.seq, now, len(data)))
                 window.unacked_bytes += len(data)
