@@ -178,9 +178,11 @@ class Commands:
         ``max_spawned_bytes_per_owner``, ``max_spawned_entities``, ``max_spawned_bytes``);
         a parent must be visible, not controlled by another party, and the new entity no
         deeper than ``max_spawn_depth``; then ``policy(world, ctx, parent, components)``
-        decides (``None``: every client that got this far). The new entity remembers its
+        decides. Without one, every client that got this far, except under another
+        client's entity (the ledger's ``own_parents_only``). The new entity remembers its
         :class:`Owner` (:meth:`owner_of`)."""
-        self._core.gate.spawn_policy = policy
+        ledger = self._core.ledger
+        self._core.gate.spawn_policy = ledger.own_parents_only if policy is None else policy
 
     def allow_despawn(self, policy: DespawnPolicy | None = None) -> None:
         """Let clients despawn entities (DESPAWN): never one that is hidden from them, that

@@ -351,7 +351,21 @@ class SpawnLedger:
             if model not in self._trackers:
                 self._trackers[model] = self.world.track(model, _nothing)
 
-    # ------------------------------------------------------------------ the default policy
+    # ------------------------------------------------------------------ the default policies
+
+    def own_parents_only(
+        self, world: World, ctx: MutationContext, parent: EntityId | None, values: Any
+    ) -> Any:
+        """The default spawn policy: ``Authorized`` as a root, under the server's entities
+        or under the caller's own; never under another client's entity (its child would
+        pin it: its owner could no longer despawn it)."""
+        above = None if parent is None else self.owner_of(parent)
+        if above is not None and above != Owner.of(ctx):
+            return Denied(
+                f"entity {parent} was spawned by another client: only its owner may spawn "
+                "under it (the server's allow_spawn(policy) decides otherwise)"
+            )
+        return Authorized()
 
     def owners_only(self, world: World, ctx: MutationContext, entity: EntityId) -> Any:
         """The default despawn policy: ``Authorized`` when the caller's :class:`Owner`

@@ -63,16 +63,6 @@ class Spawning:
         }
         ledger.check_spawn(owner, sum(sizes.values()), settings)
         parent = core.gate.spawn(ctx, command.parent, values)
-        if parent is not None and core.gate.spawn_policy is None:
-            # by default, nobody spawns under another client's entity: that would pin it
-            # (its owner could no longer despawn it) and grow what the owner is charged
-            above = ledger.owner_of(parent)
-            if above is not None and above != owner:
-                raise Reject(
-                    Status.FORBIDDEN,
-                    f"entity {int(parent)} was spawned by another client: only its owner "
-                    "may spawn under it (unless the server's spawn policy allows it)",
-                )
         ledger.check_depth(parent, settings)
         try:
             entity = core.world.spawn(*values, parent=parent)
