@@ -54,6 +54,7 @@ from .protocol import (
     Query,
     RegisteredType,
     Request,
+    codec_for_subprotocol,
     error_frame,
     shown,
     to_wire,
@@ -625,7 +626,7 @@ class SyncServer:
             # a v2 client hears from the server even before it asks for anything (a
             # silent link is a dead one to it)
             subprotocol = self.net.connection_statistics(event.id).subprotocol
-            self._context(event.id, not (subprotocol or "").startswith("pl3xus.json"))
+            self._context(event.id, codec_for_subprotocol(subprotocol).binary)
         if self._reporter is not None:
             if isinstance(event, Connected):
                 self._reporter.report("connection_opened", event.id, self.identity_of(event.id))
