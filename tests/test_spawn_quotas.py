@@ -34,7 +34,7 @@ from pl3xus_rx import (
     SyncSettings,
 )
 from pl3xus_rx.commands import Commands, Hold, Holdings, Owner, Send
-from pl3xus_rx.commands._quota import OBJECT_COST, encoded_size
+from pl3xus_rx.commands._quota import OBJECT_COST, charged_size
 from pl3xus_rx.protocol import FrameKind
 from pl3xus_rx.sync import ComponentBuilder, ComponentRegistry, EntityControl, MutationContext
 from pl3xus_rx.world import EntityId, World
@@ -106,7 +106,7 @@ class Rig:
     def size(self, model: type[BaseModel], value: BaseModel) -> int:
         reg = self.registry.find(model)
         assert reg is not None
-        return encoded_size(reg, value)
+        return charged_size(reg, value)
 
 
 # ---------------------------------------------------------------------------- ownership

@@ -12,7 +12,7 @@ from ..sync._policy import MutationContext
 from ..world import EntityId
 from ._core import Core
 from ._effects import Reject, validated
-from ._quota import encoded_size
+from ._quota import charged_size
 
 __all__ = ["Mutations"]
 
@@ -62,7 +62,7 @@ class Mutations:
                     core.launch(conn, req_id, reg.name, result, done)
                     return
             elif entity in core.ledger.records:  # a spawned entity: its owner pays the growth
-                size = encoded_size(reg, value)
+                size = charged_size(reg, value)
                 core.ledger.check_growth(entity, reg.model, size, core.settings)
                 core.world.insert(entity, value)
                 core.ledger.resize(entity, reg.model, size)

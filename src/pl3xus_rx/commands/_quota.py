@@ -35,7 +35,7 @@ from ..sync._wire import encode_item_msgpack
 from ..world import DESPAWNED, FINAL, ChangeTracker, EntityId, World
 from ._effects import Reject
 
-__all__ = ["Holdings", "Owner", "SpawnLedger", "encoded_size"]
+__all__ = ["Holdings", "Owner", "SpawnLedger", "charged_size"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +84,7 @@ a map: what Python spends on each, whatever its encoding), on top of its encoded
 list of 300,000 two-letter strings is 1 MB encoded but some 18 MB in memory."""
 
 
-def encoded_size(reg: ComponentRegistration[Any], value: BaseModel) -> int:
+def charged_size(reg: ComponentRegistration[Any], value: BaseModel) -> int:
     """The bytes ``value`` is charged as held: its size as one msgpack sync item (what
     ``max_value_bytes`` is compared with) plus :data:`OBJECT_COST` per value object in it,
     so that the charge follows the memory it takes; 0 if it cannot be encoded (the flush
@@ -267,14 +267,14 @@ class SpawnLedger:
         if limit is not None and account.bytes + delta > limit:
             return (
                 f"entity {entity} was spawned by a client whose spawned entities would then "
-                f"hold {account.bytes + delta:,} bytes encoded "
+                f"hold {account.bytes + delta:,} bytes "
                 f"{_limit('max_spawned_bytes_per_owner', limit)}"
             )
         limit = settings.max_spawned_bytes
         if limit is not None and self.bytes + delta > limit:
             return (
-                f"clients' spawned entities would then hold {self.bytes + delta:,} bytes "
-                f"encoded, over the server's limit {_limit('max_spawned_bytes', limit)}"
+                f"clients' spawned entities would then hold {self.bytes + delta:,} bytes, "
+                f"over the server's limit {_limit('max_spawned_bytes', limit)}"
             )
         return None
 

@@ -14,7 +14,7 @@ from ..sync._registry import ComponentRegistration
 from ._core import Core
 from ._effects import Reject, validated
 from ._gate import OFF
-from ._quota import Owner, encoded_size
+from ._quota import Owner, charged_size
 
 __all__ = ["Spawning"]
 
@@ -59,7 +59,7 @@ class Spawning:
         ledger, settings = core.ledger, core.settings
         owner = Owner.of(ctx)
         sizes = {
-            reg.model: encoded_size(reg, value) for reg, value in zip(regs, values, strict=True)
+            reg.model: charged_size(reg, value) for reg, value in zip(regs, values, strict=True)
         }
         ledger.check_spawn(owner, sum(sizes.values()), settings)
         parent = core.gate.spawn(ctx, command.parent, values)
