@@ -322,20 +322,21 @@ class SyncServer:
         if self._reporter is not None:  # (instruments hear of a gateway's clients too)
             self._reporter.report("connection_opened", connection, identity)
 
-    def remote_frame(self, connection: int, frame: list[Any]) -> None:
+    def remote_frame(self, connection: int, frame: list[Any]) -> bool:
         """A command frame (MUTATE, CONTROL, REQUEST, QUERY, SEND, SPAWN, DESPAWN) from a
         gateway's client, handled as if it came from a direct client: same policies, same
-        identity, answers to its sink. Anything else is refused with an ERROR frame."""
+        identity, answers to its sink. Anything else is refused with an ERROR frame.
+        Returns ``False`` (nothing done) when ``connection`` is not a known gateway client."""
         remote = self._to.remote.get(connection)
         if remote is None:
-            logger.warning("a frame from unknown gateway client %s was dropped", connection)
-            return
+            return False
         try:
             if not frame or frame[0] not in CLIENT_COMMAND_KINDS:
                 raise FrameError("a gateway forwards command frames only")
             self._command(MutationContext(connection, remote[1]), frame)
         except FrameError as exc:
             self._to.send_frame(connection, error_frame(exc.to_wire()))
+        return True
 
     def remote_left(self, connection: int) -> None:
         """A gateway's client went away: its control is released, its handlers cancelled."""
