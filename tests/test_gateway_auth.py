@@ -201,22 +201,26 @@ async def test_admits_anonymous_probes_the_authenticator_once_without_credential
 
 
 @pytest.mark.asyncio
-async def test_a_refused_clients_commands_are_answered_forbidden_without_a_socket() -> None:
+async def test_a_refused_client_is_closed_and_its_commands_refused_without_a_socket() -> None:
     import msgpack
 
     from pl3xus_rx.protocol import FrameKind
+    from pl3xus_rx.scaleout._authority import _Gateway
 
     server = make(bearer_tokens(TOKENS))
     authority = Authority(server, "nats://127.0.0.1:1", "cell")
-    sent: list[tuple[int, Any]] = []
+    sent: list[tuple[str, Any]] = []
 
-    def to_client(connection: int, data: bytes) -> None:
-        sent.append((connection, msgpack.unpackb(data)))
+    def send(subject: str, data: bytes) -> None:
+        sent.append((subject, msgpack.unpackb(data)))
 
-    authority._to_client = to_client  # type: ignore[method-assign]
+    authority._send = send  # type: ignore[method-assign]
     connection = (7 << 32) + 1
-    await authority._hello(connection, ANONYMOUS)
+    gateway = _Gateway(7, 0.0)
+    await authority._hello(gateway, connection, ANONYMOUS)
     assert server.remote_connections() == [] and authority.refused_clients == 1
+    assert sent == [("pl3xus.cell.down.7", ["close", connection, 4003, ANONYMOUS_REFUSED])]
+    sent.clear()
     for frame in (
         [FrameKind.CONTROL, 3, "take", 1],
         [FrameKind.SEND, "Chat", None, {}],
@@ -225,21 +229,28 @@ async def test_a_refused_clients_commands_are_answered_forbidden_without_a_socke
     ):
         authority._refuse_frame(connection, frame)
     assert authority.refused_frames == 4
-    (c1, reply), (c2, notice) = sent
+    (s1, (kind1, c1, reply)), (s2, (kind2, c2, notice)) = sent
+    assert s1 == s2 == "pl3xus.cell.down.7" and kind1 == kind2 == "to"
     assert c1 == c2 == connection
-    assert reply == [FrameKind.REPLY, 3, "forbidden", ANONYMOUS_REFUSED, {}]
+    assert msgpack.unpackb(reply) == [FrameKind.REPLY, 3, "forbidden", ANONYMOUS_REFUSED, {}]
+    notice = msgpack.unpackb(notice)
     assert notice[:2] == [FrameKind.NOTICE, "message_rejected"]
     assert notice[2]["status"] == "forbidden" and notice[2]["type"] == "Chat"
     # the same connection authenticated later (a gateway that learned): accepted
-    await authority._hello(connection, Identity.of("ann", "operator"))
+    await authority._hello(gateway, connection, Identity.of("ann", "operator"))
     assert server.remote_connections() == [connection]
 
 
 @pytest.mark.slow
 @pytest.mark.asyncio
-async def test_an_authority_with_an_authenticator_refuses_an_anonymous_gateways_commands(
+async def test_an_authority_with_an_authenticator_closes_an_anonymous_gateway_client(
     nats_plain: NatsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    import msgpack
+    from websockets.exceptions import ConnectionClosed
+
+    from pl3xus_rx.protocol import FrameKind
+
     caplog.set_level(logging.WARNING, logger="pl3xus_rx.scaleout")
     authority_server = make(bearer_tokens(TOKENS))
     robot = authority_server.world.spawn(Speed(value=1))
@@ -251,25 +262,30 @@ async def test_an_authority_with_an_authenticator_refuses_an_anonymous_gateways_
         Gateway(careless, nats_plain.url, "cell"),
     ):
         url = f"ws://{host}:{port}/"
-        async with (
-            SyncProvider(url, REGISTRY) as eve,
-            SyncProvider(url, REGISTRY) as mallory,
-            SyncProvider(url, REGISTRY),
-        ):
-            await wait_until(lambda: authority.refused_clients == 3, 10, "three hellos")
-            with pytest.raises(Forbidden, match="requires authentication"):
-                await eve.take_control(robot, timeout=5 * UNIT)
-            with pytest.raises(Forbidden, match="requires authentication"):
-                await mallory.request(Boost(by=1), entity=robot, timeout=5 * UNIT)
-            with pytest.raises(Forbidden, match="requires authentication"):
-                await eve.mutate(robot, Speed(value=9), timeout=5 * UNIT)
-            assert authority.refused_frames == 3
-            assert authority_server.remote_connections() == []
-            assert authority_server.world.get(robot, Speed) == Speed(value=1)
-            await asyncio.sleep(0.2)
+        for _ in range(3):
+            async with ws_connect(url, subprotocols=["pl3xus.msgpack.v1"], compression=None) as ws:  # type: ignore[list-item]
+                await asyncio.wait_for(ws.recv(), 5 * UNIT)  # the welcome
+                mutate = [FrameKind.MUTATE.value, 1, "Speed", int(robot), {"value": 9.0}]
+                await ws.send(msgpack.packb(mutate))
+                answers = []
+                with pytest.raises(ConnectionClosed) as closed:
+                    while True:
+                        answers.append(msgpack.unpackb(await asyncio.wait_for(ws.recv(), 5 * UNIT)))
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 4003
+                assert "requires authentication" in closed.value.rcvd.reason
+                for answer in answers:  # (the command: refused, if answered before the close)
+                    if answer[0] == FrameKind.REPLY:
+                        assert answer[2] == "forbidden"
+        assert authority.refused_clients == 3
+        assert authority_server.remote_connections() == []
+        assert authority_server.world.get(robot, Speed) == Speed(value=1)
         assert len(refusals(caplog)) == 1, refusals(caplog)  # once a minute per gateway
         assert "requires authentication" in refusals(caplog)[0]
-        await wait_until(lambda: not authority._refused, 5, "the refused forgotten after bye")
+        await wait_until(
+            lambda: not any(g.refused for g in authority._gateways.values()),
+            5,
+            "the refused forgotten after bye",
+        )
 
 
 @pytest.mark.slow

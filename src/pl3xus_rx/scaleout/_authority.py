@@ -6,21 +6,26 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 import secrets
+import socket
 import time
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from .._http import HttpRequest
-from ..protocol import FrameKind, NoticeKind, Status, sent_name
+from ..protocol import CloseCode, FrameKind, NoticeKind, Status, sent_name
 from ..security import Authenticator, Identity
 from ..server import SyncServer
 from ..sync import ComponentRegistration, FlushedChanges
 from ._link import NatsOptions, connect
 from ._wire import (
-    TICK,
+    CLUSTER_VERSION,
+    Announcement,
     Subjects,
     batches,
     decode,
@@ -28,6 +33,8 @@ from ._wire import (
     entries_of,
     gateway_of,
     identity_from_wire,
+    schema_table,
+    tick,
 )
 
 __all__ = ["Authority"]
@@ -36,30 +43,42 @@ logger = logging.getLogger(__name__)
 
 GATEWAY_TIMEOUT = 5.0
 """Seconds without a gateway's heartbeat after which its clients are taken as gone (their
-control released)."""
+control released), not counting the authority's own stalls (its loop or its NATS link)."""
 
 MAX_PAGE = 5000
 """Most entities in one snapshot page."""
-
-TICK_INTERVAL = 1.0
-"""Seconds between the authority's ticks (its epoch and last sequence number)."""
 
 REFUSAL_LOG_INTERVAL = 60.0
 """Seconds between two log lines about one gateway's refused anonymous clients."""
 
 MAX_REFUSED = 100_000
 """Most refused clients remembered per gateway (to answer their commands); the oldest go
-first (a forgotten one's commands are dropped as an unknown client's)."""
+first (a forgotten one's commands are answered as an unknown client's)."""
 
 PROBE_TIMEOUT = 5.0
 """Seconds the authenticator may take to answer the anonymous probe (else: not admitted)."""
+
+UNKNOWN_WAIT = 5.0
+"""Seconds a command from a gateway client the authority does not know waits for the
+gateway to introduce it again; then it is answered ``internal_error``."""
+
+MAX_WAITING = 1000
+"""Most commands waiting for their client's introduction, per gateway (beyond: answered
+at once)."""
+
+MAX_OUTBOX = 20_000
+"""Most messages queued for NATS; beyond it change batches are dropped (gateways notice the
+gap and re-snapshot) and frames to clients are dropped (counted, logged)."""
+
+MAX_GATEWAYS = 4096
+"""Most gateways the authority keeps track of (heartbeats from more are ignored)."""
 
 ANONYMOUS_REFUSED = (
     "this server requires authentication and the gateway admitted this client without "
     "credentials: connect with a token (the gateway must authenticate its clients as the "
     "authority does)"
 )
-"""The reason given to an anonymous gateway client whose command an authority refuses."""
+"""The reason given to an anonymous gateway client the authority refuses."""
 
 _PROBE_HOST = "192.0.2.1"  # TEST-NET-1 (RFC 5737): an address that is never loopback
 
@@ -80,9 +99,19 @@ async def admits_anonymous(authenticator: Authenticator) -> bool:
     return isinstance(result, Identity) and result.anonymous
 
 
-def _authenticator_of(server: SyncServer) -> Authenticator | None:
-    # The server's own authenticator (None: protected mode).
-    return server.authenticator
+@dataclass(slots=True)
+class _Gateway:
+    """What the authority knows of one gateway."""
+
+    id: int
+    heard: float  # monotonic
+    status: dict[str, Any] = field(default_factory=dict)
+    refused: dict[int, None] = field(default_factory=dict)  # its refused clients, oldest first
+    waiting: deque[tuple[float, int, Any]] = field(default_factory=deque)  # unknown clients'
+    asked: dict[int, float] = field(default_factory=dict)  # "who" sent, by connection
+    lapsed: dict[int, list[int]] = field(default_factory=dict)  # control lost while silent
+    refusals_logged: tuple[float, int] = (-1e9, 0)
+    silent: bool = False
 
 
 class Authority:
@@ -91,8 +120,9 @@ class Authority:
     identities as direct clients. ``async with Authority(...)`` (or ``start`` / ``stop``).
 
     A gateway vouches for its clients' identities; when ``server`` has an authenticator,
-    an anonymous one is refused (its commands answered ``forbidden``) unless that
-    authenticator admits clients without credentials too (see :meth:`accepts`).
+    an anonymous one is refused (closed with 4003 and a reason; its commands answered
+    ``forbidden``) unless that authenticator admits clients without credentials too (see
+    :meth:`accepts`).
 
     Args:
         server: The server whose World is the truth.
@@ -116,24 +146,41 @@ class Authority:
         self.nats_options = nats_options
         """Credentials and TLS for the NATS connection."""
         self.subjects = Subjects(cluster)
+        self.cluster = cluster
+        """The cluster's name."""
         self.epoch = secrets.token_hex(8)
         """This run of the authority (gateways re-snapshot when it changes)."""
         self.seq = 0
         """The last batch published."""
+        self.lease: int | None = None
+        """The fencing token of this authority's lease (``None``: no fencing)."""
+        self.started = time.time()
+        """When this authority started (Unix seconds)."""
         self.nc: NatsClient | None = None
-        self._outbox: list[tuple[str, bytes]] = []
+        self._outbox: deque[tuple[str, bytes]] = deque()
         self._draining: asyncio.Task[None] | None = None
         self._taps: list[Any] = []
-        self._seen: dict[int, float] = {}  # gateway -> last heartbeat
+        self._gateways: dict[int, _Gateway] = {}
         self._watch: asyncio.Task[None] | None = None
+        self._auth_required = False
+        self._probed: tuple[Authenticator, bool] | None = None
+        self._schema: dict[str, Any] | None = None
+        self._resumed = time.monotonic()  # the end of the authority's last own stall
         self.refused_clients = 0
         """Gateway clients refused: anonymous ones while this server requires
         authentication (see :meth:`accepts`)."""
         self.refused_frames = 0
         """Commands of refused gateway clients (answered ``forbidden``, never handled)."""
-        self._refused: dict[int, dict[int, None]] = {}  # gateway -> its refused, oldest first
-        self._probed: tuple[Authenticator, bool] | None = None
-        self._refusals_logged: dict[int, tuple[float, int]] = {}  # gateway -> (when, since)
+        self.foreign_messages = 0
+        """Messages on a gateway's ``up`` subject about another gateway's clients (dropped:
+        a gateway may speak only for its own)."""
+        self.reintroduced = 0
+        """Clients a gateway introduced again after the authority asked ("who")."""
+        self.dropped = 0
+        """Messages dropped because the NATS outbox was full (:data:`MAX_OUTBOX`)."""
+        self.stalls = 0
+        """Stalls of the authority itself (its loop or its NATS link) discounted before
+        judging gateways silent."""
 
     async def __aenter__(self) -> Authority:
         await self.start()
@@ -143,26 +190,41 @@ class Authority:
         await self.stop()
 
     async def start(self) -> None:
-        """Connect to NATS and start publishing."""
+        """Connect to NATS and start publishing.
+
+        Raises:
+            ConnectionError: no NATS server answered, or it refused the credentials.
+        """
         if self.nc is not None:
             raise RuntimeError(f"this {type(self).__name__} is started already")
 
-        if not await self._anonymous_allowed():
+        self._auth_required = not await self._anonymous_allowed()
+        if self._auth_required:
             logger.info(
                 "gateways' anonymous clients will be refused: this server's authenticator "
                 "admits no client without credentials"
             )
+        self._schema = schema_table(self.server)
+
+        async def reconnected() -> None:
+            logger.info("NATS reconnected: announcing again")
+            self._send(self.subjects.announce, encode(self.announcement().to_wire()))
+
         self.nc = await connect(
             self.url,
             f"pl3xus-authority-{self.subjects.cluster}",
             logger,
             options=self.nats_options,
+            reconnected=reconnected,
         )
         await self.nc.subscribe(self.subjects.snap, cb=self._snapshot)
-        await self.nc.subscribe(self.subjects.up, cb=self._up)
+        await self.nc.subscribe(self.subjects.info, cb=self._info)
+        await self.nc.subscribe(self.subjects.status, cb=self._status)
+        await self.nc.subscribe(self.subjects.every_up, cb=self._up)
         for reg in self.server.registry:
             self._taps.append(self.server.flushed(reg.model).subscribe(self._publisher(reg)))
         self.server.on_broadcast(lambda data: self._send(self.subjects.all, data))
+        self._send(self.subjects.announce, encode(self.announcement().to_wire()))
         self._watch = asyncio.get_running_loop().create_task(self._watch_gateways())
 
     async def stop(self) -> None:
@@ -175,7 +237,7 @@ class Authority:
             self._watch.cancel()
         for connection in self.server.remote_connections():
             self.server.remote_left(connection)
-        self._refused.clear()
+        self._gateways.clear()
         if self.nc is not None:
             if self._draining is not None and not self._draining.done():
                 await self._draining
@@ -183,11 +245,26 @@ class Authority:
             await self.nc.close()
             self.nc = None
 
+    def announcement(self) -> Announcement:
+        """What this authority says of itself to gateways (and ``pl3xus-rx cluster``)."""
+        return Announcement(
+            version=CLUSTER_VERSION,
+            epoch=self.epoch,
+            lease=self.lease,
+            auth=self._auth_required,
+            schema=self._schema if self._schema is not None else schema_table(self.server),
+            started=self.started,
+            host=f"{socket.gethostname()} pid {os.getpid()}",
+            as_of_interval=self.server.settings.as_of_interval,
+        )
+
     # ------------------------------------------------------------------ publishing
 
     def _publisher(self, reg: ComponentRegistration[Any]) -> Any:
         def publish(changes: FlushedChanges[Any]) -> None:
-            payloads = batches(self.epoch, self.seq + 1, reg, changes, self.server.world)
+            payloads = batches(
+                self.epoch, self.lease, self.seq + 1, reg, changes, self.server.world, time.time()
+            )
             self.seq += len(payloads)
             for payload in payloads:
                 self._send(self.subjects.sync, payload)
@@ -195,7 +272,17 @@ class Authority:
         return publish
 
     def _send(self, subject: str, data: bytes) -> None:
-        # In order, from synchronous code (a flush): queued, published by one task.
+        # In order, from synchronous code (a flush): queued, published by one task. Bounded:
+        # while NATS cannot take them, what does not fit is dropped and counted (a lost batch
+        # is a gap the gateways repair with a snapshot).
+        if len(self._outbox) >= MAX_OUTBOX:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 10_000 == 0:
+                logger.warning(
+                    "NATS is not keeping up: %d messages dropped so far (gateways re-snapshot)",
+                    self.dropped,
+                )
+            return
         self._outbox.append((subject, data))
         if self._draining is None or self._draining.done():
             self._draining = asyncio.get_running_loop().create_task(self._drain())
@@ -203,57 +290,220 @@ class Authority:
     async def _drain(self) -> None:
         nc = self.nc
         while self._outbox and nc is not None:
-            batch, self._outbox = self._outbox, []
-            for subject, data in batch:
-                try:
-                    await nc.publish(subject, data)
-                except Exception as exc:  # disconnected: gateways re-snapshot on the gap
-                    logger.warning("could not publish to %s: %s", subject, exc)
+            subject, data = self._outbox.popleft()
+            try:
+                await nc.publish(subject, data)
+            except Exception as exc:  # disconnected: gateways re-snapshot on the gap
+                logger.warning("could not publish to %s: %s", subject, exc)
 
     # ------------------------------------------------------------------ answering
 
     async def _snapshot(self, msg: Msg) -> None:
         try:
-            type_name, after, limit = decode(msg.data)
+            version, type_name, after, limit = decode(msg.data)
+            if version != CLUSTER_VERSION:
+                error = (
+                    f"cluster wire version {version!r} asked; this authority speaks "
+                    f"{CLUSTER_VERSION}"
+                )
+                await msg.respond(
+                    encode([CLUSTER_VERSION, self.epoch, self.lease, self.seq, [], True, error])
+                )
+                return
             reg = self.server.registry.by_name(str(type_name))
             if reg is None:
-                await msg.respond(encode([self.epoch, self.seq, [], True, "unknown type"]))
+                reply = [
+                    CLUSTER_VERSION,
+                    self.epoch,
+                    self.lease,
+                    self.seq,
+                    [],
+                    True,
+                    "unknown type",
+                ]
+                await msg.respond(encode(reply))
                 return
             rows, done = entries_of(
                 self.server.world, reg, int(after), max(1, min(int(limit), MAX_PAGE))
             )
             # (published batches up to self.seq are reflected in the World read here)
-            await msg.respond(encode([self.epoch, self.seq, rows, done, None]))
+            await msg.respond(
+                encode([CLUSTER_VERSION, self.epoch, self.lease, self.seq, rows, done, None])
+            )
         except Exception:
             logger.exception("a snapshot request failed")
 
+    async def _info(self, msg: Msg) -> None:
+        try:
+            await msg.respond(encode(self.announcement().to_wire()))
+        except Exception:
+            logger.exception("an info request failed")
+
+    async def _status(self, msg: Msg) -> None:
+        try:
+            await msg.respond(encode(self.status()))
+        except Exception:
+            logger.exception("a status request failed")
+
+    def status(self) -> dict[str, Any]:
+        """The cluster as this authority sees it (what ``pl3xus-rx cluster`` prints)."""
+        now = time.monotonic()
+        gateways = []
+        for gateway in sorted(self._gateways.values(), key=lambda g: g.id):
+            reported = gateway.status
+            gateways.append(
+                {
+                    "id": gateway.id,
+                    "address": reported.get("address"),
+                    "clients": reported.get("clients", 0),
+                    "lag_seq": max(0, self.seq - int(reported.get("seq", 0) or 0)),
+                    "lag_ms": reported.get("lag_ms"),
+                    "heard": round(now - gateway.heard, 3),
+                    "state": "silent" if gateway.silent else reported.get("state", "?"),
+                }
+            )
+        return {
+            "version": CLUSTER_VERSION,
+            "cluster": self.cluster,
+            "epoch": self.epoch,
+            "lease": self.lease,
+            "started": self.started,
+            "uptime": round(time.time() - self.started, 3),
+            "entities": len(self.server.world.entities()),
+            "clients": len(self.server.net.connections),
+            "seq": self.seq,
+            "gateways": gateways,
+        }
+
     async def _up(self, msg: Msg) -> None:
+        gateway_id = self.subjects.gateway_of_subject(msg.subject)
+        if gateway_id is None:
+            return
         try:
             message = decode(msg.data)
             kind = message[0]
+            gateway = self._gateway(gateway_id)
+            if gateway is None:
+                return
             if kind == "frame":
                 connection = int(message[1])
-                if connection in self._refused.get(gateway_of(connection), ()):
+                if self._foreign(gateway, connection):
+                    return
+                if connection in gateway.refused:
                     self._refuse_frame(connection, message[2])
-                else:
-                    self.server.remote_frame(connection, message[2])
+                elif not self.server.remote_frame(connection, message[2]):
+                    self._unknown(gateway, connection, message[2])
             elif kind == "hello":
-                connection = int(message[1])
-                self._seen[gateway_of(connection)] = time.monotonic()
-                await self._hello(connection, identity_from_wire(message[2]))
+                _, version, connection, identity = message
+                if version != CLUSTER_VERSION or self._foreign(gateway, int(connection)):
+                    return
+                await self._hello(gateway, int(connection), identity_from_wire(identity))
             elif kind == "bye":
                 connection = int(message[1])
-                self._refused.get(gateway_of(connection), {}).pop(connection, None)
-                self.server.remote_left(connection)
+                moving = bool(message[2]) if len(message) > 2 else False
+                if self._foreign(gateway, connection):
+                    return
+                gateway.refused.pop(connection, None)
+                gateway.lapsed.pop(connection, None)
+                self._left(connection, moving)
             elif kind == "alive":
-                gateway, connections = int(message[1]), set(message[2])
-                self._seen[gateway] = time.monotonic()
-                for connection in self.server.remote_connections():
-                    if gateway_of(connection) == gateway and connection not in connections:
-                        self.server.remote_left(connection)  # a "bye" that got lost
-                self._forget_refused(gateway, keep=connections)
+                _, version, connections, status = message
+                if version != CLUSTER_VERSION:
+                    return
+                self._alive(gateway, {int(c) for c in connections}, status)
         except Exception:
-            logger.exception("a message from a gateway could not be handled")
+            logger.exception("a message from gateway %s could not be handled", gateway_id)
+
+    def _left(self, connection: int, moving: bool) -> None:
+        if moving:
+            try:  # (a gateway draining: its authenticated clients' control waits for them)
+                self.server.remote_left(connection, moving=True)  # type: ignore[call-arg]
+                return
+            except TypeError:
+                pass
+        self.server.remote_left(connection)
+
+    def _gateway(self, gateway_id: int) -> _Gateway | None:
+        gateway = self._gateways.get(gateway_id)
+        if gateway is None:
+            if len(self._gateways) >= MAX_GATEWAYS:
+                return None
+            gateway = self._gateways[gateway_id] = _Gateway(gateway_id, time.monotonic())
+            logger.info("gateway %s joined the cluster", gateway_id)
+        return gateway
+
+    def _foreign(self, gateway: _Gateway, connection: int) -> bool:
+        if gateway_of(connection) == gateway.id:
+            return False
+        self.foreign_messages += 1
+        if self.foreign_messages == 1 or self.foreign_messages % 1000 == 0:
+            logger.warning(
+                "gateway %s spoke for connection %s, which is not one of its clients: dropped "
+                "(%d so far; give each gateway its own NATS user, docs/scaling.md)",
+                gateway.id,
+                connection,
+                self.foreign_messages,
+            )
+        return True
+
+    def _alive(self, gateway: _Gateway, connections: set[int], status: Any) -> None:
+        now = time.monotonic()
+        if gateway.silent:
+            gateway.silent = False
+            logger.info(
+                "gateway %s heard again after %.1f s of silence", gateway.id, now - gateway.heard
+            )
+        gateway.heard = now
+        if isinstance(status, dict):
+            gateway.status = {k: status[k] for k in list(status)[:16]}  # (bounded)
+            gateway.status["clients"] = len(connections)
+        known = set()
+        for connection in self.server.remote_connections():
+            if gateway_of(connection) == gateway.id:
+                if connection in connections:
+                    known.add(connection)
+                else:
+                    self.server.remote_left(connection)  # a "bye" that got lost
+        gateway.refused = {c: None for c in gateway.refused if c in connections}
+        unknown = [
+            c
+            for c in connections
+            if c not in known and c not in gateway.refused and gateway_of(c) == gateway.id
+        ]
+        if unknown:  # (a stall made the authority take them as gone: introduce them again)
+            self._who(gateway, unknown)
+
+    def _who(self, gateway: _Gateway, connections: list[int]) -> None:
+        now = time.monotonic()
+        ask = [c for c in connections if now - gateway.asked.get(c, -1e9) >= 1.0][:10_000]
+        if not ask:
+            return
+        if len(gateway.asked) > 20_000:
+            gateway.asked = {c: t for c, t in gateway.asked.items() if now - t < 1.0}
+        for connection in ask:
+            gateway.asked[connection] = now
+        self._send(self.subjects.down(gateway.id), encode(["who", ask]))
+
+    def _unknown(self, gateway: _Gateway, connection: int, frame: Any) -> None:
+        """A command from a client this authority does not know (taken as gone during a
+        stall, or its introduction lost): kept until the gateway introduces it again, then
+        handled; answered ``internal_error`` after :data:`UNKNOWN_WAIT` seconds."""
+        if len(gateway.waiting) >= MAX_WAITING:
+            self._unanswerable(connection, frame, "too many commands wait for their clients")
+            return
+        gateway.waiting.append((time.monotonic(), connection, frame))
+        self._who(gateway, [connection])
+
+    def _unanswerable(self, connection: int, frame: Any, why: str) -> None:
+        if (
+            isinstance(frame, list)
+            and len(frame) > 1
+            and frame[0] != FrameKind.SEND
+            and type(frame[1]) is int
+        ):
+            reason = f"the authority does not know this client ({why}); not applied"
+            reply = [FrameKind.REPLY.value, frame[1], Status.INTERNAL_ERROR.value, reason, {}]
+            self._to_client(connection, encode(reply))
 
     # ------------------------------------------------------------------ who may act
 
@@ -265,45 +515,75 @@ class Authority:
         return not identity.anonymous or await self._anonymous_allowed()
 
     async def _anonymous_allowed(self) -> bool:
-        authenticator = _authenticator_of(self.server)
+        authenticator = self.server.authenticator
         if authenticator is None:
             return True  # protected mode: the gateway's own admission decided
         if self._probed is None or self._probed[0] is not authenticator:
             self._probed = (authenticator, await admits_anonymous(authenticator))
         return self._probed[1]
 
-    async def _hello(self, connection: int, identity: Identity) -> None:
-        gateway = gateway_of(connection)
+    async def _hello(self, gateway: _Gateway, connection: int, identity: Identity) -> None:
+        gateway.heard = max(gateway.heard, time.monotonic())
         if await self.accepts(identity):
-            self._refused.get(gateway, {}).pop(connection, None)
+            gateway.refused.pop(connection, None)
+            if gateway.asked.pop(connection, None) is not None:
+                self.reintroduced += 1
             self.server.remote_joined(connection, identity, self._to_client)
+            lapsed = gateway.lapsed.pop(connection, None)
+            for entity in lapsed or ():
+                body = {
+                    "entity": entity,
+                    "reason": "lapsed",
+                    "detail": "the authority did not hear this client's gateway for "
+                    f"{GATEWAY_TIMEOUT:g} s and released its control",
+                }
+                self._to_client(
+                    connection,
+                    encode([FrameKind.NOTICE.value, NoticeKind.CONTROL_RELEASED.value, body]),
+                )
+            self._replay(gateway, connection)
             return
         self.server.remote_left(connection)  # (had it been introduced before: no more)
         self.refused_clients += 1
-        refused = self._refused.setdefault(gateway, {})
-        refused.pop(connection, None)
-        refused[connection] = None
-        if len(refused) > MAX_REFUSED:
-            del refused[next(iter(refused))]
+        gateway.refused.pop(connection, None)
+        gateway.refused[connection] = None
+        if len(gateway.refused) > MAX_REFUSED:
+            del gateway.refused[next(iter(gateway.refused))]
         self._log_refusal(gateway, connection)
+        self._send(
+            self.subjects.down(gateway.id),
+            encode(["close", connection, int(CloseCode.DISCONNECTED), ANONYMOUS_REFUSED]),
+        )
+        self._replay(gateway, connection)
 
-    def _log_refusal(self, gateway: int, connection: int) -> None:
-        now = time.monotonic()
-        logged = self._refusals_logged.get(gateway)
-        if logged is not None and now - logged[0] < REFUSAL_LOG_INTERVAL:
-            self._refusals_logged[gateway] = (logged[0], logged[1] + 1)
+    def _replay(self, gateway: _Gateway, connection: int) -> None:
+        """Handle the commands that waited for ``connection``'s introduction, in order."""
+        if not gateway.waiting:
             return
-        if len(self._refusals_logged) >= 1024:  # (a bound, whatever the gateways claim)
-            self._refusals_logged = {
-                g: v for g, v in self._refusals_logged.items() if now - v[0] < REFUSAL_LOG_INTERVAL
-            }
-        self._refusals_logged[gateway] = (now, 0)
-        more = f" ({logged[1]} more in the last minute)" if logged is not None and logged[1] else ""
+        mine = [w for w in gateway.waiting if w[1] == connection]
+        if not mine:
+            return
+        gateway.waiting = deque(w for w in gateway.waiting if w[1] != connection)
+        for _, _, frame in mine:
+            if connection in gateway.refused:
+                self._refuse_frame(connection, frame)
+            else:
+                self.server.remote_frame(connection, frame)
+
+    def _log_refusal(self, gateway: _Gateway, connection: int) -> None:
+        now = time.monotonic()
+        when, since = gateway.refusals_logged
+        if now - when < REFUSAL_LOG_INTERVAL:
+            gateway.refusals_logged = (when, since + 1)
+            return
+        gateway.refusals_logged = (now, 0)
+        more = f" ({since} more in the last minute)" if since else ""
         logger.warning(
             "gateway %s introduced an anonymous client (connection %s) but this server "
-            "requires authentication: its commands are refused%s. Configure the gateway "
-            "with the authority's authenticator (pl3xus-rx gateway --token/--jwt-key-file)",
-            gateway,
+            "requires authentication: it is closed and its commands are refused%s. "
+            "Configure the gateway with the authority's authenticator (pl3xus-rx gateway "
+            "--token/--jwt-key-file)",
+            gateway.id,
             connection,
             more,
         )
@@ -328,37 +608,84 @@ class Authority:
         if reply is not None:
             self._to_client(connection, encode(reply))
 
-    def _forget_refused(self, gateway: int, keep: set[int] | None = None) -> None:
-        refused = self._refused.pop(gateway, None)
-        if refused and keep:
-            left = {c: None for c in refused if c in keep}
-            if left:
-                self._refused[gateway] = left
-
     def _to_client(self, connection: int, data: bytes) -> None:
-        self._send(self.subjects.down(gateway_of(connection)), encode([connection, data]))
+        self._send(self.subjects.down(gateway_of(connection)), encode(["to", connection, data]))
+
+    # ------------------------------------------------------------------ membership
 
     def _tick(self) -> None:
-        # "I am epoch E and have published up to S": a gateway that missed the last batches
-        # (or never heard of this epoch: a restart with nothing changing) re-snapshots.
-        self._send(self.subjects.sync, encode([self.epoch, self.seq, TICK, [], [], []]))
+        # "I am epoch E and have published up to S, current as of now": a gateway that missed
+        # the last batches (or never heard of this epoch) re-snapshots; one that is in step
+        # knows its data is as of now.
+        self._send(self.subjects.sync, tick(self.epoch, self.lease, self.seq, time.time()))
+
+    async def _link_alive(self, timeout: float) -> bool:
+        nc = self.nc
+        if nc is None or not nc.is_connected:
+            return False
+        try:
+            await nc.flush(timeout=max(1, round(timeout)))
+        except Exception:
+            return False
+        return True
 
     async def _watch_gateways(self) -> None:
+        interval = self.server.settings.as_of_interval
         self._tick()
+        last = time.monotonic()
+        link_checked = last
         while True:
-            await asyncio.sleep(TICK_INTERVAL)
-            self._tick()
+            await asyncio.sleep(interval)
             now = time.monotonic()
-            for gateway, seen in list(self._seen.items()):
-                if now - seen > GATEWAY_TIMEOUT:
-                    del self._seen[gateway]
-                    gone = [c for c in self.server.remote_connections() if gateway_of(c) == gateway]
-                    logger.warning(
-                        "gateway %s silent for %.0f s: %d clients taken as gone",
-                        gateway,
-                        now - seen,
-                        len(gone),
-                    )
-                    for connection in gone:
-                        self.server.remote_left(connection)
-                    self._forget_refused(gateway)
+            if now - last > max(2 * interval, 1.0):
+                self._stall(f"the event loop was stalled for {now - last:.1f} s", now)
+            last = now
+            self._tick()
+            if now - link_checked >= 1.0:
+                link_checked = now
+                if not await self._link_alive(timeout=1.0):
+                    self._stall("the NATS link is down or stalled", time.monotonic())
+                    continue
+                now = last = time.monotonic()
+            self._expire_waiting(now)
+            for gateway in list(self._gateways.values()):
+                silence = now - max(gateway.heard, self._resumed)
+                if not gateway.silent and silence > GATEWAY_TIMEOUT:
+                    self._silent(gateway, silence)
+
+    def _stall(self, why: str, now: float) -> None:
+        """The authority itself could not hear anyone: its own silence is not the gateways'.
+        Their clocks start again from now (queued heartbeats are read first)."""
+        if now - self._resumed > 1.0:
+            self.stalls += 1
+            logger.warning("%s: gateways' silence is not counted meanwhile", why)
+        self._resumed = now
+
+    def _silent(self, gateway: _Gateway, silence: float) -> None:
+        gateway.silent = True
+        gone = [c for c in self.server.remote_connections() if gateway_of(c) == gateway.id]
+        book = self.server.commands.control
+        held: dict[int, list[int]] = {}
+        for entity in book.held():
+            for connection in book.sharers(entity):
+                if gateway_of(connection) == gateway.id:
+                    held.setdefault(connection, []).append(int(entity))
+        logger.warning(
+            "gateway %s silent for %.1f s: its %d clients taken as gone (%d held control; "
+            "they are told when their gateway is back)",
+            gateway.id,
+            silence,
+            len(gone),
+            len(held),
+        )
+        for connection in gone:
+            self.server.remote_left(connection)
+        gateway.lapsed.update(held)
+        gateway.refused.clear()
+
+    def _expire_waiting(self, now: float) -> None:
+        for gateway in self._gateways.values():
+            waiting = gateway.waiting
+            while waiting and now - waiting[0][0] > UNKNOWN_WAIT:
+                _, connection, frame = waiting.popleft()
+                self._unanswerable(connection, frame, "its gateway did not introduce it")
