@@ -32,6 +32,7 @@ from typing import Any
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
+from nats.js.client import KV_STREAM_TEMPLATE
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from ..exceptions import NetworkStateError, Pl3xusError, SettingsError
@@ -245,7 +246,7 @@ class Lease:
             raise NetworkStateError(
                 f"Lease.acquire: the lease is already held (token {self._token})"
             )
-        kv = await self._bucket(timeout)
+        kv = await self._bucket(timeout)  # (made again if it went: see _restore_bucket)
         for _ in range(3):  # the key may lapse between a failed create and our look at it
             sent = time.monotonic()
             try:
@@ -316,8 +317,7 @@ class Lease:
         return json.dumps(body, separators=(",", ":"), default=str).encode()
 
     async def _bucket(self, timeout: float) -> KeyValue:
-        if self._kv is not None:
-            return self._kv
+        """The lease's bucket, made if missing (making it is idempotent)."""
         try:
             try:
                 kv = await asyncio.wait_for(
@@ -417,6 +417,12 @@ class Lease:
                 if not await self._resolve(kv, timeout):
                     return
                 continue  # ours again, at the revision found: write over it
+            except nats.js.errors.NoStreamResponseError as exc:
+                restored = await self._restore_bucket(exc, timeout)
+                if restored is None:
+                    return
+                kv = restored
+                continue  # the compare-and-set fails: the key is gone, so we retake it
             except _UNREACHABLE as exc:
                 self._unreachable(exc)
                 return
@@ -463,6 +469,9 @@ class Lease:
             revision = await asyncio.wait_for(kv.create(_KEY, self._value(None)), timeout)
         except nats.js.errors.KeyWrongLastSequenceError:
             return await self._resolve_taken(kv, timeout)
+        except nats.js.errors.NoStreamResponseError as exc:
+            await self._restore_bucket(exc, timeout)  # the next renewal takes it there
+            return False
         except _UNREACHABLE as exc:
             # the create may still have happened: the next renewal finds out
             self._unreachable(exc)
@@ -471,6 +480,34 @@ class Lease:
         self._written = sent
         self._new_token(revision)
         return True
+
+    async def _restore_bucket(self, exc: BaseException, timeout: float) -> KeyValue | None:
+        """Nothing stores the bucket's subjects: make the bucket again if it is gone (a NATS
+        restarted without its store, or the bucket deleted). Its revisions then start
+        again from 1, so the new token will not exceed the old (logged at ERROR)."""
+        try:
+            await asyncio.wait_for(
+                self._js.stream_info(KV_STREAM_TEMPLATE.format(bucket=self.bucket)), timeout
+            )
+        except nats.js.errors.NotFoundError:
+            pass
+        except _UNREACHABLE as err:
+            self._unreachable(err)
+            return None
+        else:  # it is there: JetStream was briefly unable to store
+            self._unreachable(exc)
+            return None
+        logger.warning(
+            "lease on cluster %r: its bucket %s is gone (NATS restarted without its store?); "
+            "making it again",
+            self.cluster,
+            self.bucket,
+        )
+        try:
+            return await self._bucket(timeout)
+        except LeaseUnavailable as err:
+            self._unreachable(err)
+            return None
 
     async def _resolve_taken(self, kv: KeyValue, timeout: float) -> bool:
         try:
@@ -492,8 +529,9 @@ class Lease:
         if old is not None and token <= old:
             # only if the bucket was deleted and made again: its sequence restarted
             logger.error(
-                "lease on cluster %r: new fencing token %d is not above the old %d (was the "
-                "bucket %s deleted?); gateways that saw the old one may refuse this authority",
+                "lease on cluster %r: new fencing token %d is not above the old %d (bucket %s "
+                "was made again: its revisions restarted); gateways that saw the old one may "
+                "refuse this authority",
                 self.cluster,
                 token,
                 old,
