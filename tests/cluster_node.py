@@ -1,6 +1,6 @@
 """One node of a test cluster, as its own process (so a test can SIGSTOP it):
 
-    python cluster_node.py authority NATS_URL [--schema-v2]
+    python cluster_node.py authority NATS_URL [--schema-v2] [--first SPEED]
     python cluster_node.py gateway NATS_URL GATEWAY_ID [--schema-v2]
 
 It prints ``PORT <n>`` once serving, then serves until SIGTERM (a gateway drains) or
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -19,6 +20,7 @@ from pydantic import BaseModel
 
 from pl3xus_rx import Identity, SyncServer, SyncSettings, bearer_tokens
 from pl3xus_rx.scaleout import Authority, Gateway
+from pl3xus_rx.scaleout._lease import LeaseHeld, LeaseUnavailable
 
 
 class Speed(BaseModel):
@@ -80,12 +82,28 @@ async def main(argv: list[str]) -> None:
     if role == "authority":
         world = server.world
         world.spawn(Boosts(n=0))
+        first = float(argv[argv.index("--first") + 1]) if "--first" in argv else 0.0
         for i in range(3):
-            world.spawn(Speed(value=float(i)))
+            world.spawn(Speed(value=first + i))
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-        async with server.serve("127.0.0.1", 0) as (_host, port), Authority(server, url, "t"):
+        ttl = float(os.environ.get("PL3XUS_LEASE_TTL", "12"))
+        authority = Authority(server, url, "t", lease_ttl=ttl)
+        async with server.serve("127.0.0.1", 0) as (_host, port):
+            try:
+                await authority.start()
+            except (LeaseHeld, LeaseUnavailable, ConnectionError) as exc:
+                print(f"refused: {exc}", file=sys.stderr, flush=True)
+                raise SystemExit(1) from None
             print(f"PORT {port}", flush=True)
-            await stop.wait()
+            fenced = asyncio.ensure_future(authority.fenced.wait())
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait([fenced, stopped], return_when=asyncio.FIRST_COMPLETED)
+            fenced.cancel()
+            stopped.cancel()
+            await authority.stop()
+            if authority.fenced.is_set():
+                print(f"fenced: {authority.fenced_reason}", file=sys.stderr, flush=True)
+                raise SystemExit(1)
         return
     gateway = Gateway(server, url, "t", gateway=int(argv[2]))
     draining = asyncio.Event()
@@ -106,6 +124,6 @@ async def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
-    if "PL3XUS_NODE_DEBUG" in __import__("os").environ:
+    if "PL3XUS_NODE_DEBUG" in os.environ:
         logging.getLogger("pl3xus_rx.scaleout").setLevel(logging.DEBUG)
     asyncio.run(main(sys.argv[1:]))

