@@ -578,3 +578,45 @@ async def test_a_gateway_client_sees_its_data_age_while_the_authority_is_silent(
             await wait_until(lambda: sync.stale.get(), 8, "stale")
             assert (sync.age() or 0) > 2.5
             assert sync.connection.get().state.value == "open"  # the gateway is up
+
+
+async def test_scale_out_metrics_on_both_sides(nats_server: NatsServer) -> None:
+    authority_server = make()
+    robot = authority_server.world.spawn(Speed(value=1))
+    async with (
+        Authority(authority_server, nats_server.url, "cell") as authority,
+        authority_server.serve("127.0.0.1", 0),
+    ):
+        gw_server, gateway = await gateway_on(nats_server.url)
+        async with (
+            gw_server.serve("127.0.0.1", 0) as (host, port),
+            gateway,
+            SyncProvider(f"ws://{host}:{port}/", REGISTRY, token="north-token") as s,
+        ):
+            await s.take_control(robot, timeout=5 * UNIT)
+            await s.request(Boost(by=1), entity=robot, timeout=5 * UNIT)
+            assert gw_server.metrics is not None and authority_server.metrics is not None
+            await wait_until(
+                lambda: (
+                    'pl3xus_cluster_gateways{state="synced"} 1.0'
+                    in authority_server.metrics.render().decode()
+                    and "pl3xus_cluster_gateway_clients 1.0"
+                    in authority_server.metrics.render().decode()
+                ),
+                5,
+                "the authority's view of its gateway",
+            )
+            text = authority_server.metrics.render().decode()
+            assert "pl3xus_cluster_gateway_clients 1.0" in text
+            assert "pl3xus_cluster_lease_held 0.0" in text  # (no JetStream here)
+            assert f"pl3xus_cluster_batches_published_total {float(authority.seq)}" in text
+            text = gw_server.metrics.render().decode()
+            assert "pl3xus_gateway_link_up 1.0" in text
+            assert 'pl3xus_gateway_state{state="synced"} 1.0' in text
+            assert "pl3xus_gateway_forwarded_commands_total 2.0" in text
+            assert "pl3xus_gateway_relay_seconds_count 2.0" in text
+            assert "pl3xus_gateway_snapshots_total 1.0" in text
+    # stopped: the collectors are gone from the registries (a restart registers them again)
+    assert gw_server.metrics is not None and "pl3xus_gateway_" not in (
+        gw_server.metrics.render().decode()
+    )

@@ -8,7 +8,11 @@ reads neither the World nor a clock of its own, so it can later run in another p
 Control is held by a **party**: an authenticated identity's name (so that several
 connections of one operator, browser tabs, share it), or, for an anonymous client, its
 connection alone. The connections of the party that took or acted on an entity are its
-**sharers**; the entity is released when the last of them closes.
+**sharers**; the entity is released when the last of them closes — unless it left *for a
+move* (a drain: it reconnects at once, maybe elsewhere): an authenticated party's holds
+are then **orphaned** until a deadline, still refusing the others' takes, and the first
+connection of the party that appears (:meth:`ControlBook.adopt`) holds them again; past the
+deadline they are released (:meth:`ControlBook.expire`).
 """
 
 from __future__ import annotations
@@ -67,11 +71,17 @@ class Refused:
 
 @dataclass(frozen=True, slots=True)
 class Expired:
-    """Control of ``entity`` lapsed without activity; ``sharers`` held it."""
+    """Control of ``entity`` lapsed without activity; ``sharers`` held it.
+
+    Attributes:
+        abandoned: It was orphaned (its party left for a move) and nobody of the party
+            came back in time: there is nobody to tell.
+    """
 
     entity: EntityId
     holder: int
     sharers: tuple[int, ...] = ()
+    abandoned: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +100,7 @@ class _Hold:
     party: str | None
     since: float  # last authorized activity
     sharers: set[int] = field(default_factory=set)
+    orphaned_until: float | None = None  # its party left for a move: kept until then
 
 
 class ControlBook:
@@ -119,8 +130,16 @@ class ControlBook:
         return len(self._holds)
 
     def held(self) -> list[EntityId]:
-        """Every entity someone controls."""
+        """Every entity someone controls (orphaned ones included)."""
         return list(self._holds)
+
+    def orphaned(self, party: str | None = None) -> dict[EntityId, float]:
+        """The orphaned holds (of ``party``, or of everyone), with their deadlines."""
+        return {
+            entity: hold.orphaned_until
+            for entity, hold in self._holds.items()
+            if hold.orphaned_until is not None and (party is None or hold.party == party)
+        }
 
     @staticmethod
     def _ours(hold: _Hold, connection: int, party: str | None) -> bool:
@@ -155,6 +174,7 @@ class ControlBook:
             hold = self._holds[entity] = _Hold(connection, party, now)
         hold.holder, hold.party, hold.since = connection, party, now
         hold.sharers.add(connection)
+        hold.orphaned_until = None
         return Granted(entity, connection, party, displaced)
 
     def blocking(
@@ -171,6 +191,8 @@ class ControlBook:
     @staticmethod
     def _refusal(entity: EntityId, hold: _Hold) -> Refused:
         who = f"{hold.party!r}" if hold.party is not None else f"connection {hold.holder}"
+        if hold.orphaned_until is not None:
+            who += ", who is reconnecting"
         return Refused(
             f"entity {entity} is controlled by {who}",
             hold.holder,
@@ -206,6 +228,9 @@ class ControlBook:
             if hold is not None and self._ours(hold, connection, party):
                 hold.since = now
                 hold.sharers.add(connection)
+                if hold.orphaned_until is not None:  # (its party is back)
+                    hold.orphaned_until = None
+                    hold.holder = connection
                 shares = True
         return shares
 
@@ -223,9 +248,14 @@ class ControlBook:
             hold.holder = min(hold.sharers)
         return Moved(entity, hold.holder, hold.party)
 
-    def connection_closed(self, connection: int) -> tuple[list[EntityId], list[Moved]]:
+    def connection_closed(
+        self, connection: int, *, keep_until: float | None = None
+    ) -> tuple[list[EntityId], list[Moved]]:
         """``connection`` is gone: what only it held is released (returned first); what its
-        party's other connections share moves to one of them (returned second)."""
+        party's other connections share moves to one of them (returned second). With
+        ``keep_until`` (it left for a move), what only it held for an authenticated party
+        is orphaned until then instead of released (in neither list: nothing changes
+        until the party is back or the deadline passes)."""
         released: list[EntityId] = []
         moved: list[Moved] = []
         for entity, hold in list(self._holds.items()):
@@ -233,6 +263,9 @@ class ControlBook:
                 continue
             hold.sharers.discard(connection)
             if not hold.sharers:
+                if keep_until is not None and hold.party is not None:
+                    hold.orphaned_until = keep_until
+                    continue
                 del self._holds[entity]
                 released.append(entity)
             elif hold.holder == connection:
@@ -240,24 +273,41 @@ class ControlBook:
                 moved.append(Moved(entity, hold.holder, hold.party))
         return released, moved
 
+    def adopt(self, connection: int, party: str, now: float) -> list[Moved]:
+        """``connection`` of ``party`` appeared: it holds every orphaned hold of its party
+        from now on (its activity clock restarts); returns them."""
+        moved: list[Moved] = []
+        for entity, hold in self._holds.items():
+            if hold.orphaned_until is not None and hold.party == party:
+                hold.orphaned_until = None
+                hold.holder, hold.since = connection, now
+                hold.sharers = {connection}
+                moved.append(Moved(entity, connection, party))
+        return moved
+
     def expire(
         self, now: float, alive: Callable[[EntityId], bool] = lambda e: True
     ) -> tuple[list[Expired], float | None]:
-        """Release control idle for :attr:`timeout` (and forget entities no longer
-        ``alive``); returns what lapsed and when to check next (``None``: nothing to
-        watch)."""
+        """Release control idle for :attr:`timeout`, and orphaned control whose party did
+        not come back by its deadline (and forget entities no longer ``alive``); returns
+        what lapsed and when to check next (``None``: nothing to watch)."""
         lapsed: list[Expired] = []
         soonest: float | None = None
+        timeout = self.timeout
         for entity, hold in list(self._holds.items()):
             if not alive(entity):
                 del self._holds[entity]
                 continue
-            if self.timeout is None:
+            until = hold.orphaned_until
+            due = None if timeout is None else hold.since + timeout
+            if until is not None and (due is None or until < due):
+                due = until  # (orphaned: whichever comes first)
+            if due is None:
                 continue
-            if now - hold.since >= self.timeout:
+            if now >= due:
                 del self._holds[entity]
-                lapsed.append(Expired(entity, hold.holder, tuple(sorted(hold.sharers))))
+                sharers = tuple(sorted(hold.sharers))
+                lapsed.append(Expired(entity, hold.holder, sharers, until is not None))
             else:
-                due = hold.since + self.timeout
                 soonest = due if soonest is None else min(soonest, due)
         return lapsed, soonest

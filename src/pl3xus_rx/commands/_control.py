@@ -3,6 +3,13 @@ when the holder goes or stops seeing the entity. No I/O.
 
 The decisions are the control book's (``_book``) and the gate's; this room mirrors them
 into the World's ``EntityControl`` components and tells the parties concerned.
+
+A connection that leaves *for a move* (a drain) keeps its authenticated party's control
+for ``SyncSettings.control_move_grace`` seconds: the holds are orphaned (``EntityControl``
+unchanged, others' takes refused, "who is reconnecting"), and the first connection of the
+party that appears — or one that is already there — becomes their holder
+(``EntityControl.holder`` is its id now; no notice: the synced ``EntityControl`` says it).
+Nobody of the party back by then: released, nobody told.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from ..protocol import (
     NoticeKind,
     Status,
 )
-from ..security import ANONYMOUS
+from ..security import ANONYMOUS, Identity
 from ..sync._policy import MutationContext
 from ..world import EntityId
 from ._book import Granted
@@ -43,6 +50,9 @@ class Control:
         self.core = core
         core.gate.release_unseen = self.release_unseen
         self._notices_sent: dict[tuple[int, int, EntityId], float] = {}
+        # each authenticated party's live connections, in the order they came
+        self._parties: dict[str, dict[int, Identity]] = {}
+        self._party_of: dict[int, str] = {}
 
     def command(self, ctx: MutationContext, command: ControlCommand, now: float) -> None:
         """Handle one CONTROL frame."""
@@ -104,16 +114,65 @@ class Control:
         sent[key] = now
         return True
 
-    def connection_closed(self, connection: int) -> None:
-        """Release every entity the connection controlled (and forget its notices)."""
+    def connection_opened(self, connection: int, identity: Identity, now: float) -> None:
+        """A client connected (directly or through a gateway): an authenticated one holds
+        its party's orphaned control from now on."""
+        if self._party_of.get(connection, identity.name) != identity.name:
+            self._forget_party(connection)  # (introduced again, as someone else)
+        if identity.anonymous:
+            return
+        self._parties.setdefault(identity.name, {})[connection] = identity
+        self._party_of[connection] = identity.name
+        book = self.core.control
+        if book.holds and book.orphaned(identity.name):
+            self._adopt(connection, identity, now)
+
+    def _adopt(self, connection: int, identity: Identity, now: float) -> None:
+        moved = self.core.control.adopt(connection, identity.name, now)
+        if moved:
+            self.core.identities[connection] = identity  # (its sight is checked while it holds)
+            logger.info(
+                "connection %s of %r holds its party's control again: entities %s",
+                connection,
+                identity.name,
+                [m.entity for m in moved],
+            )
+        for move in moved:
+            self._mirror(move.entity, move.holder, move.party)
+
+    def connection_closed(
+        self, connection: int, *, moving: bool = False, now: float | None = None
+    ) -> None:
+        """Release every entity the connection controlled (and forget its notices); for a
+        move (``moving``, at time ``now``), its authenticated party's control is kept for
+        ``control_move_grace`` seconds instead (see the module's docstring)."""
         self._notices_sent = {
             k: t for k, t in self._notices_sent.items() if connection not in (k[0], k[1])
         }
-        released, moved = self.core.control.connection_closed(connection)
+        party = self._forget_party(connection)
+        grace = self.core.settings.control_move_grace
+        keep_until = now + grace if moving and now is not None and grace > 0 else None
+        released, moved = self.core.control.connection_closed(connection, keep_until=keep_until)
         for entity in released:
             self._mirror(entity, None)
         for move in moved:
             self._mirror(move.entity, move.holder, move.party)
+        others = self._parties.get(party) if party is not None else None
+        if keep_until is not None and others and now is not None:
+            # the party is here already (it came back before its old connection was
+            # known to be gone): its latest connection holds the orphans at once
+            latest, identity = next(reversed(others.items()))
+            self._adopt(latest, identity, now)
+
+    def _forget_party(self, connection: int) -> str | None:
+        """``connection`` is no longer one of its party's; returns the party."""
+        party = self._party_of.pop(connection, None)
+        if party is not None:
+            conns = self._parties[party]
+            del conns[connection]
+            if not conns:
+                del self._parties[party]
+        return party
 
     def tick(self, now: float) -> float | None:
         """Release control idle for ``control_timeout``, and control of entities a holder no
@@ -125,6 +184,12 @@ class Control:
         lapsed, due = book.expire(now, self.core.world.contains)
         for expired in lapsed:
             self._mirror(expired.entity, None)
+            if expired.abandoned:
+                logger.info(
+                    "control of entity %s released: its party did not come back from a move",
+                    expired.entity,
+                )
+                continue
             self._released(expired.sharers or (expired.holder,), expired.entity, "inactivity")
         return due
 

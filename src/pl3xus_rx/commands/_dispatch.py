@@ -3,8 +3,9 @@
 ``Commands.handle(ctx, frame, now)`` takes a client's command frame, who sent it and the
 time, and returns what must happen (:mod:`._effects`). The other inputs are
 ``handler_finished`` (an async handler the shell ran has ended), ``tick`` (time passes:
-control expires, or ends for a holder that stopped seeing its entity) and
-``connection_closed``. Nothing here sends, sleeps or reads a clock.
+control expires, or ends for a holder that stopped seeing its entity),
+``connection_opened`` and ``connection_closed`` (for a move, too: see ``_control``).
+Nothing here sends, sleeps or reads a clock.
 
 Every command gets exactly one REPLY (``[8, req_id, status, message, body]``): ``ok``,
 ``forbidden``, ``not_found``, ``validation_error`` (with the field errors), ``timeout`` or
@@ -32,6 +33,7 @@ from ..protocol import (
     Status,
     parse_command,
 )
+from ..security import Identity
 from ..sync._builders import MessageRegistration, QueryRegistration, RequestRegistration
 from ..sync._policy import FaultLog, MutationContext
 from ..sync._registry import ComponentRegistry, EntityPolicy
@@ -145,8 +147,10 @@ class Commands:
         """The registered one-way message types, by name."""
         return self._calls.messages
 
-    def in_flight(self, connection: int) -> int:
-        """Async handlers running for ``connection``."""
+    def in_flight(self, connection: int | None = None) -> int:
+        """Async handlers running for ``connection`` (``None``: for every connection)."""
+        if connection is None:
+            return sum(self._core.in_flight.values())
         return self._core.in_flight.get(connection, 0)
 
     def holder(self, entity: EntityId) -> int | None:
@@ -288,18 +292,42 @@ class Commands:
         return self._core.take_effects()
 
     def tick(self, now: float) -> tuple[list[Effect], float | None]:
-        """Time passes: control idle for ``control_timeout`` lapses, and control of an
-        entity its holder no longer sees ends (``control_released``, reason
-        ``not_visible``). Returns what must happen and when to tick next (``None``: only
-        after the next command)."""
+        """Time passes: control idle for ``control_timeout`` lapses, control kept for a
+        party that left for a move and did not come back within ``control_move_grace``
+        is released, and control of an entity its holder no longer sees ends
+        (``control_released``, reason ``not_visible``). Returns what must happen and when
+        to tick next (``None``: only after the next command)."""
         due = self._control.tick(now)
         return self._core.take_effects(), due
 
-    def connection_closed(self, connection: int) -> list[Effect]:
+    def connection_opened(self, connection: int, identity: Identity, now: float) -> list[Effect]:
+        """A client connected (directly or through a gateway) as ``identity`` at ``now``:
+        if its authenticated party left for a move and its control is still kept, this
+        connection holds it from now on (``EntityControl`` says so; no notice)."""
+        self._control.connection_opened(connection, identity, now)
+        return self._core.take_effects()
+
+    def connection_closed(
+        self, connection: int, *, moving: bool = False, now: float | None = None
+    ) -> list[Effect]:
         """``connection`` is gone: its control is released, its handlers' ends ignored.
         What it spawned stays, and (anonymous) stays counted as its owner's: against the
-        server-wide limits until the server despawns it (see :meth:`owned_by`)."""
-        self._control.connection_closed(connection)
+        server-wide limits until the server despawns it (see :meth:`owned_by`).
+
+        Args:
+            connection: The connection.
+            moving: It left for a move (a drain, a gateway's client moved): an
+                authenticated party's control is kept for ``control_move_grace`` seconds
+                after ``now``, for the party's next connection (:meth:`connection_opened`);
+                :meth:`tick` releases it past that.
+            now: The time (needed with ``moving``).
+
+        Raises:
+            ValueError: ``moving`` without ``now``.
+        """
+        if moving and now is None:
+            raise ValueError("connection_closed(moving=True) needs now= (the grace starts then)")
+        self._control.connection_closed(connection, moving=moving, now=now)
         self._core.forget(connection)
         return self._core.take_effects()
 

@@ -3,7 +3,19 @@ clients (docs/scaling.md). Needs ``nats-py`` (the ``nats`` extra)."""
 
 from ._authority import Authority
 from ._gateway import Gateway
+from ._lease import Lease, LeaseHeld, LeaseUnavailable
 from ._link import NatsOptions, redact_url
-from ._wire import GATEWAY_SHIFT, Subjects
+from ._wire import CLUSTER_VERSION, GATEWAY_SHIFT, Subjects
 
-__all__ = ["GATEWAY_SHIFT", "Authority", "Gateway", "NatsOptions", "Subjects", "redact_url"]
+__all__ = [
+    "CLUSTER_VERSION",
+    "GATEWAY_SHIFT",
+    "Authority",
+    "Gateway",
+    "Lease",
+    "LeaseHeld",
+    "LeaseUnavailable",
+    "NatsOptions",
+    "Subjects",
+    "redact_url",
+]

@@ -25,6 +25,7 @@ from ..sync import ComponentRegistration, FlushedChanges
 from ..world import EntityId
 from ._lease import LEASE_TTL, Lease, LeaseHeld, LeaseUnavailable
 from ._link import NatsOptions, connect
+from ._metrics import AuthorityCollector
 from ._wire import (
     CLUSTER_VERSION,
     Announcement,
@@ -179,6 +180,7 @@ class Authority:
         self.fenced_reason = ""
         self._lease: Lease | None = None
         self._subscriptions: list[Any] = []
+        self._collector: AuthorityCollector | None = None
         self.started = time.time()
         """When this authority started (Unix seconds)."""
         self.nc: NatsClient | None = None
@@ -266,6 +268,9 @@ class Authority:
         self.server.on_broadcast(lambda data: self._send(self.subjects.all, data))
         self._send(self.subjects.announce, encode(self.announcement().to_wire()))
         self._watch = asyncio.get_running_loop().create_task(self._watch_gateways())
+        if self.server.metrics is not None:
+            self._collector = AuthorityCollector(self)
+            self.server.metrics.registry.register(self._collector)
 
     async def _refuse_rival(self) -> None:
         """Another authority answering on this cluster: refuse to start (naming it)."""
@@ -349,6 +354,9 @@ class Authority:
         self.server.on_broadcast(None)
         if self._watch is not None:
             self._watch.cancel()
+        if self._collector is not None and self.server.metrics is not None:
+            self.server.metrics.registry.unregister(self._collector)
+            self._collector = None
         for connection in self.server.remote_connections():
             self.server.remote_left(connection)
         self._gateways.clear()
@@ -361,6 +369,11 @@ class Authority:
                 self._lease = None
             await self.nc.close()
             self.nc = None
+
+    def lease_held(self) -> bool:
+        """Whether this authority certainly holds its cluster's lease now (``False``
+        without fencing)."""
+        return self._lease is not None and self._lease.held and not self.fenced.is_set()
 
     def announcement(self) -> Announcement:
         """What this authority says of itself to gateways (and ``pl3xus-rx cluster``)."""

@@ -21,6 +21,7 @@ from ..protocol import FrameKind, Status
 from ..server import SyncServer
 from ..world import EntityId
 from ._link import NatsOptions, connect
+from ._metrics import GatewayCollector
 from ._wire import (
     CLUSTER_VERSION,
     GATEWAY_SHIFT,
@@ -136,6 +137,14 @@ class Gateway:
         self._up: deque[bytes] = deque()
         self._sending: asyncio.Task[None] | None = None
         self._moving: set[int] = set()
+        self.silence = SILENCE
+        """Seconds without a word from the authority after which the link counts as lost."""
+        self.forwarded = 0
+        """Client commands forwarded to the authority."""
+        self._announced = 0  # the highest seq the authority announced (this epoch)
+        self._relaying: dict[tuple[int, int], float] = {}  # (client, request id) -> sent
+        self._relay_seconds: Any = None
+        self._collector: GatewayCollector | None = None
 
     async def __aenter__(self) -> Gateway:
         await self.start()
@@ -175,6 +184,17 @@ class Gateway:
         server.forward_commands(self._forward)
         server.as_of_source = lambda: self.heard
         server.add_health_check("authority", self._health)
+        if server.metrics is not None:
+            from prometheus_client import Histogram
+
+            self._collector = GatewayCollector(self)
+            server.metrics.registry.register(self._collector)
+            self._relay_seconds = Histogram(
+                "pl3xus_gateway_relay_seconds",
+                "From forwarding a client's command to the authority's answer arriving",
+                buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
+                registry=server.metrics.registry,
+            )
         self._events = server.net.events.subscribe(self._on_event)
         await self.nc.subscribe(self.subjects.sync, cb=self._on_batch)
         await self.nc.subscribe(self.subjects.down(self.gateway), cb=self._on_down)
@@ -200,6 +220,12 @@ class Gateway:
             self._events = None
         for task in list(self._tasks):
             task.cancel()
+        metrics = self.server.metrics
+        if metrics is not None and self._collector is not None:
+            metrics.registry.unregister(self._collector)
+            if self._relay_seconds is not None:
+                metrics.registry.unregister(self._relay_seconds)
+            self._collector = self._relay_seconds = None
         if self.nc is not None:
             for cid in self.server.net.connections:
                 self._publish_up(["bye", int(cid), int(cid) in self._moving])
@@ -309,6 +335,10 @@ class Gateway:
             self.lease = batch.lease
             self._lease_heard = time.monotonic()
         self._received = time.monotonic()
+        if batch.epoch == self.epoch or self.epoch is None:
+            self._announced = max(self._announced, batch.seq)
+        else:
+            self._announced = batch.seq
         if batch.type == TICK:
             if self._buffer is None and batch.epoch == self.epoch and batch.seq == self.seq:
                 self.heard = batch.as_of  # nothing missing
@@ -445,8 +475,10 @@ class Gateway:
             "state": self._state(),
             "epoch": self.epoch,
             "seq": self.seq,
+            "seq_behind": max(0, self._announced - self.seq),
             "lag_ms": round(lag * 1000.0, 1),
             "last_heard_s": round(silent, 3),
+            "lease": self.lease,
             "snapshots": self.snapshots,
             "fenced": self.fenced,
         }
@@ -511,6 +543,9 @@ class Gateway:
         elif isinstance(event, Disconnected):
             moving = int(event.id) in self._moving
             self._moving.discard(int(event.id))
+            if self._relaying:
+                gone = int(event.id)
+                self._relaying = {k: v for k, v in self._relaying.items() if k[0] != gone}
             self._publish_up(["bye", int(event.id), moving])
 
     def _hello(self, connection: ConnectionId) -> None:
@@ -527,6 +562,11 @@ class Gateway:
             return
         if not self._publish_up(["frame", int(connection), frame]):
             self._refuse(connection, frame, "the gateway is overloaded")
+            return
+        self.forwarded += 1
+        timed = self._relay_seconds is not None and frame[0] != FrameKind.SEND
+        if timed and type(frame[1]) is int and len(self._relaying) < 10_000:  # (bounded)
+            self._relaying[int(connection), frame[1]] = time.perf_counter()
 
     def _refuse(self, connection: ConnectionId, frame: list[Any], why: str) -> None:
         # answered at once rather than left to time out in the client
@@ -567,6 +607,10 @@ class Gateway:
             kind = message[0]
             if kind == "to":
                 connection, frame = int(message[1]), decode(message[2])
+                if self._relaying and frame[0] == FrameKind.REPLY:
+                    sent = self._relaying.pop((connection, frame[1]), None)
+                    if sent is not None and self._relay_seconds is not None:
+                        self._relay_seconds.observe(time.perf_counter() - sent)
                 if self.server.net.has_connection(ConnectionId(connection)):
                     self.server.deliver(connection, frame)
             elif kind == "who":

@@ -27,6 +27,12 @@ class SyncSettings(CheckedSettings):
         control_timeout: Seconds of inactivity after which control of an entity is released
             (authorized mutations, targeted requests and one-way messages on it count as
             activity); ``None``: never.
+        control_move_grace: Seconds an authenticated party keeps its control after its
+            last connection left for a move (closed by ``SyncServer.drain``, or a gateway's
+            client that left with ``remote_left(..., moving=True)``): the first connection
+            of the same identity that comes back (on any gateway) holds it again; others'
+            takes are refused meanwhile. Past it, the control is released. Anonymous
+            clients lose control at once, as on any close. 0: no grace.
         handler_timeout: Seconds an async handler (mutation, request, query, one-way
             message) may take; then it is cancelled and the command answered ``timeout``.
             ``None``: no limit. (A handler's task is also cancelled when its client leaves.)
@@ -88,6 +94,7 @@ class SyncSettings(CheckedSettings):
     max_subscriptions_per_connection: int = Field(default=100, ge=1)
     max_snapshot_items: int = Field(default=20_000, ge=1)
     control_timeout: float | None = Field(default=300.0, gt=0)
+    control_move_grace: float = Field(default=10.0, ge=0)
     handler_timeout: float | None = Field(default=30.0, gt=0)
     max_pending_commands: int | None = Field(default=100, ge=1)
     slow_handler_seconds: float | None = Field(default=0.1, gt=0)
