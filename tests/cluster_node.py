@@ -1,7 +1,7 @@
 """One node of a test cluster, as its own process (so a test can SIGSTOP it):
 
     python cluster_node.py authority NATS_URL [--schema-v2] [--first SPEED]
-    python cluster_node.py gateway NATS_URL GATEWAY_ID [--schema-v2]
+    python cluster_node.py gateway NATS_URL GATEWAY_ID [--schema-v2] [--port PORT]
 
 It prints ``PORT <n>`` once serving, then serves until SIGTERM (a gateway drains) or
 SIGINT. The app: robots with a Speed anyone signed in may change and a Boost request that
@@ -108,7 +108,8 @@ async def main(argv: list[str]) -> None:
     gateway = Gateway(server, url, "t", gateway=int(argv[2]))
     draining = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, draining.set)
-    async with server.serve("127.0.0.1", 0) as (_host, port):
+    at = int(argv[argv.index("--port") + 1]) if "--port" in argv else 0
+    async with server.serve("127.0.0.1", at) as (_host, port):
         await gateway.start()
         print(f"PORT {port}", flush=True)
         done = asyncio.ensure_future(stop.wait())

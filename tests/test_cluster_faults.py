@@ -286,3 +286,65 @@ async def _get(port: int, path: str) -> tuple[int, bytes]:
     writer.close()
     head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split()[1]), body
+
+
+async def test_a_rolling_restart_of_both_gateways_keeps_clients_served_and_control_held(
+    nats_server: NatsServer,
+) -> None:
+    from pl3xus_rx import CommandTimeout, ConnectionLost
+
+    async with cluster(nats_server.url, gateways=2) as nodes:
+        gateways = nodes[1:]
+        urls = [g.url for g in gateways]
+        async with SyncProvider(urls, REGISTRY, token="nora-token") as nora:
+            speeds, boosts = nora.components(Speed), nora.components(Boosts)
+            for s in (speeds, boosts):
+                s.subscribe(lambda _: None)
+            await wait_until(lambda: len(speeds.get()) == 3, 10, "the robots")
+            robot = min(speeds.get())
+            await nora.take_control(robot, timeout=5 * UNIT)
+            released: list[Any] = []
+            nora.notices.subscribe(
+                lambda n: released.append(n) if n.kind == "control_released" else None
+            )
+            answered, not_sent = 0, 0
+            running = True
+
+            async def boost_forever() -> None:
+                nonlocal answered, not_sent
+                while running:
+                    try:
+                        await nora.request(Boost(by=1), entity=robot, timeout=5 * UNIT)
+                        answered += 1
+                    except ConnectionLost:
+                        not_sent += 1  # (between two gateways: never sent)
+                        await asyncio.sleep(0.02)
+                    await asyncio.sleep(0.01)
+
+            worker = asyncio.ensure_future(boost_forever())
+            try:
+                for index in (0, 1):
+                    await wait_until(lambda: answered > 5, 10, "boosts flowing")
+                    old = gateways[index]
+                    was = nora.connection_id
+                    old.signal(signal.SIGTERM)  # drain
+                    await asyncio.wait_for(old.proc.wait(), 20)
+                    assert old.proc.returncode == 0, old.lines[-20:]
+                    await wait_until(lambda w=was: nora.connection_id != w, 5, "moved")
+                    before = answered
+                    await wait_until(lambda b=before: answered > b + 5, 10, "served elsewhere")
+                    # the drained gateway comes back (same id and port) before the other goes
+                    gateways[index] = await node(
+                        "gateway", nats_server.url, str(index + 1), "--port", str(old.port)
+                    )
+                    nodes.append(gateways[index])
+            finally:
+                running = False
+                await asyncio.wait_for(worker, 10)
+            assert not worker.exception() or not isinstance(worker.exception(), CommandTimeout)
+            assert released == []  # control survived both moves
+            # every command answered exactly once: the authority counted as many
+            await wait_until(
+                lambda: [b.n for b in boosts.get().values()] == [answered], 5, "the count"
+            )
+            assert speeds.get()[robot].value == answered

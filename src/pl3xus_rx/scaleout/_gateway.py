@@ -196,6 +196,7 @@ class Gateway:
                 registry=server.metrics.registry,
             )
         self._events = server.net.events.subscribe(self._on_event)
+        self._buffer = []  # (batches before the first snapshot wait for it)
         await self.nc.subscribe(self.subjects.sync, cb=self._on_batch)
         await self.nc.subscribe(self.subjects.down(self.gateway), cb=self._on_down)
         await self.nc.subscribe(self.subjects.all, cb=self._on_all)
