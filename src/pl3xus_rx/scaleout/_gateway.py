@@ -632,6 +632,14 @@ class Gateway:
         except Exception:
             logger.exception("a frame from the authority could not be decoded")
             return
+        if frame and frame[0] == "visibility":  # (the authority's visibility_changed)
+            _, name, entity = frame
+            reg = self.server.registry.by_name(name) if name is not None else None
+            if name is None or reg is not None:
+                model = reg.model if reg is not None else None
+                target = None if entity is None else EntityId(int(entity))
+                self.server.visibility_changed(model, target)
+            return
         for cid in self.server.net.connections:
             self.server.deliver(int(cid), frame)
 
