@@ -112,6 +112,11 @@ def test_network_public_names_are_the_user_api() -> None:
     methods = {name for name in dir(Network) if not name.startswith("_")}
     assert methods == {
         "add_admission_check",
+        "add_health_check",
+        "remove_health_check",
+        "start_draining",
+        "draining",
+        "close_connections",
         "disconnect_identity",
         "protocol_version",
         "abort",

@@ -40,6 +40,7 @@ from pl3xus_rx.exceptions import (
 from pl3xus_rx.net import Disconnected, Error, Network, NetworkSettings, Transport
 from pl3xus_rx.net._events import ConnectionId
 from pl3xus_rx.protocol import (
+    CloseCode,
     EntityControl,
     NoticeKind,
     rejection_for,
@@ -165,8 +166,10 @@ class SyncProvider(Queries, Messages):
 
     Args:
         url: ``ws://host:port/`` of the server, or several (the gateways of a cluster,
-            docs/scaling.md): the first that answers is used, and after a lost connection
-            each reconnect attempt tries the next.
+            docs/scaling.md): the first that answers is used; after a lost connection the
+            same one is tried first, then each attempt tries the next. A server that
+            drains (close code 4004, ``CloseCode.MOVED``) sends the client to the next
+            URL at once, without a backoff delay.
         registry: The component types this client uses.
         network: Settings of the underlying :class:`~pl3xus_rx.Network`.
         reconnect: Backoff policy.
@@ -402,8 +405,15 @@ class SyncProvider(Queries, Messages):
             self._synced.clear()
             self._fail_pending(self._session.disconnected(), event.reason)
             if not self._closing:
-                logger.info("lost %s (%s); reconnecting", self.url, event.reason)
-                task = asyncio.get_running_loop().create_task(self._reconnect_loop(event.reason))
+                moved = event.code == CloseCode.MOVED
+                if moved:  # (the server drains: to the next URL, at once)
+                    logger.info("%s moved this client (%s); reconnecting", self.url, event.reason)
+                    self._next_url()
+                else:
+                    logger.info("lost %s (%s); reconnecting", self.url, event.reason)
+                task = asyncio.get_running_loop().create_task(
+                    self._reconnect_loop(event.reason, at_once=moved)
+                )
                 task.add_done_callback(_log_failure)
                 self._reconnect_task = task
         elif isinstance(event, Error):
@@ -416,11 +426,13 @@ class SyncProvider(Queries, Messages):
                 self._update_stale()  # (its snapshot will never come)
             self.errors.on_next(err)
 
-    async def _reconnect_loop(self, reason: str) -> None:
+    async def _reconnect_loop(self, reason: str, *, at_once: bool = False) -> None:
+        """Reconnect until connected, backing off between attempts (the first one with no
+        wait when ``at_once``: the server moved this client), each to the next URL."""
         attempt = 0
         while not self._closing:
             attempt += 1
-            delay = self.policy.delay(attempt, self._rng)
+            delay = 0.0 if at_once and attempt == 1 else self.policy.delay(attempt, self._rng)
             self.connection.set(
                 ConnectionStatus(ConnectionState.RECONNECTING, attempt, delay, reason)
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import ssl as _ssl
@@ -35,16 +36,19 @@ from .metrics import CONTENT_TYPE, ServerMetrics
 from .net import (
     Connected,
     Disconnected,
+    HealthCheck,
     HttpRequest,
     HttpResponse,
     Network,
     NetworkSettings,
+    NetworkState,
     Transport,
 )
 from .net._events import ConnectionId
 from .protocol import (
     CLIENT_COMMAND_KINDS,
     LAST_MESSAGE_QUERY,
+    CloseCode,
     EntityControl,
     FrameKind,
     LastMessage,
@@ -54,6 +58,7 @@ from .protocol import (
     Query,
     RegisteredType,
     Request,
+    Status,
     codec_for_subprotocol,
     error_frame,
     shown,
@@ -83,6 +88,12 @@ logger = logging.getLogger(__name__)
 
 C = TypeVar("C", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
+
+MAX_FORWARDED = 4096
+"""Commands a gateway remembers as forwarded and unanswered, per client (for ``drain``): past
+it the oldest is forgotten (its REPLY, if it ever comes, still goes through)."""
+
+_REPLY, _SEND = FrameKind.REPLY, FrameKind.SEND
 
 
 class SyncServer:
@@ -164,12 +175,18 @@ class SyncServer:
         self.registry.add(EntityControl)  # synced like any component, never client-writable
         if authenticate is not None:
             self.authenticate(authenticate)
-        self._handlers = Handlers(
-            self.net.spawn,
-            lambda call, **end: self._apply(self.commands.handler_finished(call, **end)),
-        )
+        self._handlers = Handlers(self.net.spawn, self._handler_finished)
         self._last_messages: dict[str, dict[str, Any]] = {}
         self._forward: Callable[[ConnectionId, list[Any]], None] | None = None
+        self._visibility_sink: Callable[[type[BaseModel] | None, EntityId | None], None] | None = (
+            None
+        )
+        # a gateway's clients' commands forwarded, whose REPLY has not come back (req ids)
+        self._forwarded: dict[int, dict[int, None]] = {}
+        self._moving: set[int] = set()  # connections whose next close is a move
+        self._idle: asyncio.Event | None = None  # set once nothing is in flight (drain)
+        self._drained: asyncio.Event | None = None  # drain() under way (or done)
+        self._moving_out = False  # drain() is closing every connection
         self._install_last_message()
         if devtools:
             self._install_devtools()
@@ -311,6 +328,105 @@ class SyncServer:
         request = self.net.request_of(cid)
         return request.remote if request is not None else None
 
+    # ------------------------------------------------------------------ operations
+
+    def add_health_check(self, name: str, check: Callable[[], HealthCheck]) -> None:
+        """Report ``check()`` under ``name`` in ``/healthz``: ``"checks": {name: {"ok":
+        ..., **detail}}``, and 503 ``"status": "unhealthy"`` while any check is not ok.
+        While it says ``admit=False``, new WebSocket handshakes are refused with 503 and
+        its ``detail["reason"]`` (live connections go on; refusals are counted like any
+        other). It is called at every ``/healthz`` request and every handshake, on the
+        event loop: keep it cheap, never block. One that raises counts as not ok (logged,
+        at most once per ``NetworkSettings.warning_interval``) and refuses nobody.
+
+        Raises:
+            DuplicateRegistration: a check of that name is installed.
+        """
+        self.net.add_health_check(name, check)
+
+    def remove_health_check(self, name: str) -> None:
+        """Stop asking the health check ``name`` (nothing happens if there is none)."""
+        self.net.remove_health_check(name)
+
+    def in_flight(self) -> int:
+        """Commands not answered yet: async handlers running (for this server's clients and
+        its gateways'), and on a gateway (:meth:`forward_commands`) the commands forwarded
+        whose REPLY has not come back. (A reply held for the next flush is answered: the
+        flush sends it.)"""
+        forwarded = self._forwarded
+        waiting = sum(len(ids) for ids in forwarded.values()) if forwarded else 0
+        return self.commands.in_flight() + waiting
+
+    def connection_moving(self, connection: int) -> None:
+        """The next close of ``connection`` (a direct client) is a move, not a departure:
+        an authenticated client's control is kept for ``SyncSettings.control_move_grace``
+        seconds, for the first connection of the same identity that comes (here or, on a
+        gateway's authority, through any gateway). :meth:`drain` marks every connection
+        so; for a gateway's client, see ``remote_left(..., moving=True)``."""
+        if self.net.has_connection(ConnectionId(connection)):
+            self._moving.add(connection)
+
+    async def drain(self, timeout: float, reason: str = "server draining") -> None:
+        """Move every client away, for a restart or a scale-down without losing anyone's
+        work: new handshakes are refused at once (503, naming ``reason``) and ``/healthz``
+        answers 503 ``"status": "draining"`` (a load balancer stops sending clients); the
+        commands in flight (:meth:`in_flight`) get up to ``timeout`` seconds to be
+        answered; a last flush sends every change and held reply; then every connection is
+        closed with 4004 (``CloseCode.MOVED``) and ``reason``, which tells a
+        ``SyncProvider`` to reconnect at once, to its next URL. Their control is kept for
+        ``SyncSettings.control_move_grace`` seconds (:meth:`connection_moving`). A command
+        that arrives while the connections close is not applied and answered
+        ``internal_error`` saying so.
+
+        Returns when every connection is closed; the server keeps refusing handshakes
+        until ``serve()`` ends (leaving the ``async with`` after a drain is quick). A
+        second call waits for the first. Cancelling stops the wait; the server stays
+        draining.
+
+        Raises:
+            ValueError: ``timeout`` is negative or not a number.
+        """
+        if not timeout >= 0 or not math.isfinite(timeout):
+            raise ValueError(f"drain(timeout=...) takes seconds, 0 or more; got {timeout!r}")
+        if self._drained is not None:
+            await self._drained.wait()
+            return
+        if self.net.state in (NetworkState.CLOSING, NetworkState.CLOSED):
+            return  # (closing already: every connection goes anyway)
+        self._drained = drained = asyncio.Event()
+        done = False
+        try:
+            self.net.start_draining(reason)
+            if self.in_flight():
+                self._idle = idle = asyncio.Event()
+                try:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(idle.wait(), timeout)
+                finally:
+                    self._idle = None
+                left = self.in_flight()
+                if left:
+                    logger.warning(
+                        "drain: %d command(s) still unanswered after %g s; closing anyway",
+                        left,
+                        timeout,
+                    )
+            self._moving_out = True
+            try:
+                self._moving.update(int(c) for c in self.net.connections)
+                self._last_flush()
+                logger.info(
+                    "drain: moving %d connection(s) away (%s)", len(self.net.connections), reason
+                )
+                await self.net.close_connections(CloseCode.MOVED, reason)
+                done = True
+            finally:
+                self._moving_out = False
+        finally:
+            if not done:  # (cancelled: a later call drains again)
+                self._drained = None
+            drained.set()
+
     # ------------------------------------------------------------------ scale-out hooks
 
     def remote_joined(self, connection: int, identity: Identity, sink: RemoteSink) -> None:
@@ -321,6 +437,7 @@ class SyncServer:
         self.engine.add_client(connection, binary=True, identity=identity)
         if self._reporter is not None:  # (instruments hear of a gateway's clients too)
             self._reporter.report("connection_opened", connection, identity)
+        self._joined(connection, identity)
 
     def remote_frame(self, connection: int, frame: list[Any]) -> bool:
         """A command frame (MUTATE, CONTROL, REQUEST, QUERY, SEND, SPAWN, DESPAWN) from a
@@ -338,14 +455,23 @@ class SyncServer:
             self._to.send_frame(connection, error_frame(exc.to_wire()))
         return True
 
-    def remote_left(self, connection: int) -> None:
-        """A gateway's client went away: its control is released, its handlers cancelled."""
+    def remote_left(self, connection: int, *, moving: bool = False) -> None:
+        """A gateway's client went away: its control is released, its handlers cancelled.
+
+        Args:
+            connection: The gateway's client.
+            moving: It left for a move (its gateway drains: it reconnects at once,
+                through another): an authenticated client's control is kept for
+                ``SyncSettings.control_move_grace`` seconds, and the first connection of
+                the same identity that joins (:meth:`remote_joined`, or directly) holds
+                it again. Anonymous clients lose it at once, as on any leave.
+        """
         if self._to.remote.pop(connection, None) is None:
             return
         if self._reporter is not None:
             self._reporter.connection_closed(connection)
         self._handlers.cancel(connection)
-        self._apply(self.commands.connection_closed(connection))
+        self._left(connection, moving)
         self.engine.remove_client(connection)
 
     def remote_connections(self) -> list[int]:
@@ -357,6 +483,13 @@ class SyncServer:
         to all) to ``sink(msgpack_frame)``: an authority tells its gateways' clients."""
         self._to.broadcast_sink = sink
 
+    def on_visibility_changed(
+        self, sink: Callable[[type[BaseModel] | None, EntityId | None], None] | None
+    ) -> None:
+        """Also hand every :meth:`visibility_changed` call to ``sink(component, entity)``:
+        an authority tells its gateways, which apply read access at the edge."""
+        self._visibility_sink = sink
+
     def forward_commands(self, sink: Callable[[ConnectionId, list[Any]], None] | None) -> None:
         """Hand client command frames to ``sink(connection, frame)`` instead of handling
         them here: a gateway forwards them to the authority."""
@@ -366,8 +499,18 @@ class SyncServer:
         """Send ``frame`` to a client of this server: a REPLY waits for this server's next
         flush (so the changes it answers for reach the client first); others go at once.
         (A gateway relays the authority's frames with it.)"""
-        if frame and frame[0] == FrameKind.REPLY:
-            self.engine.defer(connection, frame)
+        if frame and frame[0] == _REPLY:
+            forwarded = self._forwarded.get(connection)
+            if forwarded is not None and len(frame) > 1 and type(frame[1]) is int:
+                forwarded.pop(frame[1], None)
+                if not forwarded:
+                    del self._forwarded[connection]
+                if self._idle is not None:
+                    self._answered()
+            if self._moving_out:  # (no flush is coming before the close)
+                self._to.send_frame(connection, frame)
+            else:
+                self.engine.defer(connection, frame)
         else:
             self._to.send_frame(connection, frame)
 
@@ -423,8 +566,11 @@ class SyncServer:
         (another component, the identity's rights): evaluate the rules again at the next
         flush, of ``component`` (default: every restricted type) for ``entity`` (default:
         every entity). Clients get what became visible, and removals of what did not stay;
-        a holder that no longer sees an entity loses its control (``not_visible``)."""
+        a holder that no longer sees an entity loses its control (``not_visible``). An
+        authority passes it on to its gateways (:meth:`on_visibility_changed`)."""
         self.engine.visibility_changed(component, entity)
+        if self._visibility_sink is not None:
+            self._visibility_sink(component, entity)
         if len(self.commands.control):
             try:
                 loop = asyncio.get_running_loop()
@@ -553,12 +699,32 @@ class SyncServer:
         if ctx is None:  # its first frame: who it is, once
             ctx = self._context(connection, binary)
         if frame[0] in CLIENT_COMMAND_KINDS:
-            if self._forward is not None:
+            if self._moving_out:
+                self._not_now(connection, frame)
+            elif self._forward is not None:
+                if frame[0] != _SEND and len(frame) > 1 and type(frame[1]) is int:
+                    self._forwarding(connection, frame[1])  # (before: a REPLY may come at once)
                 self._forward(connection, frame)
             else:
                 self._command(ctx, frame)
         else:
             self.engine.handle_frame(connection, binary, frame)
+
+    def _forwarding(self, connection: int, req_id: int) -> None:
+        forwarded = self._forwarded.get(connection)
+        if forwarded is None:
+            forwarded = self._forwarded[connection] = {}
+        elif len(forwarded) >= MAX_FORWARDED:
+            del forwarded[next(iter(forwarded))]  # (bounded: the oldest is forgotten)
+        forwarded[req_id] = None
+
+    def _not_now(self, connection: int, frame: list[Any]) -> None:
+        """A command that came while ``drain`` closes every connection: not applied, and
+        answered so (the client sends it again once it reconnected)."""
+        if frame[0] == _SEND or len(frame) < 2 or type(frame[1]) is not int:
+            return  # (a one-way message: nobody waits for an answer)
+        text = "not applied: this server is draining; send it again once reconnected"
+        self._to.send_frame(connection, [_REPLY, frame[1], Status.INTERNAL_ERROR.value, text, {}])
 
     def _command(self, ctx: MutationContext, frame: list[Any]) -> None:
         """A client's command frame: through the command layer, its effects carried out."""
@@ -581,6 +747,9 @@ class SyncServer:
             self._reporter.answers_in(effects)
         for effect in effects:
             if type(effect) is Hold:  # (the hot path: an ok waiting for its flush)
+                if self._moving_out:  # (no flush is coming before the close)
+                    self._to.send_frame(effect.connection, effect.frame)
+                    continue
                 self.engine.defer(
                     effect.connection,
                     effect.frame,
@@ -593,6 +762,18 @@ class SyncServer:
                 self._to.broadcast_frame(effect.frame)
             elif isinstance(effect, Start):
                 self._handlers.start(effect)
+
+    def _reschedule_control_check(self) -> None:
+        """Check control again now and set the timer afresh (a deadline sooner than the
+        timer's may have come: a hold kept for a move)."""
+        if self._control_timer is not None:
+            self._control_timer.cancel()
+            self._control_timer = None
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not serving: the next command or flush checks
+        self._schedule_control_check()
 
     def _schedule_control_check(self) -> None:
         if self._control_timer is not None:
@@ -633,11 +814,47 @@ class SyncServer:
                 self._reporter.report("connection_opened", event.id, self.identity_of(event.id))
             elif isinstance(event, Disconnected):
                 self._reporter.connection_closed(event.id)
-        if isinstance(event, Disconnected):
+        if isinstance(event, Connected):
+            if self.net.has_connection(event.id):
+                self._joined(event.id, self.identity_of(event.id))
+        elif isinstance(event, Disconnected):
             self._handlers.cancel(event.id)  # nobody is left to answer
-            self._apply(self.commands.connection_closed(event.id))
+            moving = event.id in self._moving
+            self._moving.discard(event.id)
+            self._left(event.id, moving)
             self.engine.remove_client(event.id)
             self._contexts.pop(event.id, None)
+
+    def _joined(self, connection: int, identity: Identity) -> None:
+        """A client (direct or a gateway's) is here: it may hold its party's control kept
+        for a move."""
+        effects = self.commands.connection_opened(connection, identity, self._clock())
+        if effects:
+            self._apply(effects)
+
+    def _left(self, connection: int, moving: bool) -> None:
+        """A client (direct or a gateway's) is gone, for a move or for good."""
+        if moving:
+            effects = self.commands.connection_closed(connection, moving=True, now=self._clock())
+        else:
+            effects = self.commands.connection_closed(connection)
+        self._apply(effects)
+        self._forwarded.pop(connection, None)
+        if self._idle is not None:
+            self._answered()
+        if moving and self.commands.control.holds:
+            self._reschedule_control_check()  # (the grace's end is a deadline to watch)
+
+    def _handler_finished(self, call: int, **end: Any) -> None:
+        self._apply(self.commands.handler_finished(call, **end))
+        if self._idle is not None:
+            self._answered()
+
+    def _answered(self) -> None:
+        """Something in flight was answered (or its client left): ``drain`` may go on."""
+        idle = self._idle
+        if idle is not None and not self.in_flight():
+            idle.set()
 
     def _wake(self) -> None:
         handle = self._handle

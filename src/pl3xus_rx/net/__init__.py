@@ -15,6 +15,7 @@ from ._events import (
     NetworkState,
     NetworkStatistics,
 )
+from ._health import HealthCheck
 from ._network import Network
 from ._settings import NetworkSettings
 from ._transport import (
@@ -39,6 +40,7 @@ __all__ = [
     "Disconnected",
     "Error",
     "HandlerFactory",
+    "HealthCheck",
     "Link",
     "LinkHandler",
     "Listener",

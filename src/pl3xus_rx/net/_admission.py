@@ -29,6 +29,8 @@ class Admission:
         settings: The network's settings, as they are now.
         count: Adds one to a network counter (``"refused"``, ``"auth_failures"``).
         load: Whether the network is running, and how many connections it has.
+        unavailable: The refusal while the network does not admit anyone, running as it
+            is (draining, a health check that says not to admit), else ``None``.
     """
 
     def __init__(
@@ -36,10 +38,12 @@ class Admission:
         settings: Callable[[], NetworkSettings],
         count: Callable[[str], None],
         load: Callable[[], tuple[bool, int]],
+        unavailable: Callable[[], HttpResponse | None] = lambda: None,
     ) -> None:
         self._settings = settings
         self.count = count
         self._load = load
+        self._unavailable = unavailable
         self.authenticator: Authenticator | None = None
         """Who may connect (``None``: protected mode)."""
         self.checks: list[AdmissionCheck] = []
@@ -51,9 +55,10 @@ class Admission:
         self._logged: dict[str, tuple[float, int]] = {}  # kind -> (last logged, since)
 
     async def admit(self, request: HttpRequest, pending: int) -> HttpResponse | None:
-        """Whether to accept one more handshake (a transport hook): capacity, the
-        subprotocol, the origin, identity (an authenticator, or protected mode), then the
-        admission checks. A refusal is told to :attr:`refusal_listeners`."""
+        """Whether to accept one more handshake (a transport hook): running (not draining,
+        no health check refusing), capacity, the subprotocol, the origin, identity (an
+        authenticator, or protected mode), then the admission checks. A refusal is told to
+        :attr:`refusal_listeners`."""
         refusal = await self._admit(request, pending)
         if refusal is not None:
             for listener in self.refusal_listeners:
@@ -68,6 +73,10 @@ class Admission:
         if not running:
             self.count("refused")
             return HttpResponse(503, "server is shutting down\n")
+        refusal = self._unavailable()
+        if refusal is not None:
+            self.count("refused")
+            return refusal
         limit = self._settings().max_connections
         if limit is not None and connections + pending >= limit:
             self.count("refused")

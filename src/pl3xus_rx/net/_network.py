@@ -49,6 +49,7 @@ from ._events import (
     NetworkState,
     NetworkStatistics,
 )
+from ._health import HealthCheck, HealthChecks
 from ._intake import Intake, kind_name
 from ._routes import Routes
 from ._settings import NetworkSettings
@@ -172,12 +173,16 @@ class Network:
         self._closed_event: asyncio.Event | None = None
         self._none_left: asyncio.Event | None = None
         self._welcome_extra = welcome_extra
+        self._draining: str | None = None  # why, while draining
+        self._closing_all: tuple[int, str] | None = None  # (code, reason) being closed with
+        self._health = HealthChecks(lambda: self.settings.warning_interval)
         self._routes = Routes(
             lambda: (
-                self._state is NetworkState.RUNNING,
+                self._health_state(),
                 len(self._connections),
                 time.monotonic() - self._started,
-            )
+            ),
+            self._health,
         )
         self._intake = Intake(
             self._types,
@@ -195,6 +200,7 @@ class Network:
             lambda: self.settings,
             self._count,
             lambda: (self._state is NetworkState.RUNNING, len(self._connections)),
+            self._unavailable,
         )
         self._credentials = Credentials(admission, lambda: self.settings, self._count, self.spawn)
         self.refusal_listeners = self._admission.refusal_listeners
@@ -242,6 +248,53 @@ class Network:
         Origin, the identity: authenticator or protected mode); a check that raises refuses
         the handshake with 500 and is logged."""
         self._admission.checks.append(check)
+
+    # ------------------------------------------------------------------ health
+
+    def add_health_check(self, name: str, check: Callable[[], HealthCheck]) -> None:
+        """Report ``check()`` under ``name`` in ``/healthz`` (``"checks": {name: {"ok":
+        ..., **detail}}``; any check not ok answers 503 ``"unhealthy"``), and refuse new
+        WebSocket handshakes (503, naming the check's ``detail["reason"]``) while it says
+        ``admit=False``; live connections go on. It is called at every ``/healthz``
+        request and every handshake, on the event loop: keep it cheap (read a flag), never
+        block. One that raises counts as not ok (and is logged, at most once per
+        ``warning_interval``); it does not refuse handshakes.
+
+        Raises:
+            DuplicateRegistration: a check of that name is installed.
+        """
+        self._health.add(name, check)
+
+    def remove_health_check(self, name: str) -> None:
+        """Stop asking the health check ``name`` (nothing happens if there is none)."""
+        self._health.remove(name)
+
+    def _health_state(self) -> str:
+        if self._state is not NetworkState.RUNNING:
+            return "shutting_down"
+        return "draining" if self._draining is not None else "ok"
+
+    def _unavailable(self) -> HttpResponse | None:
+        """The refusal of a handshake while draining or a health check refuses."""
+        if self._draining is not None:
+            return HttpResponse(
+                503, f"server is draining ({self._draining[:200]}): connect to another one\n"
+            )
+        return self._health.refusal()
+
+    def start_draining(self, reason: str = "draining") -> None:
+        """Admit no new connection from now on: handshakes are refused with 503 (the text
+        names ``reason``) and ``/healthz`` answers 503 ``"status": "draining"``; the live
+        connections go on (close them with :meth:`close_connections`, or :meth:`close`).
+        Calling it again changes the reason."""
+        if self._draining is None:
+            logger.info("Draining: no new connections (%s)", reason)
+        self._draining = reason
+
+    @property
+    def draining(self) -> bool:
+        """Whether :meth:`start_draining` was called."""
+        return self._draining is not None
 
     # ------------------------------------------------------------------ state
 
@@ -303,7 +356,8 @@ class Network:
         """Start accepting connections on ``host:port`` (port 0 picks a free port); with
         ``ssl``, over TLS (``wss://``, and ``https://`` for the HTTP routes).
 
-        ``GET /healthz`` on the same port answers 200 JSON while running, 503 while closing.
+        ``GET /healthz`` on the same port answers 200 JSON while running, 503 while draining,
+        closing, or while a health check is not ok (:meth:`add_health_check`).
 
         Returns:
             The bound (host, port).
@@ -425,6 +479,8 @@ class Network:
         self._credentials.opened(conn)
         logger.debug("Client %s connected from %s", conn.id, link.remote)
         self._post_event(Connected(conn.id))
+        if self._closing_all is not None:  # (admitted just before the others were closed)
+            conn.close_soon(*self._closing_all)
         return conn
 
     def _open(self, link: Link, *, outgoing: bool) -> Connection:
@@ -661,6 +717,37 @@ class Network:
 
     # ------------------------------------------------------------------ shutdown
 
+    async def close_connections(self, code: int, reason: str) -> None:
+        """Close every live connection with ``code`` and ``reason``: each channel gets up to
+        ``shutdown_timeout`` seconds to drain first; returns once their closes are reported
+        (``Disconnected`` events; at most ``close_timeout`` more). The listeners go on (a
+        server that drains refuses new handshakes meanwhile: :meth:`start_draining`); a
+        connection that completes its handshake while this runs is closed the same way.
+        Cancelling is safe."""
+        self._closing_all = (code, reason)
+        try:
+            await self._close_all(code, reason)
+        finally:
+            self._closing_all = None
+
+    async def _close_all(self, code: int, reason: str) -> None:
+        conns = list(self._connections.values())
+        if not conns:
+            return
+        await asyncio.wait(
+            [asyncio.ensure_future(c.drained()) for c in conns],
+            timeout=self.settings.shutdown_timeout,
+        )
+        await asyncio.gather(
+            *(c.close(code, reason, drain_timeout=0) for c in conns),
+            return_exceptions=True,
+        )
+        # Let the readers report their closes before we say we are done.
+        if self._connections:
+            self._none_left = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._none_left.wait(), self.settings.close_timeout)
+
     async def close(self) -> None:
         """Shut down gracefully.
 
@@ -680,23 +767,10 @@ class Network:
         reason = "server shutting down" if self._listeners else "client shutting down"
         logger.info("Shutting down: closing %d connection(s)", len(conns))
         try:
-            if conns:
-                await asyncio.wait(
-                    [asyncio.ensure_future(c.drained()) for c in conns],
-                    timeout=self.settings.shutdown_timeout,
-                )
-                await asyncio.gather(
-                    *(c.close(1001, reason, drain_timeout=0) for c in conns),
-                    return_exceptions=True,
-                )
+            await self._close_all(1001, reason)
             for listener in self._listeners:
                 await listener.close()
             self._listeners.clear()
-            # Let the readers report their closes before we say we are done.
-            if self._connections:
-                self._none_left = asyncio.Event()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._none_left.wait(), self.settings.close_timeout)
             tasks = [t for t in self._tasks if not t.done()]
             for task in tasks:
                 task.cancel()

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from .._http import HEALTH_PATH, HttpRequest, HttpResponse, RouteHandler, page_csp
 from ..exceptions import DuplicateRegistration
 from ..protocol import SUBPROTOCOLS
+from ._health import HealthChecks, check_body
 
 __all__ = ["Routes"]
 
@@ -21,7 +22,7 @@ logger = logging.getLogger("pl3xus_rx.net")
 _KNOWN = {
     "/devtools": "DevTools: entities, components, connections, live (admin)",
     "/metrics": "Prometheus metrics (admin)",
-    HEALTH_PATH: "health, as JSON (200 while running, 503 while shutting down)",
+    HEALTH_PATH: "health, as JSON (200 while running and healthy, else 503)",
 }
 
 
@@ -29,12 +30,15 @@ class Routes:
     """Path -> handler, and the health answer.
 
     Args:
-        status: ``(running, live connections, uptime in seconds)`` as of the call.
+        status: ``(state, live connections, uptime in seconds)`` as of the call; the
+            state is ``"ok"`` while running, else ``"draining"`` or ``"shutting_down"``.
+        checks: The health checks ``/healthz`` reports.
     """
 
-    def __init__(self, status: Callable[[], tuple[bool, int, float]]) -> None:
+    def __init__(self, status: Callable[[], tuple[str, int, float]], checks: HealthChecks) -> None:
         self.handlers: dict[str, RouteHandler] = {}
         self._status = status
+        self._checks = checks
 
     def add(self, path: str, handler: RouteHandler) -> None:
         """Serve ``path`` with ``handler(request)``.
@@ -47,16 +51,29 @@ class Routes:
         self.handlers[path] = handler
 
     def health(self, request: HttpRequest) -> HttpResponse:
-        """The ``/healthz`` answer: 200 JSON while running, 503 while closing."""
-        ok, connections, uptime = self._status()
-        body = json.dumps(
-            {
-                "status": "ok" if ok else "shutting_down",
-                "connections": connections,
-                "uptime_seconds": round(uptime, 3),
-            }
-        )
-        return HttpResponse(200 if ok else 503, body, "application/json")
+        """The ``/healthz`` answer, JSON: 200 while running with every health check ok;
+        else 503 with ``"status"`` ``"shutting_down"``, ``"draining"`` or ``"unhealthy"``
+        (in that order of precedence)."""
+        state, connections, uptime = self._status()
+        answer: dict[str, object] = {
+            "status": state,
+            "connections": connections,
+            "uptime_seconds": round(uptime, 3),
+        }
+        verdicts: dict[str, bool] = {}
+        if self._checks.checks:
+            results = self._checks.run()
+            answer["checks"] = {name: check_body(r) for name, r in results.items()}
+            verdicts = {name: r.ok for name, r in results.items()}
+            if state == "ok" and not all(verdicts.values()):
+                answer["status"] = state = "unhealthy"
+        try:
+            body = json.dumps(answer, default=str)
+        except ValueError:  # (a circular detail: the verdicts without the details)
+            logger.exception("a health check's detail cannot be written as JSON")
+            answer["checks"] = {name: {"ok": ok} for name, ok in verdicts.items()}
+            body = json.dumps(answer)
+        return HttpResponse(200 if state == "ok" else 503, body, "application/json")
 
     async def page(self, request: HttpRequest) -> HttpResponse:
         """The answer to a plain HTTP request: its route's (a handler that raises answers

@@ -112,6 +112,10 @@ class CloseCode(IntEnum):
     DISCONNECTED = 4003
     """The server closed every connection of an identity (``SyncServer.disconnect``: a
     revoked user, for instance); the reason says why. Reconnecting may be refused."""
+    MOVED = 4004
+    """The server is draining or moving this client (``SyncServer.drain``): reconnect at
+    once, to another URL when there are several. The commands it had in flight were
+    answered before the close (within the drain's timeout)."""
 
 
 class SyncFlag(IntFlag):
