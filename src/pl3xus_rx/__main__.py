@@ -4,18 +4,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import importlib
 import logging
+import math
 import sys
+import time
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .exceptions import BindError
+from .exceptions import BindError, Pl3xusError
 
 if TYPE_CHECKING:
     from .scaleout import NatsOptions
     from .security import Authenticator
+
+logger = logging.getLogger(__name__)
+
+MAX_GATEWAY_ID = 2**20
+"""The highest ``--gateway-id`` (``scaleout._wire.MAX_GATEWAY``, not imported: this module
+loads without nats-py)."""
+
+STATUS_TIMEOUT = 3.0
+"""Seconds ``pl3xus-rx cluster`` waits for the authority's answer by default."""
 
 
 def _version() -> str:
@@ -52,6 +66,55 @@ def _positive(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
     return value
+
+
+def _seconds(text: str) -> float:
+    """An argument that must be a number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be 0 seconds or more, got {text}")
+    return value
+
+
+def _gateway_id(text: str) -> int:
+    value = _count(text)
+    if not 1 <= value <= MAX_GATEWAY_ID:
+        raise argparse.ArgumentTypeError(f"a gateway id is 1 to {MAX_GATEWAY_ID}, got {value}")
+    return value
+
+
+def _cluster_name(text: str) -> str:
+    """A cluster name: one word of a NATS subject (no dots, wildcards or spaces)."""
+    if not text or any(c in ".*>" or c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(
+            "a cluster name must be one word of a NATS subject (no '.', '*', '>' or spaces), "
+            f"got {text!r}"
+        )
+    return text
+
+
+def _inbox_prefix(text: str) -> str:
+    """``--nats-inbox-prefix``: subject tokens separated by dots, no wildcards."""
+    words = text.split(".")
+    if any(not w or any(c in "*>" or c.isspace() for c in w) for w in words):
+        raise argparse.ArgumentTypeError(
+            "an inbox prefix is words separated by dots, without wildcards or spaces (e.g. "
+            f"_INBOX.gateway1), got {text!r}"
+        )
+    return text
+
+
+def _name_option(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument(
+        "--name",
+        default="demo",
+        type=_cluster_name,
+        metavar="NAME",
+        help=f"{help}: its NATS subjects are pl3xus.NAME.* (default demo)",
+    )
 
 
 def _security_options(parser: argparse.ArgumentParser) -> None:
@@ -132,6 +195,14 @@ def _nats_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="use TLS with the system's CAs (implied by --nats-ca/--nats-cert or tls://)",
     )
+    group.add_argument(
+        "--nats-inbox-prefix",
+        default=None,
+        type=_inbox_prefix,
+        metavar="PREFIX",
+        help="receive request replies on PREFIX.* instead of _INBOX.* (e.g. _INBOX.gateway1, "
+        "for a NATS user that may subscribe to its own inbox only; docs/scaling.md)",
+    )
 
 
 def _secret(path: str, what: str) -> str:
@@ -209,6 +280,7 @@ def _nats_of(args: argparse.Namespace) -> NatsOptions | None:
         "nats_ca",
         "nats_cert",
         "nats_key",
+        "nats_inbox_prefix",
     )
     if not args.nats_tls and all(getattr(args, name) is None for name in names):
         return None
@@ -241,12 +313,63 @@ def _nats_of(args: argparse.Namespace) -> NatsOptions | None:
         creds_file=args.nats_creds,
         nkey_seed_file=args.nats_nkey_seed,
         tls=tls,
+        extra=(
+            {"inbox_prefix": args.nats_inbox_prefix} if args.nats_inbox_prefix is not None else {}
+        ),
     )
 
 
-def _gateway(args: argparse.Namespace) -> int:
-    import importlib
+def _fatal_types() -> tuple[type[BaseException], ...]:
+    """The errors with which a command stops with one line: NATS unreachable or refusing,
+    the fencing lease held by another authority or unreachable, any other error of ours."""
+    types: list[type[BaseException]] = [ConnectionError, Pl3xusError]
+    try:
+        lease = importlib.import_module("pl3xus_rx.scaleout._lease")
+    except ImportError:  # (no nats-py, or a version without fencing)
+        return tuple(types)
+    for name in ("LeaseHeld", "LeaseUnavailable"):
+        error = getattr(lease, name, None)
+        if isinstance(error, type) and issubclass(error, BaseException):
+            types.append(error)
+    return tuple(types)
 
+
+def _fatal(exc: BaseException) -> BaseException | None:
+    """``exc``, or the first such error in an exception group, if it is one of
+    :func:`_fatal_types`; else ``None`` (a bug: let its traceback show)."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _fatal(inner)
+            if found is not None:
+                return found
+        return None
+    return exc if isinstance(exc, _fatal_types()) else None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _run(command: str, main: Callable[[], Coroutine[Any, Any, None]], port_hint: str) -> int:
+    """Run a serving command until it stops: 0, or 1 with one line on stderr when it cannot
+    start or keep going (the port is taken, NATS is unreachable, the lease is held...)."""
+    try:
+        asyncio.run(main())
+    except BindError as exc:
+        print(f"pl3xus-rx {command}: {exc.strerror}; {port_hint}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    except (Exception, BaseExceptionGroup) as exc:
+        fatal = _fatal(exc)
+        if fatal is None:
+            raise
+        print(f"pl3xus-rx {command}: {_one_line(fatal)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _gateway(args: argparse.Namespace) -> int:
     module, _, name = str(args.app).partition(":")
     try:
         setup = getattr(importlib.import_module(module), name or "setup")
@@ -291,12 +414,39 @@ def _gateway(args: argparse.Namespace) -> int:
 
             server.instrument(ActivityLog(address_of=server.address_of))
         stop = asyncio.Event()
+        draining: list[asyncio.Task[Any]] = []
+
+        def stop_or_hurry() -> None:
+            # the first signal stops (draining first); another one cuts the draining short
+            if stop.is_set():
+                for task in draining:
+                    task.cancel()
+            stop.set()
+
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, stop_or_hurry)
         async with server.serve(args.host, args.port) as (host, port):
-            gateway = Gateway(server, args.nats, args.name, nats_options=security.nats)
-            await gateway.start()  # (ConnectionError: NATS does not answer)
+            gateway = Gateway(
+                server, args.nats, args.name, gateway=args.gateway_id, nats_options=security.nats
+            )
+            if args.gateway_id is None:
+                logger.warning(
+                    "no --gateway-id: this gateway took the random id %d, and NATS permissions "
+                    "cannot confine it to its own subjects (docs/scaling.md, NATS permissions)",
+                    gateway.gateway,
+                )
+            # (ConnectionError: NATS does not answer; a signal meanwhile stops at once)
+            starting = asyncio.ensure_future(gateway.start())
+            signalled = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({starting, signalled}, return_when=asyncio.FIRST_COMPLETED)
+            signalled.cancel()
+            if not starting.done():
+                starting.cancel()
+                await asyncio.wait({starting})
+                await gateway.stop()
+                return
+            starting.result()
             print(
                 f"pl3xus_rx gateway {gateway.gateway} of cluster {args.name!r} "
                 f"({redact_url(args.nats)})\n"
@@ -307,25 +457,212 @@ def _gateway(args: argparse.Namespace) -> int:
                     if authenticate is not None
                     else ""
                 )
-                + "Ctrl-C to stop.",
+                + "Ctrl-C or SIGTERM to stop.",
                 flush=True,
             )
             try:
                 await stop.wait()
+                drain = getattr(gateway, "drain", None)
+                if drain is not None:
+                    print(
+                        f"draining (at most {args.drain_timeout:g} s; Ctrl-C again to stop now)",
+                        flush=True,
+                    )
+                    draining.append(asyncio.ensure_future(drain(args.drain_timeout)))
+                    # (asyncio.wait: a second signal cancels the draining, not this task)
+                    await asyncio.wait(draining)
+                    failed = None if draining[0].cancelled() else draining[0].exception()
+                    if failed is not None:
+                        logger.warning("draining failed: %s", _one_line(failed))
             finally:
                 await gateway.stop()
 
+    code = _run("gateway", run, "pick another --port")
+    if not code:
+        print("gateway stopped", flush=True)
+    return code
+
+
+class _NoAnswer(Exception):
+    """``pl3xus-rx cluster`` got no status: the message says why, in one line."""
+
+
+async def _ask_status(
+    url: str, cluster: str, options: NatsOptions | None, timeout: float
+) -> Mapping[str, Any]:
+    """The authority's answer on ``pl3xus.CLUSTER.status``.
+
+    Raises:
+        _NoAnswer: NATS or the authority did not answer, or not with a status.
+    """
+    import msgpack
+    import nats.errors
+    from nats.aio.client import Client as NatsClient
+
+    from .scaleout import redact_url
+
+    shown = redact_url(url)
+    problems: list[str] = []
+
+    async def error(exc: Exception) -> None:  # (nats-py's default logs a traceback)
+        problems.append(_one_line(exc))
+
+    kwargs: dict[str, Any] = options.connect_kwargs() if options is not None else {}
+    kwargs.update(
+        name=f"pl3xus-rx-cluster-{cluster}",
+        allow_reconnect=False,
+        connect_timeout=timeout,
+        error_cb=error,
+    )
+    nc = NatsClient()
     try:
-        asyncio.run(run())
-    except BindError as exc:
-        print(f"pl3xus-rx gateway: {exc.strerror}; pick another --port", file=sys.stderr)
-        return 1
-    except ConnectionError as exc:
-        print(f"pl3xus-rx gateway: {exc}", file=sys.stderr)
+        await asyncio.wait_for(nc.connect(url, **kwargs), timeout + 1.0)
+    except (TimeoutError, OSError, nats.errors.Error) as exc:
+        with contextlib.suppress(nats.errors.Error):  # (else its socket may stay open)
+            await nc.close()
+        # (nats-py's text may quote the URL with its credentials: not printed)
+        refused = any("authorization" in p.lower() for p in [*problems, str(exc)])
+        raise _NoAnswer(
+            f"NATS at {shown} refused the credentials"
+            if refused
+            else f"no NATS server answered at {shown}"
+        ) from exc
+    subject = f"pl3xus.{cluster}.status"
+    try:
+        reply = await nc.request(subject, b"", timeout=timeout)
+    except (TimeoutError, nats.errors.Error) as exc:
+        denied = [p for p in problems if "permissions violation" in p.lower()]
+        why = f" (NATS: {denied[0].removeprefix('nats: ')})" if denied else ""
+        raise _NoAnswer(f"no authority answered on cluster {cluster} at {shown}{why}") from exc
+    finally:
+        with contextlib.suppress(nats.errors.Error):  # (best effort: the answer is in)
+            await nc.close()
+    try:
+        status = msgpack.unpackb(reply.data, raw=False)
+    except Exception as exc:  # (msgpack raises several unrelated types)
+        raise _NoAnswer(f"the answer on {subject} is not msgpack ({type(exc).__name__})") from exc
+    if not isinstance(status, Mapping):
+        raise _NoAnswer(f"the answer on {subject} is not a cluster status (a map)")
+    return status
+
+
+def _text(value: Any) -> str:
+    """``value`` as printable text (what NATS brought is shown, not obeyed by the terminal)."""
+    return "".join(c if c.isprintable() else "?" for c in str(value))
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` as 4.2s, 12m05s, 3h02m or 2d04h."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+
+
+def _show(record: Mapping[str, Any], key: str, form: Callable[[Any], str] = _text) -> str:
+    """``record[key]`` shown with ``form``: ``?`` when it is missing or not of its kind."""
+    if key not in record:
+        return "?"
+    value = record[key]
+    try:
+        return form(value)
+    except (TypeError, ValueError, OverflowError):
+        return _text(value) or "?"
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError
+    return f"{value:,}"
+
+
+def _ms(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.1f}"
+
+
+def _ago(value: Any) -> str:
+    return f"{_duration(float(value))} ago"
+
+
+def _since(value: Any) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(value)))
+
+
+def _status_lines(status: Mapping[str, Any], url: str) -> list[str]:
+    """The cluster status as ``pl3xus-rx cluster`` prints it."""
+    from .scaleout import redact_url
+
+    cluster = _text(status.get("cluster", "?"))
+    version = status.get("version")
+    lines = [f"cluster {cluster} at {redact_url(url)}"]
+    if version != 2:
+        lines[0] += f" (cluster wire version {_text(version)}; this pl3xus-rx speaks 2)"
+    lease = _show(status, "lease", lambda v: "none" if v is None else _number(v))
+    lines.append(
+        f"authority  epoch {_show(status, 'epoch')}  lease {lease}  "
+        f"up {_show(status, 'uptime', lambda v: _duration(float(v)))} "
+        f"(since {_show(status, 'started', _since)})  "
+        f"entities {_show(status, 'entities', _number)}  "
+        f"clients {_show(status, 'clients', _number)}  seq {_show(status, 'seq', _number)}"
+    )
+    gateways = status.get("gateways")
+    if not isinstance(gateways, list):
+        lines.append("gateways   ?")
+        return lines
+    if not gateways:
+        lines.append("gateways   none heard")
+        return lines
+    rows = [("gateway", "address", "clients", "lag seq", "lag ms", "heard", "state")]
+    for gateway in sorted(
+        (g if isinstance(g, Mapping) else {} for g in gateways),
+        key=lambda g: (not isinstance(g.get("id"), int), g.get("id") or 0),
+    ):
+        rows.append(
+            (
+                _show(gateway, "id"),
+                _show(gateway, "address", lambda v: "-" if v is None else _text(v)),
+                _show(gateway, "clients", _number),
+                _show(gateway, "lag_seq", _number),
+                _show(gateway, "lag_ms", _ms),
+                _show(gateway, "heard", _ago),
+                _show(gateway, "state"),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    right = {0, 2, 3, 4}  # (numbers)
+    for row in rows:
+        cells = [
+            cell.rjust(width) if i in right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    try:
+        import msgpack  # noqa: F401
+        import nats  # noqa: F401
+    except ImportError as exc:
+        print(f"pl3xus-rx cluster: {exc}; pip install nats-py", file=sys.stderr)
+        return 2
+    try:
+        options = _nats_of(args)
+    except (OSError, ValueError) as exc:
+        print(f"pl3xus-rx cluster: {exc}", file=sys.stderr)
+        return 2
+    try:
+        status = asyncio.run(_ask_status(args.nats, args.name, options, args.timeout))
+    except _NoAnswer as exc:
+        print(f"pl3xus-rx cluster: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        pass
-    print("gateway stopped", flush=True)
+        return 1
+    print("\n".join(_status_lines(status, args.nats)), flush=True)
     return 0
 
 
@@ -377,12 +714,37 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="without --token, admit clients from other machines too (else loopback only)",
     )
-    demo.add_argument("--nats", default=None, help="also be the authority on this NATS server")
-    demo.add_argument("--name", default="demo", help="the cluster's name on NATS")
+    demo.add_argument(
+        "--nats",
+        default=None,
+        metavar="URL",
+        help="also be the authority of cluster --name on this NATS server, for gateways to "
+        "serve clients from (docs/scaling.md)",
+    )
+    _name_option(demo, "with --nats, the cluster's name")
     _nats_options(demo)
     gw = sub.add_parser("gateway", help="serve clients from an authority's replica over NATS")
-    gw.add_argument("--nats", required=True, help="the NATS server, e.g. nats://127.0.0.1:4222")
-    gw.add_argument("--name", default="demo", help="the cluster's name (the authority's)")
+    gw.add_argument(
+        "--nats", required=True, metavar="URL", help="the NATS server, e.g. nats://127.0.0.1:4222"
+    )
+    _name_option(gw, "the cluster's name (its authority's --name)")
+    gw.add_argument(
+        "--gateway-id",
+        type=_gateway_id,
+        default=None,
+        metavar="N",
+        help=f"this gateway's id, 1 to {MAX_GATEWAY_ID}: the N of the NATS subjects its user "
+        "may use (pl3xus.NAME.up.N, pl3xus.NAME.down.N); fixed per NATS credential. Without "
+        "it, a random id, which NATS permissions cannot confine",
+    )
+    gw.add_argument(
+        "--drain-timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="at SIGTERM or Ctrl-C, the longest the gateway waits for its clients to move to "
+        "another gateway before it stops (default 10; a second signal stops at once)",
+    )
     gw.add_argument("--host", default="127.0.0.1", help="address to listen on")
     gw.add_argument("--port", type=_port, default=8081, help="0 picks a free port")
     gw.add_argument(
@@ -404,6 +766,25 @@ def main(argv: list[str] | None = None) -> int:
     _security_options(gw)
     _nats_options(gw)
     _log_options(gw, "info")
+    cl = sub.add_parser(
+        "cluster",
+        help="print the status of a scale-out cluster: its authority and gateways",
+        description="Ask the authority of cluster --name, over NATS, for its status and print "
+        "it with each gateway it hears. Exit code 0 when it answered, 1 when not.",
+    )
+    cl.add_argument(
+        "--nats", required=True, metavar="URL", help="the NATS server, e.g. nats://127.0.0.1:4222"
+    )
+    _name_option(cl, "the cluster's name (its authority's --name)")
+    cl.add_argument(
+        "--timeout",
+        type=_positive,
+        default=STATUS_TIMEOUT,
+        metavar="SECONDS",
+        help=f"wait this long for the authority (default {STATUS_TIMEOUT:g})",
+    )
+    _nats_options(cl)
+    _log_options(cl, "warning")
     insp = sub.add_parser("inspect", help="a live terminal view of a server's entities")
     insp.add_argument("url", help="ws://host:port/ of a SyncServer")
     insp.add_argument("--seconds", type=float, default=None, help="stop after this long")
@@ -444,48 +825,54 @@ def main(argv: list[str] | None = None) -> int:
             # a token given on the command line is shown in the DevTools link (it is in the
             # process list anyway); one read from a file is never printed
             secured = security.token is not None or security.jwt is not None
-            lines = describe(address, cell, args.token, authenticated=secured)
+            lines = describe(
+                address, cell, args.token, authenticated=secured, nats=args.nats, cluster=args.name
+            )
             print("\n".join(lines), flush=True)
 
+        async def serve() -> None:
+            await run_demo(
+                args.host,
+                args.port,
+                robots=args.robots,
+                sensors=args.sensors,
+                rate_hz=args.rate,
+                sensor_updates=args.sensor_updates,
+                on_ready=announce,
+                token=security.token,
+                viewer_token=security.viewer_token,
+                allow_anonymous=args.allow_anonymous,
+                nats=args.nats,
+                cluster=args.name,
+                activity=args.activity,
+                jwt=security.jwt,
+                allowed_hosts=security.allowed_hosts,
+                nats_options=security.nats,
+            )
+
+        if args.nats is not None:
+            try:
+                import nats  # noqa: F401
+            except ImportError as exc:
+                print(f"pl3xus-rx demo: {exc}; pip install nats-py", file=sys.stderr)
+                return 2
         try:
-            asyncio.run(
-                run_demo(
-                    args.host,
-                    args.port,
-                    robots=args.robots,
-                    sensors=args.sensors,
-                    rate_hz=args.rate,
-                    sensor_updates=args.sensor_updates,
-                    on_ready=announce,
-                    token=security.token,
-                    viewer_token=security.viewer_token,
-                    allow_anonymous=args.allow_anonymous,
-                    nats=args.nats,
-                    cluster=args.name,
-                    activity=args.activity,
-                    jwt=security.jwt,
-                    allowed_hosts=security.allowed_hosts,
-                    nats_options=security.nats,
-                )
+            code = _run(
+                "demo",
+                serve,
+                "is another server running there? Pick another port with --port "
+                "(0 picks a free one).",
             )
-        except BindError as exc:
-            print(
-                f"pl3xus-rx demo: {exc.strerror}; is another server running there? "
-                "Pick another port with --port (0 picks a free one).",
-                file=sys.stderr,
-            )
-            return 1
-        except ValueError as exc:
+        except ValueError as exc:  # (the tokens do not fit together)
             print(f"pl3xus-rx demo: {exc}", file=sys.stderr)
             return 2
-        except ConnectionError as exc:
-            print(f"pl3xus-rx demo: {exc}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            pass
+        if code:
+            return code
         print("demo stopped", flush=True)
     elif args.command == "gateway":
         return _gateway(args)
+    elif args.command == "cluster":
+        return _cluster(args)
     elif args.command == "inspect":
         from client_sync.inspect import inspect
 

@@ -463,10 +463,13 @@ def describe(
     token: str | None = None,
     *,
     authenticated: bool = False,
+    nats: str | None = None,
+    cluster: str = "demo",
 ) -> list[str]:
     """The lines a command line shows once the demo is up (``token``: the operator's, for
     the DevTools link; ``authenticated``: clients must authenticate although no token is
-    shown, e.g. one read from a file, or JWTs)."""
+    shown, e.g. one read from a file, or JWTs; ``nats``: the NATS server of which the demo
+    is the authority of cluster ``cluster``, shown without its user info)."""
     base = f"{address[0]}:{address[1]}"
     devtools = f"http://{base}/devtools" + (f"?token={quote(token)}" if token else "")
     lines = [
@@ -476,6 +479,10 @@ def describe(
         f"  Health:    http://{base}/healthz",
         f"  DevTools:  {devtools}",
     ]
+    if nats is not None:
+        from .scaleout import redact_url
+
+        lines.append(f"  NATS:      authority of cluster {cluster!r} on {redact_url(nats)}")
     if token or authenticated:
         lines.append("  Clients authenticate with Authorization: Bearer <token> (or ?token=).")
     lines.append("Ctrl-C to stop.")
