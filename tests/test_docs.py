@@ -17,6 +17,7 @@ DOCS = [
     "docs/commands.md",
     "docs/getting-started.md",
     "docs/security.md",
+    "docs/scaling.md",
     "README.md",
 ]
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)

@@ -299,3 +299,47 @@ async def test_private_inbox_prefixes_close_that(
     await asyncio.wait_for(
         wait_until(lambda: any("subscription" in e for e in plain.errors), 5), 6 * UNIT
     )
+
+
+async def test_a_real_cluster_under_the_config_and_a_gateway_with_the_wrong_id_is_refused(
+    server: ConfiguredNats,
+) -> None:
+    from pydantic import BaseModel
+
+    from client_sync import ClientTypeRegistry, SyncProvider
+    from pl3xus_rx import SyncServer
+    from pl3xus_rx.scaleout import Authority, Gateway, NatsOptions
+
+    class Gauge(BaseModel):
+        level: float
+
+    def app() -> SyncServer:
+        s = SyncServer()
+        s.sync_component(Gauge)
+        return s
+
+    def as_user(user: str) -> NatsOptions:
+        return NatsOptions(user=user, password=server.passwords[user])
+
+    truth = app()
+    truth.world.spawn(Gauge(level=1))
+    async with Authority(truth, server.url, "plant", nats_options=as_user("authority")) as a:
+        assert a.lease is not None  # (JetStream in the cluster's account: fencing is on)
+        wrong = app()
+        impostor = Gateway(wrong, server.url, "plant", gateway=2, nats_options=as_user("gateway1"))
+        with pytest.raises(ConnectionError, match="--gateway-id 2"):
+            await asyncio.wait_for(impostor.start(), 10 * UNIT)
+        edge = app()
+        async with (
+            edge.serve("127.0.0.1", 0) as (host, port),
+            Gateway(edge, server.url, "plant", gateway=1, nats_options=as_user("gateway1")),
+            SyncProvider(
+                f"ws://{host}:{port}/", ClientTypeRegistry.builder().register(Gauge).build()
+            ) as sync,
+        ):
+            gauges = sync.components(Gauge)
+            gauges.subscribe(lambda _: None)
+            await wait_until(lambda: list(gauges.get().values()) == [Gauge(level=1)], 10)
+            await wait_until(lambda: [g["id"] for g in a.status()["gateways"]] == [1], 5)
+        # a gateway that stops says so: no longer listed
+        await wait_until(lambda: a.status()["gateways"] == [], 5, "the gateway forgotten")

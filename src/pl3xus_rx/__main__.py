@@ -430,12 +430,7 @@ def _gateway(args: argparse.Namespace) -> int:
             gateway = Gateway(
                 server, args.nats, args.name, gateway=args.gateway_id, nats_options=security.nats
             )
-            if args.gateway_id is None:
-                logger.warning(
-                    "no --gateway-id: this gateway took the random id %d, and NATS permissions "
-                    "cannot confine it to its own subjects (docs/scaling.md, NATS permissions)",
-                    gateway.gateway,
-                )
+            # (without --gateway-id, Gateway.start warns that NATS cannot confine it)
             # (ConnectionError: NATS does not answer; a signal meanwhile stops at once)
             starting = asyncio.ensure_future(gateway.start())
             signalled = asyncio.ensure_future(stop.wait())

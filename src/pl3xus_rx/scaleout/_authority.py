@@ -48,6 +48,10 @@ GATEWAY_TIMEOUT = 5.0
 """Seconds without a gateway's heartbeat after which its clients are taken as gone (their
 control released), not counting the authority's own stalls (its loop or its NATS link)."""
 
+FORGET_GATEWAY = 600.0
+"""Seconds after which a silent gateway is no longer listed (one that stops says so and is
+forgotten at once)."""
+
 MAX_PAGE = 5000
 """Most entities in one snapshot page."""
 
@@ -553,6 +557,9 @@ class Authority:
                 gateway.refused.pop(connection, None)
                 gateway.lapsed.pop(connection, None)
                 self._left(connection, moving)
+            elif kind == "leaving":  # (it stopped: its clients said bye first)
+                self._gateways.pop(gateway.id, None)
+                logger.info("gateway %s left the cluster", gateway.id)
             elif kind == "alive":
                 _, version, connections, status = message
                 if version != CLUSTER_VERSION:
@@ -793,6 +800,8 @@ class Authority:
                 silence = now - max(gateway.heard, self._resumed)
                 if not gateway.silent and silence > GATEWAY_TIMEOUT:
                     self._silent(gateway, silence)
+                elif gateway.silent and silence > FORGET_GATEWAY:
+                    del self._gateways[gateway.id]  # (gone: not listed in the status forever)
 
     def _stall(self, why: str, now: float) -> None:
         """The authority itself could not hear anyone: its own silence is not the gateways'.

@@ -137,6 +137,7 @@ class Gateway:
         self._up: deque[bytes] = deque()
         self._sending: asyncio.Task[None] | None = None
         self._moving: set[int] = set()
+        self._refusals: list[str] = []  # NATS permission violations heard
         self.silence = SILENCE
         """Seconds without a word from the authority after which the link counts as lost."""
         self.forwarded = 0
@@ -164,7 +165,8 @@ class Gateway:
         if not self.chosen_id:
             logger.warning(
                 "gateway id %d picked at random: NATS permissions cannot confine a gateway "
-                "whose id changes (give each its own with --gateway-id)",
+                "whose id changes (give each its own with --gateway-id; docs/scaling.md, NATS "
+                "permissions)",
                 self.gateway,
             )
 
@@ -178,6 +180,7 @@ class Gateway:
             logger,
             options=self.nats_options,
             reconnected=reconnected,
+            errors=self._nats_error,
         )
         server = self.server
         server.net.number_connections_from(self.gateway << GATEWAY_SHIFT)
@@ -201,6 +204,7 @@ class Gateway:
         await self.nc.subscribe(self.subjects.down(self.gateway), cb=self._on_down)
         await self.nc.subscribe(self.subjects.all, cb=self._on_all)
         await self.nc.subscribe(self.subjects.announce, cb=self._on_announce)
+        await self._check_permissions()
         try:
             await self._ask_info()
         except Exception:  # (no authority yet: the snapshot below waits for one)
@@ -211,6 +215,40 @@ class Gateway:
             await self._snapshot()
         self._spawn(self._heartbeat())
         self._spawn(self._watch_link())
+
+    def _nats_error(self, exc: Exception) -> None:
+        text = str(exc)
+        if "permissions violation" in text.lower() and len(self._refusals) < 10:
+            self._refusals.append(text)
+
+    async def _check_permissions(self) -> None:
+        """Publish on this gateway's ``up`` subject once (a heartbeat) and wait for NATS to
+        answer: a user whose permissions do not cover this gateway's subjects (the wrong
+        ``--gateway-id`` for it) is refused now, loudly, rather than serving a replica whose
+        commands go nowhere.
+
+        Raises:
+            ConnectionError: NATS refused one of this gateway's subjects.
+        """
+        assert self.nc is not None
+        connections = [int(c) for c in self.server.net.connections]
+        await self.nc.publish(
+            self.subjects.up(self.gateway),
+            encode(["alive", CLUSTER_VERSION, connections, {"state": "snapshotting"}]),
+        )
+        try:
+            await self.nc.flush(timeout=2)
+        except Exception as exc:  # (no answer: the snapshot below will say more)
+            logger.debug("NATS did not answer a flush: %s", exc)
+        await asyncio.sleep(0)  # (the error callback runs as a task)
+        if self._refusals:
+            nc, self.nc = self.nc, None
+            await nc.close()
+            raise ConnectionError(
+                f"NATS refused gateway {self.gateway}'s subjects ({self._refusals[0]}): is "
+                f"--gateway-id {self.gateway} the id this NATS user may use? "
+                "(docs/scaling.md, NATS permissions)"
+            )
 
     async def stop(self) -> None:
         """Stop forwarding and close the NATS connection (clients of the server stay until
@@ -230,6 +268,7 @@ class Gateway:
         if self.nc is not None:
             for cid in self.server.net.connections:
                 self._publish_up(["bye", int(cid), int(cid) in self._moving])
+            self._publish_up(["leaving", CLUSTER_VERSION])
             if self._sending is not None and not self._sending.done():
                 await asyncio.wait([self._sending], timeout=2.0)
             nc, self.nc = self.nc, None  # (commands are refused from here on)

@@ -141,10 +141,11 @@ async def connect(
     options: NatsOptions | None = None,
     reconnected: Callable[[], Awaitable[None]] | None = None,
     timeout: float = CONNECT_TIMEOUT,
+    errors: Callable[[Exception], None] | None = None,
 ) -> NatsClient:
     """A NATS connection that reconnects forever once made; its errors logged at most
-    once every 30 s at WARNING (the rest at DEBUG). Logs and errors show ``url`` without
-    its user info.
+    once every 30 s at WARNING (the rest at DEBUG) and handed to ``errors``. Logs and
+    errors show ``url`` without its user info.
 
     Raises:
         ConnectionError: no NATS server answered at ``url`` within ``timeout``, or it
@@ -154,6 +155,8 @@ async def connect(
     last = [-1e9]
 
     async def error(exc: Exception) -> None:
+        if errors is not None:
+            errors(exc)
         now = time.monotonic()
         if now - last[0] >= 30.0:
             last[0] = now

@@ -21,7 +21,8 @@ Subjects, for a cluster named ``C`` (docs/scaling.md has the table and the permi
   it hears), for ``pl3xus-rx cluster``.
 - ``pl3xus.C.up.G``, gateway ``G`` to the authority: ``["hello", version, connection,
   identity]``, ``["frame", connection, frame]``, ``["bye", connection, moving]``,
-  ``["alive", version, [connections], status]``. The authority takes ``G`` from the
+  ``["alive", version, [connections], status]``, ``["leaving", version]`` (a gateway that
+  stops: the authority forgets it). The authority takes ``G`` from the
   subject and drops any message about a connection that is not numbered from ``G``: with
   the documented NATS permissions a gateway can publish on its own ``up`` subject only,
   so it cannot speak for another gateway's clients.
