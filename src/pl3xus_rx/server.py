@@ -155,10 +155,12 @@ class SyncServer:
         self._contexts: dict[int, MutationContext] = {}
         self._control_timer: asyncio.TimerHandle | None = None
         self._clock = time.monotonic
-        self.as_of_source: Callable[[], float] | None = None
+        self.as_of_source: Callable[[], float | tuple[float, float]] | None = None
         """Where the World's data comes from, when not from this server: ``fn() -> wall
-        time`` the data is current as of (a gateway: when it last heard the authority);
-        protocol-v2 frames say it. ``None``: this server's own flush time."""
+        time`` the data is current as of, or ``(as_of, age)`` when the source's clock is
+        not this machine's (a gateway: the authority's flush time, and how long ago it
+        heard it by its own clock); protocol-v2 frames say it. ``None``: this server's own
+        flush time."""
         self._stamp_failed = False
         self._beacons = Beacons(
             self.engine, self.net, self._to.send_data, lambda: self._clock(), self._stamp
@@ -904,15 +906,20 @@ class SyncServer:
         if source is None:
             return wall, 0.0
         try:
-            as_of = float(source())
-            if not math.isfinite(as_of):  # (JSON has no inf or NaN)
-                raise ValueError(f"{as_of!r} is not a time")
+            found = source()
+            if isinstance(found, tuple):
+                as_of, age = float(found[0]), float(found[1])
+            else:
+                as_of = float(found)
+                age = wall - as_of
+            if not (math.isfinite(as_of) and math.isfinite(age)):  # (JSON has no inf, NaN)
+                raise ValueError(f"{found!r} is not a time")
         except Exception:
             if not self._stamp_failed:  # (once: it would fail at every flush)
                 self._stamp_failed = True
                 logger.exception("as_of_source failed; the flush time stands in")
             return wall, 0.0
-        return as_of, max(0.0, wall - as_of)
+        return as_of, max(0.0, age)
 
     # ------------------------------------------------------------------ serving
 

@@ -127,6 +127,7 @@ class Gateway:
         """Set by :meth:`drain`: no more clients; those here move elsewhere."""
         self._received = time.monotonic()  # the last tick or batch received (any state)
         self._lease_heard = -1e9  # the last batch or tick with the newest token
+        self._heard_at = time.monotonic()  # when (this gateway's clock) ``heard`` was set
         self._link_up = False
         self._lost_at: float | None = None
         self._snapshots_at_loss = 0
@@ -185,7 +186,7 @@ class Gateway:
         server = self.server
         server.net.number_connections_from(self.gateway << GATEWAY_SHIFT)
         server.forward_commands(self._forward)
-        server.as_of_source = lambda: self.heard
+        server.as_of_source = self._as_of
         server.add_health_check("authority", self._health)
         if server.metrics is not None:
             from prometheus_client import Histogram
@@ -215,6 +216,17 @@ class Gateway:
             await self._snapshot()
         self._spawn(self._heartbeat())
         self._spawn(self._watch_link())
+
+    def _as_of(self) -> tuple[float, float]:
+        """``(as_of, age)`` for protocol-v2 clients: the authority's flush time the replica
+        is current as of, and how long ago that was by this gateway's own clock (since it
+        heard it; the hop takes about a millisecond): right even when the two machines'
+        clocks disagree."""
+        return self.heard, time.monotonic() - self._heard_at
+
+    def _heard(self, as_of: float) -> None:
+        self.heard = as_of
+        self._heard_at = time.monotonic()
 
     def _nats_error(self, exc: Exception) -> None:
         text = str(exc)
@@ -381,7 +393,7 @@ class Gateway:
             self._announced = batch.seq
         if batch.type == TICK:
             if self._buffer is None and batch.epoch == self.epoch and batch.seq == self.seq:
-                self.heard = batch.as_of  # nothing missing
+                self._heard(batch.as_of)  # nothing missing
             if self._buffer is None and (batch.epoch != self.epoch or batch.seq > self.seq):
                 logger.info(
                     "behind the authority (tick %s/%d): fresh snapshot", batch.epoch, batch.seq
@@ -404,7 +416,7 @@ class Gateway:
             self._buffer = [batch]
             return
         self._apply(batch)
-        self.heard = batch.as_of
+        self._heard(batch.as_of)
 
     def _apply(self, batch: Batch) -> None:
         reg = self.server.registry.by_name(batch.type)
@@ -486,7 +498,7 @@ class Gateway:
                     self._buffer = [b for b in buffered if b.seq > self.seq]
                     return
                 self._apply(batch)
-        self.heard = time.time()  # (the snapshot is as of about now)
+        self._heard(time.time())  # (the snapshot is as of about now)
         self._received = time.monotonic()
         self.snapshots += 1
         entities = sum(len(v) for v in seen.values())
@@ -509,7 +521,7 @@ class Gateway:
     def link(self) -> dict[str, Any]:
         """The authority link as ``/healthz`` and ``pl3xus-rx cluster`` show it."""
         silent = time.monotonic() - self._received
-        lag = max(0.0, time.time() - self.heard)
+        lag = max(0.0, time.monotonic() - self._heard_at)
         return {
             "link": "up" if silent <= SILENCE else "lost",
             "state": self._state(),
@@ -565,7 +577,7 @@ class Gateway:
                     "no word from the authority for %.1f s (NATS or the authority is down or "
                     "stalled): serving the replica as of %.1f s ago",
                     silent,
-                    max(0.0, time.time() - self.heard),
+                    max(0.0, time.monotonic() - self._heard_at),
                 )
             elif self._lost_at is not None and silent <= SILENCE and self.synced.is_set():
                 logger.info(
