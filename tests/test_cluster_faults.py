@@ -167,7 +167,11 @@ async def test_a_six_second_stall_heals_and_commands_are_answered_after_it(
         proc = target if target is not None else nats_process(nats_server)
         proc.signal(signal.SIGSTOP)
         try:
-            await asyncio.sleep(6.0)
+            await asyncio.sleep(4.5)
+            if stalled != "gateway":  # the gateway's health shows the fault while it lasts
+                status, body = await _get(gateway.port, "/healthz")
+                assert status == 503 and b'"link": "lost"' in body, body
+            await asyncio.sleep(1.5)
         finally:
             proc.signal(signal.SIGCONT)
         resumed = time.monotonic()
@@ -191,6 +195,7 @@ async def test_a_six_second_stall_heals_and_commands_are_answered_after_it(
             assert not gateway.logged("no word from the authority")  # (its own stall)
         # nora is signed in: her control waited for her (SyncSettings.control_move_grace)
         assert released == []
+        await _healthy_again(gateway.port)
         if stalled in ("authority", "nats"):
             await wait_until(
                 lambda: (
@@ -277,6 +282,14 @@ async def test_a_gateway_of_another_release_refuses_clients_and_says_what_differ
             assert status == 503 and b"registrations differ" in body, body
         finally:
             await newer.end()
+
+
+async def _healthy_again(port: int, units: float = 5.0) -> None:
+    """Wait (bounded) until ``/healthz`` on ``port`` answers 200."""
+    deadline = time.monotonic() + units * UNIT
+    while (await _get(port, "/healthz"))[0] != 200:
+        assert time.monotonic() < deadline, "/healthz stayed unhealthy"
+        await asyncio.sleep(0.1)
 
 
 async def _get(port: int, path: str) -> tuple[int, bytes]:
