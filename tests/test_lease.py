@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -22,6 +20,7 @@ from conftest import UNIT, wait_until
 
 nats = pytest.importorskip("nats")
 from nats.aio.client import Client as NatsClient  # noqa: E402
+from test_scaleout import NatsServer  # noqa: E402
 
 from pl3xus_rx.exceptions import NetworkStateError, Pl3xusError  # noqa: E402
 from pl3xus_rx.scaleout._lease import (  # noqa: E402
@@ -41,46 +40,6 @@ TTL = 1.5  # seconds; the server makes an expired key unreadable about 0.25 s af
 CLUSTER = "plant"
 
 slow = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class NatsServer:
-    """A nats-server process on a free loopback port, with JetStream storing in ``store``
-    unless ``jetstream`` is false; restartable on the same port and store."""
-
-    def __init__(self, store: Path, *, jetstream: bool = True) -> None:
-        self.port = free_port()
-        self.store = store
-        self.jetstream = jetstream
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        args = [str(NATS_SERVER), "-a", "127.0.0.1", "-p", str(self.port)]
-        if self.jetstream:
-            args += ["-js", "-sd", str(self.store)]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10 * UNIT
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.02)
-        raise RuntimeError("nats-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10 * UNIT)
-            self.proc = None
 
 
 def _server(store: Path, *, jetstream: bool) -> Iterator[NatsServer]:

@@ -332,6 +332,13 @@ class Authority:
         """Another authority took the lease while this one was away: stop at once."""
         self.fenced_reason = f"this authority lost the lease of cluster {self.cluster!r}: {reason}"
         logger.error("%s; it stops publishing and answering", self.fenced_reason)
+        self._unhook()
+        self._outbox.clear()
+        self.fenced.set()  # (the handlers answer nothing from now on)
+
+    def _unhook(self) -> None:
+        """Stop hearing the server's flushes, broadcasts and visibility changes, and stop
+        ticking."""
         for tap in self._taps:
             tap.dispose()
         self._taps = []
@@ -339,8 +346,6 @@ class Authority:
         self.server.on_visibility_changed(None)
         if self._watch is not None:
             self._watch.cancel()
-        self._outbox.clear()
-        self.fenced.set()  # (the handlers answer nothing from now on)
 
     def _new_token(self, token: int) -> None:
         logger.warning(
@@ -354,13 +359,7 @@ class Authority:
     async def stop(self) -> None:
         """Stop publishing; forget the gateways' clients; release the lease; close the
         NATS connection."""
-        for tap in self._taps:
-            tap.dispose()
-        self._taps = []
-        self.server.on_broadcast(None)
-        self.server.on_visibility_changed(None)
-        if self._watch is not None:
-            self._watch.cancel()
+        self._unhook()
         if self._collector is not None and self.server.metrics is not None:
             self.server.metrics.registry.unregister(self._collector)
             self._collector = None

@@ -208,8 +208,8 @@ class Gateway:
         await self._check_permissions()
         try:
             await self._ask_info()
-        except Exception:  # (no authority yet: the snapshot below waits for one)
-            logger.debug("no announcement from the authority yet", exc_info=True)
+        except Exception as exc:  # (no authority yet: the snapshot below waits for one)
+            logger.debug("no announcement from the authority yet: %s", exc or type(exc))
         if self.skew:  # serving nothing, refusing clients, saying why; met again later
             self._schedule_resync()
         else:

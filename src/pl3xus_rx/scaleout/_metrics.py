@@ -6,14 +6,37 @@ anything a client or a gateway chose."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from ._authority import Authority
-    from ._gateway import Gateway
+
+class Authority(Protocol):
+    """What the collector reads of an authority (``scaleout.Authority``)."""
+
+    seq: int
+    dropped: int
+    foreign_messages: int
+    refused_clients: int
+    reintroduced: int
+    stalls: int
+
+    def status(self) -> dict[str, Any]: ...
+
+    def lease_held(self) -> bool: ...
+
+
+class Gateway(Protocol):
+    """What the collector reads of a gateway (``scaleout.Gateway``)."""
+
+    silence: float
+    snapshots: int
+    fenced: int
+    forwarded: int
+
+    def link(self) -> dict[str, Any]: ...
+
 
 __all__ = ["AuthorityCollector", "GATEWAY_STATES", "GatewayCollector"]
 
