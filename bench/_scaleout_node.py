@@ -74,7 +74,7 @@ async def main(role: str, args: list[str]) -> None:
         elif role == "gateway":
             from pl3xus_rx.scaleout import Gateway
 
-            node = Gateway(server, args[0], args[1])
+            node = Gateway(server, args[0], args[1], gateway=int(args[2]))
             await node.start()
         print(f"port {port}", flush=True)
         loop = asyncio.get_running_loop()

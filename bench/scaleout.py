@@ -163,7 +163,7 @@ async def measure_gateways(
     nats_url: str, nats_pid: int | None, cluster: str, c: int, rate: float, seconds: float
 ) -> dict[str, Any]:
     authority = await Node.start("authority", nats_url, cluster, str(rate))
-    gateways = [await Node.start("gateway", nats_url, cluster) for _ in range(2)]
+    gateways = [await Node.start("gateway", nats_url, cluster, str(g)) for g in (1, 2)]
     clients = [
         await viewers(g.port, c // 2 + (c % 2 if i == 0 else 0)) for i, g in enumerate(gateways)
     ]
@@ -261,7 +261,7 @@ async def phase_latency(nats_url: str, seconds: float, cluster: str) -> dict[str
     from client_sync import ClientTypeRegistry, SyncProvider
 
     authority = await Node.start("authority", nats_url, cluster, "1000")
-    gateway = await Node.start("gateway", nats_url, cluster)
+    gateway = await Node.start("gateway", nats_url, cluster, "1")
     registry = ClientTypeRegistry.builder().register(Probe).build()
     delays: dict[str, list[float]] = {"direct": [], "gateway": []}
     try:

@@ -327,8 +327,11 @@ async def test_a_real_cluster_under_the_config_and_a_gateway_with_the_wrong_id_i
         assert a.lease is not None  # (JetStream in the cluster's account: fencing is on)
         wrong = app()
         impostor = Gateway(wrong, server.url, "plant", gateway=2, nats_options=as_user("gateway1"))
-        with pytest.raises(ConnectionError, match="--gateway-id 2"):
-            await asyncio.wait_for(impostor.start(), 10 * UNIT)
+        try:
+            with pytest.raises(ConnectionError, match="--gateway-id 2"):
+                await asyncio.wait_for(impostor.start(), 10 * UNIT)
+        finally:
+            await impostor.stop()  # (nothing to stop once refused)
         edge = app()
         async with (
             edge.serve("127.0.0.1", 0) as (host, port),

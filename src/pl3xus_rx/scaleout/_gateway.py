@@ -252,7 +252,10 @@ class Gateway:
             await self.nc.flush(timeout=2)
         except Exception as exc:  # (no answer: the snapshot below will say more)
             logger.debug("NATS did not answer a flush: %s", exc)
-        await asyncio.sleep(0)  # (the error callback runs as a task)
+        for _ in range(20):  # (the error callback runs as a task: give it 0.2 s)
+            if self._refusals:
+                break
+            await asyncio.sleep(0.01)
         if self._refusals:
             nc, self.nc = self.nc, None
             await nc.close()
