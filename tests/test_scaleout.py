@@ -624,3 +624,81 @@ async def test_scale_out_metrics_on_both_sides(nats_server: NatsServer) -> None:
     assert gw_server.metrics is not None and "pl3xus_gateway_" not in (
         gw_server.metrics.render().decode()
     )
+
+
+async def test_the_authority_answers_only_inboxes_and_survives_a_gateways_bad_words(
+    nats_server: NatsServer,
+) -> None:
+    """What one NATS user allowed to ask or to speak for one gateway could try: have the
+    authority publish its answer on the batches (or the lease), send it a status it cannot
+    show, an identity too large, or commands for unknown clients beyond the bound."""
+    from pl3xus_rx.protocol import FrameKind
+    from pl3xus_rx.scaleout._wire import CLUSTER_VERSION, decode, encode
+
+    authority_server = make()
+    async with Authority(authority_server, nats_server.url, "cell") as authority:
+        nc = await nats.connect(nats_server.url)
+        try:
+            heard: list[bytes] = []
+
+            async def keep(msg: Any) -> None:
+                heard.append(msg.data)
+
+            await nc.subscribe("pl3xus.cell.sync", cb=keep)
+            await nc.subscribe("pl3xus.cell.down.9", cb=keep)
+            await nc.flush()
+            for subject in ("status", "info", "snap"):
+                await nc.publish(f"pl3xus.cell.{subject}", b"", reply="pl3xus.cell.sync")
+            await wait_until(lambda: authority.misdirected == 3, 5, "three misdirected")
+            for data in heard:  # (only batches and ticks: no answer landed there)
+                assert decode(data)[0] == CLUSTER_VERSION
+            reply = await nc.request("pl3xus.cell.status", b"", timeout=5)  # an inbox: answered
+            assert decode(reply.data)["cluster"] == "cell"
+
+            up = "pl3xus.cell.up.9"
+            await nc.publish(up, encode(["alive", CLUSTER_VERSION, [], {"seq": "x", "lag_ms": []}]))
+            await wait_until(lambda: 9 in authority._gateways, 5, "gateway 9 heard")
+            assert authority.status()["gateways"][0]["lag_seq"] == authority.seq  # (no seq kept)
+            assert authority_server.metrics is not None
+            assert b"pl3xus_cluster_gateways" in authority_server.metrics.render()
+
+            big = {"name": "x", "roles": [], "claims": {"blob": "y" * 20_000}, "anonymous": False}
+            client = (9 << 32) + 1
+            await nc.publish(up, encode(["hello", CLUSTER_VERSION, client, big]))
+            await wait_until(
+                lambda: any(decode(d)[0] == "close" for d in heard), 5, "closed: too large"
+            )
+            assert authority_server.remote_connections() == []
+            # commands for clients nobody introduced: held within the bound, then answered
+            frame = [FrameKind.REQUEST.value, 1, "Boost", None, {"by": 1, "pad": "z" * 60_000}]
+            for n in range(100):
+                await nc.publish(up, encode(["frame", client + 1 + n, frame]))
+            await nc.flush()
+            await wait_until(
+                lambda: authority._gateways[9].waiting_bytes <= 4 * 1024 * 1024, 5, "bounded"
+            )
+            assert len(authority._gateways[9].waiting) < 100
+        finally:
+            await nc.close()
+
+
+async def test_a_fenced_authority_stops_admitting_and_says_why(nats_server: NatsServer) -> None:
+    from websockets.asyncio.client import connect as ws_connect
+    from websockets.exceptions import InvalidStatus
+
+    authority_server = make()
+    async with (
+        authority_server.serve("127.0.0.1", 0) as (host, port),
+        Authority(authority_server, nats_server.url, "cell") as authority,
+    ):
+        authority._lost("another authority took it after it lapsed: epoch e2")  # (as Lease says)
+        assert authority.fenced.is_set() and not authority.lease_held()
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), 5 * UNIT)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 503") and b"lost the lease" in answer
+        with pytest.raises(InvalidStatus) as refused:
+            async with ws_connect(f"ws://{host}:{port}/?token=north-token"):
+                pass
+        assert refused.value.response.status_code == 503

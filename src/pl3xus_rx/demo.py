@@ -601,6 +601,8 @@ async def run_demo(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    fenced: asyncio.Event | None = None
+    reason = ""
     async with server.serve(host, port) as address, contextlib.AsyncExitStack() as stack:
         if nats is not None:
             from .scaleout import Authority, redact_url
@@ -608,10 +610,29 @@ async def run_demo(
             authority = Authority(server, nats, cluster, nats_options=nats_options)
             await stack.enter_async_context(authority)
             logger.info("demo cell is the authority of cluster %r on %s", cluster, redact_url(nats))
+            fenced = authority.fenced
+
+            async def stop_when_fenced() -> None:
+                nonlocal reason
+                await authority.fenced.wait()  # (another authority is the truth now)
+                reason = authority.fenced_reason
+                stop.set()
+
+            stack.push_async_callback(_cancel, asyncio.create_task(stop_when_fenced()))
         logger.info("demo cell serving on ws://%s:%d/", *address)
         if on_ready is not None:
             on_ready(address, cell)
         sim = asyncio.create_task(simulate(server, cell, stop=stop))
         await stop.wait()
         await sim
+    if fenced is not None and fenced.is_set():
+        from .scaleout import LeaseLost
+
+        raise LeaseLost(reason)
     logger.info("demo stopped")
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

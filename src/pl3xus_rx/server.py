@@ -377,8 +377,9 @@ class SyncServer:
         closed with 4004 (``CloseCode.MOVED``) and ``reason``, which tells a
         ``SyncProvider`` to reconnect at once, to its next URL. Their control is kept for
         ``SyncSettings.control_move_grace`` seconds (:meth:`connection_moving`). A command
-        that arrives while the connections close is not applied and answered
-        ``internal_error`` saying so.
+        that arrives once the drain began is not applied and answered ``internal_error``
+        saying so (the client sends it again once reconnected): what is in flight is
+        finished, nothing new is started.
 
         Returns when every connection is closed; the server keeps refusing handshakes
         until ``serve()`` ends (leaving the ``async with`` after a drain is quick). A
@@ -400,6 +401,7 @@ class SyncServer:
         try:
             self.net.start_draining(reason)
             if self.in_flight():
+                started = time.monotonic()
                 self._idle = idle = asyncio.Event()
                 try:
                     with contextlib.suppress(TimeoutError):
@@ -409,9 +411,9 @@ class SyncServer:
                 left = self.in_flight()
                 if left:
                     logger.warning(
-                        "drain: %d command(s) still unanswered after %g s; closing anyway",
+                        "drain: %d command(s) still unanswered after %.1f s; closing anyway",
                         left,
-                        timeout,
+                        time.monotonic() - started,
                     )
             self._moving_out = True
             try:
@@ -701,7 +703,9 @@ class SyncServer:
         if ctx is None:  # its first frame: who it is, once
             ctx = self._context(connection, binary)
         if frame[0] in CLIENT_COMMAND_KINDS:
-            if self._moving_out:
+            if self._moving_out or self._drained is not None:
+                # (draining: what is in flight is finished, nothing new is started: a
+                # command forwarded now could be applied after its client is gone)
                 self._not_now(connection, frame)
             elif self._forward is not None:
                 if frame[0] != _SEND and len(frame) > 1 and type(frame[1]) is int:

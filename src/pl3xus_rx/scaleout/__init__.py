@@ -3,7 +3,7 @@ clients (docs/scaling.md). Needs ``nats-py`` (the ``nats`` extra)."""
 
 from ._authority import Authority
 from ._gateway import Gateway
-from ._lease import Lease, LeaseHeld, LeaseUnavailable
+from ._lease import Lease, LeaseHeld, LeaseLost, LeaseUnavailable
 from ._link import NatsOptions, redact_url
 from ._wire import CLUSTER_VERSION, GATEWAY_SHIFT, Subjects
 
@@ -14,6 +14,7 @@ __all__ = [
     "Gateway",
     "Lease",
     "LeaseHeld",
+    "LeaseLost",
     "LeaseUnavailable",
     "NatsOptions",
     "Subjects",

@@ -18,6 +18,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from .._http import HttpRequest
+from ..net import HealthCheck
 from ..protocol import CloseCode, FrameKind, NoticeKind, Status, sent_name
 from ..security import Authenticator, Identity
 from ..server import SyncServer
@@ -32,10 +33,12 @@ from ._wire import (
     Subjects,
     batches,
     decode,
+    decode_untrusted,
     encode,
     entries_of,
     gateway_of,
     identity_from_wire,
+    is_inbox,
     schema_table,
     tick,
 )
@@ -82,7 +85,20 @@ MAX_OUTBOX = 20_000
 gap and re-snapshot) and frames to clients are dropped (counted, logged)."""
 
 MAX_GATEWAYS = 4096
-"""Most gateways the authority keeps track of (heartbeats from more are ignored)."""
+"""Most gateways the authority keeps track of (beyond, a silent one without clients is
+forgotten to make room; if none is, the newcomer is refused, logged)."""
+
+MAX_GATEWAY_CLIENTS = 50_000
+"""Most clients one gateway may introduce (beyond, they are closed with a reason)."""
+
+MAX_HELLO_BYTES = 16 * 1024
+"""Largest ``hello`` (the identity a gateway vouches for: name, roles, claims)."""
+
+MAX_WAITING_BYTES = 4 * 1024 * 1024
+"""Most bytes of commands waiting for their clients' introduction, per gateway."""
+
+LOG_INTERVAL = 10.0
+"""Seconds between two log lines about the same kind of bad message."""
 
 ANONYMOUS_REFUSED = (
     "this server requires authentication and the gateway admitted this client without "
@@ -118,7 +134,9 @@ class _Gateway:
     heard: float  # monotonic
     status: dict[str, Any] = field(default_factory=dict)
     refused: dict[int, None] = field(default_factory=dict)  # its refused clients, oldest first
-    waiting: deque[tuple[float, int, Any]] = field(default_factory=deque)  # unknown clients'
+    waiting: deque[tuple[float, int, Any, int]] = field(default_factory=deque)  # unknown's
+    waiting_bytes: int = 0
+    clients: set[int] = field(default_factory=set)  # introduced and accepted
     asked: dict[int, float] = field(default_factory=dict)  # "who" sent, by connection
     lapsed: dict[int, list[int]] = field(default_factory=dict)  # control lost while silent
     refusals_logged: tuple[float, int] = (-1e9, 0)
@@ -210,6 +228,9 @@ class Authority:
         """Clients a gateway introduced again after the authority asked ("who")."""
         self.dropped = 0
         """Messages dropped because the NATS outbox was full (:data:`MAX_OUTBOX`)."""
+        self.misdirected = 0
+        """Requests whose reply subject was not an inbox (dropped: see :meth:`_answerable`)."""
+        self._logged: dict[str, float] = {}
         self.unleased = 0
         """Messages not sent because the lease was not certainly held (after a stall that
         outlived it, until it is renewed or lost)."""
@@ -335,6 +356,11 @@ class Authority:
         self._unhook()
         self._outbox.clear()
         self.fenced.set()  # (the handlers answer nothing from now on)
+        why = {"reason": self.fenced_reason}
+        # (its World is no longer the truth: no new clients here; /healthz says why)
+        self.server.add_health_check(
+            "lease", lambda: HealthCheck(ok=False, detail=why, admit=False)
+        )
 
     def _unhook(self) -> None:
         """Stop hearing the server's flushes, broadcasts and visibility changes, and stop
@@ -442,11 +468,35 @@ class Authority:
 
     # ------------------------------------------------------------------ answering
 
-    async def _snapshot(self, msg: Msg) -> None:
+    def _answerable(self, msg: Msg) -> bool:
+        """Only requests whose reply subject is an inbox are answered: the requester picks
+        it, and this authority may publish where the requester may not (its lease, its
+        batches); anything else is dropped, counted and logged (paced)."""
         if self.fenced.is_set():
+            return False
+        if is_inbox(msg.reply):
+            return True
+        self.misdirected += 1
+        self._paced(
+            "misdirected",
+            "a request on %s asked for its answer on %r, not an inbox: dropped (%d so far)",
+            msg.subject,
+            (msg.reply or "")[:100],
+            self.misdirected,
+        )
+        return False
+
+    def _paced(self, kind: str, text: str, *args: Any, level: int = logging.WARNING) -> None:
+        now = time.monotonic()
+        if now - self._logged.get(kind, -1e9) >= LOG_INTERVAL:
+            self._logged[kind] = now
+            logger.log(level, text, *args)
+
+    async def _snapshot(self, msg: Msg) -> None:
+        if not self._answerable(msg):
             return
         try:
-            version, type_name, after, limit = decode(msg.data)
+            version, type_name, after, limit = decode_untrusted(msg.data)
             if version != CLUSTER_VERSION:
                 error = (
                     f"cluster wire version {version!r} asked; this authority speaks "
@@ -476,11 +526,11 @@ class Authority:
             await msg.respond(
                 encode([CLUSTER_VERSION, self.epoch, self.lease, self.seq, rows, done, None])
             )
-        except Exception:
-            logger.exception("a snapshot request failed")
+        except Exception as exc:
+            self._paced("snapshot", "a snapshot request failed: %s", exc or type(exc))
 
     async def _info(self, msg: Msg) -> None:
-        if self.fenced.is_set():
+        if not self._answerable(msg):
             return
         try:
             await msg.respond(encode(self.announcement().to_wire()))
@@ -488,7 +538,7 @@ class Authority:
             logger.exception("an info request failed")
 
     async def _status(self, msg: Msg) -> None:
-        if self.fenced.is_set():
+        if not self._answerable(msg):
             return
         try:
             await msg.respond(encode(self.status()))
@@ -530,7 +580,7 @@ class Authority:
         if gateway_id is None or self.fenced.is_set():
             return
         try:
-            message = decode(msg.data)
+            message = decode_untrusted(msg.data)
             kind = message[0]
             gateway = self._gateway(gateway_id)
             if gateway is None:
@@ -542,10 +592,18 @@ class Authority:
                 if connection in gateway.refused:
                     self._refuse_frame(connection, message[2])
                 elif not self.server.remote_frame(connection, message[2]):
-                    self._unknown(gateway, connection, message[2])
+                    self._unknown(gateway, connection, message[2], len(msg.data))
             elif kind == "hello":
                 _, version, connection, identity = message
                 if version != CLUSTER_VERSION or self._foreign(gateway, int(connection)):
+                    return
+                if len(msg.data) > MAX_HELLO_BYTES:
+                    self._close(
+                        gateway,
+                        int(connection),
+                        "the identity is too large for the "
+                        f"cluster ({len(msg.data)} bytes; at most {MAX_HELLO_BYTES})",
+                    )
                     return
                 await self._hello(gateway, int(connection), identity_from_wire(identity))
             elif kind == "bye":
@@ -555,17 +613,27 @@ class Authority:
                     return
                 gateway.refused.pop(connection, None)
                 gateway.lapsed.pop(connection, None)
+                gateway.clients.discard(connection)
                 self._left(connection, moving)
             elif kind == "leaving":  # (it stopped: its clients said bye first)
+                for connection in list(gateway.clients):
+                    self._left(connection, False)
                 self._gateways.pop(gateway.id, None)
                 logger.info("gateway %s left the cluster", gateway.id)
             elif kind == "alive":
                 _, version, connections, status = message
                 if version != CLUSTER_VERSION:
                     return
+                if len(connections) > MAX_GATEWAY_CLIENTS:
+                    connections = connections[:MAX_GATEWAY_CLIENTS]
                 self._alive(gateway, {int(c) for c in connections}, status)
-        except Exception:
-            logger.exception("a message from gateway %s could not be handled", gateway_id)
+        except Exception as exc:
+            self._paced(
+                f"bad {gateway_id}",
+                "a message from gateway %s could not be handled: %s",
+                gateway_id,
+                f"{type(exc).__name__}: {str(exc)[:200]}",
+            )
 
     def _left(self, connection: int, moving: bool) -> None:
         # (moving: a draining or silent gateway's signed-in clients keep their control for
@@ -576,7 +644,19 @@ class Authority:
         gateway = self._gateways.get(gateway_id)
         if gateway is None:
             if len(self._gateways) >= MAX_GATEWAYS:
-                return None
+                idle = next(
+                    (g for g in self._gateways.values() if g.silent and not g.clients), None
+                )
+                if idle is None:
+                    self._paced(
+                        "full",
+                        "gateway %s refused: %d gateways are known and none is silent",
+                        gateway_id,
+                        MAX_GATEWAYS,
+                        level=logging.ERROR,
+                    )
+                    return None
+                del self._gateways[idle.id]
             gateway = self._gateways[gateway_id] = _Gateway(gateway_id, time.monotonic())
             logger.info("gateway %s joined the cluster", gateway_id)
         return gateway
@@ -603,16 +683,14 @@ class Authority:
                 "gateway %s heard again after %.1f s of silence", gateway.id, now - gateway.heard
             )
         gateway.heard = now
-        if isinstance(status, dict):
-            gateway.status = {k: status[k] for k in list(status)[:16]}  # (bounded)
-            gateway.status["clients"] = len(connections)
+        gateway.status = _reported(status, len(connections))
         known = set()
-        for connection in self.server.remote_connections():
-            if gateway_of(connection) == gateway.id:
-                if connection in connections:
-                    known.add(connection)
-                else:
-                    self.server.remote_left(connection)  # a "bye" that got lost
+        for connection in list(gateway.clients):
+            if connection in connections:
+                known.add(connection)
+            else:
+                gateway.clients.discard(connection)
+                self.server.remote_left(connection)  # a "bye" that got lost
         gateway.refused = {c: None for c in gateway.refused if c in connections}
         unknown = [
             c
@@ -633,14 +711,15 @@ class Authority:
             gateway.asked[connection] = now
         self._send(self.subjects.down(gateway.id), encode(["who", ask]))
 
-    def _unknown(self, gateway: _Gateway, connection: int, frame: Any) -> None:
+    def _unknown(self, gateway: _Gateway, connection: int, frame: Any, size: int) -> None:
         """A command from a client this authority does not know (taken as gone during a
         stall, or its introduction lost): kept until the gateway introduces it again, then
         handled; answered ``internal_error`` after :data:`UNKNOWN_WAIT` seconds."""
-        if len(gateway.waiting) >= MAX_WAITING:
+        if len(gateway.waiting) >= MAX_WAITING or gateway.waiting_bytes + size > MAX_WAITING_BYTES:
             self._unanswerable(connection, frame, "too many commands wait for their clients")
             return
-        gateway.waiting.append((time.monotonic(), connection, frame))
+        gateway.waiting.append((time.monotonic(), connection, frame, size))
+        gateway.waiting_bytes += size
         self._who(gateway, [connection])
 
     def _unanswerable(self, connection: int, frame: Any, why: str) -> None:
@@ -674,9 +753,15 @@ class Authority:
     async def _hello(self, gateway: _Gateway, connection: int, identity: Identity) -> None:
         gateway.heard = max(gateway.heard, time.monotonic())
         if await self.accepts(identity):
+            if connection not in gateway.clients and len(gateway.clients) >= MAX_GATEWAY_CLIENTS:
+                self._close(
+                    gateway, connection, f"the gateway has {MAX_GATEWAY_CLIENTS} clients already"
+                )
+                return
             gateway.refused.pop(connection, None)
             if gateway.asked.pop(connection, None) is not None:
                 self.reintroduced += 1
+            gateway.clients.add(connection)
             self.server.remote_joined(connection, identity, self._to_client)
             lapsed = gateway.lapsed.pop(connection, None)
             for entity in lapsed or ():
@@ -692,6 +777,7 @@ class Authority:
                 )
             self._replay(gateway, connection)
             return
+        gateway.clients.discard(connection)
         self.server.remote_left(connection)  # (had it been introduced before: no more)
         self.refused_clients += 1
         gateway.refused.pop(connection, None)
@@ -705,6 +791,18 @@ class Authority:
         )
         self._replay(gateway, connection)
 
+    def _close(self, gateway: _Gateway, connection: int, reason: str) -> None:
+        """Have the gateway close one of its clients, with 4003 and ``reason``."""
+        self._paced(
+            f"close {gateway.id}",
+            "gateway %s: client %s closed: %s",
+            gateway.id,
+            connection,
+            reason,
+        )
+        message = ["close", connection, int(CloseCode.DISCONNECTED), reason]
+        self._send(self.subjects.down(gateway.id), encode(message))
+
     def _replay(self, gateway: _Gateway, connection: int) -> None:
         """Handle the commands that waited for ``connection``'s introduction, in order."""
         if not gateway.waiting:
@@ -713,7 +811,8 @@ class Authority:
         if not mine:
             return
         gateway.waiting = deque(w for w in gateway.waiting if w[1] != connection)
-        for _, _, frame in mine:
+        gateway.waiting_bytes -= sum(w[3] for w in mine)
+        for _, _, frame, _ in mine:
             if connection in gateway.refused:
                 self._refuse_frame(connection, frame)
             else:
@@ -812,7 +911,8 @@ class Authority:
 
     def _silent(self, gateway: _Gateway, silence: float) -> None:
         gateway.silent = True
-        gone = [c for c in self.server.remote_connections() if gateway_of(c) == gateway.id]
+        gone = list(gateway.clients)
+        gateway.clients.clear()
         book = self.server.commands.control
         held: dict[int, list[int]] = {}
         for entity in book.held():
@@ -840,5 +940,30 @@ class Authority:
         for gateway in self._gateways.values():
             waiting = gateway.waiting
             while waiting and now - waiting[0][0] > UNKNOWN_WAIT:
-                _, connection, frame = waiting.popleft()
+                _, connection, frame, size = waiting.popleft()
+                gateway.waiting_bytes -= size
                 self._unanswerable(connection, frame, "its gateway did not introduce it")
+
+
+_STATES = frozenset({"synced", "snapshotting", "silent", "skew", "draining"})
+
+
+def _reported(status: Any, clients: int) -> dict[str, Any]:
+    """What a gateway's heartbeat says of it, kept only where well formed (it shows in the
+    status and in /metrics, which must never fail on a gateway's word)."""
+    if not isinstance(status, dict):
+        status = {}
+    kept: dict[str, Any] = {"clients": clients}
+    address = status.get("address")
+    if isinstance(address, str):
+        kept["address"] = address[:100]
+    seq = status.get("seq")
+    if type(seq) is int and 0 <= seq < 2**63:
+        kept["seq"] = seq
+    lag = status.get("lag_ms")
+    if type(lag) in (int, float) and 0 <= lag < 1e12:
+        kept["lag_ms"] = lag
+    state = status.get("state")
+    if state in _STATES:
+        kept["state"] = state
+    return kept

@@ -17,7 +17,7 @@ from nats.aio.msg import Msg
 
 from ..net import Connected, Disconnected, HealthCheck
 from ..net._events import ConnectionId
-from ..protocol import FrameKind, Status
+from ..protocol import CloseCode, FrameKind, Status
 from ..server import SyncServer
 from ..world import EntityId
 from ._link import NatsOptions, connect
@@ -139,6 +139,9 @@ class Gateway:
         self._sending: asyncio.Task[None] | None = None
         self._moving: set[int] = set()
         self._refusals: list[str] = []  # NATS permission violations heard
+        self._version_skew = False  # ``skew`` says the wire version differs
+        self.unreadable = 0
+        """Messages on the batch subject that were not batches (dropped, logged)."""
         self.silence = SILENCE
         """Seconds without a word from the authority after which the link counts as lost."""
         self.forwarded = 0
@@ -334,13 +337,17 @@ class Gateway:
         self._meet(Announcement.parse(decode(reply.data)))
 
     async def _on_announce(self, msg: Msg) -> None:
+        message: Any = None
         try:
-            announcement = Announcement.parse(decode(msg.data))
-        except WireError as exc:
-            self._version_error(str(exc))
-            return
-        except Exception:
-            logger.exception("an announcement could not be read")
+            message = decode(msg.data)
+            announcement = Announcement.parse(message)
+        except Exception as exc:
+            version = message.get("version") if isinstance(message, dict) else None
+            if type(version) is int and version != CLUSTER_VERSION:
+                self._version_error(str(exc))
+            else:
+                self.unreadable += 1
+                logger.warning("an unreadable announcement was dropped: %s", exc)
             return
         self._meet(announcement)
 
@@ -349,19 +356,30 @@ class Gateway:
         if self.skew != [line]:
             logger.error("%s; this gateway refuses clients until both run the same release", line)
         self.skew = [line]
+        self._version_skew = True
 
     # ------------------------------------------------------------------ replica
 
     async def _on_batch(self, msg: Msg) -> None:
+        message: Any = None
         try:
-            batch = Batch.parse(decode(msg.data))
-        except WireError as exc:
-            self._version_error(str(exc))
+            message = decode(msg.data)
+            batch = Batch.parse(message)
+        except Exception as exc:
+            versioned = isinstance(exc, WireError) and isinstance(message, list) and message
+            if versioned and type(message[0]) is int and message[0] != CLUSTER_VERSION:
+                self._version_error(str(exc))  # (a peer of another release)
+            else:  # (not a batch at all: nothing to serve from it)
+                self.unreadable += 1
+                if self.unreadable == 1 or self.unreadable % 1000 == 0:
+                    logger.warning(
+                        "%d unreadable message(s) on %s (%s)", self.unreadable, msg.subject, exc
+                    )
             return
-        except Exception:
-            logger.exception("a batch could not be decoded; taking a fresh snapshot")
+        if self._version_skew:  # (the right version again: meet the authority again)
+            self._version_skew = False
+            self.skew = []
             self._schedule_resync()
-            return
         if batch.lease is not None:
             if (
                 self.lease is not None
@@ -674,9 +692,12 @@ class Gateway:
             elif kind == "close":
                 _, connection, code, reason = message
                 cid = ConnectionId(int(connection))
+                if type(code) is not int or not 4000 <= code <= 4999:
+                    code = int(CloseCode.DISCONNECTED)  # (only the application's own codes)
+                reason = str(reason)[:120]
                 if self.server.net.has_connection(cid):
-                    logger.info("the authority closes client %s: %s", connection, reason)
-                    self._spawn(self.server.net.disconnect(cid, code=int(code), reason=str(reason)))
+                    logger.info("the authority closes client %s: %r", connection, reason)
+                    self._spawn(self.server.net.disconnect(cid, code=code, reason=reason))
         except Exception:
             logger.exception("a message from the authority could not be handled")
 

@@ -81,6 +81,11 @@ class LeaseHeld(Pl3xusError):
         self.holder = dict(holder)
 
 
+class LeaseLost(Pl3xusError):
+    """This authority lost its cluster's lease to another (it woke after a stall longer
+    than the lease): it stopped being the authority. The message says who holds it now."""
+
+
 class LeaseUnavailable(Pl3xusError):
     """The lease cannot be kept in NATS: no JetStream there, no answer in time, or the
     bucket was refused. The message says which and what to do."""

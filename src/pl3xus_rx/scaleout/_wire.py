@@ -38,6 +38,7 @@ ids go up to 2**20, so ids stay below 2**53 for JavaScript clients).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -46,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 from pydantic import BaseModel
 
-from ..protocol import from_wire, to_wire
+from ..protocol import MsgpackCodec, from_wire, to_wire
 from ..security import Identity
 from ..sync import ComponentRegistration, FlushedChanges
 from ..world import EntityId, World
@@ -66,11 +67,13 @@ __all__ = [
     "WireError",
     "batches",
     "decode",
+    "decode_untrusted",
     "encode",
     "entries_of",
     "gateway_of",
     "identity_from_wire",
     "identity_to_wire",
+    "is_inbox",
     "schema_differences",
     "schema_table",
     "tick",
@@ -171,6 +174,33 @@ def decode(data: bytes) -> Any:
     """One NATS payload back (from inside the cluster: trusted to be msgpack, not to be of
     the right shape)."""
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+_UNTRUSTED = MsgpackCodec()
+
+
+def decode_untrusted(data: bytes) -> Any:
+    """A payload a gateway (or anyone allowed to ask) sent the authority: decoded within the
+    container budget clients' frames get (a crafted document cannot decode to many times
+    its size).
+
+    Raises:
+        DecodeError: not one msgpack document, or over the budget.
+    """
+    return _UNTRUSTED.decode(data, untrusted=True)
+
+
+def is_inbox(subject: str | None) -> bool:
+    """Whether a request's reply subject is an inbox (``_INBOX.``...), the only place the
+    authority answers: a reply subject is the requester's choice, and the authority may
+    publish where the requester may not (the lease, the batches)."""
+    return (
+        subject is not None
+        and subject.startswith("_INBOX.")
+        and "*" not in subject
+        and ">" not in subject
+        and len(subject) <= 256
+    )
 
 
 def gateway_of(connection: int) -> int:
@@ -454,11 +484,11 @@ def entries_of(
 ) -> tuple[list[list[Any]], bool]:
     """A snapshot page: ``[entity, parent, fields]`` of the entities above ``after`` that
     have ``reg``'s component, at most ``limit``; and whether it is the last page."""
-    ids = sorted(e for e in world.peek(reg.model) if e > after)
-    page = ids[:limit]
+    # (the page's ids without sorting them all: O(n log limit), one pass)
+    page = heapq.nsmallest(limit + 1, (e for e in world.peek(reg.model) if e > after))
     rows = []
-    for entity in page:
+    for entity in page[:limit]:
         value = world.get(entity, reg.model)
         if value is not None:
             rows.append([int(entity), _parent(world, entity), _fields(reg, value)])
-    return rows, len(ids) <= limit
+    return rows, len(page) <= limit
