@@ -8,6 +8,7 @@ import contextlib
 import importlib
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -511,9 +512,10 @@ async def _ask_status(
     )
     nc = NatsClient()
     try:
-        await asyncio.wait_for(nc.connect(url, **kwargs), timeout + 1.0)
+        servers = [part.strip() for part in url.split(",") if part.strip()]
+        await asyncio.wait_for(nc.connect(servers=servers, **kwargs), timeout + 1.0)
     except (TimeoutError, OSError, nats.errors.Error) as exc:
-        with contextlib.suppress(nats.errors.Error):  # (else its socket may stay open)
+        with contextlib.suppress(Exception):  # (else its socket may stay open)
             await nc.close()
         # (nats-py's text may quote the URL with its credentials: not printed)
         refused = any("authorization" in p.lower() for p in [*problems, str(exc)])
@@ -657,7 +659,10 @@ def _cluster(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         return 1
-    print("\n".join(_status_lines(status, args.nats)), flush=True)
+    try:
+        print("\n".join(_status_lines(status, args.nats)), flush=True)
+    except BrokenPipeError:  # (| head: the reader has what it wanted)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
