@@ -304,7 +304,7 @@ async def _get(port: int, path: str) -> tuple[int, bytes]:
 async def test_a_rolling_restart_of_both_gateways_keeps_clients_served_and_control_held(
     nats_server: NatsServer,
 ) -> None:
-    from pl3xus_rx import CommandTimeout, ConnectionLost
+    from pl3xus_rx import ConnectionLost, ServerError
 
     async with cluster(nats_server.url, gateways=2) as nodes:
         gateways = nodes[1:]
@@ -332,6 +332,9 @@ async def test_a_rolling_restart_of_both_gateways_keeps_clients_served_and_contr
                     except ConnectionLost:
                         not_sent += 1  # (between two gateways: never sent)
                         await asyncio.sleep(0.02)
+                    except ServerError as exc:  # (sent while its gateway drained)
+                        assert "not applied" in str(exc), exc
+                        not_sent += 1
                     await asyncio.sleep(0.01)
 
             worker = asyncio.ensure_future(boost_forever())
@@ -353,8 +356,7 @@ async def test_a_rolling_restart_of_both_gateways_keeps_clients_served_and_contr
                     nodes.append(gateways[index])
             finally:
                 running = False
-                await asyncio.wait_for(worker, 10)
-            assert not worker.exception() or not isinstance(worker.exception(), CommandTimeout)
+                await asyncio.wait_for(worker, 10)  # (a CommandTimeout in it fails here)
             assert released == []  # control survived both moves
             # every command answered exactly once: the authority counted as many
             await wait_until(
