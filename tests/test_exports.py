@@ -16,6 +16,7 @@ PUBLIC_MODULES = [
     "pl3xus_rx.protocol",
     "pl3xus_rx.net",
     "pl3xus_rx.testing",
+    "pl3xus_rx.state",
     "client_sync",
 ]
 
@@ -78,6 +79,9 @@ SANS_IO = [
     "pl3xus_rx/world.py",
     "pl3xus_rx/sync",
     "pl3xus_rx/commands",
+    "pl3xus_rx/state/_format.py",
+    "pl3xus_rx/state/_restore.py",
+    "pl3xus_rx/state/_types.py",
     "client_sync/store.py",
     "client_sync/registry.py",
 ]

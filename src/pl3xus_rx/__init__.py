@@ -36,6 +36,12 @@ from .exceptions import (
     SequenceGap,
     ServerError,
     SettingsError,
+    StateConflict,
+    StateError,
+    StateRestoreFailed,
+    StateSchemaChanged,
+    StateUnreadable,
+    StateWriteFailed,
     SubscriptionError,
     UnknownComponent,
     UnknownMessageType,
@@ -62,6 +68,7 @@ if TYPE_CHECKING:
     from .protocol import Query, Request
     from .security import ANONYMOUS, Identity, bearer_tokens, jwt_verifier
     from .server import SyncServer
+    from .state import StateLoaded, StateSaved, StateSettings, StateStatistics
     from .sync import Authorized, Denied, EntityControl, MutationContext, SyncSettings
     from .world import ChangeKind, ComponentChange, EntityId, World
 
@@ -86,6 +93,7 @@ _LAZY: dict[str, str] = {
         "net",
     ),
     "SyncServer": "server",
+    **dict.fromkeys(("StateLoaded", "StateSaved", "StateSettings", "StateStatistics"), "state"),
     "Query": "protocol",
     "Request": "protocol",
     "SyncSettings": "sync",
@@ -163,6 +171,16 @@ __all__ = [
     "RemoteError",
     "SchemaMismatch",
     "SettingsError",
+    "StateConflict",
+    "StateError",
+    "StateLoaded",
+    "StateRestoreFailed",
+    "StateSaved",
+    "StateSchemaChanged",
+    "StateSettings",
+    "StateStatistics",
+    "StateUnreadable",
+    "StateWriteFailed",
     "UnknownMessageType",
     "UnsupportedModel",
     "WrongFrameType",

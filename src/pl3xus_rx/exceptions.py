@@ -28,6 +28,12 @@ also inherit the matching builtin, so ordinary ``except ValueError`` clauses kee
     │   └── HandlerTimeout                 the server's handler did not finish in time
     ├── ChannelFull                        a connection's outbound channel was full
     ├── RateLimited                        a peer sent faster than its rate limit
+    ├── StateError                         the World's state file could not be used
+    │   ├── StateUnreadable                not a state file, truncated, corrupt, newer format
+    │   ├── StateSchemaChanged             saved types changed shape (named, with fields)
+    │   ├── StateRestoreFailed (ValueError) a saved value does not fit its type any more
+    │   ├── StateWriteFailed (OSError)     a save could not be written (disk full, read-only)
+    │   └── StateConflict (RuntimeError)   a state call at the wrong time, or a gateway
     └── ProtocolError                      bad data arrived from the network
         ├── DecodeError                    bytes that are not a frame (undecodable, truncated)
         ├── FrameError                     a decodable frame of the wrong shape or kind
@@ -77,6 +83,12 @@ __all__ = [
     "SchemaMismatch",
     "SequenceGap",
     "SettingsError",
+    "StateConflict",
+    "StateError",
+    "StateRestoreFailed",
+    "StateSchemaChanged",
+    "StateUnreadable",
+    "StateWriteFailed",
     "SubscriptionError",
     "UnknownComponent",
     "UnknownMessageType",
@@ -291,6 +303,57 @@ class ChannelFull(Pl3xusError):
 
 class RateLimited(Pl3xusError):
     """A peer sent frames faster than its configured rate limit."""
+
+
+class StateError(Pl3xusError):
+    """A server's state file (``SyncServer(state=PATH)``) could not be loaded or saved. The
+    message names the file, what is wrong and what to do.
+
+    Attributes:
+        path: The state file.
+    """
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class StateUnreadable(StateError):
+    """The file is not a state file this version can read: not a state file at all (another
+    application's, or a wrong path), cut short, corrupt (its checksum differs), or written
+    in a newer format. Nothing was loaded; the file was left as it is."""
+
+
+class StateSchemaChanged(StateError):
+    """Types in the state file changed shape since it was written (fields added, removed
+    or retyped), or are no longer synced. The server does not start until each is migrated
+    (``server.migrate_state(name[, fn])``) or dropped (``server.drop_state(name)``).
+
+    Attributes:
+        changes: Type name -> what differs (its fields, in words).
+    """
+
+    def __init__(self, message: str, *, path: str = "", changes: dict[str, str]) -> None:
+        super().__init__(message, path=path)
+        self.changes = changes
+
+
+class StateRestoreFailed(StateError, ValueError):
+    """A saved value does not fit its type any more (its validation, a migration or the
+    size limit refused it); the message names the type, the entity and the field. Nothing
+    was loaded."""
+
+
+class StateWriteFailed(StateError, OSError):
+    """A save could not be written (no space left, a read-only or missing folder, no
+    permission): the message names the file, the step and the system's error. The file
+    written before is left whole."""
+
+
+class StateConflict(StateError, RuntimeError):
+    """A state call that cannot be made now: loading into a World that holds entities
+    already, loading twice, a second server on the same state file, or a state file on a
+    gateway (whose World is a replica of its authority's: only the authority persists)."""
 
 
 class ProtocolError(Pl3xusError):

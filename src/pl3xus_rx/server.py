@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import ssl as _ssl
 import time
 from collections.abc import AsyncIterator, Callable
@@ -30,7 +31,7 @@ from .commands import (
     Start,
 )
 from .devtools._install import install as install_devtools
-from .exceptions import FrameError, NotFound
+from .exceptions import FrameError, NotFound, StateConflict
 from .instruments import Instrument, Reporter
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .net import (
@@ -65,6 +66,8 @@ from .protocol import (
     to_wire,
 )
 from .security import ADMIN_ROLE, Authenticator, Identity
+from .state import Migration, StateLoaded, StateSaved, StateSettings, StateStatistics
+from .state._keeper import StateKeeper
 from .sync import (
     ComponentBuilder,
     ComponentRegistration,
@@ -121,6 +124,11 @@ class SyncServer:
             identity with the ``admin`` role.
         metrics: Serve ``GET /metrics`` (Prometheus text format); with an authenticator it
             needs an identity with the ``admin`` role, like DevTools.
+        state: Keep the World in this file across restarts (docs/persistence.md): restored
+            by :meth:`load_state` (or at :meth:`serve`, if the application did not call
+            it), saved every ``state_settings.save_interval`` seconds while serving and
+            once more at shutdown. Only an authority persists; a gateway refuses it.
+        state_settings: How the state file is kept (:class:`~pl3xus_rx.state.StateSettings`).
     """
 
     def __init__(
@@ -134,6 +142,8 @@ class SyncServer:
         control_takeover_roles: tuple[str, ...] = (),
         devtools: bool = True,
         metrics: bool = True,
+        state: str | os.PathLike[str] | None = None,
+        state_settings: StateSettings | None = None,
     ) -> None:
         self.world = World()
         """The single source of truth."""
@@ -200,6 +210,16 @@ class SyncServer:
         if metrics:
             self._install_metrics()
         self.net.events.subscribe(self._on_event)
+        self._state: StateKeeper | None = None
+        if state is not None:
+            self._state = StateKeeper(
+                state,
+                state_settings if state_settings is not None else StateSettings(),
+                self.world,
+                self.registry,
+                self.commands,
+            )
+            self.net.add_health_check("state_file", self._state.health)
 
     # ------------------------------------------------------------------ registration
 
@@ -431,6 +451,78 @@ class SyncServer:
                 self._drained = None
             drained.set()
 
+    # ------------------------------------------------------------------ state file
+
+    def _keeper(self, call: str) -> StateKeeper:
+        if self._state is None:
+            raise StateConflict(
+                f"{call} needs a state file: create the server with SyncServer(state=PATH)"
+            )
+        return self._state
+
+    def load_state(self) -> StateLoaded | None:
+        """Restore the World from the state file (``SyncServer(state=PATH)``): entities with
+        their ids and parents, the saved component values, and who spawned client-spawned
+        entities. Call it once, after registering the components (and any
+        :meth:`migrate_state` / :meth:`drop_state`) and before spawning anything; spawn the
+        initial entities only when it returns ``None``. :meth:`serve` calls it if the
+        application did not (then the World must be empty).
+
+        Returns:
+            What was restored, or ``None`` when there is no file yet (a first start).
+
+        Raises:
+            StateUnreadable: the file is not a state file, is cut short or corrupt, or was
+                written in a newer format (nothing was loaded; the file is left alone).
+            StateSchemaChanged: saved types changed shape; names them and their fields.
+            StateRestoreFailed: a saved value does not validate any more.
+            StateConflict: no state file, loaded already, the World is not empty, or
+                another process uses the file.
+            StateWriteFailed: the file's lock cannot be created (a missing folder).
+        """
+        return self._keeper("load_state()").load()
+
+    async def save_state(self) -> StateSaved:
+        """Save the World to the state file now (while serving, saves also come every
+        ``save_interval`` and at shutdown). The snapshot is taken on the loop; it is
+        encoded and written in a thread, atomically. Cancelling stops the wait, not the
+        save.
+
+        Raises:
+            StateWriteFailed: it could not be written (the file before is left whole).
+            StateConflict: the server has no state file.
+        """
+        saved = await self._keeper("save_state()").save(force=True)
+        assert saved is not None
+        return saved
+
+    def migrate_state(self, type_: str | type[BaseModel], fn: Migration | None = None) -> None:
+        """Load the values the state file holds of ``type_`` (a synced model, or the wire
+        name it was saved under) even though its shape changed since they were saved:
+        with ``fn(saved: dict) -> dict | model`` applied to each (``saved`` holds the
+        saved fields by name), or without one as they are (new fields take their
+        defaults, removed ones are ignored). Each result is validated. Values saved in the
+        current shape load as usual, so it may stay in place. Call it before
+        :meth:`load_state`."""
+        self._keeper("migrate_state()").migrations[type_] = fn
+
+    def drop_state(self, type_: str | type[BaseModel]) -> None:
+        """Forget the values the state file holds of ``type_`` (a synced model, or the wire
+        name it was saved under) if its shape changed since they were saved, or it is no
+        longer synced, rather than refuse to start (the entities stay, without them; the
+        next save no longer holds them). Values saved in the current shape load as usual.
+        Call it before :meth:`load_state`."""
+        self._keeper("drop_state()").drops[type_] = None
+
+    def state_statistics(self) -> StateStatistics:
+        """How the state file has been kept: the last load, saves written, skipped and
+        failed, the last save and the last error.
+
+        Raises:
+            StateConflict: the server has no state file.
+        """
+        return self._keeper("state_statistics()").statistics()
+
     # ------------------------------------------------------------------ scale-out hooks
 
     def remote_joined(self, connection: int, identity: Identity, sink: RemoteSink) -> None:
@@ -496,7 +588,21 @@ class SyncServer:
 
     def forward_commands(self, sink: Callable[[ConnectionId, list[Any]], None] | None) -> None:
         """Hand client command frames to ``sink(connection, frame)`` instead of handling
-        them here: a gateway forwards them to the authority."""
+        them here: a gateway forwards them to the authority.
+
+        Raises:
+            StateConflict: this server has a state file: a gateway's World is a replica of
+                its authority's, rebuilt from it at every start; only the authority
+                persists.
+        """
+        if sink is not None and self._state is not None:
+            raise StateConflict(
+                f"this server keeps a state file ({self._state.path}) but forwards its "
+                "commands (a gateway): a gateway's World is a replica of its authority's, "
+                "rebuilt from it at every start, and never persists. Give state= to the "
+                "authority's server only (docs/persistence.md, Scale-out)",
+                path=self._state.path,
+            )
         self._forward = sink
 
     def deliver(self, connection: int, frame: list[Any]) -> None:
@@ -934,10 +1040,25 @@ class SyncServer:
         """Listen on ``host:port`` for the duration of the ``async with``; closes gracefully.
         With ``ssl``, over TLS (``wss://``; DevTools and ``/healthz`` over ``https://``).
 
+        With a state file, the World is loaded first (unless :meth:`load_state` was
+        called), saves start, and a last save follows the shutdown.
+
         Yields:
             The bound (host, port).
+
+        Raises:
+            StateError: the state file cannot be loaded, or saves cannot be written (the
+                server does not listen).
         """
-        address = await self.net.listen(host, port, ssl=ssl)
+        keeper = self._state
+        if keeper is not None:
+            await keeper.start()
+        try:
+            address = await self.net.listen(host, port, ssl=ssl)
+        except BaseException:
+            if keeper is not None:
+                await keeper.stop()
+            raise
         try:
             yield address
         finally:
@@ -950,6 +1071,8 @@ class SyncServer:
             self._beacons.stop()
             self._last_flush()
             await self.net.close()
+            if keeper is not None:
+                await keeper.stop()  # (after the close: no command changes the World now)
 
     def _last_flush(self) -> None:
         """Before the shutdown closes every connection: one more flush (whatever the rate

@@ -56,6 +56,7 @@ __all__ = [
     "EntityId",
     "EntityNotFound",
     "World",
+    "WorldSnapshot",
 ]
 
 logger = logging.getLogger(__name__)
@@ -174,6 +175,7 @@ class _Kind:
     """What the World knows about one component type."""
 
     __slots__ = (
+        "changes",
         "check",
         "copy",
         "entries",
@@ -188,6 +190,7 @@ class _Kind:
     def __init__(self, model: type[BaseModel]) -> None:
         self.model = model
         self.entries: dict[EntityId, Any] = {}  # entity -> stored entry (see own())
+        self.changes = 0  # changes so far (World.change_count)
         self.subject: SafeSubject[ComponentChange[Any]] | None = None
         self.trackers: tuple[ChangeTracker, ...] = ()
         # called with each value about to be stored; raising refuses it (see set_check)
@@ -238,6 +241,24 @@ def entry_fields(entry: Any) -> tuple[Any, ...]:
     if type(entry) is tuple:
         return entry
     return tuple(entry.__dict__.values())
+
+
+@dataclass(frozen=True, slots=True)
+class WorldSnapshot:
+    """A World as it was at one instant (:meth:`World.snapshot`).
+
+    Attributes:
+        entities: Every live entity, in spawn order.
+        parents: Entity -> its parent, for entities that have one.
+        tables: Component type -> {entity: stored entry} (read them with
+            :func:`entry_fields` or :meth:`World.entry_value`; never change them).
+        next_id: :attr:`World.next_id` then.
+    """
+
+    entities: list[EntityId]
+    parents: dict[EntityId, EntityId]
+    tables: dict[type[BaseModel], dict[EntityId, Any]]
+    next_id: EntityId
 
 
 # Pending-change codes of a ChangeTracker: the final state in the low two bits, and a flag
@@ -320,6 +341,7 @@ class World:
         self._children: dict[EntityId, list[EntityId]] = {}
         # type -> its stored entries, Observable and trackers
         self._kinds: dict[type[BaseModel], _Kind] = {}
+        self._structure = 0  # spawns, despawns and moves so far (change_count())
 
     # ------------------------------------------------------------------ internals
 
@@ -338,6 +360,7 @@ class World:
         return kind.entries if kind is not None else {}
 
     def _emit(self, kind: _Kind, change: ChangeKind, entity: EntityId, entry: Any) -> None:
+        kind.changes += 1
         code = REMOVED if change is ChangeKind.REMOVED else DESPAWNED
         for tracker in kind.trackers:
             tracker._record(entity, code)
@@ -384,6 +407,7 @@ class World:
             entity = EntityId(next(self._ids))
         self._next_free = max(self._next_free, entity + 1)
         self._entities[entity] = {}
+        self._structure += 1
         if parent is not None:
             self._parent[entity] = parent
             self._children.setdefault(parent, []).append(entity)
@@ -405,6 +429,7 @@ class World:
         created = False
         if entity not in self._entities:
             self._entities[entity] = {}
+            self._structure += 1
             created = True
             if entity >= self._next_free:
                 self._next_free = entity + 1
@@ -418,6 +443,7 @@ class World:
                 self._children[old].remove(entity)
             self._parent[entity] = parent
             self._children.setdefault(parent, []).append(entity)
+            self._structure += 1
         return created
 
     def despawn(self, entity: EntityId) -> None:
@@ -442,6 +468,7 @@ class World:
 
     def _despawn_one(self, entity: EntityId) -> None:
         comps = self._entities.pop(entity)
+        self._structure += 1
         parent = self._parent.pop(entity, None)
         if parent is not None and parent in self._children:
             self._children[parent].remove(entity)
@@ -467,6 +494,42 @@ class World:
         """The entity's direct children, in spawn order."""
         self._components(entity)
         return list(self._children.get(entity, ()))
+
+    @property
+    def next_id(self) -> EntityId:
+        """The lowest id :meth:`spawn` may still hand out: every id below it is or was
+        taken (by a spawn or an :meth:`adopt`) and is never handed out again."""
+        return EntityId(self._next_free)
+
+    def reserve_ids(self, below: EntityId) -> None:
+        """Never hand out an id below ``below`` from now on (a World restored from a saved
+        one keeps the ids its earlier life used: an id a client remembers never comes back
+        meaning another entity)."""
+        if below > self._next_free:
+            self._next_free = int(below)
+            self._ids = itertools.count(self._next_free)
+
+    def change_count(self, model: type[BaseModel] | None = None) -> int:
+        """How many changes of ``model`` components happened so far (inserts and updates
+        that changed something, removals, despawns); with ``None``, how many spawns,
+        despawns and moves of entities. Equal counts mean nothing changed in between (a
+        state file skips a save that would write the same)."""
+        if model is None:
+            return self._structure
+        kind = self._kinds.get(model)
+        return 0 if kind is None else kind.changes
+
+    def snapshot(self) -> WorldSnapshot:
+        """A consistent copy of the World now, cheap enough to take between two events:
+        shallow copies of its entity list, parents and per-type tables (the World replaces
+        an entry on every change and never changes one in place, so the entries
+        themselves can be shared, and read from another thread while the World goes on)."""
+        return WorldSnapshot(
+            entities=list(self._entities),
+            parents=self._parent.copy(),
+            tables={model: kind.entries.copy() for model, kind in self._kinds.items()},
+            next_id=EntityId(self._next_free),
+        )
 
     def ancestors(self, entity: EntityId) -> Iterator[EntityId]:
         """The parent, its parent, ... up to the root."""
@@ -504,6 +567,7 @@ class World:
                 if entry == old:
                     return False
                 entries[entity] = entry
+                kind.changes += 1
                 for tracker in kind.trackers:  # ChangeTracker._record(entity, UPSERTED)
                     pending = tracker.pending
                     code = pending.get(entity)
@@ -527,6 +591,7 @@ class World:
             else:
                 entry = kind.copy(component)
             entries[entity] = entry
+            kind.changes += 1
             for tracker in kind.trackers:
                 tracker._record(entity, UPSERTED)
             change = ChangeKind.UPDATED
@@ -539,6 +604,7 @@ class World:
             entry = kind.own(component)
             comps[model] = None
             entries[entity] = entry
+            kind.changes += 1
             for tracker in kind.trackers:
                 tracker._record(entity, UPSERTED)
             change = ChangeKind.INSERTED

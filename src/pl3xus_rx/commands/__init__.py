@@ -13,9 +13,10 @@ from ._book import ControlBook, Displaced, Expired, Granted, Moved, Refused
 from ._dispatch import Commands
 from ._effects import Broadcast, Effect, HandlerTimedOut, Hold, Send, Start
 from ._gate import Authorizer, DespawnPolicy, Gate, SpawnPolicy
-from ._quota import Holdings, Owner
+from ._quota import RESTORED_ANONYMOUS, Holdings, Owner
 
 __all__ = [
+    "RESTORED_ANONYMOUS",
     "Authorizer",
     "Broadcast",
     "Commands",

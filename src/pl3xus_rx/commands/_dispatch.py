@@ -46,7 +46,7 @@ from ._core import Core
 from ._effects import Effect, Reject
 from ._gate import Authorizer, DespawnPolicy, Gate, SpawnPolicy
 from ._mutations import Mutations
-from ._quota import Holdings, Owner
+from ._quota import Holdings, Owner, charged_size
 from ._slow import SlowHandlers
 from ._spawn import Spawning
 
@@ -222,6 +222,30 @@ class Commands:
         """The live entities ``owner`` spawned (e.g. to despawn what an anonymous
         connection left behind: ``Owner(connection=id)``)."""
         return self._core.ledger.owned_by(owner)
+
+    def spawn_owners(self) -> dict[EntityId, Owner]:
+        """Who spawned each client-spawned entity alive, as a copy (what a state file
+        saves)."""
+        ledger = self._core.ledger
+        ledger.catch_up()
+        return ledger.owners.copy()
+
+    def restore_spawned(self, entity: EntityId, owner: Owner) -> None:
+        """``owner`` spawned ``entity`` (restored from a state file): it counts against the
+        owner's and the server's spawn quotas again, charged for its components of types
+        clients may write (what a SPAWN or a MUTATE would have been charged).
+
+        Raises:
+            EntityNotFound: the entity does not exist.
+        """
+        core = self._core
+        sizes: dict[type[BaseModel], int] = {}
+        for value in core.world.components_of(entity):
+            reg = core.components.find(type(value))
+            if reg is not None and reg.mutable:
+                sizes[reg.model] = charged_size(reg, value)
+        if entity not in core.ledger.records:  # (ids are never reused: once is enough)
+            core.ledger.record(entity, owner, sizes)
 
     def holdings(self, owner: Owner | None = None) -> Holdings:
         """What ``owner`` holds spawned, entities and encoded bytes, against the

@@ -17,6 +17,11 @@ DESPAWN) costs the changes since the last time, never a walk of the World.
 An anonymous connection that leaves keeps its account while its entities live: they count
 against the server-wide limits until the server despawns them (``owned_by`` finds them),
 and nobody can despawn them as their owner (connection ids are never reused).
+
+Across a restart (a server with a state file), an identity's entities stay its own: the
+name is durable. A connection is not: what anonymous clients spawned comes back owned by
+:data:`RESTORED_ANONYMOUS`, an owner no client ever is, still counted against the
+server-wide limits, exactly as if their connections had left.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from ..sync._wire import encode_item_msgpack
 from ..world import DESPAWNED, FINAL, ChangeTracker, EntityId, World
 from ._effects import Reject
 
-__all__ = ["Holdings", "Owner", "SpawnLedger", "charged_size"]
+__all__ = ["RESTORED_ANONYMOUS", "Holdings", "Owner", "SpawnLedger", "charged_size"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +66,16 @@ class Owner:
     def __str__(self) -> str:
         if self.name is not None:
             return f"identity {self.name!r}"
+        if self.connection == 0:
+            return "anonymous clients before a restart"
         return f"anonymous connection {self.connection}"
+
+
+RESTORED_ANONYMOUS = Owner(connection=0)
+"""The owner of entities that anonymous clients spawned before a restart (restored from a
+state file): connection 0, which no client ever has. Nobody despawns them as their owner;
+they count against the server-wide spawn limits until the server despawns them
+(``server.commands.owned_by(RESTORED_ANONYMOUS)`` finds them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +165,8 @@ class SpawnLedger:
         self.world = world
         self.records: dict[EntityId, _Record] = {}
         """Every spawned entity alive (as of the last :meth:`catch_up`), with its record."""
+        self.owners: dict[EntityId, Owner] = {}
+        """The owner of each entity of :attr:`records` (copied whole by a state save)."""
         self._accounts: dict[Owner, _Account] = {}
         self._trackers: dict[type[BaseModel], ChangeTracker] = {}
         self._bare: set[EntityId] = set()  # spawned, no tracked component left: polled
@@ -283,6 +299,7 @@ class SpawnLedger:
     def record(self, entity: EntityId, owner: Owner, sizes: dict[type[BaseModel], int]) -> None:
         """``owner`` spawned ``entity`` with components of these sizes."""
         self.records[entity] = _Record(owner, sizes)
+        self.owners[entity] = owner
         account = self._accounts.get(owner)
         if account is None:
             account = self._accounts[owner] = _Account()
@@ -336,6 +353,7 @@ class SpawnLedger:
 
     def _release(self, entity: EntityId, record: _Record) -> None:
         del self.records[entity]
+        del self.owners[entity]
         self._bare.discard(entity)
         nbytes = sum(record.sizes.values())
         account = self._accounts[record.owner]

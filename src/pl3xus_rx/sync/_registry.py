@@ -71,6 +71,8 @@ class ComponentRegistration(Generic[C]):
         invalidates: Queries that clients refetch after a successful client mutation.
         visibility: Who may see it (``None``: every client that may connect).
         read_only_reason: Said to a client whose mutation a read-only type refuses.
+        persist: A server with a state file saves its values (``False``: live data that
+            is not saved, such as sensor readings; never for ``EntityControl``).
     """
 
     model: type[C]
@@ -88,6 +90,7 @@ class ComponentRegistration(Generic[C]):
     invalidates: tuple[type[BaseModel], ...] = ()
     visibility: Visibility | None = None
     read_only_reason: str | None = None
+    persist: bool = True
 
     @property
     def mutable(self) -> bool:
@@ -120,6 +123,7 @@ class ComponentRegistry:
         invalidates: tuple[type[BaseModel], ...] = (),
         visibility: Visibility | None = None,
         read_only_reason: str | None = None,
+        persist: bool = True,
     ) -> ComponentRegistration[C]:
         """Register ``model``; see :class:`ComponentBuilder` for the options.
 
@@ -140,6 +144,7 @@ class ComponentRegistry:
             read_only = True  # never writable by a client, whatever the builder said
             # seen by those who see its entity, whatever the builder said
             visibility = control_visibility(self)
+            persist = False  # who holds control is about live connections: never saved
         elif visibility is not None:
             visibility = dataclasses.replace(visibility, label=f"visible_to of {entry.name}")
         reg = ComponentRegistration(
@@ -158,6 +163,7 @@ class ComponentRegistry:
             invalidates=invalidates,
             visibility=visibility,
             read_only_reason=read_only_reason,
+            persist=persist,
         )
         self._regs[model] = reg
         self._by_id[reg.type_id] = reg
@@ -233,6 +239,7 @@ class ComponentBuilder(Generic[C]):
         self._invalidates: tuple[type[BaseModel], ...] = ()
         self._visibility: Visibility | None = None
         self._read_only_reason: str | None = None
+        self._persist = True
 
     def name(self, name: str) -> ComponentBuilder[C]:
         """Sync under this wire name instead of the class name."""
@@ -304,6 +311,14 @@ class ComponentBuilder(Generic[C]):
         self._deltas = True
         return self
 
+    def persist(self, enabled: bool = True) -> ComponentBuilder[C]:
+        """Whether a server with a state file (``SyncServer(state=PATH)``) saves this
+        type's values (the default). ``persist(False)`` for live data that a restart
+        should not bring back, such as sensor readings: the entities stay (with their
+        other components), without this one, for the application to fill in again."""
+        self._persist = bool(enabled)
+        return self
+
     def build(self) -> ComponentRegistration[C]:
         """Register the component with the options chosen."""
         mutable = not self._read_only and (self._policy is not None or self._handler is not None)
@@ -319,6 +334,7 @@ class ComponentBuilder(Generic[C]):
             invalidates=self._invalidates,
             visibility=self._visibility,
             read_only_reason=self._read_only_reason,
+            persist=self._persist,
         )
         if self._on_build is not None:
             self._on_build(reg)
