@@ -721,6 +721,14 @@ def main(argv: list[str] | None = None) -> int:
         help="also be the authority of cluster --name on this NATS server, for gateways to "
         "serve clients from (docs/scaling.md)",
     )
+    demo.add_argument(
+        "--state",
+        default=None,
+        metavar="PATH",
+        help="keep the cell in this file across restarts: robot states and speeds, poses, "
+        "the conveyor and the programs come back; sensor readings start afresh "
+        "(docs/persistence.md)",
+    )
     _name_option(demo, "with --nats, the cluster's name")
     _nats_options(demo)
     gw = sub.add_parser("gateway", help="serve clients from an authority's replica over NATS")
@@ -826,7 +834,13 @@ def main(argv: list[str] | None = None) -> int:
             # process list anyway); one read from a file is never printed
             secured = security.token is not None or security.jwt is not None
             lines = describe(
-                address, cell, args.token, authenticated=secured, nats=args.nats, cluster=args.name
+                address,
+                cell,
+                args.token,
+                authenticated=secured,
+                nats=args.nats,
+                cluster=args.name,
+                state=args.state,
             )
             print("\n".join(lines), flush=True)
 
@@ -848,6 +862,7 @@ def main(argv: list[str] | None = None) -> int:
                 jwt=security.jwt,
                 allowed_hosts=security.allowed_hosts,
                 nats_options=security.nats,
+                state=args.state,
             )
 
         if args.nats is not None:

@@ -6,7 +6,9 @@ stop them through targeted requests, allowed only to the client that holds contr
 robot (or of the cell).
 
 Run it with ``pl3xus-rx demo`` (or ``python -m pl3xus_rx demo``); connect with
-``client_sync`` using the models below.
+``client_sync`` using the models below. With ``--state PATH`` the cell survives restarts:
+robot states, speeds and poses, the conveyor, and the program library come back as they
+were; the live readings (sensors, joint angles) are not saved and start afresh.
 """
 
 from __future__ import annotations
@@ -220,16 +222,23 @@ def build_cell(
     sensor_updates: float | None = SENSOR_UPDATES,
 ) -> dict[str, Any]:
     """Register the demo's components and requests on ``server`` (:func:`register_cell`)
-    and spawn the cell.
+    and spawn the cell; with a state file (``SyncServer(state=PATH)``), restore the cell it
+    holds instead, if any (then ``robots`` and ``sensors`` are the saved cell's, and its
+    sensors get fresh readings).
 
     Args:
         sensor_updates: The most sensor readings per second in all (``None``: no limit).
 
     Returns:
         ``{"cell": id, "robots": [ids], "conveyor": id, "sensors": [ids],
-        "sensor_updates": readings per second in all}``.
+        "sensor_updates": readings per second in all, "restored": bool}``.
     """
     register_cell(server)
+    if server.state_path is not None and server.load_state() is not None:
+        restored = _restore_cell(server, seed, sensor_updates)
+        if restored is not None:
+            return restored
+        logger.warning("the state file holds no demo cell: spawning a new one")
     return _spawn_cell(server, robots, sensors, seed, sensor_updates)
 
 
@@ -237,9 +246,12 @@ def register_cell(server: SyncServer) -> None:
     """Register what the demo syncs and answers (components, requests, the program
     library), without spawning anything: what a gateway of the demo's authority runs
     (``pl3xus-rx gateway --app pl3xus_rx.demo:register_cell``)."""
-    components: tuple[type[BaseModel], ...] = (Name, Pose, Joints, Conveyor, Sensor, CellInfo)
+    components: tuple[type[BaseModel], ...] = (Name, Pose, Conveyor, CellInfo)
     for component in components:
         server.sync_component(component)
+    # Live readings: a restart (with a state file) does not bring them back.
+    server.sync_component_builder(Joints).persist(False).build()
+    server.sync_component_builder(Sensor).persist(False).build()
     # Operators may edit a robot's status directly, if they control it (or the cell).
     server.sync_component_builder(RobotStatus).targeted().with_default_entity_policy().build()
 
@@ -281,7 +293,6 @@ def register_cell(server: SyncServer) -> None:
 def _spawn_cell(
     server: SyncServer, robots: int, sensors: int, seed: int, sensor_updates: float | None
 ) -> dict[str, Any]:
-    rng = random.Random(seed)
     world = server.world
     cell = world.spawn(Name(text="cell 1"), CellInfo(robots=robots, sensors=sensors))
     robot_ids = [
@@ -295,33 +306,91 @@ def _spawn_cell(
         for i in range(robots)
     ]
     conveyor = world.spawn(Name(text="conveyor"), Conveyor(), parent=cell)
-    kinds = [
-        ("temperature", "°C", 40.0),
-        ("pressure", "bar", 6.0),
-        ("vibration", "mm/s", 2.0),
-        ("current", "A", 12.0),
-    ]
-    rates = [rng.choice([10.0, 20.0, 50.0, 100.0]) for _ in range(sensors)]
-    scale = 1.0
-    if sensor_updates is not None and sum(rates) > sensor_updates:
-        scale = sensor_updates / sum(rates)
-    sensor_ids = []
-    for i, chosen in enumerate(rates):
-        kind, unit, base = kinds[i % len(kinds)]
-        rate = round(chosen * scale, 3)
-        sensor_ids.append(
-            world.spawn(
-                Name(text=f"{kind} {i + 1}"),
-                Sensor(kind=kind, value=base, unit=unit, rate_hz=rate),
-                parent=cell,
-            )
+    specs, total = _sensor_specs(sensors, seed, sensor_updates)
+    sensor_ids = [
+        world.spawn(
+            Name(text=f"{kind} {i + 1}"),
+            Sensor(kind=kind, value=base, unit=unit, rate_hz=rate),
+            parent=cell,
         )
+        for i, (kind, unit, base, rate) in enumerate(specs)
+    ]
     return {
         "cell": cell,
         "robots": robot_ids,
         "conveyor": conveyor,
         "sensors": sensor_ids,
-        "sensor_updates": round(sum(rates) * scale),
+        "sensor_updates": total,
+        "restored": False,
+    }
+
+
+_SENSOR_KINDS = [
+    ("temperature", "°C", 40.0),
+    ("pressure", "bar", 6.0),
+    ("vibration", "mm/s", 2.0),
+    ("current", "A", 12.0),
+]
+
+
+def _sensor_specs(
+    sensors: int, seed: int, sensor_updates: float | None
+) -> tuple[list[tuple[str, str, float, float]], int]:
+    """``(kind, unit, first value, rate)`` of each sensor, and the readings per second in
+    all: the same for the same count and seed (a restored cell's sensors get theirs
+    back)."""
+    rng = random.Random(seed)
+    rates = [rng.choice([10.0, 20.0, 50.0, 100.0]) for _ in range(sensors)]
+    scale = 1.0
+    if sensor_updates is not None and sum(rates) > sensor_updates:
+        scale = sensor_updates / sum(rates)
+    specs = []
+    for i, chosen in enumerate(rates):
+        kind, unit, base = _SENSOR_KINDS[i % len(_SENSOR_KINDS)]
+        specs.append((kind, unit, base, round(chosen * scale, 3)))
+    return specs, round(sum(rates) * scale)
+
+
+def _restore_cell(
+    server: SyncServer, seed: int, sensor_updates: float | None
+) -> dict[str, Any] | None:
+    """The cell a state file restored, its sensors given fresh readings (``None``: it
+    holds no cell)."""
+    world = server.world
+    cells = [entity for entity, _ in world.query(CellInfo)]
+    if not cells:
+        return None
+    cell = cells[0]
+    children = world.children(cell)
+    robots = [e for e in children if world.has(e, RobotStatus)]
+    conveyors = [e for e in children if world.has(e, Conveyor)]
+    kinds = {kind for kind, _, _ in _SENSOR_KINDS}
+    sensor_ids = []
+    for entity in children:
+        name = world.get(entity, Name)
+        types = set(world.component_types(entity))
+        if name is not None and types == {Name} and name.text.split(" ")[0] in kinds:
+            sensor_ids.append(entity)  # (its reading was not saved)
+    specs, total = _sensor_specs(len(sensor_ids), seed, sensor_updates)
+    for entity, (kind, unit, base, rate) in zip(sensor_ids, specs, strict=True):
+        world.insert(entity, Sensor(kind=kind, value=base, unit=unit, rate_hz=rate))
+    for entity in robots:
+        if not world.has(entity, Joints):
+            world.insert(entity, Joints(angles=(0.0, -45.0, 90.0, 0.0, 45.0, 0.0)))
+    logger.info(
+        "demo cell restored from %s: %d robots, %d sensors (--robots and --sensors apply "
+        "to a new cell)",
+        server.state_path,
+        len(robots),
+        len(sensor_ids),
+    )
+    return {
+        "cell": cell,
+        "robots": robots,
+        "conveyor": conveyors[0] if conveyors else None,
+        "sensors": sensor_ids,
+        "sensor_updates": total,
+        "restored": True,
     }
 
 
@@ -439,7 +508,8 @@ async def simulate(
             if tick % 5 == 0:
                 with world.modify(robot, Pose) as pose:
                     pose.theta = round((pose.theta + 0.05 * status.speed) % (2 * math.pi), 3)
-        conveyor = world.get(cell["conveyor"], Conveyor)
+        belt = cell["conveyor"]
+        conveyor = world.get(belt, Conveyor) if belt is not None and world.contains(belt) else None
         if conveyor is not None and conveyor.running and tick % int(tick_hz) == 0:
             world.insert(
                 cell["conveyor"], conveyor.model_copy(update={"parts": conveyor.parts + 1})
@@ -465,11 +535,13 @@ def describe(
     authenticated: bool = False,
     nats: str | None = None,
     cluster: str = "demo",
+    state: str | None = None,
 ) -> list[str]:
     """The lines a command line shows once the demo is up (``token``: the operator's, for
     the DevTools link; ``authenticated``: clients must authenticate although no token is
     shown, e.g. one read from a file, or JWTs; ``nats``: the NATS server of which the demo
-    is the authority of cluster ``cluster``, shown without its user info)."""
+    is the authority of cluster ``cluster``, shown without its user info; ``state``: the
+    state file the cell is kept in)."""
     base = f"{address[0]}:{address[1]}"
     devtools = f"http://{base}/devtools" + (f"?token={quote(token)}" if token else "")
     lines = [
@@ -483,6 +555,9 @@ def describe(
         from .scaleout import redact_url
 
         lines.append(f"  NATS:      authority of cluster {cluster!r} on {redact_url(nats)}")
+    if state is not None:
+        how = "restored from it" if cell.get("restored") else "a new cell, saved to it"
+        lines.append(f"  State:     {state} ({how})")
     if token or authenticated:
         lines.append("  Clients authenticate with Authorization: Bearer <token> (or ?token=).")
     lines.append("Ctrl-C to stop.")
@@ -561,6 +636,7 @@ async def run_demo(
     jwt: Authenticator | None = None,
     allowed_hosts: tuple[str, ...] | None = None,
     nats_options: NatsOptions | None = None,
+    state: str | None = None,
 ) -> None:
     """Serve the demo cell until SIGINT / SIGTERM (then shut down gracefully).
 
@@ -583,15 +659,20 @@ async def run_demo(
             answers to.
         nats_options: Credentials and TLS for ``nats``
             (:class:`~pl3xus_rx.scaleout.NatsOptions`).
+        state: Keep the cell in this state file across restarts (docs/persistence.md):
+            robot states, speeds and poses, the conveyor and the programs come back; live
+            readings (sensors, joints) start afresh.
 
     Raises:
         ValueError: the tokens do not fit together (see :func:`demo_security`).
+        StateError: the state file cannot be used (named).
     """
     authenticate, authorizer = demo_security(token, viewer_token, jwt=jwt)
     server = SyncServer(
         NetworkSettings(allow_anonymous=allow_anonymous, allowed_hosts=allowed_hosts),
         SyncSettings(max_update_rate_hz=rate_hz),
         authenticate=authenticate,
+        state=state,
     )
     server.authorizer = authorizer
     if activity:

@@ -460,6 +460,11 @@ class SyncServer:
             )
         return self._state
 
+    @property
+    def state_path(self) -> str | None:
+        """The state file (its real path), or ``None`` without one."""
+        return self._state.path if self._state is not None else None
+
     def load_state(self) -> StateLoaded | None:
         """Restore the World from the state file (``SyncServer(state=PATH)``): entities with
         their ids and parents, the saved component values, and who spawned client-spawned
