@@ -21,6 +21,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         ("command_path.py", ["--reps", "2", "--quick", "--only-current"], "| mutate | 100 |"),
         ("instrument_cost.py", ["--rounds", "3", "--clients", "2"], "| on / off |"),
         ("staleness.py", ["--quick"], "| v1 + stall |"),
+        ("persist.py", ["--quick"], "| bytes per value: file / wire |"),
         (
             "abuse.py",
             ["--watchers", "2", "--seconds", "0.5", "--attacks", "poison,decoder bomb"],

@@ -530,23 +530,21 @@ def _rewrap(body: bytes) -> bytes:
 async def test_crafted_bodies_with_good_checksums_are_refused_as_malformed(tmp_path: Path) -> None:
     import msgpack
 
-    header = {"written_at": 1.0, "writer": "x", "next_id": 10, "entities": 1, "types": []}
+    header = {"written_at": 1.0, "writer": "x", "next_id": 10, "types": []}
+    one = msgpack.packb(["E", [3], [None]])
     bodies = {
         msgpack.packb([1, 2]): "the header is not a map",
         msgpack.packb({**header, "next_id": "x"}): "no next_id",
-        msgpack.packb(header): "0 entities, the header says 1",
-        msgpack.packb(header) + msgpack.packb(["E", [3], [None]]) + msgpack.packb(["Z"]): (
-            "unknown kind 'Z'"
-        ),
-        msgpack.packb(header) + msgpack.packb(["E", [3, 3], [None, None]]): "header says 1",
-        msgpack.packb({**header, "entities": 2}) + msgpack.packb(["E", [3, 4], [4, 3]]): (
-            "its own ancestor"
-        ),
+        msgpack.packb({**header, "types": [{"name": "T"}]}): "type T has no hash",
+        msgpack.packb(header) + one + msgpack.packb(["Z"]): "unknown kind 'Z'",
+        msgpack.packb(header) + msgpack.packb(["E", [3, 3], [None, None]]): "listed twice",
+        msgpack.packb(header) + msgpack.packb(["E", [3, 4], [4, 3]]): "its own ancestor",
         msgpack.packb(header) + msgpack.packb(["E", [30], [None]]): "not below next_id",
         msgpack.packb(header) + msgpack.packb(["E", [3], [9]]): "a parent the file does not",
-        msgpack.packb(header) + msgpack.packb(["E", [3], [None]]) + msgpack.packb(["C", 0]): (
-            "value section 2 has 2 parts"
-        ),
+        msgpack.packb(header) + msgpack.packb(["E", [3], [None, 1]]): "parents do not match",
+        msgpack.packb(header) + one + msgpack.packb(["O", [4], ["x"]]): "an owner names an",
+        msgpack.packb(header) + one + msgpack.packb(["C", 0]): "value section 2 has 2 parts",
+        msgpack.packb(header) + one + msgpack.packb(["C", 0, [3], [[]]]): "no such type",
         msgpack.packb(header) + b"\xc1": "malformed",
     }
     for body, words in bodies.items():
@@ -640,19 +638,39 @@ async def test_the_world_counts_changes_keeps_ids_and_snapshots_cheaply() -> Non
     world = World()
     a = world.spawn(Position(x=0, y=0))
     b = world.spawn(Position(x=1, y=1), parent=a)
+    c = world.spawn(Speed(value=0.1), parent=b)
     structure, positions = world.change_count(), world.change_count(Position)
     world.insert(a, Position(x=0, y=0))  # equal: no change
     assert world.change_count(Position) == positions
     world.insert(a, Position(x=2, y=0))
     world.remove(b, Position)
     assert world.change_count(Position) == positions + 2
-    assert world.change_count() == structure and world.change_count(Speed) == 0
+    assert world.change_count() == structure and world.change_count(Reading) == 0
     snap = world.snapshot()
+    with pytest.raises(RuntimeError, match="release"):
+        world.snapshot()
+    # the World goes on: every kind of change after the snapshot
     world.insert(a, Position(x=3, y=0))
+    world.insert(b, Position(x=9, y=9))
+    world.remove(c, Speed)
+    world.insert(c, Speed(value=0.9))
+    d = world.spawn(Position(x=4, y=4), parent=a)
+    world.adopt(c, a)
     world.despawn(b)
-    assert world.change_count() == structure + 1
-    assert snap.entities == [a, b] and snap.parents == {b: a} and snap.next_id == 3
-    assert world.entry_value(Position, snap.tables[Position][a]) == Position(x=2, y=0)
+    assert world.change_count() > structure
+    # the snapshot still reads the World as it was
+    chunks = list(snap.entity_chunks(2))
+    assert chunks == [[a, c], [b]] and snap.next_id == 4  # (b: despawned since, comes last)
+    assert [e for ids in snap.id_chunks(Position, 10) for e in ids] == [a]
+    assert [e for ids in snap.id_chunks(Speed, 10) for e in ids] == [c]
+    assert list(snap.id_chunks(Reading, 10)) == []
+    assert world.entry_value(Position, snap.entry(Position, a)) == Position(x=2, y=0)
+    assert not snap.has(Position, b) and not snap.has(Position, d)
+    assert world.entry_value(Speed, snap.entries(Speed, [c])[0]) == Speed(value=0.1)
+    assert snap.parent(b) == a and snap.parent(c) == b and snap.parent(a) is None
+    world.release(snap)
+    assert world.entry_value(Position, snap.entry(Position, a)) == Position(x=3, y=0)
+    world.snapshot()  # (one at a time: released, so another may be taken)
     world.reserve_ids(100)
     world.reserve_ids(50)  # (never back)
     assert world.next_id == 100 and world.spawn() == 100

@@ -21,7 +21,8 @@ import enum
 import itertools
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import (
@@ -45,7 +46,9 @@ from .exceptions import EntityNotFound, UnsupportedModel
 from .protocol import ChangeKind
 
 __all__ = [
+    "ABSENT",
     "DESPAWNED",
+    "PRESENT",
     "FINAL",
     "REMOVED",
     "UPSERTED",
@@ -185,12 +188,16 @@ class _Kind:
         "storage",
         "subject",
         "trackers",
+        "undo",
     )
 
     def __init__(self, model: type[BaseModel]) -> None:
         self.model = model
         self.entries: dict[EntityId, Any] = {}  # entity -> stored entry (see own())
         self.changes = 0  # changes so far (World.change_count)
+        # while a snapshot is read: entity -> its entry at the snapshot (or ABSENT), kept
+        # at its first change since (see World.snapshot)
+        self.undo: dict[EntityId, Any] | None = None
         self.subject: SafeSubject[ComponentChange[Any]] | None = None
         self.trackers: tuple[ChangeTracker, ...] = ()
         # called with each value about to be stored; raising refuses it (see set_check)
@@ -243,22 +250,123 @@ def entry_fields(entry: Any) -> tuple[Any, ...]:
     return tuple(entry.__dict__.values())
 
 
-@dataclass(frozen=True, slots=True)
+ABSENT: Final = object()
+"""In a snapshot's undo log: the entity had no such component (or did not exist) then."""
+PRESENT: Final = object()
+"""In a snapshot's entity log: the entity existed then."""
+
+_MISSING: Final = object()
+
+
+def _frozen_ids(keys: Iterable[EntityId]) -> Sequence[EntityId]:
+    """``keys`` now (one call: nothing changes meanwhile), as an array of 64-bit integers:
+    unlike a list or a tuple of ints, nothing for the garbage collector to walk (a list
+    if an id does not fit)."""
+    now = tuple(keys)
+    try:
+        return array("q", now)
+    except OverflowError:
+        return list(now)
+
+
 class WorldSnapshot:
-    """A World as it was at one instant (:meth:`World.snapshot`).
+    """A World as it was at one instant (:meth:`World.snapshot`), read from another thread
+    while the World goes on. Nothing is copied when it is taken: until it is released, the
+    World keeps, at the first change of each entry, entity and parent, what that change
+    replaces (its undo log); a read looks at the World's own tables first, then at the log
+    (in that order, so that a change made between the two is seen in the log). Big
+    containers are never made (the garbage collector would walk them, holding the
+    interpreter, at each pass): ids come in chunks.
 
     Attributes:
-        entities: Every live entity, in spawn order.
-        parents: Entity -> its parent, for entities that have one.
-        tables: Component type -> {entity: stored entry} (read them with
-            :func:`entry_fields` or :meth:`World.entry_value`; never change them).
         next_id: :attr:`World.next_id` then.
     """
 
-    entities: list[EntityId]
-    parents: dict[EntityId, EntityId]
-    tables: dict[type[BaseModel], dict[EntityId, Any]]
-    next_id: EntityId
+    __slots__ = ("_entity_undo", "_kinds", "_parent_undo", "_parents", "_world", "next_id")
+
+    def __init__(self, world: World, next_id: EntityId) -> None:
+        self._world = world
+        self._kinds = dict(world._kinds)
+        self._parent_undo = world._parent_undo
+        self._entity_undo = world._entity_undo
+        self._parents = world._parent
+        self.next_id = next_id
+
+    @property
+    def models(self) -> list[type[BaseModel]]:
+        """The component types the World had."""
+        return list(self._kinds)
+
+    def entity_chunks(self, size: int) -> Iterator[list[EntityId]]:
+        """Every entity then, in chunks of at most ``size``, in spawn order (but those
+        despawned just after the snapshot, which come last)."""
+        undo = self._entity_undo or {}
+        return _chunks(self._world._entities, undo, size)
+
+    def id_chunks(self, model: type[BaseModel], size: int) -> Iterator[list[EntityId]]:
+        """The entities that had a ``model`` component then, in chunks of at most
+        ``size``."""
+        kind = self._kinds.get(model)
+        if kind is None:
+            return iter(())
+        return _chunks(kind.entries, kind.undo or {}, size)
+
+    def entry(self, model: type[BaseModel], entity: EntityId) -> Any:
+        """The stored entry of ``entity``'s ``model`` component then, or :data:`ABSENT`."""
+        return self.entries(model, (entity,))[0]
+
+    def entries(self, model: type[BaseModel], entities: Iterable[EntityId]) -> list[Any]:
+        """:meth:`entry` of each of ``entities``."""
+        kind = self._kinds.get(model)
+        if kind is None:
+            return [ABSENT for _ in entities]
+        stored, undo, missing = kind.entries.get, kind.undo, _MISSING
+        if undo is None:  # (released: the World's tables are what they are)
+            return [stored(e, ABSENT) for e in entities]
+        kept = undo.get
+        out = []
+        for entity in entities:
+            entry = stored(entity, ABSENT)  # (the table first, then what was kept)
+            old = kept(entity, missing)
+            out.append(entry if old is missing else old)
+        return out
+
+    def has(self, model: type[BaseModel], entity: EntityId) -> bool:
+        """Whether ``entity`` had a ``model`` component then."""
+        return self.entry(model, entity) is not ABSENT
+
+    def parent(self, entity: EntityId) -> EntityId | None:
+        """``entity``'s parent then."""
+        parent = self._parents.get(entity)
+        undo = self._parent_undo
+        if undo is not None:
+            kept = undo.get(entity, _MISSING)
+            if kept is not _MISSING:
+                return cast(EntityId | None, kept)
+        return parent
+
+
+def _chunks(
+    live: dict[EntityId, Any], undo: dict[EntityId, Any], size: int
+) -> Iterator[list[EntityId]]:
+    """The keys ``live`` had at the snapshot, from its keys now and the undo log: those now
+    that the log does not say were added since, then those the log says were there and are
+    no longer."""
+    now = _frozen_ids(live)
+    kept = dict(undo)  # (after ``now``: whatever changed before it is in here)
+    added = {e for e, old in kept.items() if old is ABSENT}
+    for start in range(0, len(now), size):
+        chunk = list(now[start : start + size])
+        if added:
+            chunk = [e for e in chunk if e not in added]
+        if chunk:
+            yield chunk
+    gone = {e for e, old in kept.items() if old is not ABSENT}
+    if gone:
+        gone.difference_update(now)
+        rest = sorted(gone)
+        for start in range(0, len(rest), size):
+            yield rest[start : start + size]
 
 
 # Pending-change codes of a ChangeTracker: the final state in the low two bits, and a flag
@@ -342,6 +450,9 @@ class World:
         # type -> its stored entries, Observable and trackers
         self._kinds: dict[type[BaseModel], _Kind] = {}
         self._structure = 0  # spawns, despawns and moves so far (change_count())
+        self._parent_undo: dict[EntityId, EntityId | None] | None = None  # (see snapshot)
+        self._entity_undo: dict[EntityId, object] | None = None
+        self._snapshot: WorldSnapshot | None = None  # the one being read, if any
 
     # ------------------------------------------------------------------ internals
 
@@ -406,6 +517,8 @@ class World:
         while entity in self._entities:  # (an adopted id)
             entity = EntityId(next(self._ids))
         self._next_free = max(self._next_free, entity + 1)
+        if self._entity_undo is not None and entity not in self._entity_undo:
+            self._entity_undo[entity] = ABSENT
         self._entities[entity] = {}
         self._structure += 1
         if parent is not None:
@@ -428,6 +541,8 @@ class World:
         """
         created = False
         if entity not in self._entities:
+            if self._entity_undo is not None and entity not in self._entity_undo:
+                self._entity_undo[entity] = ABSENT
             self._entities[entity] = {}
             self._structure += 1
             created = True
@@ -438,6 +553,9 @@ class World:
             if parent == entity or entity in self.ancestors(parent):
                 raise ValueError(f"entity {parent} is {entity} or below it: not a parent")
             self.adopt(parent)
+            undo = self._parent_undo
+            if undo is not None and entity not in undo:  # (kept before the change)
+                undo[entity] = self._parent.get(entity)
             old = self._parent.pop(entity, None)
             if old is not None and old in self._children:
                 self._children[old].remove(entity)
@@ -467,6 +585,11 @@ class World:
             self._despawn_one(current)
 
     def _despawn_one(self, entity: EntityId) -> None:
+        undo = self._parent_undo
+        if undo is not None and entity not in undo:  # (kept before the change)
+            undo[entity] = self._parent.get(entity)
+        if self._entity_undo is not None and entity not in self._entity_undo:
+            self._entity_undo[entity] = PRESENT
         comps = self._entities.pop(entity)
         self._structure += 1
         parent = self._parent.pop(entity, None)
@@ -475,6 +598,9 @@ class World:
         self._children.pop(entity, None)
         for model in comps:
             kind = self._kinds[model]
+            undo = kind.undo
+            if undo is not None and entity not in undo:  # (kept before the change)
+                undo[entity] = kind.entries[entity]
             self._emit(kind, ChangeKind.DESPAWNED, entity, kind.entries.pop(entity))
 
     def contains(self, entity: EntityId) -> bool:
@@ -520,16 +646,31 @@ class World:
         return 0 if kind is None else kind.changes
 
     def snapshot(self) -> WorldSnapshot:
-        """A consistent copy of the World now, cheap enough to take between two events:
-        shallow copies of its entity list, parents and per-type tables (the World replaces
-        an entry on every change and never changes one in place, so the entries
-        themselves can be shared, and read from another thread while the World goes on)."""
-        return WorldSnapshot(
-            entities=list(self._entities),
-            parents=self._parent.copy(),
-            tables={model: kind.entries.copy() for model, kind in self._kinds.items()},
-            next_id=EntityId(self._next_free),
-        )
+        """The World as it is now, to read from another thread while it goes on changing
+        (a save: see :class:`WorldSnapshot`). It takes no copy: until :meth:`release`, the
+        first change of each entry, entity and parent keeps what it replaces (the World
+        never changes an entry in place). One snapshot at a time.
+
+        Raises:
+            RuntimeError: a snapshot is being read already (release it first).
+        """
+        if self._snapshot is not None:
+            raise RuntimeError("a World snapshot is being read already: release() it first")
+        for kind in self._kinds.values():
+            kind.undo = {}
+        self._parent_undo = {}
+        self._entity_undo = {}
+        snap = self._snapshot = WorldSnapshot(self, EntityId(self._next_free))
+        return snap
+
+    def release(self, snapshot: WorldSnapshot) -> None:
+        """``snapshot`` is no longer read: the World stops keeping what changes replace."""
+        if self._snapshot is not snapshot:
+            return
+        self._snapshot = None
+        self._parent_undo = self._entity_undo = None
+        for kind in self._kinds.values():
+            kind.undo = None
 
     def ancestors(self, entity: EntityId) -> Iterator[EntityId]:
         """The parent, its parent, ... up to the root."""
@@ -566,6 +707,9 @@ class World:
                 entry = tuple(fields.values())
                 if entry == old:
                     return False
+                undo = kind.undo
+                if undo is not None and entity not in undo:
+                    undo[entity] = old
                 entries[entity] = entry
                 kind.changes += 1
                 for tracker in kind.trackers:  # ChangeTracker._record(entity, UPSERTED)
@@ -590,6 +734,9 @@ class World:
                 return False
             else:
                 entry = kind.copy(component)
+            undo = kind.undo
+            if undo is not None and entity not in undo:
+                undo[entity] = old
             entries[entity] = entry
             kind.changes += 1
             for tracker in kind.trackers:
@@ -603,6 +750,9 @@ class World:
                 )
             entry = kind.own(component)
             comps[model] = None
+            undo = kind.undo
+            if undo is not None and entity not in undo:
+                undo[entity] = ABSENT
             entries[entity] = entry
             kind.changes += 1
             for tracker in kind.trackers:
@@ -637,6 +787,9 @@ class World:
             return None
         del comps[model]
         kind = self._kinds[model]
+        undo = kind.undo
+        if undo is not None and entity not in undo:  # (kept before the change)
+            undo[entity] = kind.entries[entity]
         entry = kind.entries.pop(entity)
         self._emit(kind, ChangeKind.REMOVED, entity, entry)
         result: C = kind.view(entry)

@@ -185,32 +185,27 @@ class EncodeReport:
 ValueOf = Callable[[type[BaseModel], Any], BaseModel]
 
 
-def _saved_entities(
-    snapshot: WorldSnapshot, persisted: set[type[BaseModel]]
-) -> tuple[list[EntityId], set[EntityId] | None]:
-    """The entities to save, in spawn order, and their set (``None``: all of them). An
-    entity is saved when it has a persisted component, no component at all, or a saved
-    entity below it; one whose every component is transient (opted out, not synced,
-    ``EntityControl``) is not."""
-    transient = [t for m, t in snapshot.tables.items() if m not in persisted and t]
-    if not transient:
-        return snapshot.entities, None
-    held: set[EntityId] = set()
-    for model in persisted:
-        table = snapshot.tables.get(model)
-        if table:
-            held.update(table)
-    others: set[EntityId] = set()
-    for table in transient:
-        others.update(table)
-    saved = {e for e in snapshot.entities if e in held or e not in others}
-    parents = snapshot.parents
-    for entity in list(saved):  # everything above a saved entity is saved (the hierarchy)
-        parent = parents.get(entity)
-        while parent is not None and parent not in saved:
-            saved.add(parent)
-            parent = parents.get(parent)
-    return [e for e in snapshot.entities if e in saved], saved
+def _left_out(snapshot: WorldSnapshot, persisted: set[type[BaseModel]]) -> set[EntityId]:
+    """The entities not to save: an entity is saved when it has a persisted component, no
+    component at all, or a saved entity below it; one whose every component is transient
+    (opted out, not synced, ``EntityControl``) is not."""
+    out: set[EntityId] = set()
+    for model in snapshot.models:
+        if model not in persisted:
+            for chunk in snapshot.id_chunks(model, ROWS):
+                for entity in chunk:
+                    if not any(snapshot.has(m, entity) for m in persisted):
+                        out.add(entity)
+    if not out:
+        return out
+    for chunk in snapshot.entity_chunks(ROWS):  # what is above a saved entity is saved
+        for entity in chunk:
+            if entity not in out:
+                parent = snapshot.parent(entity)
+                while parent is not None and parent in out:
+                    out.discard(parent)
+                    parent = snapshot.parent(parent)
+    return out
 
 
 def _rows(
@@ -288,18 +283,12 @@ def encode_state(
     """
     report = report if report is not None else EncodeReport()
     persisted = {reg.model for reg, _ in types}
-    entities, saved = _saved_entities(snapshot, persisted)
-    tables: list[tuple[list[EntityId], list[Any]]] = []
-    for reg, _ in types:
-        table = snapshot.tables.get(reg.model) or {}
-        tables.append((list(table), list(table.values())))
-    kept_owners = [(e, owner.name) for e, owner in owners.items() if saved is None or e in saved]
+    left_out = _left_out(snapshot, persisted)
+    kept_owners = [(e, owner.name) for e, owner in owners.items() if e not in left_out]
     header = {
         "written_at": time.time() if written_at is None else written_at,
         "writer": writer,
         "next_id": int(snapshot.next_id),
-        "entities": len(entities),
-        "owners": len(kept_owners),
         "types": [
             {
                 "name": shape.name,
@@ -321,27 +310,20 @@ def encode_state(
 
     yield out(PREFIX.pack(MAGIC, FORMAT_VERSION))
     yield out(msgpack_encode(header))
-    parents = snapshot.parents
-    for start in range(0, len(entities), ROWS):
-        ids = entities[start : start + ROWS]
-        yield out(msgpack_encode(["E", ids, [parents.get(e) for e in ids]]))
-    report.entities = len(entities)
+    for chunk in snapshot.entity_chunks(ROWS):
+        ids = [e for e in chunk if e not in left_out] if left_out else chunk
+        if ids:
+            yield out(msgpack_encode(["E", ids, [snapshot.parent(e) for e in ids]]))
+            report.entities += len(ids)
     for start in range(0, len(kept_owners), ROWS):
         part = kept_owners[start : start + ROWS]
         yield out(msgpack_encode(["O", [e for e, _ in part], [n for _, n in part]]))
-    for index, ((reg, shape), (ids, entries)) in enumerate(zip(types, tables, strict=True)):
-        for start in range(0, len(ids), ROWS):
-            data = _section(
-                reg,
-                shape,
-                index,
-                ids[start : start + ROWS],
-                entries[start : start + ROWS],
-                value_of,
-                report,
-            )
-            yield out(data)
-        report.values += len(ids) - report.left_out.get(shape.name, 0)
+    for index, (reg, shape) in enumerate(types):
+        for ids in snapshot.id_chunks(reg.model, ROWS):
+            entries = snapshot.entries(reg.model, ids)
+            yield out(_section(reg, shape, index, ids, entries, value_of, report))
+            report.values += len(ids)
+        report.values -= report.left_out.get(shape.name, 0)
     yield TRAILER.pack(END, length, crc)
 
 
@@ -441,15 +423,9 @@ def _decode_body(unpacker: msgpack.Unpacker, version: int, size: int) -> SavedWo
     _check(isinstance(header, dict), "the header is not a map")
     assert isinstance(header, dict)
     written_at, writer = header.get("written_at"), header.get("writer", "")
-    next_id, counts, owners_count = (
-        header.get("next_id"),
-        header.get("entities"),
-        header.get("owners", 0),
-    )
+    next_id = header.get("next_id")
     _check(isinstance(written_at, int | float), "the header has no written_at time")
     _check(type(next_id) is int and next_id >= 1, "the header has no next_id")
-    _check(type(counts) is int and counts >= 0, "the header has no entity count")
-    _check(type(owners_count) is int and owners_count >= 0, "the header's owner count")
     raw_types = header.get("types")
     _check(type(raw_types) is list, "the header has no type list")
     assert isinstance(raw_types, list)
@@ -521,12 +497,10 @@ def _decode_body(unpacker: msgpack.Unpacker, version: int, size: int) -> SavedWo
             saved.rows.extend(rows)
         else:
             raise _Bad(f"section {n} is of an unknown kind {kind!r}")
-    _check(len(entities) == counts, f"{len(entities):,} entities, the header says {counts:,}")
     known = set(entities)
     _check(len(known) == len(entities), "an entity is listed twice")
     top = int(next_id)  # type: ignore[arg-type]
     _check(all(e < top for e in entities), "an entity id is not below next_id")
-    _check(len(owners) == owners_count, "the owners do not match the header's count")
     _check(all(e in known for e in owners), "an owner names an entity the file does not hold")
     for saved in types:
         _check(len(set(saved.ids)) == len(saved.ids), f"{saved.name}: an entity has two values")
