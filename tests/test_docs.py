@@ -18,6 +18,7 @@ DOCS = [
     "docs/getting-started.md",
     "docs/security.md",
     "docs/scaling.md",
+    "docs/persistence.md",
     "README.md",
 ]
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)

@@ -4,6 +4,7 @@ damaged, foreign, newer or outdated file says; saves that fail; gateways refuse 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import enum
 import errno
@@ -676,3 +677,76 @@ async def test_the_world_counts_changes_keeps_ids_and_snapshots_cheaply() -> Non
     assert world.next_id == 100 and world.spawn() == 100
     world.adopt(500)
     assert world.next_id == 501
+
+
+async def test_a_snapshot_read_in_a_thread_while_the_world_changes_sees_one_instant() -> None:
+    """The save's thread reads the World while the loop changes it: with the interpreter
+    switching threads as often as it can, what it reads is exactly the World at the
+    snapshot."""
+    import sys
+    import threading
+
+    rng = random.Random(5)
+    world = World()
+    ids = [world.spawn(Position(x=i, y=0)) for i in range(3000)]
+    for e in ids[::3]:
+        world.insert(e, Speed(value=0.5))
+    for e in ids[1::7]:
+        world.adopt(e, ids[0])
+    expected_positions = {e: world.get(e, Position) for e in world.entities()}
+    expected_speeds = {e: v for e, v in world.query(Speed)}
+    expected_parents = {e: world.parent(e) for e in world.entities()}
+    snap = world.snapshot()
+    seen: dict[str, Any] = {}
+
+    def read() -> None:
+        entities = [e for chunk in snap.entity_chunks(64) for e in chunk]
+        positions = {}
+        for chunk in snap.id_chunks(Position, 64):
+            for e, entry in zip(chunk, snap.entries(Position, chunk), strict=True):
+                positions[e] = world.entry_value(Position, entry)
+        speeds = {}
+        for chunk in snap.id_chunks(Speed, 64):
+            for e, entry in zip(chunk, snap.entries(Speed, chunk), strict=True):
+                speeds[e] = world.entry_value(Speed, entry)
+        seen.update(
+            entities=entities,
+            positions=positions,
+            speeds=speeds,
+            parents={e: snap.parent(e) for e in entities},
+        )
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        reader = threading.Thread(target=read)
+        reader.start()
+        live = list(ids)
+        changes = 0
+        while reader.is_alive():
+            e = rng.choice(live)
+            what = rng.randrange(6)
+            if what == 0:
+                world.insert(e, Position(x=rng.random(), y=1))
+            elif what == 1:
+                world.insert(e, Speed(value=rng.random()))
+            elif what == 2:
+                world.remove(e, Speed)
+            elif what == 3:
+                live.append(world.spawn(Position(x=-1, y=-1), Speed(value=0)))
+            elif what == 4 and e != ids[0] and len(live) > 100:
+                world.despawn(e)
+                live = [x for x in live if world.contains(x)]
+            else:
+                with contextlib.suppress(ValueError):  # (a parent below it)
+                    world.adopt(e, rng.choice([x for x in live[:50] if x != e]))
+            changes += 1
+        reader.join()
+    finally:
+        sys.setswitchinterval(previous)
+        world.release(snap)
+    assert changes > 100  # (the World did change while the thread read)
+    assert sorted(seen["entities"]) == sorted(expected_positions)
+    assert seen["positions"] == expected_positions
+    assert seen["speeds"] == expected_speeds
+    assert seen["parents"] == expected_parents
