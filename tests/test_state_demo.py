@@ -95,3 +95,26 @@ async def test_pl3xus_rx_demo_state_restarts_warm_and_refuses_a_damaged_file(
     assert proc.returncode == 1
     assert "Traceback" not in err.decode()
     assert err.decode().startswith(f"pl3xus-rx demo: {path} is cut short")
+
+
+async def test_pl3xus_rx_state_prints_what_a_file_holds_or_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from pl3xus_rx.__main__ import _state
+
+    path = tmp_path / "cell.state"
+    server = SyncServer(state=path)
+    build_cell(server, robots=2, sensors=3)
+    await server.save_state()
+    assert _state(argparse.Namespace(path=str(path))) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{path}: state format 1, written ") and "by pl3xus-rx" in out[0]
+    assert out[1].startswith("  7 entities (next id 8), 6 with a parent; 0 spawned")
+    rows = {line.split()[0]: line.split()[1] for line in out[3:]}
+    assert rows["Name"] == "7" and rows["RobotStatus"] == "2" and "Sensor" not in rows
+    path.write_bytes(b"garbage")
+    assert _state(argparse.Namespace(path=str(path))) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pl3xus-rx state: ") and "is not a pl3xus_rx state file" in err

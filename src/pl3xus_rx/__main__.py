@@ -666,6 +666,54 @@ def _cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def _state_lines(path: str) -> list[str]:
+    """What the state file at ``path`` holds, as ``pl3xus-rx state`` prints it.
+
+    Raises:
+        StateUnreadable: there is no file, or it cannot be read (named).
+    """
+    import datetime
+
+    from .exceptions import StateUnreadable
+    from .state._file import read_state
+    from .state._format import decode_state
+
+    data = read_state(path)
+    if data is None:
+        raise StateUnreadable(f"{path} does not exist", path=path)
+    saved = decode_state(data, path)
+    when = datetime.datetime.fromtimestamp(saved.written_at, datetime.UTC)
+    anonymous = sum(1 for name in saved.owners.values() if name is None)
+    lines = [
+        f"{path}: state format {saved.format}, written {when:%Y-%m-%d %H:%M:%S} UTC by "
+        f"{saved.writer or 'an unknown version'}, {saved.size:,} bytes",
+        f"  {len(saved.entities):,} entities (next id {saved.next_id:,}), "
+        f"{len(saved.parents):,} with a parent; {len(saved.owners):,} spawned by clients"
+        + (f" ({anonymous:,} by anonymous ones)" if anonymous else ""),
+    ]
+    if saved.types:
+        width = max(len("type"), *(len(t.name) for t in saved.types))
+        lines.append(f"  {'type':<{width}}  {'values':>9}  {'shape':<16}  fields")
+        for t in saved.types:
+            lines.append(
+                f"  {t.name:<{width}}  {len(t.ids):>9,}  {t.hash:<16}  {', '.join(t.fields)}"
+            )
+    return lines
+
+
+def _state(args: argparse.Namespace) -> int:
+    try:
+        lines = _state_lines(args.path)
+    except Pl3xusError as exc:
+        print(f"pl3xus-rx state: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    try:
+        print("\n".join(lines), flush=True)
+    except BrokenPipeError:  # (| head: the reader has what it wanted)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 
 
@@ -793,6 +841,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     _nats_options(cl)
     _log_options(cl, "warning")
+    st = sub.add_parser(
+        "state",
+        help="what a state file holds (a server's saved World: docs/persistence.md)",
+        description="Read a state file (SyncServer(state=PATH), pl3xus-rx demo --state) and "
+        "print what it holds: when and by which version it was written, its entities, and "
+        "each component type with its values, shape hash and fields. Exit code 1, with one "
+        "line saying what is wrong, when it cannot be read.",
+    )
+    st.add_argument("path", help="the state file")
+    _log_options(st, "warning")
     insp = sub.add_parser("inspect", help="a live terminal view of a server's entities")
     insp.add_argument("url", help="ws://host:port/ of a SyncServer")
     insp.add_argument("--seconds", type=float, default=None, help="stop after this long")
@@ -888,6 +946,8 @@ def main(argv: list[str] | None = None) -> int:
         return _gateway(args)
     elif args.command == "cluster":
         return _cluster(args)
+    elif args.command == "state":
+        return _state(args)
     elif args.command == "inspect":
         from client_sync.inspect import inspect
 
