@@ -228,6 +228,19 @@ async def test_serve_loads_saves_at_an_interval_skips_when_unchanged_and_saves_l
     assert stats.failures == 0 and stats.last is not None and stats.last.values == 2
 
 
+async def test_unsynced_types_are_said_not_to_be_saved_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = make(tmp_path / "s.state")
+    server.load_state()
+    server.world.spawn(Secret(key="k"), Position(x=1, y=1))
+    with caplog.at_level(logging.INFO, logger="pl3xus_rx.state"):
+        await server.save_state()
+        await server.save_state()
+    told = [r for r in caplog.records if "Secret are not saved" in r.getMessage()]
+    assert len(told) == 1 and "the server does not sync that type" in told[0].getMessage()
+
+
 async def test_serve_refuses_a_world_spawned_before_the_load(tmp_path: Path) -> None:
     server = make(tmp_path / "s.state")
     server.world.spawn(Position(x=0, y=0))

@@ -101,6 +101,7 @@ class StateKeeper:
         self._last_error: str | None = None
         self._logged_failure = -float("inf")
         self._writer = _writer()
+        self._told: set[type[BaseModel]] = set()  # unsynced types said not to be saved
 
     # ------------------------------------------------------------------ loading
 
@@ -264,6 +265,7 @@ class StateKeeper:
             types = [(reg, self.shape(reg)) for reg in self._persisted()]
             _promote_young_objects()
             snapshot = world.snapshot()
+            self._unsynced(snapshot.models)
             owners = self.commands.spawn_owners()
             on_loop = time.perf_counter() - started
             loop = asyncio.get_running_loop()
@@ -345,6 +347,22 @@ class StateKeeper:
             snapshot_seconds=on_loop,
             seconds=time.perf_counter() - started,
         )
+
+    def _unsynced(self, models: list[type[BaseModel]]) -> None:
+        """Say once per type that a component type the server does not sync is not saved."""
+        new = [
+            m
+            for m in models
+            if m not in self._told and self.registry.find(m) is None and self.world.count(m)
+        ]
+        if new:
+            self._told.update(new)
+            logger.info(
+                "state: components of %s are not saved in %s: the server does not sync that "
+                "type (sync it, with .visible_to(...) to keep it from clients, to save it)",
+                ", ".join(m.__name__ for m in new),
+                self.path,
+            )
 
     def _failed(self, exc: Exception) -> None:
         self._failures += 1
