@@ -475,6 +475,28 @@ async def test_another_applications_file_is_named_as_such(tmp_path: Path) -> Non
         other.load_state()
 
 
+async def test_a_value_over_the_size_limit_now_is_refused_and_nothing_is_loaded(
+    tmp_path: Path,
+) -> None:
+    from pl3xus_rx import SyncSettings
+
+    class Note(BaseModel):
+        text: str
+
+    path = tmp_path / "s.state"
+    big = SyncServer(state=path, sync=SyncSettings(max_value_bytes=1 << 20))
+    big.sync_component(Note)
+    big.load_state()
+    big.world.spawn(Note(text="small"))
+    large = big.world.spawn(Note(text="x" * 100_000))
+    await big.save_state()
+    small = SyncServer(state=path, sync=SyncSettings(max_value_bytes=64 * 1024))
+    small.sync_component(Note)
+    with pytest.raises(StateRestoreFailed, match=f"the saved Note of entity {large} was refused"):
+        small.load_state()
+    assert small.world.entities() == []
+
+
 async def test_a_value_its_validators_now_refuse_is_named(tmp_path: Path) -> None:
     path = tmp_path / "s.state"
     ids = await saved_world(path)

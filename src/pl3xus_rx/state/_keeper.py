@@ -147,6 +147,9 @@ class StateKeeper:
             restore = plan(saved, self.registry, self.shape, self.migrations, self.drops, self.path)
             values = validate(restore, self.path)
             apply(self.world, saved, values, self._restore_owner, self.path)
+        # (what the load made lives as long as the World: straight to the oldest generation,
+        # rather than walked by a young collection, then another, at the first allocations)
+        _promote_young_objects()
         self.load_done = True
         loaded = self.loaded = StateLoaded(
             path=self.path,
