@@ -702,3 +702,16 @@ async def test_a_fenced_authority_stops_admitting_and_says_why(nats_server: Nats
             async with ws_connect(f"ws://{host}:{port}/?token=north-token"):
                 pass
         assert refused.value.response.status_code == 503
+
+
+async def test_a_gateway_refuses_a_server_with_a_state_file_before_connecting(
+    tmp_path: Path,
+) -> None:
+    from pl3xus_rx import StateConflict
+
+    server = SyncServer(state=tmp_path / "gw.state")
+    setup(server)
+    gateway = Gateway(server, "nats://127.0.0.1:1", "cell", gateway=3)  # (nothing listens)
+    with pytest.raises(StateConflict, match="never persists"):
+        await asyncio.wait_for(gateway.start(), 5 * UNIT)  # (no 10 s wait for NATS)
+    assert gateway.nc is None

@@ -162,10 +162,14 @@ class Gateway:
         """Connect to NATS, meet the authority, take the first snapshot, start forwarding.
 
         Raises:
-            ConnectionError: no NATS server answered.
+            ConnectionError: no NATS server answered, or NATS refused this gateway's
+                subjects.
+            StateConflict: ``server`` keeps a state file (only the authority persists).
         """
         if self.nc is not None:
             raise RuntimeError(f"this {type(self).__name__} is started already")
+        if self.server.state_path is not None:  # (refused before any connection is made)
+            self.server.forward_commands(self._forward)  # (raises StateConflict, naming it)
         if not self.chosen_id:
             logger.warning(
                 "gateway id %d picked at random: NATS permissions cannot confine a gateway "
