@@ -582,6 +582,9 @@ async def test_crafted_bodies_with_good_checksums_are_refused_as_malformed(tmp_p
         msgpack.packb(header) + one + msgpack.packb(["C", 0]): "value section 2 has 2 parts",
         msgpack.packb(header) + one + msgpack.packb(["C", 0, [3], [[]]]): "no such type",
         msgpack.packb(header) + b"\xc1": "malformed",
+        msgpack.packb(header) + msgpack.packb(["E", [-5], [None]]): "not entity ids",
+        msgpack.packb({**header, "next_id": 2**64 - 1}): "no next_id",
+        msgpack.packb(header) + one + b"\xdd\x05\xf5\xe1\x00": "not a whole document",
     }
     for body, words in bodies.items():
         with pytest.raises(StateUnreadable, match=words):
@@ -785,3 +788,41 @@ async def test_a_snapshot_read_in_a_thread_while_the_world_changes_sees_one_inst
     assert seen["positions"] == expected_positions
     assert seen["speeds"] == expected_speeds
     assert seen["parents"] == expected_parents
+
+
+async def test_a_save_refused_by_the_lock_leaves_the_next_save_working(tmp_path: Path) -> None:
+    """A save outside serve() while another process holds the lock: refused, and nothing
+    stays held (the snapshot is released: the next save works once the lock is free)."""
+    path = tmp_path / "s.state"
+    server = make(path)
+    server.load_state()
+    server.world.spawn(Position(x=1, y=2))
+    holder = state_file.StateLock(str(path))  # (as another server would hold it)
+    try:
+        with pytest.raises(StateConflict):
+            await asyncio.wait_for(server.save_state(), 5 * UNIT)
+    finally:
+        holder.release()
+    saved = await asyncio.wait_for(server.save_state(), 5 * UNIT)
+    assert saved.entities == 1
+    server.world.snapshot()  # (none is held any more)
+
+
+async def test_planted_symlinks_beside_the_state_file_are_never_written_through(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.state"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    os.symlink(victim, str(path) + ".tmp")  # (someone who may write in the folder)
+    server = make(path)
+    server.load_state()
+    server.world.spawn(Position(x=1, y=2))
+    await asyncio.wait_for(server.save_state(), 5 * UNIT)
+    assert victim.read_text() == "precious"
+    assert not path.is_symlink() and os.stat(path).st_mode & 0o777 == 0o600
+    os.symlink(victim, str(path) + ".lock.new")
+    os.replace(str(path) + ".lock.new", str(path) + ".lock")  # (the lock file, too)
+    with pytest.raises(StateWriteFailed):
+        await asyncio.wait_for(make(path).save_state(), 5 * UNIT)
+    assert victim.read_text() == "precious"

@@ -94,7 +94,7 @@ def write_state(path: str, chunks: Iterable[bytes]) -> int:
             mode = os.stat(path).st_mode & 0o777
         except FileNotFoundError:
             mode = MODE
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        fd = _create_own(tmp, mode)
         step = "write"
         for chunk in chunks:
             view = memoryview(chunk)
@@ -130,6 +130,26 @@ def write_state(path: str, chunks: Iterable[bytes]) -> int:
     return written
 
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _create_own(path: str, mode: int) -> int:
+    """A new file at ``path`` that no one else made: whatever is there (a leftover of a
+    killed save, or a symlink someone planted to have us write into another file) is
+    removed first, and the file is created exclusively, never through a symlink, with
+    ``mode`` whatever the umask or a leftover said."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, mode)
+    if hasattr(os, "fchmod"):  # (the umask may have taken bits away)
+        try:
+            os.fchmod(fd, mode)
+        except BaseException:
+            os.close(fd)
+            raise
+    return fd
+
+
 def check_writable(path: str) -> None:
     """Make sure a save can create, fsync and rename files beside ``path`` (before a server
     starts, rather than hours later).
@@ -146,7 +166,7 @@ def check_writable(path: str) -> None:
         )
     probe = path + ".tmp"
     try:
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, MODE)
+        fd = _create_own(probe, MODE)
         try:
             os.write(fd, b"probe")
             os.fsync(fd)
@@ -176,7 +196,9 @@ class StateLock:
         if fcntl is None:
             return
         try:
-            f = open(self.path, "a+")  # noqa: SIM115 (held open while the server runs)
+            # (never through a planted symlink; the file is ours alone)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, MODE)
+            f = os.fdopen(fd, "a+")
         except OSError as exc:
             folder = os.path.dirname(path) or "."
             hint = (

@@ -368,7 +368,10 @@ def _check(ok: bool, what: str) -> None:
 
 
 def _ids(value: Any, what: str) -> list[EntityId]:
-    _check(type(value) is list and all(type(v) is int for v in value), f"{what}: not entity ids")
+    _check(
+        type(value) is list and all(type(v) is int and 1 <= v < 2**63 for v in value),
+        f"{what}: not entity ids (integers from 1 to 2**63 - 1)",
+    )
     ids: list[EntityId] = value
     return ids
 
@@ -407,8 +410,19 @@ def decode_state(data: bytes, path: str) -> SavedWorld:
         )
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, use_list=True)
     unpacker.feed(body[PREFIX.size :])
+    ends = [0]  # where the last whole document ended
+
+    def documents() -> Iterator[Any]:
+        for doc in unpacker:
+            ends[0] = unpacker.tell()
+            yield doc
+
     try:
-        return _decode_body(unpacker, version, size)
+        saved = _decode_body(documents(), version, size)
+        left = len(body) - PREFIX.size - ends[0]
+        if left:
+            raise _Bad(f"{left:,} bytes after the last section are not a whole document")
+        return saved
     except _Bad as exc:
         raise StateUnreadable(f"{path} is malformed: {exc}", path=path) from None
     except Exception as exc:  # (msgpack's own errors on a body that passed its checksum)
@@ -417,15 +431,15 @@ def decode_state(data: bytes, path: str) -> SavedWorld:
         ) from exc
 
 
-def _decode_body(unpacker: msgpack.Unpacker, version: int, size: int) -> SavedWorld:
-    docs = iter(unpacker)
+def _decode_body(documents: Iterator[Any], version: int, size: int) -> SavedWorld:
+    docs = documents
     header = next(docs, None)
     _check(isinstance(header, dict), "the header is not a map")
     assert isinstance(header, dict)
     written_at, writer = header.get("written_at"), header.get("writer", "")
     next_id = header.get("next_id")
     _check(isinstance(written_at, int | float), "the header has no written_at time")
-    _check(type(next_id) is int and next_id >= 1, "the header has no next_id")
+    _check(type(next_id) is int and 1 <= next_id < 2**63, "the header has no next_id")
     raw_types = header.get("types")
     _check(type(raw_types) is list, "the header has no type list")
     assert isinstance(raw_types, list)

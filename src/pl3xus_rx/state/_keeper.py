@@ -266,6 +266,13 @@ class StateKeeper:
             written_at = time.time()
             world = self.world
             types = [(reg, self.shape(reg)) for reg in self._persisted()]
+            lock = None
+            if self._lock is None:  # (a save outside serve(): locked while it writes)
+                try:
+                    lock = StateLock(self.path)  # (before the snapshot: nothing to undo)
+                except Exception as exc:
+                    self._failed(exc)
+                    raise
             _promote_young_objects()
             snapshot = world.snapshot()
             self._unsynced(snapshot.models)
@@ -274,6 +281,8 @@ class StateKeeper:
             loop = asyncio.get_running_loop()
             done: asyncio.Future[StateSaved] = loop.create_future()
             done.add_done_callback(lambda _: world.release(snapshot))  # (the thread is done)
+            if lock is not None:
+                done.add_done_callback(lambda _: lock.release())
             self._reading = done
 
             def work() -> None:
@@ -286,17 +295,14 @@ class StateKeeper:
                 with contextlib.suppress(RuntimeError):  # (the loop is gone: nobody waits)
                     loop.call_soon_threadsafe(_settle, done, result)
 
-            lock = None
             try:
-                if self._lock is None:  # (a save outside serve(): locked while it writes)
-                    lock = StateLock(self.path)
-                    done.add_done_callback(lambda _: lock.release())
                 # Not a daemon: a save under way finishes even when the program exits.
                 threading.Thread(target=work, name="pl3xus-state-save").start()
+            except BaseException as exc:  # (no thread: settled here, the snapshot released)
+                _settle(done, exc)
+            try:
                 saved = await asyncio.shield(done)
             except Exception as exc:
-                if lock is not None and not done.done():
-                    lock.release()
                 self._failed(exc)
                 raise
             self._saves += 1
@@ -427,9 +433,28 @@ def _promote_young_objects() -> None:
     replaces alive until it is written, so the allocations now outnumber the frees and
     start young collections at once, each walking everything young. Promoted, those
     objects wait for the next full collection, which walks them anyway."""
-    if gc.isenabled() and gc.get_freeze_count() == 0:
-        gc.freeze()
-        gc.unfreeze()
+    global _promoted_since_full, _full_collections
+    if not gc.isenabled() or gc.get_freeze_count() != 0:
+        return
+    full = gc.get_stats()[2]["collections"]
+    if full != _full_collections:
+        _full_collections, _promoted_since_full = full, 0
+    elif _promoted_since_full >= FULL_COLLECTION_EVERY:
+        # Promoted objects do not count towards CPython's next full collection: when
+        # none came for a while, one now (cyclic garbage promoted young is freed).
+        gc.collect()
+        _full_collections, _promoted_since_full = gc.get_stats()[2]["collections"], 0
+    _promoted_since_full += 1
+    gc.freeze()
+    gc.unfreeze()
+
+
+FULL_COLLECTION_EVERY = 60
+"""Promotions without a full collection after which the next one runs a full collection
+first (at the default save interval, at most one every 5 minutes)."""
+
+_promoted_since_full = 0
+_full_collections = -1
 
 
 def _settle(future: asyncio.Future[StateSaved], result: StateSaved | BaseException) -> None:
