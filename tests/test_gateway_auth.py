@@ -648,3 +648,41 @@ async def test_cli_gateway_with_a_nats_client_certificate(tmp_path: Path) -> Non
             assert gateway.returncode == 0 and "Traceback" not in err, err[-2000:]
     finally:
         nats_tls.stop()
+
+
+@pytest.mark.asyncio
+async def test_an_anonymous_holder_whose_gateway_fell_silent_is_told_its_control_lapsed() -> None:
+    """Without a socket: a gateway goes silent, the authority takes its clients as gone; an
+    anonymous holder's control is released (no identity to keep it for), and when the gateway
+    speaks again the authority asks who that client is and, once told, says why it lost."""
+    import msgpack
+
+    from pl3xus_rx import EntityControl
+    from pl3xus_rx.protocol import FrameKind
+    from pl3xus_rx.scaleout._authority import _Gateway
+
+    server = make()  # (no authenticator: anonymous gateway clients are accepted)
+    robot = server.world.spawn(Speed(value=1))
+    authority = Authority(server, "nats://127.0.0.1:1", "cell")
+    sent: list[tuple[str, Any]] = []
+    authority._send = lambda subject, data: sent.append((subject, msgpack.unpackb(data)))  # type: ignore[method-assign]
+    gateway = _Gateway(7, 0.0)
+    client = (7 << 32) + 1
+    await authority._hello(gateway, client, ANONYMOUS)
+    assert server.remote_frame(client, [FrameKind.CONTROL.value, 1, "take", robot])
+    server._flush()
+    assert server.world.get(robot, EntityControl).holder == client  # type: ignore[union-attr]
+
+    authority._silent(gateway, 6.0)
+    assert server.remote_connections() == []
+    assert server.world.get(robot, EntityControl).holder is None  # type: ignore[union-attr]
+    sent.clear()
+    authority._alive(gateway, {client}, {"state": "synced"})  # it speaks again
+    assert sent == [("pl3xus.cell.down.7", ["who", [client]])]
+    sent.clear()
+    await authority._hello(gateway, client, ANONYMOUS)  # (the gateway introduces it again)
+    notices = [msgpack.unpackb(m[2]) for _, m in sent if m[0] == "to"]
+    lapsed = [n for n in notices if n[:2] == [FrameKind.NOTICE, "control_released"]]
+    assert len(lapsed) == 1 and lapsed[0][2]["entity"] == robot
+    assert lapsed[0][2]["reason"] == "lapsed" and "released its control" in lapsed[0][2]["detail"]
+    assert authority.reintroduced == 1 and server.remote_connections() == [client]
