@@ -686,3 +686,33 @@ async def test_an_anonymous_holder_whose_gateway_fell_silent_is_told_its_control
     assert len(lapsed) == 1 and lapsed[0][2]["entity"] == robot
     assert lapsed[0][2]["reason"] == "lapsed" and "released its control" in lapsed[0][2]["detail"]
     assert authority.reintroduced == 1 and server.remote_connections() == [client]
+
+
+@pytest.mark.asyncio
+async def test_a_lapsed_notice_never_names_an_entity_hidden_from_its_holder_meanwhile() -> None:
+    import msgpack
+    from test_scaleout import Line
+    from test_scaleout import make as make_app  # (its Line is seen by its own site only)
+
+    from pl3xus_rx.protocol import FrameKind
+    from pl3xus_rx.scaleout._authority import _Gateway
+
+    server = make_app()
+    north = server.world.spawn(Line(site="north"))
+    authority = Authority(server, "nats://127.0.0.1:1", "cell")
+    sent: list[tuple[str, Any]] = []
+    authority._send = lambda subject, data: sent.append((subject, msgpack.unpackb(data)))  # type: ignore[method-assign]
+    gateway = _Gateway(7, 0.0)
+    client = (7 << 32) + 1
+    nora = Identity.of("nora", "operator", site="north")
+    await authority._hello(gateway, client, nora)
+    gateway.lapsed[client] = [north]  # (as _silent records it for a holder that lost it)
+    server.world.insert(north, Line(site="south"))  # hidden from nora while she was away
+    await authority._hello(gateway, client, nora)
+    notices = [msgpack.unpackb(m[2]) for _, m in sent if m[0] == "to"]
+    assert not [n for n in notices if n[:2] == [FrameKind.NOTICE, "control_released"]]
+    gateway.lapsed[client] = [north]
+    server.world.insert(north, Line(site="north"))  # (seen: named)
+    await authority._hello(gateway, client, nora)
+    notices = [msgpack.unpackb(m[2]) for _, m in sent if m[0] == "to"]
+    assert [n[2]["entity"] for n in notices if n[1] == "control_released"] == [north]

@@ -765,6 +765,8 @@ class Authority:
             self.server.remote_joined(connection, identity, self._to_client)
             lapsed = gateway.lapsed.pop(connection, None)
             for entity in lapsed or ():
+                if not self.server.sees(identity, EntityId(entity)):
+                    continue  # (hidden from it now, or gone: never named to it)
                 body = {
                     "entity": entity,
                     "reason": "lapsed",
