@@ -1,0 +1,73 @@
+/**
+ * How old the client's data is (protocol v2, docs/protocol.md "Protocol v2"), without trusting
+ * the two clocks to agree. No I/O: times are passed in, in seconds.
+ *
+ * Each SYNC and BEACON says `as_of` (server time the data is current as of) and `age` (how old
+ * it already was when sent), so `as_of + age` is the server's clock at sending. The smallest
+ * gap seen between that and this clock at receipt estimates the offset between the clocks
+ * (frames that waited only show larger gaps); the data's age is then the server's estimated
+ * time now minus `as_of`.
+ */
+export class Freshness {
+  /** Seconds between beacons the server promised (null: a v1 link, no ages). */
+  interval: number | null = null;
+  private offset: number | null = null; // local clock minus server clock, at best
+  private asOf: number | null = null;
+  private heardAt = 0;
+
+  /** A new connection (`interval` from its WELCOME; null on v1). */
+  connected(interval: number | null, now: number): void {
+    this.interval = interval;
+    this.offset = null;
+    this.heardAt = now;
+  }
+
+  /** Anything arrived on the link. */
+  heard(now: number): void {
+    this.heardAt = now;
+  }
+
+  /** A SYNC or BEACON arrived at `now` saying `asOf` and `age`. */
+  observe(now: number, asOf: number, age: number): void {
+    const gap = now - (asOf + age);
+    if (this.offset === null || gap < this.offset) this.offset = gap;
+    if (this.asOf === null || asOf > this.asOf) this.asOf = asOf;
+  }
+
+  /** The server time the data is current as of (null before the first v2 frame). */
+  get currentAsOf(): number | null {
+    return this.asOf;
+  }
+
+  /** Seconds the data is old now (null on a v1 link or before the first v2 frame). */
+  age(now: number): number | null {
+    if (this.interval === null || this.asOf === null || this.offset === null) return null;
+    return Math.max(0, now - this.offset - this.asOf);
+  }
+
+  /** Seconds of silence after which a v2 link counts as dead: 3 beacon intervals, at least 2 s. */
+  get deadAfter(): number | null {
+    return this.interval === null ? null : Math.max(3 * this.interval, 2);
+  }
+
+  /** True when a v2 link has been silent past {@link deadAfter}. */
+  dead(now: number): boolean {
+    const limit = this.deadAfter;
+    return limit !== null && now - this.heardAt > limit;
+  }
+}
+
+/** Reconnect delays: exponential from `initial` to `max` seconds, with jitter. */
+export class Backoff {
+  readonly initial: number;
+  readonly max: number;
+  constructor(initial = 0.25, max = 10) {
+    this.initial = initial;
+    this.max = max;
+  }
+  /** The delay before attempt `attempt` (1, 2, ...), in seconds; `random` in [0, 1). */
+  delay(attempt: number, random: number): number {
+    const base = Math.min(this.max, this.initial * 2 ** Math.max(0, attempt - 1));
+    return base * (0.5 + random / 2);
+  }
+}
