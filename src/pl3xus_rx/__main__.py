@@ -370,10 +370,22 @@ def _run(command: str, main: Callable[[], Coroutine[Any, Any, None]], port_hint:
     return 0
 
 
+def _app_setup(spec: str) -> Callable[[Any], Any]:
+    """The ``--app MODULE:FUNCTION`` function (``setup`` when no function is named): it
+    registers an application's types on the ``SyncServer`` it is given.
+
+    Raises:
+        ImportError: the module cannot be imported.
+        AttributeError: it has no such function.
+    """
+    module, _, name = spec.partition(":")
+    setup: Callable[[Any], Any] = getattr(importlib.import_module(module), name or "setup")
+    return setup
+
+
 def _gateway(args: argparse.Namespace) -> int:
-    module, _, name = str(args.app).partition(":")
     try:
-        setup = getattr(importlib.import_module(module), name or "setup")
+        setup = _app_setup(str(args.app))
     except (ImportError, AttributeError) as exc:
         print(f"pl3xus-rx gateway: cannot load --app {args.app!r}: {exc}", file=sys.stderr)
         return 2
@@ -714,6 +726,60 @@ def _state(args: argparse.Namespace) -> int:
     return 0
 
 
+def _typescript(args: argparse.Namespace) -> int:
+    """``pl3xus-rx typescript``: write an app's types, or the wire vocabulary, as TypeScript."""
+    from .typescript import COMMAND, protocol_typescript, typescript_for
+
+    if args.protocol == (args.app is not None):
+        print(
+            "pl3xus-rx typescript: give either MODULE:FUNCTION (an app's types) or --protocol "
+            "(the wire vocabulary)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.protocol:
+        text = protocol_typescript()
+    else:
+        if "" not in sys.path and os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())  # (as python -m does: the app may be right here)
+        try:
+            setup = _app_setup(args.app)
+        except (ImportError, AttributeError) as exc:
+            print(f"pl3xus-rx typescript: cannot load {args.app!r}: {exc}", file=sys.stderr)
+            return 2
+        if not callable(setup):
+            print(f"pl3xus-rx typescript: {args.app!r} is not a function", file=sys.stderr)
+            return 2
+        from .server import SyncServer
+
+        server = SyncServer()
+        try:
+            setup(server)
+            text = typescript_for(server, command=f"{COMMAND} {args.app}")
+        except Exception as exc:  # one clear line for a command-line user
+            print(
+                f"pl3xus-rx typescript: {args.app}: {type(exc).__name__}: {_one_line(exc)}",
+                file=sys.stderr,
+            )
+            return 1
+    if args.output is None:
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:  # (| head: the reader has what it wanted)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    try:
+        Path(args.output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(
+            f"pl3xus-rx typescript: cannot write {args.output}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 
 
@@ -871,6 +937,32 @@ def main(argv: list[str] | None = None) -> int:
         metavar="TYPE.FIELD",
         help="also draw a sparkline of this numeric field's recent values (repeatable)",
     )
+    ts = sub.add_parser(
+        "typescript",
+        help="write TypeScript types for an app's models, or the wire vocabulary",
+        description="Write a self-contained TypeScript module with an interface for every "
+        "model an app registers (components, requests, queries, messages) and a descriptor "
+        "with each type's wire name and schema hash, as the server sends them in its WELCOME; "
+        "or, with --protocol, the wire vocabulary (frame kinds, flags, statuses...) for the "
+        "browser client (js/src/protocol.ts). docs/typescript.md.",
+    )
+    ts.add_argument(
+        "app",
+        nargs="?",
+        default=None,
+        metavar="MODULE:FUNCTION",
+        help="the function that registers the app's types on a SyncServer it is given (as "
+        "gateway --app; e.g. pl3xus_rx.demo:register_cell)",
+    )
+    ts.add_argument(
+        "--protocol",
+        action="store_true",
+        help="write the wire vocabulary of pl3xus_rx.protocol instead of an app's types",
+    )
+    ts.add_argument(
+        "-o", "--output", default=None, metavar="FILE", help="write to FILE (default: stdout)"
+    )
+    _log_options(ts, "warning")
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.debug else _LEVELS[args.log_level]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -948,6 +1040,8 @@ def main(argv: list[str] | None = None) -> int:
         return _cluster(args)
     elif args.command == "state":
         return _state(args)
+    elif args.command == "typescript":
+        return _typescript(args)
     elif args.command == "inspect":
         from client_sync.inspect import inspect
 
