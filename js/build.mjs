@@ -4,7 +4,7 @@
 // into a temporary folder and fails if the committed files differ (CI runs it).
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync, rmSync, existsSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -64,6 +64,5 @@ if (check) {
   }
   console.log("src/pl3xus_rx/web matches a fresh build");
 } else {
-  writeFileSync(join(out, "SIZES.txt"), sizes.join("\n") + "\n");
   console.log(sizes.join("\n"));
 }

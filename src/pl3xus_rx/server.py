@@ -84,6 +84,7 @@ from .sync import (
 from .sync._access import sees_entity
 from .sync._wire import encode_frame
 from .world import EntityId, World
+from .web import ClientAssets
 
 __all__ = ["SyncServer"]
 
@@ -200,6 +201,10 @@ class SyncServer:
         self._drained: asyncio.Event | None = None  # drain() under way (or done)
         self._moving_out = False  # drain() is closing every connection
         self._install_last_message()
+        self.client_assets = ClientAssets()
+        """The browser client's files (``/pl3xus.js``...; docs/web.md), served to any origin."""
+        for path in self.client_assets.paths:
+            self.net.add_route(path, self.client_assets.serve)
         if devtools:
             self._install_devtools()
         # tells the instruments (None while there are none: the hot paths call nothing)

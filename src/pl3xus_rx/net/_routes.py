@@ -23,6 +23,7 @@ _KNOWN = {
     "/devtools": "DevTools: entities, components, connections, live (admin)",
     "/metrics": "Prometheus metrics (admin)",
     HEALTH_PATH: "health, as JSON (200 while running and healthy, else 503)",
+    "/pl3xus.js": "the browser client, an ES module (docs/web.md)",
 }
 
 
@@ -99,6 +100,7 @@ class Routes:
             f"{' — ' + html.escape(_KNOWN[path]) if path in _KNOWN else ''}</li>"
             for path in sorted([HEALTH_PATH, *self.handlers])
             if not path.endswith(".ico")  # (a browser's tab icon: no page)
+            and (path in _KNOWN or path.count(".") == 0)  # (the client's other files: no)
         )
         protocols = ", ".join(html.escape(p) for p in SUBPROTOCOLS)
         body = (
