@@ -30,7 +30,7 @@ import {
   type FieldError,
 } from "./errors.js";
 import { Backoff, Freshness } from "./freshness.js";
-import { CloseCode, ControlAction, FrameKind, NoticeKind, Status } from "./protocol.js";
+import { CloseCode, ControlAction, FrameKind, JSON_SUBPROTOCOL, LAST_MESSAGE_QUERY, MSGPACK_SUBPROTOCOL, NoticeKind, Status } from "./protocol.js";
 import { MAX_ID, View, applyGroups, describe, parseGroups, wireOptions, type SubscribeOptions } from "./store.js";
 
 /** The least a WebSocket must do for this client (the browser's `WebSocket` does). */
@@ -159,7 +159,6 @@ interface CachedQuery {
 
 const OPEN = 1;
 const NOTIFICATIONS_KEPT = 100;
-const LAST_MESSAGE_QUERY = "pl3xus.last_message";
 
 function canonical(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
@@ -349,7 +348,8 @@ export class Pl3xusClient {
         url = u.toString();
       }
     }
-    const protocols = this.options.protocolV1Only ? this.codec.subprotocols.filter((p) => p.endsWith(".v1")) : [...this.codec.subprotocols];
+    const v1 = this.codec.encoding === "json" ? JSON_SUBPROTOCOL : MSGPACK_SUBPROTOCOL;
+    const protocols = this.options.protocolV1Only ? [v1] : [...this.codec.subprotocols];
     let socket: WebSocketLike;
     try {
       const make = this.options.webSocket ?? ((u: string, p: string[]) => new WebSocket(u, p) as unknown as WebSocketLike);

@@ -3,6 +3,7 @@
  * binary frames, JSON in text frames. Both carry the same arrays.
  */
 import { Decoder, Encoder } from "@msgpack/msgpack";
+import { JSON_SUBPROTOCOL, JSON_SUBPROTOCOL_V2, MSGPACK_SUBPROTOCOL, MSGPACK_SUBPROTOCOL_V2 } from "./protocol.js";
 
 /** How frames are turned into WebSocket messages and back. */
 export interface Codec {
@@ -27,7 +28,7 @@ function nonFinite(_key: string, value: unknown): unknown {
 /** The JSON encoding (text frames). */
 export class JsonCodec implements Codec {
   readonly encoding = "json" as const;
-  readonly subprotocols = ["pl3xus.json.v2", "pl3xus.json.v1"] as const;
+  readonly subprotocols = [JSON_SUBPROTOCOL_V2, JSON_SUBPROTOCOL] as const;
 
   encode(frame: readonly unknown[]): string {
     return JSON.stringify(frame, nonFinite);
@@ -43,7 +44,7 @@ export class JsonCodec implements Codec {
 /** The msgpack encoding (binary frames). Integers up to 2^53 read back exactly. */
 export class MsgpackCodec implements Codec {
   readonly encoding = "msgpack" as const;
-  readonly subprotocols = ["pl3xus.msgpack.v2", "pl3xus.msgpack.v1"] as const;
+  readonly subprotocols = [MSGPACK_SUBPROTOCOL_V2, MSGPACK_SUBPROTOCOL] as const;
   private readonly encoder = new Encoder({ ignoreUndefined: true });
   private readonly decoder = new Decoder({ maxStrLength: MAX_MESSAGE_BYTES, maxBinLength: MAX_MESSAGE_BYTES });
 

@@ -693,51 +693,127 @@ export declare class Backoff {
 	/** The delay before attempt `attempt` (1, 2, ...), in seconds; `random` in [0, 1). */
 	delay(attempt: number, random: number): number;
 }
+/** WebSocket subprotocol: msgpack, protocol version 2. */
+declare const MSGPACK_SUBPROTOCOL_V2 = "pl3xus.msgpack.v2";
+/** WebSocket subprotocol: JSON, protocol version 2. */
+declare const JSON_SUBPROTOCOL_V2 = "pl3xus.json.v2";
+/** WebSocket subprotocol: msgpack, protocol version 1. */
+declare const MSGPACK_SUBPROTOCOL = "pl3xus.msgpack.v1";
+/** WebSocket subprotocol: JSON, protocol version 1. */
+declare const JSON_SUBPROTOCOL = "pl3xus.json.v1";
+/** Every subprotocol a server speaks, newest first. */
+declare const SUBPROTOCOLS: readonly [
+	"pl3xus.msgpack.v2",
+	"pl3xus.json.v2",
+	"pl3xus.msgpack.v1",
+	"pl3xus.json.v1"
+];
+/** The built-in query for the last message of a type the server published. */
+declare const LAST_MESSAGE_QUERY = "pl3xus.last_message";
+/** The first element of every frame: what the rest of the array means. */
 declare const FrameKind: {
+	/** `[0, type_name, payload]`: a typed message (both ways). */
 	readonly MESSAGE: 0;
+	/** `[1, body]`: the server's greeting, first on every connection. */
 	readonly WELCOME: 1;
+	/** `[2, body]`: the peer rejected something we sent (both ways). */
 	readonly ERROR: 2;
+	/** `[3, sub_id, type_name, entity | null, options]` (client to server). */
 	readonly SUBSCRIBE: 3;
+	/** `[4, sub_id]` (client to server). */
 	readonly UNSUBSCRIBE: 4;
+	/** `[5, seq, [group, ...]]` (server to client). */
 	readonly SYNC: 5;
+	/** `[6, sub_id | null]`: send fresh snapshots (client to server). */
 	readonly RESYNC: 6;
+	/** `[7, req_id, component_name, entity, value]` (client to server). */
 	readonly MUTATE: 7;
+	/** `[8, req_id, status, message, body]`: the one answer to a command. */
 	readonly REPLY: 8;
+	/** `[9, req_id, "take" | "release", entity]` (client to server). */
 	readonly CONTROL: 9;
+	/** `[10, kind, body]`: something the server tells a client unasked. */
 	readonly NOTICE: 10;
+	/** `[11, req_id, request_name, entity | null, payload]` (client to server). */
 	readonly REQUEST: 11;
+	/** `[12, req_id, query_name, params]` (client to server). */
 	readonly QUERY: 12;
+	/** `[13, query_name, keys | null]`: refetch cached answers (server to client). */
 	readonly INVALIDATE: 13;
+	/** `[14, message_name, entity | null, payload]`: a one-way message (client to server). */
 	readonly SEND: 14;
+	/** `[15, req_id, parent | null, {component_name: value, ...}]` (client to server). */
 	readonly SPAWN: 15;
+	/** `[16, req_id, entity]` (client to server). */
 	readonly DESPAWN: 16;
+	/**
+	 * `[17, req_id, credential]`: a new credential for this connection, answered with a
+	 * REPLY (client to server; the network layer takes it).
+	 */
 	readonly REFRESH: 17;
+	/**
+	 * `[18, seq, as_of, age]`: nothing new since SYNC `seq`; what this connection was
+	 * sent is current as of `as_of` (protocol v2, server to client, on idle connections).
+	 */
 	readonly BEACON: 18;
+	/**
+	 * `[19, seq]`: the client has applied every SYNC up to `seq` (protocol v2, client
+	 * to server; opt-in).
+	 */
 	readonly ACK: 19;
 };
+/** A value of `FrameKind`. */
+type FrameKindValue = (typeof FrameKind)[keyof typeof FrameKind];
+/** The `flags` of a SYNC group (live changes have none). */
 declare const SyncFlag: {
+	/** The group is (part of) a snapshot: the client reconciles its view against it. */
 	readonly SNAPSHOT: 1;
+	/** The snapshot is complete: every entity the subscription covers has been sent. */
 	readonly COMPLETE: 2;
+	/**
+	 * This snapshot group continues one sent in an earlier frame (big snapshots go out in
+	 * parts, `SyncSettings.max_snapshot_items` entities a flush).
+	 */
 	readonly CONTINUED: 4;
 };
+/** A value of `SyncFlag`. */
+type SyncFlagValue = (typeof SyncFlag)[keyof typeof SyncFlag];
+/** The outcome of a command, as sent in its REPLY. */
 declare const Status: {
 	readonly OK: "ok";
 	readonly FORBIDDEN: "forbidden";
 	readonly NOT_FOUND: "not_found";
 	readonly VALIDATION_ERROR: "validation_error";
 	readonly INTERNAL_ERROR: "internal_error";
+	/** The handler did not finish within `SyncSettings.handler_timeout`. */
 	readonly TIMEOUT: "timeout";
 };
+/** A value of `Status`. */
+type StatusValue = (typeof Status)[keyof typeof Status];
+/** The action of a CONTROL frame. */
 declare const ControlAction: {
 	readonly TAKE: "take";
 	readonly RELEASE: "release";
 };
+/** A value of `ControlAction`. */
+type ControlActionValue = (typeof ControlAction)[keyof typeof ControlAction];
+/** The kind of a NOTICE frame. */
 declare const NoticeKind: {
+	/** To the holder: someone else asked for control (`{"entity", "by"}`). */
 	readonly CONTROL_REQUESTED: "control_requested";
+	/** To the former holder: control expired (`{"entity", "reason"}`). */
 	readonly CONTROL_RELEASED: "control_released";
+	/** A SEND was refused (`{"type", "entity", "status", "reason", "errors"?}`). */
 	readonly MESSAGE_REJECTED: "message_rejected";
+	/** From the server's code, for people: `{"level", "text", "context"}` (a toast). */
 	readonly NOTIFICATION: "notification";
 };
+/** A value of `NoticeKind`. */
+type NoticeKindValue = (typeof NoticeKind)[keyof typeof NoticeKind];
+/**
+ * The `code` of an ERROR frame's body (each names a `ProtocolError` class, or
+ * a limit).
+ */
 declare const ErrorCode: {
 	readonly PROTOCOL_ERROR: "protocol_error";
 	readonly DECODE_ERROR: "decode_error";
@@ -748,16 +824,44 @@ declare const ErrorCode: {
 	readonly RATE_LIMITED: "rate_limited";
 	readonly UNKNOWN_COMPONENT: "unknown_component";
 	readonly SUBSCRIPTION_ERROR: "subscription_error";
+	/** Not sent: the code of a `RemoteError` raised locally from a peer's ERROR. */
 	readonly REMOTE_ERROR: "remote_error";
 };
+/** A value of `ErrorCode`. */
+type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
+/** How much a server notification matters. */
+declare const NotificationLevel: {
+	readonly INFO: "info";
+	readonly SUCCESS: "success";
+	readonly WARNING: "warning";
+	readonly ERROR: "error";
+};
+/** A value of `NotificationLevel`. */
+type NotificationLevelValue = (typeof NotificationLevel)[keyof typeof NotificationLevel];
+/** The project's own WebSocket close codes (the 4000 range is the application's). */
 declare const CloseCode: {
+	/**
+	 * The connection's credential expired (plus `NetworkSettings.credential_grace`) and
+	 * was not refreshed: reconnect with a new one.
+	 */
 	readonly CREDENTIAL_EXPIRED: 4001;
+	/**
+	 * The server closed every connection of an identity (`SyncServer.disconnect`: a
+	 * revoked user, for instance); the reason says why. Reconnecting may be refused.
+	 */
 	readonly DISCONNECTED: 4003;
+	/**
+	 * The server is draining or moving this client (`SyncServer.drain`): reconnect at
+	 * once, to another URL when there are several. The commands it had in flight were
+	 * answered before the close (within the drain's timeout).
+	 */
 	readonly MOVED: 4004;
 };
+/** A value of `CloseCode`. */
+type CloseCodeValue = (typeof CloseCode)[keyof typeof CloseCode];
 
 declare namespace protocol {
-	export { CloseCode, ControlAction, ErrorCode, FrameKind, NoticeKind, Status, SyncFlag };
+	export { CloseCode, CloseCodeValue, ControlAction, ControlActionValue, ErrorCode, ErrorCodeValue, FrameKind, FrameKindValue, JSON_SUBPROTOCOL, JSON_SUBPROTOCOL_V2, LAST_MESSAGE_QUERY, MSGPACK_SUBPROTOCOL, MSGPACK_SUBPROTOCOL_V2, NoticeKind, NoticeKindValue, NotificationLevel, NotificationLevelValue, SUBPROTOCOLS, Status, StatusValue, SyncFlag, SyncFlagValue };
 }
 
 export {
