@@ -31,6 +31,7 @@ for (const entry of entries) {
     format: "esm",
     target: "es2020",
     minify: true,
+    keepNames: true, // (error classes keep their names: InvalidValue, not Ce)
     legalComments: "eof",
     external: entry.external ?? [],
     alias: entry.name === "pl3xus-react" ? { "./index.js": "./pl3xus.js" } : {},

@@ -50,7 +50,8 @@ class ClientAssets:
             try:
                 body = folder.joinpath(name).read_bytes()
             except (FileNotFoundError, OSError):
-                logger.warning("the browser client file %s is missing from the package", name)
+                if name == "pl3xus.js":
+                    logger.warning("the browser client %s is missing from the package", name)
                 continue
             digest = hashlib.sha256(body).hexdigest()[:16]
             asset = _Asset(body, content_type, f'"{digest}"')
