@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pytest
-from pydantic import BaseModel, Field, PlainSerializer, WithJsonSchema, computed_field
+from pydantic import (
+    BaseModel,
+    Field,
+    PlainSerializer,
+    RootModel,
+    WithJsonSchema,
+    computed_field,
+)
 from typing_extensions import TypedDict
 
 from pl3xus_rx import SyncServer
@@ -138,6 +145,17 @@ class Shapes(BaseModel):
     b: POINT_B  # type: ignore[valid-type]
 
 
+class Node(BaseModel):
+    """A tree: a model that refers to itself."""
+
+    name: str
+    children: list[Node] = []
+
+
+class Names(RootModel[list[str]]):
+    """A message that is not an object."""
+
+
 def handler(*args: Any) -> Any:
     raise NotImplementedError
 
@@ -147,6 +165,8 @@ def setup(server: SyncServer) -> None:
     server.sync_component(Everything)
     server.sync_component(Inner, name="robot.inner")
     server.sync_component(Shapes)
+    server.sync_component(Node)
+    server.register_message(Names)
     server.request(Boost).targeted().register(handler)
     server.request(Found).returns(Boosted).register(handler)  # a model also reached otherwise
     server.query(Find).register(handler)
@@ -231,6 +251,24 @@ def test_nested_models_are_their_own_interfaces_once(generated: str) -> None:
         "export const robot_inner: ComponentType<robot_inner> = "
         '{ kind: "component", name: "robot.inner"' in generated
     )
+
+
+def test_recursive_models_and_root_models(generated: str) -> None:
+    assert block(generated, "Node") == (
+        "export interface Node {\n  name: string;\n  children: Node[];\n}"
+    )
+    assert block(generated, "Names") == "export type Names = string[];"
+    assert "export const Names: MessageType<Names> = " in generated
+
+
+def test_every_public_name_is_documented() -> None:
+    import pl3xus_rx.typescript as module
+
+    assert module.__doc__
+    for name in module.__all__:
+        obj = getattr(module, name)
+        if callable(obj):
+            assert obj.__doc__, name
 
 
 def test_any_is_unknown_and_unsupported_keywords_are_named(generated: str) -> None:
@@ -319,10 +357,10 @@ def test_schema_lists_every_descriptor(generated: str) -> None:
     tail = generated[generated.index("export const schema = {") :]
     assert tail == (
         "export const schema = {\n"
-        "  components: [EntityControl, Everything, Shapes, robot_inner],\n"
+        "  components: [EntityControl, Everything, Node, Shapes, robot_inner],\n"
         "  requests: [Boost, Found],\n"
         "  queries: [Find, pl3xus_connections, pl3xus_last_message, pl3xus_schemas, pl3xus_tree],\n"
-        "  messages: [Chat, boosted],\n"
+        "  messages: [Chat, Names, boosted],\n"
         "  oneWay: [ChatOneWay],\n"
         "} as const;\n"
     )

@@ -52,11 +52,21 @@ from .protocol import (
 if TYPE_CHECKING:
     from .server import SyncServer
 
-__all__ = ["PROTOCOL_ENUMS", "protocol_typescript", "typescript_for", "welcome_tables"]
+__all__ = [
+    "COMMAND",
+    "DESCRIPTOR_INTERFACES",
+    "PROTOCOL_ENUMS",
+    "identifier",
+    "property_key",
+    "protocol_typescript",
+    "typescript_for",
+    "welcome_tables",
+]
 
 logger = logging.getLogger(__name__)
 
 COMMAND: Final = "pl3xus-rx typescript"
+"""The command, as the generated files' header names it."""
 
 DESCRIPTOR_INTERFACES: Final = """\
 export interface ComponentType<T> { readonly kind: "component"; readonly name: string; \
@@ -87,9 +97,9 @@ PROTOCOL_ENUMS: Final[tuple[type[enum.Enum], ...]] = (
 )
 """The vocabulary :func:`protocol_typescript` writes, in this order."""
 
-Kind = Literal["component", "request", "query", "message", "one_way"]
+_Kind = Literal["component", "request", "query", "message", "one_way"]
 
-_SECTIONS: Final[tuple[tuple[Kind, str, str], ...]] = (
+_SECTIONS: Final[tuple[tuple[_Kind, str, str], ...]] = (
     # (kind, the WELCOME table, the key in the generated ``schema``)
     ("component", "components", "components"),
     ("request", "requests", "requests"),
@@ -97,7 +107,7 @@ _SECTIONS: Final[tuple[tuple[Kind, str, str], ...]] = (
     ("message", "messages", "messages"),
     ("one_way", "one_way", "oneWay"),
 )
-_SUFFIX: Final[Mapping[Kind, str]] = {
+_SUFFIX: Final[Mapping[_Kind, str]] = {
     "component": "Component",
     "request": "Request",
     "query": "Query",
@@ -166,7 +176,7 @@ class _WireSchema(GenerateJsonSchema):
 class _Entry:
     """One row of a WELCOME table, with the models the server registered for it."""
 
-    kind: Kind
+    kind: _Kind
     name: str
     hash: str
     model: type[BaseModel]
