@@ -105,6 +105,15 @@ export interface Notification {
   readonly context: Readonly<Record<string, unknown>>;
 }
 
+/** How a connection ended (see {@link Pl3xusClient.lastClose}). */
+export interface CloseInfo {
+  /** The WebSocket close code (1006 when the link was let go without one). */
+  readonly code: number;
+  readonly reason: string;
+  /** True when this client let a silent v2 link go (nothing heard for 3 beacon intervals). */
+  readonly silent: boolean;
+}
+
 /** A NOTICE as it came: its kind and body. */
 export interface Notice {
   readonly kind: string;
@@ -206,6 +215,8 @@ export class Pl3xusClient {
   readonly stale: ReadonlySignal<boolean>;
   /** Frames this client could not read, by kind (reported once per kind and connection). */
   readonly badFrames = new Map<number | string, number>();
+  /** How the last connection ended (null before one did), set as it ends. */
+  readonly lastClose: ReadonlySignal<CloseInfo | null>;
 
   private readonly _state: Signal<ConnectionState> = signal("connecting");
   private readonly _welcome: Signal<Welcome | null> = signal(null);
@@ -215,6 +226,7 @@ export class Pl3xusClient {
   private readonly _asOf: Signal<number | null> = signal(null);
   private readonly _tooOld: Signal<boolean> = signal(false);
   private readonly _subCount: Signal<number> = signal(0);
+  private readonly _lastClose: Signal<CloseInfo | null> = signal(null);
 
   private readonly codec: Codec;
   private readonly options: ClientOptions;
@@ -262,6 +274,7 @@ export class Pl3xusClient {
     this.notifications = this._notifications;
     this.age = this._age;
     this.asOf = this._asOf;
+    this.lastClose = this._lastClose;
     this.stale = computed(() => {
       if (this._state.value !== "open" || this._tooOld.value) return true;
       void this._subCount.value;
@@ -375,7 +388,7 @@ export class Pl3xusClient {
     socket.onopen = null;
   }
 
-  private lost(socket: WebSocketLike, code: number, reason: string): void {
+  private lost(socket: WebSocketLike, code: number, reason: string, silent = false): void {
     if (socket !== this.socket) return;
     this.detach(socket);
     this.socket = null;
@@ -384,6 +397,7 @@ export class Pl3xusClient {
     const wasOpen = this._welcome.peek() !== null;
     batch(() => {
       this._welcome.value = null;
+      this._lastClose.value = { code, reason, silent };
       for (const sub of this.subs.values()) sub.view.unsync();
     });
     this.failPending(new ConnectionLost(`the connection to ${this.url} closed (${code}${reason ? `: ${reason}` : ""})`));
@@ -708,7 +722,7 @@ export class Pl3xusClient {
         } catch {
           /* already closing */
         }
-        this.lost(socket, 1006, "link silent");
+        this.lost(socket, 1006, "link silent", true);
       }
       return;
     }

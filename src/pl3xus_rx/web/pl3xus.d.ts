@@ -433,6 +433,14 @@ interface Notification$1 {
 	readonly text: string;
 	readonly context: Readonly<Record<string, unknown>>;
 }
+/** How a connection ended (see {@link Pl3xusClient.lastClose}). */
+export interface CloseInfo {
+	/** The WebSocket close code (1006 when the link was let go without one). */
+	readonly code: number;
+	readonly reason: string;
+	/** True when this client let a silent v2 link go (nothing heard for 3 beacon intervals). */
+	readonly silent: boolean;
+}
 /** A NOTICE as it came: its kind and body. */
 export interface Notice {
 	readonly kind: string;
@@ -488,6 +496,8 @@ export declare class Pl3xusClient {
 	readonly stale: ReadonlySignal<boolean>;
 	/** Frames this client could not read, by kind (reported once per kind and connection). */
 	readonly badFrames: Map<string | number, number>;
+	/** How the last connection ended (null before one did), set as it ends. */
+	readonly lastClose: ReadonlySignal<CloseInfo | null>;
 	private readonly _state;
 	private readonly _welcome;
 	private readonly _error;
@@ -496,6 +506,7 @@ export declare class Pl3xusClient {
 	private readonly _asOf;
 	private readonly _tooOld;
 	private readonly _subCount;
+	private readonly _lastClose;
 	private readonly codec;
 	private readonly options;
 	private readonly clock;
