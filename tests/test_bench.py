@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -38,3 +39,19 @@ def test_benchmark_runs(script: str, args: list[str], expect: str) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert expect in result.stdout
+
+
+@pytest.mark.skipif(
+    not os.path.exists("/usr/bin/chromium") and not os.environ.get("CI"),
+    reason="Debian's chromium is not installed (.ci/run installs it)",
+)
+def test_web_client_benchmark_runs() -> None:
+    tiny = ["--entities", "100", "--updates", "10", "--frames", "5", "--rounds", "1"]
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "web_client.py"), *tiny, "--watched", "5", "--no-docs"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| msgpack | 5 |" in result.stdout and "| json | 5 |" in result.stdout

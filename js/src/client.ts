@@ -178,6 +178,19 @@ function canonical(value: unknown): string {
   return JSON.stringify(value) ?? "null";
 }
 
+/**
+ * Schedules `run` as a task of its own, after the messages already waiting: frames that
+ * arrive together are applied in one pass (a MessageChannel: cheaper than a 0 ms timer, and
+ * never clamped to 4 ms).
+ */
+function soon(run: () => void): () => void {
+  if (typeof MessageChannel === "undefined") return () => void setTimeout(run, 0);
+  const channel = new MessageChannel();
+  channel.port1.onmessage = run;
+  (channel.port1 as { unref?: () => void }).unref?.(); // (node: does not keep the process alive)
+  return () => channel.port2.postMessage(null);
+}
+
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
 }
@@ -241,7 +254,8 @@ export class Pl3xusClient {
   private watchTimer: ReturnType<typeof setInterval> | null = null;
   private ackTimer: ReturnType<typeof setTimeout> | null = null;
   private refreshTimer: ReturnType<typeof setTimeout> | null = null;
-  private drainTimer: ReturnType<typeof setTimeout> | null = null;
+  private drainScheduled = false;
+  private readonly wake: () => void;
   private readonly inbox: unknown[] = [];
   private nextReq = 1;
   private nextSub = 1;
@@ -268,6 +282,7 @@ export class Pl3xusClient {
     this.codec = codecFor(options.encoding ?? "msgpack");
     this.clock = options.now ?? (() => Date.now() / 1000);
     this.backoff = new Backoff(options.backoff?.initial, options.backoff?.max);
+    this.wake = soon(() => this.drain());
     this.state = this._state;
     this.welcome = this._welcome;
     this.error = this._error;
@@ -425,8 +440,7 @@ export class Pl3xusClient {
     if (this.watchTimer !== null) clearInterval(this.watchTimer);
     if (this.ackTimer !== null) clearTimeout(this.ackTimer);
     if (this.refreshTimer !== null) clearTimeout(this.refreshTimer);
-    if (this.drainTimer !== null) clearTimeout(this.drainTimer);
-    this.watchTimer = this.ackTimer = this.refreshTimer = this.drainTimer = null;
+    this.watchTimer = this.ackTimer = this.refreshTimer = null;
     this.inbox.length = 0;
   }
 
@@ -471,13 +485,15 @@ export class Pl3xusClient {
       return;
     }
     this.inbox.push(frame);
-    if (this.drainTimer === null) this.drainTimer = setTimeout(() => this.drain(), 0);
+    if (!this.drainScheduled) {
+      this.drainScheduled = true;
+      this.wake();
+    }
   }
 
   /** Applies every frame that arrived so far, in order, inside one batch. */
   private drain(): void {
-    if (this.drainTimer !== null) clearTimeout(this.drainTimer);
-    this.drainTimer = null;
+    this.drainScheduled = false;
     if (this.inbox.length === 0) return;
     const frames = this.inbox.splice(0);
     const touched = new Set<View<unknown>>();

@@ -84,8 +84,18 @@ test("ids up to 2^53 - 1 round-trip; larger or negative ones are refused", () =>
   apply(views, [[1, COMPLETE, [[big, [1, 2]], [Number.MAX_SAFE_INTEGER, [3, 4]]], [], []]]);
   assert.deepEqual(v.map.get(big), { x: 1, y: 2 });
   assert.ok(v.map.has(Number.MAX_SAFE_INTEGER));
-  assert.throws(() => parseGroups([[1, 0, [[2 ** 53 + 2, [1, 2]]], [], []]]), /not \[entity, values\]/);
+  assert.throws(() => apply(views, [[1, 0, [[2 ** 53 + 2, [1, 2]]], [], []]]), /not \[entity, values\]/);
+  assert.throws(() => apply(views, [[1, 0, [[1, "x"]], [], []]]), /not \[entity, values\]/);
   assert.throws(() => parseGroups([[1, 0, [], [-1], []]]), /not an entity id/);
+});
+
+test("within one frame, a delta builds on an earlier group's value, never on a removed one", () => {
+  const { v, views } = view();
+  apply(views, [[1, COMPLETE, [[1, [1, 1]]], [], []]]);
+  apply(views, [[1, 0, [[1, [2, 2]]], [], []], [1, 0, [[1, { "0": 9 }]], [], []]]);
+  assert.deepEqual(v.map.get(1), { x: 9, y: 2 });
+  assert.throws(() => apply(views, [[1, 0, [], [1], []], [1, 0, [[1, { "0": 5 }]], [], []]]), /does not hold/);
+  assert.deepEqual(v.map.get(1), { x: 9, y: 2 });
 });
 
 test("changes reach listeners once per frame, with the previous value", () => {

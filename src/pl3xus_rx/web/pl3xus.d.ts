@@ -266,10 +266,8 @@ export type Change<T> = {
 interface Group {
 	readonly sub: number;
 	readonly flags: number;
-	readonly upserts: readonly (readonly [
-		number,
-		unknown
-	])[];
+	/** `[entity, values]` items, unchecked until decoded. */
+	readonly upserts: readonly unknown[];
 	readonly removals: readonly number[];
 	readonly despawns: readonly number[];
 }
@@ -303,6 +301,7 @@ export declare class View<T> {
 	private readonly entitySignals;
 	private readonly listeners;
 	private fields;
+	private build;
 	/** Entities held when the snapshot began and not yet seen in it. */
 	private unseen;
 	private pending;
@@ -322,8 +321,10 @@ export declare class View<T> {
 	refuse(reason: string): void;
 	/** @internal The connection was lost: the view keeps its values but is no longer synced. */
 	unsync(): void;
-	/** @internal Reads one upsert's values into a value, or throws naming what is wrong. */
-	decode(entity: number, raw: unknown): T;
+	/** @internal Reads one upsert `[entity, values]` into `[entity, value]`, or throws naming
+	 * what is wrong. `base` is the value a field delta applies to (default: the view's; null:
+	 * none, as after a removal earlier in the same frame). */
+	decode(item: unknown, base?: T | null): T;
 	/** @internal Applies one checked group whose values `decoded` holds (same order as upserts). */
 	apply(group: Group, decoded: readonly T[]): void;
 	/** @internal Publishes what the frame changed: the version once, listeners once. */
@@ -331,7 +332,6 @@ export declare class View<T> {
 	/** @internal Forgets every value (the subscription ended for good). */
 	clear(): void;
 	private drop;
-	private changed;
 }
 /** The least a WebSocket must do for this client (the browser's `WebSocket` does). */
 export interface WebSocketLike {
@@ -520,7 +520,8 @@ export declare class Pl3xusClient {
 	private watchTimer;
 	private ackTimer;
 	private refreshTimer;
-	private drainTimer;
+	private drainScheduled;
+	private readonly wake;
 	private readonly inbox;
 	private nextReq;
 	private nextSub;
