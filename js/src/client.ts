@@ -167,6 +167,7 @@ interface CachedQuery {
 }
 
 const OPEN = 1;
+const KNOWN_KINDS: ReadonlySet<number> = new Set(Object.values(FrameKind));
 const NOTIFICATIONS_KEPT = 100;
 
 function canonical(value: unknown): string {
@@ -698,6 +699,7 @@ export class Pl3xusClient {
 
   /** Reports a frame this client cannot read: once per kind and connection, then only counted. */
   private bad(kind: number | string, error: ProtocolError): void {
+    if (typeof kind === "number" && !KNOWN_KINDS.has(kind)) kind = "unknown_kind"; // (bounded keys)
     this.badFrames.set(kind, (this.badFrames.get(kind) ?? 0) + 1);
     if (this.reported.has(kind)) return;
     this.reported.add(kind);
@@ -1003,6 +1005,16 @@ export class Pl3xusClient {
     this.noticeListeners.add(listener);
     return () => this.noticeListeners.delete(listener);
   }
+}
+
+/**
+ * The WebSocket URL of the server that served the current page (`ws://host:port/`, or `wss://`
+ * for an https page): what a page served by its own server connects to.
+ */
+export function serverUrl(path = "/"): string {
+  const here = globalThis.location;
+  if (here === undefined) throw new TypeError("serverUrl() needs a page (there is no location here)");
+  return `${here.protocol === "https:" ? "wss:" : "ws:"}//${here.host}${path}`;
 }
 
 /** Connects to a pl3xus_rx server (or the first of several that answers) and keeps the connection up until closed. */
