@@ -728,7 +728,7 @@ def _state(args: argparse.Namespace) -> int:
 
 def _typescript(args: argparse.Namespace) -> int:
     """``pl3xus-rx typescript``: write an app's types, or the wire vocabulary, as TypeScript."""
-    from .typescript import COMMAND, protocol_typescript, typescript_for
+    from .typescript import COMMAND, javascript_for, protocol_typescript, typescript_for
 
     if args.protocol == (args.app is not None):
         print(
@@ -737,6 +737,10 @@ def _typescript(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    # types.js: plain JavaScript, its types in types.d.ts beside it
+    javascript = args.output is not None and args.output.endswith(".js") and not args.protocol
+    declarations_path = Path(args.output[: -len(".js")] + ".d.ts") if javascript else Path()
+    declarations = ""
     if args.protocol:
         text = protocol_typescript()
     else:
@@ -755,7 +759,13 @@ def _typescript(args: argparse.Namespace) -> int:
         server = SyncServer()
         try:
             setup(server)
-            text = typescript_for(server, command=f"{COMMAND} {args.app}")
+            command = f"{COMMAND} {args.app}"
+            if javascript:
+                text, declarations = javascript_for(
+                    server, command=command, declarations=declarations_path.name
+                )
+            else:
+                text = typescript_for(server, command=command)
         except Exception as exc:  # one clear line for a command-line user
             print(
                 f"pl3xus-rx typescript: {args.app}: {type(exc).__name__}: {_one_line(exc)}",
@@ -771,6 +781,8 @@ def _typescript(args: argparse.Namespace) -> int:
         return 0
     try:
         Path(args.output).write_text(text, encoding="utf-8")
+        if javascript:
+            declarations_path.write_text(declarations, encoding="utf-8")
     except OSError as exc:
         print(
             f"pl3xus-rx typescript: cannot write {args.output}: {exc.strerror or exc}",
@@ -944,7 +956,7 @@ def main(argv: list[str] | None = None) -> int:
         "model an app registers (components, requests, queries, messages) and a descriptor "
         "with each type's wire name and schema hash, as the server sends them in its WELCOME; "
         "or, with --protocol, the wire vocabulary (frame kinds, flags, statuses...) for the "
-        "browser client (js/src/protocol.ts). docs/typescript.md.",
+        "browser client (js/src/protocol.ts). docs/web.md.",
     )
     ts.add_argument(
         "app",
@@ -960,7 +972,12 @@ def main(argv: list[str] | None = None) -> int:
         help="write the wire vocabulary of pl3xus_rx.protocol instead of an app's types",
     )
     ts.add_argument(
-        "-o", "--output", default=None, metavar="FILE", help="write to FILE (default: stdout)"
+        "-o",
+        "--output",
+        default=None,
+        metavar="FILE",
+        help="write to FILE (default: stdout); a FILE ending in .js gets plain JavaScript, "
+        "its types in the .d.ts next to it (for pages without a build step)",
     )
     _log_options(ts, "warning")
     args = parser.parse_args(argv)
