@@ -13,7 +13,7 @@ import pytest
 
 import pl3xus_rx.exceptions as exceptions_module
 from pl3xus_rx.exceptions import Pl3xusError, ProtocolError
-from pl3xus_rx.protocol import ControlAction, ErrorCode, FrameKind, NoticeKind, Status, SyncFlag
+from pl3xus_rx.protocol import ControlAction, ErrorCode, FrameKind, NoticeKind, Status
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = (ROOT / "src" / "pl3xus_rx", ROOT / "src" / "client_sync")
@@ -139,16 +139,16 @@ def test_docs_frame_tables_match_frame_kind() -> None:
     assert _doc_tables() == {int(k): k.name for k in FrameKind}
 
 
-def test_devtools_page_spells_frame_kinds_and_flags_as_the_protocol_does() -> None:
-    """The DevTools page speaks the protocol itself: its KIND and FLAG tables are the
-    protocol's FrameKind and SyncFlag, and it writes no frame kind or flag as a number."""
+def test_devtools_page_runs_on_the_browser_client() -> None:
+    """DevTools has no protocol code of its own: it imports the client, and the generated
+    vocabulary as ``protocol``, from /pl3xus.js (no WebSocket, no table of frame kinds or
+    flags of its own); tests/test_js_vocabulary.py scans it for bare kinds and statuses."""
     page = (ROOT / "src" / "pl3xus_rx" / "devtools" / "page.html").read_text()
-    for name, enum in (("KIND", FrameKind), ("FLAG", SyncFlag)):
-        match = re.search(rf"const {name} = \{{([^}}]*)\}};", page)
-        assert match, f"no {name} table in the page"
-        table = {k: int(v) for k, v in re.findall(r"(\w+): (\d+)", match.group(1))}
-        assert table == {k: int(enum[k]) for k in table}, table
-    assert not re.search(r"case \d+:|\[0\] *[!=]==? *\d|\[\d+, |flags *& *\d", page)
+    imported = re.search(r'^import \{([^}]*)\} from "/pl3xus\.js";$', page, flags=re.M)
+    assert imported, "DevTools imports the browser client from /pl3xus.js"
+    assert {"connect", "protocol"} <= {name.strip() for name in imported.group(1).split(",")}
+    assert "new WebSocket" not in page and ".onmessage" not in page
+    assert not re.search(r"const (KIND|FLAG|STATUS) = \{", page)
 
 
 def test_docs_list_every_status_notice_and_error_code() -> None:

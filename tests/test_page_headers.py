@@ -127,9 +127,15 @@ def test_page_csp_hashes_the_inline_script_and_style_as_served() -> None:
     strict = page_csp("<p>no script</p>")
     assert "script-src" not in strict and "style-src" not in strict
     assert "connect-src" not in strict and strict.startswith("default-src 'none';")
-    # the DevTools page: one script, one style, nothing inline elsewhere that CSP would block
+    # a module script is hashed as well; scripts_from_self lets it import from this origin
+    module = page_csp('<script type="module">go()</script>', scripts_from_self=True)
+    assert f"script-src 'self' {sha('go()')};" in module
+    assert "script-src 'self'" not in csp
+    # the DevTools page: one script (a module: it imports /pl3xus.js), one style, nothing
+    # inline elsewhere that CSP would block
     devtools = page()
-    assert devtools.count("<script>") == 1 and devtools.count("<style>") == 1
+    assert devtools.count("<script") == 1 and devtools.count('<script type="module">') == 1
+    assert devtools.count("<style") == 1 and devtools.count("<style>") == 1
     assert " style=" not in devtools
     assert not any(f" on{event}=" in devtools for event in ("click", "load", "error", "input"))
 

@@ -53,18 +53,21 @@ PAGE_HEADERS: Mapping[str, str] = MappingProxyType(
 """The headers every plain HTTP answer of a listener carries (pages, ``/healthz``,
 ``/metrics``, 404s and refused handshakes alike); a header the answer sets itself wins."""
 
-_INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.DOTALL | re.IGNORECASE)
+# an inline block as page_csp hashes it: no attributes, but for a module script's type
+_INLINE = re.compile(r'<(script|style)(?: type="module")?>(.*?)</\1>', re.DOTALL | re.IGNORECASE)
 
 
-def page_csp(html: str, *, connect: bool = False) -> str:
+def page_csp(html: str, *, connect: bool = False, scripts_from_self: bool = False) -> str:
     """The ``Content-Security-Policy`` for a page served as ``html``: only its own inline
-    ``<script>`` and ``<style>`` blocks run (by sha256 hash; written without attributes,
-    else they are not hashed and so blocked), images (the tab icon) from this origin, and
-    nothing may frame it.
+    ``<script>`` and ``<style>`` blocks run (by sha256 hash; written without attributes but
+    ``type="module"`` on a script, else they are not hashed and so blocked), images (the tab
+    icon) from this origin, and nothing may frame it.
 
     Args:
         html: The page exactly as served (a change of one byte changes the hashes).
         connect: Allow WebSockets back to this origin (``connect-src 'self'``).
+        scripts_from_self: Allow scripts served by this origin too (``script-src 'self'``:
+            the browser client ``/pl3xus.js`` that a module imports).
 
     Returns:
         The header's value.
@@ -73,6 +76,8 @@ def page_csp(html: str, *, connect: bool = False) -> str:
     for tag, text in _INLINE.findall(html):
         digest = base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
         hashes[tag.lower()].append(f"'sha256-{digest}'")
+    if scripts_from_self:
+        hashes["script"].insert(0, "'self'")
     parts = ["default-src 'none'"]
     parts += [f"{tag}-src {' '.join(found)}" for tag, found in hashes.items() if found]
     parts.append("img-src 'self'")

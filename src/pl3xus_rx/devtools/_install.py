@@ -36,13 +36,17 @@ if TYPE_CHECKING:
 __all__ = ["install"]
 
 _HTML = page()
-# the page's own inline script and style run (by hash), its WebSocket goes back to this
-# origin, nothing else loads, and nobody may frame it (no clickjacking "take control")
+# the page's own inline script and style run (by hash), and the browser client it imports
+# from this origin (/pl3xus.js); its WebSocket goes back to this origin, nothing else loads,
+# and nobody may frame it (no clickjacking "take control")
 _PAGE = HttpResponse(
     200,
     _HTML,
     "text/html; charset=utf-8",
-    {"Content-Security-Policy": page_csp(_HTML, connect=True), "Cache-Control": "no-store"},
+    {
+        "Content-Security-Policy": page_csp(_HTML, connect=True, scripts_from_self=True),
+        "Cache-Control": "no-store",
+    },
 )
 
 
