@@ -5,6 +5,7 @@
  * with an error status, {@link CommandTimeout} when no answer came in time, and
  * {@link ConnectionLost} when the connection ended first (the server may have applied it).
  */
+import { Status } from "./protocol.js";
 
 /** One field error of a `validation_error` answer: where (`loc`, a dotted path), what, which kind. */
 export interface FieldError {
@@ -52,15 +53,15 @@ export class HandlerTimeout extends CommandRejected {}
 /** The error class for a REPLY status (an unknown status is a plain {@link CommandRejected}). */
 export function rejection(status: string, reason: string, errors: readonly FieldError[]): CommandRejected {
   switch (status) {
-    case "forbidden":
+    case Status.FORBIDDEN:
       return new Forbidden(status, reason, errors);
-    case "not_found":
+    case Status.NOT_FOUND:
       return new NotFound(status, reason, errors);
-    case "validation_error":
+    case Status.VALIDATION_ERROR:
       return new InvalidValue(status, reason, errors);
-    case "internal_error":
+    case Status.INTERNAL_ERROR:
       return new ServerError(status, reason, errors);
-    case "timeout":
+    case Status.TIMEOUT:
       return new HandlerTimeout(status, reason, errors);
     default:
       return new CommandRejected(status, reason, errors);

@@ -164,13 +164,6 @@ export interface EntityControl {
 }
 /** The descriptor of `EntityControl` (its hash is checked against the server's own). */
 export declare const ENTITY_CONTROL = "EntityControl";
-/**
- * The errors of the pl3xus-rx client: one hierarchy, rooted at {@link Pl3xusError}.
- *
- * A command's promise rejects with a {@link CommandRejected} subclass when the server answered
- * with an error status, {@link CommandTimeout} when no answer came in time, and
- * {@link ConnectionLost} when the connection ended first (the server may have applied it).
- */
 /** One field error of a `validation_error` answer: where (`loc`, a dotted path), what, which kind. */
 export interface FieldError {
 	readonly loc: string;
