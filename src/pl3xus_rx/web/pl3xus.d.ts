@@ -625,6 +625,11 @@ export declare class Pl3xusClient {
 	/** Calls `listener` with every NOTICE (control requested or released, notifications...); returns a function that stops it. */
 	onNotice(listener: (notice: Notice) => void): () => void;
 }
+/**
+ * The WebSocket URL of the server that served the current page (`ws://host:port/`, or `wss://`
+ * for an https page): what a page served by its own server connects to.
+ */
+export declare function serverUrl(path?: string): string;
 /** Connects to a pl3xus_rx server (or the first of several that answers) and keeps the connection up until closed. */
 export declare function connect(url: string | readonly string[], options?: ClientOptions): Pl3xusClient;
 /** How frames are turned into WebSocket messages and back. */
