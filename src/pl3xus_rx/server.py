@@ -83,8 +83,8 @@ from .sync import (
 )
 from .sync._access import sees_entity
 from .sync._wire import encode_frame
-from .world import EntityId, World
 from .web import ClientAssets
+from .world import EntityId, World
 
 __all__ = ["SyncServer"]
 
