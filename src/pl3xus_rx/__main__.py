@@ -855,6 +855,14 @@ def main(argv: list[str] | None = None) -> int:
         "the conveyor and the programs come back; sensor readings start afresh "
         "(docs/persistence.md)",
     )
+    demo.add_argument(
+        "--serve",
+        default=None,
+        metavar="DIR",
+        help="also serve the page files directly inside DIR (.html .js .css .d.ts .json .svg "
+        ".png, read at startup) at /app/<name>, index.html at /app/: e.g. examples/web_hmi "
+        "(docs/web.md)",
+    )
     _name_option(demo, "with --nats, the cluster's name")
     _nats_options(demo)
     gw = sub.add_parser("gateway", help="serve clients from an authority's replica over NATS")
@@ -1008,6 +1016,7 @@ def main(argv: list[str] | None = None) -> int:
                 nats=args.nats,
                 cluster=args.name,
                 state=args.state,
+                app=args.serve is not None,
             )
             print("\n".join(lines), flush=True)
 
@@ -1030,6 +1039,7 @@ def main(argv: list[str] | None = None) -> int:
                 allowed_hosts=security.allowed_hosts,
                 nats_options=security.nats,
                 state=args.state,
+                serve=args.serve,
             )
 
         if args.nats is not None:

@@ -536,12 +536,13 @@ def describe(
     nats: str | None = None,
     cluster: str = "demo",
     state: str | None = None,
+    app: bool = False,
 ) -> list[str]:
     """The lines a command line shows once the demo is up (``token``: the operator's, for
     the DevTools link; ``authenticated``: clients must authenticate although no token is
     shown, e.g. one read from a file, or JWTs; ``nats``: the NATS server of which the demo
     is the authority of cluster ``cluster``, shown without its user info; ``state``: the
-    state file the cell is kept in)."""
+    state file the cell is kept in; ``app``: a folder is served at ``/app/``)."""
     base = f"{address[0]}:{address[1]}"
     devtools = f"http://{base}/devtools" + (f"?token={quote(token)}" if token else "")
     lines = [
@@ -551,6 +552,10 @@ def describe(
         f"  Health:    http://{base}/healthz",
         f"  DevTools:  {devtools}",
     ]
+    if app:
+        lines.append(
+            f"  App:       http://{base}/app/" + (f"?token={quote(token)}" if token else "")
+        )
     if nats is not None:
         from .scaleout import redact_url
 
@@ -637,6 +642,7 @@ async def run_demo(
     allowed_hosts: tuple[str, ...] | None = None,
     nats_options: NatsOptions | None = None,
     state: str | None = None,
+    serve: str | None = None,
 ) -> None:
     """Serve the demo cell until SIGINT / SIGTERM (then shut down gracefully).
 
@@ -662,9 +668,12 @@ async def run_demo(
         state: Keep the cell in this state file across restarts (docs/persistence.md):
             robot states, speeds and poses, the conveyor and the programs come back; live
             readings (sensors, joints) start afresh.
+        serve: Also serve the page files of this folder (read now) at ``/app/<name>``,
+            ``index.html`` at ``/app/`` (examples/web_hmi: docs/web.md).
 
     Raises:
-        ValueError: the tokens do not fit together (see :func:`demo_security`).
+        ValueError: the tokens do not fit together (see :func:`demo_security`), or
+            ``serve`` is not a folder of page files.
         StateError: the state file cannot be used (named).
     """
     authenticate, authorizer = demo_security(token, viewer_token, jwt=jwt)
@@ -675,6 +684,10 @@ async def run_demo(
         state=state,
     )
     server.authorizer = authorizer
+    if serve is not None:
+        from ._static import serve_directory
+
+        serve_directory(server.net, serve)
     if activity:
         server.instrument(ActivityLog(address_of=server.address_of))
     cell = build_cell(server, robots=robots, sensors=sensors, sensor_updates=sensor_updates)
