@@ -30,7 +30,18 @@ import {
   type FieldError,
 } from "./errors.js";
 import { Backoff, Freshness } from "./freshness.js";
-import { CloseCode, ControlAction, FrameKind, JSON_SUBPROTOCOL, LAST_MESSAGE_QUERY, MSGPACK_SUBPROTOCOL, NoticeKind, Status } from "./protocol.js";
+import {
+  CloseCode,
+  ControlAction,
+  FrameKind,
+  JSON_SUBPROTOCOL,
+  LAST_MESSAGE_QUERY,
+  MSGPACK_SUBPROTOCOL,
+  NoticeKind,
+  NotificationLevel,
+  Status,
+  type NotificationLevelValue,
+} from "./protocol.js";
 import { MAX_ID, View, applyGroups, describe, parseGroups, wireOptions, type SubscribeOptions } from "./store.js";
 
 /** The least a WebSocket must do for this client (the browser's `WebSocket` does). */
@@ -100,7 +111,7 @@ export interface Welcome {
 
 /** A notification the server's code sent for people (NOTICE `notification`). */
 export interface Notification {
-  readonly level: "info" | "success" | "warning" | "error";
+  readonly level: NotificationLevelValue;
   readonly text: string;
   readonly context: Readonly<Record<string, unknown>>;
 }
@@ -167,6 +178,7 @@ interface CachedQuery {
 }
 
 const OPEN = 1;
+const LEVELS: ReadonlySet<string> = new Set(Object.values(NotificationLevel));
 const KNOWN_KINDS: ReadonlySet<number> = new Set(Object.values(FrameKind));
 const NOTIFICATIONS_KEPT = 100;
 
@@ -253,6 +265,7 @@ export class Pl3xusClient {
   private closed = false;
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private watchTimer: ReturnType<typeof setInterval> | null = null;
+  private lastWatch = 0;
   private ackTimer: ReturnType<typeof setTimeout> | null = null;
   private refreshTimer: ReturnType<typeof setTimeout> | null = null;
   private drainScheduled = false;
@@ -281,7 +294,9 @@ export class Pl3xusClient {
     if (this.urls.length === 0) throw new TypeError("connect() needs at least one URL");
     this.options = options;
     this.codec = codecFor(options.encoding ?? "msgpack");
-    this.clock = options.now ?? (() => Date.now() / 1000);
+    // (a monotonic clock: ages and the dead-link timer survive a wall-clock step; ages need
+    // no particular origin, only the offset to the server's clock, which is measured)
+    this.clock = options.now ?? (() => performance.now() / 1000);
     this.backoff = new Backoff(options.backoff?.initial, options.backoff?.max);
     this.wake = soon(() => this.drain());
     this.state = this._state;
@@ -352,6 +367,8 @@ export class Pl3xusClient {
         /* already closing */
       }
     }
+    if (this.watchTimer !== null) clearInterval(this.watchTimer);
+    this.watchTimer = null;
     this.failPending(new ClientClosed("the client was closed"));
     for (const w of this.openWaiters.splice(0)) w.reject(new ClientClosed("the client was closed"));
     this._state.value = "closed";
@@ -437,11 +454,11 @@ export class Pl3xusClient {
     }, delay * 1000);
   }
 
+  /** Stops what belongs to one connection (the watch goes on: the data keeps aging). */
   private stopTimers(): void {
-    if (this.watchTimer !== null) clearInterval(this.watchTimer);
     if (this.ackTimer !== null) clearTimeout(this.ackTimer);
     if (this.refreshTimer !== null) clearTimeout(this.refreshTimer);
-    this.watchTimer = this.ackTimer = this.refreshTimer = null;
+    this.ackTimer = this.refreshTimer = null;
     this.inbox.length = 0;
   }
 
@@ -563,7 +580,8 @@ export class Pl3xusClient {
     for (const w of this.openWaiters.splice(0)) w.resolve();
     for (const q of this.queries.values()) this.runQuery(q);
     for (const name of this.lastMessages.keys()) this.fetchLast(name);
-    this.watchTimer = setInterval(() => this.watch(), 250);
+    this.lastWatch = now;
+    if (this.watchTimer === null) this.watchTimer = setInterval(() => this.watch(), 250);
     const expiresIn = body["expires_in"];
     if (body["refresh"] === true && typeof expiresIn === "number") this.planRefresh(expiresIn);
   }
@@ -623,7 +641,7 @@ export class Pl3xusClient {
     switch (kind) {
       case FrameKind.REPLY: {
         const [, reqId, status, message, body] = frame;
-        if (!Number.isInteger(reqId) || typeof status !== "string") throw new ProtocolError(`REPLY ${describe(frame)} is not [8, req_id, status, message, body]`, kind);
+        if (!Number.isInteger(reqId) || typeof status !== "string") throw new ProtocolError(`REPLY ${describe(frame)} is not [REPLY, req_id, status, message, body]`, kind);
         const pending = this.pending.get(reqId as number);
         if (pending === undefined) return; // (timed out already)
         this.pending.delete(reqId as number);
@@ -634,7 +652,7 @@ export class Pl3xusClient {
         return;
       }
       case FrameKind.BEACON: {
-        if (frame.length !== 4 || typeof frame[2] !== "number" || typeof frame[3] !== "number") throw new ProtocolError(`BEACON ${describe(frame)} is not [18, seq, as_of, age]`, kind);
+        if (frame.length !== 4 || typeof frame[2] !== "number" || typeof frame[3] !== "number") throw new ProtocolError(`BEACON ${describe(frame)} is not [BEACON, seq, as_of, age]`, kind);
         this.observe(frame[2], frame[3]);
         return;
       }
@@ -648,14 +666,14 @@ export class Pl3xusClient {
       }
       case FrameKind.NOTICE: {
         const [, noticeKind, body] = frame;
-        if (typeof noticeKind !== "string" || !isRecord(body)) throw new ProtocolError(`NOTICE ${describe(frame)} is not [10, kind, body]`, kind);
+        if (typeof noticeKind !== "string" || !isRecord(body)) throw new ProtocolError(`NOTICE ${describe(frame)} is not [NOTICE, kind, body]`, kind);
         this.handleNotice(noticeKind, body);
         for (const listener of this.noticeListeners) after.push(() => listener({ kind: noticeKind, body }));
         return;
       }
       case FrameKind.INVALIDATE: {
         const [, name, keys] = frame;
-        if (typeof name !== "string" || (keys !== null && !Array.isArray(keys))) throw new ProtocolError(`INVALIDATE ${describe(frame)} is not [13, name, keys]`, kind);
+        if (typeof name !== "string" || (keys !== null && !Array.isArray(keys))) throw new ProtocolError(`INVALIDATE ${describe(frame)} is not [INVALIDATE, name, keys]`, kind);
         const wanted = keys === null ? null : new Set((keys as unknown[]).map(canonical));
         for (const q of this.queries.values()) {
           if (q.name === name && (wanted === null || wanted.has(canonical(q.params)))) after.push(() => this.runQuery(q));
@@ -683,7 +701,7 @@ export class Pl3xusClient {
     if (kind === NoticeKind.NOTIFICATION) {
       const level = body["level"];
       const n: Notification = {
-        level: level === "success" || level === "warning" || level === "error" ? level : "info",
+        level: LEVELS.has(level as string) ? (level as NotificationLevelValue) : NotificationLevel.INFO,
         text: String(body["text"] ?? ""),
         context: isRecord(body["context"]) ? body["context"] : {},
       };
@@ -728,20 +746,22 @@ export class Pl3xusClient {
     }
   }
 
-  /** Every 250 ms while open: the age, stale by age, a dead link. */
+  /** Every 250 ms from the first welcome until closed: the age, stale by age, a dead link. */
   private watch(): void {
     const now = this.clock();
-    if (this.freshness.dead(now)) {
-      const socket = this.socket;
-      if (socket !== null) {
-        this.report(new Pl3xusError(`nothing heard from ${this.url} for ${this.freshness.deadAfter} s: reconnecting`));
-        try {
-          socket.close(4000, "no frame within the beacon interval");
-        } catch {
-          /* already closing */
-        }
-        this.lost(socket, 1006, "link silent", true);
+    // a late tick means this page's thread stalled: frames may be waiting to be read, so
+    // silence measured across it says nothing of the link
+    const late = now - this.lastWatch > 1;
+    this.lastWatch = now;
+    const socket = this.socket;
+    if (!late && socket !== null && this._welcome.peek() !== null && this.freshness.dead(now)) {
+      this.report(new Pl3xusError(`nothing heard from ${this.url} for ${this.freshness.deadAfter} s: reconnecting`));
+      try {
+        socket.close(1000, "no frame within three beacon intervals");
+      } catch {
+        /* already closing */
       }
+      this.lost(socket, 1006, "link silent", true);
       return;
     }
     const age = this.freshness.age(now);
@@ -840,6 +860,7 @@ export class Pl3xusClient {
       return;
     }
     sub.view.setFields(fields);
+    sub.view.refuse(null); // (refused by an earlier connection, maybe: asked again)
     this.sendFrame([FrameKind.SUBSCRIBE, sub.id, sub.type, sub.entity, wireOptions(sub.options)]);
   }
 

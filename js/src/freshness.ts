@@ -14,12 +14,16 @@ export class Freshness {
   private offset: number | null = null; // local clock minus server clock, at best
   private asOf: number | null = null;
   private heardAt = 0;
+  private renewed = false;
 
   /** A new connection (`interval` from its WELCOME; null on v1). */
   connected(interval: number | null, now: number): void {
     this.interval = interval;
-    this.offset = null;
     this.heardAt = now;
+    // (another server, or a gateway, has its own clock and may be behind the last one: its
+    // first frame sets both anew; until then the age keeps growing from the last ones)
+    this.renewed = true;
+    if (interval === null) this.asOf = this.offset = null;
   }
 
   /** Anything arrived on the link. */
@@ -30,6 +34,12 @@ export class Freshness {
   /** A SYNC or BEACON arrived at `now` saying `asOf` and `age`. */
   observe(now: number, asOf: number, age: number): void {
     const gap = now - (asOf + age);
+    if (this.renewed) {
+      this.renewed = false;
+      this.offset = gap;
+      this.asOf = asOf;
+      return;
+    }
     if (this.offset === null || gap < this.offset) this.offset = gap;
     if (this.asOf === null || asOf > this.asOf) this.asOf = asOf;
   }

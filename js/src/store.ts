@@ -239,8 +239,8 @@ export class View<T> {
     this.build = valueBuilder(fields);
   }
 
-  /** @internal The server refused this subscription. */
-  refuse(reason: string): void {
+  /** @internal The server refused this subscription (null: asked again). */
+  refuse(reason: string | null): void {
     this._refused.value = reason;
   }
 

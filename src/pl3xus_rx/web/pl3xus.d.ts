@@ -241,468 +241,6 @@ export declare class MessageRejected extends Pl3xusError {
 /** The handshake was refused or the server could not be reached. */
 export declare class ConnectFailed extends Pl3xusError {
 }
-/** One change a frame made to a view. */
-export type Change<T> = {
-	readonly kind: "upserted";
-	readonly entity: number;
-	readonly value: T;
-	readonly previous: T | undefined;
-} | {
-	readonly kind: "removed";
-	readonly entity: number;
-	readonly previous: T;
-} | {
-	readonly kind: "despawned";
-	readonly entity: number;
-	readonly previous: T;
-};
-interface Group {
-	readonly sub: number;
-	readonly flags: number;
-	/** `[entity, values]` items, unchecked until decoded. */
-	readonly upserts: readonly unknown[];
-	readonly removals: readonly number[];
-	readonly despawns: readonly number[];
-}
-/** Options of a subscription (docs/protocol.md, SUBSCRIBE). */
-export interface SubscribeOptions {
-	/** This subscription's own cap on updates per second. */
-	readonly maxRateHz?: number;
-	/** Skip updates whose numeric fields all moved less than this. */
-	readonly deadband?: number;
-}
-/**
- * One subscription's view of a component type: every entity it covers (or one), current
- * value and changes. Read `value` (or `version`) inside a computed or an effect to follow it.
- */
-export declare class View<T> {
-	/** The component's wire name. */
-	readonly type: string;
-	/** The one entity this view covers, or null for all of them. */
-	readonly entity: number | null;
-	/** The current values by entity. Mutated in place by the store: read it, never write it. */
-	readonly map: ReadonlyMap<number, T>;
-	/** Bumped once per frame that changed this view. */
-	readonly version: ReadonlySignal<number>;
-	/** True once the view holds a complete snapshot (again false while a resync is under way). */
-	readonly synced: ReadonlySignal<boolean>;
-	/** Why the server refused this subscription, if it did (the view then stays empty). */
-	readonly refused: ReadonlySignal<string | null>;
-	private readonly _version;
-	private readonly _synced;
-	private readonly _refused;
-	private readonly entitySignals;
-	private readonly listeners;
-	private fields;
-	private build;
-	/** Entities held when the snapshot began and not yet seen in it. */
-	private unseen;
-	private pending;
-	private dirty;
-	constructor(type: string, entity: number | null);
-	/** Every value by entity; reading it inside a computed or effect follows this view. */
-	get value(): ReadonlyMap<number, T>;
-	/** One entity's value as a signal (undefined while it has none). */
-	get(entity: number): ReadonlySignal<T | undefined>;
-	/** The entities whose value passes `test`, as a signal (recomputed when the view changes). */
-	where(test: (value: T, entity: number) => boolean): ReadonlySignal<ReadonlyMap<number, T>>;
-	/** Calls `listener` with each frame's changes to this view; returns a function that stops it. */
-	onChanges(listener: (changes: readonly Change<T>[]) => void): () => void;
-	/** @internal The field names of the type, in wire order (from the WELCOME). */
-	setFields(fields: readonly string[]): void;
-	/** @internal The server refused this subscription. */
-	refuse(reason: string): void;
-	/** @internal The connection was lost: the view keeps its values but is no longer synced. */
-	unsync(): void;
-	/** @internal Reads one upsert `[entity, values]` into `[entity, value]`, or throws naming
-	 * what is wrong. `base` is the value a field delta applies to (default: the view's; null:
-	 * none, as after a removal earlier in the same frame). */
-	decode(item: unknown, base?: T | null): T;
-	/** @internal Applies one checked group whose values `decoded` holds (same order as upserts). */
-	apply(group: Group, decoded: readonly T[]): void;
-	/** @internal Publishes what the frame changed: the version once, listeners once. */
-	flush(): void;
-	/** @internal Forgets every value (the subscription ended for good). */
-	clear(): void;
-	private drop;
-}
-/** The least a WebSocket must do for this client (the browser's `WebSocket` does). */
-export interface WebSocketLike {
-	binaryType: string;
-	readonly protocol: string;
-	readonly readyState: number;
-	send(data: string | Uint8Array): void;
-	close(code?: number, reason?: string): void;
-	onopen: ((event: unknown) => void) | null;
-	onmessage: ((event: {
-		data: unknown;
-	}) => void) | null;
-	onclose: ((event: {
-		code: number;
-		reason: string;
-		wasClean?: boolean;
-	}) => void) | null;
-	onerror: ((event: unknown) => void) | null;
-}
-/** Makes a WebSocket (the default: the global `WebSocket`). */
-export type WebSocketFactory = (url: string, protocols: string[]) => WebSocketLike;
-/** A credential, or something that gives one (asked at every connection and refresh). */
-export type TokenSource = string | (() => string | null | Promise<string | null>);
-/** Options of {@link connect}. */
-export interface ClientOptions {
-	/** The types this client uses, checked against the server's (the generated `schema`). */
-	readonly schema?: Schema;
-	/** "msgpack" (default: smaller, faster) or "json". */
-	readonly encoding?: "msgpack" | "json";
-	/** A token for the server's authenticator, sent as the `token` query parameter. */
-	readonly token?: TokenSource;
-	/** Default timeout of commands, in seconds (10). */
-	readonly commandTimeout?: number;
-	/** On a v2 link, mark the data stale when older than this many seconds (2; null: never by age). */
-	readonly staleAfter?: number | null;
-	/** Acknowledge applied frames on a v2 link, so a busy client gets the latest values (true). */
-	readonly acknowledge?: boolean;
-	/** Offer protocol v1 only (for servers or tests that want it). */
-	readonly protocolV1Only?: boolean;
-	/** Reconnect delays, in seconds: first and largest (0.25, 10). */
-	readonly backoff?: {
-		readonly initial?: number;
-		readonly max?: number;
-	};
-	/** Makes the WebSocket (tests, or environments without a global one). */
-	readonly webSocket?: WebSocketFactory;
-	/** The clock, in seconds (tests). */
-	readonly now?: () => number;
-}
-/** Where the connection stands. */
-export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";
-/** What the server's WELCOME said, as this client reads it. */
-export interface Welcome {
-	readonly version: number;
-	readonly connectionId: number;
-	readonly identity: {
-		readonly name: string;
-		readonly roles: readonly string[];
-		readonly anonymous: boolean;
-	};
-	/** `[type_id, name, hash, fields]` per synced component. */
-	readonly components: readonly (readonly [
-		number,
-		string,
-		string,
-		readonly string[]
-	])[];
-	/** `[name, hash, response_hash, targeted]` per request type. */
-	readonly requests: readonly (readonly [
-		string,
-		string,
-		string,
-		boolean
-	])[];
-	/** `[name, params_hash, response_hash]` per query type. */
-	readonly queries: readonly (readonly [
-		string,
-		string,
-		string
-	])[];
-	/** `[id, name, hash]` per message type the server publishes. */
-	readonly messages: readonly (readonly [
-		number,
-		string,
-		string
-	])[];
-	/** `[name, hash, targeted]` per one-way message type clients send. */
-	readonly oneWay: readonly (readonly [
-		string,
-		string,
-		boolean
-	])[];
-	/** The whole WELCOME body, for keys this client does not read. */
-	readonly raw: Readonly<Record<string, unknown>>;
-}
-/** A notification the server's code sent for people (NOTICE `notification`). */
-interface Notification$1 {
-	readonly level: "info" | "success" | "warning" | "error";
-	readonly text: string;
-	readonly context: Readonly<Record<string, unknown>>;
-}
-/** How a connection ended (see {@link Pl3xusClient.lastClose}). */
-export interface CloseInfo {
-	/** The WebSocket close code (1006 when the link was let go without one). */
-	readonly code: number;
-	readonly reason: string;
-	/** True when this client let a silent v2 link go (nothing heard for 3 beacon intervals). */
-	readonly silent: boolean;
-}
-/** A NOTICE as it came: its kind and body. */
-export interface Notice {
-	readonly kind: string;
-	readonly body: Readonly<Record<string, unknown>>;
-}
-/** The state of a query's answer. */
-export type QueryState<R> = {
-	readonly status: "loading";
-	readonly value: R | undefined;
-	readonly error: null;
-} | {
-	readonly status: "ok";
-	readonly value: R;
-	readonly error: null;
-} | {
-	readonly status: "error";
-	readonly value: R | undefined;
-	readonly error: Pl3xusError;
-};
-/** A live query: its state as a signal, refetched when the server invalidates it. */
-export interface QueryHandle<R> {
-	readonly state: ReadonlySignal<QueryState<R>>;
-	/** Asks again now. */
-	refetch(): void;
-	/** Stops following it. */
-	close(): void;
-}
-/** Options of a command. */
-export interface CommandOptions {
-	/** Seconds to wait for the answer (the client's `commandTimeout` by default). */
-	readonly timeout?: number;
-}
-/**
- * A client of a pl3xus_rx server: typed signals of its components, commands as promises.
- * Make one with {@link connect}; it connects at once and keeps reconnecting until closed.
- */
-export declare class Pl3xusClient {
-	/** Where the server is: several URLs (gateways of one cluster) are tried in turn. */
-	readonly urls: readonly string[];
-	/** Where the connection stands. */
-	readonly state: ReadonlySignal<ConnectionState>;
-	/** The server's WELCOME on the current connection (null while there is none). */
-	readonly welcome: ReadonlySignal<Welcome | null>;
-	/** The latest problem: a refused frame, a schema mismatch, a message the server refused... */
-	readonly error: ReadonlySignal<Pl3xusError | null>;
-	/** The last notifications, oldest first (at most 100). */
-	readonly notifications: ReadonlySignal<readonly Notification$1[]>;
-	/** Seconds the data is old (v2 links; null on v1, or before the first frame). Updated 4 times a second. */
-	readonly age: ReadonlySignal<number | null>;
-	/** The server time the data is current as of (seconds since the epoch; v2 links). */
-	readonly asOf: ReadonlySignal<number | null>;
-	/** True while the data may not be current: not connected, not synced, or older than `staleAfter`. */
-	readonly stale: ReadonlySignal<boolean>;
-	/** Frames this client could not read, by kind (reported once per kind and connection). */
-	readonly badFrames: Map<string | number, number>;
-	/** How the last connection ended (null before one did), set as it ends. */
-	readonly lastClose: ReadonlySignal<CloseInfo | null>;
-	private readonly _state;
-	private readonly _welcome;
-	private readonly _error;
-	private readonly _notifications;
-	private readonly _age;
-	private readonly _asOf;
-	private readonly _tooOld;
-	private readonly _subCount;
-	private readonly _lastClose;
-	private readonly codec;
-	private readonly options;
-	private readonly clock;
-	private readonly freshness;
-	private readonly backoff;
-	private socket;
-	private urlIndex;
-	private attempt;
-	private closed;
-	private reconnectTimer;
-	private watchTimer;
-	private ackTimer;
-	private refreshTimer;
-	private drainScheduled;
-	private readonly wake;
-	private readonly inbox;
-	private nextReq;
-	private nextSub;
-	private readonly pending;
-	private readonly subs;
-	private readonly subsById;
-	private readonly views;
-	private fields;
-	private lastSeq;
-	private applied;
-	private acked;
-	private v2;
-	private reported;
-	private readonly queries;
-	private readonly messageListeners;
-	private readonly noticeListeners;
-	private readonly lastMessages;
-	private readonly openWaiters;
-	constructor(url: string | readonly string[], options?: ClientOptions);
-	/** Resolves once the client is connected and welcomed (rejects after `timeout` seconds). */
-	ready(timeout?: number): Promise<void>;
-	/** The URL in use (or tried next). */
-	get url(): string;
-	/** The connection id the server gave this client (null while not connected). */
-	get connectionId(): number | null;
-	/** Closes the connection for good; pending commands reject with {@link ClientClosed}. */
-	close(): void;
-	private open;
-	private detach;
-	private lost;
-	private scheduleReconnect;
-	private stopTimers;
-	private failPending;
-	private sendFrame;
-	private receive;
-	/** Applies every frame that arrived so far, in order, inside one batch. */
-	private drain;
-	private welcomed;
-	private checkSchema;
-	private onSync;
-	private observe;
-	private onFrame;
-	private handleNotice;
-	/** Reports a frame this client cannot read: once per kind and connection, then only counted. */
-	private bad;
-	private report;
-	private acknowledge;
-	private sendAck;
-	/** Every 250 ms while open: the age, stale by age, a dead link. */
-	private watch;
-	private planRefresh;
-	/** Hands the server a new credential for this connection (the same identity), without reconnecting. Resolves to seconds until it expires (null: never). */
-	refreshCredential(token?: string): Promise<number | null>;
-	/**
-	 * A view of one component type: every entity that has it (or one, with `entity`), as the
-	 * server's read rules let this client see. Views with the same arguments are shared; call
-	 * {@link release} when done with one.
-	 */
-	components<T>(type: ComponentRef<T>, options?: SubscribeOptions & {
-		readonly entity?: number;
-	}): View<T>;
-	/** One entity's value of a component type, as a signal (shares the type's view). */
-	entity<T>(type: ComponentRef<T>, entity: number): ReadonlySignal<T | undefined>;
-	/** Who holds control of an entity (its `EntityControl`), as a signal. */
-	controlledBy(entity: number): ReadonlySignal<EntityControl | undefined>;
-	/** Ends one use of a view; the subscription ends when its last user releases it. */
-	release(view: View<unknown>): void;
-	/** Asks the server for fresh snapshots of every subscription. */
-	resync(): void;
-	private subscribe;
-	private command;
-	/**
-	 * Writes a component's value on an entity. Resolves once the server applied it and this
-	 * client's views of that entity show it (read-your-writes); rejects with the reason otherwise.
-	 */
-	mutate<T>(type: ComponentRef<T>, entity: number, value: T, options?: CommandOptions): Promise<void>;
-	/** Sends a request (to an entity, for targeted types); resolves to the server's response. */
-	request<Q, R>(type: RequestType<Q, R> | string, payload: Q, options?: CommandOptions & {
-		readonly entity?: number;
-	}): Promise<R>;
-	/** Asks a query once; resolves to its answer. */
-	fetch<P, R>(type: QueryType<P, R> | string, params: P, options?: CommandOptions): Promise<R>;
-	/** A query's answer as a signal, asked again when the server invalidates it or the client reconnects. */
-	query<P, R>(type: QueryType<P, R> | string, params: P): QueryHandle<R>;
-	private runQuery;
-	/** Sends a one-way message (no answer; a refusal arrives on {@link error} as {@link MessageRejected}). Returns false when not connected. */
-	send<T>(type: OneWayType<T> | string, payload: T, options?: {
-		readonly entity?: number;
-	}): boolean;
-	/** Spawns an entity with the given components (under `parent`); resolves to its id. */
-	spawn(components: readonly (readonly [
-		ComponentRef<unknown>,
-		unknown
-	])[], options?: CommandOptions & {
-		readonly parent?: number;
-	}): Promise<number>;
-	/** Despawns an entity and its children. */
-	despawn(entity: number, options?: CommandOptions): Promise<void>;
-	/** Takes exclusive control of an entity (rejects with {@link Forbidden} if another holds it). */
-	takeControl(entity: number, options?: CommandOptions): Promise<void>;
-	/** Releases control of an entity. */
-	releaseControl(entity: number, options?: CommandOptions): Promise<void>;
-	/** Calls `listener` with each message of a type the server publishes; returns a function that stops it. */
-	onMessage<T>(type: MessageType<T> | string, listener: (value: T) => void): () => void;
-	/** The last message of a type the server published (asked at each connection, then followed). */
-	lastMessage<T>(type: MessageType<T> | string): ReadonlySignal<T | null>;
-	private fetchLast;
-	/** Calls `listener` with every NOTICE (control requested or released, notifications...); returns a function that stops it. */
-	onNotice(listener: (notice: Notice) => void): () => void;
-}
-/**
- * The WebSocket URL of the server that served the current page (`ws://host:port/`, or `wss://`
- * for an https page): what a page served by its own server connects to.
- */
-export declare function serverUrl(path?: string): string;
-/** Connects to a pl3xus_rx server (or the first of several that answers) and keeps the connection up until closed. */
-export declare function connect(url: string | readonly string[], options?: ClientOptions): Pl3xusClient;
-/** How frames are turned into WebSocket messages and back. */
-export interface Codec {
-	/** "msgpack" or "json". */
-	readonly encoding: "msgpack" | "json";
-	/** Subprotocol names offered at the handshake, newest first. */
-	readonly subprotocols: readonly string[];
-	encode(frame: readonly unknown[]): string | Uint8Array;
-	/** Decodes one message; throws on bytes or text that are not one document. */
-	decode(data: unknown): unknown;
-}
-/** The JSON encoding (text frames). */
-export declare class JsonCodec implements Codec {
-	readonly encoding: "json";
-	readonly subprotocols: readonly [
-		"pl3xus.json.v2",
-		"pl3xus.json.v1"
-	];
-	encode(frame: readonly unknown[]): string;
-	decode(data: unknown): unknown;
-}
-/** The msgpack encoding (binary frames). Integers up to 2^53 read back exactly. */
-export declare class MsgpackCodec implements Codec {
-	readonly encoding: "msgpack";
-	readonly subprotocols: readonly [
-		"pl3xus.msgpack.v2",
-		"pl3xus.msgpack.v1"
-	];
-	private readonly encoder;
-	private readonly decoder;
-	encode(frame: readonly unknown[]): Uint8Array;
-	decode(data: unknown): unknown;
-}
-/**
- * How old the client's data is (protocol v2, docs/protocol.md "Protocol v2"), without trusting
- * the two clocks to agree. No I/O: times are passed in, in seconds.
- *
- * Each SYNC and BEACON says `as_of` (server time the data is current as of) and `age` (how old
- * it already was when sent), so `as_of + age` is the server's clock at sending. The smallest
- * gap seen between that and this clock at receipt estimates the offset between the clocks
- * (frames that waited only show larger gaps); the data's age is then the server's estimated
- * time now minus `as_of`.
- */
-export declare class Freshness {
-	/** Seconds between beacons the server promised (null: a v1 link, no ages). */
-	interval: number | null;
-	private offset;
-	private asOf;
-	private heardAt;
-	/** A new connection (`interval` from its WELCOME; null on v1). */
-	connected(interval: number | null, now: number): void;
-	/** Anything arrived on the link. */
-	heard(now: number): void;
-	/** A SYNC or BEACON arrived at `now` saying `asOf` and `age`. */
-	observe(now: number, asOf: number, age: number): void;
-	/** The server time the data is current as of (null before the first v2 frame). */
-	get currentAsOf(): number | null;
-	/** Seconds the data is old now (null on a v1 link or before the first v2 frame). */
-	age(now: number): number | null;
-	/** Seconds of silence after which a v2 link counts as dead: 3 beacon intervals, at least 2 s. */
-	get deadAfter(): number | null;
-	/** True when a v2 link has been silent past {@link deadAfter}. */
-	dead(now: number): boolean;
-}
-/** Reconnect delays: exponential from `initial` to `max` seconds, with jitter. */
-export declare class Backoff {
-	readonly initial: number;
-	readonly max: number;
-	constructor(initial?: number, max?: number);
-	/** The delay before attempt `attempt` (1, 2, ...), in seconds; `random` in [0, 1). */
-	delay(attempt: number, random: number): number;
-}
 /** WebSocket subprotocol: msgpack, protocol version 2. */
 declare const MSGPACK_SUBPROTOCOL_V2 = "pl3xus.msgpack.v2";
 /** WebSocket subprotocol: JSON, protocol version 2. */
@@ -869,6 +407,471 @@ declare const CloseCode: {
 };
 /** A value of `CloseCode`. */
 type CloseCodeValue = (typeof CloseCode)[keyof typeof CloseCode];
+/** One change a frame made to a view. */
+export type Change<T> = {
+	readonly kind: "upserted";
+	readonly entity: number;
+	readonly value: T;
+	readonly previous: T | undefined;
+} | {
+	readonly kind: "removed";
+	readonly entity: number;
+	readonly previous: T;
+} | {
+	readonly kind: "despawned";
+	readonly entity: number;
+	readonly previous: T;
+};
+interface Group {
+	readonly sub: number;
+	readonly flags: number;
+	/** `[entity, values]` items, unchecked until decoded. */
+	readonly upserts: readonly unknown[];
+	readonly removals: readonly number[];
+	readonly despawns: readonly number[];
+}
+/** Options of a subscription (docs/protocol.md, SUBSCRIBE). */
+export interface SubscribeOptions {
+	/** This subscription's own cap on updates per second. */
+	readonly maxRateHz?: number;
+	/** Skip updates whose numeric fields all moved less than this. */
+	readonly deadband?: number;
+}
+/**
+ * One subscription's view of a component type: every entity it covers (or one), current
+ * value and changes. Read `value` (or `version`) inside a computed or an effect to follow it.
+ */
+export declare class View<T> {
+	/** The component's wire name. */
+	readonly type: string;
+	/** The one entity this view covers, or null for all of them. */
+	readonly entity: number | null;
+	/** The current values by entity. Mutated in place by the store: read it, never write it. */
+	readonly map: ReadonlyMap<number, T>;
+	/** Bumped once per frame that changed this view. */
+	readonly version: ReadonlySignal<number>;
+	/** True once the view holds a complete snapshot (again false while a resync is under way). */
+	readonly synced: ReadonlySignal<boolean>;
+	/** Why the server refused this subscription, if it did (the view then stays empty). */
+	readonly refused: ReadonlySignal<string | null>;
+	private readonly _version;
+	private readonly _synced;
+	private readonly _refused;
+	private readonly entitySignals;
+	private readonly listeners;
+	private fields;
+	private build;
+	/** Entities held when the snapshot began and not yet seen in it. */
+	private unseen;
+	private pending;
+	private dirty;
+	constructor(type: string, entity: number | null);
+	/** Every value by entity; reading it inside a computed or effect follows this view. */
+	get value(): ReadonlyMap<number, T>;
+	/** One entity's value as a signal (undefined while it has none). */
+	get(entity: number): ReadonlySignal<T | undefined>;
+	/** The entities whose value passes `test`, as a signal (recomputed when the view changes). */
+	where(test: (value: T, entity: number) => boolean): ReadonlySignal<ReadonlyMap<number, T>>;
+	/** Calls `listener` with each frame's changes to this view; returns a function that stops it. */
+	onChanges(listener: (changes: readonly Change<T>[]) => void): () => void;
+	/** @internal The field names of the type, in wire order (from the WELCOME). */
+	setFields(fields: readonly string[]): void;
+	/** @internal The server refused this subscription (null: asked again). */
+	refuse(reason: string | null): void;
+	/** @internal The connection was lost: the view keeps its values but is no longer synced. */
+	unsync(): void;
+	/** @internal Reads one upsert `[entity, values]` into `[entity, value]`, or throws naming
+	 * what is wrong. `base` is the value a field delta applies to (default: the view's; null:
+	 * none, as after a removal earlier in the same frame). */
+	decode(item: unknown, base?: T | null): T;
+	/** @internal Applies one checked group whose values `decoded` holds (same order as upserts). */
+	apply(group: Group, decoded: readonly T[]): void;
+	/** @internal Publishes what the frame changed: the version once, listeners once. */
+	flush(): void;
+	/** @internal Forgets every value (the subscription ended for good). */
+	clear(): void;
+	private drop;
+}
+/** The least a WebSocket must do for this client (the browser's `WebSocket` does). */
+export interface WebSocketLike {
+	binaryType: string;
+	readonly protocol: string;
+	readonly readyState: number;
+	send(data: string | Uint8Array): void;
+	close(code?: number, reason?: string): void;
+	onopen: ((event: unknown) => void) | null;
+	onmessage: ((event: {
+		data: unknown;
+	}) => void) | null;
+	onclose: ((event: {
+		code: number;
+		reason: string;
+		wasClean?: boolean;
+	}) => void) | null;
+	onerror: ((event: unknown) => void) | null;
+}
+/** Makes a WebSocket (the default: the global `WebSocket`). */
+export type WebSocketFactory = (url: string, protocols: string[]) => WebSocketLike;
+/** A credential, or something that gives one (asked at every connection and refresh). */
+export type TokenSource = string | (() => string | null | Promise<string | null>);
+/** Options of {@link connect}. */
+export interface ClientOptions {
+	/** The types this client uses, checked against the server's (the generated `schema`). */
+	readonly schema?: Schema;
+	/** "msgpack" (default: smaller, faster) or "json". */
+	readonly encoding?: "msgpack" | "json";
+	/** A token for the server's authenticator, sent as the `token` query parameter. */
+	readonly token?: TokenSource;
+	/** Default timeout of commands, in seconds (10). */
+	readonly commandTimeout?: number;
+	/** On a v2 link, mark the data stale when older than this many seconds (2; null: never by age). */
+	readonly staleAfter?: number | null;
+	/** Acknowledge applied frames on a v2 link, so a busy client gets the latest values (true). */
+	readonly acknowledge?: boolean;
+	/** Offer protocol v1 only (for servers or tests that want it). */
+	readonly protocolV1Only?: boolean;
+	/** Reconnect delays, in seconds: first and largest (0.25, 10). */
+	readonly backoff?: {
+		readonly initial?: number;
+		readonly max?: number;
+	};
+	/** Makes the WebSocket (tests, or environments without a global one). */
+	readonly webSocket?: WebSocketFactory;
+	/** The clock, in seconds (tests). */
+	readonly now?: () => number;
+}
+/** Where the connection stands. */
+export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";
+/** What the server's WELCOME said, as this client reads it. */
+export interface Welcome {
+	readonly version: number;
+	readonly connectionId: number;
+	readonly identity: {
+		readonly name: string;
+		readonly roles: readonly string[];
+		readonly anonymous: boolean;
+	};
+	/** `[type_id, name, hash, fields]` per synced component. */
+	readonly components: readonly (readonly [
+		number,
+		string,
+		string,
+		readonly string[]
+	])[];
+	/** `[name, hash, response_hash, targeted]` per request type. */
+	readonly requests: readonly (readonly [
+		string,
+		string,
+		string,
+		boolean
+	])[];
+	/** `[name, params_hash, response_hash]` per query type. */
+	readonly queries: readonly (readonly [
+		string,
+		string,
+		string
+	])[];
+	/** `[id, name, hash]` per message type the server publishes. */
+	readonly messages: readonly (readonly [
+		number,
+		string,
+		string
+	])[];
+	/** `[name, hash, targeted]` per one-way message type clients send. */
+	readonly oneWay: readonly (readonly [
+		string,
+		string,
+		boolean
+	])[];
+	/** The whole WELCOME body, for keys this client does not read. */
+	readonly raw: Readonly<Record<string, unknown>>;
+}
+/** A notification the server's code sent for people (NOTICE `notification`). */
+interface Notification$1 {
+	readonly level: NotificationLevelValue;
+	readonly text: string;
+	readonly context: Readonly<Record<string, unknown>>;
+}
+/** How a connection ended (see {@link Pl3xusClient.lastClose}). */
+export interface CloseInfo {
+	/** The WebSocket close code (1006 when the link was let go without one). */
+	readonly code: number;
+	readonly reason: string;
+	/** True when this client let a silent v2 link go (nothing heard for 3 beacon intervals). */
+	readonly silent: boolean;
+}
+/** A NOTICE as it came: its kind and body. */
+export interface Notice {
+	readonly kind: string;
+	readonly body: Readonly<Record<string, unknown>>;
+}
+/** The state of a query's answer. */
+export type QueryState<R> = {
+	readonly status: "loading";
+	readonly value: R | undefined;
+	readonly error: null;
+} | {
+	readonly status: "ok";
+	readonly value: R;
+	readonly error: null;
+} | {
+	readonly status: "error";
+	readonly value: R | undefined;
+	readonly error: Pl3xusError;
+};
+/** A live query: its state as a signal, refetched when the server invalidates it. */
+export interface QueryHandle<R> {
+	readonly state: ReadonlySignal<QueryState<R>>;
+	/** Asks again now. */
+	refetch(): void;
+	/** Stops following it. */
+	close(): void;
+}
+/** Options of a command. */
+export interface CommandOptions {
+	/** Seconds to wait for the answer (the client's `commandTimeout` by default). */
+	readonly timeout?: number;
+}
+/**
+ * A client of a pl3xus_rx server: typed signals of its components, commands as promises.
+ * Make one with {@link connect}; it connects at once and keeps reconnecting until closed.
+ */
+export declare class Pl3xusClient {
+	/** Where the server is: several URLs (gateways of one cluster) are tried in turn. */
+	readonly urls: readonly string[];
+	/** Where the connection stands. */
+	readonly state: ReadonlySignal<ConnectionState>;
+	/** The server's WELCOME on the current connection (null while there is none). */
+	readonly welcome: ReadonlySignal<Welcome | null>;
+	/** The latest problem: a refused frame, a schema mismatch, a message the server refused... */
+	readonly error: ReadonlySignal<Pl3xusError | null>;
+	/** The last notifications, oldest first (at most 100). */
+	readonly notifications: ReadonlySignal<readonly Notification$1[]>;
+	/** Seconds the data is old (v2 links; null on v1, or before the first frame). Updated 4 times a second. */
+	readonly age: ReadonlySignal<number | null>;
+	/** The server time the data is current as of (seconds since the epoch; v2 links). */
+	readonly asOf: ReadonlySignal<number | null>;
+	/** True while the data may not be current: not connected, not synced, or older than `staleAfter`. */
+	readonly stale: ReadonlySignal<boolean>;
+	/** Frames this client could not read, by kind (reported once per kind and connection). */
+	readonly badFrames: Map<string | number, number>;
+	/** How the last connection ended (null before one did), set as it ends. */
+	readonly lastClose: ReadonlySignal<CloseInfo | null>;
+	private readonly _state;
+	private readonly _welcome;
+	private readonly _error;
+	private readonly _notifications;
+	private readonly _age;
+	private readonly _asOf;
+	private readonly _tooOld;
+	private readonly _subCount;
+	private readonly _lastClose;
+	private readonly codec;
+	private readonly options;
+	private readonly clock;
+	private readonly freshness;
+	private readonly backoff;
+	private socket;
+	private urlIndex;
+	private attempt;
+	private closed;
+	private reconnectTimer;
+	private watchTimer;
+	private lastWatch;
+	private ackTimer;
+	private refreshTimer;
+	private drainScheduled;
+	private readonly wake;
+	private readonly inbox;
+	private nextReq;
+	private nextSub;
+	private readonly pending;
+	private readonly subs;
+	private readonly subsById;
+	private readonly views;
+	private fields;
+	private lastSeq;
+	private applied;
+	private acked;
+	private v2;
+	private reported;
+	private readonly queries;
+	private readonly messageListeners;
+	private readonly noticeListeners;
+	private readonly lastMessages;
+	private readonly openWaiters;
+	constructor(url: string | readonly string[], options?: ClientOptions);
+	/** Resolves once the client is connected and welcomed (rejects after `timeout` seconds). */
+	ready(timeout?: number): Promise<void>;
+	/** The URL in use (or tried next). */
+	get url(): string;
+	/** The connection id the server gave this client (null while not connected). */
+	get connectionId(): number | null;
+	/** Closes the connection for good; pending commands reject with {@link ClientClosed}. */
+	close(): void;
+	private open;
+	private detach;
+	private lost;
+	private scheduleReconnect;
+	/** Stops what belongs to one connection (the watch goes on: the data keeps aging). */
+	private stopTimers;
+	private failPending;
+	private sendFrame;
+	private receive;
+	/** Applies every frame that arrived so far, in order, inside one batch. */
+	private drain;
+	private welcomed;
+	private checkSchema;
+	private onSync;
+	private observe;
+	private onFrame;
+	private handleNotice;
+	/** Reports a frame this client cannot read: once per kind and connection, then only counted. */
+	private bad;
+	private report;
+	private acknowledge;
+	private sendAck;
+	/** Every 250 ms from the first welcome until closed: the age, stale by age, a dead link. */
+	private watch;
+	private planRefresh;
+	/** Hands the server a new credential for this connection (the same identity), without reconnecting. Resolves to seconds until it expires (null: never). */
+	refreshCredential(token?: string): Promise<number | null>;
+	/**
+	 * A view of one component type: every entity that has it (or one, with `entity`), as the
+	 * server's read rules let this client see. Views with the same arguments are shared; call
+	 * {@link release} when done with one.
+	 */
+	components<T>(type: ComponentRef<T>, options?: SubscribeOptions & {
+		readonly entity?: number;
+	}): View<T>;
+	/** One entity's value of a component type, as a signal (shares the type's view). */
+	entity<T>(type: ComponentRef<T>, entity: number): ReadonlySignal<T | undefined>;
+	/** Who holds control of an entity (its `EntityControl`), as a signal. */
+	controlledBy(entity: number): ReadonlySignal<EntityControl | undefined>;
+	/** Ends one use of a view; the subscription ends when its last user releases it. */
+	release(view: View<unknown>): void;
+	/** Asks the server for fresh snapshots of every subscription. */
+	resync(): void;
+	private subscribe;
+	private command;
+	/**
+	 * Writes a component's value on an entity. Resolves once the server applied it and this
+	 * client's views of that entity show it (read-your-writes); rejects with the reason otherwise.
+	 */
+	mutate<T>(type: ComponentRef<T>, entity: number, value: T, options?: CommandOptions): Promise<void>;
+	/** Sends a request (to an entity, for targeted types); resolves to the server's response. */
+	request<Q, R>(type: RequestType<Q, R> | string, payload: Q, options?: CommandOptions & {
+		readonly entity?: number;
+	}): Promise<R>;
+	/** Asks a query once; resolves to its answer. */
+	fetch<P, R>(type: QueryType<P, R> | string, params: P, options?: CommandOptions): Promise<R>;
+	/** A query's answer as a signal, asked again when the server invalidates it or the client reconnects. */
+	query<P, R>(type: QueryType<P, R> | string, params: P): QueryHandle<R>;
+	private runQuery;
+	/** Sends a one-way message (no answer; a refusal arrives on {@link error} as {@link MessageRejected}). Returns false when not connected. */
+	send<T>(type: OneWayType<T> | string, payload: T, options?: {
+		readonly entity?: number;
+	}): boolean;
+	/** Spawns an entity with the given components (under `parent`); resolves to its id. */
+	spawn(components: readonly (readonly [
+		ComponentRef<unknown>,
+		unknown
+	])[], options?: CommandOptions & {
+		readonly parent?: number;
+	}): Promise<number>;
+	/** Despawns an entity and its children. */
+	despawn(entity: number, options?: CommandOptions): Promise<void>;
+	/** Takes exclusive control of an entity (rejects with {@link Forbidden} if another holds it). */
+	takeControl(entity: number, options?: CommandOptions): Promise<void>;
+	/** Releases control of an entity. */
+	releaseControl(entity: number, options?: CommandOptions): Promise<void>;
+	/** Calls `listener` with each message of a type the server publishes; returns a function that stops it. */
+	onMessage<T>(type: MessageType<T> | string, listener: (value: T) => void): () => void;
+	/** The last message of a type the server published (asked at each connection, then followed). */
+	lastMessage<T>(type: MessageType<T> | string): ReadonlySignal<T | null>;
+	private fetchLast;
+	/** Calls `listener` with every NOTICE (control requested or released, notifications...); returns a function that stops it. */
+	onNotice(listener: (notice: Notice) => void): () => void;
+}
+/**
+ * The WebSocket URL of the server that served the current page (`ws://host:port/`, or `wss://`
+ * for an https page): what a page served by its own server connects to.
+ */
+export declare function serverUrl(path?: string): string;
+/** Connects to a pl3xus_rx server (or the first of several that answers) and keeps the connection up until closed. */
+export declare function connect(url: string | readonly string[], options?: ClientOptions): Pl3xusClient;
+/** How frames are turned into WebSocket messages and back. */
+export interface Codec {
+	/** "msgpack" or "json". */
+	readonly encoding: "msgpack" | "json";
+	/** Subprotocol names offered at the handshake, newest first. */
+	readonly subprotocols: readonly string[];
+	encode(frame: readonly unknown[]): string | Uint8Array;
+	/** Decodes one message; throws on bytes or text that are not one document. */
+	decode(data: unknown): unknown;
+}
+/** The JSON encoding (text frames). */
+export declare class JsonCodec implements Codec {
+	readonly encoding: "json";
+	readonly subprotocols: readonly [
+		"pl3xus.json.v2",
+		"pl3xus.json.v1"
+	];
+	encode(frame: readonly unknown[]): string;
+	decode(data: unknown): unknown;
+}
+/** The msgpack encoding (binary frames). Integers up to 2^53 read back exactly. */
+export declare class MsgpackCodec implements Codec {
+	readonly encoding: "msgpack";
+	readonly subprotocols: readonly [
+		"pl3xus.msgpack.v2",
+		"pl3xus.msgpack.v1"
+	];
+	private readonly encoder;
+	private readonly decoder;
+	encode(frame: readonly unknown[]): Uint8Array;
+	decode(data: unknown): unknown;
+}
+/**
+ * How old the client's data is (protocol v2, docs/protocol.md "Protocol v2"), without trusting
+ * the two clocks to agree. No I/O: times are passed in, in seconds.
+ *
+ * Each SYNC and BEACON says `as_of` (server time the data is current as of) and `age` (how old
+ * it already was when sent), so `as_of + age` is the server's clock at sending. The smallest
+ * gap seen between that and this clock at receipt estimates the offset between the clocks
+ * (frames that waited only show larger gaps); the data's age is then the server's estimated
+ * time now minus `as_of`.
+ */
+export declare class Freshness {
+	/** Seconds between beacons the server promised (null: a v1 link, no ages). */
+	interval: number | null;
+	private offset;
+	private asOf;
+	private heardAt;
+	private renewed;
+	/** A new connection (`interval` from its WELCOME; null on v1). */
+	connected(interval: number | null, now: number): void;
+	/** Anything arrived on the link. */
+	heard(now: number): void;
+	/** A SYNC or BEACON arrived at `now` saying `asOf` and `age`. */
+	observe(now: number, asOf: number, age: number): void;
+	/** The server time the data is current as of (null before the first v2 frame). */
+	get currentAsOf(): number | null;
+	/** Seconds the data is old now (null on a v1 link or before the first v2 frame). */
+	age(now: number): number | null;
+	/** Seconds of silence after which a v2 link counts as dead: 3 beacon intervals, at least 2 s. */
+	get deadAfter(): number | null;
+	/** True when a v2 link has been silent past {@link deadAfter}. */
+	dead(now: number): boolean;
+}
+/** Reconnect delays: exponential from `initial` to `max` seconds, with jitter. */
+export declare class Backoff {
+	readonly initial: number;
+	readonly max: number;
+	constructor(initial?: number, max?: number);
+	/** The delay before attempt `attempt` (1, 2, ...), in seconds; `random` in [0, 1). */
+	delay(attempt: number, random: number): number;
+}
 
 declare namespace protocol {
 	export { CloseCode, CloseCodeValue, ControlAction, ControlActionValue, ErrorCode, ErrorCodeValue, FrameKind, FrameKindValue, JSON_SUBPROTOCOL, JSON_SUBPROTOCOL_V2, LAST_MESSAGE_QUERY, MSGPACK_SUBPROTOCOL, MSGPACK_SUBPROTOCOL_V2, NoticeKind, NoticeKindValue, NotificationLevel, NotificationLevelValue, SUBPROTOCOLS, Status, StatusValue, SyncFlag, SyncFlagValue };
