@@ -19,6 +19,7 @@ DOCS = [
     "docs/security.md",
     "docs/scaling.md",
     "docs/persistence.md",
+    "docs/web.md",
     "README.md",
 ]
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)

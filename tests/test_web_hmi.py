@@ -6,6 +6,7 @@ restart of the server."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -351,3 +352,74 @@ async def test_the_hmi_in_chromium_across_a_server_restart() -> None:
                 await browser.close()
     finally:
         await stop_demo(proc)
+
+
+# ---------------------------------------------------------------------- docs/web.md's first page
+
+
+def first_page(directory: Path) -> None:
+    """docs/web.md's "A first page", written to ``directory`` with the demo's types."""
+    text = (ROOT / "docs" / "web.md").read_text()
+    section = text[text.index("## A first page") : text.index("## The API")]
+    html = re.findall(r"```html\n(.*?)```", section, re.S)
+    js = re.findall(r"```js\n(.*?)```", section, re.S)
+    assert len(html) == 1 and len(js) == 1
+    (directory / "index.html").write_text(html[0])
+    (directory / "app.js").write_text(js[0])
+    server = SyncServer()
+    register_cell(server)
+    types_js, types_dts = javascript_for(server, command=COMMAND)
+    (directory / "types.js").write_text(types_js)
+    (directory / "types.d.ts").write_text(types_dts)
+
+
+@pytest.mark.slow
+def test_the_docs_first_page_type_checks(tmp_path: Path) -> None:
+    if not TSC.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{TSC} is missing: CI installs it with `cd js && npm ci`")
+        pytest.skip("no TypeScript compiler: run `cd js && npm ci`")
+    first_page(tmp_path)
+    config = json.loads((HMI / "tsconfig.json").read_text())
+    client_types = ROOT / "src" / "pl3xus_rx" / "web" / "pl3xus.d.ts"
+    config["compilerOptions"]["paths"] = {"/pl3xus.js": [str(client_types)]}
+    config["include"] = ["app.js", "types.d.ts"]
+    (tmp_path / "tsconfig.json").write_text(json.dumps(config))
+    result = subprocess.run(
+        [str(TSC), "-p", str(tmp_path / "tsconfig.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_chromium
+@pytest.mark.slow
+@pytest.mark.asyncio
+@pytest.mark.timeout(120)
+async def test_the_docs_first_page_shows_the_robots_live(tmp_path: Path) -> None:
+    from playwright.async_api import async_playwright
+
+    from pl3xus_rx.demo import Pose, build_cell
+
+    first_page(tmp_path)
+    server = SyncServer()
+    cell = build_cell(server, sensors=2)
+    serve_directory(server.net, tmp_path)
+    problems: list[str] = []
+    async with server.serve("127.0.0.1", 0) as (host, port), async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = await browser.new_page()
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            await page.goto(f"http://{host}:{port}/app/")
+            await until(page, "#connection", lambda t: t == "live", 20)
+            await until(page, "#robots", lambda t: "robot 3: x 800.0 mm, y 0.0 mm" in t)
+            assert await page.locator("#robots li").count() == 3
+            server.world.insert(cell["robots"][0], Pose(x=12.5, y=-3, theta=0))
+            await until(page, "#robots li", lambda t: t == "robot 1: x 12.5 mm, y -3.0 mm")
+            assert problems == []
+        finally:
+            await browser.close()
