@@ -345,18 +345,11 @@ const connection = byId("connection");
 const ageText = byId("age");
 const who = byId("identity");
 const problem = byId("problem");
-// Seconds since the data was last known current: the client's `age` while connected, then
-// counted on here (the client stops updating `age` while the connection is down).
-let currentAt = performance.now();
+// how old the data is: the client's `age`, which keeps growing while the connection is down
 effect(() => {
   const age = client.age.value;
-  if (client.state.value === "open" && age !== null) currentAt = performance.now() - age * 1000;
+  ageText.textContent = client.stale.value && age !== null ? `data ${Math.round(age)} s old` : "";
 });
-function showAge() {
-  const seconds = (performance.now() - currentAt) / 1000;
-  ageText.textContent = client.stale.value ? `data ${Math.round(seconds)} s old` : "";
-}
-setInterval(showAge, 250);
 effect(() => {
   const state = client.state.value;
   const stale = client.stale.value;
@@ -364,7 +357,6 @@ effect(() => {
   document.body.classList.toggle("stale", !live);
   connection.classList.toggle("live", live);
   connection.textContent = live ? "live" : state === "open" ? "stale" : state === "closed" ? "closed" : "disconnected: reconnecting…";
-  showAge();
 });
 effect(() => {
   const welcome = client.welcome.value;
