@@ -275,6 +275,7 @@ export class Pl3xusClient {
   private nextSub = 1;
   private readonly pending = new Map<number, Pending>();
   private readonly subs = new Map<string, Sub>();
+  private readonly entityViews = new Map<string, View<unknown>>();
   private readonly subsById = new Map<number, Sub>();
   private readonly views = new Map<number, View<unknown>>();
   private fields = new Map<string, readonly string[]>();
@@ -820,10 +821,18 @@ export class Pl3xusClient {
     return sub.view as View<T>;
   }
 
-  /** One entity's value of a component type, as a signal (shares the type's view). */
+  /** One entity's value of a component type, as a signal (shares the type's view, kept while the client lives). */
   entity<T>(type: ComponentRef<T>, entity: number): ReadonlySignal<T | undefined> {
     checkEntity(entity);
-    return this.components(type).get(entity);
+    const name = nameOf(type);
+    let view = this.entityViews.get(name);
+    if (view === undefined) {
+      // (one use of the type's view for every entity signal, held while the client lives:
+      // calling this again, in an effect or a render, costs a lookup, never another use)
+      view = this.components(type) as View<unknown>;
+      this.entityViews.set(name, view);
+    }
+    return (view as View<T>).get(entity);
   }
 
   /** Who holds control of an entity (its `EntityControl`), as a signal. */
@@ -832,9 +841,9 @@ export class Pl3xusClient {
   }
 
   /** Ends one use of a view; the subscription ends when its last user releases it. */
-  release(view: View<unknown>): void {
+  release<T>(view: View<T>): void {
     for (const sub of this.subs.values()) {
-      if (sub.view !== view) continue;
+      if (sub.view !== (view as View<unknown>)) continue;
       sub.users -= 1;
       if (sub.users > 0) return;
       this.subs.delete(sub.key);

@@ -258,3 +258,19 @@ test("a v2 link that falls silent is dropped and reconnected; the age grows and 
   await until(() => sockets.all.length === 2, 2000);
   client.close();
 });
+
+test("entity() and controlledBy() share one subscription of the type, however often called", async () => {
+  const { client, sockets } = start();
+  await tick();
+  sockets.last.welcome();
+  await client.ready(1);
+  for (let i = 0; i < 50; i++) {
+    client.entity(Position, 1);
+    client.controlledBy(i);
+  }
+  const view = client.components(Position);
+  client.release(view); // (the explicit use ends; the entity signals' one stays)
+  assert.equal(sockets.last.sentOf(FrameKind.SUBSCRIBE).length, 2); // Position, EntityControl
+  assert.equal(sockets.last.sentOf(FrameKind.UNSUBSCRIBE).length, 0);
+  client.close();
+});

@@ -687,6 +687,7 @@ export declare class Pl3xusClient {
 	private nextSub;
 	private readonly pending;
 	private readonly subs;
+	private readonly entityViews;
 	private readonly subsById;
 	private readonly views;
 	private fields;
@@ -744,12 +745,12 @@ export declare class Pl3xusClient {
 	components<T>(type: ComponentRef<T>, options?: SubscribeOptions & {
 		readonly entity?: number;
 	}): View<T>;
-	/** One entity's value of a component type, as a signal (shares the type's view). */
+	/** One entity's value of a component type, as a signal (shares the type's view, kept while the client lives). */
 	entity<T>(type: ComponentRef<T>, entity: number): ReadonlySignal<T | undefined>;
 	/** Who holds control of an entity (its `EntityControl`), as a signal. */
 	controlledBy(entity: number): ReadonlySignal<EntityControl | undefined>;
 	/** Ends one use of a view; the subscription ends when its last user releases it. */
-	release(view: View<unknown>): void;
+	release<T>(view: View<T>): void;
 	/** Asks the server for fresh snapshots of every subscription. */
 	resync(): void;
 	private subscribe;
