@@ -80,9 +80,7 @@ class ClientAssets:
         immutable = request.path in self._immutable
         headers = {
             "Access-Control-Allow-Origin": "*",
-            "Cache-Control": (
-                "public, max-age=31536000, immutable" if immutable else "no-cache"
-            ),
+            "Cache-Control": ("public, max-age=31536000, immutable" if immutable else "no-cache"),
             "ETag": asset.etag,
             "Cross-Origin-Resource-Policy": "cross-origin",
         }
