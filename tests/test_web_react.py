@@ -304,3 +304,41 @@ async def test_every_hook_shows_live_data_in_a_react_app(
             assert lost == []
         finally:
             await browser.close()
+
+
+async def test_the_docs_react_example_type_checks(tmp_path: Path) -> None:
+    """docs/web.md's React example, against the demo's generated types and the shipped .d.ts
+    files, compiles under tsc --strict (a hook or model change that breaks it fails here)."""
+    from pl3xus_rx.demo import register_cell
+
+    if not (BIN / "tsc").exists():
+        pytest.fail("js/node_modules has no tsc: run `npm ci` in js/")
+    text = (ROOT / "docs" / "web.md").read_text()
+    section = text.split("## React", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```tsx\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "page.tsx").write_text(block)
+    server = SyncServer()
+    register_cell(server)
+    (tmp_path / "types.ts").write_text(typescript_for(server))
+    types = JS / "node_modules" / "@types"
+    config = {
+        "compilerOptions": {
+            "strict": True,
+            "noEmit": True,
+            "target": "ES2020",
+            "lib": ["ES2020", "DOM", "DOM.Iterable"],
+            "module": "ESNext",
+            "moduleResolution": "Bundler",
+            "jsx": "react-jsx",
+            "types": [],
+            "paths": {
+                "/pl3xus.js": [str(WEB / "pl3xus.d.ts")],
+                "/pl3xus-react.js": [str(WEB / "pl3xus-react.d.ts")],
+                "react": [str(types / "react" / "index.d.ts")],
+                "react/jsx-runtime": [str(types / "react" / "jsx-runtime.d.ts")],
+            },
+        },
+        "files": ["page.tsx", "types.ts"],
+    }
+    (tmp_path / "tsconfig.json").write_text(json.dumps(config))
+    await asyncio.to_thread(run, BIN / "tsc", "-p", tmp_path / "tsconfig.json", cwd=tmp_path)
