@@ -182,7 +182,8 @@ const LEVELS: ReadonlySet<string> = new Set(Object.values(NotificationLevel));
 const KNOWN_KINDS: ReadonlySet<number> = new Set(Object.values(FrameKind));
 const NOTIFICATIONS_KEPT = 100;
 
-function canonical(value: unknown): string {
+/** JSON text of a value with map keys sorted: equal for equal parameters, whatever their key order. */
+export function canonical(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
   if (value !== null && typeof value === "object") {
     const entries = Object.entries(value as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));

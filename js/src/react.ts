@@ -35,6 +35,7 @@ import {
 } from "react";
 import {
   ENTITY_CONTROL,
+  canonical,
   Pl3xusClient,
   nameOf,
   signal,
@@ -248,15 +249,6 @@ export function useRequest<Q, R>(client: Pl3xusClient, type: RequestType<Q, R> |
 }
 
 // ---------------------------------------------------------------------- queries
-
-function canonical(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
-  if (value !== null && typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value) ?? "null";
-}
 
 /**
  * A query's answer, asked again when the server invalidates it or the client reconnects.

@@ -632,6 +632,8 @@ export interface CommandOptions {
 	/** Seconds to wait for the answer (the client's `commandTimeout` by default). */
 	readonly timeout?: number;
 }
+/** JSON text of a value with map keys sorted: equal for equal parameters, whatever their key order. */
+export declare function canonical(value: unknown): string;
 /**
  * A client of a pl3xus_rx server: typed signals of its components, commands as promises.
  * Make one with {@link connect}; it connects at once and keeps reconnecting until closed.
