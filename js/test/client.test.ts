@@ -274,3 +274,18 @@ test("entity() and controlledBy() share one subscription of the type, however of
   assert.equal(sockets.last.sentOf(FrameKind.UNSUBSCRIBE).length, 0);
   client.close();
 });
+
+test("a token callable refreshes the credential in band before it expires", async () => {
+  let n = 0;
+  const { client, sockets } = start({ token: () => `t${++n}` });
+  await until(() => sockets.all.length === 1);
+  sockets.last.welcome({ refresh: true, expires_in: 0.2 });
+  await client.ready(1);
+  await until(() => sockets.last.sentOf(FrameKind.REFRESH).length === 1, 1000);
+  const [frame] = sockets.last.sentOf(FrameKind.REFRESH);
+  assert.equal(frame?.[2], "t2");
+  sockets.last.deliver([FrameKind.REPLY, frame?.[1], Status.OK, "", { expires_in: 60 }]);
+  await tick(20);
+  assert.equal(sockets.all.length, 1); // (no reconnect)
+  client.close();
+});
