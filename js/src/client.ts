@@ -178,6 +178,7 @@ interface CachedQuery {
 }
 
 const OPEN = 1;
+const MAX_TIMER_SECONDS = 2_000_000; // (under 2^31 - 1 ms: what setTimeout can wait)
 const LEVELS: ReadonlySet<string> = new Set(Object.values(NotificationLevel));
 const KNOWN_KINDS: ReadonlySet<number> = new Set(Object.values(FrameKind));
 const NOTIFICATIONS_KEPT = 100;
@@ -213,10 +214,18 @@ function checkEntity(entity: number): void {
   if (!Number.isInteger(entity) || entity < 0 || entity > MAX_ID) throw new TypeError(`an entity id is an integer from 0 to 2^53 - 1, not ${String(entity)}`);
 }
 
+/** A string from the server as it is; anything else described (never converted: a map with a
+ * `toString` of its own would throw). */
+function text(value: unknown): string {
+  if (typeof value === "string") return value;
+  if (value === null || value === undefined) return "";
+  return describe(value);
+}
+
 function fieldErrors(body: unknown): FieldError[] {
   const errors = isRecord(body) ? body["errors"] : undefined;
   if (!Array.isArray(errors)) return [];
-  return errors.filter(isRecord).map((e) => ({ loc: String(e["loc"] ?? ""), msg: String(e["msg"] ?? ""), type: String(e["type"] ?? "") }));
+  return errors.filter(isRecord).map((e) => ({ loc: text(e["loc"]), msg: text(e["msg"]), type: text(e["type"]) }));
 }
 
 /**
@@ -266,6 +275,7 @@ export class Pl3xusClient {
   private closed = false;
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private watchTimer: ReturnType<typeof setInterval> | null = null;
+  private welcomeTimer: ReturnType<typeof setTimeout> | null = null;
   private lastWatch = 0;
   private ackTimer: ReturnType<typeof setTimeout> | null = null;
   private refreshTimer: ReturnType<typeof setTimeout> | null = null;
@@ -409,6 +419,18 @@ export class Pl3xusClient {
     }
     socket.binaryType = "arraybuffer";
     this.socket = socket;
+    const limit = Math.max(2, this.options.commandTimeout ?? 10);
+    this.welcomeTimer = setTimeout(() => {
+      this.welcomeTimer = null;
+      if (this.socket !== socket || this._welcome.peek() !== null) return;
+      this.report(new Pl3xusError(`no WELCOME from ${this.url} within ${limit} s: trying again`));
+      try {
+        socket.close(1000, "no WELCOME");
+      } catch {
+        /* already closing */
+      }
+      this.lost(socket, 1006, "no WELCOME");
+    }, limit * 1000);
     socket.onmessage = (event) => this.receive(socket, event.data);
     socket.onclose = (event) => this.lost(socket, event.code, event.reason);
     socket.onerror = () => {
@@ -460,7 +482,8 @@ export class Pl3xusClient {
   private stopTimers(): void {
     if (this.ackTimer !== null) clearTimeout(this.ackTimer);
     if (this.refreshTimer !== null) clearTimeout(this.refreshTimer);
-    this.ackTimer = this.refreshTimer = null;
+    if (this.welcomeTimer !== null) clearTimeout(this.welcomeTimer);
+    this.ackTimer = this.refreshTimer = this.welcomeTimer = null;
     this.inbox.length = 0;
   }
 
@@ -519,7 +542,8 @@ export class Pl3xusClient {
     const touched = new Set<View<unknown>>();
     const after: (() => void)[] = [];
     let syncs = 0;
-    batch(() => {
+    try {
+      batch(() => {
       for (const frame of frames as unknown[][]) {
         const kind = frame[0] as number;
         try {
@@ -533,26 +557,81 @@ export class Pl3xusClient {
         }
       }
       for (const view of touched) view.flush();
-    });
-    for (const run of after) run(); // (command answers: after the values they depend on are shown)
+      });
+    } catch (error) {
+      // (an effect of the application threw while the frame's values were shown: its error,
+      // not the client's; answers and acknowledgements go on)
+      console.error("pl3xus-rx: an effect threw while a frame was applied", error);
+    }
+    for (const run of after) {
+      // (command answers: after the values they depend on are shown)
+      try {
+        run();
+      } catch (error) {
+        console.error("pl3xus-rx: a listener threw", error);
+      }
+    }
     if (syncs > 0) this.acknowledge(syncs);
   }
 
   private welcomed(frame: unknown[]): void {
+    if (this.welcomeTimer !== null) clearTimeout(this.welcomeTimer);
+    this.welcomeTimer = null;
+    try {
+      this.readWelcome(frame);
+    } catch (error) {
+      this.bad(FrameKind.WELCOME, new ProtocolError(`an unreadable WELCOME: ${String(error)}`, FrameKind.WELCOME));
+      const socket = this.socket;
+      if (socket !== null) {
+        try {
+          socket.close(1002, "unreadable WELCOME");
+        } catch {
+          /* already closing */
+        }
+        this.lost(socket, 1002, "unreadable WELCOME");
+      }
+    }
+  }
+
+  private readWelcome(frame: unknown[]): void {
     const body = frame[1];
     if (!isRecord(body) || !Number.isInteger(body["connection_id"]) || !Number.isInteger(body["version"])) {
       this.bad(FrameKind.WELCOME, new ProtocolError(`a WELCOME without version and connection_id: ${describe(body)}`, FrameKind.WELCOME));
       this.socket?.close(1002, "unreadable WELCOME");
       return;
     }
-    const list = (key: string): unknown[][] => (Array.isArray(body[key]) ? (body[key] as unknown[]).filter(Array.isArray) : []) as unknown[][];
+    const rows = (key: string, shape: readonly ("n" | "s" | "b" | "a")[]): unknown[][] => {
+      const raw = body[key];
+      if (!Array.isArray(raw)) return [];
+      const fits = (row: unknown): row is unknown[] =>
+        Array.isArray(row) &&
+        row.length >= shape.length &&
+        shape.every((t, i) => {
+          const v: unknown = row[i];
+          if (t === "n") return typeof v === "number";
+          if (t === "s") return typeof v === "string";
+          if (t === "b") return typeof v === "boolean";
+          return Array.isArray(v) && v.every((x) => typeof x === "string");
+        });
+      return raw.filter(fits);
+    };
+    const list = (key: string): unknown[][] => {
+      const shapes: Record<string, readonly ("n" | "s" | "b" | "a")[]> = {
+        components: ["n", "s", "s", "a"],
+        requests: ["s", "s", "s", "b"],
+        queries: ["s", "s", "s"],
+        messages: ["n", "s", "s"],
+        one_way: ["s", "s", "b"],
+      };
+      return rows(key, shapes[key] ?? []);
+    };
     const identity = isRecord(body["identity"]) ? body["identity"] : {};
     const welcome: Welcome = {
       version: body["version"] as number,
       connectionId: body["connection_id"] as number,
       identity: {
-        name: String(identity["name"] ?? "anonymous"),
-        roles: Array.isArray(identity["roles"]) ? identity["roles"].map(String) : [],
+        name: typeof identity["name"] === "string" ? identity["name"] : "anonymous",
+        roles: Array.isArray(identity["roles"]) ? identity["roles"].filter((r): r is string => typeof r === "string") : [],
         anonymous: identity["anonymous"] !== false,
       },
       components: list("components") as unknown as Welcome["components"],
@@ -562,9 +641,12 @@ export class Pl3xusClient {
       oneWay: list("one_way") as unknown as Welcome["oneWay"],
       raw: body,
     };
-    this.fields = new Map(welcome.components.map((row) => [String(row[1]), Array.isArray(row[3]) ? row[3].map(String) : []]));
+    this.fields = new Map(welcome.components.map((row) => [row[1], row[3]]));
     this.v2 = welcome.version >= 2;
-    const interval = typeof body["as_of_interval"] === "number" && this.v2 ? body["as_of_interval"] : null;
+    const given = body["as_of_interval"];
+    // (a beacon interval the client can live with: a server cannot switch off dead-link
+    // detection with Infinity or NaN, nor make every link dead with 0)
+    const interval = this.v2 && typeof given === "number" && Number.isFinite(given) ? Math.min(60, Math.max(0.05, given)) : this.v2 ? 0.5 : null;
     const now = this.clock();
     this.freshness.connected(interval, now);
     this.lastSeq = 0;
@@ -644,13 +726,18 @@ export class Pl3xusClient {
       case FrameKind.REPLY: {
         const [, reqId, status, message, body] = frame;
         if (!Number.isInteger(reqId) || typeof status !== "string") throw new ProtocolError(`REPLY ${describe(frame)} is not [REPLY, req_id, status, message, body]`, kind);
-        const pending = this.pending.get(reqId as number);
+        const id = reqId as number;
+        const pending = this.pending.get(id);
         if (pending === undefined) return; // (timed out already)
-        this.pending.delete(reqId as number);
-        clearTimeout(pending.timer);
         const map = isRecord(body) ? body : {};
-        if (status === Status.OK) after.push(() => pending.resolve(map));
-        else after.push(() => pending.reject(rejection(status, String(message ?? ""), fieldErrors(map))));
+        const error = status === Status.OK ? null : rejection(status, text(message), fieldErrors(map));
+        after.push(() => {
+          if (this.pending.get(id) !== pending) return; // (settled meanwhile: closed, lost)
+          this.pending.delete(id);
+          clearTimeout(pending.timer);
+          if (error === null) pending.resolve(map);
+          else pending.reject(error);
+        });
         return;
       }
       case FrameKind.BEACON: {
@@ -685,7 +772,7 @@ export class Pl3xusClient {
       case FrameKind.ERROR: {
         const body = frame[1];
         if (!isRecord(body)) throw new ProtocolError(`ERROR ${describe(frame)} has no body`, kind);
-        const error = new RemoteError(String(body["code"] ?? "error"), String(body["message"] ?? ""), body);
+        const error = new RemoteError(text(body["code"]) || "error", text(body["message"]), body);
         const refused = body["subscription"];
         const sub = typeof refused === "number" ? this.subsById.get(refused) : undefined;
         if (sub !== undefined && !sub.view.synced.peek()) sub.view.refuse(error.message);
@@ -704,7 +791,7 @@ export class Pl3xusClient {
       const level = body["level"];
       const n: Notification = {
         level: LEVELS.has(level as string) ? (level as NotificationLevelValue) : NotificationLevel.INFO,
-        text: String(body["text"] ?? ""),
+        text: text(body["text"]),
         context: isRecord(body["context"]) ? body["context"] : {},
       };
       const list = [...this._notifications.peek(), n];
@@ -712,7 +799,7 @@ export class Pl3xusClient {
     } else if (kind === NoticeKind.MESSAGE_REJECTED) {
       const entity = body["entity"];
       this.report(
-        new MessageRejected(String(body["type"] ?? "?"), typeof entity === "number" ? entity : null, String(body["status"] ?? "?"), String(body["reason"] ?? ""), fieldErrors(body)),
+        new MessageRejected(text(body["type"]) || "?", typeof entity === "number" ? entity : null, text(body["status"]) || "?", text(body["reason"]), fieldErrors(body)),
       );
     }
   }
@@ -776,10 +863,21 @@ export class Pl3xusClient {
 
   private planRefresh(expiresIn: number): void {
     const token = this.options.token;
-    if (typeof token !== "function") return;
+    if (typeof token !== "function" || !Number.isFinite(expiresIn) || expiresIn <= 0) return;
     if (this.refreshTimer !== null) clearTimeout(this.refreshTimer);
     const lead = Math.min(30, expiresIn * 0.2);
-    this.refreshTimer = setTimeout(() => void this.refreshCredential().catch((e: Error) => this.report(new Pl3xusError(`credential refresh failed: ${e.message}`))), Math.max(0, expiresIn - lead) * 1000);
+    // (at least 1 s apart, whatever the server says; and a timer cannot wait more than
+    // 2^31 - 1 ms: a longer wait would fire at once, so it waits in steps)
+    const wait = Math.max(1, expiresIn - lead);
+    const step = Math.min(wait, MAX_TIMER_SECONDS);
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = null;
+      if (step < wait) {
+        this.planRefresh(expiresIn - step);
+        return;
+      }
+      void this.refreshCredential().catch((e: Error) => this.report(new Pl3xusError(`credential refresh failed: ${e.message}`)));
+    }, step * 1000);
   }
 
   /** Hands the server a new credential for this connection (the same identity), without reconnecting. Resolves to seconds until it expires (null: never). */

@@ -6,12 +6,15 @@
  * it already was when sent), so `as_of + age` is the server's clock at sending. The smallest
  * gap seen between that and this clock at receipt estimates the offset between the clocks
  * (frames that waited only show larger gaps); the data's age is then the server's estimated
- * time now minus `as_of`.
+ * time now minus `as_of`. The smallest gap is taken over the last 15 s (three 5 s buckets), so
+ * a server clock stepped back is followed within 15 s; times that are not finite, a negative
+ * age or one over a day are not believed.
  */
 export class Freshness {
   /** Seconds between beacons the server promised (null: a v1 link, no ages). */
   interval: number | null = null;
   private offset: number | null = null; // local clock minus server clock, at best
+  private buckets: { start: number; min: number }[] = []; // the smallest gap per 5 s
   private asOf: number | null = null;
   private heardAt = 0;
   private renewed = false;
@@ -26,6 +29,16 @@ export class Freshness {
     if (interval === null) this.asOf = this.offset = null;
   }
 
+  private sample(now: number, gap: number): void {
+    const last = this.buckets[this.buckets.length - 1];
+    if (last !== undefined && now - last.start < BUCKET) last.min = Math.min(last.min, gap);
+    else this.buckets.push({ start: now, min: gap });
+    while (this.buckets.length > 0 && now - (this.buckets[0] as { start: number }).start > BUCKET * BUCKETS) this.buckets.shift();
+    let min = gap;
+    for (const b of this.buckets) min = Math.min(min, b.min);
+    this.offset = min;
+  }
+
   /** Anything arrived on the link. */
   heard(now: number): void {
     this.heardAt = now;
@@ -33,15 +46,14 @@ export class Freshness {
 
   /** A SYNC or BEACON arrived at `now` saying `asOf` and `age`. */
   observe(now: number, asOf: number, age: number): void {
+    if (!Number.isFinite(asOf) || !Number.isFinite(age) || age < 0 || age > MAX_AGE) return;
     const gap = now - (asOf + age);
     if (this.renewed) {
       this.renewed = false;
-      this.offset = gap;
-      this.asOf = asOf;
-      return;
+      this.buckets = [];
     }
-    if (this.offset === null || gap < this.offset) this.offset = gap;
-    if (this.asOf === null || asOf > this.asOf) this.asOf = asOf;
+    this.sample(now, gap);
+    this.asOf = asOf; // (the latest frame's: frames come in order)
   }
 
   /** The server time the data is current as of (null before the first v2 frame). */
@@ -66,6 +78,10 @@ export class Freshness {
     return limit !== null && now - this.heardAt > limit;
   }
 }
+
+const BUCKET = 5;
+const BUCKETS = 3;
+const MAX_AGE = 86_400;
 
 /** Reconnect delays: exponential from `initial` to `max` seconds, with jitter. */
 export class Backoff {

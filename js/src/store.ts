@@ -85,6 +85,15 @@ export function parseGroups(raw: unknown): Group[] {
  * the engine keeps one object shape per type: some 5 times faster than a loop over the names).
  */
 export function valueBuilder(fields: readonly string[]): (raw: readonly unknown[]) => Record<string, unknown> {
+  if (fields.includes("__proto__")) {
+    // (assigning "__proto__" would set the value's prototype: a field of that name, which no
+    // pydantic model has but a hostile server may announce, is defined as a plain property)
+    return (r) => {
+      const o: Record<string, unknown> = {};
+      fields.forEach((name, i) => setField(o, name, r[i]));
+      return o;
+    };
+  }
   const [a, b, c, d, e, f] = fields as string[];
   switch (fields.length) {
     case 0:
@@ -143,6 +152,12 @@ export function valueBuilder(fields: readonly string[]): (raw: readonly unknown[
         return o;
       };
   }
+}
+
+/** `o[name] = value`, as a plain own property even when `name` is `__proto__`. */
+function setField(o: Record<string, unknown>, name: string, value: unknown): void {
+  if (name === "__proto__") Object.defineProperty(o, name, { value, enumerable: true, writable: true, configurable: true });
+  else o[name] = value;
 }
 
 /** Options of a subscription (docs/protocol.md, SUBSCRIBE). */
@@ -278,7 +293,7 @@ export class View<T> {
       if (!Number.isInteger(index) || index < 0 || index >= fields.length) {
         throw new ProtocolError(`SYNC: a field delta of ${this.type} names field ${describe(key)} of ${fields.length}`, FrameKind.SYNC);
       }
-      out[fields[index] as string] = raw[key];
+      setField(out, fields[index] as string, raw[key]);
     }
     return out as T;
   }

@@ -289,3 +289,72 @@ test("a token callable refreshes the credential in band before it expires", asyn
   assert.equal(sockets.all.length, 1); // (no reconnect)
   client.close();
 });
+
+test("an effect or a listener of the application that throws stops neither answers nor ACKs", async () => {
+  const { client, sockets } = start();
+  await tick();
+  sockets.last.welcome();
+  await client.ready(1);
+  const s = sockets.last;
+  const view = client.components(Position);
+  const { effect } = await import("@preact/signals-core");
+  const quiet = console.error;
+  console.error = () => {};
+  const stop = effect(() => {
+    if (view.version.value > 0) throw new Error("the app's bug");
+  });
+  client.onNotice(() => {
+    throw new Error("the app's other bug");
+  });
+  try {
+    const answers = [client.fetch("Q", {}), client.fetch("Q", {})];
+    s.deliver([FrameKind.SYNC, 1, [[1, COMPLETE, [[1, [1, 2]]], [], []]], 1, 0]);
+    s.deliver([FrameKind.NOTICE, "notification", { level: "info", text: "x", context: {} }]);
+    s.deliver([FrameKind.REPLY, 1, Status.OK, "", { value: 1 }]);
+    s.deliver([FrameKind.REPLY, 2, Status.OK, "", { value: 2 }]);
+    assert.deepEqual(await Promise.all(answers), [1, 2]);
+    await tick(150);
+    assert.deepEqual(s.sentOf(FrameKind.ACK).at(-1), [FrameKind.ACK, 1]);
+  } finally {
+    stop();
+    console.error = quiet;
+    client.close();
+  }
+});
+
+test("a WELCOME the client cannot read, or none at all, moves on to the next URL", async () => {
+  const quiet = console.warn;
+  console.warn = () => {};
+  const { client, sockets } = start({ commandTimeout: 0.05 });
+  try {
+    await tick();
+    const weird = { toString: 1 };
+    sockets.last.deliver([FrameKind.WELCOME, { version: 2, connection_id: 1, identity: { name: weird, roles: [weird] }, components: [[0, weird, "h", ["x"]], [1, "P", "h", 5]] }]);
+    // (read without throwing: the odd rows are left out)
+    await client.ready(1);
+    assert.equal(client.welcome.value?.identity.name, "anonymous");
+    assert.equal(client.welcome.value?.components.length, 0);
+    sockets.last.drop(1006);
+    await until(() => sockets.all.length === 2);
+    // it was open, so the same URL first; that server accepts and never says a word: after
+    // the limit (2 s at least), the next URL
+    assert.equal(sockets.last.url, "ws://a.test/");
+    await until(() => sockets.all.length === 3, 4000);
+    assert.equal(sockets.last.url, "ws://b.test/");
+  } finally {
+    console.warn = quiet;
+    client.close();
+  }
+});
+
+test("a credential valid for months is refreshed once, not in a loop", async () => {
+  let asked = 0;
+  const { client, sockets } = start({ token: () => `t${++asked}` });
+  await until(() => sockets.all.length === 1);
+  sockets.last.welcome({ refresh: true, expires_in: 60 * 86_400 });
+  await client.ready(1);
+  await tick(100);
+  assert.equal(sockets.last.sentOf(FrameKind.REFRESH).length, 0);
+  assert.equal(asked, 1);
+  client.close();
+});

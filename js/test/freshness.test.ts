@@ -41,3 +41,22 @@ test("backoff grows to its cap, with jitter", () => {
   assert.equal(b.delay(3, 0.999999).toFixed(3), "1.000");
   assert.ok(b.delay(20, 0.5) <= 10);
 });
+
+test("a server clock stepped back is followed within 15 s; unbelievable times are ignored", () => {
+  const f = new Freshness();
+  f.connected(0.5, 0);
+  for (let t = 0; t <= 10; t += 0.5) f.observe(t, 1000 + t, 0);
+  assert.equal(f.age(10), 0);
+  // the server's clock steps back 60 s: its frames now say as_of 60 s lower
+  let age = 0;
+  for (let t = 10.5; t <= 30; t += 0.5) {
+    f.observe(t, 940 + t, 0);
+    age = f.age(t) ?? -1;
+  }
+  assert.equal(age, 0); // (followed: not 60 s old for good)
+  const before = f.age(30);
+  f.observe(30, Number.NaN, 0);
+  f.observe(30, 970, 1e9);
+  f.observe(30, 970, -5);
+  assert.equal(f.age(30), before);
+});

@@ -106,3 +106,16 @@ test("changes reach listeners once per frame, with the previous value", () => {
   apply(views, [[1, 0, [[1, [2, 2]]], [], [1]]]);
   assert.deepEqual(got, [[["upserted", 1]], [["upserted", 1], ["despawned", 1]]]);
 });
+
+test("a field named __proto__ is a plain property, never the value's prototype", () => {
+  const v = new View<Record<string, unknown>>("Evil", null);
+  v.setFields(["__proto__", "x"]);
+  const views = new Map([[1, v as View<unknown>]]);
+  apply(views, [[1, COMPLETE, [[1, [{ isAdmin: true }, 1]]], [], []]]);
+  const value = v.map.get(1) as Record<string, unknown>;
+  assert.equal(Object.getPrototypeOf(value), Object.prototype);
+  assert.equal((value as { isAdmin?: boolean }).isAdmin, undefined);
+  assert.deepEqual(Object.keys(value), ["__proto__", "x"]);
+  apply(views, [[1, 0, [[1, { "0": { isAdmin: true } }]], [], []]]);
+  assert.equal(Object.getPrototypeOf(v.map.get(1)), Object.prototype);
+});

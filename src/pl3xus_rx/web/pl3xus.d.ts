@@ -679,6 +679,7 @@ export declare class Pl3xusClient {
 	private closed;
 	private reconnectTimer;
 	private watchTimer;
+	private welcomeTimer;
 	private lastWatch;
 	private ackTimer;
 	private refreshTimer;
@@ -724,6 +725,7 @@ export declare class Pl3xusClient {
 	/** Applies every frame that arrived so far, in order, inside one batch. */
 	private drain;
 	private welcomed;
+	private readWelcome;
 	private checkSchema;
 	private onSync;
 	private observe;
@@ -843,17 +845,21 @@ export declare class MsgpackCodec implements Codec {
  * it already was when sent), so `as_of + age` is the server's clock at sending. The smallest
  * gap seen between that and this clock at receipt estimates the offset between the clocks
  * (frames that waited only show larger gaps); the data's age is then the server's estimated
- * time now minus `as_of`.
+ * time now minus `as_of`. The smallest gap is taken over the last 15 s (three 5 s buckets), so
+ * a server clock stepped back is followed within 15 s; times that are not finite, a negative
+ * age or one over a day are not believed.
  */
 export declare class Freshness {
 	/** Seconds between beacons the server promised (null: a v1 link, no ages). */
 	interval: number | null;
 	private offset;
+	private buckets;
 	private asOf;
 	private heardAt;
 	private renewed;
 	/** A new connection (`interval` from its WELCOME; null on v1). */
 	connected(interval: number | null, now: number): void;
+	private sample;
 	/** Anything arrived on the link. */
 	heard(now: number): void;
 	/** A SYNC or BEACON arrived at `now` saying `asOf` and `age`. */
