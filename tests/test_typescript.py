@@ -856,3 +856,22 @@ def test_a_javascript_page_is_checked_against_the_declarations(tmp_path: Path) -
     result = check()
     assert result.returncode != 0
     assert "app.js" in result.stdout and "Property 'x' does not exist" in result.stdout
+
+
+def test_a_schema_keyword_cannot_end_its_comment_and_inject_code() -> None:
+    from typing import Any as AnyType
+
+    from pydantic import Field as PydanticField
+
+    evil = '*/ }; globalThis.PWNED = 13; console.log("PWNED"); interface Z { //'
+
+    class Sneaky(BaseModel):
+        e: AnyType = PydanticField(None, json_schema_extra={evil: 1, "not": {"type": "x*/"}})
+
+    server = SyncServer()
+    server.sync_component(Sneaky)
+    text = typescript_for(server)
+    line = next(line for line in text.splitlines() if line.strip().startswith("e: "))
+    assert line.strip().startswith("e: unknown /* unsupported") and line.endswith("*/;")
+    assert line.count("*/") == 1  # (the comment ends where the generator ends it)
+    assert "x*/" not in text

@@ -326,7 +326,10 @@ def _literal(value: Any) -> str | None:
 
 def _unsupported(keyword: str) -> str:
     logger.warning("JSON Schema keyword %r has no TypeScript type: written as unknown", keyword)
-    return f"unknown /* unsupported JSON Schema keyword: {keyword} */"
+    # (the keyword comes from a model's schema, so from anywhere: only plain characters go
+    # into the comment, never a "*/" that would end it and let code follow)
+    safe = re.sub(r"[^A-Za-z0-9_$ .:#()\[\]-]", "?", keyword)[:60]
+    return f"unknown /* unsupported JSON Schema keyword: {safe} */"
 
 
 def _union(members: Iterable[str]) -> str:
