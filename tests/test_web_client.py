@@ -201,6 +201,15 @@ async def test_the_client_is_served_to_any_origin_and_cached_by_content() -> Non
             get, f"{base}/pl3xus.js", {"If-None-Match": etag}
         )
         assert status == 304 and again == b""
+        for header, expected in (
+            (f'"other", W/{etag}', 304),
+            ("*", 304),
+            (f'"x{etag.strip(chr(34))}y"', 200),  # (a tag that merely contains it)
+        ):
+            status, _, _ = await asyncio.to_thread(
+                get, f"{base}/pl3xus.js", {"If-None-Match": header}
+            )
+            assert status == expected, header
         hashed = ClientAssets().hashed_path()
         assert hashed is not None and etag.strip('"') in hashed
         status, headers, pinned = await asyncio.to_thread(get, f"{base}{hashed}")

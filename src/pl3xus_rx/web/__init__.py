@@ -84,6 +84,14 @@ class ClientAssets:
             "ETag": asset.etag,
             "Cross-Origin-Resource-Policy": "cross-origin",
         }
-        if asset.etag in (request.headers.get("if-none-match") or ""):
+        if _matches(request.headers.get("if-none-match"), asset.etag):
             return HttpResponse(304, b"", asset.content_type, headers)
         return HttpResponse(200, asset.body, asset.content_type, headers)
+
+
+def _matches(header: str | None, etag: str) -> bool:
+    """Whether an ``If-None-Match`` header names ``etag`` (a list, weak tags, or ``*``)."""
+    if not header:
+        return False
+    tags = [tag.strip().removeprefix("W/") for tag in header.split(",")]
+    return "*" in tags or etag in tags
