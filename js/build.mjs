@@ -86,7 +86,7 @@ for (const entry of entries) {
   } else {
     execFileSync(
       join(here, "node_modules", ".bin", "dts-bundle-generator"),
-      ["--silent", "--no-check", "--project", join(here, "tsconfig.json"),
+      ["--silent", "--no-check", "--export-referenced-types=false", "--project", join(here, "tsconfig.json"),
        "--external-inlines", "@preact/signals-core", "-o", join(out, `${entry.name}.d.ts`), join(here, entry.source)],
       { stdio: "inherit" },
     );
