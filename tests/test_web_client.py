@@ -177,8 +177,10 @@ async def test_the_browser_client_does_what_a_dashboard_needs(encoding: str) -> 
             await browser.close()
 
 
-def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, headers=headers or {})
+def get(
+    url: str, headers: dict[str, str] | None = None, method: str = "GET"
+) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers=headers or {}, method=method)
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:
             return answer.status, {k.lower(): v for k, v in answer.headers.items()}, answer.read()
@@ -216,3 +218,9 @@ async def test_the_client_is_served_to_any_origin_and_cached_by_content() -> Non
         assert pinned == body and "immutable" in headers["cache-control"]
         status, _, _ = await asyncio.to_thread(get, f"{base}/pl3xus.d.ts")
         assert status == 200
+        # HEAD: the headers alone; any other method: 405 (every route only reads)
+        status, headers, empty = await asyncio.to_thread(get, f"{base}/pl3xus.js", None, "HEAD")
+        assert status == 200 and empty == b"" and headers["content-length"] == str(len(body))
+        for method in ("PUT", "DELETE", "POST"):
+            status, headers, _ = await asyncio.to_thread(get, f"{base}/pl3xus.js", None, method)
+            assert status == 405 and headers["allow"] == "GET, HEAD", method

@@ -121,10 +121,12 @@ async def _pump(ws: Connection, handler: LinkHandler) -> None:
         handler.on_closed(code, reason)
 
 
-def _response(connection: ServerConnection, answer: HttpResponse) -> Response:
+def _response(
+    connection: ServerConnection, answer: HttpResponse, *, head: bool = False
+) -> Response:
     body = answer.body.encode() if isinstance(answer.body, str) else answer.body
     response = connection.respond(HTTPStatus(answer.status), "")
-    response.body = body
+    response.body = b"" if head else body
     headers = response.headers
     for name in ("Content-Length", "Content-Type", *answer.headers):
         if name in headers:
@@ -212,12 +214,20 @@ class WebSocketTransport:
             connection: ServerConnection, request: Request
         ) -> Response | None:
             http_request = _request(connection, request)
+            method = request.method
+            if method not in ("GET", "HEAD"):
+                # (every route here only reads: no other method means anything)
+                refused = HttpResponse(405, f"{method[:20]!r} is not served here; use GET\n")
+                answer = _response(connection, refused)
+                answer.headers["Allow"] = "GET, HEAD"
+                return answer
+            head = method == "HEAD"  # (the GET answer's headers, without its body)
             if http_request.path == HEALTH_PATH:
-                return _response(connection, hooks.health(http_request))
+                return _response(connection, hooks.health(http_request), head=head)
             if not http_request.upgrade:
                 page = await hooks.http(http_request)
                 if page is not None:
-                    return _response(connection, page)
+                    return _response(connection, page, head=head)
                 return None  # websockets answers 426 Upgrade Required
             for c in [c for c in handshaking if c.protocol.state is not State.CONNECTING]:
                 del handshaking[c]
