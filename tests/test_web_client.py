@@ -224,3 +224,11 @@ async def test_the_client_is_served_to_any_origin_and_cached_by_content() -> Non
         for method in ("PUT", "DELETE", "POST"):
             status, headers, _ = await asyncio.to_thread(get, f"{base}/pl3xus.js", None, method)
             assert status == 405 and headers["allow"] == "GET, HEAD", method
+
+
+async def test_a_wire_name_cannot_be_proto() -> None:
+    server = SyncServer()
+    with pytest.raises(ValueError, match="__proto__"):
+        server.sync_component_builder(Label).name("__proto__").build()
+    with pytest.raises(ValueError, match="__proto__"):
+        server.register_message(Alarm, "__proto__")

@@ -131,6 +131,10 @@ class TypeTable:
         wire_name = name if name is not None else model.__name__
         if not wire_name:
             raise ValueError("a wire name must not be empty")
+        if wire_name == "__proto__":
+            # (a browser client keys things by wire name; in a plain object this one is the
+            # object's prototype, not a key)
+            raise ValueError("'__proto__' cannot be a wire name: pass name=... with another")
         existing = self._by_name.get(wire_name)
         if existing is not None:
             if existing.model is model:
