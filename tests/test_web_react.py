@@ -317,6 +317,10 @@ async def test_the_docs_react_example_type_checks(tmp_path: Path) -> None:
     section = text.split("## React", 1)[1].split("\n## ", 1)[0]
     block = section.split("```tsx\n", 1)[1].split("```", 1)[0]
     (tmp_path / "page.tsx").write_text(block)
+    vendor = tmp_path / "vendor"  # (the shipped files, as the docs say to vendor them)
+    vendor.mkdir()
+    for name in ("pl3xus.d.ts", "pl3xus-react.d.ts"):
+        (vendor / name).write_bytes((WEB / name).read_bytes())
     server = SyncServer()
     register_cell(server)
     (tmp_path / "types.ts").write_text(typescript_for(server))
@@ -332,10 +336,9 @@ async def test_the_docs_react_example_type_checks(tmp_path: Path) -> None:
             "jsx": "react-jsx",
             "types": [],
             "paths": {
-                "/pl3xus.js": [str(WEB / "pl3xus.d.ts")],
-                "/pl3xus-react.js": [str(WEB / "pl3xus-react.d.ts")],
                 "react": [str(types / "react" / "index.d.ts")],
                 "react/jsx-runtime": [str(types / "react" / "jsx-runtime.d.ts")],
+                "react-dom/client": [str(types / "react-dom" / "client.d.ts")],
             },
         },
         "files": ["page.tsx", "types.ts"],
