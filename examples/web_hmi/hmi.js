@@ -88,6 +88,7 @@ function showRefusal(form, message, error) {
  * @param {() => Promise<unknown>} command
  */
 async function run(form, message, command) {
+  showRefusal(form, message, null); // (an older refusal goes: it is about an older action)
   try {
     await command();
     showRefusal(form, message, null);
