@@ -217,7 +217,7 @@ class WebSocketTransport:
             method = request.method
             if method not in ("GET", "HEAD"):
                 # (every route here only reads: no other method means anything)
-                refused = HttpResponse(405, f"{method[:20]!r} is not served here; use GET\n")
+                refused = HttpResponse(405, "this method is not served here; use GET\n")
                 answer = _response(connection, refused)
                 answer.headers["Allow"] = "GET, HEAD"
                 return answer
