@@ -17,6 +17,11 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
     [
         ("net_fanout.py", ["--clients", "2", "--total", "2000", "--repeat", "1"], "typed"),
         ("sync_fanout.py", ["--clients", "2", "--flushes", "10", "--repeat", "1"], "| 23.0 |"),
+        (
+            "flush_profile.py",
+            ["--clients", "2", "--seconds", "0.3", "--sampler", "itimer"],
+            "| **sum of the rows** |",
+        ),
         ("client_latency.py", ["--clients", "2", "--seconds", "0.3"], "items/s"),
         ("scaleout.py", ["--clients", "4", "--seconds", "0.5", "--runs", "1"], "added by the hop"),
         ("command_path.py", ["--reps", "2", "--quick", "--only-current"], "| mutate | 100 |"),
