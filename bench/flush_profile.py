@@ -367,7 +367,8 @@ def table(results: list[tuple[str, int, int, float, dict, float, int]]) -> str:
         f"{ENTITIES:,} entities, {PER_FLUSH:,} random `Position(x, y)` updates per tick from raw "
         "`(entity, x, y)` values (model built in the tick), every client subscribed to every "
         "Position. Server CPU **ms per flush** by where it went (sampled on CPU time, "
-        "`ITIMER_PROF`, 1 ms; GC from `gc.callbacks`).",
+        "`ITIMER_PROF`, asked for every 1 ms of CPU; the kernel may deliver them more "
+        "coarsely, every 4 ms here; GC from `gc.callbacks`).",
         "",
         "| where | counts per | " + " | ".join(head) + " |",
         "|---|---|" + "---:|" * len(head),
