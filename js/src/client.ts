@@ -8,7 +8,6 @@ import { batch, computed, signal, type ReadonlySignal, type Signal } from "@prea
 import { codecFor, type Codec } from "./codec.js";
 import type {
   ComponentRef,
-  ComponentType,
   EntityControl,
   MessageType,
   OneWayType,
@@ -182,6 +181,17 @@ const MAX_TIMER_SECONDS = 2_000_000; // (under 2^31 - 1 ms: what setTimeout can 
 const LEVELS: ReadonlySet<string> = new Set(Object.values(NotificationLevel));
 const KNOWN_KINDS: ReadonlySet<number> = new Set(Object.values(FrameKind));
 const NOTIFICATIONS_KEPT = 100;
+
+/** `url` with the credential as its `token` query parameter (null: `url` is not a URL). */
+function withToken(url: string, credential: string): string | null {
+  try {
+    const u = new URL(url);
+    u.searchParams.set("token", credential);
+    return u.toString();
+  } catch {
+    return null;
+  }
+}
 
 /** JSON text of a value with map keys sorted: equal for equal parameters, whatever their key order. */
 export function canonical(value: unknown): string {
@@ -388,7 +398,7 @@ export class Pl3xusClient {
 
   private async open(): Promise<void> {
     if (this.closed) return;
-    let url = this.url;
+    let url: string | null = this.url;
     const token = this.options.token;
     if (token !== undefined) {
       let credential: string | null;
@@ -400,16 +410,13 @@ export class Pl3xusClient {
         return;
       }
       if (this.closed) return;
-      if (credential !== null) {
-        const u = new URL(url);
-        u.searchParams.set("token", credential);
-        url = u.toString();
-      }
+      url = credential === null ? url : withToken(url, credential);
     }
     const v1 = this.codec.encoding === "json" ? JSON_SUBPROTOCOL : MSGPACK_SUBPROTOCOL;
     const protocols = this.options.protocolV1Only ? [v1] : [...this.codec.subprotocols];
     let socket: WebSocketLike;
     try {
+      if (url === null) throw new TypeError("not a URL");
       const make = this.options.webSocket ?? ((u: string, p: string[]) => new WebSocket(u, p) as unknown as WebSocketLike);
       socket = make(url, protocols);
     } catch (error) {

@@ -372,12 +372,11 @@ export class View<T> {
  */
 export function applyGroups(groups: readonly Group[], views: ReadonlyMap<number, View<unknown>>): View<unknown>[] {
   const plan: [View<unknown>, Group, unknown[]][] = [];
-  let shadow: Map<View<unknown>, Map<number, unknown>> | null = null; // (a view in several groups)
+  // (values decided by an earlier group of this frame: only a frame of several groups has any)
+  const shadow = groups.length > 1 ? new Map<View<unknown>, Map<number, unknown>>() : null;
   for (const group of groups) {
     const view = views.get(group.sub);
     if (view === undefined) continue; // (a subscription this client just ended)
-    const again = plan.some(([v]) => v === view);
-    if (again || groups.length > 1) shadow ??= new Map();
     let known: Map<number, unknown> | undefined;
     if (shadow !== null) {
       known = shadow.get(view);

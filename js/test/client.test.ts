@@ -358,3 +358,23 @@ test("a credential valid for months is refreshed once, not in a loop", async () 
   assert.equal(asked, 1);
   client.close();
 });
+
+test("a URL that is not one, with a token, is reported and retried, never an unhandled rejection", async () => {
+  const escaped: unknown[] = [];
+  const onError = (e: unknown): void => void escaped.push(e);
+  process.on("unhandledRejection", onError);
+  const quiet = console.warn;
+  console.warn = () => {};
+  const sockets = new Sockets();
+  const client = connect("not a url", { webSocket: sockets.factory, token: "t", backoff: { initial: 0.01, max: 0.02 } });
+  try {
+    await tick(50);
+    assert.deepEqual(escaped, []);
+    assert.equal(sockets.all.length, 0);
+    assert.match(client.error.value?.message ?? "", /cannot open not a url/);
+  } finally {
+    console.warn = quiet;
+    process.off("unhandledRejection", onError);
+    client.close();
+  }
+});
