@@ -10,12 +10,14 @@ origin (``Access-Control-Allow-Origin: *``), with the content's hash as ``ETag``
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
 from importlib import resources
 
 from .._http import HttpRequest, HttpResponse
+from .._static import CONTENT_TYPES
 
 __all__ = ["CLIENT_PATH", "ClientAssets"]
 
@@ -24,12 +26,7 @@ logger = logging.getLogger(__name__)
 CLIENT_PATH = "/pl3xus.js"
 """Where a server serves the browser client's core module."""
 
-_FILES = {
-    "pl3xus.js": "text/javascript; charset=utf-8",
-    "pl3xus-react.js": "text/javascript; charset=utf-8",
-    "pl3xus.d.ts": "application/typescript; charset=utf-8",
-    "pl3xus-react.d.ts": "application/typescript; charset=utf-8",
-}
+_FILES = ("pl3xus.js", "pl3xus-react.js", "pl3xus.d.ts", "pl3xus-react.d.ts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,29 +34,36 @@ class _Asset:
     body: bytes
     content_type: str
     etag: str
+    hashed: str  # its immutable path: /pl3xus.<hash>.js
+
+
+@functools.cache
+def _load() -> dict[str, _Asset]:
+    """The shipped files by plain path, read once per process (every server serves the same)."""
+    assets: dict[str, _Asset] = {}
+    folder = resources.files(__name__)
+    for name in _FILES:
+        try:
+            body = folder.joinpath(name).read_bytes()
+        except OSError:
+            if name == "pl3xus.js":
+                logger.warning("the browser client %s is missing from the package", name)
+            continue
+        digest = hashlib.sha256(body).hexdigest()[:16]
+        stem, _, ext = name.partition(".")
+        content_type = CONTENT_TYPES[".d.ts" if ext == "d.ts" else f".{ext}"]
+        assets[f"/{name}"] = _Asset(body, content_type, f'"{digest}"', f"/{stem}.{digest}.{ext}")
+    return assets
 
 
 class ClientAssets:
-    """The shipped client files, read once, answered by path."""
+    """The shipped client files, answered by path: each at its plain path and at its
+    immutable content-hashed one."""
 
     def __init__(self) -> None:
-        self._assets: dict[str, _Asset] = {}
-        self._immutable: set[str] = set()
-        folder = resources.files(__name__)
-        for name, content_type in _FILES.items():
-            try:
-                body = folder.joinpath(name).read_bytes()
-            except (FileNotFoundError, OSError):
-                if name == "pl3xus.js":
-                    logger.warning("the browser client %s is missing from the package", name)
-                continue
-            digest = hashlib.sha256(body).hexdigest()[:16]
-            asset = _Asset(body, content_type, f'"{digest}"')
-            self._assets[f"/{name}"] = asset
-            stem, _, ext = name.partition(".")
-            hashed = f"/{stem}.{digest}.{ext}"  # (immutable: the name is the content)
-            self._assets[hashed] = asset
-            self._immutable.add(hashed)
+        plain = _load()
+        self._assets: dict[str, _Asset] = {**plain, **{a.hashed: a for a in plain.values()}}
+        self._immutable = {a.hashed for a in plain.values()}
 
     @property
     def paths(self) -> list[str]:
@@ -69,10 +73,7 @@ class ClientAssets:
     def hashed_path(self, path: str = CLIENT_PATH) -> str | None:
         """The content-hashed path of ``path`` (``/pl3xus.<hash>.js``), or None if absent."""
         asset = self._assets.get(path)
-        if asset is None:
-            return None
-        stem, _, ext = path.partition(".")
-        return f"{stem}.{asset.etag.strip(chr(34))}.{ext}"
+        return None if asset is None else asset.hashed
 
     def serve(self, request: HttpRequest) -> HttpResponse:
         """The file at ``request.path``: 200, or 304 when the browser holds this content."""
