@@ -7,31 +7,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import os
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
+from browser import ARGS, CHROMIUM, loopback_only, needs_chromium
 from pydantic import BaseModel, Field
 
 from pl3xus_rx import NotFound, SyncServer, World
 from pl3xus_rx._http import HttpRequest, HttpResponse
 from pl3xus_rx.web import ClientAssets
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
-
-pytestmark = [
-    pytest.mark.asyncio,
-    pytest.mark.timeout(240),
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
-        reason="Debian's chromium is not installed (.ci/run installs it)",
-    ),
-]
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(240), needs_chromium]
 
 # a page as an application would write it: one module script importing the served client
 SCRIPT = 'import * as pl3xus from "/pl3xus.js"; window.pl3xus = pl3xus; window.ready = true;'
@@ -102,13 +91,6 @@ def app() -> tuple[SyncServer, dict[str, int]]:
     a = world.spawn(Place(x=1, y=2), Label(text="a"))
     b = world.spawn(Place(x=3, y=4), Label(text="b"))
     return server, {"a": a, "b": b}
-
-
-async def loopback_only(route: Any) -> None:
-    if urlsplit(route.request.url).hostname in ("127.0.0.1", "localhost"):
-        await route.continue_()
-    else:
-        await route.abort()
 
 
 async def until(page: Any, expression: str, seconds: float = 10) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import ARGS, CHROMIUM, needs_chromium
 from conftest import UNIT
 
 from pl3xus_rx import SyncServer
@@ -27,14 +28,7 @@ from pl3xus_rx.typescript import javascript_for
 ROOT = Path(__file__).resolve().parent.parent
 HMI = ROOT / "examples" / "web_hmi"
 TSC = ROOT / "js" / "node_modules" / ".bin" / "tsc"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 COMMAND = "pl3xus-rx typescript pl3xus_rx.demo:register_cell"
-
-needs_chromium = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
-    reason="Debian's chromium is not installed (.ci/run installs it)",
-)
 
 
 def test_the_committed_types_are_a_fresh_generation() -> None:

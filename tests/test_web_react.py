@@ -12,17 +12,15 @@ import os
 import subprocess
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
+from browser import ARGS, CHROMIUM, loopback_only, needs_chromium
 from pydantic import BaseModel, Field
 
 from pl3xus_rx import SyncServer, World
 from pl3xus_rx._http import HttpRequest, HttpResponse
 from pl3xus_rx.typescript import typescript_for
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 ROOT = Path(__file__).parent.parent
 JS = ROOT / "js"
 BIN = JS / "node_modules" / ".bin"
@@ -33,10 +31,7 @@ CI = bool(os.environ.get("CI"))
 pytestmark = [
     pytest.mark.asyncio,
     pytest.mark.timeout(240),
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM) and not CI,
-        reason="Debian's chromium is not installed (.ci/run installs it)",
-    ),
+    needs_chromium,
     pytest.mark.skipif(
         not (JS / "node_modules").is_dir() and not CI,
         reason="js/node_modules is absent (npm ci in js/ installs React and esbuild)",
@@ -202,13 +197,6 @@ def serve_app(server: SyncServer, bundles: dict[str, bytes]) -> None:
     server.net.add_route("/react", page)
     server.net.add_route("/t/react.js", script("react"))
     server.net.add_route("/t/app.js", script("app"))
-
-
-async def loopback_only(route: Any) -> None:
-    if urlsplit(route.request.url).hostname in ("127.0.0.1", "localhost"):
-        await route.continue_()
-    else:
-        await route.abort()
 
 
 async def until(test: Any, seconds: float = 10) -> None:
