@@ -1089,7 +1089,9 @@ class SyncServer:
         cap), then every reply still waiting, so no command applied goes unanswered."""
         send = self._to.send_data
         try:
-            self.engine.flush_into(max(self._clock(), self.engine.next_flush_allowed()), send)
+            self.engine.flush_into(
+                max(self._clock(), self.engine.next_flush_allowed()), send, self._stamp()
+            )
             self.engine.release_deferred(send)
         except Exception:
             logger.exception("the last flush failed")

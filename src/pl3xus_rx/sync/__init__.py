@@ -23,10 +23,11 @@ from ._registry import (
 )
 from ._settings import SyncSettings
 from ._subs import SubscriptionInfo
-from ._taps import FlushedChanges
+from ._taps import FlushedChanges, FlushHook
 
 __all__ = [
     "FlushedChanges",
+    "FlushHook",
     "Authorized",
     "MessageBuilder",
     "MessageRegistration",

@@ -11,8 +11,10 @@ of a SUBSCRIBE and the records (``_subs``), visibility views (``_views``), group
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -48,7 +50,7 @@ from ._size import Limit, max_encoded_size, size_check
 from ._subs import Client as _Client
 from ._subs import Subscription as _Sub
 from ._subs import SubscriptionInfo, View, check_subscribe
-from ._taps import FlushedChanges, Taps
+from ._taps import FlushedChanges, FlushHook, Taps
 from ._v2 import Windows
 from ._views import Views
 from ._wire import Group, send_frames
@@ -56,6 +58,8 @@ from ._wire import Group, send_frames
 __all__ = ["SyncEngine", "SyncStatistics"]
 
 _ACK = int(FrameKind.ACK)
+
+logger = logging.getLogger(__name__)
 
 
 C = TypeVar("C", bound=BaseModel)
@@ -156,6 +160,8 @@ class SyncEngine:
         # tapped types (flushed()): type id -> the subject its observers share
         self._taps = Taps(world, self._track, self._let_go)
         self._tapped = self._taps.by_type
+        # flush hooks (recorders, histories): type id -> the hooks of that type
+        self._hooks: dict[int, list[FlushHook]] = {}
         self._counters = {
             "flushes": 0,
             "frames": 0,
@@ -249,7 +255,7 @@ class SyncEngine:
         """Whether the changes of ``type_id`` are still wanted: it has subscribers, a tap,
         or control is watched through a view (every type's changes move an entity's
         visibility, and so its control's)."""
-        if type_id in self._subs_by_type or type_id in self._tapped:
+        if type_id in self._subs_by_type or type_id in self._tapped or type_id in self._hooks:
             return True
         return self._vis.watching_control()
 
@@ -442,6 +448,7 @@ class SyncEngine:
         # that nothing goes out that the identity may no longer see.
         urgent = self._urgent_views(now) if self._views else set()
         flushed: list[tuple[SafeSubject[FlushedChanges[Any]], FlushedChanges[Any]]] = []
+        hooked: set[FlushHook] = set()
 
         # 1. changes of every type whose own interval has elapsed. EntityControl goes last:
         # its visibility follows its entity's, which the other types' changes move.
@@ -515,6 +522,11 @@ class SyncEngine:
             tap = self._tapped.get(type_id)
             if tap is not None and pending:
                 flushed.append((tap, self._taps.batch(reg, pending)))
+            hooks = self._hooks.get(type_id)
+            if hooks is not None and pending:
+                for hook in hooks:
+                    self._call_hook(hook.changes, reg, pending)
+                    hooked.add(hook)
 
         # 2. rate-limited subscriptions that are due
         for sub in list(self._held_subs):
@@ -559,6 +571,10 @@ class SyncEngine:
         # that goes into the next flush).
         for tap, batch in flushed:
             tap.on_next(batch)
+        if hooked:
+            as_of = stamp[0] if stamp is not None else time.time()
+            for hook in hooked:
+                self._call_hook(hook.flushed, as_of)
         # Replies wait until the changes they caused have been sent (Meteor's "updated").
         self._replies.release(send, self._clients, self._pending)
 
@@ -750,6 +766,40 @@ class SyncEngine:
         client = self._clients.get(connection)
         self._replies.hold(connection, frame, reg, entity, client, self._forced_subs)
         self._wake()
+
+    # ------------------------------------------------------------------ hooks
+
+    def hook(self, hook: FlushHook, components: Iterable[type[BaseModel]]) -> Callable[[], None]:
+        """Call ``hook`` in every flush with the changes of ``components`` (synced types),
+        tracked from now on even while no client subscribes; returns what unhooks it.
+
+        Raises:
+            NotRegistered: one of ``components`` is not a synced component.
+        """
+        regs = [self.registry.get(model) for model in components]
+        for reg in regs:
+            hooks = self._hooks.setdefault(reg.type_id, [])
+            if hook not in hooks:
+                hooks.append(hook)
+            self._track(reg)
+
+        def unhook() -> None:
+            for reg in regs:
+                hooks = self._hooks.get(reg.type_id)
+                if hooks is not None and hook in hooks:
+                    hooks.remove(hook)
+                    if not hooks:
+                        del self._hooks[reg.type_id]
+                        self._let_go(reg.type_id)
+
+        return unhook
+
+    @staticmethod
+    def _call_hook(method: Callable[..., None], *args: Any) -> None:
+        try:
+            method(*args)
+        except Exception:
+            logger.exception("a flush hook failed (%s)", method)
 
     # ------------------------------------------------------------------ introspection
 

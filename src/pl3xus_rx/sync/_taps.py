@@ -20,7 +20,7 @@ from .._rx import SafeSubject
 from ..world import DESPAWNED, FINAL, UPSERTED, EntityId, World
 from ._registry import ComponentRegistration
 
-__all__ = ["FlushedChanges", "Taps"]
+__all__ = ["FlushHook", "FlushedChanges", "Taps"]
 
 C = TypeVar("C", bound=BaseModel)
 
@@ -44,6 +44,23 @@ class FlushedChanges(Generic[C]):
     upserts: Mapping[EntityId, C]
     removed: tuple[EntityId, ...]
     despawned: tuple[EntityId, ...]
+
+
+class FlushHook:
+    """Sees, inside each flush, the changes of the component types it was hooked on, as
+    the engine holds them (``entity -> change code``, the World's stored entries current),
+    before any model instance is built: what a recorder or a history needs without paying
+    for :class:`FlushedChanges`. Hooked with :meth:`SyncEngine.hook
+    <pl3xus_rx.sync.SyncEngine.hook>`; both methods run inside the flush and must be quick
+    and must not change the World. One that raises is logged and the flush goes on."""
+
+    def changes(self, reg: ComponentRegistration[Any], pending: Mapping[EntityId, int]) -> None:
+        """``reg``'s changes in this flush (``pending``: entity -> change code, read-only;
+        ``code & FINAL`` is ``UPSERTED``, ``REMOVED`` or ``DESPAWNED``)."""
+
+    def flushed(self, as_of: float) -> None:
+        """The flush that gave :meth:`changes` its changes is done; its data is current as
+        of ``as_of`` (wall-clock seconds, the time protocol-v2 frames carry)."""
 
 
 class Taps:
