@@ -34,6 +34,8 @@ also inherit the matching builtin, so ordinary ``except ValueError`` clauses kee
     │   ├── StateRestoreFailed (ValueError) a saved value does not fit its type any more
     │   ├── StateWriteFailed (OSError)     a save could not be written (disk full, read-only)
     │   └── StateConflict (RuntimeError)   a state call at the wrong time, or a gateway
+    ├── RecordingError                     a recording could not be written or read
+    │   └── RecordingUnreadable (ValueError) not a recording, or a newer format
     └── ProtocolError                      bad data arrived from the network
         ├── DecodeError                    bytes that are not a frame (undecodable, truncated)
         ├── FrameError                     a decodable frame of the wrong shape or kind
@@ -79,6 +81,8 @@ __all__ = [
     "Pl3xusError",
     "ProtocolError",
     "RateLimited",
+    "RecordingError",
+    "RecordingUnreadable",
     "RemoteError",
     "SchemaMismatch",
     "SequenceGap",
@@ -354,6 +358,25 @@ class StateConflict(StateError, RuntimeError):
     """A state call that cannot be made now: loading into a World that holds entities
     already, loading twice, a second server on the same state file, or a state file on a
     gateway (whose World is a replica of its authority's: only the authority persists)."""
+
+
+class RecordingError(Pl3xusError):
+    """A recording (``SyncServer(record=...)``, ``pl3xus-rx record``, ``pl3xus-rx replay``)
+    could not be written or read. The message names the file and what is wrong.
+
+    Attributes:
+        path: The recording file (empty when not known).
+    """
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class RecordingUnreadable(RecordingError, ValueError):
+    """Not a recording this version reads: another kind of file, written in a newer format,
+    or unreadable before its first keyframe. (A file cut short while it was written is
+    read up to its last whole record; that is not an error.)"""
 
 
 class ProtocolError(Pl3xusError):

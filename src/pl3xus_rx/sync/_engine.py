@@ -769,6 +769,11 @@ class SyncEngine:
 
     # ------------------------------------------------------------------ hooks
 
+    @property
+    def encoder(self) -> ItemEncoder:
+        """The item encoder (a flush hook that records reuses the items it made)."""
+        return self._encoder
+
     def hook(self, hook: FlushHook, components: Iterable[type[BaseModel]]) -> Callable[[], None]:
         """Call ``hook`` in every flush with the changes of ``components`` (synced types),
         tracked from now on even while no client subscribes; returns what unhooks it.

@@ -1,0 +1,243 @@
+"""A recording served as a read-only server: the same protocol, driven from the file.
+
+:class:`ReplayServer` drives a :class:`~pl3xus_rx.SyncServer`'s World from a recording,
+as a gateway's is driven from NATS, so DevTools, ``pl3xus-rx inspect``, dashboards and any
+client work unchanged. Clients play, pause, seek and set the speed with the built-in
+request ``pl3xus.replay``; every other command is refused ``forbidden``
+(``read-only replay``). Frames carry the recorded time as their ``as_of``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import mmap
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from ..exceptions import RecordingError
+from ..protocol import (
+    REPLAY_REQUEST,
+    FrameKind,
+    NoticeKind,
+    Recording,
+    ReplayControl,
+    ReplayState,
+    Status,
+    field_errors,
+    shown,
+)
+from ._replay import Replayer
+
+if TYPE_CHECKING:
+    from ..server import SyncServer
+
+__all__ = ["ReplayServer", "open_recording"]
+
+logger = logging.getLogger(__name__)
+
+_REPLY = int(FrameKind.REPLY)
+_REQUEST = int(FrameKind.REQUEST)
+_SEND = int(FrameKind.SEND)
+_NOTICE = int(FrameKind.NOTICE)
+READ_ONLY = "read-only replay"
+"""The reason every command but ``pl3xus.replay`` is refused with."""
+MIN_SPEED, MAX_SPEED = 0.01, 1000.0
+
+
+def open_recording(path: str | os.PathLike[str]) -> Recording:
+    """Open a recording file (mapped into memory, not read whole).
+
+    Raises:
+        RecordingUnreadable: not a recording, or a newer format.
+        RecordingError: the file cannot be opened.
+    """
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            data: Any = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+    except OSError as exc:
+        raise RecordingError(
+            f"cannot open the recording {name!r}: {exc.strerror or exc}", path=name
+        ) from None
+    return Recording(data, name)
+
+
+class ReplayServer:
+    """Serves ``recording`` through ``server`` (which has the recorded types registered
+    and should have nothing else changing its World).
+
+    Args:
+        server: The server to drive.
+        recording: What it serves.
+        speed: Recording seconds per real second.
+        start: The first instant shown (default: the recording's start).
+        playing: Whether it plays at once (else paused at ``start``).
+        loop: Start again from the beginning at the end (else pause there).
+        tick: Seconds between steps of play.
+        clock: Monotonic time.
+    """
+
+    def __init__(
+        self,
+        server: SyncServer,
+        recording: Recording,
+        *,
+        speed: float = 1.0,
+        start: float | None = None,
+        playing: bool = True,
+        loop: bool = False,
+        tick: float = 0.02,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.server = server
+        self.recording = recording
+        self.replayer = Replayer(recording, server.world, server.registry)
+        self.speed = _clamp_speed(speed)
+        self.playing = playing
+        self.loop = loop
+        self.tick = tick
+        self._clock = clock
+        self._last = clock()
+        self._task: asyncio.Task[None] | None = None
+        self.replayer.seek(self.replayer.start if start is None else start)
+        server.forward_commands(self._command)
+        server.as_of_source = lambda: (self.replayer.position, 0.0)
+        server.welcome_info["replay"] = {
+            "start": recording.start,
+            "end": recording.end,
+            "file": os.path.basename(recording.name),
+            "source": recording.header.source,
+        }
+
+    def state(self) -> ReplayState:
+        """Where the replay is now."""
+        replayer = self.replayer
+        return ReplayState(
+            position=replayer.position,
+            start=replayer.start,
+            end=replayer.end,
+            playing=self.playing,
+            speed=self.speed,
+        )
+
+    def control(self, command: ReplayControl) -> ReplayState:
+        """Play, pause, seek or set the speed (``status``: change nothing).
+
+        Raises:
+            ValueError: an unknown action, or one without its argument.
+        """
+        action = command.action
+        if action == "play":
+            if self.replayer.position >= self.replayer.end:
+                self.replayer.seek(self.replayer.start)
+            self.playing = True
+            self._last = self._clock()
+        elif action == "pause":
+            self.step()
+            self.playing = False
+        elif action == "seek":
+            if command.at is None:
+                raise ValueError("seek needs at (a recording time)")
+            self.replayer.seek(command.at)
+            self._last = self._clock()
+        elif action == "speed":
+            if command.speed is None:
+                raise ValueError("speed needs speed")
+            self.step()
+            self.speed = _clamp_speed(command.speed)
+        elif action != "status":
+            raise ValueError(
+                f"action {shown(action)} is not one of play, pause, seek, speed, status"
+            )
+        return self.state()
+
+    def step(self) -> None:
+        """Play forward by the real time since the last step (times the speed)."""
+        now = self._clock()
+        elapsed, self._last = now - self._last, now
+        if not self.playing:
+            return
+        replayer = self.replayer
+        replayer.advance(replayer.position + elapsed * self.speed)
+        if replayer.position >= replayer.end:
+            if self.loop:
+                replayer.seek(replayer.start)
+            else:
+                self.playing = False
+
+    async def run(self) -> None:
+        """Play until cancelled."""
+        while True:
+            await asyncio.sleep(self.tick)
+            try:
+                self.step()
+            except Exception:
+                logger.exception("replay step failed; paused")
+                self.playing = False
+
+    def start(self) -> None:
+        """Start playing in a task of the running loop."""
+        if self._task is None:
+            self._last = self._clock()
+            self._task = asyncio.get_running_loop().create_task(self.run())
+
+    async def stop(self) -> None:
+        """Stop the task."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # ------------------------------------------------------------------ commands
+
+    def _command(self, connection: int, frame: list[Any]) -> None:
+        if frame[0] == _SEND:
+            name = frame[1] if len(frame) > 1 else None
+            body = {
+                "type": name if isinstance(name, str) else "?",
+                "entity": frame[2] if len(frame) > 2 and type(frame[2]) is int else None,
+                "status": Status.FORBIDDEN.value,
+                "reason": READ_ONLY,
+            }
+            self.server.deliver(connection, [_NOTICE, NoticeKind.MESSAGE_REJECTED.value, body])
+            return
+        if len(frame) < 2 or type(frame[1]) is not int:
+            return  # (no request id to answer to)
+        req_id = frame[1]
+        if frame[0] == _REQUEST and len(frame) == 5 and frame[2] == REPLAY_REQUEST:
+            try:
+                state = self.control(ReplayControl.model_validate(frame[4]))
+            except ValidationError as exc:
+                self._answer(
+                    connection,
+                    req_id,
+                    Status.VALIDATION_ERROR,
+                    f"{REPLAY_REQUEST}: {exc.error_count()} invalid field(s)",
+                    {"errors": field_errors(exc)},
+                )
+                return
+            except ValueError as exc:
+                self._answer(connection, req_id, Status.VALIDATION_ERROR, str(exc), {})
+                return
+            self._answer(connection, req_id, Status.OK, "", {"value": state.model_dump()})
+            return
+        self._answer(connection, req_id, Status.FORBIDDEN, READ_ONLY, {})
+
+    def _answer(
+        self, connection: int, req_id: int, status: Status, message: str, body: dict[str, Any]
+    ) -> None:
+        self.server.deliver(connection, [_REPLY, req_id, status.value, message, body])
+
+
+def _clamp_speed(speed: float) -> float:
+    if speed != speed:  # NaN
+        return 1.0
+    return min(max(speed, MIN_SPEED), MAX_SPEED)
