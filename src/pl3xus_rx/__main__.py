@@ -383,6 +383,121 @@ def _app_setup(spec: str) -> Callable[[Any], Any]:
     return setup
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from .exceptions import RecordingError
+    from .recording import ReplayServer, open_recording
+
+    try:
+        recording = open_recording(args.file)
+    except RecordingError as exc:
+        print(f"pl3xus-rx replay: {exc}", file=sys.stderr)
+        return 2
+    spec = args.app or recording.header.app
+    if spec is None:
+        print(
+            f"pl3xus-rx replay: {args.file} does not say which app recorded it: give --app "
+            "MODULE:FUNCTION (what registers its types on a server)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        setup = _app_setup(str(spec))
+    except (ImportError, AttributeError) as exc:
+        print(f"pl3xus-rx replay: cannot load --app {spec!r}: {exc}", file=sys.stderr)
+        return 2
+    header = recording.header
+    if recording.torn:
+        print(
+            f"pl3xus-rx replay: {args.file}: its last {recording.torn} bytes are a record cut "
+            "short (the recorder stopped mid-write); replaying what is whole",
+            file=sys.stderr,
+        )
+
+    async def run() -> None:
+        import signal
+
+        from .net import NetworkSettings
+        from .server import SyncServer
+        from .sync import SyncSettings
+
+        server = SyncServer(NetworkSettings(), SyncSettings(max_update_rate_hz=args.rate))
+        setup(server)
+        replay = ReplayServer(
+            server,
+            recording,
+            speed=args.speed,
+            start=recording.start + args.start,
+            playing=not args.paused,
+            loop=args.loop,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with server.serve(args.host, args.port) as address:
+            span = recording.end - recording.start
+            print(
+                f"replaying {args.file} ({header.source} recording, {span:.1f} s, "
+                f"{len(recording)} records) on ws://{address[0]}:{address[1]}/\n"
+                f"DevTools: http://{address[0]}:{address[1]}/devtools\n"
+                f"control: pl3xus-rx replay-control ws://{address[0]}:{address[1]}/ "
+                "play | pause | seek SECONDS | speed X | status",
+                flush=True,
+            )
+            for name in replay.replayer.missing:
+                print(f"pl3xus-rx replay: {name} is not registered by {spec}: left out")
+            replay.start()
+            try:
+                await stop.wait()
+            finally:
+                await replay.stop()
+
+    return _run("replay", run, "pick another port with --port (0 picks a free one).")
+
+
+def _replay_control(args: argparse.Namespace) -> int:
+    from client_sync import ClientTypeRegistry, SyncProvider
+
+    from .exceptions import Pl3xusError
+    from .protocol import REPLAY_REQUEST, ReplayControl, ReplayState
+
+    registry = (
+        ClientTypeRegistry.builder()
+        .register_request(ReplayControl, ReplayState, name=REPLAY_REQUEST)
+        .build()
+    )
+
+    async def run() -> ReplayState:
+        async with SyncProvider(args.url, registry, token=args.token) as sync:
+            state: ReplayState = await sync.request(
+                ReplayControl(action="status"), timeout=args.timeout
+            )
+            if args.action != "status":
+                value = args.value
+                command = ReplayControl(action=args.action)
+                if args.action == "seek":
+                    if value is None:
+                        raise ValueError("seek needs SECONDS (from the recording's start)")
+                    command = ReplayControl(action="seek", at=state.start + value)
+                elif args.action == "speed":
+                    if value is None:
+                        raise ValueError("speed needs X (recording seconds per second)")
+                    command = ReplayControl(action="speed", speed=value)
+                state = await sync.request(command, timeout=args.timeout)
+            return state
+
+    try:
+        state = asyncio.run(run())
+    except (Pl3xusError, ValueError, OSError, TimeoutError) as exc:
+        print(f"pl3xus-rx replay-control: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"{'playing' if state.playing else 'paused'} at {state.position - state.start:.2f} s "
+        f"of {state.end - state.start:.2f} s, speed {state.speed:g}"
+    )
+    return 0
+
+
 def _gateway(args: argparse.Namespace) -> int:
     try:
         setup = _app_setup(str(args.app))
@@ -863,6 +978,13 @@ def main(argv: list[str] | None = None) -> int:
         ".png, read at startup) at /app/<name>, index.html at /app/: e.g. examples/web_hmi "
         "(docs/web.md)",
     )
+    demo.add_argument(
+        "--record",
+        default=None,
+        metavar="FILE",
+        help="record the session into FILE (a new numbered name if FILE exists); "
+        "pl3xus-rx replay FILE serves it again (docs/recording.md)",
+    )
     _name_option(demo, "with --nats, the cluster's name")
     _nats_options(demo)
     gw = sub.add_parser("gateway", help="serve clients from an authority's replica over NATS")
@@ -988,6 +1110,38 @@ def main(argv: list[str] | None = None) -> int:
         "its types in the .d.ts next to it (for pages without a build step)",
     )
     _log_options(ts, "warning")
+    rp = sub.add_parser("replay", help="serve a recording as a read-only server")
+    rp.add_argument(
+        "file",
+        metavar="FILE",
+        help="a recording (SyncServer(record=...), pl3xus-rx demo --record, pl3xus-rx record)",
+    )
+    rp.add_argument(
+        "--app",
+        default=None,
+        metavar="MODULE:FUNCTION",
+        help="what registers the recorded types on a server (default: what the recording "
+        "names, if it does)",
+    )
+    rp.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    rp.add_argument("--port", type=_port, default=8080, help="0 picks a free port")
+    rp.add_argument("--speed", type=_positive, default=1.0, help="recording seconds per second")
+    rp.add_argument(
+        "--start", type=float, default=0.0, help="seconds from the recording's start to begin at"
+    )
+    rp.add_argument("--paused", action="store_true", help="start paused")
+    rp.add_argument("--loop", action="store_true", help="start again at the end")
+    rp.add_argument("--rate", type=_positive, default=30.0, help="max flushes per second")
+    _log_options(rp, "warning")
+    rc = sub.add_parser("replay-control", help="play, pause, seek or speed a replay server")
+    rc.add_argument("url", help="the replay server, e.g. ws://127.0.0.1:8080/")
+    rc.add_argument("action", choices=["status", "play", "pause", "seek", "speed"])
+    rc.add_argument(
+        "value", nargs="?", type=float, default=None, help="seek: SECONDS from the start; speed: X"
+    )
+    rc.add_argument("--token", default=None, help="a bearer token, if the server asks for one")
+    rc.add_argument("--timeout", type=_positive, default=5.0, help="seconds to wait (default 5)")
+    _log_options(rc, "warning")
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.debug else _LEVELS[args.log_level]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -1040,6 +1194,7 @@ def main(argv: list[str] | None = None) -> int:
                 nats_options=security.nats,
                 state=args.state,
                 serve=args.serve,
+                record=args.record,
             )
 
         if args.nats is not None:
@@ -1063,6 +1218,10 @@ def main(argv: list[str] | None = None) -> int:
         print("demo stopped", flush=True)
     elif args.command == "gateway":
         return _gateway(args)
+    elif args.command == "replay":
+        return _replay(args)
+    elif args.command == "replay-control":
+        return _replay_control(args)
     elif args.command == "cluster":
         return _cluster(args)
     elif args.command == "state":

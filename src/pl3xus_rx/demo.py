@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 from .exceptions import Forbidden, InvalidValue, NotFound
 from .instruments import ActivityLog
 from .net import NetworkSettings
+from .recording import RecordSettings
 from .security import AuthenticationFailed, Authenticator, Identity, bearer_tokens
 from .server import SyncServer
 from .sync import Authorized, Denied, MutationContext, SyncSettings
@@ -53,6 +54,7 @@ __all__ = [
     "JogResult",
     "Joints",
     "Name",
+    "DEMO_APP",
     "SENSOR_UPDATES",
     "Pose",
     "RobotStatus",
@@ -207,6 +209,8 @@ class ProgramList(BaseModel):
     programs: list[ProgramRow]
 
 
+DEMO_APP = "pl3xus_rx.demo:register_cell"
+"""What registers the demo's types (``--app`` for ``pl3xus-rx gateway`` and ``replay``)."""
 SENSOR_UPDATES = 20_000.0
 """The demo's default budget of sensor readings per second, all sensors together (about a
 third of a core here). Each sensor picks 10, 20, 50 or 100 Hz; when that adds up to more than
@@ -643,6 +647,7 @@ async def run_demo(
     nats_options: NatsOptions | None = None,
     state: str | None = None,
     serve: str | None = None,
+    record: str | None = None,
 ) -> None:
     """Serve the demo cell until SIGINT / SIGTERM (then shut down gracefully).
 
@@ -670,6 +675,8 @@ async def run_demo(
             readings (sensors, joints) start afresh.
         serve: Also serve the page files of this folder (read now) at ``/app/<name>``,
             ``index.html`` at ``/app/`` (examples/web_hmi: docs/web.md).
+        record: Record the session into this file (docs/recording.md); ``pl3xus-rx replay
+            FILE`` serves it again.
 
     Raises:
         ValueError: the tokens do not fit together (see :func:`demo_security`), or
@@ -682,6 +689,7 @@ async def run_demo(
         SyncSettings(max_update_rate_hz=rate_hz),
         authenticate=authenticate,
         state=state,
+        record=None if record is None else RecordSettings(record, app=DEMO_APP),
     )
     server.authorizer = authorizer
     if serve is not None:

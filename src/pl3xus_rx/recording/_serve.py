@@ -107,6 +107,10 @@ class ReplayServer:
         self._last = clock()
         self._task: asyncio.Task[None] | None = None
         self.replayer.seek(self.replayer.start if start is None else start)
+        # (registered for the WELCOME's request table; the forwarding below answers it)
+        server.request(ReplayControl).name(REPLAY_REQUEST).returns(ReplayState).register(
+            lambda world, ctx, command: self.control(command)
+        )
         server.forward_commands(self._command)
         server.as_of_source = lambda: (self.replayer.position, 0.0)
         server.welcome_info["replay"] = {
