@@ -51,6 +51,7 @@ from pl3xus_rx.security import Identity
 from ._commands import MutationHandle, RequestHandle
 from ._credential import Credential, TokenSource, refresh_delay
 from ._freshness import Freshness
+from ._history import Histories
 from ._messages import Messages
 from ._queries import Queries, _Query
 from .registry import ClientTypeRegistry
@@ -106,6 +107,7 @@ ACK_DELAY = 0.1
 T = TypeVar("T", bound=BaseModel)
 
 EMPTY: Mapping[int, Any] = MappingProxyType({})
+EMPTY_NAMES: Mapping[str, Any] = MappingProxyType({})
 
 
 def _field_difference(model: type[BaseModel] | None, remote: list[str] | None) -> str | None:
@@ -155,7 +157,7 @@ class _Sub:
         )
 
 
-class SyncProvider(Queries, Messages):
+class SyncProvider(Queries, Messages, Histories):
     """A client of a :class:`pl3xus_rx.SyncServer`, with typed signals per component.
 
     Use it as an async context manager; entering connects (raising
@@ -279,6 +281,7 @@ class SyncProvider(Queries, Messages):
         self._queries: dict[tuple[str, str], _Query] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._one_way: set[str] = set()
+        self._kept_history: Mapping[str, Any] = EMPTY_NAMES
 
     # ------------------------------------------------------------------ life cycle
 
@@ -346,6 +349,8 @@ class SyncProvider(Queries, Messages):
         if self._check:
             self._check_schema(components, welcome.body)
         self._one_way = {row[0] for row in welcome.body.get("one_way") or []}
+        kept = welcome.body.get("history")
+        self._kept_history = MappingProxyType(dict(kept)) if isinstance(kept, dict) else EMPTY_NAMES
         self._cid = cid
         self.connection_id = welcome.connection_id
         self.identity = identity_in(welcome.body)

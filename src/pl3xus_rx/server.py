@@ -48,10 +48,13 @@ from .net import (
 from .net._events import ConnectionId
 from .protocol import (
     CLIENT_COMMAND_KINDS,
+    HISTORY_QUERY,
     LAST_MESSAGE_QUERY,
     CloseCode,
     EntityControl,
     FrameKind,
+    HistoryPart,
+    HistoryQuery,
     LastMessage,
     LastMessageQuery,
     NoticeKind,
@@ -82,6 +85,7 @@ from .sync import (
     SyncSettings,
 )
 from .sync._access import sees_entity
+from .sync._history import History
 from .sync._wire import encode_frame
 from .web import ClientAssets
 from .world import EntityId, World
@@ -201,6 +205,10 @@ class SyncServer:
         self._drained: asyncio.Event | None = None  # drain() under way (or done)
         self._moving_out = False  # drain() is closing every connection
         self._install_last_message()
+        self.history = History(self.world, self.registry, lambda: self.settings.history_bytes)
+        """The history the types built with ``.history(...)`` keep (its ``statistics()``)."""
+        self.registry.listeners.append(self._keep_history)
+        self._install_history()
         self.client_assets = ClientAssets()
         """The browser client's files (``/pl3xus.js``...; docs/web.md), served to any origin."""
         for path in self.client_assets.paths:
@@ -614,6 +622,9 @@ class SyncServer:
                 path=self._state.path,
             )
         self._forward = sink
+        self.history.paused = sink is not None  # (the authority keeps it and answers)
+        if sink is not None:
+            self.history.clear()
 
     def deliver(self, connection: int, frame: list[Any]) -> None:
         """Send ``frame`` to a client of this server: a REPLY waits for this server's next
@@ -778,6 +789,17 @@ class SyncServer:
             last_message
         )
 
+    def _keep_history(self, reg: ComponentRegistration[Any]) -> None:
+        if reg.history is not None:
+            self.history.keep(reg)
+            self.engine.hook(self.history, [reg.model])
+
+    def _install_history(self) -> None:
+        def history(world: World, ctx: MutationContext, query: HistoryQuery) -> HistoryPart:
+            return self.history.answer(query, ctx.identity)
+
+        self.query(HistoryQuery).name(HISTORY_QUERY).returns(HistoryPart).register(history)
+
     def _install_devtools(self) -> None:
         install_devtools(
             net=self.net,
@@ -801,8 +823,10 @@ class SyncServer:
                 "bytes": settings.ack_window_bytes,
                 "frames": settings.ack_window_frames,
             }
+        kept = self.history.welcome()
         return {
             **v2,
+            **({"history": kept} if kept else {}),
             "components": self.registry.wire_table(),
             **self.commands.wire_tables(),
             "identity": {

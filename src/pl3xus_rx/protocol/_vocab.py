@@ -12,7 +12,7 @@ import enum
 from enum import IntEnum, IntFlag, StrEnum
 from typing import Any, Final
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ..exceptions import (
     CommandRejected,
@@ -242,3 +242,53 @@ class LastMessage(BaseModel):
     """The answer: the last published message of that type (JSON form), or ``None``."""
 
     value: dict[str, Any] | None = None
+
+
+HISTORY_QUERY: Final = "pl3xus.history"
+"""The built-in query a client asks for the past of a type that keeps history."""
+
+
+class HistoryQuery(BaseModel):
+    """Parameters of ``pl3xus.history``.
+
+    Attributes:
+        type: The component type's wire name.
+        entity: One entity, or ``None`` for every entity of the type the identity sees.
+        field: One field (its values only), or ``None`` for every kept column.
+        seconds: How far back from the latest point (at most what the type keeps).
+        cursor: The previous part's ``cursor``, for the next part (``None``: the first).
+    """
+
+    type: str
+    entity: int | None = None
+    field: str | None = None
+    seconds: float = 600.0
+    cursor: list[float] | None = Field(default=None, max_length=4)
+
+
+class HistoryPart(BaseModel):
+    """One part of the answer to ``pl3xus.history``.
+
+    Attributes:
+        type: The component type's wire name.
+        fields: The value columns, in order (``whole``: the type's fields, and each value
+            is a wire field list in that order).
+        whole: Each value is a whole value (a wire field list).
+        since: The start of the range asked (the authority's flush time, seconds since
+            the epoch).
+        until: Its end: the latest flush kept when the first part was answered.
+        kept_since: The oldest point the server keeps of the type now (``None``: none).
+        cut_by_budget: The byte budget dropped points inside the range asked.
+        series: ``[entity, [t, ...], [value, ...] per column]`` per entity, by entity id.
+        cursor: Ask again with it for the next part; ``None``: this was the last one.
+    """
+
+    type: str
+    fields: list[str]
+    whole: bool = False
+    since: float
+    until: float
+    kept_since: float | None = None
+    cut_by_budget: bool = False
+    series: list[list[Any]] = Field(default_factory=list)
+    cursor: list[float] | None = None

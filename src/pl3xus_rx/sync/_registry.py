@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from types import UnionType
-from typing import Any, Generic, TypeVar, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -15,6 +15,9 @@ from ..protocol import EntityControl, TypeTable, check_component
 from ..security import Identity
 from ._access import control_visibility
 from ._policy import Visibility, VisibilityRule, default_entity_policy, identity_key
+
+if TYPE_CHECKING:
+    from ._history import HistorySpec
 
 __all__ = [
     "ComponentBuilder",
@@ -73,6 +76,8 @@ class ComponentRegistration(Generic[C]):
         read_only_reason: Said to a client whose mutation a read-only type refuses.
         persist: A server with a state file saves its values (``False``: live data that
             is not saved, such as sensor readings; never for ``EntityControl``).
+        history: What the server keeps of its past (``None``: nothing; see
+            :meth:`ComponentBuilder.history`).
     """
 
     model: type[C]
@@ -91,6 +96,7 @@ class ComponentRegistration(Generic[C]):
     visibility: Visibility | None = None
     read_only_reason: str | None = None
     persist: bool = True
+    history: HistorySpec | None = None
 
     @property
     def mutable(self) -> bool:
@@ -124,6 +130,7 @@ class ComponentRegistry:
         visibility: Visibility | None = None,
         read_only_reason: str | None = None,
         persist: bool = True,
+        history: HistorySpec | None = None,
     ) -> ComponentRegistration[C]:
         """Register ``model``; see :class:`ComponentBuilder` for the options.
 
@@ -145,6 +152,7 @@ class ComponentRegistry:
             # seen by those who see its entity, whatever the builder said
             visibility = control_visibility(self)
             persist = False  # who holds control is about live connections: never saved
+            history = None
         elif visibility is not None:
             visibility = dataclasses.replace(visibility, label=f"visible_to of {entry.name}")
         reg = ComponentRegistration(
@@ -164,6 +172,7 @@ class ComponentRegistry:
             visibility=visibility,
             read_only_reason=read_only_reason,
             persist=persist,
+            history=history,
         )
         self._regs[model] = reg
         self._by_id[reg.type_id] = reg
@@ -240,6 +249,7 @@ class ComponentBuilder(Generic[C]):
         self._visibility: Visibility | None = None
         self._read_only_reason: str | None = None
         self._persist = True
+        self._history: HistorySpec | None = None
 
     def name(self, name: str) -> ComponentBuilder[C]:
         """Sync under this wire name instead of the class name."""
@@ -319,6 +329,26 @@ class ComponentBuilder(Generic[C]):
         self._persist = bool(enabled)
         return self
 
+    def history(
+        self, seconds: float = 600.0, fields: tuple[str, ...] | list[str] | None = None
+    ) -> ComponentBuilder[C]:
+        """Keep the past of this type on the server: what each flush sent, for ``seconds``
+        (at most 30 days), of the numeric ``fields`` named (``None``: whole values).
+        Clients ask for it with ``sync.history(T, entity, field)`` (built-in query
+        ``pl3xus.history``); the welcome says which types keep it. Every type's history
+        together stays within ``SyncSettings.history_bytes`` (the oldest points go first).
+
+        Raises:
+            ValueError: ``seconds`` out of range, or a field the model lacks or that is
+                not numeric.
+        """
+        from ._history import history_spec
+
+        self._history = history_spec(
+            self._model, seconds, tuple(fields) if fields is not None else None
+        )
+        return self
+
     def build(self) -> ComponentRegistration[C]:
         """Register the component with the options chosen."""
         mutable = not self._read_only and (self._policy is not None or self._handler is not None)
@@ -335,6 +365,7 @@ class ComponentBuilder(Generic[C]):
             visibility=self._visibility,
             read_only_reason=self._read_only_reason,
             persist=self._persist,
+            history=self._history,
         )
         if self._on_build is not None:
             self._on_build(reg)
