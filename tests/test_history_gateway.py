@@ -14,8 +14,9 @@ from client_sync import ClientTypeRegistry, SyncProvider
 from pl3xus_rx import Identity, NotFound, SyncServer, SyncSettings, bearer_tokens
 
 pytest.importorskip("nats")
-from pl3xus_rx.scaleout import Authority, Gateway  # noqa: E402
-from test_scaleout import NatsServer, nats_server  # noqa: E402, F401
+from test_scaleout import NatsServer, nats_server  # noqa: F401  (the fixture)
+
+from pl3xus_rx.scaleout import Authority, Gateway
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60), pytest.mark.slow]
 
@@ -52,7 +53,7 @@ def make() -> SyncServer:
 
 
 async def test_history_through_a_gateway_equals_history_direct(
-    nats_server: NatsServer,
+    nats_server: NatsServer,  # noqa: F811
 ) -> None:
     authority_server = make()
     world = authority_server.world
@@ -74,9 +75,7 @@ async def test_history_through_a_gateway_equals_history_direct(
                 world.insert(robot, Speed(value=i))
                 world.insert(north, Line(site="north", rate=i))
                 await asyncio.sleep(0.02)
-            await wait_until(
-                lambda: authority_server.history.statistics().points >= 14, 5, "kept"
-            )
+            await wait_until(lambda: authority_server.history.statistics().points >= 14, 5, "kept")
             assert via.history_kept == direct.history_kept
             assert via.history_kept["Line"] == {"seconds": 60.0, "fields": None}
             for args in ((Speed, robot, "value"), (Line, north, None), (Line, north, "rate")):
