@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 import time
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from conftest import UNIT, wait_until
 from pydantic import BaseModel
 
-from client_sync import ClientTypeRegistry, SyncProvider
+from client_sync import ClientTypeRegistry, SyncProvider, connect
 from pl3xus_rx import InvalidValue, NotFound, SyncServer, SyncSettings
 from pl3xus_rx.protocol import HistoryPart, HistoryQuery
 from pl3xus_rx.security import ANONYMOUS, Identity, bearer_tokens
@@ -375,3 +376,36 @@ async def test_visibility_over_the_wire() -> None:
             assert [v for _, v in await ann.fetch_history(Position, a, "x")] == [1.0]
             with pytest.raises(NotFound):
                 await ann.fetch_history(Position, b, "x")
+
+
+def test_the_blocking_provider_fills_a_trend_from_its_thread() -> None:
+    srv = make_server()
+    ready, stop = threading.Event(), threading.Event()
+    holder: dict[str, Any] = {}
+
+    async def main() -> None:
+        e = srv.world.spawn(Reading(value=1))
+        async with srv.serve("127.0.0.1", 0) as (host, port):
+            await asyncio.sleep(0.02)
+            srv.world.insert(e, Reading(value=2))
+            holder.update(url=f"ws://{host}:{port}/", e=e, loop=asyncio.get_running_loop())
+            ready.set()
+            await asyncio.get_running_loop().run_in_executor(None, stop.wait)
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(10 * UNIT)
+        with connect(holder["url"], REGISTRY) as sync:
+            e = holder["e"]
+            trend = sync.history(Reading, e, "value")
+            sub = trend.subscribe(lambda _: None)  # (from this thread, not the loop's)
+            deadline = time.monotonic() + 5 * UNIT
+            while len(trend.get()) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert [v for _, v in trend.get()][:2] == [1.0, 2.0]
+            assert [v for _, v in sync.fetch_history(Reading, e, "value")] == [1.0, 2.0]
+            sub.dispose()
+    finally:
+        stop.set()
+        thread.join(10)

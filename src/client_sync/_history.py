@@ -192,18 +192,24 @@ class Histories(Commands):
             signal.set(bounded(past + later))
 
         def start() -> None:
-            early[0] = []
-            component = cast(Any, self).entity_component(model, entity)
-            live.append(component.subscribe(arrived))
-            if self._cid is not None:
-                task = asyncio.get_running_loop().create_task(fill())
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            def go() -> None:  # (on the provider's loop: a blocking caller's thread is not)
+                early[0] = []
+                component = cast(Any, self).entity_component(model, entity)
+                live.append(component.subscribe(arrived))
+                if self._cid is not None:
+                    task = asyncio.get_running_loop().create_task(fill())
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+
+            cast(Any, self)._call_on_loop(go)
 
         def stop() -> None:
-            while live:
-                live.pop().dispose()
-            early[0] = None
+            def go() -> None:
+                while live:
+                    live.pop().dispose()
+                early[0] = None
+
+            cast(Any, self)._call_on_loop(go)
 
         signal: WritableSignal[tuple[HistoryPoint, ...]] = WritableSignal(
             (), equals=operator.is_, on_first_subscribe=start, on_last_dispose=stop

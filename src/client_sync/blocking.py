@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from pl3xus_rx.protocol import Query, Request
 
+from ._history import HistoryPoint
 from .provider import Change, ConnectionStatus, RequestHandle, SyncProvider
 from .registry import ClientTypeRegistry
 from .signal import Signal
@@ -125,6 +126,36 @@ class BlockingSyncProvider:
     def component_changes(self, model: type[T]) -> reactivex.Observable[Change[T]]:
         """See :meth:`SyncProvider.component_changes`."""
         return self._provider.component_changes(model)
+
+    def history(
+        self,
+        model: type[T],
+        entity: int,
+        field: str | None = None,
+        *,
+        seconds: float = 600.0,
+        max_points: int = 20_000,
+    ) -> Signal[tuple[HistoryPoint, ...]]:
+        """See :meth:`SyncProvider.history` (it fills on the provider's thread)."""
+        return self._provider.history(model, entity, field, seconds=seconds, max_points=max_points)
+
+    def fetch_history(
+        self,
+        model: type[T],
+        entity: int,
+        field: str | None = None,
+        *,
+        seconds: float = 600.0,
+        timeout: float = 10.0,
+    ) -> tuple[HistoryPoint, ...]:
+        """See :meth:`SyncProvider.fetch_history`: every part, then the points."""
+        points: tuple[HistoryPoint, ...] = self.call(
+            lambda: self._provider.fetch_history(
+                model, entity, field, seconds=seconds, timeout=timeout
+            ),
+            timeout,
+        )
+        return points
 
     def wait_synced(self, timeout: float = 10.0) -> None:
         """Block until every live subscription's snapshot is complete; see

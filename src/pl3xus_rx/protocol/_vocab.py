@@ -277,7 +277,8 @@ class HistoryPart(BaseModel):
         since: The start of the range asked (the authority's flush time, seconds since
             the epoch).
         until: Its end: the latest flush kept when the first part was answered.
-        kept_since: The oldest point the server keeps of the type now (``None``: none).
+        kept_since: Since when the server keeps every point of the type (older ones
+            went for its ``seconds`` or for the budget; ``None``: it keeps none).
         cut_by_budget: The byte budget dropped points inside the range asked.
         series: ``[entity, [t, ...], [value, ...] per column]`` per entity, by entity id.
         cursor: Ask again with it for the next part; ``None``: this was the last one.
