@@ -68,6 +68,7 @@ from .protocol import (
     shown,
     to_wire,
 )
+from .recording._writer import RecordSettings, ServerRecorder
 from .security import ADMIN_ROLE, Authenticator, Identity
 from .state import Migration, StateLoaded, StateSaved, StateSettings, StateStatistics
 from .state._keeper import StateKeeper
@@ -134,6 +135,9 @@ class SyncServer:
             it), saved every ``state_settings.save_interval`` seconds while serving and
             once more at shutdown. Only an authority persists; a gateway refuses it.
         state_settings: How the state file is kept (:class:`~pl3xus_rx.state.StateSettings`).
+        record: Record everything the server syncs into this file while it serves, or as
+            :class:`~pl3xus_rx.recording.RecordSettings` say (docs/recording.md):
+            ``pl3xus-rx replay`` serves it again.
     """
 
     def __init__(
@@ -149,6 +153,7 @@ class SyncServer:
         metrics: bool = True,
         state: str | os.PathLike[str] | None = None,
         state_settings: StateSettings | None = None,
+        record: str | os.PathLike[str] | RecordSettings | None = None,
     ) -> None:
         self.world = World()
         """The single source of truth."""
@@ -177,6 +182,13 @@ class SyncServer:
         heard it by its own clock); protocol-v2 frames say it. ``None``: this server's own
         flush time."""
         self._stamp_failed = False
+        self.welcome_info: dict[str, Any] = {}
+        """Extra keys every WELCOME carries (a replay server's ``replay``)."""
+        self.recorder: ServerRecorder | None = None
+        """The recorder (``SyncServer(record=...)``), or ``None``."""
+        if record is not None:
+            settings = record if isinstance(record, RecordSettings) else RecordSettings(record)
+            self.recorder = ServerRecorder(self.engine, self.world, self.registry, settings)
         self._beacons = Beacons(
             self.engine, self.net, self._to.send_data, lambda: self._clock(), self._stamp
         )
@@ -834,6 +846,7 @@ class SyncServer:
                 "roles": sorted(identity.roles),
                 "anonymous": identity.anonymous,
             },
+            **self.welcome_info,
         }
 
     def _on_frame(self, connection: ConnectionId, binary: bool, frame: list[Any]) -> None:
@@ -1087,12 +1100,22 @@ class SyncServer:
         keeper = self._state
         if keeper is not None:
             await keeper.start()
+        recorder = self.recorder
         try:
             address = await self.net.listen(host, port, ssl=ssl)
         except BaseException:
             if keeper is not None:
                 await keeper.stop()
             raise
+        if recorder is not None:
+            try:
+                recorder.origin = f"{address[0]}:{address[1]}"
+                recorder.start()
+            except BaseException:
+                await self.net.close()
+                if keeper is not None:
+                    await keeper.stop()
+                raise
         try:
             yield address
         finally:
@@ -1104,6 +1127,8 @@ class SyncServer:
                 self._control_timer = None
             self._beacons.stop()
             self._last_flush()
+            if recorder is not None:
+                recorder.stop()
             await self.net.close()
             if keeper is not None:
                 await keeper.stop()  # (after the close: no command changes the World now)

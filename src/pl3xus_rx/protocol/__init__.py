@@ -55,6 +55,17 @@ from ._frames import (
     validate_message,
     welcome_frame,
 )
+from ._recording import (
+    RECORDING_MAGIC,
+    RECORDING_VERSION,
+    RecordedState,
+    RecordedType,
+    Recording,
+    RecordingHeader,
+    RecordKind,
+    encode_record,
+    recording_prefix,
+)
 from ._subscriptions import (
     AckFrame,
     ResyncFrame,
@@ -70,6 +81,7 @@ from ._vocab import (
     FIRST_EXTENSION_KIND,
     HISTORY_QUERY,
     LAST_MESSAGE_QUERY,
+    REPLAY_REQUEST,
     ChangeKind,
     CloseCode,
     ControlAction,
@@ -82,12 +94,26 @@ from ._vocab import (
     LastMessageQuery,
     NoticeKind,
     NotificationLevel,
+    ReplayControl,
+    ReplayState,
     Status,
     SyncFlag,
     rejection_for,
 )
 
 __all__ = [
+    "RECORDING_MAGIC",
+    "RECORDING_VERSION",
+    "REPLAY_REQUEST",
+    "RecordKind",
+    "RecordedState",
+    "RecordedType",
+    "Recording",
+    "RecordingHeader",
+    "ReplayControl",
+    "ReplayState",
+    "encode_record",
+    "recording_prefix",
     "sent_name",
     "REQ_ID_MAX",
     "REQ_ID_MIN",

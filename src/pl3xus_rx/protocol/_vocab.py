@@ -232,6 +232,33 @@ LAST_MESSAGE_QUERY: Final = "pl3xus.last_message"
 """The built-in query a client asks for the last message of a type the server published."""
 
 
+REPLAY_REQUEST: Final = "pl3xus.replay"
+"""The built-in request a client of a replay server (``pl3xus-rx replay``) plays, pauses,
+seeks and sets the speed with (:class:`ReplayControl`, answered with :class:`ReplayState`);
+only a replay server answers it, and its WELCOME has a ``replay`` key."""
+
+
+class ReplayControl(BaseModel):
+    """Parameters of ``pl3xus.replay``: ``action`` is ``play``, ``pause``, ``seek`` (to
+    ``at``, recording time), ``speed`` (to ``speed``, 0.01 to 1000) or ``status``."""
+
+    action: str
+    at: float | None = None
+    speed: float | None = None
+
+
+class ReplayState(BaseModel):
+    """Where a replay is: the instant shown (``position``), the recording's ``start`` and
+    ``end`` (recording time: the authority's wall-clock seconds), whether it is playing and
+    at what speed."""
+
+    position: float
+    start: float
+    end: float
+    playing: bool
+    speed: float
+
+
 class LastMessageQuery(BaseModel):
     """Parameters of ``pl3xus.last_message``: the message type's wire name."""
 
