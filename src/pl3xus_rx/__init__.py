@@ -31,6 +31,8 @@ from .exceptions import (
     Pl3xusError,
     ProtocolError,
     RateLimited,
+    RecordingError,
+    RecordingUnreadable,
     RemoteError,
     SchemaMismatch,
     SequenceGap,
@@ -66,6 +68,7 @@ if TYPE_CHECKING:
         NetworkStatistics,
     )
     from .protocol import Query, Request
+    from .recording import RecordSettings
     from .security import ANONYMOUS, Identity, bearer_tokens, jwt_verifier
     from .server import SyncServer
     from .state import StateLoaded, StateSaved, StateSettings, StateStatistics
@@ -93,6 +96,7 @@ _LAZY: dict[str, str] = {
         "net",
     ),
     "SyncServer": "server",
+    "RecordSettings": "recording",
     **dict.fromkeys(("StateLoaded", "StateSaved", "StateSettings", "StateStatistics"), "state"),
     "Query": "protocol",
     "Request": "protocol",
@@ -168,6 +172,9 @@ __all__ = [
     "Pl3xusError",
     "ProtocolError",
     "RateLimited",
+    "RecordSettings",
+    "RecordingError",
+    "RecordingUnreadable",
     "RemoteError",
     "SchemaMismatch",
     "SettingsError",
