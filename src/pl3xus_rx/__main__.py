@@ -498,6 +498,54 @@ def _replay_control(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record(args: argparse.Namespace) -> int:
+    import signal
+
+    from client_sync.recorder import ClientRecorder
+
+    from .exceptions import ConnectFailed, RecordingError
+
+    try:
+        recorder = ClientRecorder(
+            args.url,
+            args.output,
+            token=args.token,
+            types=args.types,
+            keyframe_seconds=args.keyframe_seconds,
+            rotate_bytes=args.rotate_bytes,
+            rotate_seconds=args.rotate_seconds,
+        )
+    except (ValueError, RecordingError) as exc:
+        print(f"pl3xus-rx record: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with recorder:
+            print(f"recording {args.url} into {args.output} (Ctrl-C stops)", flush=True)
+            await recorder.wait(seconds=args.seconds, stop=stop)
+
+    try:
+        asyncio.run(run())
+    except (ConnectFailed, ValueError, RecordingError, OSError) as exc:
+        print(f"pl3xus-rx record: {exc}", file=sys.stderr)
+        return 1
+    stats = recorder.statistics()
+    files = ", ".join(str(p) for p in stats.paths) or "nothing (no complete snapshot)"
+    print(
+        f"recorded {stats.items} values in {stats.batches} batches and {stats.keyframes} "
+        f"keyframes, {stats.bytes} bytes: {files}",
+        flush=True,
+    )
+    if recorder.failed is not None:
+        print(f"pl3xus-rx record: {recorder.failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _gateway(args: argparse.Namespace) -> int:
     try:
         setup = _app_setup(str(args.app))
@@ -1142,6 +1190,22 @@ def main(argv: list[str] | None = None) -> int:
     rc.add_argument("--token", default=None, help="a bearer token, if the server asks for one")
     rc.add_argument("--timeout", type=_positive, default=5.0, help="seconds to wait (default 5)")
     _log_options(rc, "warning")
+    rec = sub.add_parser("record", help="record what a client (an identity) is sent")
+    rec.add_argument("url", help="ws://host:port/ of an authority or a gateway")
+    rec.add_argument(
+        "-o", "--output", required=True, metavar="FILE", help="the recording (numbered if taken)"
+    )
+    rec.add_argument("--token", default=None, help="a bearer token: whose view is recorded")
+    rec.add_argument("--seconds", type=_positive, default=None, help="stop after this long")
+    rec.add_argument(
+        "--type", action="append", dest="types", help="record this type (repeatable; default all)"
+    )
+    rec.add_argument(
+        "--keyframe-seconds", type=_positive, default=5.0, help="at most this between keyframes"
+    )
+    rec.add_argument("--rotate-bytes", type=_count, default=None, help="a new file past this")
+    rec.add_argument("--rotate-seconds", type=_positive, default=None, help="a new file after")
+    _log_options(rec, "warning")
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.debug else _LEVELS[args.log_level]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -1222,6 +1286,8 @@ def main(argv: list[str] | None = None) -> int:
         return _replay(args)
     elif args.command == "replay-control":
         return _replay_control(args)
+    elif args.command == "record":
+        return _record(args)
     elif args.command == "cluster":
         return _cluster(args)
     elif args.command == "state":
