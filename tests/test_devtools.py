@@ -590,3 +590,34 @@ async def test_devtools_against_a_v1_server_works_and_says_no_age(
         await expect(row(page, robot)).to_contain_text("42", timeout=20_000)
         assert await page.evaluate("window.devtools.closes || 0") == 0
         await browser.close()
+
+
+async def test_devtools_plot_shows_the_servers_history_at_once() -> None:
+    """A type that keeps history (the WELCOME says so): its plot starts with the past the
+    server kept before the page was opened, not empty."""
+    from playwright.async_api import async_playwright, expect
+
+    server = SyncServer(sync=SyncSettings(max_update_rate_hz=200))
+    server.sync_component_builder(Place).history(seconds=60, fields=["x"]).build()
+    robot = server.world.spawn(Place(x=0, y=0))
+    async with server.serve("127.0.0.1", 0) as (host, port), async_playwright() as p:
+        for i in range(1, 21):
+            server.world.insert(robot, Place(x=i, y=0))
+            await asyncio.sleep(0.01)
+        await wait_until(lambda: server.history.statistics().points >= 20, 5, "kept")
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = await browser.new_page()
+        await page.route("**/*", loopback_only)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await page.goto(f"http://{host}:{port}/devtools")
+        await expect(row(page, robot)).to_contain_text("Place", timeout=20_000)
+        await row(page, robot).click()  # type: ignore[attr-defined]
+        await page.locator('button.chartbtn[data-series="Place.x"]').click()
+        # nothing changes meanwhile: what the chart shows is the server's past
+        await page.wait_for_function("() => (window.devtools.pastPoints || 0) >= 20", timeout=5_000)
+        await page.wait_for_function(
+            "() => (window.devtools.chartPoints || 0) >= 20", timeout=5_000
+        )
+        assert errors == []
+        await browser.close()

@@ -4,7 +4,7 @@
  * as promises, reconnecting with backoff. What the frames mean is decided in `store.ts` and
  * `freshness.ts`; this file moves them.
  */
-import { batch, computed, signal, type ReadonlySignal, type Signal } from "@preact/signals-core";
+import { batch, computed, effect, signal, type ReadonlySignal, type Signal } from "@preact/signals-core";
 import { codecFor, type Codec } from "./codec.js";
 import type {
   ComponentRef,
@@ -34,6 +34,7 @@ import {
   ControlAction,
   FrameKind,
   JSON_SUBPROTOCOL,
+  HISTORY_QUERY,
   LAST_MESSAGE_QUERY,
   MSGPACK_SUBPROTOCOL,
   NoticeKind,
@@ -144,6 +145,32 @@ export interface QueryHandle<R> {
   /** Stops following it. */
   close(): void;
 }
+
+/** A point of a trend: the authority's flush time (seconds since the epoch) and the value. */
+export type HistoryPoint<V = unknown> = readonly [number, V];
+
+/** Options of {@link Pl3xusClient.history} and {@link Pl3xusClient.fetchHistory}. */
+export interface HistoryOptions {
+  /** How far back (default 600 s; the server gives at most what it keeps). */
+  readonly seconds?: number;
+  /** The most points the trend keeps (default 20,000; the oldest go first). */
+  readonly maxPoints?: number;
+  /** Seconds to wait for each part (the client's `commandTimeout` by default). */
+  readonly timeout?: number;
+}
+
+/** A trend: the past the server keeps, then live values, as one signal of points. */
+export interface HistoryHandle<V = unknown> {
+  /** The points, oldest first. */
+  readonly points: ReadonlySignal<readonly HistoryPoint<V>[]>;
+  /** Why the past could not be had (null: it came, or is on its way). */
+  readonly error: ReadonlySignal<Pl3xusError | null>;
+  /** Stops following it. */
+  close(): void;
+}
+
+/** The most parts one history fetch takes (a server that keeps sending cursors is cut off). */
+const MAX_HISTORY_PARTS = 10_000;
 
 /** Options of a command. */
 export interface CommandOptions {
@@ -1134,6 +1161,123 @@ export class Pl3xusClient {
         /* not known to this server, or the connection went: the next welcome asks again */
       },
     );
+  }
+
+  // ------------------------------------------------------------------ history
+
+  /**
+   * What the server keeps of an entity's component (`pl3xus.history`; the WELCOME's
+   * `history` key says which types keep it), oldest first: `[t, value]` with `t` the
+   * authority's flush time, `value` the field's value, or (no `field`) the whole value (or
+   * the kept fields) as an object. Every part is fetched before it resolves.
+   */
+  async fetchHistory<V = unknown>(type: ComponentRef<unknown>, entity: number, field: string | null = null, options: HistoryOptions = {}): Promise<HistoryPoint<V>[]> {
+    return (await this.historyParts<V>(nameOf(type), entity, field, options)).points;
+  }
+
+  private async historyParts<V>(name: string, entity: number, field: string | null, options: HistoryOptions): Promise<{ until: number; points: HistoryPoint<V>[] }> {
+    checkEntity(entity);
+    let params: Record<string, unknown> = { type: name, entity, field, seconds: options.seconds ?? 600 };
+    const points: HistoryPoint<V>[] = [];
+    let until = 0;
+    for (let part = 0; part < MAX_HISTORY_PARTS; part++) {
+      const answer = await this.fetch<Record<string, unknown>, Record<string, unknown>>(HISTORY_QUERY, params, { timeout: options.timeout });
+      until = typeof answer["until"] === "number" ? answer["until"] : 0;
+      const columns = Array.isArray(answer["fields"]) ? (answer["fields"] as string[]) : [];
+      const whole = answer["whole"] === true;
+      for (const row of Array.isArray(answer["series"]) ? (answer["series"] as unknown[][]) : []) {
+        if (!Array.isArray(row) || row[0] !== entity || !Array.isArray(row[1])) continue;
+        const times = row[1] as number[];
+        const cols = row.slice(2) as unknown[][];
+        times.forEach((t, i) => {
+          let value: unknown;
+          if (whole) value = Object.fromEntries(columns.map((c, j) => [c, (cols[0]?.[i] as unknown[] | undefined)?.[j]]));
+          else if (cols.length === 1) value = cols[0]?.[i];
+          else value = Object.fromEntries(columns.map((c, j) => [c, cols[j]?.[i]]));
+          points.push([t, value as V]);
+        });
+      }
+      const cursor = answer["cursor"];
+      if (!Array.isArray(cursor)) break;
+      params = { ...params, cursor };
+    }
+    return { until, points };
+  }
+
+  /**
+   * A trend of an entity's component (one `field`, or the whole value): it fills with the
+   * past the server keeps (in parts), then goes on with live values on the same signal
+   * (`t`: the server's as-of time of the data, on a v2 link; else this machine's clock).
+   * Points older than `seconds` before the newest go. Call `close()` when done.
+   */
+  history<V = unknown>(type: ComponentRef<unknown>, entity: number, field: string | null = null, options: HistoryOptions = {}): HistoryHandle<V> {
+    checkEntity(entity);
+    const name = nameOf(type);
+    const seconds = options.seconds ?? 600;
+    const maxPoints = options.maxPoints ?? 20_000;
+    const points = signal<readonly HistoryPoint<V>[]>([]);
+    const error = signal<Pl3xusError | null>(null);
+    const bounded = (all: HistoryPoint<V>[]): HistoryPoint<V>[] => {
+      if (all.length === 0) return all;
+      const oldest = (all[all.length - 1] as HistoryPoint<V>)[0] - seconds;
+      let start = Math.max(0, all.length - maxPoints);
+      while (start < all.length && (all[start] as HistoryPoint<V>)[0] < oldest) start++;
+      return all.slice(start);
+    };
+    let early: HistoryPoint<V>[] | null = [];
+    let closed = false;
+    const view = this.components(type, { entity });
+    const valueOf = (value: unknown): V => {
+      if (field !== null) return (value as Record<string, unknown>)[field] as V;
+      const kept = (this._welcome.peek()?.raw["history"] as Record<string, { fields?: string[] | null }> | undefined)?.[name];
+      const fields = kept?.fields;
+      if (!Array.isArray(fields)) return value as V;
+      return Object.fromEntries(fields.map((f) => [f, (value as Record<string, unknown>)[f]])) as V;
+    };
+    const stop = effect(() => {
+      const value = view.get(entity).value;
+      if (value === undefined || closed) return;
+      const t = this._asOf.peek() ?? Date.now() / 1000;
+      const point: HistoryPoint<V> = [t, valueOf(value)];
+      early?.push(point);
+      const now = points.peek();
+      const last = now[now.length - 1];
+      if (last !== undefined && last[0] > t) return; // (older than what is shown)
+      points.value = bounded([...now, point]);
+    });
+    const fill = (): void => {
+      this.historyParts<V>(name, entity, field, { seconds, timeout: options.timeout }).then(
+        ({ until, points: past }) => {
+          const later = (early ?? []).filter((p) => p[0] > until);
+          early = null;
+          if (!closed) points.value = bounded([...past, ...later]);
+        },
+        (e: unknown) => {
+          early = null;
+          if (!closed) error.value = e instanceof Pl3xusError ? e : new Pl3xusError(String(e));
+        },
+      );
+    };
+    if (this._welcome.peek() !== null) fill();
+    else {
+      const waiting = effect(() => {
+        if (this._welcome.value === null || closed) return;
+        queueMicrotask(() => {
+          waiting();
+          if (!closed) fill();
+        });
+      });
+    }
+    return {
+      points,
+      error,
+      close: () => {
+        if (closed) return;
+        closed = true;
+        stop();
+        this.release(view);
+      },
+    };
   }
 
   /** Calls `listener` with every NOTICE (control requested or released, notifications...); returns a function that stops it. */

@@ -16,6 +16,8 @@ export const JSON_SUBPROTOCOL = "pl3xus.json.v1";
 export const SUBPROTOCOLS = ["pl3xus.msgpack.v2", "pl3xus.json.v2", "pl3xus.msgpack.v1", "pl3xus.json.v1"] as const;
 /** The built-in query for the last message of a type the server published. */
 export const LAST_MESSAGE_QUERY = "pl3xus.last_message";
+/** The built-in query for the past of a type that keeps history. */
+export const HISTORY_QUERY = "pl3xus.history";
 
 /** The first element of every frame: what the rest of the array means. */
 export const FrameKind = {

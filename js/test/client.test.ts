@@ -378,3 +378,40 @@ test("a URL that is not one, with a token, is reported and retried, never an unh
     client.close();
   }
 });
+
+test("history: the past in parts, then live values on the same signal; a refusal is typed", async () => {
+  const { client, sockets } = start();
+  await tick();
+  sockets.last.welcome({ history: { Position: { seconds: 600, fields: ["x", "y"] } } });
+  await client.ready(1);
+  const s = sockets.last;
+  const trend = client.history<number>(Position, 1, "x", { seconds: 600 });
+  const [sub] = s.sentOf(FrameKind.SUBSCRIBE);
+  assert.deepEqual(sub, [FrameKind.SUBSCRIBE, 1, "Position", 1, {}]);
+  const [first] = s.sentOf(FrameKind.QUERY);
+  assert.deepEqual(first, [FrameKind.QUERY, 1, "pl3xus.history", { type: "Position", entity: 1, field: "x", seconds: 600 }]);
+  // the live snapshot comes while the past is on its way
+  s.deliver([FrameKind.SYNC, 1, [[1, COMPLETE, [[1, [3, 0]]], [], []]], 1000, 0]);
+  const part = { type: "Position", fields: ["x"], whole: false, since: 400, kept_since: 900, cut_by_budget: false };
+  s.deliver([FrameKind.REPLY, 1, Status.OK, "", { value: { ...part, until: 1000, series: [[1, [990, 995], [1, 2]]], cursor: [400, 1000, 1, 995] } }]);
+  await until(() => s.sentOf(FrameKind.QUERY).length === 2);
+  const second = s.sentOf(FrameKind.QUERY)[1] as unknown[];
+  assert.deepEqual((second[3] as Record<string, unknown>)["cursor"], [400, 1000, 1, 995]);
+  s.deliver([FrameKind.REPLY, 2, Status.OK, "", { value: { ...part, until: 1000, series: [[1, [1000], [3]]], cursor: null } }]);
+  await until(() => trend.points.value.length === 3);
+  assert.deepEqual(trend.points.value, [[990, 1], [995, 2], [1000, 3]]);
+  s.deliver([FrameKind.SYNC, 2, [[1, 0, [[1, [9, 0]]], [], []]], 1001, 0]);
+  await until(() => trend.points.value.length === 4);
+  assert.deepEqual(trend.points.value[3], [1001, 9]);
+  assert.equal(trend.error.value, null);
+  trend.close();
+  assert.equal(s.sentOf(FrameKind.UNSUBSCRIBE).length, 1);
+  // whole values come as objects
+  const whole = client.fetchHistory(Position, 2);
+  s.deliver([FrameKind.REPLY, 3, Status.OK, "", { value: { ...part, fields: ["x", "y"], whole: true, until: 5, series: [[2, [5], [[1, 2]]]], cursor: null } }]);
+  assert.deepEqual(await whole, [[5, { x: 1, y: 2 }]]);
+  const refused = client.fetchHistory(Position, 1, "nope");
+  s.deliver([FrameKind.REPLY, 4, Status.VALIDATION_ERROR, 'pl3xus.history: Position keeps no history of field "nope"', { errors: [{ loc: "field", msg: "no", type: "value_error" }] }]);
+  await assert.rejects(refused, InvalidValue);
+  client.close();
+});

@@ -34,6 +34,7 @@ from .exceptions import UnsupportedModel
 from .protocol import (
     JSON_SUBPROTOCOL,
     JSON_SUBPROTOCOL_V2,
+    HISTORY_QUERY,
     LAST_MESSAGE_QUERY,
     MSGPACK_SUBPROTOCOL,
     MSGPACK_SUBPROTOCOL_V2,
@@ -789,6 +790,8 @@ def protocol_typescript(*, command: str = f"{COMMAND} --protocol") -> str:
         f"export const SUBPROTOCOLS = [{subprotocols}] as const;",
         "/** The built-in query for the last message of a type the server published. */",
         f"export const LAST_MESSAGE_QUERY = {json.dumps(LAST_MESSAGE_QUERY)};",
+        "/** The built-in query for the past of a type that keeps history. */",
+        f"export const HISTORY_QUERY = {json.dumps(HISTORY_QUERY)};",
     ]
     for cls in PROTOCOL_ENUMS:
         docs = _member_docs(cls)

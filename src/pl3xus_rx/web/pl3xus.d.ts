@@ -252,6 +252,7 @@ declare const SUBPROTOCOLS: readonly [
 	"pl3xus.json.v1"
 ];
 declare const LAST_MESSAGE_QUERY = "pl3xus.last_message";
+declare const HISTORY_QUERY = "pl3xus.history";
 declare const FrameKind: {
 	/** `[0, type_name, payload]`: a typed message (both ways). */
 	readonly MESSAGE: 0;
@@ -602,6 +603,29 @@ export interface QueryHandle<R> {
 	/** Stops following it. */
 	close(): void;
 }
+/** A point of a trend: the authority's flush time (seconds since the epoch) and the value. */
+export type HistoryPoint<V = unknown> = readonly [
+	number,
+	V
+];
+/** Options of {@link Pl3xusClient.history} and {@link Pl3xusClient.fetchHistory}. */
+export interface HistoryOptions {
+	/** How far back (default 600 s; the server gives at most what it keeps). */
+	readonly seconds?: number;
+	/** The most points the trend keeps (default 20,000; the oldest go first). */
+	readonly maxPoints?: number;
+	/** Seconds to wait for each part (the client's `commandTimeout` by default). */
+	readonly timeout?: number;
+}
+/** A trend: the past the server keeps, then live values, as one signal of points. */
+export interface HistoryHandle<V = unknown> {
+	/** The points, oldest first. */
+	readonly points: ReadonlySignal<readonly HistoryPoint<V>[]>;
+	/** Why the past could not be had (null: it came, or is on its way). */
+	readonly error: ReadonlySignal<Pl3xusError | null>;
+	/** Stops following it. */
+	close(): void;
+}
 /** Options of a command. */
 export interface CommandOptions {
 	/** Seconds to wait for the answer (the client's `commandTimeout` by default). */
@@ -770,6 +794,21 @@ export declare class Pl3xusClient {
 	/** The last message of a type the server published (asked at each connection, then followed). */
 	lastMessage<T>(type: MessageType<T> | string): ReadonlySignal<T | null>;
 	private fetchLast;
+	/**
+	 * What the server keeps of an entity's component (`pl3xus.history`; the WELCOME's
+	 * `history` key says which types keep it), oldest first: `[t, value]` with `t` the
+	 * authority's flush time, `value` the field's value, or (no `field`) the whole value (or
+	 * the kept fields) as an object. Every part is fetched before it resolves.
+	 */
+	fetchHistory<V = unknown>(type: ComponentRef<unknown>, entity: number, field?: string | null, options?: HistoryOptions): Promise<HistoryPoint<V>[]>;
+	private historyParts;
+	/**
+	 * A trend of an entity's component (one `field`, or the whole value): it fills with the
+	 * past the server keeps (in parts), then goes on with live values on the same signal
+	 * (`t`: the server's as-of time of the data, on a v2 link; else this machine's clock).
+	 * Points older than `seconds` before the newest go. Call `close()` when done.
+	 */
+	history<V = unknown>(type: ComponentRef<unknown>, entity: number, field?: string | null, options?: HistoryOptions): HistoryHandle<V>;
 	/** Calls `listener` with every NOTICE (control requested or released, notifications...); returns a function that stops it. */
 	onNotice(listener: (notice: Notice) => void): () => void;
 }
@@ -858,7 +897,7 @@ export declare class Backoff {
 }
 
 declare namespace protocol {
-	export { CloseCode, CloseCodeValue, ControlAction, ControlActionValue, ErrorCode, ErrorCodeValue, FrameKind, FrameKindValue, JSON_SUBPROTOCOL, JSON_SUBPROTOCOL_V2, LAST_MESSAGE_QUERY, MSGPACK_SUBPROTOCOL, MSGPACK_SUBPROTOCOL_V2, NoticeKind, NoticeKindValue, NotificationLevel, NotificationLevelValue, SUBPROTOCOLS, Status, StatusValue, SyncFlag, SyncFlagValue };
+	export { CloseCode, CloseCodeValue, ControlAction, ControlActionValue, ErrorCode, ErrorCodeValue, FrameKind, FrameKindValue, HISTORY_QUERY, JSON_SUBPROTOCOL, JSON_SUBPROTOCOL_V2, LAST_MESSAGE_QUERY, MSGPACK_SUBPROTOCOL, MSGPACK_SUBPROTOCOL_V2, NoticeKind, NoticeKindValue, NotificationLevel, NotificationLevelValue, SUBPROTOCOLS, Status, StatusValue, SyncFlag, SyncFlagValue };
 }
 
 export {
