@@ -19,6 +19,7 @@ DOCS = [
     "docs/security.md",
     "docs/scaling.md",
     "docs/persistence.md",
+    "docs/recording.md",
     "docs/web.md",
     "README.md",
 ]
