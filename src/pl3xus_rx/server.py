@@ -643,13 +643,7 @@ class SyncServer:
         flush (so the changes it answers for reach the client first); others go at once.
         (A gateway relays the authority's frames with it.)"""
         if frame and frame[0] == _REPLY:
-            forwarded = self._forwarded.get(connection)
-            if forwarded is not None and len(frame) > 1 and type(frame[1]) is int:
-                forwarded.pop(frame[1], None)
-                if not forwarded:
-                    del self._forwarded[connection]
-                if self._idle is not None:
-                    self._answered()
+            self._unforward(connection, frame)
             if self._moving_out:  # (no flush is coming before the close)
                 self._to.send_frame(connection, frame)
             else:
@@ -868,6 +862,25 @@ class SyncServer:
                 self._command(ctx, frame)
         else:
             self.engine.handle_frame(connection, binary, frame)
+
+    def handle_here(self, connection: int, frame: list[Any]) -> None:
+        """Handle a client's command frame on this server after all: what a
+        :meth:`forward_commands` sink keeps local (a replay server answers DevTools' and
+        the built-in read-only queries itself). A connection that is gone is ignored."""
+        self._unforward(connection, frame)
+        ctx = self._contexts.get(connection)
+        if ctx is not None:
+            self._command(ctx, frame)
+
+    def _unforward(self, connection: int, frame: list[Any]) -> None:
+        """``frame`` answers (or takes back) a forwarded command: no longer waited for."""
+        forwarded = self._forwarded.get(connection)
+        if forwarded is not None and len(frame) > 1 and type(frame[1]) is int:
+            forwarded.pop(frame[1], None)
+            if not forwarded:
+                del self._forwarded[connection]
+            if self._idle is not None:
+                self._answered()
 
     def _forwarding(self, connection: int, req_id: int) -> None:
         forwarded = self._forwarded.get(connection)

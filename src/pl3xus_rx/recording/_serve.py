@@ -3,7 +3,8 @@
 :class:`ReplayServer` drives a :class:`~pl3xus_rx.SyncServer`'s World from a recording,
 as a gateway's is driven from NATS, so DevTools, ``pl3xus-rx inspect``, dashboards and any
 client work unchanged. Clients play, pause, seek and set the speed with the built-in
-request ``pl3xus.replay``; every other command is refused ``forbidden``
+request ``pl3xus.replay``; the built-in read-only queries (DevTools',
+``pl3xus.last_message``) are answered; every other command is refused ``forbidden``
 (``read-only replay``). Frames carry the recorded time as their ``as_of``.
 """
 
@@ -20,8 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from ..devtools import DEVTOOLS_QUERIES
 from ..exceptions import RecordingError
 from ..protocol import (
+    LAST_MESSAGE_QUERY,
     REPLAY_REQUEST,
     FrameKind,
     NoticeKind,
@@ -45,6 +48,9 @@ _REPLY = int(FrameKind.REPLY)
 _REQUEST = int(FrameKind.REQUEST)
 _SEND = int(FrameKind.SEND)
 _NOTICE = int(FrameKind.NOTICE)
+_QUERY = int(FrameKind.QUERY)
+LOCAL_QUERIES = frozenset((LAST_MESSAGE_QUERY, *DEVTOOLS_QUERIES))
+"""Queries a replay server answers itself: built in, read-only, about what it serves."""
 READ_ONLY = "read-only replay"
 """The reason every command but ``pl3xus.replay`` is refused with."""
 MIN_SPEED, MAX_SPEED = 0.01, 1000.0
@@ -216,6 +222,9 @@ class ReplayServer:
         if len(frame) < 2 or type(frame[1]) is not int:
             return  # (no request id to answer to)
         req_id = frame[1]
+        if frame[0] == _QUERY and len(frame) == 4 and frame[2] in LOCAL_QUERIES:
+            self.server.handle_here(connection, frame)  # (read-only, built in: answered)
+            return
         if frame[0] == _REQUEST and len(frame) == 5 and frame[2] == REPLAY_REQUEST:
             try:
                 state = self.control(ReplayControl.model_validate(frame[4]))
