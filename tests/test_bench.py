@@ -28,6 +28,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         ("instrument_cost.py", ["--rounds", "3", "--clients", "2"], "| on / off |"),
         ("staleness.py", ["--quick"], "| v1 + stall |"),
         ("persist.py", ["--quick"], "| bytes per value: file / wire |"),
+        ("history.py", ["--quick"], "| keeping 1,000 updates per flush"),
         (
             "abuse.py",
             ["--watchers", "2", "--seconds", "0.5", "--attacks", "poison,decoder bomb"],
