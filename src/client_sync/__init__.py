@@ -15,7 +15,9 @@ from .store import ReplicaChange, ReplicaChangeKind, SequenceGap, Store
 
 if TYPE_CHECKING:
     from .blocking import BlockingSyncProvider, connect
+    from .player import RecordingPlayer, open_recording
     from .provider import MutationHandle, RequestHandle, SyncProvider
+    from .recorder import ClientRecorder
     from .states import (
         Change,
         ConnectionState,
@@ -51,6 +53,9 @@ _LAZY = {
     "QueryState": "states",
     "QueryStatus": "states",
     "SyncProvider": "provider",
+    "RecordingPlayer": "player",
+    "open_recording": "player",
+    "ClientRecorder": "recorder",
 }
 
 
@@ -60,6 +65,7 @@ __getattr__ = lazy_getattr(__name__, _LAZY)
 __all__ = [
     "BlockingSyncProvider",
     "Change",
+    "ClientRecorder",
     "ClientTypeRegistry",
     "ClientTypeRegistryBuilder",
     "ConnectionState",
@@ -72,6 +78,7 @@ __all__ = [
     "QueryState",
     "QueryStatus",
     "ReconnectPolicy",
+    "RecordingPlayer",
     "ReplicaChange",
     "RequestHandle",
     "RequestState",
@@ -84,4 +91,5 @@ __all__ = [
     "WritableSignal",
     "async_iter",
     "connect",
+    "open_recording",
 ]
