@@ -182,7 +182,7 @@ class ClientRecorder:
         ``None``."""
         self.stopped = asyncio.Event()
         """Set when recording stops on its own (see :attr:`failed`)."""
-        self._batches = self._keyframes = self._items = self._frames = self._left_out = 0
+        self._batches = self._keyframes = self._items_written = self._frames = self._left_out = 0
 
     # ------------------------------------------------------------------ life cycle
 
@@ -270,7 +270,7 @@ class ClientRecorder:
             bytes=files.bytes if files else 0,
             batches=self._batches,
             keyframes=self._keyframes,
-            items=self._items,
+            items=self._items_written,
             frames=self._frames,
             left_out=self._left_out,
             paths=self.paths,
@@ -382,21 +382,34 @@ class ClientRecorder:
                 out[index] = store.view(sub_id)
         return out
 
-    def _item(self, index: int, entity: int, value: BaseModel) -> bytes | None:
-        """One item's bytes, or ``None`` (left out, logged) if it cannot be written."""
+    def _items(self, index: int, pairs: list[tuple[int, BaseModel]]) -> tuple[int, bytes]:
+        """How many items, and their msgpack array (array header included): in one call,
+        or, if a value cannot be written, item by item without it (counted, logged)."""
         assert self._types is not None
         kind = self._types[index]
-        extra = value.__pydantic_extra__ or {}
-        try:
-            if type(entity) is not int:
-                raise TypeError(f"entity id {entity!r:.40} is not an integer")
-            return msgpack_encode([entity, [extra.get(f) for f in kind.fields]])
-        except (TypeError, ValueError, OverflowError) as exc:
-            self._left_out += 1
-            logger.warning(
-                "a %r value (entity %r) left out of the recording: %s", kind.name, entity, exc
-            )
-            return None
+        rows = [
+            [entity, [(value.__pydantic_extra__ or {}).get(f) for f in kind.fields]]
+            for entity, value in pairs
+            if type(entity) is int
+        ]
+        if len(rows) == len(pairs):
+            try:
+                return len(rows), msgpack_encode(rows)
+            except (TypeError, ValueError, OverflowError):
+                pass  # item by item below
+        out: list[bytes] = []
+        for entity, value in pairs:
+            try:
+                if type(entity) is not int:
+                    raise TypeError(f"entity id {entity!r:.40} is not an integer")
+                fields = value.__pydantic_extra__ or {}
+                out.append(msgpack_encode([entity, [fields.get(f) for f in kind.fields]]))
+            except (TypeError, ValueError, OverflowError) as exc:
+                self._left_out += 1
+                logger.warning(
+                    "a %r value (entity %r) left out of the recording: %s", kind.name, entity, exc
+                )
+        return len(out), _array_header(len(out)) + b"".join(out)
 
     def _keyframe(self, time_: float) -> bytes:
         views = self._views()
@@ -408,8 +421,8 @@ class ClientRecorder:
             _array_header(len(views)),
         ]
         for index, view in sorted(views.items()):
-            items = [b for e, v in view.items() if (b := self._item(index, e, v)) is not None]
-            parts += [_array_header(2), msgpack_encode(index), _array_header(len(items)), *items]
+            _count, items = self._items(index, list(view.items()))
+            parts += [_array_header(2), msgpack_encode(index), items]
         self._keyframes += 1
         self._last_keyframe = time_
         return encode_record(RecordKind.KEYFRAME, time_, b"".join(parts))
@@ -429,29 +442,27 @@ class ClientRecorder:
         groups: list[bytes] = []
         for index, changed in sorted(last.items()):
             view = views.get(index, {})
-            items: list[bytes] = []
+            upserts: list[tuple[int, BaseModel]] = []
             removed: list[int] = []
             despawned: list[int] = []
             for entity, kind in changed.items():
                 value = view.get(entity)
                 if value is not None:
-                    item = self._item(index, entity, value)
-                    if item is not None:
-                        items.append(item)
+                    upserts.append((entity, value))
                 elif type(entity) is not int:
                     continue
                 elif kind == ChangeKind.DESPAWNED:
                     despawned.append(entity)
                 else:
                     removed.append(entity)
-            self._items += len(items)
+            count, items = self._items(index, upserts)
+            self._items_written += count
             groups.append(
                 b"".join(
                     (
                         _array_header(4),
                         msgpack_encode(index),
-                        _array_header(len(items)),
-                        *items,
+                        items,
                         msgpack_encode(removed),
                         msgpack_encode(despawned),
                     )
