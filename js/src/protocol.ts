@@ -18,6 +18,8 @@ export const SUBPROTOCOLS = ["pl3xus.msgpack.v2", "pl3xus.json.v2", "pl3xus.msgp
 export const LAST_MESSAGE_QUERY = "pl3xus.last_message";
 /** The built-in query for the past of a type that keeps history. */
 export const HISTORY_QUERY = "pl3xus.history";
+/** The built-in request a replay server plays, pauses, seeks and sets speed with. */
+export const REPLAY_REQUEST = "pl3xus.replay";
 
 /** The first element of every frame: what the rest of the array means. */
 export const FrameKind = {

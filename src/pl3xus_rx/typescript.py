@@ -32,12 +32,13 @@ from pydantic_core import core_schema
 
 from .exceptions import UnsupportedModel
 from .protocol import (
+    HISTORY_QUERY,
     JSON_SUBPROTOCOL,
     JSON_SUBPROTOCOL_V2,
-    HISTORY_QUERY,
     LAST_MESSAGE_QUERY,
     MSGPACK_SUBPROTOCOL,
     MSGPACK_SUBPROTOCOL_V2,
+    REPLAY_REQUEST,
     SUBPROTOCOLS,
     CloseCode,
     ControlAction,
@@ -792,6 +793,8 @@ def protocol_typescript(*, command: str = f"{COMMAND} --protocol") -> str:
         f"export const LAST_MESSAGE_QUERY = {json.dumps(LAST_MESSAGE_QUERY)};",
         "/** The built-in query for the past of a type that keeps history. */",
         f"export const HISTORY_QUERY = {json.dumps(HISTORY_QUERY)};",
+        "/** The built-in request a replay server plays, pauses, seeks and sets speed with. */",
+        f"export const REPLAY_REQUEST = {json.dumps(REPLAY_REQUEST)};",
     ]
     for cls in PROTOCOL_ENUMS:
         docs = _member_docs(cls)

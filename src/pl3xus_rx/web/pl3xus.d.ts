@@ -253,6 +253,7 @@ declare const SUBPROTOCOLS: readonly [
 ];
 declare const LAST_MESSAGE_QUERY = "pl3xus.last_message";
 declare const HISTORY_QUERY = "pl3xus.history";
+declare const REPLAY_REQUEST = "pl3xus.replay";
 declare const FrameKind: {
 	/** `[0, type_name, payload]`: a typed message (both ways). */
 	readonly MESSAGE: 0;
@@ -897,7 +898,7 @@ export declare class Backoff {
 }
 
 declare namespace protocol {
-	export { CloseCode, CloseCodeValue, ControlAction, ControlActionValue, ErrorCode, ErrorCodeValue, FrameKind, FrameKindValue, HISTORY_QUERY, JSON_SUBPROTOCOL, JSON_SUBPROTOCOL_V2, LAST_MESSAGE_QUERY, MSGPACK_SUBPROTOCOL, MSGPACK_SUBPROTOCOL_V2, NoticeKind, NoticeKindValue, NotificationLevel, NotificationLevelValue, SUBPROTOCOLS, Status, StatusValue, SyncFlag, SyncFlagValue };
+	export { CloseCode, CloseCodeValue, ControlAction, ControlActionValue, ErrorCode, ErrorCodeValue, FrameKind, FrameKindValue, HISTORY_QUERY, JSON_SUBPROTOCOL, JSON_SUBPROTOCOL_V2, LAST_MESSAGE_QUERY, MSGPACK_SUBPROTOCOL, MSGPACK_SUBPROTOCOL_V2, NoticeKind, NoticeKindValue, NotificationLevel, NotificationLevelValue, REPLAY_REQUEST, SUBPROTOCOLS, Status, StatusValue, SyncFlag, SyncFlagValue };
 }
 
 export {
