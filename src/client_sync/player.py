@@ -20,7 +20,7 @@ import logging
 import mmap
 import operator
 import os
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, TypeVar, cast
 
@@ -267,11 +267,12 @@ class RecordingPlayer:
             )
         return 1
 
-    def _snapshot(self, values: Mapping[int, Mapping[int, list[Any]]]) -> None:
+    def _snapshot(self, values: Mapping[int, Mapping[int, Sequence[Any]]]) -> None:
         groups = []
         for sub_id in self._subs:
             table = values.get(sub_id - 1, {})
-            groups.append([sub_id, _SNAPSHOT, [[e, f] for e, f in table.items()], [], []])
+            # (state_at gives tuples; the store reads what the wire gives: lists)
+            groups.append([sub_id, _SNAPSHOT, [[e, list(f)] for e, f in table.items()], [], []])
         self._apply(groups)
 
     def _apply(self, groups: list[list[Any]]) -> None:

@@ -22,10 +22,12 @@ rebuilt from the heads when a file is opened; no separate index file can go stal
 from __future__ import annotations
 
 import bisect
+import gc
 import struct
 import zlib
 from array import array
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Final
@@ -336,13 +338,13 @@ class Recording:
                 return RecordedState(self.header.started), len(self.kinds)
             first = self.keyframes[0]
         state = RecordedState(self.times[first])
-        state.apply(RecordKind.KEYFRAME, self.body(first))
-        index = first + 1
-        stop = max(self.after(time), index)
-        for index in range(first + 1, stop):
-            if self.kinds[index] == RecordKind.BATCH:
-                state.apply(RecordKind.BATCH, self.body(index))
-                state.time = self.times[index]
+        stop = max(self.after(time), first + 1)
+        with gc_paused():  # (a few seconds of batches: many small containers, all kept)
+            state.apply(RecordKind.KEYFRAME, self.body(first))
+            for index in range(first + 1, stop):
+                if self.kinds[index] == RecordKind.BATCH:
+                    state.apply(RecordKind.BATCH, self.body(index))
+                    state.time = self.times[index]
         return state, stop
 
     def records(
@@ -360,3 +362,17 @@ class Recording:
 
 
 _KINDS = frozenset(int(k) for k in RecordKind)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside (decoding many small containers that are all
+    kept: the collector would walk them again and again for nothing)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()

@@ -11,12 +11,14 @@ differences, not a replay of the minutes between.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from ..protocol import RecordedState, Recording, RecordKind, from_wire
+from ..protocol._recording import gc_paused
 from ..sync._registry import ComponentRegistration, ComponentRegistry
 from ..world import EntityId, World, entry_fields
 
@@ -90,7 +92,8 @@ class Replayer:
         """Show the recorded state at ``time`` (clamped to the recording)."""
         time = min(max(time, self.start), self.end)
         state, self._next = self.recording.state_at(time)
-        self._reconcile(state)
+        with gc_paused():
+            self._reconcile(state)
         self.position = time
 
     def advance(self, time: float) -> int:
@@ -186,6 +189,6 @@ class Replayer:
                     world.insert(EntityId(entity), value)
 
 
-def _same(entry: Any, fields: list[Any]) -> bool:
+def _same(entry: Any, fields: Sequence[Any]) -> bool:
     values = entry_fields(entry)
     return len(values) == len(fields) and all(a == b for a, b in zip(values, fields, strict=True))
