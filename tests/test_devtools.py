@@ -356,7 +356,7 @@ async def test_schemas_query_lists_requests_and_queries_but_not_devtools_own() -
     assert (move.name, move.targeted) == ("Move", True)
     assert move.params == Move.model_json_schema(mode="validation")
     queries = {q.name: q for q in found.queries}
-    assert set(queries) == {"pl3xus.last_message", "Find"}  # not DevTools' own
+    assert set(queries) == {"pl3xus.last_message", "pl3xus.history", "Find"}  # not DevTools' own
     assert queries["Find"].params["required"] == ["text"] and not queries["Find"].targeted
 
 
