@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import re
 import struct
@@ -325,7 +326,11 @@ class ClientRecorder:
         if self.failed is not None or self._types is None:
             return
         stamp = frame[3] if len(frame) == 5 else None
+        # (a time that is no number, or not finite, is the arrival time: a server's lie
+        # about time must not stop keyframes or make the file unseekable)
         at = float(stamp) if isinstance(stamp, int | float) else time.time()
+        if not math.isfinite(at):
+            at = time.time()
         self._time = max(self._time, at)
         if result is None:  # a gap or a bad frame: a resync brings fresh snapshots
             self._keyframe_due = True
