@@ -582,3 +582,22 @@ async def test_a_gateway_recording_equals_a_direct_one(tmp_path: Path, nats_serv
     for at in [*instants, gw.end]:
         assert state(recordings[0], at) == state(gw, at), f"at {at - gw.start:.3f} s"
     assert south not in state(gw, gw.end)[recordings[1].type_index(["Line"])["Line"]]
+
+
+@pytest.mark.asyncio
+async def test_the_player_plays_a_server_recording_too(tmp_path: Path) -> None:
+    from test_recording import record_session
+
+    path = tmp_path / "s.pl3xrec"
+    truth, _ = await record_session(path, keyframe_seconds=0.1)
+    player = open_recording(path, REGISTRY)
+    instants = [at for at in sorted(truth.at) if at >= player.start]
+    assert len(instants) >= 20
+    for at in [*instants, *reversed(instants)]:
+        player.seek(at)
+        assert view_of(player) == truth.at[at], f"at {at - player.start:.3f} s"
+    player.seek(player.start)
+    while player.step():  # forward record by record ends where seeking there does
+        pass
+    assert view_of(player) == truth.at[instants[-1]]
+    assert player.rejected_values == 0 and player.missing == []
