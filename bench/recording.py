@@ -62,6 +62,7 @@ from pl3xus_rx.protocol import FrameKind
 BENCH = Path(__file__).resolve()
 FLUSH_HZ = 30.0
 KEYFRAME_SECONDS = 5.0
+PAUSE = 0.3  # seconds between seeks
 
 
 def pin(cpu: int) -> None:
@@ -379,10 +380,11 @@ def write_hour(path: Path, sensors: int, seconds: float, per_flush: int) -> dict
     }
 
 
-async def replay_role(path: str) -> None:
+async def replay_role(path: str, charge: bool) -> None:
     """Serve the recording paused, as ``pl3xus-rx replay FILE --paused`` does, timing the
     parts of each seek. Prints the port and the time to open the file; answers each line on
-    stdin with the timings so far."""
+    stdin with the timings so far. ``charge``: the default rate limiter, which charges a
+    connection for the server time its frames take (else ``rate_limit_frame_time=None``)."""
     from pl3xus_rx import NetworkSettings, SyncServer, SyncSettings
     from pl3xus_rx.demo import register_cell
     from pl3xus_rx.instruments import Instrument
@@ -392,7 +394,8 @@ async def replay_role(path: str) -> None:
     started = time.perf_counter()
     recording = open_recording(path)
     opened = time.perf_counter() - started
-    server = SyncServer(NetworkSettings(), SyncSettings(max_update_rate_hz=FLUSH_HZ))
+    network = NetworkSettings() if charge else NetworkSettings(rate_limit_frame_time=None)
+    server = SyncServer(network, SyncSettings(max_update_rate_hz=FLUSH_HZ))
     register_cell(server)
     replay = ReplayServer(server, recording, playing=False)
     parts: dict[str, list[float]] = {"state_at": [], "reconcile": [], "control": []}
@@ -437,15 +440,24 @@ async def replay_role(path: str) -> None:
                     flush = after[0] if after else (math.nan, math.nan, 0)
                     seek = {name: values[i] for name, values in parts.items()}
                     seeks.append({**seek, "flush": flush[1], "flush_bytes": flush[2]})
-                print(json.dumps({"seeks": seeks}), flush=True)
+                engine, net = server.engine.statistics(), server.net.statistics()
+                counters = {
+                    "rate_limited": net.rate_limited,
+                    "behind": engine.behind,
+                    "merged": engine.merged,
+                    "catch_ups": engine.catch_ups,
+                }
+                print(json.dumps({"seeks": seeks, **counters}), flush=True)
         finally:
             await replay.stop()
 
 
-async def seeks(path: Path, instants: int, checks: int) -> dict[str, Any]:
+async def seeks(
+    path: Path, instants: int, checks: int, *, charge: bool = False, keyframes: int = 5
+) -> dict[str, Any]:
     """Serve ``path`` from a replay server process; a provider (this process, core 1) seeks
-    to ``instants`` random instants and to just before some keyframes; ``checks`` of them
-    are compared with ``state_at``."""
+    to ``instants`` random instants and to just before ``keyframes`` keyframes; ``checks``
+    of them are compared with ``state_at``. ``charge``: see :func:`replay_role`."""
     from client_sync import ClientTypeRegistry, SyncProvider
     from pl3xus_rx.demo import Sensor
     from pl3xus_rx.protocol import REPLAY_REQUEST, ReplayControl, ReplayState
@@ -456,13 +468,14 @@ async def seeks(path: Path, instants: int, checks: int) -> dict[str, Any]:
     span = (recording.start, recording.end)
     plan = [("random", rng.uniform(*span)) for _ in range(instants)]
     keys = [recording.times[k] for k in recording.keyframes[1:]]
-    plan += [("before a keyframe", t - 1e-3) for t in rng.sample(keys, min(len(keys), 5))]
-    plan += [("start", span[0]), ("end", span[1])]
+    plan += [("before a keyframe", t - 1e-3) for t in rng.sample(keys, min(len(keys), keyframes))]
+    if keyframes:
+        plan += [("start", span[0]), ("end", span[1])]
     rng.shuffle(plan)
     to_check = set(rng.sample(range(len(plan)), min(checks, len(plan))))
     fields = recording.header.types[recording.type_index(["Sensor"])["Sensor"]].fields
     sensor_index = recording.type_index(["Sensor"])["Sensor"]
-    server = await spawn("--role", "replay", str(path))
+    server = await spawn("--role", "replay", str(path), "charge" if charge else "-")
     pin(1)
     try:
         assert server.stdout is not None
@@ -492,13 +505,16 @@ async def seeks(path: Path, instants: int, checks: int) -> dict[str, Any]:
                     }
                     ok = {int(e): v.model_dump() for e, v in sensors.get().items()} == expect
                 rows.append({"what": what, "at": at - span[0], "seconds": took, "ok": ok})
-                await asyncio.sleep(0.1)
+                where = f"{at - span[0]:8.2f} s ({what})"
+                print(f"  seek to {where}: {took * 1e3:.0f} ms, view {ok}", file=sys.stderr)
+                await asyncio.sleep(PAUSE)
         got = await ask(server)
     finally:
         await finish(server)
     for row, parts in zip(rows, got["seeks"], strict=True):
         row.update(parts)
-    return {"open": hello["open"], "rows": rows, "span": span[1] - span[0]}
+    counters = {key: value for key, value in got.items() if key != "seeks"}
+    return {"open": hello["open"], "rows": rows, "span": span[1] - span[0], **counters}
 
 
 # ---------------------------------------------------------------- the table
@@ -515,6 +531,7 @@ def table(
     seconds: float,
     hour: dict[str, Any],
     seek: dict[str, Any],
+    charged: dict[str, Any],
 ) -> str:
     ms = 1000.0
     off = [cpu_of(r["off"]) for r in rounds]
@@ -584,7 +601,8 @@ def table(
         f"{len(rows)} seeks: random instants, just before keyframes (1 ms before: the most "
         "batches to replay), the start and the end; timed from sending the `pl3xus.replay` "
         "seek to its reply (which follows the flush that carried the changes). ms; "
-        "the file was in the page cache.",
+        "the file was in the page cache. The replay server runs with "
+        "`NetworkSettings(rate_limit_frame_time=None)`: see the last row.",
         "",
         "| measure | value | goal |",
         "|---|---:|---|",
@@ -604,6 +622,13 @@ def table(
         f"{statistics.median(r['flush_bytes'] for r in rows) / 1e3:,.0f} kB | |",
         f"| client's view = `state_at` (checked) | {sum(checked)}/{len(checked)} | |",
     ]
+    matched = [r["ok"] for r in charged["rows"] if r["ok"] is not None]
+    lines.append(
+        f"| with the default `NetworkSettings` ({len(charged['rows'])} random seeks, "
+        f"{PAUSE:g} s apart): the client's frames dropped by the rate limiter; changes held "
+        f"for it; its view = `state_at` | {charged['rate_limited']}; "
+        f"{charged['merged']:,}; **{sum(matched)}/{len(matched)}** | |"
+    )
     return "\n".join(lines)
 
 
@@ -628,7 +653,7 @@ def main() -> None:
         asyncio.run(client_role(int(args.rest[0]), args.rest[1:]))
         return
     if args.role == "replay":
-        asyncio.run(replay_role(args.rest[0]))
+        asyncio.run(replay_role(args.rest[0], args.rest[1] == "charge"))
         return
     from pl3xus_rx.demo import SENSOR_UPDATES
 
@@ -649,7 +674,9 @@ def main() -> None:
             file=sys.stderr,
         )
         seek = asyncio.run(seeks(path, args.seeks, 3 if args.quick else 6))
-    text = table(args.sensors, updates, rounds, args.seconds, hour, seek)
+        # the same with the default rate limiter: a seek's server time charged to the client
+        charged = asyncio.run(seeks(path, 6, 6, charge=True, keyframes=0))
+    text = table(args.sensors, updates, rounds, args.seconds, hour, seek, charged)
     command = "python bench/recording.py" + (" --quick" if args.quick else "")
     name = "recording_quick" if args.quick else "recording"
     publish(name, command, text, docs=not (args.no_docs or args.quick))

@@ -28,6 +28,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         ("instrument_cost.py", ["--rounds", "3", "--clients", "2"], "| on / off |"),
         ("staleness.py", ["--quick"], "| v1 + stall |"),
         ("persist.py", ["--quick"], "| bytes per value: file / wire |"),
+        ("recording.py", ["--quick"], "| client's view = `state_at` (checked) | 3/3 |"),
         ("history.py", ["--quick"], "| keeping 1,000 updates per flush"),
         (
             "abuse.py",
