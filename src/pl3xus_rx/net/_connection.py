@@ -118,9 +118,11 @@ class TokenBucket:
         self._tokens = max(self._tokens - tokens, -self.burst)
 
     def debt(self, now: float) -> float:
-        """Seconds until the bucket is out of debt (0.0 if it is not in debt)."""
+        """Seconds until the bucket holds a whole token again (0.0 if it does): a
+        connection paused for its debt is read again only when its next frame can pass
+        (paused until "out of debt" alone, that frame would find no token and be dropped)."""
         tokens = self._tokens + (now - self._last) * self.rate
-        return -tokens / self.rate if tokens < 0 else 0.0
+        return (1.0 - tokens) / self.rate if tokens < 1.0 else 0.0
 
     def take(self, now: float) -> bool:
         """Take one token if there is one."""
