@@ -19,10 +19,12 @@ from pl3xus_rx import Forbidden, InvalidValue, SyncServer
 from pl3xus_rx.exceptions import RecordingError, RecordingUnreadable
 from pl3xus_rx.protocol import (
     REPLAY_REQUEST,
+    FrameKind,
     Recording,
     RecordKind,
     ReplayControl,
     ReplayState,
+    Status,
     recording_prefix,
 )
 from pl3xus_rx.recording import (
@@ -424,3 +426,97 @@ def test_replayer_names_types_the_server_does_not_sync(
     replayer.seek(replayer.end)
     assert server.world.peek(Position)
     assert any("Label" in r.getMessage() and "left out" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.asyncio
+async def test_a_seek_is_answered_once_a_client_behind_its_window_shows_the_instant(
+    tmp_path: Path,
+) -> None:
+    """A client past its acknowledgement window is sent nothing until it acknowledges; the
+    seek's answer waits until it is current (and its acknowledgement alone, with nothing
+    else changing, brings the catch-up)."""
+    path = tmp_path / "many.pl3xrec"
+    server = SyncServer(sync=SyncSettings(max_update_rate_hz=100), record=path)
+    server.sync_component(Position)
+    world = server.world
+    async with server.serve("127.0.0.1", 0):
+        robots = [world.spawn(Position(x=i, y=0)) for i in range(2000)]
+        for step in range(1, 8):
+            for robot in robots:
+                world.insert(robot, Position(x=step, y=float(robot)))
+            await asyncio.sleep(0.03)
+    recording = open_recording(path)
+    replayed = SyncServer(sync=SyncSettings(ack_window_bytes=1024, ack_window_frames=1))
+    replayed.sync_component(Position)
+    ReplayServer(replayed, recording, playing=False)
+    registry = (
+        ClientTypeRegistry.builder()
+        .register(Position)
+        .register_request(ReplayControl, ReplayState, name=REPLAY_REQUEST)
+        .build()
+    )
+    batches = [t for _, kind, t, _ in recording.records(0) if kind == RecordKind.BATCH]
+    async with replayed.serve("127.0.0.1", 0) as (host, port):
+        async with SyncProvider(f"ws://{host}:{port}", registry) as sync:
+            sync.components(Position).subscribe(lambda _: None)
+            await sync.wait_synced(5 * UNIT)
+            for at in [batches[-1], batches[0], batches[len(batches) // 2], batches[-1]]:
+                await sync.request(ReplayControl(action="seek", at=at), timeout=10 * UNIT)
+                want, _ = recording.state_at(at)
+                shown = {int(e): [v.x, v.y] for e, v in sync.components(Position).get().items()}
+                assert shown == want.values[1], f"at {at - recording.start:.3f} s"
+        assert replayed.engine.statistics().catch_ups >= 1  # (it was behind, and caught up)
+
+
+@pytest.mark.asyncio
+async def test_a_recording_never_chooses_the_code_replay_runs(tmp_path: Path) -> None:
+    """The app a recording names is a suggestion (a crafted file would pick what runs):
+    only the demo's is taken on its word; the file itself is readable by its owner only."""
+    path = tmp_path / "named.pl3xrec"
+    server = SyncServer(record=RecordSettings(path, app="os:system"))
+    server.sync_component(Position)
+    async with server.serve("127.0.0.1", 0):
+        server.world.spawn(Position(x=1, y=1))
+        await asyncio.sleep(0.02)
+    assert path.stat().st_mode & 0o777 == 0o600
+    code, out, err = await run("replay", str(path), "--port", "0")
+    assert code == 2 and out == ""
+    assert "give --app MODULE:FUNCTION" in err and "it names 'os:system'" in err
+    code, _, err = await run("replay", str(path), "--start", "nan", "--app", "x:y")
+    assert code == 2 and "not a finite number" in err
+
+
+@pytest.mark.asyncio
+async def test_replay_control_refuses_what_is_not_a_time(tmp_path: Path) -> None:
+    path = tmp_path / "s.pl3xrec"
+    await record_session(path)
+    recording = open_recording(path)
+    server = SyncServer()
+    for model in TYPES:
+        server.sync_component(model)
+    replay = ReplayServer(server, recording, playing=False)
+    with pytest.raises(ValueError, match="finite"):
+        ReplayServer(SyncServer(), recording, start=float("nan"))
+    registry = (
+        ClientTypeRegistry.builder()
+        .register_request(ReplayControl, ReplayState, name=REPLAY_REQUEST)
+        .build()
+    )
+    async with server.serve("127.0.0.1", 0) as (host, port):
+        async with SyncProvider(f"ws://{host}:{port}", registry) as sync:
+            for bad in (
+                {"action": "seek", "at": float("nan")},
+                {"action": "speed", "speed": float("inf")},
+            ):
+                with pytest.raises(InvalidValue):
+                    await sync.request(ReplayControl.model_construct(**bad), timeout=5 * UNIT)
+        # a query named by something that is not a string: refused, not an internal error
+        import msgpack
+        from websockets.asyncio.client import connect as ws_connect
+
+        async with ws_connect(f"ws://{host}:{port}/", compression=None) as ws:
+            await ws.recv()
+            await ws.send(msgpack.packb([FrameKind.QUERY, 5, ["x"], {}]))
+            reply = msgpack.unpackb(await asyncio.wait_for(ws.recv(), 5 * UNIT))
+            assert reply[:4] == [FrameKind.REPLY, 5, Status.FORBIDDEN, "read-only replay"]
+    assert replay.replayer.position == recording.start

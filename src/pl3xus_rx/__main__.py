@@ -58,6 +58,16 @@ def _port(text: str) -> int:
     return value
 
 
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
 def _positive(text: str) -> float:
     """An argument that must be a number above 0."""
     try:
@@ -384,6 +394,7 @@ def _app_setup(spec: str) -> Callable[[Any], Any]:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from .demo import DEMO_APP
     from .exceptions import RecordingError
     from .recording import ReplayServer, open_recording
 
@@ -392,11 +403,15 @@ def _replay(args: argparse.Namespace) -> int:
     except RecordingError as exc:
         print(f"pl3xus-rx replay: {exc}", file=sys.stderr)
         return 2
-    spec = args.app or recording.header.app
+    # A recording is data: the app it names is a suggestion, never imported on its word
+    # (a crafted file would choose what code runs), except the demo's own.
+    named = recording.header.app
+    spec = args.app or (named if named == DEMO_APP else None)
     if spec is None:
+        suggestion = f" (it names {named!r}: pass --app {named} if you trust it)" if named else ""
         print(
-            f"pl3xus-rx replay: {args.file} does not say which app recorded it: give --app "
-            "MODULE:FUNCTION (what registers its types on a server)",
+            f"pl3xus-rx replay: give --app MODULE:FUNCTION, what registers {args.file}'s "
+            f"types on a server{suggestion}",
             file=sys.stderr,
         )
         return 2
@@ -1175,7 +1190,7 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--port", type=_port, default=8080, help="0 picks a free port")
     rp.add_argument("--speed", type=_positive, default=1.0, help="recording seconds per second")
     rp.add_argument(
-        "--start", type=float, default=0.0, help="seconds from the recording's start to begin at"
+        "--start", type=_finite, default=0.0, help="seconds from the recording's start to begin at"
     )
     rp.add_argument("--paused", action="store_true", help="start paused")
     rp.add_argument("--loop", action="store_true", help="start again at the end")
@@ -1185,7 +1200,11 @@ def main(argv: list[str] | None = None) -> int:
     rc.add_argument("url", help="the replay server, e.g. ws://127.0.0.1:8080/")
     rc.add_argument("action", choices=["status", "play", "pause", "seek", "speed"])
     rc.add_argument(
-        "value", nargs="?", type=float, default=None, help="seek: SECONDS from the start; speed: X"
+        "value",
+        nargs="?",
+        type=_finite,
+        default=None,
+        help="seek: SECONDS from the start; speed: X",
     )
     rc.add_argument("--token", default=None, help="a bearer token, if the server asks for one")
     rc.add_argument("--timeout", type=_positive, default=5.0, help="seconds to wait (default 5)")

@@ -638,16 +638,17 @@ class SyncServer:
         if sink is not None:
             self.history.clear()
 
-    def deliver(self, connection: int, frame: list[Any]) -> None:
+    def deliver(self, connection: int, frame: list[Any], *, current: bool = False) -> None:
         """Send ``frame`` to a client of this server: a REPLY waits for this server's next
         flush (so the changes it answers for reach the client first); others go at once.
-        (A gateway relays the authority's frames with it.)"""
+        (A gateway relays the authority's frames with it.) ``current``: a REPLY waits
+        until everything the client subscribes to is current (a replay's seek)."""
         if frame and frame[0] == _REPLY:
             self._unforward(connection, frame)
             if self._moving_out:  # (no flush is coming before the close)
                 self._to.send_frame(connection, frame)
             else:
-                self.engine.defer(connection, frame)
+                self.engine.defer(connection, frame, current=current)
         else:
             self._to.send_frame(connection, frame)
 

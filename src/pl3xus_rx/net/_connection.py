@@ -117,12 +117,14 @@ class TokenBucket:
         """Take ``tokens`` more (a costly frame), going into debt by up to one burst."""
         self._tokens = max(self._tokens - tokens, -self.burst)
 
-    def debt(self, now: float) -> float:
-        """Seconds until the bucket holds a whole token again (0.0 if it does): a
-        connection paused for its debt is read again only when its next frame can pass
-        (paused until "out of debt" alone, that frame would find no token and be dropped)."""
+    def level(self, now: float) -> float:
+        """The tokens held now."""
+        return min(self._tokens + (now - self._last) * self.rate, self.burst)
+
+    def until(self, level: float, now: float) -> float:
+        """Seconds until the bucket holds ``level`` tokens again (0.0 if it does)."""
         tokens = self._tokens + (now - self._last) * self.rate
-        return (1.0 - tokens) / self.rate if tokens < 1.0 else 0.0
+        return (level - tokens) / self.rate if tokens < level else 0.0
 
     def take(self, now: float) -> bool:
         """Take one token if there is one."""
@@ -346,13 +348,17 @@ class Connection:
         self.net.receive(self, data)
         if self.frame_time is None:
             return 0.0
-        # a frame that kept the server busy for N frame times costs N frames; while the
-        # connection is in debt it is not read (TCP pushes back on the sender)
+        # A frame that kept the server busy for N frame times costs N frames, paid in time:
+        # the connection is not read again (TCP pushes back on the sender) until its bucket
+        # is back where it was before the frame. What it may send after that is what it
+        # could before: a costly frame never makes the next ones (an ACK) be dropped.
         spent = (time.perf_counter() - started) / self.frame_time
         if spent <= 1.0:
             return 0.0
+        now = time.monotonic()
+        level = bucket.level(now)
         bucket.charge(spent - 1.0)
-        return bucket.debt(time.monotonic())
+        return bucket.until(level, now)
 
     def _rate_limited(self) -> None:
         self.rate_limited += 1

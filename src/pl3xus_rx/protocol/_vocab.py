@@ -243,8 +243,8 @@ class ReplayControl(BaseModel):
     ``at``, recording time), ``speed`` (to ``speed``, 0.01 to 1000) or ``status``."""
 
     action: str
-    at: float | None = None
-    speed: float | None = None
+    at: float | None = Field(None, allow_inf_nan=False)
+    speed: float | None = Field(None, allow_inf_nan=False)
 
 
 class ReplayState(BaseModel):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import mmap
 import os
 import time
@@ -112,6 +113,8 @@ class ReplayServer:
         self._clock = clock
         self._last = clock()
         self._task: asyncio.Task[None] | None = None
+        if start is not None and not math.isfinite(start):
+            raise ValueError(f"start must be a finite time, not {start!r}")
         self.replayer.seek(self.replayer.start if start is None else start)
         # (registered for the WELCOME's request table; the forwarding below answers it)
         server.request(ReplayControl).name(REPLAY_REQUEST).returns(ReplayState).register(
@@ -222,10 +225,11 @@ class ReplayServer:
         if len(frame) < 2 or type(frame[1]) is not int:
             return  # (no request id to answer to)
         req_id = frame[1]
-        if frame[0] == _QUERY and len(frame) == 4 and frame[2] in LOCAL_QUERIES:
+        name = frame[2] if len(frame) > 2 and isinstance(frame[2], str) else None
+        if frame[0] == _QUERY and len(frame) == 4 and name in LOCAL_QUERIES:
             self.server.handle_here(connection, frame)  # (read-only, built in: answered)
             return
-        if frame[0] == _REQUEST and len(frame) == 5 and frame[2] == REPLAY_REQUEST:
+        if frame[0] == _REQUEST and len(frame) == 5 and name == REPLAY_REQUEST:
             try:
                 state = self.control(ReplayControl.model_validate(frame[4]))
             except ValidationError as exc:
@@ -240,7 +244,9 @@ class ReplayServer:
             except ValueError as exc:
                 self._answer(connection, req_id, Status.VALIDATION_ERROR, str(exc), {})
                 return
-            self._answer(connection, req_id, Status.OK, "", {"value": state.model_dump()})
+            # (the answer waits until the client shows the instant, whatever its window)
+            reply = [_REPLY, req_id, Status.OK.value, "", {"value": state.model_dump()}]
+            self.server.deliver(connection, reply, current=True)
             return
         self._answer(connection, req_id, Status.FORBIDDEN, READ_ONLY, {})
 

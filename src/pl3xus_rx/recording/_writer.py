@@ -1,8 +1,10 @@
 """Recording files on disk: where records go, rotation, and the server's recorder.
 
-Records are appended and handed to the operating system one by one (a ``write`` per
-record, no ``fsync``): a process killed at any point leaves every record written before
-the one it was writing, and the reader drops a torn last record. A file is never
+A file is created readable by its owner only (0600: a server recording holds everything
+the server syncs, restricted types included). Records are appended and handed to the
+operating system one by one (a ``write`` per record, no ``fsync``): a process killed at
+any point leaves every record written before the one it was writing, and the reader drops
+a torn last record. A file is never
 overwritten: when the path is taken, the next free numbered name is used
 (``cell.pl3xrec``, ``cell.1.pl3xrec``, ``cell.2.pl3xrec``...), and rotation moves on the
 same way. Every file starts with its HEADER and a KEYFRAME, so each one replays alone.
@@ -126,7 +128,10 @@ class RecordFiles:
         path = next_free(self.settings.path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(path, "xb")  # noqa: SIM115 (kept open until closed)
+            # owner-only, never through a symlink, never over a file that appeared since
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            fd = os.open(path, flags, 0o600)
+            handle = os.fdopen(fd, "wb")
         except OSError as exc:
             raise RecordingError(
                 f"cannot create the recording {str(path)!r}: {exc.strerror or exc}",

@@ -162,6 +162,7 @@ class SyncEngine:
         self._tapped = self._taps.by_type
         # flush hooks (recorders, histories): type id -> the hooks of that type
         self._hooks: dict[int, list[FlushHook]] = {}
+        self._acked_behind = False  # a client behind its window acknowledged since the flush
         self._counters = {
             "flushes": 0,
             "frames": 0,
@@ -300,6 +301,7 @@ class SyncEngine:
             if client is not None and type(seq) is int and seq >= 0:
                 self._windows.ack(client, seq)
                 if client.behind:
+                    self._acked_behind = True
                     self._wake()  # (the next flush judges whether it has caught up)
                 return
         self.handle(connection, binary, parse_subscription(frame))
@@ -406,8 +408,10 @@ class SyncEngine:
         for sub in self._held_subs:
             if not sub.client.behind:
                 due.append(max(global_next, sub.next_due))
-        if self._replies.new or self._recheck:  # (a waiting reply's blocker schedules its
-            due.append(global_next)  # own flush)
+        if self._replies.new or self._recheck or self._acked_behind:
+            # (a waiting reply's blocker schedules its own flush; a behind client that
+            # acknowledged may have caught up: the next flush judges it and catches it up)
+            due.append(global_next)
         if not due:
             return None
         return max(0.0, min(due) - now)
@@ -436,6 +440,7 @@ class SyncEngine:
         current as of, and how old it already is (default: ``now``, 0)."""
         if now < self._last_flush + 1.0 / self.settings.max_update_rate_hz - 1e-9:
             return
+        self._acked_behind = False
         if self._windows.acking:
             self._windows.judge(now, self.settings)
         cache = self._encoder
@@ -755,13 +760,20 @@ class SyncEngine:
         *,
         component: type[BaseModel] | None = None,
         entity: EntityId | None = None,
+        current: bool = False,
     ) -> None:
         """Send ``frame`` to ``connection`` after the next flush, and not before every
         subscription of ``connection`` that covers ``component`` on ``entity`` has been sent
         its current value: a pending change and a snapshot under way are waited for; the
         connection's own write passes its subscriptions' rate caps and deadbands, so that a
         reply never waits on a rate the client chose (an unbounded wait, and an unbounded
-        list of waiting replies)."""
+        list of waiting replies). ``current``: not before everything the connection
+        subscribes to is current (it is within its acknowledgement window and no change is
+        still to send it): the answer to a change of the whole World."""
+        if current:
+            self._replies.hold_until_current(connection, frame)
+            self._wake()
+            return
         reg = self.registry.find(component) if component is not None else None
         client = self._clients.get(connection)
         self._replies.hold(connection, frame, reg, entity, client, self._forced_subs)

@@ -22,7 +22,12 @@ from ._wire import encode_reply
 __all__ = ["HeldReplies"]
 
 _Held = tuple[int, int | None, EntityId | None, list[Any]]
-"""(connection, component type id or None, entity or None, REPLY frame)."""
+"""(connection, component type id or None (or :data:`CURRENT`), entity or None, REPLY
+frame)."""
+
+CURRENT = -1
+"""A reply held until everything its connection subscribes to is current (see
+:meth:`HeldReplies.hold_until_current`)."""
 
 Send = Callable[[int, bytes | str], None]
 
@@ -58,6 +63,14 @@ class HeldReplies:
         self.waiting.append((connection, reg.type_id if reg else None, entity, frame))
         self.new = True
 
+    def hold_until_current(self, connection: int, frame: list[Any]) -> None:
+        """Hold ``frame`` until every subscription of ``connection`` holds the current
+        state: the client within its acknowledgement window, no change or snapshot part
+        still to send it (a replay's seek: the whole World moved). A subscription's own
+        rate cap is not waited for (a rate the client chose: as for :meth:`hold`)."""
+        self.waiting.append((connection, CURRENT, None, frame))
+        self.new = True
+
     def awaited(self, connection: int, type_id: int) -> set[EntityId]:
         """The entities of component ``type_id`` whose change a reply to ``connection``
         waits for (a connection behind its window is sent these at once)."""
@@ -84,7 +97,13 @@ class HeldReplies:
         waiting: list[_Held] = []
         for held in self.waiting:
             to, on_type, on_entity, reply = held
-            if on_type is not None and not _delivered(clients.get(to), on_type, on_entity, pending):
+            if on_type == CURRENT:
+                if not _current(clients.get(to), pending):
+                    waiting.append(held)
+                    continue
+            elif on_type is not None and not _delivered(
+                clients.get(to), on_type, on_entity, pending
+            ):
                 waiting.append(held)
                 continue
             target = clients.get(to)
@@ -100,6 +119,15 @@ class HeldReplies:
             target = clients.get(to)
             if target is not None:
                 send(to, encode_reply(target.binary, reply))
+
+
+def _current(client: _Client | None, pending: Callable[[int], Mapping[EntityId, int]]) -> bool:
+    """Whether ``client`` holds the current state of everything it subscribes to."""
+    if client is None:
+        return True
+    if client.behind:
+        return False
+    return not any(sub.needs_snapshot or pending(sub.reg.type_id) for sub in client.subs.values())
 
 
 def _delivered(
