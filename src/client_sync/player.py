@@ -11,13 +11,12 @@ named in the log. The signals (:meth:`~RecordingPlayer.components`,
 written against a provider's read API runs on a recording in a unit test, stepping the
 time by hand.
 
-No sockets: it imports ``pl3xus_rx.protocol`` only (and reads the file through ``mmap``).
+No sockets: it imports ``pl3xus_rx.protocol`` only (and reads the file by offset).
 """
 
 from __future__ import annotations
 
 import logging
-import mmap
 import operator
 import os
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -27,7 +26,14 @@ from typing import Any, TypeVar, cast
 from pydantic import BaseModel
 
 from pl3xus_rx.exceptions import FrameError, RecordingError
-from pl3xus_rx.protocol import EntityControl, FrameKind, Recording, RecordKind, SyncFlag
+from pl3xus_rx.protocol import (
+    EntityControl,
+    FileSource,
+    FrameKind,
+    Recording,
+    RecordKind,
+    SyncFlag,
+)
 from pl3xus_rx.security import Identity
 
 from .registry import ClientTypeRegistry
@@ -47,8 +53,8 @@ _SNAPSHOT = int(SyncFlag.SNAPSHOT | SyncFlag.COMPLETE)
 
 
 def open_recording(path: str | os.PathLike[str], registry: ClientTypeRegistry) -> RecordingPlayer:
-    """Open a recording file for playing with ``registry``'s models (mapped into memory,
-    not read whole); it shows the recording's first instant.
+    """Open a recording file for playing with ``registry``'s models (read by offset, never
+    whole); it shows the recording's first instant.
 
     Raises:
         RecordingUnreadable: not a recording, or a newer format.
@@ -56,14 +62,17 @@ def open_recording(path: str | os.PathLike[str], registry: ClientTypeRegistry) -
     """
     name = os.fspath(path)
     try:
-        with open(name, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            data: Any = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+        fd = os.open(name, os.O_RDONLY)
     except OSError as exc:
         raise RecordingError(
             f"cannot open the recording {name!r}: {exc.strerror or exc}", path=name
         ) from None
-    return RecordingPlayer(Recording(data, name), registry)
+    source = FileSource(fd, name)
+    try:
+        return RecordingPlayer(Recording(source, name), registry)
+    except BaseException:
+        source.close()
+        raise
 
 
 class RecordingPlayer:

@@ -421,7 +421,13 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"pl3xus-rx replay: cannot load --app {spec!r}: {exc}", file=sys.stderr)
         return 2
     header = recording.header
-    if recording.torn:
+    if recording.damaged is not None:
+        print(
+            f"pl3xus-rx replay: {args.file}: {recording.damaged}; replaying what comes "
+            f"before it ({recording.torn} bytes left out)",
+            file=sys.stderr,
+        )
+    elif recording.torn:
         print(
             f"pl3xus-rx replay: {args.file}: its last {recording.torn} bytes are a record cut "
             "short (the recorder stopped mid-write); replaying what is whole",
@@ -459,8 +465,13 @@ def _replay(args: argparse.Namespace) -> int:
                 "play | pause | seek SECONDS | speed X | status",
                 flush=True,
             )
-            for name in replay.replayer.missing:
-                print(f"pl3xus-rx replay: {name} is not registered by {spec}: left out")
+            missing = replay.replayer.missing
+            if missing:
+                more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+                print(
+                    f"pl3xus-rx replay: {', '.join(missing[:10])}{more} not registered by "
+                    f"{spec}: left out"
+                )
             replay.start()
             try:
                 await stop.wait()

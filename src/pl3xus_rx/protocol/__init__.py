@@ -58,6 +58,7 @@ from ._frames import (
 from ._recording import (
     RECORDING_MAGIC,
     RECORDING_VERSION,
+    FileSource,
     RecordedState,
     RecordedType,
     Recording,
@@ -103,6 +104,7 @@ from ._vocab import (
 
 __all__ = [
     "RECORDING_MAGIC",
+    "FileSource",
     "RECORDING_VERSION",
     "REPLAY_REQUEST",
     "RecordKind",

@@ -22,7 +22,9 @@ rebuilt from the heads when a file is opened; no separate index file can go stal
 from __future__ import annotations
 
 import bisect
+import contextlib
 import gc
+import os
 import struct
 import zlib
 from array import array
@@ -47,6 +49,8 @@ __all__ = [
     "RecordedType",
     "encode_record",
     "recording_prefix",
+    "FileSource",
+    "MAX_TYPES",
 ]
 
 RECORDING_MAGIC: Final = b"PL3XREC\n"
@@ -54,9 +58,13 @@ RECORDING_MAGIC: Final = b"PL3XREC\n"
 RECORDING_VERSION: Final = 1
 """The format this version writes (and the newest it reads)."""
 
+MAX_TYPES: Final = 10_000
+"""The most types a recording's header may list."""
+
 _PREFIX = struct.Struct(">8sH")
 _HEAD = struct.Struct(">IIBd")
-_MAX_BODY = 1 << 30  # a head claiming more is garbage, not a record
+_MAX_BODY = 1 << 28  # a head claiming more is garbage, not a record (256 MiB)
+_CHUNK = 1 << 22  # bytes read at once while indexing
 
 
 class RecordKind(IntEnum):
@@ -148,6 +156,8 @@ class RecordingHeader:
         """
         if not isinstance(body, dict):
             raise ValueError("the header is not a map")
+        if not isinstance(body.get("types"), list) or len(body["types"]) > MAX_TYPES:
+            raise ValueError(f"the header's types are not a list of at most {MAX_TYPES:,}")
         try:
             types = tuple(
                 RecordedType(str(name), tuple(str(f) for f in fields), str(digest))
@@ -217,27 +227,88 @@ class RecordedState:
             raise ValueError(f"a {kind.name} record of the wrong shape: {exc!r}") from None
 
 
+class FileSource:
+    """A recording file read by offset through a file descriptor the caller opened
+    (``os.pread``): a file cut short while it is read is a clear error, never a crash (a
+    memory map of it would kill the process with SIGBUS). Closes the descriptor when
+    closed or collected.
+
+    Args:
+        fd: An open, readable file descriptor (taken over).
+        name: What to call the file in errors.
+    """
+
+    def __init__(self, fd: int, name: str) -> None:
+        self.fd = fd
+        self.name = name
+
+    def size(self) -> int:
+        """The file's size now."""
+        return os.fstat(self.fd).st_size
+
+    def read(self, at: int, n: int) -> bytes:
+        """``n`` bytes at offset ``at``.
+
+        Raises:
+            RecordingUnreadable: fewer are there (the file shrank since it was indexed).
+        """
+        data = os.pread(self.fd, n, at)
+        if len(data) < n:
+            raise RecordingUnreadable(
+                f"{self.name}: cut short since it was opened ({len(data)} of {n} bytes at "
+                f"offset {at})",
+                path=self.name,
+            )
+        return data
+
+    def close(self) -> None:
+        """Close the descriptor (once)."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(OSError):
+            self.close()
+
+
+class _Buffer:
+    """A recording held in memory (bytes, or any buffer), as a source."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = memoryview(data)
+
+    def size(self) -> int:
+        return len(self.data)
+
+    def read(self, at: int, n: int) -> memoryview:
+        return self.data[at : at + n]
+
+
 class Recording:
-    """A recording read from a buffer (``bytes``, or an ``mmap`` of the file): its header
-    and an index of its records, for seeking and for playing forward.
+    """A recording read from a buffer (``bytes``) or a :class:`FileSource`: its header and
+    an index of its records, for seeking and for playing forward.
 
     A torn tail (the writer stopped mid-record) is dropped: :attr:`torn` says how many
     bytes. A record whose CRC differs ends the readable part there too.
 
     Args:
-        data: The file's bytes (kept, not copied).
+        data: The file's bytes (kept, not copied), or a :class:`FileSource`.
         name: What to call it in errors (its path).
 
     Raises:
         RecordingUnreadable: not a recording, a newer format, or no readable header.
     """
 
-    def __init__(self, data: bytes | memoryview | Any, name: str = "recording") -> None:
+    def __init__(
+        self, data: bytes | memoryview | FileSource | Any, name: str = "recording"
+    ) -> None:
         self.name = name
-        self._data = memoryview(data)
-        if len(self._data) < _PREFIX.size:
+        self._source: FileSource | _Buffer = data if isinstance(data, FileSource) else _Buffer(data)
+        size = self._source.size()
+        if size < _PREFIX.size:
             raise RecordingUnreadable(f"{name}: too short to be a recording", path=name)
-        magic, version = _PREFIX.unpack_from(self._data, 0)
+        magic, version = _PREFIX.unpack_from(self._source.read(0, _PREFIX.size), 0)
         if magic != RECORDING_MAGIC:
             raise RecordingUnreadable(f"{name}: not a pl3xus_rx recording", path=name)
         if version > RECORDING_VERSION:
@@ -250,6 +321,7 @@ class Recording:
         """Each record's time, in file order (HEADER and END included)."""
         self.offsets = array("q")
         """Each record's offset (of its head)."""
+        self._lengths = array("q")
         self.kinds = bytearray()
         """Each record's kind byte."""
         self.keyframes: list[int] = []
@@ -258,7 +330,15 @@ class Recording:
         self.closed = False
         """Whether the file ends with an END record (it was closed cleanly)."""
         self.torn = 0
-        """Bytes dropped at the end: a record cut short, or one whose CRC differs."""
+        """Bytes dropped at the end: a record cut short, or from a damaged one on."""
+        self.damaged: str | None = None
+        """Why the readable part ends before the file does, when a whole record is there
+        but is not readable (its CRC differs, its kind is unknown, its length is absurd):
+        with the offset. ``None``: the file ends with whole records, or a record cut short
+        (a writer stopped mid-record)."""
+        self.skipped: set[int] = set()
+        """Indexes of BATCH records left out of a :meth:`state_at` (they do not decode, or
+        do not have a batch's shape)."""
         self._scanned = _PREFIX.size
         self.scan()
         if not self.kinds or self.kinds[0] != RecordKind.HEADER:
@@ -269,21 +349,34 @@ class Recording:
             raise RecordingUnreadable(f"{name}: {exc}", path=name) from None
 
     def scan(self, data: bytes | memoryview | Any | None = None) -> int:
-        """Index the records written since the last scan (``data``: the file's bytes now, for
-        a file still being written); returns how many were added."""
+        """Index the records written since the last scan (a file still being written; give
+        ``data``, the bytes now, for a recording read from a buffer); returns how many
+        were added."""
         if data is not None:
-            self._data = memoryview(data)
-        buffer, end = self._data, len(self._data)
+            self._source = _Buffer(data)
+        source = self._source
+        end = source.size()
         at, added = self._scanned, 0
+        chunk_at, chunk = at, source.read(at, min(_CHUNK, end - at))
+        self.damaged = None
         while at + _HEAD.size <= end:
-            length, crc, kind, time = _HEAD.unpack_from(buffer, at)
+            if at + _HEAD.size > chunk_at + len(chunk):
+                chunk_at, chunk = at, source.read(at, min(_CHUNK, end - at))
+            length, crc, kind, time = _HEAD.unpack_from(chunk, at - chunk_at)
             stop = at + _HEAD.size + length
-            if length > _MAX_BODY or stop > end or kind not in _KINDS:
+            if length > _MAX_BODY or kind not in _KINDS:
+                self.damaged = f"an unreadable record head at offset {at}"
                 break
-            if zlib.crc32(buffer[at + _HEAD.size : stop]) != crc:
+            if stop > end:
+                break  # (cut short: the writer stopped mid-record)
+            if stop > chunk_at + len(chunk):
+                chunk_at, chunk = at, source.read(at, min(max(_CHUNK, stop - at), end - at))
+            if zlib.crc32(chunk[at - chunk_at + _HEAD.size : stop - chunk_at]) != crc:
+                self.damaged = f"a damaged record at offset {at} (its checksum differs)"
                 break
             self.times.append(time)
             self.offsets.append(at)
+            self._lengths.append(length)
             self.kinds.append(kind)
             if kind == RecordKind.KEYFRAME:
                 self.keyframes.append(len(self.kinds) - 1)
@@ -310,11 +403,21 @@ class Recording:
         return self.times[-1]
 
     def body(self, index: int) -> Any:
-        """The decoded body of record ``index``."""
-        at = self.offsets[index]
-        length = _HEAD.unpack_from(self._data, at)[0]
-        start = at + _HEAD.size
-        return msgpack.unpackb(self._data[start : start + length], strict_map_key=False)
+        """The decoded body of record ``index``.
+
+        Raises:
+            ValueError: it does not decode (its bytes passed their checksum, but were
+                written wrong).
+            RecordingUnreadable: the file was cut short since it was indexed.
+        """
+        data = self._source.read(self.offsets[index] + _HEAD.size, self._lengths[index])
+        try:
+            return msgpack.unpackb(data, strict_map_key=False)
+        except (ValueError, TypeError) as exc:  # (msgpack's errors are ValueErrors)
+            raise ValueError(
+                f"record {index} (a {RecordKind(self.kinds[index]).name} at offset "
+                f"{self.offsets[index]}) does not decode: {type(exc).__name__}: {exc}"
+            ) from None
 
     def kind(self, index: int) -> RecordKind:
         """The kind of record ``index``."""
@@ -331,7 +434,12 @@ class Recording:
 
     def state_at(self, time: float) -> tuple[RecordedState, int]:
         """The state at ``time`` (before the first keyframe: the first keyframe's), and the
-        index of the first record not applied to it."""
+        index of the first record not applied to it. A bad BATCH record is left out
+        (:attr:`skipped`).
+
+        Raises:
+            ValueError: the keyframe it starts from is unreadable (named).
+        """
         first = self.last_keyframe(time)
         if first is None:
             if not self.keyframes:
@@ -343,7 +451,11 @@ class Recording:
             state.apply(RecordKind.KEYFRAME, self.body(first))
             for index in range(first + 1, stop):
                 if self.kinds[index] == RecordKind.BATCH:
-                    state.apply(RecordKind.BATCH, self.body(index))
+                    try:
+                        state.apply(RecordKind.BATCH, self.body(index))
+                    except ValueError:
+                        self.skipped.add(index)  # (a bad batch: the rest still applies)
+                        continue
                     state.time = self.times[index]
         return state, stop
 

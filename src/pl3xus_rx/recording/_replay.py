@@ -11,7 +11,6 @@ differences, not a replay of the minutes between.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,8 +61,10 @@ class Replayer:
                 self.differing.append(recorded.name)
             self._types[index] = _Type(reg, recorded.fields, recorded.fields == tuple(reg.fields))
         if self.missing:
+            shown_missing = ", ".join(self.missing[:20])
+            more = f" and {len(self.missing) - 20} more" if len(self.missing) > 20 else ""
             logger.warning(
-                "%s: %s not synced by this server: left out", recording.name, self.missing
+                "%s: %s%s not synced by this server: left out", recording.name, shown_missing, more
             )
         if self.differing:
             logger.warning(
@@ -75,6 +76,9 @@ class Replayer:
         """The instant the World shows (recording time)."""
         self.invalid = 0
         """Recorded values left out because they do not validate against today's type."""
+        self.bad_records = 0
+        """BATCH records left out while playing: they do not decode or have the wrong
+        shape (the first ten are logged)."""
         self._next = 0  # the first record not applied
         self._logged: set[str] = set()
 
@@ -108,13 +112,28 @@ class Replayer:
         applied = 0
         for index in range(self._next, stop):
             if recording.kinds[index] == RecordKind.BATCH:
-                self._batch(recording.body(index))
+                try:
+                    self._batch(recording.body(index))
+                except (ValueError, TypeError, KeyError) as exc:
+                    self._bad(index, exc)  # (the rest plays on)
+                    continue
                 applied += 1
         self._next = max(self._next, stop)
         self.position = time
         return applied
 
     # ------------------------------------------------------------------ applying
+
+    def _bad(self, index: int, exc: Exception) -> None:
+        self.bad_records += 1
+        if self.bad_records <= 10:  # (a crafted file may hold millions)
+            logger.warning(
+                "%s: record %d is left out: %s: %s",
+                self.recording.name,
+                index,
+                type(exc).__name__,
+                exc,
+            )
 
     def _value(self, kind: _Type, entity: int, fields: Any) -> BaseModel | None:
         try:
@@ -140,7 +159,7 @@ class Replayer:
         world = self.world
         born, types = body
         for entity, parent in born:
-            self._adopt(EntityId(entity), None if parent is None else EntityId(parent))
+            self._adopt(_id(entity), None if parent is None else _id(parent))
         for index, items, removed, despawned in types:
             kind = self._types.get(index)
             if kind is None:
@@ -148,14 +167,14 @@ class Replayer:
             for entity, fields in items:
                 value = self._value(kind, entity, fields)
                 if value is not None:
-                    self._adopt(EntityId(entity), None)
-                    world.insert(EntityId(entity), value)
+                    self._adopt(_id(entity), None)
+                    world.insert(_id(entity), value)
             for entity in removed:
-                if world.contains(EntityId(entity)):
-                    world.remove(EntityId(entity), kind.reg.model)
+                if world.contains(_id(entity)):
+                    world.remove(_id(entity), kind.reg.model)
             for entity in despawned:
-                if world.contains(EntityId(entity)):
-                    world.despawn(EntityId(entity))
+                if world.contains(_id(entity)):
+                    world.despawn(_id(entity))
 
     def _adopt(self, entity: EntityId, parent: EntityId | None) -> None:
         try:
@@ -165,12 +184,14 @@ class Replayer:
 
     def _reconcile(self, state: RecordedState) -> None:
         world = self.world
-        parents = state.parents
+        parents = {e: p for e, p in state.parents.items() if _valid(e) and (p is None or _valid(p))}
         for entity in world.entities():
             if entity not in parents and world.contains(entity):
                 world.despawn(entity)
         for entity, parent in parents.items():
-            self._adopt(EntityId(entity), None if parent is None else EntityId(parent))
+            # (most entities exist already under the same parent: nothing to do for them)
+            if not world.contains(EntityId(entity)) or world.parent(EntityId(entity)) != parent:
+                self._adopt(EntityId(entity), None if parent is None else EntityId(parent))
         for index, kind in self._types.items():
             model = kind.reg.model
             table = state.values.get(index, {})
@@ -179,16 +200,30 @@ class Replayer:
                 world.remove(entity, model)
             compare = kind.same_fields and kind.reg.json_native
             for entity, fields in table.items():
+                if not _valid(entity):
+                    self.invalid += 1
+                    continue
                 if compare:
                     entry = peek.get(EntityId(entity))
-                    if entry is not None and _same(entry, fields):
+                    if entry is not None and tuple(entry_fields(entry)) == tuple(fields):
                         continue
                 value = self._value(kind, entity, fields)
                 if value is not None:
-                    self._adopt(EntityId(entity), None)
+                    if not world.contains(EntityId(entity)):
+                        self._adopt(EntityId(entity), None)
                     world.insert(EntityId(entity), value)
 
 
-def _same(entry: Any, fields: Sequence[Any]) -> bool:
-    values = entry_fields(entry)
-    return len(values) == len(fields) and all(a == b for a, b in zip(values, fields, strict=True))
+def _valid(entity: Any) -> bool:
+    return type(entity) is int and entity >= 0
+
+
+def _id(entity: Any) -> EntityId:
+    """A recorded entity id, checked.
+
+    Raises:
+        ValueError: it is not a non-negative integer.
+    """
+    if type(entity) is not int or entity < 0:
+        raise ValueError(f"an entity id that is not a non-negative integer: {entity!r:.40}")
+    return EntityId(entity)

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import mmap
 import os
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from ..exceptions import RecordingError
 from ..protocol import (
     LAST_MESSAGE_QUERY,
     REPLAY_REQUEST,
+    FileSource,
     FrameKind,
     NoticeKind,
     Recording,
@@ -58,7 +58,8 @@ MIN_SPEED, MAX_SPEED = 0.01, 1000.0
 
 
 def open_recording(path: str | os.PathLike[str]) -> Recording:
-    """Open a recording file (mapped into memory, not read whole).
+    """Open a recording file (read by offset, never whole; it stays open while the
+    :class:`~pl3xus_rx.protocol.Recording` lives).
 
     Raises:
         RecordingUnreadable: not a recording, or a newer format.
@@ -66,14 +67,17 @@ def open_recording(path: str | os.PathLike[str]) -> Recording:
     """
     name = os.fspath(path)
     try:
-        with open(name, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            data: Any = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+        fd = os.open(name, os.O_RDONLY)
     except OSError as exc:
         raise RecordingError(
             f"cannot open the recording {name!r}: {exc.strerror or exc}", path=name
         ) from None
-    return Recording(data, name)
+    source = FileSource(fd, name)
+    try:
+        return Recording(source, name)
+    except BaseException:
+        source.close()
+        raise
 
 
 class ReplayServer:
