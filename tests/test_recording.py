@@ -520,3 +520,48 @@ async def test_replay_control_refuses_what_is_not_a_time(tmp_path: Path) -> None
             reply = msgpack.unpackb(await asyncio.wait_for(ws.recv(), 5 * UNIT))
             assert reply[:4] == [FrameKind.REPLY, 5, Status.FORBIDDEN, "read-only replay"]
     assert replay.replayer.position == recording.start
+
+
+@pytest.mark.asyncio
+async def test_a_flood_of_seeks_is_merged_and_every_one_answered(tmp_path: Path) -> None:
+    path = tmp_path / "s.pl3xrec"
+    truth, _ = await record_session(path)
+    recording = open_recording(path)
+    server = SyncServer()
+    for model in TYPES:
+        server.sync_component(model)
+    replay = ReplayServer(server, recording, playing=False)
+    runs = 0
+    seek = replay.replayer.seek
+
+    def counted(at: float) -> None:
+        nonlocal runs
+        runs += 1
+        seek(at)
+
+    replay.replayer.seek = counted  # type: ignore[method-assign]
+    registry = (
+        ClientTypeRegistry.builder()
+        .register(Position)
+        .register(Label)
+        .register_request(ReplayControl, ReplayState, name=REPLAY_REQUEST)
+        .build()
+    )
+    instants = sorted(truth.at)
+    async with (
+        server.serve("127.0.0.1", 0) as (host, port),
+        SyncProvider(f"ws://{host}:{port}", registry) as sync,
+    ):
+        for model in TYPES:
+            sync.components(model).subscribe(lambda _: None)
+        await sync.wait_synced(5 * UNIT)
+        asks = [instants[i % len(instants)] for i in range(200)]
+        answers = await asyncio.wait_for(
+            asyncio.gather(*(sync.request(ReplayControl(action="seek", at=at)) for at in asks)),
+            20 * UNIT,
+        )
+        assert len(answers) == 200
+        # the latest wins: every answer says where the replay went, and the view shows it
+        assert answers[-1].position == asks[-1]
+        assert view_of(sync) == truth.at[asks[-1]]
+    assert runs < 100, runs

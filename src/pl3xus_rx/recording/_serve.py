@@ -55,6 +55,8 @@ LOCAL_QUERIES = frozenset((LAST_MESSAGE_QUERY, *DEVTOOLS_QUERIES))
 READ_ONLY = "read-only replay"
 """The reason every command but ``pl3xus.replay`` is refused with."""
 MIN_SPEED, MAX_SPEED = 0.01, 1000.0
+MAX_WAITING_SEEKS = 1000
+"""The most seek requests waiting for the next seek (beyond: refused, ask again)."""
 
 
 def open_recording(path: str | os.PathLike[str]) -> Recording:
@@ -117,6 +119,10 @@ class ReplayServer:
         self._clock = clock
         self._last = clock()
         self._task: asyncio.Task[None] | None = None
+        self._seeks: list[tuple[int, int]] = []  # (connection, req_id) of waiting seeks
+        self._seek_to: float | None = None
+        self._seek_handle: asyncio.TimerHandle | None = None
+        self._seek_free_at = 0.0
         if start is not None and not math.isfinite(start):
             raise ValueError(f"start must be a finite time, not {start!r}")
         self.replayer.seek(self.replayer.start if start is None else start)
@@ -206,7 +212,10 @@ class ReplayServer:
             self._task = asyncio.get_running_loop().create_task(self.run())
 
     async def stop(self) -> None:
-        """Stop the task."""
+        """Stop the task (and a seek still waiting to run)."""
+        if self._seek_handle is not None:
+            self._seek_handle.cancel()
+            self._seek_handle = None
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -235,7 +244,11 @@ class ReplayServer:
             return
         if frame[0] == _REQUEST and len(frame) == 5 and name == REPLAY_REQUEST:
             try:
-                state = self.control(ReplayControl.model_validate(frame[4]))
+                command = ReplayControl.model_validate(frame[4])
+                if command.action == "seek" and command.at is not None:
+                    self._seek_later(connection, req_id, command.at)
+                    return
+                state = self.control(command)
             except ValidationError as exc:
                 self._answer(
                     connection,
@@ -253,6 +266,57 @@ class ReplayServer:
             self.server.deliver(connection, reply, current=True)
             return
         self._answer(connection, req_id, Status.FORBIDDEN, READ_ONLY, {})
+
+    # Seeks from clients are merged: whatever number arrive, the latest wins and runs once,
+    # and seeks take at most half the loop's time (the next waits as long as the last one
+    # took), so clients scrubbing at once cannot stall the others. Everyone who asked is
+    # answered with where the replay then is, once their view shows it.
+
+    def _seek_later(self, connection: int, req_id: int, at: float) -> None:
+        waiting = self._seeks
+        if len(waiting) >= MAX_WAITING_SEEKS:
+            self._answer(
+                connection,
+                req_id,
+                Status.FORBIDDEN,
+                f"{MAX_WAITING_SEEKS} seeks are waiting already: ask again",
+                {},
+            )
+            return
+        self._seek_to = at
+        waiting.append((connection, req_id))
+        if self._seek_handle is None:
+            delay = max(0.0, self._seek_free_at - self._clock())
+            self._seek_handle = asyncio.get_running_loop().call_later(delay, self._seek_now)
+
+    def _seek_now(self) -> None:
+        self._seek_handle = None
+        at, waiting = self._seek_to, self._seeks
+        self._seek_to, self._seeks = None, []
+        if at is None:
+            return
+        started = self._clock()
+        try:
+            self.replayer.seek(at)
+        except Exception as exc:  # (the recording is unreadable there: say so, go on)
+            logger.warning("seek to %s failed: %s: %s", at, type(exc).__name__, exc)
+            for connection, req_id in waiting:
+                self._answer(
+                    connection,
+                    req_id,
+                    Status.INTERNAL_ERROR,
+                    f"the recording cannot be read at that instant: {exc}",
+                    {},
+                )
+            return
+        now = self._clock()
+        self._last = now
+        self._seek_free_at = now + (now - started)
+        body = {"value": self.state().model_dump()}
+        for connection, req_id in waiting:
+            # (the answer waits until the client shows the instant, whatever its window)
+            reply = [_REPLY, req_id, Status.OK.value, "", body]
+            self.server.deliver(connection, reply, current=True)
 
     def _answer(
         self, connection: int, req_id: int, status: Status, message: str, body: dict[str, Any]
