@@ -565,3 +565,38 @@ async def test_a_flood_of_seeks_is_merged_and_every_one_answered(tmp_path: Path)
         assert answers[-1].position == asks[-1]
         assert view_of(sync) == truth.at[asks[-1]]
     assert runs < 100, runs
+
+
+@pytest.mark.asyncio
+async def test_only_the_control_roles_may_move_a_shared_replay(tmp_path: Path) -> None:
+    from pl3xus_rx import Identity, bearer_tokens
+
+    path = tmp_path / "s.pl3xrec"
+    await record_session(path)
+    recording = open_recording(path)
+    server = SyncServer(
+        authenticate=bearer_tokens(
+            {"op": Identity.of("olga", "operator"), "view": Identity.of("vic", "viewer")}
+        )
+    )
+    for model in TYPES:
+        server.sync_component(model)
+    replay = ReplayServer(server, recording, playing=False, control_roles=("operator",))
+    registry = (
+        ClientTypeRegistry.builder()
+        .register_request(ReplayControl, ReplayState, name=REPLAY_REQUEST)
+        .build()
+    )
+    async with server.serve("127.0.0.1", 0) as (host, port):
+        async with SyncProvider(f"ws://{host}:{port}", registry, token="view") as viewer:
+            state = await viewer.request(ReplayControl(action="status"), timeout=5 * UNIT)
+            assert state.position == recording.start
+            for action in ("play", "pause"):
+                with pytest.raises(Forbidden, match="needs one of the roles"):
+                    await viewer.request(ReplayControl(action=action), timeout=5 * UNIT)
+            with pytest.raises(Forbidden):
+                await viewer.request(ReplayControl(action="seek", at=recording.end))
+        async with SyncProvider(f"ws://{host}:{port}", registry, token="op") as operator:
+            state = await operator.request(ReplayControl(action="seek", at=recording.end))
+            assert state.position == recording.end
+    assert replay.replayer.position == recording.end

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from ..devtools import DEVTOOLS_QUERIES
 from ..exceptions import RecordingError
+from ..net import ConnectionId
 from ..protocol import (
     LAST_MESSAGE_QUERY,
     REPLAY_REQUEST,
@@ -95,6 +96,10 @@ class ReplayServer:
         loop: Start again from the beginning at the end (else pause there).
         tick: Seconds between steps of play.
         clock: Monotonic time.
+        control_roles: Who may play, pause, seek and set the speed (``status`` is open to
+            all): an identity with one of these roles. ``None`` (the default): every
+            client, fit for a replay on this machine (``pl3xus-rx replay`` admits
+            loopback clients only); give roles when the server authenticates.
     """
 
     def __init__(
@@ -108,10 +113,12 @@ class ReplayServer:
         loop: bool = False,
         tick: float = 0.02,
         clock: Callable[[], float] = time.monotonic,
+        control_roles: tuple[str, ...] | None = None,
     ) -> None:
         self.server = server
         self.recording = recording
         self.replayer = Replayer(recording, server.world, server.registry)
+        self.control_roles = control_roles
         self.speed = _clamp_speed(speed)
         self.playing = playing
         self.loop = loop
@@ -245,6 +252,15 @@ class ReplayServer:
         if frame[0] == _REQUEST and len(frame) == 5 and name == REPLAY_REQUEST:
             try:
                 command = ReplayControl.model_validate(frame[4])
+                if command.action != "status" and not self._may_control(connection):
+                    self._answer(
+                        connection,
+                        req_id,
+                        Status.FORBIDDEN,
+                        f"controlling this replay needs one of the roles {self.control_roles}",
+                        {},
+                    )
+                    return
                 if command.action == "seek" and command.at is not None:
                     self._seek_later(connection, req_id, command.at)
                     return
@@ -266,6 +282,12 @@ class ReplayServer:
             self.server.deliver(connection, reply, current=True)
             return
         self._answer(connection, req_id, Status.FORBIDDEN, READ_ONLY, {})
+
+    def _may_control(self, connection: int) -> bool:
+        roles = self.control_roles
+        if roles is None:
+            return True
+        return bool(self.server.net.identity_of(ConnectionId(connection)).roles & set(roles))
 
     # Seeks from clients are merged: whatever number arrive, the latest wins and runs once,
     # and seeks take at most half the loop's time (the next waits as long as the last one
