@@ -25,7 +25,7 @@ from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel
 
-from pl3xus_rx.exceptions import FrameError, RecordingError
+from pl3xus_rx.exceptions import FrameError
 from pl3xus_rx.protocol import (
     EntityControl,
     FileSource,
@@ -60,19 +60,7 @@ def open_recording(path: str | os.PathLike[str], registry: ClientTypeRegistry) -
         RecordingUnreadable: not a recording, or a newer format.
         RecordingError: the file cannot be opened.
     """
-    name = os.fspath(path)
-    try:
-        fd = os.open(name, os.O_RDONLY)
-    except OSError as exc:
-        raise RecordingError(
-            f"cannot open the recording {name!r}: {exc.strerror or exc}", path=name
-        ) from None
-    source = FileSource(fd, name)
-    try:
-        return RecordingPlayer(Recording(source, name), registry)
-    except BaseException:
-        source.close()
-        raise
+    return RecordingPlayer(FileSource.read_file(path), registry)
 
 
 class RecordingPlayer:

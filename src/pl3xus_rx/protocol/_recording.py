@@ -36,7 +36,7 @@ from typing import Any, Final
 
 import msgpack
 
-from ..exceptions import RecordingUnreadable
+from ..exceptions import RecordingError, RecordingUnreadable
 from ._codec import msgpack_encode
 
 __all__ = [
@@ -241,6 +241,29 @@ class FileSource:
     def __init__(self, fd: int, name: str) -> None:
         self.fd = fd
         self.name = name
+
+    @staticmethod
+    def read_file(path: str | os.PathLike[str]) -> Recording:
+        """Open the recording at ``path`` (read by offset, never whole; the file stays open
+        while the :class:`Recording` lives).
+
+        Raises:
+            RecordingUnreadable: not a recording, or a newer format.
+            RecordingError: the file cannot be opened.
+        """
+        name = os.fspath(path)
+        try:
+            fd = os.open(name, os.O_RDONLY)
+        except OSError as exc:
+            raise RecordingError(
+                f"cannot open the recording {name!r}: {exc.strerror or exc}", path=name
+            ) from None
+        source = FileSource(fd, name)
+        try:
+            return Recording(source, name)
+        except BaseException:
+            source.close()
+            raise
 
     def size(self) -> int:
         """The file's size now."""

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from ..devtools import DEVTOOLS_QUERIES
-from ..exceptions import RecordingError
 from ..net import ConnectionId
 from ..protocol import (
     LAST_MESSAGE_QUERY,
@@ -68,19 +67,7 @@ def open_recording(path: str | os.PathLike[str]) -> Recording:
         RecordingUnreadable: not a recording, or a newer format.
         RecordingError: the file cannot be opened.
     """
-    name = os.fspath(path)
-    try:
-        fd = os.open(name, os.O_RDONLY)
-    except OSError as exc:
-        raise RecordingError(
-            f"cannot open the recording {name!r}: {exc.strerror or exc}", path=name
-        ) from None
-    source = FileSource(fd, name)
-    try:
-        return Recording(source, name)
-    except BaseException:
-        source.close()
-        raise
+    return FileSource.read_file(path)
 
 
 class ReplayServer:
