@@ -26,17 +26,16 @@ from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import NoneType, UnionType
-from typing import Any, Union, get_args, get_origin
+from typing import Any
 
 import msgpack
-from pydantic import BaseModel
 
 from ..exceptions import InvalidValue, NotFound
-from ..protocol import EntityControl, HistoryPart, HistoryQuery, shown, to_wire
+from ..protocol import HistoryPart, HistoryQuery, shown, to_wire
 from ..security import Identity
 from ..world import FINAL, UPSERTED, EntityId, World, entry_fields
 from ._access import sees_entity
+from ._history_spec import MAX_HISTORY_SECONDS, HistorySpec, history_spec
 from ._registry import ComponentRegistration, ComponentRegistry
 from ._taps import FlushHook
 
@@ -53,8 +52,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MAX_HISTORY_SECONDS = 30 * 86400.0
-"""The longest a type may keep history, and the longest a query may ask for (30 days)."""
 MAX_PART_POINTS = 20_000
 """The most points (time stamps) one part of an answer carries."""
 MAX_PART_BYTES = 1 << 20
@@ -64,18 +61,8 @@ MAX_PART_SERIES = 2_000
 BLOB_OVERHEAD = 41
 """What a whole value costs beyond its encoded bytes: a bytes object's header and its slot."""
 
-_NUMERIC = (int, float, bool)
 _GONE = object()
 _NAN = math.nan
-
-
-@dataclass(frozen=True, slots=True)
-class HistorySpec:
-    """What one type keeps: ``seconds`` of it; ``fields`` (numeric, in the model's order),
-    or ``None`` for whole values."""
-
-    seconds: float
-    fields: tuple[str, ...] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,49 +89,6 @@ class HistoryStatistics:
     dropped_for_budget: int
     queries: int
     refused: int
-
-
-def _numeric(annotation: Any) -> bool:
-    args = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
-    args = tuple(a for a in args if a is not NoneType)
-    return bool(args) and all(a in _NUMERIC for a in args)
-
-
-def history_spec(
-    model: type[BaseModel], seconds: float, fields: tuple[str, ...] | None
-) -> HistorySpec:
-    """Check a builder's ``.history(...)`` arguments.
-
-    Raises:
-        ValueError: ``seconds`` not in (0, 30 days], a field the model lacks, or one that
-            is not numeric (int, float or bool, optionally ``None``).
-    """
-    if not (isinstance(seconds, int | float) and 0 < seconds <= MAX_HISTORY_SECONDS):
-        raise ValueError(
-            f"history of {model.__name__}: seconds must be > 0 and at most "
-            f"{MAX_HISTORY_SECONDS:g}, got {seconds!r}"
-        )
-    if model is EntityControl:
-        raise ValueError("EntityControl keeps no history (who holds control is live state)")
-    if fields is not None:
-        known = model.model_fields
-        if not fields:
-            raise ValueError(f"history of {model.__name__}: fields is empty (None: whole values)")
-        for name in fields:
-            info = known.get(name)
-            if info is None:
-                raise ValueError(
-                    f"history of {model.__name__}: it has no field {name!r} "
-                    f"(fields: {', '.join(known)})"
-                )
-            if not _numeric(info.annotation):
-                raise ValueError(
-                    f"history of {model.__name__}: field {name!r} is not numeric "
-                    "(int, float or bool); keep whole values with fields=None"
-                )
-        order = list(known)
-        fields = tuple(sorted(set(fields), key=order.index))
-    return HistorySpec(float(seconds), fields)
 
 
 class _Series:

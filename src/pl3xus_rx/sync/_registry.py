@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from types import UnionType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union, get_args, get_origin
+from typing import Any, Generic, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -14,10 +14,8 @@ from ..exceptions import DuplicateRegistration, NotRegistered
 from ..protocol import EntityControl, TypeTable, check_component
 from ..security import Identity
 from ._access import control_visibility
+from ._history_spec import HistorySpec, history_spec
 from ._policy import Visibility, VisibilityRule, default_entity_policy, identity_key
-
-if TYPE_CHECKING:
-    from ._history import HistorySpec
 
 __all__ = [
     "ComponentBuilder",
@@ -342,7 +340,6 @@ class ComponentBuilder(Generic[C]):
             ValueError: ``seconds`` out of range, or a field the model lacks or that is
                 not numeric.
         """
-        from ._history import history_spec
 
         self._history = history_spec(
             self._model, seconds, tuple(fields) if fields is not None else None
