@@ -418,7 +418,7 @@ async def replay_role(path: str, charge: bool) -> None:
     recording.state_at = timed("state_at", recording.state_at)  # type: ignore[method-assign]
     replayer = replay.replayer
     replayer._reconcile = timed("reconcile", replayer._reconcile)  # type: ignore[method-assign]
-    replay.control = timed("control", replay.control)  # type: ignore[method-assign]
+    replayer.seek = timed("control", replayer.seek)  # type: ignore[method-assign]
 
     class Flushes(Instrument):
         def flushed(self, seconds: float, frames: int, nbytes: int) -> None:
