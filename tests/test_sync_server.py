@@ -108,7 +108,8 @@ async def test_welcome_lists_components_with_ids_and_hashes(
     ]
     assert client.welcome["requests"] == []
     assert [q[0] for q in client.welcome["queries"]] == [
-        "pl3xus.last_message",  # for late joiners of published messages; then DevTools'
+        "pl3xus.last_message",  # for late joiners of published messages
+        "pl3xus.history",  # the past of types that keep it; then DevTools'
         "pl3xus.tree",
         "pl3xus.schemas",
         "pl3xus.connections",
