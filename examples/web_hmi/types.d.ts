@@ -137,6 +137,53 @@ export interface EntityTreeQuery {
   [key: string]: never;
 }
 
+/**
+ * One part of the answer to `pl3xus.history`.
+ *
+ * Attributes:
+ *     type: The component type's wire name.
+ *     fields: The value columns, in order (`whole`: the type's fields, and each value
+ *         is a wire field list in that order).
+ *     whole: Each value is a whole value (a wire field list).
+ *     since: The start of the range asked (the authority's flush time, seconds since
+ *         the epoch).
+ *     until: Its end: the latest flush kept when the first part was answered.
+ *     kept_since: Since when the server keeps every point of the type (older ones
+ *         went for its `seconds` or for the budget; `None`: it keeps none).
+ *     cut_by_budget: The byte budget dropped points inside the range asked.
+ *     series: `[entity, [t, ...], [value, ...] per column]` per entity, by entity id.
+ *     cursor: Ask again with it for the next part; `None`: this was the last one.
+ */
+export interface HistoryPart {
+  type: string;
+  fields: string[];
+  whole: boolean;
+  since: number;
+  until: number;
+  kept_since: number | null;
+  cut_by_budget: boolean;
+  series: unknown[][];
+  cursor: number[] | null;
+}
+
+/**
+ * Parameters of `pl3xus.history`.
+ *
+ * Attributes:
+ *     type: The component type's wire name.
+ *     entity: One entity, or `None` for every entity of the type the identity sees.
+ *     field: One field (its values only), or `None` for every kept column.
+ *     seconds: How far back from the latest point (at most what the type keeps).
+ *     cursor: The previous part's `cursor`, for the next part (`None`: the first).
+ */
+export interface HistoryQuery {
+  type: string;
+  entity?: number | null;
+  field?: string | null;
+  seconds?: number;
+  cursor?: number[] | null;
+}
+
 /** Move a robot by (dx, dy) millimetres. */
 export interface Jog {
   dx: number;
@@ -253,6 +300,7 @@ export interface SubscriptionRow {
 
 // Registered under a wire name that is not the model's name.
 export type pl3xus_connections = ConnectionsQuery;
+export type pl3xus_history = HistoryQuery;
 export type pl3xus_last_message = LastMessageQuery;
 export type pl3xus_schemas = ComponentSchemasQuery;
 export type pl3xus_tree = EntityTreeQuery;
@@ -280,6 +328,7 @@ export declare const Stop: RequestType<Stop, Ack>;
 // queries
 export declare const ListPrograms: QueryType<ListPrograms, ProgramList>;
 export declare const pl3xus_connections: QueryType<pl3xus_connections, Connections>;
+export declare const pl3xus_history: QueryType<pl3xus_history, HistoryPart>;
 export declare const pl3xus_last_message: QueryType<pl3xus_last_message, LastMessage>;
 export declare const pl3xus_schemas: QueryType<pl3xus_schemas, ComponentSchemas>;
 export declare const pl3xus_tree: QueryType<pl3xus_tree, EntityTree>;
@@ -287,7 +336,7 @@ export declare const pl3xus_tree: QueryType<pl3xus_tree, EntityTree>;
 export declare const schema: {
   readonly components: readonly [typeof CellInfo, typeof Conveyor, typeof EntityControl, typeof Joints, typeof Name, typeof Pose, typeof Program, typeof RobotStatus, typeof Sensor];
   readonly requests: readonly [typeof CreateProgram, typeof DeleteProgram, typeof Jog, typeof RenameProgram, typeof SetSpeed, typeof Start, typeof Stop];
-  readonly queries: readonly [typeof ListPrograms, typeof pl3xus_connections, typeof pl3xus_last_message, typeof pl3xus_schemas, typeof pl3xus_tree];
+  readonly queries: readonly [typeof ListPrograms, typeof pl3xus_connections, typeof pl3xus_history, typeof pl3xus_last_message, typeof pl3xus_schemas, typeof pl3xus_tree];
   readonly messages: readonly [];
   readonly oneWay: readonly [];
 };

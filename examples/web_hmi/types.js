@@ -28,6 +28,7 @@ export const Stop = { kind: "request", name: "Stop", hash: "83749e930faf104d", r
 // queries
 export const ListPrograms = { kind: "query", name: "ListPrograms", hash: "3b83c67a53511684", responseHash: "6b1887b1bc16d7a4" };
 export const pl3xus_connections = { kind: "query", name: "pl3xus.connections", hash: "f6c6e75a14285691", responseHash: "4a58fa9c48e4bac2" };
+export const pl3xus_history = { kind: "query", name: "pl3xus.history", hash: "e4f0283a2c6ab8c4", responseHash: "c7218c05af0aa772" };
 export const pl3xus_last_message = { kind: "query", name: "pl3xus.last_message", hash: "ca2be815357ff35e", responseHash: "d47316747f826b18" };
 export const pl3xus_schemas = { kind: "query", name: "pl3xus.schemas", hash: "91552190e48ee425", responseHash: "4e82c4e1cd8d9c5a" };
 export const pl3xus_tree = { kind: "query", name: "pl3xus.tree", hash: "564174b1ef507e82", responseHash: "2f6d7898b4021082" };
@@ -35,7 +36,7 @@ export const pl3xus_tree = { kind: "query", name: "pl3xus.tree", hash: "564174b1
 export const schema = {
   components: [CellInfo, Conveyor, EntityControl, Joints, Name, Pose, Program, RobotStatus, Sensor],
   requests: [CreateProgram, DeleteProgram, Jog, RenameProgram, SetSpeed, Start, Stop],
-  queries: [ListPrograms, pl3xus_connections, pl3xus_last_message, pl3xus_schemas, pl3xus_tree],
+  queries: [ListPrograms, pl3xus_connections, pl3xus_history, pl3xus_last_message, pl3xus_schemas, pl3xus_tree],
   messages: [],
   oneWay: [],
 };
