@@ -28,12 +28,12 @@ from pydantic import BaseModel
 from pl3xus_rx.exceptions import FrameError
 from pl3xus_rx.protocol import (
     EntityControl,
-    FileSource,
     FrameKind,
     Recording,
     RecordKind,
     SyncFlag,
 )
+from pl3xus_rx.record_source import FileSource
 from pl3xus_rx.security import Identity
 
 from .registry import ClientTypeRegistry

@@ -58,12 +58,12 @@ from ._frames import (
 from ._recording import (
     RECORDING_MAGIC,
     RECORDING_VERSION,
-    FileSource,
     RecordedState,
     RecordedType,
     Recording,
     RecordingHeader,
     RecordKind,
+    RecordSource,
     encode_record,
     recording_prefix,
 )
@@ -104,7 +104,7 @@ from ._vocab import (
 
 __all__ = [
     "RECORDING_MAGIC",
-    "FileSource",
+    "RecordSource",
     "RECORDING_VERSION",
     "REPLAY_REQUEST",
     "RecordKind",

@@ -22,9 +22,7 @@ rebuilt from the heads when a file is opened; no separate index file can go stal
 from __future__ import annotations
 
 import bisect
-import contextlib
 import gc
-import os
 import struct
 import zlib
 from array import array
@@ -32,11 +30,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import msgpack
 
-from ..exceptions import RecordingError, RecordingUnreadable
+from ..exceptions import RecordingUnreadable
 from ._codec import msgpack_encode
 
 __all__ = [
@@ -49,7 +47,7 @@ __all__ = [
     "RecordedType",
     "encode_record",
     "recording_prefix",
-    "FileSource",
+    "RecordSource",
     "MAX_TYPES",
 ]
 
@@ -227,72 +225,18 @@ class RecordedState:
             raise ValueError(f"a {kind.name} record of the wrong shape: {exc!r}") from None
 
 
-class FileSource:
-    """A recording file read by offset through a file descriptor the caller opened
-    (``os.pread``): a file cut short while it is read is a clear error, never a crash (a
-    memory map of it would kill the process with SIGBUS). Closes the descriptor when
-    closed or collected.
-
-    Args:
-        fd: An open, readable file descriptor (taken over).
-        name: What to call the file in errors.
-    """
-
-    def __init__(self, fd: int, name: str) -> None:
-        self.fd = fd
-        self.name = name
-
-    @staticmethod
-    def read_file(path: str | os.PathLike[str]) -> Recording:
-        """Open the recording at ``path`` (read by offset, never whole; the file stays open
-        while the :class:`Recording` lives).
-
-        Raises:
-            RecordingUnreadable: not a recording, or a newer format.
-            RecordingError: the file cannot be opened.
-        """
-        name = os.fspath(path)
-        try:
-            fd = os.open(name, os.O_RDONLY)
-        except OSError as exc:
-            raise RecordingError(
-                f"cannot open the recording {name!r}: {exc.strerror or exc}", path=name
-            ) from None
-        source = FileSource(fd, name)
-        try:
-            return Recording(source, name)
-        except BaseException:
-            source.close()
-            raise
+class RecordSource(Protocol):
+    """Where a :class:`Recording` reads its bytes (``pl3xus_rx.record_source.FileSource``
+    reads a file by offset; a buffer is wrapped as one)."""
 
     def size(self) -> int:
-        """The file's size now."""
-        return os.fstat(self.fd).st_size
+        """How many bytes there are now."""
+        ...
 
-    def read(self, at: int, n: int) -> bytes:
-        """``n`` bytes at offset ``at``.
-
-        Raises:
-            RecordingUnreadable: fewer are there (the file shrank since it was indexed).
-        """
-        data = os.pread(self.fd, n, at)
-        if len(data) < n:
-            raise RecordingUnreadable(
-                f"{self.name}: cut short since it was opened ({len(data)} of {n} bytes at "
-                f"offset {at})",
-                path=self.name,
-            )
-        return data
-
-    def close(self) -> None:
-        """Close the descriptor (once)."""
-        fd, self.fd = self.fd, -1
-        if fd >= 0:
-            os.close(fd)
-
-    def __del__(self) -> None:
-        with contextlib.suppress(OSError):
-            self.close()
+    def read(self, at: int, n: int) -> bytes | memoryview:
+        """``n`` bytes at offset ``at`` (raising :class:`RecordingUnreadable` when fewer
+        are there)."""
+        ...
 
 
 class _Buffer:
@@ -309,25 +253,25 @@ class _Buffer:
 
 
 class Recording:
-    """A recording read from a buffer (``bytes``) or a :class:`FileSource`: its header and
+    """A recording read from a buffer (``bytes``) or a :class:`RecordSource`: its header and
     an index of its records, for seeking and for playing forward.
 
     A torn tail (the writer stopped mid-record) is dropped: :attr:`torn` says how many
     bytes. A record whose CRC differs ends the readable part there too.
 
     Args:
-        data: The file's bytes (kept, not copied), or a :class:`FileSource`.
+        data: The file's bytes (kept, not copied), or a :class:`RecordSource`.
         name: What to call it in errors (its path).
 
     Raises:
         RecordingUnreadable: not a recording, a newer format, or no readable header.
     """
 
-    def __init__(
-        self, data: bytes | memoryview | FileSource | Any, name: str = "recording"
-    ) -> None:
+    def __init__(self, data: bytes | memoryview | RecordSource, name: str = "recording") -> None:
         self.name = name
-        self._source: FileSource | _Buffer = data if isinstance(data, FileSource) else _Buffer(data)
+        self._source: RecordSource = (
+            _Buffer(data) if isinstance(data, bytes | bytearray | memoryview) else data
+        )
         size = self._source.size()
         if size < _PREFIX.size:
             raise RecordingUnreadable(f"{name}: too short to be a recording", path=name)

@@ -53,7 +53,7 @@ class Replayer:
         """Recorded types whose schema hash differs from the server's (replayed by field
         name; values that no longer validate are left out)."""
         for index, recorded in enumerate(recording.header.types):
-            reg = next((r for r in registry if r.name == recorded.name), None)
+            reg = registry.by_name(recorded.name)
             if reg is None:
                 self.missing.append(recorded.name)
                 continue

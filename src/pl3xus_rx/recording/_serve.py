@@ -26,7 +26,6 @@ from ..net import ConnectionId
 from ..protocol import (
     LAST_MESSAGE_QUERY,
     REPLAY_REQUEST,
-    FileSource,
     FrameKind,
     NoticeKind,
     Recording,
@@ -36,6 +35,7 @@ from ..protocol import (
     field_errors,
     shown,
 )
+from ..record_source import FileSource
 from ._replay import Replayer
 
 if TYPE_CHECKING:
