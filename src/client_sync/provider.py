@@ -304,6 +304,40 @@ class SyncProvider(Queries, Messages, Histories):
             raise failures[0]
         raise ConnectFailed("; ".join(str(f) for f in failures)) from failures[-1]
 
+    async def start(self) -> SyncProvider:
+        """Connect, or, when the server does not answer yet, keep trying in the background
+        as after a lost connection (see :class:`ReconnectPolicy`) instead of raising: for
+        apps that come up before their server or outlive it (dashboards). Meanwhile
+        :attr:`stale` is True, :attr:`connection` says why, and signals taken now fill once
+        connected. Close with :meth:`close`.
+
+        Raises:
+            ConnectFailed: the server refused the credential (HTTP 401 or 403): trying again
+                would not help.
+        """
+        self._loop = asyncio.get_running_loop()
+        try:
+            await self._connect_once()
+        except ConnectFailed as exc:
+            if exc.status in (401, 403):
+                self.connection.set(ConnectionStatus(ConnectionState.CLOSED, reason=str(exc)))
+                await self._net.close()
+                raise
+            logger.info("%s is not there yet (%s); trying again in the background", self.url, exc)
+            self._next_url()
+            task = self._loop.create_task(self._reconnect_loop(str(exc)))
+            task.add_done_callback(_log_failure)
+            self._reconnect_task = task
+        return self
+
+    def syncs(self, model: type[BaseModel]) -> bool | None:
+        """Whether the server syncs ``model`` (by its last welcome); ``None`` before the
+        first one. A signal of a type it does not sync stays empty."""
+        if self._session.connected or self.connection_id is not None:
+            name = "EntityControl" if model is EntityControl else self.registry.name_of(model)
+            return self._session.knows(name)
+        return None
+
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,

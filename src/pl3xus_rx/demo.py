@@ -250,11 +250,13 @@ def register_cell(server: SyncServer) -> None:
     """Register what the demo syncs and answers (components, requests, the program
     library), without spawning anything: what a gateway of the demo's authority runs
     (``pl3xus-rx gateway --app pl3xus_rx.demo:register_cell``)."""
-    components: tuple[type[BaseModel], ...] = (Name, Pose, Conveyor, CellInfo)
+    components: tuple[type[BaseModel], ...] = (Name, Conveyor, CellInfo)
     for component in components:
         server.sync_component(component)
+    # The last two minutes of every robot's moves, for trends that start with the past.
+    server.sync_component_builder(Pose).history(120.0, ("x", "y")).build()
     # Live readings: a restart (with a state file) does not bring them back.
-    server.sync_component_builder(Joints).persist(False).build()
+    server.sync_component_builder(Joints).persist(False).history(120.0).build()
     server.sync_component_builder(Sensor).persist(False).build()
     # Operators may edit a robot's status directly, if they control it (or the cell).
     server.sync_component_builder(RobotStatus).targeted().with_default_entity_policy().build()

@@ -177,6 +177,12 @@ class BindError(Pl3xusError, OSError):
 class ConnectFailed(Pl3xusError, ConnectionError):
     """``connect()`` could not reach the peer or did not receive its welcome."""
 
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        """The HTTP status the server refused the handshake with (401: no or a bad
+        credential, 403...), or ``None`` when it did not answer with one."""
+
 
 class ConnectionClosed(Pl3xusError):
     """The connection closed while it was in use.

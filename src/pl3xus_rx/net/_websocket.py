@@ -305,7 +305,8 @@ class WebSocketTransport:
             body = exc.response.body.decode(errors="replace").strip() if exc.response.body else ""
             raise ConnectFailed(
                 f"{url} refused the WebSocket handshake: HTTP {exc.response.status_code}"
-                + (f": {body}" if body else "")
+                + (f": {body}" if body else ""),
+                status=exc.response.status_code,
             ) from exc
         except (TimeoutError, OSError, wsx.WebSocketException) as exc:
             raise ConnectFailed(f"cannot connect to {url}: {type(exc).__name__}: {exc}") from exc
