@@ -156,3 +156,27 @@ def test_every_doc_block_type_checks_under_mypy_strict(tmp_path: Path) -> None:
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"mypy --strict on {len(files)} doc blocks:\n{output}"
+
+
+def test_dashboard_blocks_type_check_under_mypy_strict(tmp_path: Path) -> None:
+    """docs/dashboards.md's blocks are apps (``ui.run``, top-level ``await`` in a notebook):
+    not run here (the NiceGUI and notebook tests run the real ones), but each type-checks
+    under a user's plain ``mypy --strict`` when the extras are installed."""
+    pytest.importorskip("nicegui")
+    pytest.importorskip("anywidget")
+    text = (ROOT / "docs" / "dashboards.md").read_text()
+    files = []
+    for index, match in enumerate(BLOCK.finditer(text)):
+        name = f"dashboards_block_{index}.py"
+        (tmp_path / name).write_text(match.group(1))
+        files.append(name)
+    assert len(files) >= 2
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", *files],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"mypy --strict on {len(files)} dashboard blocks:\n{output}"
