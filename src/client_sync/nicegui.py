@@ -277,9 +277,10 @@ class LiveTable:
         else:
             status = f"{start + 1} to {start + len(shown)} of {len(entities)}"
         _set_text(self.status, status)
-        self.status.classes(add=MISSING_CLASS) if missing else self.status.classes(
-            remove=MISSING_CLASS
-        )
+        if missing:
+            self.status.classes(add=MISSING_CLASS)
+        else:
+            self.status.classes(remove=MISSING_CLASS)
         self._prev.set_enabled(self.page > 0)
         self._next.set_enabled(self.page < pages - 1)
 
@@ -559,14 +560,22 @@ class Bindings:
         field: str,
         *,
         control_of: int | None = None,
-        event: str = "change",
+        event: str | None = None,
         rate_hz: float | None = None,
     ) -> Element:
         """Bind a value element (``ui.slider``, ``ui.number``, ``ui.input``, ``ui.switch``...)
         to one entity's component field, both ways: it shows the server's value, and a
         change by the user (its ``event``, e.g. a slider's release) is sent as a mutation of
         that field. Editable only while this page's provider holds control of ``control_of``
-        (default: ``entity``); a refusal is shown under the element."""
+        (default: ``entity``); a refusal is shown under the element. ``event`` defaults to
+        ``change`` for sliders, inputs and numbers (a slider on release, a field when it
+        loses focus) and to the value's own update event for the rest (switches, selects)."""
+        if event is None:
+            event = (
+                "change"
+                if isinstance(element, ui.slider | ui.input | ui.number)
+                else f"update:{getattr(element, 'VALUE_PROP', 'model-value')}"
+            )
         if field not in model.model_fields:
             raise ValueError(f"{model.__name__} has no field {field!r}")
         holder = entity if control_of is None else control_of
@@ -825,7 +834,10 @@ class SharedSync:
         self.rate_hz = rate_hz
         self._pages: dict[str, Bindings] = {}
         target = app if app is not None else nicegui_app
-        target.on_startup(self.start)
+        if target.is_started:  # (made after the app started: start now)
+            _keep(asyncio.get_running_loop().create_task(self.start()))
+        else:
+            target.on_startup(self.start)
         target.on_shutdown(self.stop)
 
     async def start(self) -> None:
@@ -932,6 +944,8 @@ class UserSyncs:
         user = self._users.get(key)
         if user is None:
             if len(self._users) >= self.max_users:
+                self._evict_one()  # (a user whose tabs are all gone makes room)
+            if len(self._users) >= self.max_users:
                 logger.warning("refused a provider: %d users' providers are open", self.max_users)
                 raise TooManyUsers(
                     f"{self.max_users} users are signed in on this dashboard; try again later"
@@ -974,6 +988,15 @@ class UserSyncs:
         if not user.pages and user.closing is None:
             loop = asyncio.get_running_loop()
             user.closing = loop.call_later(self.linger, lambda: self._close_user(key))
+
+    def _evict_one(self) -> None:
+        for key, user in self._users.items():
+            if not user.pages:
+                if user.closing is not None:
+                    user.closing.cancel()
+                    user.closing = None
+                self._close_user(key)
+                return
 
     def _close_user(self, key: str) -> None:
         user = self._users.get(key)
