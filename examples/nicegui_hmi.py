@@ -142,9 +142,6 @@ def build(url: str, *, viewer_token: str | None, sign_in: bool) -> None:
             if chosen["robot"] not in robots and robots:
                 select.set_value(next(iter(robots)))
 
-        view.follow(select, statuses, robots)
-        view.follow(select, names, robots)
-
         @ui.refreshable
         def panel() -> None:
             robot = chosen["robot"]
@@ -186,6 +183,10 @@ def build(url: str, *, viewer_token: str | None, sign_in: bool) -> None:
 
         select.on_value_change(picked)
         panel()
+        # (followed last: a provider that has the robots already picks one at once, and the
+        # pick must reach the panel)
+        view.follow(select, statuses, robots)
+        view.follow(select, names, robots)
 
     def programs_panel(view: Bindings, mine: Bindings | None) -> None:
         ui.label("Programs").classes("text-subtitle1")
