@@ -211,7 +211,7 @@ def build(url: str, *, viewer_token: str | None, sign_in: bool) -> None:
         acting.follow(table, listing, show)
         if mine is None:
             return
-        name = ui.input("program name").props("dense id=program-name")
+        name = ui.input("program name").props("dense for=program-name")
 
         def selected() -> int | None:
             return table.selected[0]["program"] if table.selected else None
