@@ -520,7 +520,7 @@ class Bindings:
         ).classes("pl3xus-chart")
 
         def draw(points: tuple[tuple[float, Any], ...]) -> None:
-            lines: list[list[list[float]]] = []
+            lines: list[list[tuple[float, float]]] = []
             for t, value in points:
                 values = value if isinstance(value, tuple | list) else (value,)
                 while len(lines) < len(values):
@@ -528,7 +528,7 @@ class Bindings:
                 ms = t * 1000.0
                 for line, v in zip(lines, values, strict=False):
                     if isinstance(v, int | float) and not isinstance(v, bool):
-                        line.append([ms, float(v)])
+                        line.append((ms, float(v)))
             series = chart.options["series"]
             del series[len(lines) :]
             for i, line in enumerate(lines):
@@ -536,7 +536,10 @@ class Bindings:
                     series.append(
                         {"type": "line", "showSymbol": False, "name": f"{field}[{i}]", "data": []}
                     )
-                series[i]["data"] = line
+                # (tuples, not lists: NiceGUI wraps every list put in the options in an
+                # ObservableList, and socketio walks lists looking for bytes; 300 points
+                # as lists cost ~1.5 ms a redraw, as tuples ~0.05 ms; the JSON is the same)
+                series[i]["data"] = tuple(line)
             if len(lines) == 1:
                 series[0]["name"] = field
             if not points and self._missing(model):
