@@ -17,11 +17,12 @@ any ipywidget, so only the traits that changed go to the front-end.
 Everything runs on the kernel's own asyncio loop, the one top-level ``await`` runs on: the
 provider's connection, the signal callbacks and the widgets' redraws (``loop.call_later``).
 No thread is started. A widget redraws at most ``rate_hz`` times a second (default
-:data:`DEFAULT_RATE_HZ`), each time with the latest values (what came between is skipped,
-never queued). While the provider is stale (the server away, a resync) the widgets are
-greyed; a type the server does not sync, or an entity that is gone, is said in the widget
-(no exception in the kernel). ``widget.close()`` drops its subscriptions;
-``await sync.close()`` closes every widget and the connection.
+:data:`DEFAULT_RATE_HZ`; never twice within ``1 / rate_hz`` s), each time with the latest
+values (what came between is skipped, never queued), and only when its data changed. While
+the provider is stale (the server away, a resync) the widgets are greyed; a type the server
+does not sync, or an entity that is gone, is said in the widget (no exception in the
+kernel). ``widget.close()`` drops its subscriptions; ``await sync.close()`` closes every
+widget and the connection.
 """
 
 from __future__ import annotations
@@ -59,9 +60,10 @@ _WEB = Path(__file__).resolve().parent / "web"
 
 
 class _Throttle:
-    """Runs ``fn`` soon after :meth:`poke`, at most ``rate_hz`` times a second, on ``loop``.
+    """Runs ``fn`` soon after :meth:`poke`, never twice within ``1 / rate_hz`` seconds, on
+    ``loop``.
 
-    Pokes while a run is due only mark it wanted: ``fn`` reads the latest state when it
+    Pokes while a run is planned only mark it wanted: ``fn`` reads the latest state when it
     runs, so the latest value wins and nothing queues. The first poke after a quiet spell
     runs at once (on the next loop turn). Not thread-safe: poke from the loop.
     """
@@ -73,21 +75,21 @@ class _Throttle:
         self._loop = loop
         self._fn = fn
         self._timer: asyncio.TimerHandle | None = None
-        self._due = -math.inf  # when the last run was due (runs are spaced from it)
+        self._last = -math.inf  # when the last run ran
         self.closed = False
 
     def poke(self) -> None:
         """Ask for a run (latest state); no-op when one is already planned."""
         if self._timer is not None or self.closed:
             return
-        now = self._loop.time()
-        self._due = max(now, self._due + self.interval)
-        self._timer = self._loop.call_later(self._due - now, self._run)
+        delay = max(0.0, self._last + self.interval - self._loop.time())
+        self._timer = self._loop.call_later(delay, self._run)
 
     def _run(self) -> None:
         self._timer = None
         if self.closed:
             return
+        self._last = self._loop.time()
         self._fn()
 
     def close(self) -> None:
