@@ -38,9 +38,10 @@ from typing import (
 )
 
 import reactivex
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from reactivex import abc as rx_abc
 
+from ._rows import named_errors, row_validator
 from ._rx import SafeSubject
 from .exceptions import EntityNotFound, UnsupportedModel
 from .protocol import ChangeKind
@@ -173,6 +174,8 @@ def _equal(a: BaseModel, b: BaseModel) -> bool:
 
 _set_attr = object.__setattr__
 
+_Plan: TypeAlias = tuple[Any, tuple[int, ...] | None]
+
 
 class _Kind:
     """What the World knows about one component type."""
@@ -185,6 +188,7 @@ class _Kind:
         "fields",
         "model",
         "names",
+        "plans",
         "storage",
         "subject",
         "trackers",
@@ -205,6 +209,8 @@ class _Kind:
         self.storage = _storage(model)
         self.names = tuple(model.model_fields)
         self.fields = len(self.names)
+        # (fields, trusted) -> row validator and field positions (see plan())
+        self.plans: dict[tuple[tuple[str, ...] | None, bool], _Plan] = {}
         self.copy: Callable[[Any], Any]
         if self.storage == _FROZEN:
             self.copy = lambda v: v
@@ -212,6 +218,25 @@ class _Kind:
             self.copy = _shallow_copy
         else:
             self.copy = lambda v: v.model_copy(deep=True)
+
+    def plan(self, fields: tuple[str, ...] | None, trusted: bool) -> _Plan:
+        """How rows of ``fields`` are validated and stored (made once per fields and
+        ``trusted``): the batch validator (``None`` when trusted, or when the model must be
+        built) and the fields' positions (``None``: every field, in order)."""
+        key = (fields, trusted)
+        names = self.names if fields is None else fields
+        unknown = [name for name in names if name not in self.names]
+        if unknown:
+            raise ValueError(f"{self.model.__name__} has no field(s) {', '.join(unknown)}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"a field is named twice in {list(names)}")
+        full = fields is None or names == self.names
+        positions = None if full else tuple(self.names.index(name) for name in names)
+        validator = None
+        if not trusted and self.storage == _FLAT:
+            validator = row_validator(self.model, names)
+        plan = self.plans[key] = (validator, positions)
+        return plan
 
     def own(self, value: BaseModel) -> Any:
         """The entry to store for ``value``: a tuple of its field values when it is a FLAT
@@ -773,6 +798,181 @@ class World:
         insert = self.insert
         return sum(insert(entity, component) for entity, component in items)
 
+    def update(self, entity: EntityId, model: type[C], /, **fields: Any) -> bool:
+        """Set some fields of ``entity``'s ``model`` component, keeping the others: the
+        values are validated as the model's own fields validate them (constraints,
+        coercions, field validators), without building an instance when the model is stored
+        flat (see :meth:`update_many`).
+
+        Returns:
+            True if something changed.
+
+        Raises:
+            KeyError: ``entity`` has no ``model`` component to update.
+            EntityNotFound: the entity does not exist.
+            pydantic.ValidationError: a value the model refuses (nothing changes).
+            ValueError: a field the model does not have.
+        """
+        return self.update_many(model, ((entity, *fields.values()),), fields=tuple(fields)) > 0
+
+    def update_many(
+        self,
+        model: type[C],
+        rows: Iterable[Sequence[Any]],
+        *,
+        fields: Sequence[str] | None = None,
+        trusted: bool = False,
+    ) -> int:
+        """Store many values of ``model`` from rows ``(entity, value, value, ...)``: the
+        values of ``fields`` (default: every field, in the model's order), the fast path for
+        values the server produces itself (a simulation, a driver's readings).
+
+        For a model stored flat (all fields immutable; see the module docstring) that has no
+        validation beyond its fields, the whole batch is validated in one call by a
+        validator made from the model's own field schemas, and the validated values are
+        stored as they are: no model instance is built. Any other model is built and
+        validated per row. Either way the changes, their reports and the sync engine's view
+        are those of :meth:`insert`.
+
+        Rows of every field may add the component to an entity that lacks it; rows of some
+        fields update an existing component and keep its other fields.
+
+        Args:
+            model: The component type.
+            rows: ``(entity, *values)`` per change, values in ``fields`` order.
+            fields: The fields the rows carry (default: all, in declaration order).
+            trusted: Store the values without validating them (only for flat models; others
+                are still validated). The values must then be exactly what validation would
+                give (right types, within constraints): a wrong one is stored and sent to
+                every client as it is. An explicit opt-in for hot loops whose values are
+                known good.
+
+        Returns:
+            How many rows changed something (an equal value changes nothing).
+
+        Raises:
+            pydantic.ValidationError: a row the model refuses, named by its index and field
+                (validation comes first: on a flat model none of the batch is stored).
+            ValueError: a field the model does not have, or a row of the wrong length.
+            KeyError: a row of some fields for an entity without the component (the rows
+                before it are stored).
+            EntityNotFound: a row for an entity that does not exist (the rows before it are
+                stored).
+        """
+        kind = self._kinds.get(model) or self._kind(model)
+        plan = kind.plans.get((fields if fields is None else tuple(fields), trusted))
+        if plan is None:
+            plan = kind.plan(None if fields is None else tuple(fields), trusted)
+        validator, positions = plan
+        if kind.storage != _FLAT or (validator is None and not trusted):
+            return self._update_by_model(kind, rows, positions, trusted)
+        batch: Any = rows if isinstance(rows, list) else list(rows)
+        if validator is not None:
+            try:
+                batch = validator.validate_python(batch)
+            except ValidationError as exc:
+                names = kind.names if positions is None else [kind.names[p] for p in positions]
+                raise named_errors(exc, model, names) from None
+        else:
+            width = 1 + (kind.fields if positions is None else len(positions))
+            for index, row in enumerate(batch):
+                if len(row) != width:
+                    raise ValueError(
+                        f"row {index} has {len(row)} items; {model.__name__} rows carry "
+                        f"{width} (the entity, then the values)"
+                    )
+        entries = kind.entries
+        check = kind.check
+        trackers = kind.trackers
+        changed = 0
+        for row in batch:
+            entity = row[0]
+            old = entries.get(entity)
+            if positions is None:
+                entry = tuple(row[1:])
+            else:
+                if old is None:
+                    self._components(entity)  # (raises EntityNotFound first)
+                    raise KeyError(
+                        f"entity {entity} has no {model.__name__} to update (rows of some "
+                        "fields need one; insert it first, or give every field)"
+                    )
+                merged = list(entry_fields(old))
+                for position, value in zip(positions, row[1:], strict=True):
+                    merged[position] = value
+                entry = tuple(merged)
+            if old is not None and type(old) is tuple and entry == old:
+                continue
+            if check is not None:
+                check(kind.build(entry))
+            undo = kind.undo
+            if old is None:
+                comps = self._entities.get(entity)
+                if comps is None:
+                    raise EntityNotFound(
+                        f"entity {entity} does not exist (never spawned, or despawned)"
+                    )
+                comps[model] = None
+                if undo is not None and entity not in undo:
+                    undo[entity] = ABSENT
+                change = ChangeKind.INSERTED
+            else:
+                if type(old) is not tuple and entry == entry_fields(old):
+                    continue
+                if undo is not None and entity not in undo:
+                    undo[entity] = old
+                change = ChangeKind.UPDATED
+            entries[entity] = entry
+            kind.changes += 1
+            changed += 1
+            for tracker in trackers:  # ChangeTracker._record(entity, UPSERTED), inlined
+                pending = tracker.pending
+                code = pending.get(entity)
+                if code is None:
+                    pending[entity] = UPSERTED
+                    if len(pending) == 1:
+                        tracker.on_first()
+                elif code:
+                    pending[entity] = code & WAS_REMOVED
+            subject = kind.subject
+            if subject is not None and subject.observers:
+                subject.on_next(ComponentChange(change, entity, kind.build(entry)))
+        return changed
+
+    def _update_by_model(
+        self,
+        kind: _Kind,
+        rows: Iterable[Sequence[Any]],
+        positions: tuple[int, ...] | None,
+        trusted: bool,
+    ) -> int:
+        """:meth:`update_many` for models that are not stored flat, or that validate more
+        than their fields: each row's value is built (validated unless ``trusted``) and
+        inserted."""
+        model = kind.model
+        names = kind.names if positions is None else tuple(kind.names[p] for p in positions)
+        changed = 0
+        for index, row in enumerate(rows):
+            if len(row) != 1 + len(names):
+                raise ValueError(
+                    f"row {index} has {len(row)} items; {model.__name__} rows carry "
+                    f"{1 + len(names)} (the entity, then the values)"
+                )
+            entity = row[0]
+            values = dict(zip(names, row[1:], strict=True))
+            if positions is not None:
+                current = self.get(entity, model)
+                if current is None:
+                    self._components(entity)
+                    raise KeyError(
+                        f"entity {entity} has no {model.__name__} to update (rows of some "
+                        "fields need one; insert it first, or give every field)"
+                    )
+                values = {**current.__dict__, **values}
+            value = model.model_construct(**values) if trusted else model.model_validate(values)
+            changed += self.insert(entity, value)
+        return changed
+
     def remove(self, entity: EntityId, model: type[C]) -> C | None:
         """Remove the ``model`` component from ``entity``; the entity lives on.
 
@@ -897,5 +1097,32 @@ class World:
 
         def on_error(error: Exception) -> None:
             logger.warning("the stream driving entity %s failed: %s", entity, error)
+
+        return source.subscribe(on_next=on_next, on_error=on_error)
+
+    def drive_rows(
+        self,
+        model: type[BaseModel],
+        source: reactivex.Observable[Sequence[Sequence[Any]]],
+        *,
+        fields: Sequence[str] | None = None,
+        trusted: bool = False,
+    ) -> rx_abc.DisposableBase:
+        """Store every batch of rows ``source`` emits with :meth:`update_many` (e.g. a
+        driver's readings of many sensors at once, without a model instance per reading).
+
+        A batch that fails (a refused value, a despawned entity) is logged and skipped; the
+        stream goes on. Dispose the result to stop.
+        """
+        update_many = self.update_many
+
+        def on_next(rows: Sequence[Sequence[Any]]) -> None:
+            try:
+                update_many(model, rows, fields=fields, trusted=trusted)
+            except (ValueError, KeyError) as exc:  # (ValidationError and EntityNotFound too)
+                logger.warning("a batch of %s rows was refused: %s", model.__name__, exc)
+
+        def on_error(error: Exception) -> None:
+            logger.warning("the stream driving %s rows failed: %s", model.__name__, error)
 
         return source.subscribe(on_next=on_next, on_error=on_error)
