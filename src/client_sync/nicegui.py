@@ -461,18 +461,21 @@ class Bindings:
     ) -> LiveTable:
         """A paged table of every entity's ``model`` (or of ``signal``, e.g.
         ``provider.components_where(...)``), with the chosen ``fields`` (default: all).
-        Only the visible page's changed cells go to the browser."""
+        Only the visible page's changed cells go to the browser; the server is asked for no
+        more than ``rate_hz`` updates of ``model`` a second (it conflates in between)."""
         chosen = list(fields) if fields is not None else list(model.model_fields)
         unknown = [f for f in chosen if f not in model.model_fields]
         if unknown:
             raise ValueError(f"{model.__name__} has no field(s) {', '.join(unknown)}")
-        source = signal if signal is not None else self.provider.components(model)
+        rate = self.rate_hz if rate_hz is None else rate_hz
+        # (the server sends no more than the table shows: it conflates in between)
+        source = signal if signal is not None else self.provider.components(model, max_rate_hz=rate)
         return LiveTable(
             self,
             source,
             chosen,
             page_size=page_size,
-            rate_hz=self.rate_hz if rate_hz is None else rate_hz,
+            rate_hz=rate,
             model=model,
             formats=formats or {},
         )
