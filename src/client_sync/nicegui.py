@@ -397,7 +397,7 @@ class Bindings:
     def text(
         self,
         element: Element,
-        signal: reactivex.Observable[T],
+        signal: reactivex.Observable[T | None],
         format: Callable[[T], str] = _format_value,
         *,
         missing: str = "—",
