@@ -130,7 +130,7 @@ def build(url: str, *, viewer_token: str | None, sign_in: bool) -> None:
         names = view.provider.components(Name)
         statuses = view.provider.components(RobotStatus)
         chosen: dict[str, int | None] = {"robot": None}
-        select = ui.select({}, label="robot").classes("w-64").props("id=robot-select")
+        select = ui.select({}, label="robot").classes("w-64").props("for=robot-select")
 
         def robots(_: Any) -> None:
             robots = {
