@@ -25,6 +25,7 @@ pytest.importorskip("nbclient")
 import comm as comm_package
 import ipywidgets.comm
 import nbformat
+import traitlets
 from browser import ARGS, CHROMIUM, needs_chromium
 from conftest import UNIT, wait_until
 from nbclient import NotebookClient
@@ -213,6 +214,10 @@ async def test_table_rows_come_and_go_with_the_entities_and_page(
 
         from_front_end(table, page=99)  # a front-end asking too far gets the last page
         await until(lambda: table.page == 1 and table.comm.sent[-1].get("page") == 1, "clamped")
+        table.page_size = 3  # from the kernel: longer pages
+        await until(lambda: len(table.rows) == 1 and table.page_count == 2, "pages of 3")
+        with pytest.raises(traitlets.TraitError):
+            table.page_size = 0
         for entity in ids[:4]:
             world.despawn(entity)
         await until(lambda: table.total == 0, "every entity gone")

@@ -38,10 +38,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-import anywidget
-import traitlets
 from pydantic import BaseModel
 from reactivex import abc
+
+try:
+    import anywidget
+    import traitlets
+except ImportError as exc:  # (the module is for users of the extra)
+    raise ImportError(
+        'client_sync.notebook needs the notebook extra: pip install "pl3xus-rx[notebook]"'
+    ) from exc
 
 from .provider import SyncProvider
 from .registry import ClientTypeRegistry
@@ -275,8 +281,8 @@ class LiveTable(_Live):
     """The page on show: ``[entity, value, ...]`` per row, by entity id."""
     page = traitlets.Int(0).tag(sync=True)
     """The page on show, from 0 (the front-end sets it)."""
-    page_size = traitlets.Int(20).tag(sync=True)
-    """Rows per page."""
+    page_size = traitlets.Int(20, min=1, max=1000).tag(sync=True)
+    """Rows per page (1 to 1000; set it to change the page's length)."""
     page_count = traitlets.Int(1).tag(sync=True)
     """How many pages (at least 1)."""
     total = traitlets.Int(0).tag(sync=True)
@@ -313,7 +319,7 @@ class LiveTable(_Live):
         self._values: Signal[Mapping[int, BaseModel]] = values
         self._follow(values)
         self._follow_provider()
-        self.observe(self._page_asked, names=["page"])
+        self.observe(self._page_asked, names=["page", "page_size"])
 
     def _page_asked(self, change: Mapping[str, Any]) -> None:
         if not self._rendering:
