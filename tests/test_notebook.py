@@ -9,6 +9,7 @@ import asyncio
 import itertools
 import json
 import math
+import os
 import sys
 import textwrap
 import time
@@ -421,7 +422,8 @@ def test_widgets_need_a_running_loop() -> None:
 
 WEB = Path(notebook.__file__).parent / "web"
 
-# A stand-in for anywidget's model: get/set/on/off/save_changes, recording what is saved.
+# A stand-in for anywidget's model (get/set/on/off/save_changes, recording what is saved),
+# holding a widget's state as the kernel sent it; renders the widget's own script.
 FAKE_MODEL = """
 async ({source, css, state}) => {
   const style = document.createElement("style");
@@ -441,6 +443,7 @@ async ({source, css, state}) => {
   const el = document.createElement("div");
   el.id = "widget-" + Object.keys(window.widgets || {}).length;
   el.style.width = "520px";
+  el.style.padding = "8px";
   document.body.append(el);
   const cleanup = module.default.render({model, el});
   window.widgets = {...(window.widgets || {}), [el.id]: {model, cleanup}};
@@ -448,77 +451,140 @@ async ({source, css, state}) => {
 }
 """
 
+BLUE_PIXELS = """(id) => {
+  const c = document.querySelector(`#${id} canvas`);
+  const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+  let blue = 0;
+  for (let i = 0; i < d.length; i += 4) if (d[i + 2] > 150 && d[i] < 100 && d[i + 3] > 0) blue++;
+  return blue;
+}"""
+
+
+class InBrowser:
+    """A widget drawn in the page by its own script, fed its kernel state as a front-end
+    is: the comm's state at first, then every update the kernel sends, in order."""
+
+    def __init__(self, page: Any, widget: Any) -> None:
+        self.page = page
+        self.widget = widget
+        self.id = ""
+        self.forwarded = 0
+
+    async def render(self) -> InBrowser:
+        state = json.loads(json.dumps(self.widget.get_state()))
+        script = state["_esm"]
+        made = {"source": script, "css": state["_css"], "state": state}
+        self.id = await self.page.evaluate(FAKE_MODEL, made)
+        self.forwarded = len(self.widget.comm.sent)
+        return self
+
+    async def forward(self) -> None:
+        """Apply the updates the kernel sent since the last call."""
+        sent = self.widget.comm.sent
+        updates, self.forwarded = sent[self.forwarded :], len(sent)
+        await self.page.evaluate(
+            "([id, updates]) => { const m = window.widgets[id].model;"
+            " for (const u of updates) for (const k in u) m.set(k, u[k]); }",
+            [self.id, updates],
+        )
+
+    async def saved(self) -> list[dict[str, Any]]:
+        """What the script saved (sent to the kernel), in order."""
+        saved: list[dict[str, Any]] = await self.page.evaluate(
+            f"window.widgets['{self.id}'].model.saved"
+        )
+        return saved
+
+    async def shoot(self, name: str, tmp_path: Path) -> None:
+        """A screenshot in the test's folder, and in $PL3XUS_SCREENSHOTS if set."""
+        keep(await self.page.locator(f"#{self.id}").screenshot(), name, tmp_path)
+
+
+def keep(png: bytes, name: str, tmp_path: Path) -> None:
+    (tmp_path / name).write_bytes(png)
+    target = os.environ.get("PL3XUS_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        (Path(target) / name).write_bytes(png)
+
 
 @pytest.mark.slow
 @needs_chromium
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("loop_errors")
-async def test_the_scripts_draw_page_and_grey(tmp_path: Path) -> None:
+async def test_the_scripts_draw_what_the_kernel_sends(
+    tmp_path: Path, comms: list[RecordingComm]
+) -> None:
+    """Screenshots (docs/images): notebook_table.png, notebook_table_stale.png,
+    notebook_plot.png."""
     playwright = pytest.importorskip("playwright.async_api")
-    css = (WEB / "notebook.css").read_text()
-    table_state = {
-        "title": "Sensor",
-        "columns": ["entity", "value", "label"],
-        "rows": [[1, 0.5, "a"], [2, 1 / 3, "b"]],
-        "page": 0,
-        "page_size": 2,
-        "page_count": 2,
-        "total": 3,
-        "stale": False,
-        "status": "",
-    }
-    plot_state = {
-        "title": "Sensor 1 · value",
-        "field": "value",
-        "seconds": 10.0,
-        "points": [[1000.0 + i, math.sin(i / 3)] for i in range(11)],
-        "latest": math.sin(10 / 3),
-        "stale": False,
-        "status": "",
-    }
+    srv = make_server(history=True)
+    kinds = ["temperature", "pressure", "flow", "level"]
+    ids = [
+        srv.world.spawn(Sensor(value=20 + 3 * i + 1 / 3, label=f"{kinds[i % 4]} {i + 1}"))
+        for i in range(7)
+    ]
     async with playwright.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = await browser.new_page(viewport={"width": 600, "height": 600})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        await page.set_content("<!doctype html><body></body>")
-        source = (WEB / "notebook_table.js").read_text()
-        made = {"source": source, "css": css, "state": table_state}
-        table = await page.evaluate(FAKE_MODEL, made)
-        cells = page.locator(f"#{table} tbody td")
-        assert await cells.all_text_contents() == ["1", "0.5", "a", "2", "0.333333", "b"]
-        assert await page.locator(f"#{table} .pl3xus-nb-where").text_content() == (
-            "page 1 of 2 · 3 entities"
-        )
-        await page.click(f"#{table} .pl3xus-nb-next")  # sends page 1 to the kernel
-        saved = await page.evaluate(f"window.widgets['{table}'].model.saved")
-        assert [s["page"] for s in saved] == [1]
-        await page.evaluate(
-            f"""() => {{ const m = window.widgets['{table}'].model;
-            m.set("rows", [[3, null, "c"]]); m.set("stale", true);
-            m.set("status", "the server does not sync Sensor"); }}"""
-        )
-        assert await cells.all_text_contents() == ["3", "—", "c"]
-        root = page.locator(f"#{table} .pl3xus-nb")
-        assert "pl3xus-stale" in (await root.get_attribute("class") or "")
-        assert await page.locator(f"#{table} .pl3xus-nb-next").is_disabled()
-        await page.locator(f"#{table}").screenshot(path=str(tmp_path / "notebook-table.png"))
+        async with srv.serve("127.0.0.1", 0) as (host, port):
+            sync = await notebook.connect(f"ws://{host}:{port}/", REGISTRY)
+            table = sync.table(Sensor, ["label", "value", "ok"], page_size=5)
+            chart = sync.plot(Sensor, ids[0], "value", seconds=3)
+            for i in range(60):  # a few seconds of a wave, in a second and a half
+                srv.world.insert(
+                    ids[0], Sensor(value=20 + 5 * math.sin(i / 6), label="temperature 1")
+                )
+                await asyncio.sleep(0.025)
+            await until(lambda: len(chart.points) > 40 and table.total == 7, "the data")
+            await asyncio.sleep(0.2)
 
-        source = (WEB / "notebook_plot.js").read_text()
-        plot = await page.evaluate(FAKE_MODEL, {"source": source, "css": css, "state": plot_state})
-        await page.wait_for_timeout(100)  # (a redraw per animation frame)
-        drawn = await page.evaluate(
-            f"""() => {{ const c = document.querySelector('#{plot} canvas');
-            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-            let blue = 0; for (let i = 0; i < d.length; i += 4)
-              if (d[i + 2] > 150 && d[i] < 100 && d[i + 3] > 0) blue++;
-            return blue; }}"""
-        )
-        assert drawn > 100  # the line is there
-        assert await page.locator(f"#{plot} .pl3xus-nb-latest").text_content() == "-0.19057"
-        await page.locator(f"#{plot}").screenshot(path=str(tmp_path / "notebook-plot.png"))
-        await page.evaluate(f"window.widgets['{plot}'].cleanup()")
+            browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            page = await browser.new_page(viewport={"width": 600, "height": 800})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await page.set_content("<!doctype html><body></body>")
+            shown = await InBrowser(page, table).render()
+            cells = page.locator(f"#{shown.id} tbody tr:first-child td")
+            first = table.rows[0]
+            assert await cells.all_text_contents() == [
+                str(ids[0]),
+                "temperature 1",
+                f"{first[2]:.6g}",  # (as the script writes numbers: 6 significant digits)
+                "true",
+            ]
+            where = page.locator(f"#{shown.id} .pl3xus-nb-where")
+            assert await where.text_content() == "page 1 of 2 · 7 entities"
+            await shown.shoot("notebook_table.png", tmp_path)
+
+            await page.click(f"#{shown.id} .pl3xus-nb-next")  # the pager asks for page 2
+            (asked,) = await shown.saved()
+            from_front_end(table, page=asked["page"])
+            await until(lambda: table.rows[0][0] == ids[5], "page 2 in the kernel")
+            await asyncio.sleep(0.05)
+            await shown.forward()
+            column = page.locator(f"#{shown.id} tbody td:nth-child(2)")
+            assert await column.all_text_contents() == ["pressure 6", "flow 7"]
+            assert await page.locator(f"#{shown.id} tbody td:nth-child(3)").all_text_contents() == [
+                "35.3333",
+                "38.3333",
+            ]
+            assert await page.locator(f"#{shown.id} .pl3xus-nb-next").is_disabled()
+
+            drawn = await InBrowser(page, chart).render()
+            await page.wait_for_timeout(100)  # (a redraw per animation frame)
+            assert await page.evaluate(BLUE_PIXELS, drawn.id) > 200  # the line is there
+            latest = page.locator(f"#{drawn.id} .pl3xus-nb-latest")
+            assert await latest.text_content() == f"{chart.latest:.5g}"
+            await drawn.shoot("notebook_plot.png", tmp_path)
+
+        await until(lambda: table.stale and chart.stale, "stale, the server gone")
+        await shown.forward()
+        root = page.locator(f"#{shown.id} .pl3xus-nb")
+        assert "pl3xus-stale" in (await root.get_attribute("class") or "")
+        assert await page.locator(f"#{shown.id} .pl3xus-nb-flag").text_content() == "stale"
+        await shown.shoot("notebook_table_stale.png", tmp_path)
+        await page.evaluate(f"window.widgets['{drawn.id}'].cleanup()")
         await browser.close()
+        await sync.close()
     assert errors == []
 
 

@@ -55,10 +55,18 @@ function render({ model, el }) {
     thead.textContent = "";
     const row = thead.insertRow();
     for (const name of model.get("columns")) row.append(element("th", "", name));
+    drawRows();
   }
 
   function drawRows() {
     const rows = model.get("rows");
+    // a column of text is aligned left, its head too (by the first row's values)
+    const heads = thead.rows[0] ? thead.rows[0].cells : [];
+    if (rows.length) {
+      rows[0].forEach((value, j) => {
+        if (heads[j]) heads[j].classList.toggle("pl3xus-text", typeof value === "string");
+      });
+    }
     while (tbody.rows.length > rows.length) tbody.deleteRow(-1);
     rows.forEach((values, i) => {
       const tr = tbody.rows[i] || tbody.insertRow();
@@ -99,7 +107,6 @@ function render({ model, el }) {
   }
   for (const [name, fn] of listeners) model.on(name, fn);
   drawColumns();
-  drawRows();
   drawState();
   return () => {
     for (const [name, fn] of listeners) model.off(name, fn);
