@@ -424,7 +424,6 @@ class LivePlot(_Live):
         self.from_server = from_server
         """Whether the chart starts with the server's history."""
         self._seen = False  # whether the entity ever had the component here
-        self._not_numeric: str | None = None
         self._live: deque[tuple[float, Any]] = deque(maxlen=max_points)
         self._component = provider.entity_component(model, entity)
         self._history: Signal[tuple[tuple[float, Any], ...]] | None = None
