@@ -132,15 +132,27 @@ class _Redraw:
         self._has_value = True
         if self._timer is not None:
             return  # (a redraw is due: it will take this value)
-        delay = self._last + self._period - time.monotonic()
+        due = self._last + self._period
+        delay = due - time.monotonic()
         if delay <= 0:
             self.redraw()
         else:
-            self._timer = asyncio.get_running_loop().call_later(delay, self.redraw)
+            self._timer = asyncio.get_running_loop().call_later(delay, self._redraw_due, due)
+
+    def _redraw_due(self, due: float) -> None:
+        drawn = self.draws
+        self.redraw()
+        if self.draws != drawn:
+            # (the next slot counts from when this one was due, not from when the loop got
+            # round to it: late timers would otherwise lower the rate, ~10 % on a busy loop;
+            # but never less than half a period after this draw, after a long stall)
+            self._last = max(due, self._last - self._period / 2)
 
     def redraw(self) -> None:
         """Draw the latest value now (also when the page's state changes)."""
-        self._timer = None
+        if self._timer is not None:
+            self._timer.cancel()  # (drawn now: a redraw that was due would be one too many)
+            self._timer = None
         if self.element.is_deleted:
             self.dispose()
             return
