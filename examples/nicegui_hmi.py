@@ -23,7 +23,14 @@ from nicegui import app, ui
 from pydantic import BaseModel
 
 from client_sync import ClientTypeRegistry, QueryState
-from client_sync.nicegui import Bindings, NotSignedIn, SharedSync, TooManyUsers, UserSyncs
+from client_sync.nicegui import (
+    Bindings,
+    NotSignedIn,
+    PageGone,
+    SharedSync,
+    TooManyUsers,
+    UserSyncs,
+)
 from pl3xus_rx import ConnectFailed
 from pl3xus_rx.demo import (
     Ack,
@@ -70,12 +77,17 @@ JOG_MM = 10.0
 def build(url: str, *, viewer_token: str | None, sign_in: bool) -> None:
     """Declare the app's pages (served by ``ui.run``)."""
     shared = SharedSync(url, REGISTRY, token=viewer_token)
+    # Signed-in users' tokens, by browser session: in memory only (never written to disk; a
+    # restart signs everyone out).
+    tokens: dict[str, str] = {}
+
+    def browser() -> str:
+        return str(app.storage.browser["id"])
 
     def credential() -> str | None:
         if sign_in:
-            token = app.storage.user.get("token")
-            return token if isinstance(token, str) else None
-        return f"browser-{app.storage.browser['id']}"  # (an open server ignores it)
+            return tokens.get(browser())
+        return f"browser-{browser()}"  # (an open server ignores it)
 
     users = UserSyncs(url, REGISTRY, credential=credential, max_users=20)
 
@@ -85,11 +97,17 @@ def build(url: str, *, viewer_token: str | None, sign_in: bool) -> None:
         token = ui.input("your token", password=True).props("autofocus")
 
         def go() -> None:
-            app.storage.user["token"] = token.value.strip()
-            ui.navigate.to("/")
+            typed = str(token.value or "").strip()
+            if typed:
+                tokens[browser()] = typed
+                ui.navigate.to("/")
 
         token.on("keydown.enter", go)
         ui.button("Sign in", on_click=go)
+
+    def sign_out() -> None:
+        tokens.pop(browser(), None)
+        ui.navigate.to("/sign-in")
 
     @ui.page("/")
     async def index() -> None:
@@ -98,13 +116,21 @@ def build(url: str, *, viewer_token: str | None, sign_in: bool) -> None:
             ui.label("Robot cell").classes("text-h6")
             view.connection_badge().props("id=link")
             user_line = ui.label("").classes("text-sm")
+            if sign_in:
+                ui.button("Sign out", on_click=sign_out).props("flat color=white id=sign-out")
         try:
             mine = await users.bindings()
         except NotSignedIn:
             ui.navigate.to("/sign-in")
             return
-        except (TooManyUsers, ConnectFailed) as exc:
+        except PageGone:
+            return  # (nobody is looking: a bare GET, a prefetch)
+        except TooManyUsers as exc:
             ui.label(f"watch only: {exc}").classes("text-negative")
+            mine = None
+        except ConnectFailed as exc:
+            why = f"HTTP {exc.status}" if exc.status else "it did not answer"
+            ui.label(f"watch only: the server refused your token ({why})").classes("text-negative")
             mine = None
         if mine is not None:
             mine.notifications()
@@ -214,12 +240,13 @@ def build(url: str, *, viewer_token: str | None, sign_in: bool) -> None:
         name = ui.input("program name").props("dense for=program-name")
 
         def selected() -> int | None:
-            return table.selected[0]["program"] if table.selected else None
+            program = table.selected[0].get("program") if table.selected else None
+            return program if isinstance(program, int) else None
 
         with ui.row().classes("gap-1"):
-            mine.request_button("Create", lambda: CreateProgram(name=name.value.strip())).props(
-                "id=create"
-            )
+            mine.request_button(
+                "Create", lambda: CreateProgram(name=str(name.value or "").strip())
+            ).props("id=create")
 
             # (targeted at the selected program: known at click time)
             async def rename_click() -> None:
@@ -227,7 +254,7 @@ def build(url: str, *, viewer_token: str | None, sign_in: bool) -> None:
                 if program is None:
                     ui.notify("select a program first")
                     return
-                await _act(mine, RenameProgram(name=name.value.strip()), program)
+                await _act(mine, RenameProgram(name=str(name.value or "").strip()), program)
 
             async def delete_click() -> None:
                 program = selected()

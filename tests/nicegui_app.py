@@ -42,6 +42,7 @@ def build(url: str) -> None:
     def index(gone: int, fast: int) -> None:
         view = shared.bindings()
         view.connection_badge().props("id=link")
+        view.notifications(per_second=2)
         view.field_text(ui.label().props("id=motor"), Motor, fast)
         view.table(Motor, page_size=3).element.props("id=motor-table")
         view.chart(Motor, fast, "rpm").classes("w-96 h-40").props("id=motor-chart")

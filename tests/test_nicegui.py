@@ -379,6 +379,28 @@ async def test_the_hmi_shows_the_cell_live_and_acts_for_its_user(
 
 
 @pytest.mark.asyncio
+async def test_bare_gets_open_no_user_providers(cell: Cell) -> None:
+    """A page fetched but never shown (curl, a prefetch) opens no per-user provider: more
+    bare GETs than the HMI's max_users (20) leave a real visitor with control."""
+    import urllib.request
+
+    def fetch() -> int:
+        with urllib.request.urlopen(cell.page, timeout=10 * UNIT) as answer:
+            return int(answer.status)
+
+    statuses = await asyncio.gather(*(asyncio.to_thread(fetch) for _ in range(25)))
+    assert statuses == [200] * 25
+    problems: list[str] = []
+    async with chromium() as browser:
+        page = await open_page(browser, cell.page, problems)
+        await until(page, "#link", lambda t: t == "live", 20)
+        await until(page, "#control .q-badge", lambda t: t in ("free", "you") or "#" in t)
+        assert await page.locator("text=watch only").count() == 0
+    assert problems == []
+    cell.hmi_log_is_clean()
+
+
+@pytest.mark.asyncio
 async def test_the_hmi_greys_while_the_server_is_away_and_comes_back_live(
     cell: Cell, tmp_path: Path
 ) -> None:
@@ -476,7 +498,8 @@ async def test_the_hmi_acts_for_the_signed_in_user_only_as_far_as_the_token_allo
             # a token the server does not know: the page only watches, and says why
             stranger = await sign_in("NOT-A-TOKEN")
             why = await until(stranger, "text=watch only", bool)
-            assert "the token is not valid" in why, why
+            assert "the server refused your token (HTTP 403)" in why, why
+            assert "ws://" not in why, why  # (no internal address shown to a stranger)
             await until(stranger, "#pose", lambda t: t == "at x=0 y=0 mm")
             assert await stranger.locator("#control").count() == 0
 
@@ -573,6 +596,15 @@ async def test_bindings_say_what_is_missing_and_throttle_to_the_latest_value(
                 assert len(shown) >= 3, shown  # (it was redrawn while changing)
                 assert len(shown) / seconds <= 2 * FAST_RATE_HZ, (len(shown), seconds, shown)
                 assert [int(v) for v in shown] == sorted(int(v) for v in shown)
+
+                # a flood of notifications: at most NOTIFY_PER_SECOND toasts a second, the
+                # rest summed up, the last one's text shown
+                for i in range(100):
+                    srv.notify(f"note {i}")
+                await until(page, ".q-notification:last-child", lambda t: "note 99" in t, 10)
+                toasts = await page.locator(".q-notification").all_text_contents()
+                assert len(toasts) <= 6, toasts  # (two a second, while the test looks)
+                assert any("more)" in t for t in toasts), toasts
         finally:
             await app.stopped()
     assert problems == []

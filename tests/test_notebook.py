@@ -213,6 +213,11 @@ async def test_table_rows_come_and_go_with_the_entities_and_page(
         await until(lambda: table.total == 4, "two entities gone")
         assert table.page == 1 and [r[0] for r in table.rows] == [ids[2], ids[3]]  # (clamped)
 
+        # a front-end may turn the page, nothing else: the kernel's traits stay the kernel's
+        from_front_end(table, columns=["evil"], rows=[[1, 2, 3]] * 1000, page_count=7, title="x")
+        assert table.columns == ["entity", "value", "label"] and table.title == "Sensor"
+        assert table.page_count == 2 and len(table.rows) == 2
+
         from_front_end(table, page=99)  # a front-end asking too far gets the last page
         await until(lambda: table.page == 1 and table.comm.sent[-1].get("page") == 1, "clamped")
         table.page_size = 3  # from the kernel: longer pages

@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, cast
 
 import reactivex.abc
+import reactivex.disposable
 from nicegui import Client, context, ui
 from nicegui import app as nicegui_app
 from nicegui.element import Element
@@ -56,6 +57,7 @@ __all__ = [
     "Bindings",
     "LiveTable",
     "NotSignedIn",
+    "PageGone",
     "SharedSync",
     "TooManyUsers",
     "UserSyncs",
@@ -97,6 +99,11 @@ class NotSignedIn(Pl3xusError):
 
 class TooManyUsers(Pl3xusError):
     """A user's provider was asked for while ``max_users`` others were open."""
+
+
+class PageGone(Pl3xusError):
+    """A page asked for its user's provider, and its browser never connected (a bare GET,
+    a prefetch) or left: nothing is opened for it."""
 
 
 # ---------------------------------------------------------------------------------- throttle
@@ -157,6 +164,9 @@ class _Redraw:
             self.dispose()
             return
         if not self._has_value:
+            return
+        if self.draws and not self.owner.client.has_socket_connection:
+            self.owner.behind = True  # (nobody to send it to: redrawn when the page connects)
             return
         self._last = time.monotonic()
         self.draws += 1
@@ -330,7 +340,10 @@ class Bindings:
             provider.stale.subscribe(self._stale_changed),
             provider.connection.subscribe(lambda _: self._refresh_all()),
         ]
+        self.behind = False
+        """Whether redraws were skipped while the page had no connection to its browser."""
         self.client.on_delete(self.close)
+        self.client.on_connect(self._connected)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -381,6 +394,11 @@ class Bindings:
         for element in alive:
             element.classes(add=STALE_CLASS) if stale else element.classes(remove=STALE_CLASS)
         self._refresh_all()
+
+    def _connected(self) -> None:
+        if self.behind:
+            self.behind = False
+            self._refresh_all()
 
     def _refresh_all(self) -> None:
         for redraw in list(self._redraws):
@@ -679,7 +697,12 @@ class Bindings:
                 payload = request() if callable(request) else request
             except ValidationError as exc:
                 _set_text(result, f"invalid: {exc.errors()[0]['msg']}")
-                result.classes(add="text-negative")
+                result.classes(add="text-negative", remove="text-positive")
+                return
+            except Exception as exc:  # (the page's own factory: shown, and the page goes on)
+                logger.warning("making the request of %r failed: %r", text, exc)
+                _set_text(result, f"invalid: {exc}")
+                result.classes(add="text-negative", remove="text-positive")
                 return
             button.props("loading")
             _set_text(result, "")
@@ -749,17 +772,50 @@ class Bindings:
 
     # ------------------------------------------------------------------ the page
 
-    def notifications(self) -> None:
+    def notifications(self, *, per_second: float = 2.0) -> None:
         """Show the server's notifications (``server.notify``) on this page as NiceGUI
-        notifications, while the page lives."""
+        notifications, while the page lives: at most ``per_second`` a second (a burst
+        beyond that is summed up in one "and N more", with the last one's text), so a
+        flood of notifications cannot bury or freeze the page."""
+        if not (math.isfinite(per_second) and per_second > 0):
+            raise ValueError(f"per_second must be > 0, got {per_second!r}")
+        period = 1.0 / per_second
+        state: dict[str, Any] = {"next": 0.0, "held": 0, "last": None, "timer": None}
 
-        def show(notification: Notification) -> None:
-            if self._closed:
+        def toast(text: str, level: str) -> None:
+            if self._closed or getattr(self.client, "_deleted", False):
                 return
             with self.client:
-                ui.notify(notification.text, type=_NOTIFY_TYPES.get(notification.level, "info"))
+                ui.notify(text, type=_NOTIFY_TYPES.get(level, "info"))
+
+        def release() -> None:
+            state["timer"] = None
+            held, last = state["held"], state["last"]
+            state["held"], state["last"] = 0, None
+            if held == 0 or last is None:
+                return
+            state["next"] = time.monotonic() + period
+            more = f" (and {held - 1} more)" if held > 1 else ""
+            toast(last.text + more, last.level)
+
+        def show(notification: Notification) -> None:
+            now = time.monotonic()
+            if now >= state["next"] and state["held"] == 0:
+                state["next"] = now + period
+                toast(notification.text, notification.level)
+                return
+            state["held"] += 1
+            state["last"] = notification
+            if state["timer"] is None:
+                delay = max(0.0, state["next"] - now)
+                state["timer"] = asyncio.get_running_loop().call_later(delay, release)
+
+        def stop() -> None:
+            if state["timer"] is not None:
+                state["timer"].cancel()
 
         self._watch.append(self.provider.notifications.subscribe(show))
+        self._watch.append(reactivex.disposable.Disposable(stop))
 
     def connection_badge(self) -> Element:
         """A badge saying how the link to the server is: live, stale, reconnecting."""
@@ -898,17 +954,25 @@ class UserSyncs:
     identity, not to the app.
 
     ``credential()`` is called in the page being built and returns the user's pl3xus
-    credential (e.g. from ``app.storage.user`` after your sign-in page), or ``None`` when
-    nobody is signed in. Tabs of the same user share one provider; it closes ``linger``
-    seconds after the user's last tab. At most ``max_users`` are open at once: the next is
-    refused (:class:`TooManyUsers`), so a crowd of sign-ins cannot open unbounded server
-    connections from this process.
+    credential (kept by your sign-in page), or ``None`` when nobody is signed in. A provider
+    is opened only once the page's browser has connected (a bare GET opens nothing), and it
+    belongs to one browser session and credential: the tabs of one browser share it, while
+    two browsers signed in with the same credential each have their own (control is held by
+    a connection, so one of them cannot act under the other's control). It closes ``linger``
+    seconds after its last tab. At most ``max_users`` are open at once: the next is refused
+    (:class:`TooManyUsers`; a session whose tabs are all gone makes room first), so a crowd
+    of sign-ins cannot open unbounded server connections from this process.
 
     Args:
         url: The server (or several gateways).
         registry: The types the pages use.
         credential: The signed-in user's credential, or ``None``.
+        session: The browser session a page belongs to (default: NiceGUI's browser id,
+            ``app.storage.browser["id"]``, which needs ``ui.run(storage_secret=...)``;
+            without it, a credential's sessions share one provider).
         max_users: How many users' providers may be open at once.
+        connect_timeout: Seconds a page's browser has to connect before
+            :class:`PageGone` (nothing is opened for a page nobody shows).
         linger: Seconds a provider stays open after its user's last page went.
         app: The NiceGUI app (default: ``nicegui.app``): all are closed when it stops.
         rate_hz: The default redraw rate of the pages' bound elements.
@@ -921,7 +985,9 @@ class UserSyncs:
         registry: ClientTypeRegistry,
         *,
         credential: Callable[[], str | None],
+        session: Callable[[], str | None] | None = None,
         max_users: int = 20,
+        connect_timeout: float = 10.0,
         linger: float = 30.0,
         app: Any = None,
         rate_hz: float = DEFAULT_RATE_HZ,
@@ -932,7 +998,9 @@ class UserSyncs:
         self.url = url
         self.registry = registry
         self.credential = credential
+        self.session = session if session is not None else _browser_id
         self.max_users = max_users
+        self.connect_timeout = connect_timeout
         self.linger = linger
         self.rate_hz = rate_hz
         self._options = options
@@ -950,15 +1018,25 @@ class UserSyncs:
 
         Raises:
             NotSignedIn: ``credential()`` gave nothing.
+            PageGone: the page's browser did not connect within ``connect_timeout``.
             TooManyUsers: ``max_users`` others are open.
             ConnectFailed: the server refused the credential.
         """
         page = client if client is not None else context.client
         with page:
             token = self.credential()
+            session = self.session() or ""
         if not token:
             raise NotSignedIn("sign in first: there is no credential for this page's user")
-        key = hashlib.sha256(token.encode()).hexdigest()
+        try:
+            await page.connected(timeout=self.connect_timeout)
+        except TimeoutError:
+            raise PageGone(
+                f"the page's browser did not connect in {self.connect_timeout} s"
+            ) from None
+        if page.is_deleted:
+            raise PageGone("the page's browser left")
+        key = hashlib.sha256(f"{session}\0{token}".encode()).hexdigest()
         user = self._users.get(key)
         if user is None:
             if len(self._users) >= self.max_users:
@@ -1037,6 +1115,15 @@ class UserSyncs:
                 user.started.cancel()
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await user.provider.close()
+
+
+def _browser_id() -> str | None:
+    """NiceGUI's id of the browser session of the page being built, if it keeps one."""
+    try:
+        value = nicegui_app.storage.browser.get("id")
+    except (RuntimeError, AssertionError, KeyError):  # (no storage_secret: no browser storage)
+        return None
+    return value if isinstance(value, str) else None
 
 
 _TASKS: set[asyncio.Task[Any]] = set()

@@ -158,6 +158,10 @@ class _Live(anywidget.AnyWidget):  # type: ignore[misc, unused-ignore]
     _css = _WEB / "notebook.css"
     _closed = True  # (until made: a widget whose making failed closes its comm alone)
 
+    _from_frontend: frozenset[str] = frozenset()
+    # (the traits a front-end may change; the rest are the kernel's, and a front-end's
+    # change of them is dropped: see set_state)
+
     title = traitlets.Unicode("").tag(sync=True)
     """What the widget shows (the type, and the entity and field of a chart)."""
     stale = traitlets.Bool(True).tag(sync=True)
@@ -249,6 +253,18 @@ class _Live(anywidget.AnyWidget):  # type: ignore[misc, unused-ignore]
         """Whether :meth:`close` was called."""
         return self._closed
 
+    def set_state(self, sync_data: dict[str, Any]) -> None:
+        """Apply a front-end's changes: only to the traits it may change (a table's
+        ``page``); what it sends for the others (columns, rows, field...) is dropped, so a
+        front-end cannot change what the kernel reads or shows."""
+        allowed = {k: v for k, v in sync_data.items() if k in self._from_frontend}
+        if len(allowed) != len(sync_data):
+            logger.debug(
+                "dropped a front-end's change of %r", sorted(set(sync_data) - set(allowed))
+            )
+        if allowed:
+            super().set_state(allowed)
+
 
 class LiveTable(_Live):
     """A live, paged table of every entity's ``model`` component: one row per entity (by
@@ -274,6 +290,7 @@ class LiveTable(_Live):
     """
 
     _esm = _WEB / "notebook_table.js"
+    _from_frontend = frozenset({"page"})
 
     columns = traitlets.List(traitlets.Unicode()).tag(sync=True)
     """``["entity", *fields]``."""
