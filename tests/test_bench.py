@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -62,3 +63,23 @@ def test_web_client_benchmark_runs() -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| msgpack | 5 |" in result.stdout and "| json | 5 |" in result.stdout
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("nicegui") is None,
+    reason="the nicegui extra is not installed (.ci/run installs it)",
+)
+@pytest.mark.skipif(
+    not os.path.exists("/usr/bin/chromium") and not os.environ.get("CI"),
+    reason="Debian's chromium is not installed (.ci/run installs it)",
+)
+def test_dashboards_nicegui_benchmark_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "dashboards_nicegui.py"), "--quick", "--no-docs"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| **NiceGUI process CPU** |" in result.stdout
+    assert "| Chromium ≥ 20 frames/s |" in result.stdout
