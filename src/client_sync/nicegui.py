@@ -191,7 +191,7 @@ class _Redraw:
 
 def _set_text(element: Element, text: str) -> None:
     if getattr(element, "text", None) != text:
-        element.set_text(text)  # type: ignore[attr-defined]
+        element.set_text(text)  # type: ignore[attr-defined, unused-ignore]
 
 
 def _format_value(value: Any) -> str:
