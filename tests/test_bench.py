@@ -18,6 +18,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
     [
         ("net_fanout.py", ["--clients", "2", "--total", "2000", "--repeat", "1"], "typed"),
         ("sync_fanout.py", ["--clients", "2", "--flushes", "10", "--repeat", "1"], "| 23.0 |"),
+        ("update_path.py", ["--quick"], "| update_many, trusted |"),
         (
             "flush_profile.py",
             ["--clients", "2", "--seconds", "0.3", "--sampler", "itimer"],
@@ -47,6 +48,24 @@ def test_benchmark_runs(script: str, args: list[str], expect: str) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert expect in result.stdout
+
+
+def test_socketio_side_by_side_benchmark_runs() -> None:
+    for module in ("socketio", "aiohttp"):
+        pytest.importorskip(module, reason="python-socketio and aiohttp (the nicegui extra)")
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "socketio_side_by_side.py"),
+            *("--quick", "--paths", "raw,fast,sio", "--no-docs"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| python-socketio, msgpack (aiohttp) |" in result.stdout
+    assert "| 23.0 |" in result.stdout
 
 
 @pytest.mark.skipif(
