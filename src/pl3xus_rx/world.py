@@ -881,6 +881,15 @@ class World:
                         f"row {index} has {len(row)} items; {model.__name__} rows carry "
                         f"{width} (the entity, then the values)"
                     )
+        subject = kind.subject
+        if (
+            positions is None
+            and kind.check is None
+            and kind.undo is None
+            and len(kind.trackers) <= 1
+            and (subject is None or not subject.observers)
+        ):
+            return self._update_rows_plain(kind, batch)
         entries = kind.entries
         check = kind.check
         trackers = kind.trackers
@@ -937,6 +946,49 @@ class World:
             subject = kind.subject
             if subject is not None and subject.observers:
                 subject.on_next(ComponentChange(change, entity, kind.build(entry)))
+        return changed
+
+    def _update_rows_plain(self, kind: _Kind, batch: Any) -> int:
+        """:meth:`update_many`'s usual case, with what the general loop asks per row asked
+        once: rows of every field of a flat type, no check, no snapshot being read, at most
+        one tracker (the sync engine's), nobody observing the type's changes."""
+        model = kind.model
+        entries = kind.entries
+        entities = self._entities
+        tracker = kind.trackers[0] if kind.trackers else None
+        pending = tracker.pending if tracker is not None else None
+        changed = 0
+        try:
+            for row in batch:
+                entity = row[0]
+                entry = tuple(row[1:])  # (trusted rows may be lists)
+                old = entries.get(entity)
+                if old is None:
+                    comps = entities.get(entity)
+                    if comps is None:
+                        raise EntityNotFound(
+                            f"entity {entity} does not exist (never spawned, or despawned)"
+                        )
+                    comps[model] = None
+                elif type(old) is tuple:
+                    if entry == old:
+                        continue
+                elif entry == entry_fields(old):
+                    continue
+                entries[entity] = entry
+                changed += 1
+                if pending is not None:  # ChangeTracker._record(entity, UPSERTED), inlined
+                    code = pending.get(entity)
+                    if code is None:
+                        pending[entity] = UPSERTED
+                        if len(pending) == 1:
+                            assert tracker is not None
+                            tracker.on_first()
+                            pending = tracker.pending  # (in case it drained)
+                    elif code:
+                        pending[entity] = code & WAS_REMOVED
+        finally:
+            kind.changes += changed
         return changed
 
     def _update_by_model(
