@@ -49,12 +49,12 @@ def make(clients: int, metrics: bool) -> tuple[SyncServer, list[Any], list[int]]
     built = [0]
     engine_flush_into = server.engine.flush_into
 
-    def counting(now: float, send: Any, *stamp: Any) -> None:
-        def counted(connection: int, data: bytes | str) -> None:
+    def counting(now: float, send: Any, *stamp: Any, **options: Any) -> None:
+        def counted(connection: int, data: Any) -> None:
             built[0] += 1
             send(connection, data)
 
-        engine_flush_into(now, counted, *stamp)
+        engine_flush_into(now, counted, *stamp, **options)
 
     server.engine.flush_into = counting  # type: ignore[method-assign]
     for conn in range(1, clients + 1):

@@ -151,6 +151,7 @@ def test_network_public_names_are_the_user_api() -> None:
         "send",
         "send_frame",
         "send_raw",
+        "sender",
         "spawn",
         "state",
         "statistics",

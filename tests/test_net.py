@@ -429,3 +429,56 @@ async def test_write_limit_sets_the_socket_high_water_mark() -> None:
     assert link._transport.get_write_buffer_limits()[1] == 65536  # type: ignore[attr-defined]
     await client.close()
     await net.close()
+
+
+async def test_frame_heads_are_the_ones_websockets_writes() -> None:
+    # The server frames its own messages (no mask, no extension): byte for byte what
+    # websockets' own Frame.serialize gives, at every length boundary of RFC 6455's 5.2.
+    from websockets.frames import Frame, Opcode
+
+    from pl3xus_rx.net._websocket import frame_head
+
+    for length in (0, 1, 125, 126, 127, 1000, 65535, 65536, 65537, 1 << 20):
+        payload = b"a" * length
+        for first, opcode in ((0x82, Opcode.BINARY), (0x81, Opcode.TEXT)):
+            assert frame_head(first, length) + payload == Frame(opcode, payload).serialize(
+                mask=False
+            ), (length, opcode)
+
+
+@pytest.mark.parametrize("compression", [False, True])
+async def test_raw_frames_in_chunks_arrive_whole(compression: bool) -> None:
+    # bytes, str and tuples of bytes (a frame in chunks, as the flush hands them over), at
+    # the frame-length boundaries, arrive as the messages they were, in order; with
+    # compression negotiated, through websockets' own framing.
+    net = make_network(NetworkSettings(compression=compression))
+    await net.listen("127.0.0.1", 0)
+    sent: list[bytes | str | tuple[bytes, ...]] = [
+        b"",
+        (b"",),
+        (b"\x93", b"a" * 124),
+        (b"\x93", b"b" * 125),
+        b"c" * 126,
+        (b"d" * 30000, b"e" * 35535),
+        (b"f" * 30000, b"", b"g" * 35536),
+        "text, é and ☃ " * 20,
+        (b"h" * (1 << 20), b"i"),
+    ]
+    try:
+        async with ws_connect(url_of(net), max_size=None) as ws:
+            assert bool(ws.protocol.extensions) is compression
+            await asyncio.wait_for(ws.recv(), 5 * UNIT)  # the welcome
+            await wait_until(lambda: net.connections, what="the connection")
+            cid = net.connections[0]
+            for data in sent:
+                assert net.send_raw(cid, data)
+            for data in sent:
+                got = await asyncio.wait_for(ws.recv(), 5 * UNIT)
+                assert got == (b"".join(data) if isinstance(data, tuple) else data)
+            stats = net.statistics()
+            whole = [b"".join(d) if isinstance(d, tuple) else d for d in sent]
+            assert stats.frames_sent == 1 + len(sent)
+            welcome = stats.bytes_sent - sum(len(d) for d in whole)
+            assert 0 < welcome < 2000  # every byte of the frames counted, once
+    finally:
+        await net.close()

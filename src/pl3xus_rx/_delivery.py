@@ -12,10 +12,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from .exceptions import ConnectionNotFound
 from .net import Network
 from .net._events import ConnectionId
-from .protocol import FrameKind
+from .protocol import FrameKind, WireData
 from .security import Identity
 from .sync._wire import encode_frame, encode_reply
 
@@ -40,14 +39,12 @@ class Delivery:
         """Clients of gateways: connection -> (where its frames go, its identity)."""
         self.broadcast_sink: Callable[[bytes], None] | None = None
         """Also handed every frame broadcast to all (an authority tells its gateways)."""
-        send_raw, remote = net.send_raw, self.remote
+        send_raw, remote = net.sender(), self.remote
 
-        def send_data(connection: int, data: bytes | str) -> None:
-            try:
-                send_raw(connection, data)  # type: ignore[arg-type]  # ConnectionId is an int
-            except ConnectionNotFound:
-                if connection in remote:  # a gateway's client
-                    remote[connection][0](connection, data)  # type: ignore[arg-type]
+        def send_data(connection: int, data: WireData) -> None:
+            if send_raw(connection, data) is None and connection in remote:  # a gateway's
+                sink = remote[connection][0]
+                sink(connection, b"".join(data) if isinstance(data, tuple) else data)  # type: ignore[arg-type]
 
         self.send_data = send_data
         """``send_data(connection, encoded_frame)`` (the flush's hot path); a connection that

@@ -1058,7 +1058,7 @@ class SyncServer:
             frames, nbytes = self.engine.sent()
         started = time.perf_counter()
         try:
-            self.engine.flush_into(self._clock(), self._to.send_data, self._stamp())
+            self.engine.flush_into(self._clock(), self._to.send_data, self._stamp(), chunks=True)
         except Exception:
             logger.exception("flush failed")
         if self.commands.control.holds:  # whoever stopped seeing what it holds loses it
@@ -1153,7 +1153,10 @@ class SyncServer:
         send = self._to.send_data
         try:
             self.engine.flush_into(
-                max(self._clock(), self.engine.next_flush_allowed()), send, self._stamp()
+                max(self._clock(), self.engine.next_flush_allowed()),
+                send,
+                self._stamp(),
+                chunks=True,
             )
             self.engine.release_deferred(send)
         except Exception:

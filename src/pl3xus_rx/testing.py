@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from .exceptions import BindError, ConnectFailed, ConnectionClosed
 from .net import HandlerFactory, HttpRequest, LinkHandler, ListenerHooks, NetworkSettings
-from .protocol import SUBPROTOCOLS
+from .protocol import SUBPROTOCOLS, WireData
 
 __all__ = ["MemoryLink", "MemoryTransport"]
 
@@ -72,12 +72,13 @@ class MemoryLink:
 
     # -- writing side
 
-    def write(self, data: bytes | str) -> None:
-        """Write one message; it arrives at the peer later."""
+    def write(self, data: WireData) -> None:
+        """Write one message (a tuple of bytes is one binary message); it arrives at the
+        peer later."""
         peer = self.peer
         if self._closed or self._close_info is not None or peer is None or peer._closed:
             raise ConnectionClosed("the in-memory link is closed")
-        peer._push(data)
+        peer._push(b"".join(data) if isinstance(data, tuple) else data)
 
     def backed_up(self) -> bool:
         """True while the peer has more than ``high_water`` undelivered messages."""

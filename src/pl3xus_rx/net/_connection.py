@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from ..exceptions import ChannelFull, ConnectionClosed, RateLimited
-from ..protocol import Codec, ErrorCode
+from ..protocol import Codec, ErrorCode, WireData
 from ..security import ANONYMOUS, Identity
 from ._events import ConnectionId
 from ._settings import NetworkSettings
@@ -193,7 +193,7 @@ class Connection:
 
     # ----------------------------------------------------------------- outbound
 
-    def enqueue(self, data: bytes | str) -> bool:
+    def enqueue(self, data: WireData) -> bool:
         """Send ``data`` now if the socket can take it, else queue it. Never awaits.
 
         Returns:
@@ -210,8 +210,10 @@ class Connection:
                 except ConnectionClosed:
                     return False
                 self.frames_sent += 1
-                self.bytes_sent += len(data)
+                self.bytes_sent += sum(map(len, data)) if isinstance(data, tuple) else len(data)
                 return True
+        if isinstance(data, tuple):  # (held for later: one piece)
+            data = b"".join(data)
         depth = len(queue)
         size = len(data)
         if depth >= self.capacity or self.queued_bytes + size > self.capacity_bytes:

@@ -28,6 +28,7 @@ from ..protocol import (
     RegisteredType,
     TypeTable,
     WelcomeFrame,
+    WireData,
     codec_for_subprotocol,
     error_frame,
     message_frame,
@@ -545,13 +546,25 @@ class Network:
         conn = self._conn(connection)
         return conn.enqueue(conn.codec.encode(frame))
 
-    def send_raw(self, connection: ConnectionId, data: bytes | str) -> bool:
-        """Enqueue an already-encoded frame (bytes for msgpack connections, str for JSON).
+    def send_raw(self, connection: ConnectionId, data: WireData) -> bool:
+        """Enqueue an already-encoded frame (bytes, or a tuple of bytes chunks, for msgpack
+        connections; str for JSON).
 
         Raises:
             ConnectionNotFound: no live connection has that id.
         """
         return self._conn(connection).enqueue(data)
+
+    def sender(self) -> Callable[[int, WireData], bool | None]:
+        """:meth:`send_raw` as a plain function for hot loops: it returns ``None`` for a
+        connection that is not live, and never raises."""
+        connections = self._connections
+
+        def send(connection: int, data: WireData) -> bool | None:
+            conn = connections.get(connection)  # type: ignore[call-overload]
+            return None if conn is None else conn.enqueue(data)
+
+        return send
 
     def is_binary(self, connection: ConnectionId) -> bool:
         """Whether the connection speaks msgpack (else JSON)."""

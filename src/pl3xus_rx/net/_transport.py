@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from .._http import HttpRequest, HttpResponse
+from ..protocol import WireData
 from ._settings import NetworkSettings
 
 __all__ = [
@@ -38,8 +39,9 @@ class Link(Protocol):
         connected)."""
         ...
 
-    def write(self, data: bytes | str) -> None:
-        """Write one message now without waiting; bytes go binary, str goes text.
+    def write(self, data: WireData) -> None:
+        """Write one message now without waiting; bytes (or a tuple of bytes, the message's
+        chunks in order) go binary, str goes text.
 
         Raises:
             ConnectionClosed: the link is no longer open.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as _ssl
+import struct
 import time
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
@@ -16,11 +17,11 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.connection import Connection
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
-from websockets.protocol import State
+from websockets.protocol import Side, State
 
 from .._http import HEALTH_PATH, PAGE_HEADERS, HttpRequest, HttpResponse
 from ..exceptions import BindError, ConnectFailed, ConnectionClosed
-from ..protocol import SUBPROTOCOLS
+from ..protocol import SUBPROTOCOLS, WireData
 from ._settings import NetworkSettings
 from ._transport import HandlerFactory, LinkHandler, ListenerHooks
 
@@ -30,10 +31,35 @@ logger = logging.getLogger(__name__)
 _ws_logger = logging.getLogger("pl3xus_rx.net.websockets")
 
 
+_HEAD16 = struct.Struct("!BBH").pack
+_HEAD64 = struct.Struct("!BBQ").pack
+_BINARY = 0x82  # FIN and the binary opcode
+_TEXT = 0x81  # FIN and the text opcode
+
+
+def frame_head(first: int, length: int) -> bytes:
+    """The head of an unmasked WebSocket frame (RFC 6455, 5.2) whose first byte is
+    ``first`` (FIN, opcode) and whose payload is ``length`` bytes."""
+    if length < 126:
+        return bytes((first, length))
+    if length < 65536:
+        return _HEAD16(first, 126, length)
+    return _HEAD64(first, 127, length)
+
+
 class _WsLink:
     """A :class:`Link` over one ``websockets`` connection."""
 
-    __slots__ = ("_high", "_proto", "_transport", "_ws", "remote", "request", "subprotocol")
+    __slots__ = (
+        "_high",
+        "_plain",
+        "_proto",
+        "_transport",
+        "_ws",
+        "remote",
+        "request",
+        "subprotocol",
+    )
 
     def __init__(self, ws: Connection, request: HttpRequest | None = None) -> None:
         self._ws = ws
@@ -41,18 +67,34 @@ class _WsLink:
         self._proto = ws.protocol
         self._transport = ws.transport
         self._high = ws.transport.get_write_buffer_limits()[1]
+        # A server's frames are not masked; with no extension (compression) negotiated a
+        # message is one frame of its bytes as they are, which this link writes itself.
+        self._plain = ws.protocol.side is Side.SERVER and not ws.protocol.extensions
         self.subprotocol: str | None = ws.subprotocol
         addr = ws.remote_address
         self.remote = f"{addr[0]}:{addr[1]}" if addr else "?"
 
-    def write(self, data: bytes | str) -> None:
+    def write(self, data: WireData) -> None:
         # What websockets.broadcast() does for one connection: frame now, no await.
-        if self._proto.state is not State.OPEN:
+        proto = self._proto
+        if proto.state is not State.OPEN:
             raise ConnectionClosed("the WebSocket is not open", code=None)
+        if self._plain and not proto.expect_continuation_frame:
+            # The frame websockets would write (websockets writes whatever it has queued
+            # before it returns, so nothing of its own is pending here); the chunks and the
+            # head are joined once, the only copy before the socket's.
+            if isinstance(data, tuple):
+                self._transport.write(b"".join((frame_head(_BINARY, sum(map(len, data))), *data)))
+            elif isinstance(data, bytes):
+                self._transport.write(frame_head(_BINARY, len(data)) + data)
+            else:
+                text = data.encode()
+                self._transport.write(frame_head(_TEXT, len(text)) + text)
+            return
         if isinstance(data, str):
-            self._proto.send_text(data.encode())
+            proto.send_text(data.encode())
         else:
-            self._proto.send_binary(data)
+            proto.send_binary(b"".join(data) if isinstance(data, tuple) else data)
         self._ws.send_data()
 
     def backed_up(self) -> bool:

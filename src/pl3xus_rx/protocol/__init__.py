@@ -18,6 +18,7 @@ from ._codec import (
     JsonCodec,
     LoneSurrogate,
     MsgpackCodec,
+    WireData,
     codec_for_subprotocol,
     container_budget,
     json_encode,
@@ -103,6 +104,7 @@ from ._vocab import (
 )
 
 __all__ = [
+    "WireData",
     "RECORDING_MAGIC",
     "RecordSource",
     "RECORDING_VERSION",

@@ -30,7 +30,13 @@ __all__ = [
     "container_budget",
     "json_encode",
     "msgpack_encode",
+    "WireData",
 ]
+
+WireData = bytes | str | tuple[bytes, ...]
+"""A frame encoded for one connection: msgpack ``bytes``, JSON ``str``, or msgpack as a
+tuple of chunks whose concatenation is the frame (sent as one message, so that a body shared
+by many connections is not copied for each before the transport frames it)."""
 
 MSGPACK_SUBPROTOCOL: Final = "pl3xus.msgpack.v1"
 JSON_SUBPROTOCOL: Final = "pl3xus.json.v1"

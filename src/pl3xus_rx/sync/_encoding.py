@@ -92,8 +92,15 @@ class ItemEncoder:
         self._values: dict[int, dict[EntityId, list[Any]]] = {}
         self._used: set[tuple[int, bool]] = set()  # kept tables looked at in this flush
         self._deltas: dict[tuple[int, bool], dict[EntityId, Encoded | None]] = {}
-        self.shared: dict[tuple[Any, ...], tuple[int, Encoded, list[int], list[int]]] = {}
-        """Groups shared by every plain subscriber of a type (and view) in this flush."""
+        self.shared: dict[
+            tuple[Any, ...],
+            tuple[
+                tuple[int, Encoded, list[int], list[int]],
+                dict[int, tuple[int, int, int, Any, list[int], list[int]]],
+            ],
+        ] = {}
+        """Groups shared by every plain subscriber of a type (and view) in this flush: the
+        group, and its frame tuple by subscription id."""
 
     def begin_flush(self) -> None:
         """Forget what only holds within one flush."""

@@ -430,14 +430,20 @@ class SyncEngine:
     def flush_into(
         self,
         now: float,
-        send: Callable[[int, bytes | str], None],
+        send: Callable[[int, Any], None],
         stamp: tuple[float, float] | None = None,
+        *,
+        chunks: bool = False,
     ) -> None:
         """:meth:`flush`, handing each frame to ``send(connection, frame)`` as soon as it is
         assembled, so that only one per-connection frame is alive at a time (a hundred big
         frames alive at once cost the allocator more than building them). ``stamp`` is
         ``(as_of, age)`` for protocol-v2 frames: the wall-clock time the World's data is
-        current as of, and how old it already is (default: ``now``, 0)."""
+        current as of, and how old it already is (default: ``now``, 0).
+
+        ``send`` gets ``bytes`` (msgpack) or ``str`` (JSON); with ``chunks``, msgpack frames
+        come as tuples of bytes (:data:`~pl3xus_rx.protocol.WireData`: the body that plain
+        subscribers share is then handed over, not copied into each connection's frame)."""
         if now < self._last_flush + 1.0 / self.settings.max_update_rate_hz - 1e-9:
             return
         self._acked_behind = False
@@ -567,7 +573,7 @@ class SyncEngine:
                     sub.next_due = now + 1.0 / sub.max_rate_hz
 
         self._last_flush = now
-        sent, nbytes = send_frames(out, send, now, stamp or (now, 0.0))
+        sent, nbytes = send_frames(out, send, now, stamp or (now, 0.0), chunks=chunks)
         if sent:
             self._counters["flushes"] += 1
             self._counters["frames"] += sent
@@ -710,20 +716,37 @@ class SyncEngine:
         counters = self._counters
         if share:
             # Every plain subscriber of this type (and view) gets the same group: build it
-            # once.
+            # once, and its tuple once per subscription id, so that the frame assembly sees
+            # the same object for every such subscriber and encodes their groups once.
             key = (sub.reg.type_id, binary, baseline is not None, id(sub.view))
-            group = cache.shared.get(key)
-            if group is None:
-                group = cache.shared[key] = change_group(
-                    sub, changes, self.world.peek(sub.reg.model), cache, baseline, binary, counters
+            made = cache.shared.get(key)
+            if made is None:
+                made = cache.shared[key] = (
+                    change_group(
+                        sub,
+                        changes,
+                        self.world.peek(sub.reg.model),
+                        cache,
+                        baseline,
+                        binary,
+                        counters,
+                    ),
+                    {},
                 )
-        else:
-            group = change_group(
-                sub, changes, self.world.peek(sub.reg.model), cache, baseline, binary, counters
-            )
-        count, joined, removals, despawns = group
+            made_group: Group | None = made[1].get(sub.id)
+            if made_group is None:
+                count, joined, removals, despawns = made[0]
+                if not (count or removals or despawns):
+                    return
+                made_group = made[1][sub.id] = (sub.id, 0, count, joined, removals, despawns)
+            counters["items_sent"] += made_group[2]
+            out.setdefault(sub.client, []).append(made_group)
+            return
+        count, joined, removals, despawns = change_group(
+            sub, changes, self.world.peek(sub.reg.model), cache, baseline, binary, counters
+        )
         if count or removals or despawns:
-            self._counters["items_sent"] += count
+            counters["items_sent"] += count
             out.setdefault(sub.client, []).append((sub.id, 0, count, joined, removals, despawns))
 
     def _emit_snapshot(

@@ -45,6 +45,8 @@ _pack = msgpack_encode
 _HEADER3 = msgpack_array_header(3)
 _HEADER5 = msgpack_array_header(5)
 _KIND = _pack(int(FrameKind.SYNC))
+_PREFIX3 = _HEADER3 + _KIND  # a v1 SYNC frame's first bytes, before its sequence number
+_PREFIX5 = _HEADER5 + _KIND  # a v2 one's
 _SYNC = int(FrameKind.SYNC)
 
 
@@ -78,54 +80,65 @@ def groups_json(groups: list[Group]) -> str:
 
 def send_frames(
     out: dict[Client, list[Group]],
-    send: Callable[[int, bytes | str], None],
+    send: Callable[[int, Any], None],
     now: float = 0.0,
     stamp: tuple[float, float] = (0.0, 0.0),
+    *,
+    chunks: bool = False,
 ) -> tuple[int, int]:
     """Hand each client of ``out`` its SYNC frame of groups (``send(connection, frame)``,
     one frame alive at a time), advancing its sequence number; returns the frames and
     bytes sent. Clients whose groups are the same objects (plain subscribers with the same
     sub id) share one encoding of them: each frame only adds its own sequence number (and
     for protocol v2, ``stamp``: the data's ``(as_of, age)``; the frame is noted in the
-    client's window as sent at ``now``)."""
+    client's window as sent at ``now``).
+
+    With ``chunks``, a msgpack frame is handed over as a tuple of bytes whose concatenation
+    is the frame (its head, the shared body, and for v2 the stamp), so that the body is not
+    copied per client before the transport frames it; JSON frames are always one ``str``.
+    """
     sent = nbytes = 0
-    bodies: dict[tuple[Any, ...], bytes | str] = {}
+    bodies: dict[Any, bytes | str] = {}
     tails: tuple[bytes, str] | None = None  # the v2 stamp, encoded once per flush
     for client, groups in out.items():
         if not groups:
             continue
         client.seq += 1
-        if len(groups) == 1:
-            g = groups[0]
-            key: tuple[Any, ...] = (client.binary, g[0], g[1], id(g[3]), id(g[4]), id(g[5]))
-        else:
-            key = (client.binary, *((g[0], g[1], id(g[3]), id(g[4]), id(g[5])) for g in groups))
+        # (the group tuples are alive in ``out`` until the end: their ids are unique, and
+        # the engine hands plain subscribers that share a group the same tuple)
+        key: Any = id(groups[0]) if len(groups) == 1 else (*map(id, groups),)
         body = bodies.get(key)
         if body is None:
             body = bodies[key] = groups_msgpack(groups) if client.binary else groups_json(groups)
         window = client.window
-        data: bytes | str
+        data: Any
         if isinstance(body, bytes):
             if window is None:
-                data = b"".join((_HEADER3, _KIND, _pack(client.seq), body))
+                head = _PREFIX3 + _pack(client.seq)
+                size = len(head) + len(body)
+                data = (head, body) if chunks else head + body
             else:
                 if tails is None:
                     tails = _tails(stamp)
-                data = b"".join((_HEADER5, _KIND, _pack(client.seq), body, tails[0]))
-        elif window is None:
-            data = f"[{_SYNC},{client.seq},{body}]"
+                head = _PREFIX5 + _pack(client.seq)
+                size = len(head) + len(body) + len(tails[0])
+                data = (head, body, tails[0]) if chunks else b"".join((head, body, tails[0]))
         else:
-            if tails is None:
-                tails = _tails(stamp)
-            data = f"[{_SYNC},{client.seq},{body}{tails[1]}"
+            if window is None:
+                data = f"[{_SYNC},{client.seq},{body}]"
+            else:
+                if tails is None:
+                    tails = _tails(stamp)
+                data = f"[{_SYNC},{client.seq},{body}{tails[1]}"
+            size = len(data)
         if window is not None:  # (Window.sent, inlined: once per v2 frame)
             window.last_sent = now
             if window.acked >= 0:
-                window.unacked.append((client.seq, now, len(data)))
-                window.unacked_bytes += len(data)
+                window.unacked.append((client.seq, now, size))
+                window.unacked_bytes += size
         send(client.id, data)
         sent += 1
-        nbytes += len(data)
+        nbytes += size
     return sent, nbytes
 
 
