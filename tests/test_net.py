@@ -482,3 +482,31 @@ async def test_raw_frames_in_chunks_arrive_whole(compression: bool) -> None:
             assert 0 < welcome < 2000  # every byte of the frames counted, once
     finally:
         await net.close()
+
+
+async def test_chunked_frames_to_a_peer_that_stops_reading_arrive_whole_and_in_order() -> None:
+    # A peer that stops reading fills its socket: the gather writes go short, the rest
+    # waits in the transport's buffer, then in the channel; once it reads again every
+    # message arrives whole, in order.
+    net = make_network(NetworkSettings(write_limit=64 * 1024))
+    await net.listen("127.0.0.1", 0)
+    sent = [(bytes([n]) * 7, bytes([n]) * (200_000 + n), bytes([255 - n]) * 3) for n in range(80)]
+    try:
+        async with ws_connect(url_of(net), max_size=None, max_queue=1) as ws:
+            await asyncio.wait_for(ws.recv(), 5 * UNIT)  # the welcome
+            await wait_until(lambda: net.connections, what="the connection")
+            cid = net.connections[0]
+            ws.transport.pause_reading()  # (the kernel's buffers fill, then the server's)
+            try:
+                for data in sent:
+                    assert net.send_raw(cid, data)
+                await asyncio.sleep(0.2 * UNIT)
+                stats = net.connection_statistics(cid)
+                assert stats.queue_depth > 0, stats  # (the channel took the rest)
+            finally:
+                ws.transport.resume_reading()
+            for data in sent:
+                got = await asyncio.wait_for(ws.recv(), 5 * UNIT)
+                assert got == b"".join(data)
+    finally:
+        await net.close()

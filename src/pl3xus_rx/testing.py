@@ -80,6 +80,13 @@ class MemoryLink:
             raise ConnectionClosed("the in-memory link is closed")
         peer._push(b"".join(data) if isinstance(data, tuple) else data)
 
+    def try_write(self, data: WireData) -> int:
+        """:meth:`write` unless backed up: the message's size, or -1 (nothing written)."""
+        if self.backed_up():
+            return -1
+        self.write(data)
+        return sum(map(len, data)) if isinstance(data, tuple) else len(data)
+
     def backed_up(self) -> bool:
         """True while the peer has more than ``high_water`` undelivered messages."""
         peer = self.peer

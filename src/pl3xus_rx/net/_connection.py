@@ -203,14 +203,13 @@ class Connection:
             return False
         queue = self.queue
         if not queue and not self.writing:
-            link = self.link
-            if not link.backed_up():
-                try:
-                    link.write(data)
-                except ConnectionClosed:
-                    return False
+            try:
+                size = self.link.try_write(data)
+            except ConnectionClosed:
+                return False
+            if size >= 0:
                 self.frames_sent += 1
-                self.bytes_sent += sum(map(len, data)) if isinstance(data, tuple) else len(data)
+                self.bytes_sent += size
                 return True
         if isinstance(data, tuple):  # (held for later: one piece)
             data = b"".join(data)

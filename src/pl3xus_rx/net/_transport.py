@@ -48,6 +48,15 @@ class Link(Protocol):
         """
         ...
 
+    def try_write(self, data: WireData) -> int:
+        """:meth:`write` unless :meth:`backed_up`: returns the message's size (``len`` of
+        the str, or of the bytes in all), or -1 when backed up (nothing written).
+
+        Raises:
+            ConnectionClosed: the link is no longer open.
+        """
+        ...
+
     def backed_up(self) -> bool:
         """True while the transport's own write buffer is above its high-water mark."""
         ...

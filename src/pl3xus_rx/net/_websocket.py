@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl as _ssl
 import struct
 import time
@@ -54,6 +55,7 @@ class _WsLink:
         "_high",
         "_plain",
         "_proto",
+        "_sock",
         "_transport",
         "_ws",
         "remote",
@@ -65,37 +67,71 @@ class _WsLink:
         self._ws = ws
         self.request = request
         self._proto = ws.protocol
-        self._transport = ws.transport
-        self._high = ws.transport.get_write_buffer_limits()[1]
+        transport = self._transport = ws.transport
+        self._high = transport.get_write_buffer_limits()[1]
         # A server's frames are not masked; with no extension (compression) negotiated a
         # message is one frame of its bytes as they are, which this link writes itself.
         self._plain = ws.protocol.side is Side.SERVER and not ws.protocol.extensions
+        # Over plain TCP (not TLS) such a frame may go to the socket in one gather write.
+        plain_tcp = (
+            self._plain
+            and transport.get_extra_info("sslcontext") is None
+            and transport.get_extra_info("ssl_object") is None
+        )
+        self._sock: Any = transport.get_extra_info("socket") if plain_tcp else None
         self.subprotocol: str | None = ws.subprotocol
         addr = ws.remote_address
         self.remote = f"{addr[0]}:{addr[1]}" if addr else "?"
 
     def write(self, data: WireData) -> None:
+        self._write(data, self._transport.get_write_buffer_size())
+
+    def try_write(self, data: WireData) -> int:
+        buffered = self._transport.get_write_buffer_size()
+        if buffered > self._high:
+            return -1
+        return self._write(data, buffered)
+
+    def _write(self, data: WireData, buffered: int) -> int:
         # What websockets.broadcast() does for one connection: frame now, no await.
         proto = self._proto
         if proto.state is not State.OPEN:
             raise ConnectionClosed("the WebSocket is not open", code=None)
-        if self._plain and not proto.expect_continuation_frame:
-            # The frame websockets would write (websockets writes whatever it has queued
-            # before it returns, so nothing of its own is pending here); the chunks and the
-            # head are joined once, the only copy before the socket's.
-            if isinstance(data, tuple):
-                self._transport.write(b"".join((frame_head(_BINARY, sum(map(len, data))), *data)))
-            elif isinstance(data, bytes):
-                self._transport.write(frame_head(_BINARY, len(data)) + data)
+        if not self._plain or proto.expect_continuation_frame:
+            if isinstance(data, str):
+                proto.send_text(data.encode())
             else:
-                text = data.encode()
-                self._transport.write(frame_head(_TEXT, len(text)) + text)
-            return
-        if isinstance(data, str):
-            proto.send_text(data.encode())
+                proto.send_binary(b"".join(data) if isinstance(data, tuple) else data)
+            self._ws.send_data()
+            return sum(map(len, data)) if isinstance(data, tuple) else len(data)
+        # The frame websockets would write, written here (websockets writes whatever it has
+        # queued before it returns, so nothing of its own is pending).
+        transport = self._transport
+        if isinstance(data, tuple):
+            size = sum(map(len, data))
+            parts = (frame_head(_BINARY, size), *data)
+            sock = self._sock
+            if not buffered and sock is not None and not transport.is_closing():
+                # Nothing waits in the transport's buffer (and the socket is open while the
+                # transport is not closing): the kernel takes the pieces in one gather
+                # write, with no copy here; what it does not take goes to the buffer.
+                try:
+                    written = os.writev(sock.fileno(), parts)
+                except (BlockingIOError, InterruptedError):
+                    written = 0
+                except OSError:
+                    written = 0  # (the transport's own write meets the error and reports it)
+                if written < len(parts[0]) + size:
+                    transport.write(memoryview(b"".join(parts))[written:])
+            else:
+                transport.write(b"".join(parts))
+            return size
+        if isinstance(data, bytes):
+            transport.write(frame_head(_BINARY, len(data)) + data)
         else:
-            proto.send_binary(b"".join(data) if isinstance(data, tuple) else data)
-        self._ws.send_data()
+            text = data.encode()
+            transport.write(frame_head(_TEXT, len(text)) + text)
+        return len(data)
 
     def backed_up(self) -> bool:
         return self._transport.get_write_buffer_size() > self._high

@@ -502,6 +502,8 @@ class SyncEngine:
                     if marked is None:
                         again = set(self.world.peek(reg.model)) | view.visible
                     by_view[view] = self._vis.changes(view, pending, again)
+            shared = cache.shared
+            items_shared = 0
             for sub in self._subs_by_type.get(type_id, ()):
                 if sub.needs_snapshot and sub.snapshot_rest is None:
                     continue  # its snapshot below reflects these changes already
@@ -524,10 +526,41 @@ class SyncEngine:
                     continue
                 deltas = baseline is not None and sub.deadband is None and not sub.full_next
                 sub.full_next = False
-                share = changes is source and sub.deadband is None
-                self._emit_changes(
-                    sub, changes, cache, out, baseline if deltas else None, share=share
-                )
+                if changes is not source or sub.deadband is not None:
+                    self._emit_changes(sub, changes, cache, out, baseline if deltas else None)
+                    continue
+                # A plain subscriber: every one of this type (and view) gets the same group,
+                # built once, and the same tuple of it per subscription id, so that the
+                # frame assembly sees one object for all of them and encodes it once.
+                client = sub.client
+                key = (type_id, client.binary, deltas, id(sub.view))
+                made = shared.get(key)
+                if made is None:
+                    made = shared[key] = (
+                        change_group(
+                            sub,
+                            changes,
+                            self.world.peek(reg.model),
+                            cache,
+                            baseline if deltas else None,
+                            client.binary,
+                            self._counters,
+                        ),
+                        {},
+                    )
+                group: Group | None = made[1].get(sub.id)
+                if group is None:
+                    count, joined, removals, despawns = made[0]
+                    if not (count or removals or despawns):
+                        continue
+                    group = made[1][sub.id] = (sub.id, 0, count, joined, removals, despawns)
+                items_shared += group[2]
+                groups = out.get(client)
+                if groups is None:
+                    out[client] = [group]
+                else:
+                    groups.append(group)
+            self._counters["items_sent"] += items_shared
             if baseline is not None:
                 self._advance_baseline(reg, baseline, pending, cache)
             tap = self._tapped.get(type_id)
@@ -709,39 +742,9 @@ class SyncEngine:
         cache: ItemEncoder,
         out: dict[_Client, list[Any]],
         baseline: dict[EntityId, list[Any]] | None = None,
-        *,
-        share: bool = False,
     ) -> None:
         binary = sub.client.binary
         counters = self._counters
-        if share:
-            # Every plain subscriber of this type (and view) gets the same group: build it
-            # once, and its tuple once per subscription id, so that the frame assembly sees
-            # the same object for every such subscriber and encodes their groups once.
-            key = (sub.reg.type_id, binary, baseline is not None, id(sub.view))
-            made = cache.shared.get(key)
-            if made is None:
-                made = cache.shared[key] = (
-                    change_group(
-                        sub,
-                        changes,
-                        self.world.peek(sub.reg.model),
-                        cache,
-                        baseline,
-                        binary,
-                        counters,
-                    ),
-                    {},
-                )
-            made_group: Group | None = made[1].get(sub.id)
-            if made_group is None:
-                count, joined, removals, despawns = made[0]
-                if not (count or removals or despawns):
-                    return
-                made_group = made[1][sub.id] = (sub.id, 0, count, joined, removals, despawns)
-            counters["items_sent"] += made_group[2]
-            out.setdefault(sub.client, []).append(made_group)
-            return
         count, joined, removals, despawns = change_group(
             sub, changes, self.world.peek(sub.reg.model), cache, baseline, binary, counters
         )

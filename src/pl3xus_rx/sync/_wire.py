@@ -13,6 +13,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import msgpack
+
 from ..protocol import FrameKind, Status, json_encode, msgpack_encode
 
 if TYPE_CHECKING:
@@ -98,6 +100,7 @@ def send_frames(
     copied per client before the transport frames it; JSON frames are always one ``str``.
     """
     sent = nbytes = 0
+    pack_seq = msgpack.Packer().pack  # (a sequence number is a plain int: no codec needed)
     bodies: dict[Any, bytes | str] = {}
     tails: tuple[bytes, str] | None = None  # the v2 stamp, encoded once per flush
     for client, groups in out.items():
@@ -114,13 +117,13 @@ def send_frames(
         data: Any
         if isinstance(body, bytes):
             if window is None:
-                head = _PREFIX3 + _pack(client.seq)
+                head = _PREFIX3 + pack_seq(client.seq)
                 size = len(head) + len(body)
                 data = (head, body) if chunks else head + body
             else:
                 if tails is None:
                     tails = _tails(stamp)
-                head = _PREFIX5 + _pack(client.seq)
+                head = _PREFIX5 + pack_seq(client.seq)
                 size = len(head) + len(body) + len(tails[0])
                 data = (head, body, tails[0]) if chunks else b"".join((head, body, tails[0]))
         else:
