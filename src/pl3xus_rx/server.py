@@ -1058,7 +1058,7 @@ class SyncServer:
             frames, nbytes = self.engine.sent()
         started = time.perf_counter()
         try:
-            self.engine.flush_into(self._clock(), self._to.send_data, self._stamp(), chunks=True)
+            self.engine.flush_into(self._clock(), self._to.flush_sink(), self._stamp(), chunks=True)
         except Exception:
             logger.exception("flush failed")
         if self.commands.control.holds:  # whoever stopped seeing what it holds loses it

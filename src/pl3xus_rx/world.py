@@ -889,7 +889,7 @@ class World:
             and len(kind.trackers) <= 1
             and (subject is None or not subject.observers)
         ):
-            return self._update_rows_plain(kind, batch)
+            return self._update_rows_plain(kind, batch, validator is not None)
         entries = kind.entries
         check = kind.check
         trackers = kind.trackers
@@ -948,10 +948,11 @@ class World:
                 subject.on_next(ComponentChange(change, entity, kind.build(entry)))
         return changed
 
-    def _update_rows_plain(self, kind: _Kind, batch: Any) -> int:
+    def _update_rows_plain(self, kind: _Kind, batch: Any, tuples: bool = False) -> int:
         """:meth:`update_many`'s usual case, with what the general loop asks per row asked
         once: rows of every field of a flat type, no check, no snapshot being read, at most
-        one tracker (the sync engine's), nobody observing the type's changes."""
+        one tracker (the sync engine's), nobody observing the type's changes. ``tuples``:
+        every row is a tuple (validated rows are)."""
         model = kind.model
         entries = kind.entries
         entities = self._entities
@@ -961,7 +962,7 @@ class World:
         try:
             for row in batch:
                 entity = row[0]
-                entry = tuple(row[1:])  # (trusted rows may be lists)
+                entry = row[1:] if tuples else tuple(row[1:])  # (trusted rows may be lists)
                 old = entries.get(entity)
                 if old is None:
                     comps = entities.get(entity)

@@ -87,9 +87,30 @@ class _WsLink:
         self._write(data, self._transport.get_write_buffer_size())
 
     def try_write(self, data: WireData) -> int:
-        buffered = self._transport.get_write_buffer_size()
+        transport = self._transport
+        buffered = transport.get_write_buffer_size()
         if buffered > self._high:
             return -1
+        sock = self._sock
+        proto = self._proto
+        if (
+            type(data) is tuple
+            and not buffered
+            and sock is not None
+            and proto.state is State.OPEN
+            and not proto.expect_continuation_frame
+            and not transport.is_closing()
+        ):
+            # (the flush's frames: _write's gather write, inlined)
+            size = sum(map(len, data))
+            parts = (frame_head(_BINARY, size), *data)
+            try:
+                written = os.writev(sock.fileno(), parts)
+            except OSError:  # (would block, or an error the transport's write reports)
+                written = 0
+            if written < len(parts[0]) + size:
+                transport.write(memoryview(b"".join(parts))[written:])
+            return size
         return self._write(data, buffered)
 
     def _write(self, data: WireData, buffered: int) -> int:
@@ -117,10 +138,8 @@ class _WsLink:
                 # write, with no copy here; what it does not take goes to the buffer.
                 try:
                     written = os.writev(sock.fileno(), parts)
-                except (BlockingIOError, InterruptedError):
+                except OSError:  # would block, or an error: the transport's write reports it
                     written = 0
-                except OSError:
-                    written = 0  # (the transport's own write meets the error and reports it)
                 if written < len(parts[0]) + size:
                     transport.write(memoryview(b"".join(parts))[written:])
             else:

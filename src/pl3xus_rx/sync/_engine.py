@@ -430,7 +430,7 @@ class SyncEngine:
     def flush_into(
         self,
         now: float,
-        send: Callable[[int, Any], None],
+        send: Callable[[int, Any], object],
         stamp: tuple[float, float] | None = None,
         *,
         chunks: bool = False,

@@ -29,7 +29,7 @@ CURRENT = -1
 """A reply held until everything its connection subscribes to is current (see
 :meth:`HeldReplies.hold_until_current`)."""
 
-Send = Callable[[int, bytes | str], None]
+Send = Callable[[int, bytes | str], object]
 
 
 class HeldReplies:

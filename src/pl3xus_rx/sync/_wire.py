@@ -82,7 +82,7 @@ def groups_json(groups: list[Group]) -> str:
 
 def send_frames(
     out: dict[Client, list[Group]],
-    send: Callable[[int, Any], None],
+    send: Callable[[int, Any], object],
     now: float = 0.0,
     stamp: tuple[float, float] = (0.0, 0.0),
     *,
