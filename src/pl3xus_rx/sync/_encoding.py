@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from operator import itemgetter
 from typing import Any
 
 from ..exceptions import ValueTooLarge
@@ -50,6 +51,8 @@ _FRAMING = 16  # an item's entity id and array header, beyond the value itself
 logger = logging.getLogger(__name__)
 
 Encoded = bytes | str
+_second = itemgetter(1)
+_TUPLE_ONLY = {tuple}
 _LOGGED_AT_MOST = 1000  # (type, entity) pairs remembered as already logged
 
 
@@ -197,10 +200,12 @@ class ItemEncoder:
         :meth:`full`): a type with serializers, or items already encoded in this flush."""
         if not reg.json_native or (reg.type_id, binary) in self._used:
             return None
-        rows = [
-            (entity, entry if type(entry) is tuple else tuple(entry.__dict__.values()))
-            for entity, entry in entries
-        ]
+        rows = entries
+        if {*map(type, map(_second, entries))} != _TUPLE_ONLY:  # some stored as instances
+            rows = [
+                (entity, entry if type(entry) is tuple else tuple(entry.__dict__.values()))
+                for entity, entry in entries
+            ]
         try:
             data = encode_items(binary, rows)
             if not binary:

@@ -73,7 +73,9 @@ def change_group(
         entries: list[tuple[EntityId, Any]] | None = None
         if not any(changes.values()):  # every change a plain upsert (_UPSERT is 0)
             try:
-                entries = [(entity, stored[entity]) for entity in changes]
+                # (entity, entry) pairs, made in C: for flat entries (tuples of the field
+                # values) these are already the items the encoder takes
+                entries = list(zip(changes, map(stored.__getitem__, changes), strict=True))
             except KeyError:
                 entries = None  # removed again since: the loop below copes
             if entries is not None:
