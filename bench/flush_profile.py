@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import gc
 import inspect
+import linecache
 import os
 import random
 import shutil
@@ -126,7 +127,14 @@ def classify(stack: Stack) -> str:
             return "per client: websockets framing"
         if f.endswith("asyncio/selector_events.py") and ("write" in func or "send" in func):
             return "per client: socket write"
-        if f.endswith("pl3xus_rx/net/_websocket.py") or f.endswith("pl3xus_rx/net/_connection.py"):
+        if f.endswith("pl3xus_rx/net/_websocket.py"):
+            # the link writes its frames itself: the lines that hand them to the socket (a
+            # builtin has no frame of its own) are the socket write
+            text = linecache.getline(file, line)
+            if "os.writev(" in text or "transport.write(" in text:
+                return "per client: socket write"
+            return "per client: delivery + channel"
+        if f.endswith("pl3xus_rx/net/_connection.py"):
             return "per client: delivery + channel"
         if f.endswith("pl3xus_rx/_delivery.py") or f.endswith("pl3xus_rx/net/_network.py"):
             return "per client: delivery + channel"
