@@ -52,3 +52,30 @@ async def test_errors_match_the_real_transport() -> None:
     assert gone.code == 1009 and "limit of 100 bytes" in gone.reason
     await first.close()
     await server.close()
+
+
+async def test_a_link_without_try_write_still_carries_every_frame(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A Link written before try_write (write, backed_up, write_and_drain only): the
+    # connection checks and writes in two calls, joining a chunked frame first.
+    from pl3xus_rx.testing import MemoryLink
+
+    monkeypatch.delattr(MemoryLink, "try_write")
+    hub = MemoryTransport()
+    server = make_network(transport=hub)
+    host, port = await server.listen("app", 0)
+    got, back = Recorder(), Recorder()
+    server.messages(Chat).subscribe(got)
+    client = make_network(transport=hub)
+    client.messages(Chat).subscribe(back)
+    cid = await client.connect(f"memory://{host}:{port}")
+    client.send(cid, Chat(user="a", text="b"))
+    await wait_until(lambda: got.items)
+    source = got.items[0].source
+    server.send(source, Chat(user="srv", text="ok"))
+    await wait_until(lambda: back.items)
+    assert back.items[0].message.text == "ok"
+    assert server.statistics().frames_sent == 2  # the welcome, the chat
+    await client.close()
+    await server.close()

@@ -453,7 +453,7 @@ async def test_raw_frames_in_chunks_arrive_whole(compression: bool) -> None:
     # compression negotiated, through websockets' own framing.
     net = make_network(NetworkSettings(compression=compression))
     await net.listen("127.0.0.1", 0)
-    sent: list[bytes | str | tuple[bytes, ...]] = [
+    sent: list[Any] = [
         b"",
         (b"",),
         (b"\x93", b"a" * 124),
@@ -463,6 +463,8 @@ async def test_raw_frames_in_chunks_arrive_whole(compression: bool) -> None:
         (b"f" * 30000, b"", b"g" * 35536),
         "text, é and ☃ " * 20,
         (b"h" * (1 << 20), b"i"),
+        bytearray(b"j" * 200),  # (any bytes-like object is binary)
+        memoryview(b"k" * 70000),
     ]
     try:
         async with ws_connect(url_of(net), max_size=None) as ws:

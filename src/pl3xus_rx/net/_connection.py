@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -190,6 +190,19 @@ class Connection:
         self.bad_frames = 0
         self.rate_limited = 0
         self.writer = net.spawn(self._write_loop(), f"writer {cid}")
+        # (a Link written before try_write existed: its backed_up() and write())
+        self._try_write: Callable[[WireData], int] = (
+            getattr(link, "try_write", None) or self._try_write_in_two
+        )
+
+    def _try_write_in_two(self, data: WireData) -> int:
+        link = self.link
+        if link.backed_up():
+            return -1
+        if isinstance(data, tuple):
+            data = b"".join(data)
+        link.write(data)
+        return len(data)
 
     # ----------------------------------------------------------------- outbound
 
@@ -204,7 +217,7 @@ class Connection:
         queue = self.queue
         if not queue and not self.writing:
             try:
-                size = self.link.try_write(data)
+                size = self._try_write(data)
             except ConnectionClosed:
                 return False
             if size >= 0:

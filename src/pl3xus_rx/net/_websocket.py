@@ -145,11 +145,12 @@ class _WsLink:
             else:
                 transport.write(b"".join(parts))
             return size
-        if isinstance(data, bytes):
-            transport.write(frame_head(_BINARY, len(data)) + data)
-        else:
+        if isinstance(data, str):
             text = data.encode()
             transport.write(frame_head(_TEXT, len(text)) + text)
+        else:  # bytes (or any bytes-like object)
+            payload = bytes(data)
+            transport.write(frame_head(_BINARY, len(payload)) + payload)
         return len(data)
 
     def backed_up(self) -> bool:
