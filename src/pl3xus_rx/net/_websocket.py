@@ -84,7 +84,7 @@ class _WsLink:
         self.remote = f"{addr[0]}:{addr[1]}" if addr else "?"
 
     def write(self, data: WireData) -> None:
-        self._write(data, self._transport.get_write_buffer_size())
+        self._write(data)
 
     def try_write(self, data: WireData) -> int:
         transport = self._transport
@@ -101,56 +101,43 @@ class _WsLink:
             and not proto.expect_continuation_frame
             and not transport.is_closing()
         ):
-            # (the flush's frames: _write's gather write, inlined)
+            # The flush's frames, when nothing waits in the transport's buffer (and the
+            # socket is open while the transport is not closing): the kernel takes the head
+            # and the chunks in one gather write, with no copy here; what it does not take
+            # goes to the buffer.
             size = sum(map(len, data))
             parts = (frame_head(_BINARY, size), *data)
             try:
                 written = os.writev(sock.fileno(), parts)
-            except OSError:  # (would block, or an error the transport's write reports)
+            except OSError:  # would block, or an error: the transport's write reports it
                 written = 0
             if written < len(parts[0]) + size:
                 transport.write(memoryview(b"".join(parts))[written:])
             return size
-        return self._write(data, buffered)
+        return self._write(data)
 
-    def _write(self, data: WireData, buffered: int) -> int:
+    def _write(self, data: WireData) -> int:
         # What websockets.broadcast() does for one connection: frame now, no await.
         proto = self._proto
         if proto.state is not State.OPEN:
             raise ConnectionClosed("the WebSocket is not open", code=None)
+        if isinstance(data, tuple):
+            data = b"".join(data)
         if not self._plain or proto.expect_continuation_frame:
             if isinstance(data, str):
                 proto.send_text(data.encode())
             else:
-                proto.send_binary(b"".join(data) if isinstance(data, tuple) else data)
+                proto.send_binary(data)
             self._ws.send_data()
-            return sum(map(len, data)) if isinstance(data, tuple) else len(data)
+            return len(data)
         # The frame websockets would write, written here (websockets writes whatever it has
         # queued before it returns, so nothing of its own is pending).
-        transport = self._transport
-        if isinstance(data, tuple):
-            size = sum(map(len, data))
-            parts = (frame_head(_BINARY, size), *data)
-            sock = self._sock
-            if not buffered and sock is not None and not transport.is_closing():
-                # Nothing waits in the transport's buffer (and the socket is open while the
-                # transport is not closing): the kernel takes the pieces in one gather
-                # write, with no copy here; what it does not take goes to the buffer.
-                try:
-                    written = os.writev(sock.fileno(), parts)
-                except OSError:  # would block, or an error: the transport's write reports it
-                    written = 0
-                if written < len(parts[0]) + size:
-                    transport.write(memoryview(b"".join(parts))[written:])
-            else:
-                transport.write(b"".join(parts))
-            return size
         if isinstance(data, str):
             text = data.encode()
-            transport.write(frame_head(_TEXT, len(text)) + text)
+            self._transport.write(frame_head(_TEXT, len(text)) + text)
         else:  # bytes (or any bytes-like object)
             payload = bytes(data)
-            transport.write(frame_head(_BINARY, len(payload)) + payload)
+            self._transport.write(frame_head(_BINARY, len(payload)) + payload)
         return len(data)
 
     def backed_up(self) -> bool:
