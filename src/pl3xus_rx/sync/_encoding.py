@@ -29,7 +29,7 @@ from ..exceptions import ValueTooLarge
 from ..protocol import to_wire
 from ..world import FINAL, UPSERTED, EntityId, World, entry_fields
 from ._registry import ComponentRegistration
-from ._wire import encode_item_json, encode_item_msgpack, encode_items
+from ._wire import Group, encode_item_json, encode_item_msgpack, encode_items
 
 
 def _check_text(data: str) -> None:
@@ -99,7 +99,7 @@ class ItemEncoder:
             tuple[Any, ...],
             tuple[
                 tuple[int, Encoded, list[int], list[int]],
-                dict[int, tuple[int, int, int, Any, list[int], list[int]]],
+                dict[int, Group],
             ],
         ] = {}
         """Groups shared by every plain subscriber of a type (and view) in this flush: the
