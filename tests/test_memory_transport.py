@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 from conftest import Chat, Recorder, make_network, wait_until
 
-from pl3xus_rx import BindError, ConnectFailed, Disconnected, NetworkSettings
+from pl3xus_rx import BindError, ConnectFailed, Disconnected, Network, NetworkSettings
 from pl3xus_rx.testing import MemoryTransport
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("loop_errors")]
 
 
-async def test_round_trip_without_sockets() -> None:
-    hub = MemoryTransport()
+async def round_trip(hub: MemoryTransport) -> Network:
+    """A chat from a client and the server's answer over ``hub``; returns the server (still
+    open) once both arrived."""
     server = make_network(transport=hub)
     host, port = await server.listen("app", 0)
     got, back = Recorder(), Recorder()
@@ -27,6 +28,11 @@ async def test_round_trip_without_sockets() -> None:
     await wait_until(lambda: back.items)
     assert back.items[0].message.text == "ok"
     await client.close()
+    return server
+
+
+async def test_round_trip_without_sockets() -> None:
+    server = await round_trip(MemoryTransport())
     await server.close()
 
 
@@ -62,20 +68,6 @@ async def test_a_link_without_try_write_still_carries_every_frame(
     from pl3xus_rx.testing import MemoryLink
 
     monkeypatch.delattr(MemoryLink, "try_write")
-    hub = MemoryTransport()
-    server = make_network(transport=hub)
-    host, port = await server.listen("app", 0)
-    got, back = Recorder(), Recorder()
-    server.messages(Chat).subscribe(got)
-    client = make_network(transport=hub)
-    client.messages(Chat).subscribe(back)
-    cid = await client.connect(f"memory://{host}:{port}")
-    client.send(cid, Chat(user="a", text="b"))
-    await wait_until(lambda: got.items)
-    source = got.items[0].source
-    server.send(source, Chat(user="srv", text="ok"))
-    await wait_until(lambda: back.items)
-    assert back.items[0].message.text == "ok"
+    server = await round_trip(MemoryTransport())
     assert server.statistics().frames_sent == 2  # the welcome, the chat
-    await client.close()
     await server.close()
